@@ -1,0 +1,5 @@
+import sys
+
+from sdsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""`sdsim` command line: one sub-command per module in sdsim/commands/.
+
+Each command module defines HELP (one line), DESCRIPTION (optional), `add_arguments(parser)` and
+`run(args) -> int`. Errors the user can fix are raised as SdsimError and printed as one line
+(exit status 2); nothing the user typed ends in a bare traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from sdsim import __version__, commands
+from sdsim.errors import SdsimError
+
+ORDER = ["predict", "ablate", "devices", "info", "generate", "bench", "calibrate", "validate"]
+
+
+def _command_modules():
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    return [(n, importlib.import_module(f"sdsim.commands.{n}")) for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdsim",
+        description=(
+            "Simulate Stable Diffusion on mobile GPUs: predict latency and memory from a device "
+            "profile (predict, ablate, devices), inspect the model (info), run the NumPy reference "
+            "(generate), and run and time the OpenCL kernels of each optimization (bench, "
+            "calibrate, validate)."
+        ),
+        epilog="Run 'sdsim COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"sdsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _command_modules():
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except SdsimError as e:
+        print(f"sdsim {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"sdsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

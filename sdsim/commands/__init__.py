@@ -1,0 +1,1 @@
+"""One module per `sdsim` sub-command (see sdsim/cli.py for the contract)."""

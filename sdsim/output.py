@@ -1,0 +1,49 @@
+"""Printing results: tables by default, JSON / CSV / Markdown for scripts and reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tabulate import tabulate
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def render_rows(rows: list[dict], fmt: str, floatfmt: str = ".4g") -> str:
+    """Render a list of flat dicts (one per row, same keys) in the chosen format."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=_jsonable)
+    if fmt == "csv":
+        buf = io.StringIO()
+        if rows:
+            w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    return tabulate(rows, headers="keys", tablefmt=tablefmt, floatfmt=floatfmt, intfmt=",")
+
+
+def dumps(obj) -> str:
+    """JSON for any result object (NumPy scalars included)."""
+    return json.dumps(obj, indent=2, default=_jsonable)
+
+
+def _jsonable(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
