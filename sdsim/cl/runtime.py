@@ -1,0 +1,233 @@
+"""PyOpenCL runtime: device choice, program cache, buffers, launches and event timing.
+
+API (everything an `sdsim/cl/<family>.py` module needs):
+
+- `Runtime(platform=None, device=None)`: pick a device (index or name substring for each; default
+  the first device of the first platform); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
+  `rt.has_fp16` (cl_khr_fp16), `rt.name`.
+- `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
+  `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
+- `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`, `-DNATIVE_HALF`
+  where the device has cl_khr_fp16, plus `-DNAME=value` per define).
+- `rt.launch(kernel, global_size, local_size, *args, wait_for=None) -> cl.Event`: enqueue with the
+  global size rounded up to a multiple of the local size (kernels bound-check their indices).
+- `rt.local_size(kernel, preferred)`: a work-group shape that fits the device and kernel limits.
+- `rt.alloc(n_elems, precision, what)`, `rt.to_device(array, precision, what)`,
+  `rt.from_device(buf, shape, precision)`: buffers in storage precision (fp32 = float, fp16 =
+  half bits); an allocation over CL_DEVICE_MAX_MEM_ALLOC_SIZE raises SdsimError before launching.
+- `event_ms(event)`: a profiled event's duration in milliseconds.
+
+Every kernel source is compiled with `PRELUDE` in front: it defines `store_t` (float or half),
+`LOAD(p, i)` / `STORE(p, i, v)` (float value in, float value out; `vload_half`/`vstore_half` with
+fp16 storage, so PoCL without cl_khr_fp16 runs it) and `ROUND_UP`. Accumulation is float.
+With `-DNATIVE_HALF` (fp16 storage on a device with cl_khr_fp16) the extension is enabled and
+`half_t` is `half` for kernels that want native half arithmetic; otherwise `half_t` is float.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sdsim import paths
+from sdsim.errors import SdsimError
+
+try:  # pyopencl is a hard dependency, but keep import errors readable
+    import pyopencl as cl
+except ImportError as e:  # pragma: no cover - depends on the install
+    raise SdsimError(f"pyopencl is not installed ({e}); install it with 'pip install pyopencl "
+                     "pocl-binary-distribution'") from None
+
+PRECISIONS = ("fp32", "fp16")
+DTYPES = {"fp32": np.float32, "fp16": np.float16}
+
+PRELUDE = r"""
+#ifdef NATIVE_HALF
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+typedef half half_t;
+#else
+typedef float half_t;
+#endif
+#if STORE_HALF
+typedef half store_t;
+#define LOAD(p, i) vload_half((i), (p))
+#define STORE(p, i, v) vstore_half_rte((v), (i), (p))
+#else
+typedef float store_t;
+#define LOAD(p, i) ((p)[(i)])
+#define STORE(p, i, v) ((p)[(i)] = (v))
+#endif
+#define ROUND_UP(a, b) ((((a) + (b) - 1) / (b)) * (b))
+#line 1
+"""
+
+
+def event_ms(event) -> float:
+    """Duration of a profiled event in milliseconds."""
+    event.wait()
+    return (event.profile.end - event.profile.start) * 1e-6
+
+
+def total_ms(events) -> float:
+    """Summed duration of several profiled events, in milliseconds."""
+    return sum(event_ms(e) for e in events)
+
+
+def round_up(n: int, m: int) -> int:
+    return ((n + m - 1) // m) * m
+
+
+def _pick(items, wanted, kind: str, describe):
+    """Choose from `items` by index (int or digit string) or case-insensitive name substring."""
+    if wanted is None or wanted == "":
+        return items[0]
+    names = [describe(i) for i in items]
+    if isinstance(wanted, int) or str(wanted).isdigit():
+        idx = int(wanted)
+        if not 0 <= idx < len(items):
+            raise SdsimError(f"OpenCL {kind} index {idx} out of range; available: "
+                             + "; ".join(f"{i}: {n}" for i, n in enumerate(names)))
+        return items[idx]
+    hits = [it for it, n in zip(items, names) if str(wanted).lower() in n.lower()]
+    if not hits:
+        raise SdsimError(f"no OpenCL {kind} matches '{wanted}'; available: "
+                         + "; ".join(f"{i}: {n}" for i, n in enumerate(names)))
+    return hits[0]
+
+
+def platforms():
+    """All OpenCL platforms; SdsimError naming what to install when there are none."""
+    try:
+        plats = cl.get_platforms()
+    except cl.Error:
+        plats = []
+    if not plats:
+        raise SdsimError("no OpenCL platform found; install a driver for your GPU or the CPU "
+                         "implementation with 'pip install pocl-binary-distribution'")
+    return plats
+
+
+def select_device(platform=None, device=None):
+    """The device chosen by platform/device index or name substring (default: first of first)."""
+    plat = _pick(platforms(), platform, "platform", lambda p: p.name)
+    devs = plat.get_devices()
+    if not devs:
+        raise SdsimError(f"OpenCL platform '{plat.name}' has no devices")
+    return _pick(devs, device, "device", lambda d: d.name)
+
+
+class Runtime:
+    """One device, one context, one profiling queue, and the programs built for it."""
+
+    def __init__(self, platform=None, device=None):
+        self.device = select_device(platform, device)
+        self.ctx = cl.Context([self.device])
+        self.queue = cl.CommandQueue(
+            self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        self.has_fp16 = "cl_khr_fp16" in self.device.extensions
+        self.max_alloc = int(self.device.max_mem_alloc_size)
+        self.max_wg = int(self.device.max_work_group_size)
+        self.max_wg_dims = [int(s) for s in self.device.max_work_item_sizes]
+        self.local_mem = int(self.device.local_mem_size)
+        self._programs: dict[tuple, cl.Program] = {}
+        self._kernels: dict[tuple, cl.Kernel] = {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.device.platform.name.strip()} / {self.device.name.strip()}"
+
+    # --- programs ---------------------------------------------------------------------------
+    def build_options(self, precision: str = "fp32", defines: dict | None = None) -> tuple:
+        if precision not in PRECISIONS:
+            raise SdsimError(f"unknown precision '{precision}'; expected one of {PRECISIONS}")
+        opts = [f"-DSTORE_HALF={int(precision == 'fp16')}"]
+        if precision == "fp16" and self.has_fp16:
+            opts.append("-DNATIVE_HALF")
+        for k, v in sorted((defines or {}).items()):
+            opts.append(f"-D{k}={v}")
+        return tuple(opts)
+
+    def program(self, family: str, options: tuple = ()) -> "cl.Program":
+        """`opencl/<family>.cl` built with `options`, cached per (device, file, options)."""
+        path = Path(paths.OPENCL_DIR) / f"{family}.cl"
+        key = (self.device.int_ptr, str(path), tuple(options))
+        prog = self._programs.get(key)
+        if prog is not None:
+            return prog
+        try:
+            src = path.read_text()
+        except OSError as e:
+            raise SdsimError(f"cannot read kernel source {path}: {e.strerror}") from None
+        try:
+            prog = cl.Program(self.ctx, PRELUDE + src).build(options=list(options))
+        except cl.RuntimeError as e:
+            log = str(e)
+            raise SdsimError(f"OpenCL build of {path.name} failed on {self.name} with options "
+                             f"{' '.join(options)}:\n{log}") from None
+        self._programs[key] = prog
+        return prog
+
+    def kernel(self, family: str, name: str, precision: str = "fp32",
+               defines: dict | None = None) -> "cl.Kernel":
+        """Kernel `name` of `opencl/<family>.cl` for `precision` and `defines` (cached)."""
+        options = self.build_options(precision, defines)
+        key = (family, name, options)
+        k = self._kernels.get(key)
+        if k is None:
+            k = getattr(self.program(family, options), name)
+            self._kernels[key] = k
+        return k
+
+    # --- work-group sizes -------------------------------------------------------------------
+    def local_size(self, kernel, preferred: tuple) -> tuple:
+        """Shrink `preferred` (halving the largest dim) until it fits device and kernel limits."""
+        limit = min(self.max_wg, kernel.get_work_group_info(
+            cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device))
+        ls = list(preferred)
+        for i, s in enumerate(ls):
+            ls[i] = max(1, min(s, self.max_wg_dims[i]))
+        while math.prod(ls) > limit:
+            i = max(range(len(ls)), key=lambda j: ls[j])
+            ls[i] = max(1, ls[i] // 2)
+        return tuple(ls)
+
+    def launch(self, kernel, global_size, local_size, *args, wait_for=None):
+        """Enqueue `kernel`; the global size is rounded up to the local size. Returns the event."""
+        gs = tuple(round_up(int(g), int(l)) for g, l in zip(global_size, local_size))
+        kernel.set_args(*args)
+        return cl.enqueue_nd_range_kernel(self.queue, kernel, gs, tuple(local_size),
+                                          wait_for=wait_for)
+
+    # --- buffers ----------------------------------------------------------------------------
+    def check_alloc(self, nbytes: int, what: str) -> None:
+        if nbytes > self.max_alloc:
+            raise SdsimError(f"buffer '{what}' needs {nbytes / 2**20:.1f} MiB, more than "
+                             f"{self.device.name.strip()}'s CL_DEVICE_MAX_MEM_ALLOC_SIZE "
+                             f"({self.max_alloc / 2**20:.1f} MiB)")
+
+    def alloc(self, n_elems: int, precision: str = "fp32", what: str = "buffer"):
+        """An uninitialised device buffer of `n_elems` elements in storage precision."""
+        nbytes = max(1, int(n_elems)) * np.dtype(DTYPES[precision]).itemsize
+        self.check_alloc(nbytes, what)
+        return cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, nbytes)
+
+    def to_device(self, array, precision: str = "fp32", what: str = "buffer"):
+        """Copy a host array to a new device buffer, converted to storage precision."""
+        host = np.ascontiguousarray(np.asarray(array, dtype=DTYPES[precision]))
+        self.check_alloc(host.nbytes, what)
+        if host.nbytes == 0:
+            return self.alloc(1, precision, what)
+        return cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                         hostbuf=host)
+
+    def from_device(self, buf, shape, precision: str = "fp32", wait_for=None) -> np.ndarray:
+        """Read a device buffer back as a float32 array of `shape`."""
+        host = np.empty(shape, dtype=DTYPES[precision])
+        if host.size:
+            cl.enqueue_copy(self.queue, host, buf, wait_for=wait_for)
+        return host.astype(np.float32)
+
+    def finish(self) -> None:
+        self.queue.finish()
