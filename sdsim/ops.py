@@ -13,7 +13,10 @@ Conventions shared by every backend:
   into `heads`, scales by 1/sqrt(C/heads) and returns (B, Nq, C);
 - `geglu(x)` splits the last dim in two halves (hidden, gate) and returns hidden * gelu(gate),
   with the exact erf GELU, as diffusers' GEGLU does;
-- `timestep_embedding(t, dim, flip_sin_to_cos, shift)` is diffusers' get_timestep_embedding.
+- `timestep_embedding(t, dim, flip_sin_to_cos, shift)` is diffusers' get_timestep_embedding;
+- `embedding(ids, table, position_table)` gathers table rows for integer ids (B, N) and adds the
+  first N rows of `position_table` when given (CLIP's token + position embedding in one op);
+- `reshape(x, shape)` is a view (no data moves); `nchw_to_nlc` / `nlc_to_nchw` are real transposes.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class Backend:
     def concat(self, xs, axis=1): raise NotImplementedError
     def nchw_to_nlc(self, x): raise NotImplementedError
     def nlc_to_nchw(self, x, h, w): raise NotImplementedError
-    def embedding(self, ids, table): raise NotImplementedError
+    def embedding(self, ids, table, position_table=None): raise NotImplementedError
+    def reshape(self, x, shape): raise NotImplementedError
     def timestep_embedding(self, t, dim, flip_sin_to_cos, shift): raise NotImplementedError
 
 
