@@ -155,6 +155,8 @@ def test_linear_and_shape_ops():
     table = r.standard_normal((10, 4), dtype=np.float32)
     ids = np.array([[3, 0, 9]])
     assert np.array_equal(F.embedding(ids, table)[0, 2], table[9])
+    pos = r.standard_normal((5, 4), dtype=np.float32)
+    close(F.embedding(ids, table, pos)[0], table[[3, 0, 9]].astype(np.float64) + pos[:3])
 
 
 @pytest.mark.parametrize("dim,flip,shift", [(320, True, 0), (8, False, 1), (7, True, 1)])

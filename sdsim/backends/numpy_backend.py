@@ -269,12 +269,19 @@ class NumpyBackend(Backend):
         return self._store(np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(bsz, c, h, w),
                            "nlc_to_nchw")
 
-    def embedding(self, ids, table):
-        return self._store(self.value(table)[np.asarray(ids)], "embedding")
+    def reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def embedding(self, ids, table, position_table=None):
+        ids = np.asarray(ids)
+        out = self._w(table)[ids]
+        if position_table is not None:
+            out += self._w(position_table)[:ids.shape[-1]]
+        return self._store(out, "embedding")
 
     def timestep_embedding(self, t, dim, flip_sin_to_cos, shift):
-        return self._store(timestep_embedding_f32(t, dim, flip_sin_to_cos, shift),
-                           "timestep_embedding")
+        """Kept in float32 in both precisions, as the trace backend records it."""
+        return timestep_embedding_f32(t, dim, flip_sin_to_cos, shift)
 
 
 def _f32(a):

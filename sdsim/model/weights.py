@@ -1,0 +1,259 @@
+"""Checkpoint weights: safetensors files memory-mapped (never copied, never unpickled).
+
+A diffusers-layout folder has `unet/`, `vae/`, `text_encoder/`, each with `config.json` and one or
+more `*.safetensors` (shards are merged; a `.fp16` variant is used only when it is the only one).
+A single-file CompVis checkpoint (`*.safetensors` with the original key names) is mapped to the
+diffusers names by sdsim.model.compvis. The safetensors header is parsed here and each tensor is
+a NumPy view into one read-only `np.memmap` of its file, so the OS pages weights in on use.
+Every tensor a model needs is checked up front: a missing name, a wrong shape or dtype, or a file
+shorter than its header says gives an SdsimError naming the tensor and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from sdsim.errors import SdsimError
+
+COMPONENTS = ("text_encoder", "unet", "vae")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+           "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+           "BOOL": np.bool_}
+_FLOAT = ("F64", "F32", "F16", "BF16")
+
+
+def refuse_pickle(path: Path):
+    raise SdsimError(
+        f"{path}: refusing to unpickle a {path.suffix} file (it can run arbitrary code); convert it "
+        "to safetensors first, e.g. for a diffusers folder: python -c \"import diffusers; "
+        "diffusers.StableDiffusionPipeline.from_pretrained('IN').save_pretrained('OUT', "
+        "safe_serialization=True)\", or for a CompVis .ckpt: diffusers' "
+        "scripts/convert_original_stable_diffusion_to_diffusers.py --checkpoint_path IN.ckpt "
+        "--dump_path OUT --to_safetensors")
+
+
+class SafetensorsFile:
+    """One .safetensors file: its header, and tensors as views into a read-only memory map."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                if len(head) < 8:
+                    raise SdsimError(f"{self.path}: truncated safetensors file (no header)")
+                (n,) = struct.unpack("<Q", head)
+                if n > size - 8:
+                    raise SdsimError(f"{self.path}: corrupt safetensors file (header of {n} bytes "
+                                     f"in a {size}-byte file)")
+                header = json.loads(f.read(n))
+        except OSError as e:
+            raise SdsimError(f"{self.path}: cannot read ({e.strerror})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise SdsimError(f"{self.path}: corrupt safetensors file (bad JSON header)") from None
+        if not isinstance(header, dict):
+            raise SdsimError(f"{self.path}: corrupt safetensors file (header is not an object)")
+        header.pop("__metadata__", None)
+        self.header = header
+        self._base = 8 + n
+        self._data_size = size - self._base
+        self._mm = None
+
+    def keys(self):
+        return self.header.keys()
+
+    def tensor(self, name: str, key: str | None = None) -> np.ndarray:
+        """The tensor stored under `key` (default `name`), checked; `name` is used in errors."""
+        key = key or name
+        info = self.header[key]
+        try:
+            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            np_dtype = _DTYPES[dtype]
+        except (KeyError, TypeError, ValueError):
+            raise SdsimError(f"{self.path}: tensor {key!r} has a malformed header entry") from None
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * np.dtype(np_dtype).itemsize or begin < 0:
+            raise SdsimError(f"{self.path}: tensor {key!r} ({dtype} {list(shape)}) has "
+                             f"{end - begin} bytes of data")
+        if end > self._data_size:
+            raise SdsimError(f"{self.path}: truncated file, tensor {key!r} ends at byte "
+                             f"{self._base + end} of {self._base + self._data_size}")
+        if self._mm is None:
+            self._mm = np.memmap(self.path, np.uint8, "r", offset=self._base,
+                                 shape=(self._data_size,)) if self._data_size else np.zeros(0, np.uint8)
+        arr = np.ndarray(shape, np_dtype, buffer=self._mm, offset=begin)
+        if dtype == "BF16":  # NumPy has no bfloat16: widen to float32 (the only copy made)
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr
+
+    def dtype_of(self, key: str) -> str:
+        return self.header[key].get("dtype", "?")
+
+
+class ComponentWeights(Mapping):
+    """Diffusers parameter name -> array for one component, gathered from one or more files."""
+
+    def __init__(self, component: str):
+        self.component = component
+        self._where: dict[str, tuple[SafetensorsFile, str]] = {}
+        self._reshape: dict[str, tuple] = {}
+
+    def add(self, f: SafetensorsFile, name: str, key: str | None = None):
+        self._where[name] = (f, key or name)
+
+    def file_of(self, name: str) -> Path:
+        return self._where[name][0].path
+
+    def files(self) -> list[Path]:
+        return sorted({f.path for f, _ in self._where.values()})
+
+    def __getitem__(self, name):
+        f, key = self._where[name]
+        arr = f.tensor(name, key)
+        shape = self._reshape.get(name)
+        return arr if shape is None else arr.reshape(shape)
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self):
+        return len(self._where)
+
+    def check(self, module) -> dict[str, np.ndarray]:
+        """Every Param of `module` resolved and checked: name -> array (memory-mapped views)."""
+        out = {}
+        files = ", ".join(str(p) for p in self.files()) or f"the {self.component} weights"
+        for name, p in module.named_params():
+            if name not in self._where:
+                raise SdsimError(f"{files}: missing tensor {name!r} ({self.component}, shape "
+                                 f"{list(p.shape)})")
+            f, key = self._where[name]
+            if f.dtype_of(key) not in _FLOAT:
+                raise SdsimError(f"{f.path}: tensor {key!r} has dtype {f.dtype_of(key)}, "
+                                 "expected a float type (F32, F16, BF16)")
+            arr = f.tensor(name, key)
+            if tuple(arr.shape) != p.shape:
+                # CompVis stores the VAE attention projections as 1x1 convs
+                if arr.size == p.numel and arr.shape[:2] == p.shape[:2] and set(arr.shape[2:]) <= {1}:
+                    self._reshape[name] = p.shape
+                    arr = arr.reshape(p.shape)
+                else:
+                    raise SdsimError(f"{f.path}: tensor {key!r} has shape {list(arr.shape)}, "
+                                     f"expected {list(p.shape)} for {self.component} {name!r}")
+            out[name] = arr
+        return out
+
+
+def _variant_of(f: Path):
+    """'fp16' for model.fp16.safetensors or model.fp16-00001-of-00002.safetensors, else None."""
+    parts = f.name[:-len(".safetensors")].split(".", 1)
+    return re.sub(r"-\d+-of-\d+$", "", parts[1]) if len(parts) > 1 else None
+
+
+def _component_files(folder: Path, variant: str | None) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors"))
+    variants = {_variant_of(f) for f in files}
+    # the asked variant, else the plain files, else the only variant there is (e.g. fp16 alone)
+    for want in (variant, None, next(iter(variants)) if len(variants) == 1 else None):
+        chosen = [f for f in files if _variant_of(f) == want]
+        if chosen:
+            return chosen
+    pickles = [f for f in sorted(folder.iterdir()) if f.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        refuse_pickle(pickles[0])
+    if files:
+        raise SdsimError(f"{folder}: several weight variants ({', '.join(sorted(variants))}); "
+                         "choose one")
+    raise SdsimError(f"{folder}: no *.safetensors weights")
+
+
+def load_folder(path, variant: str | None = None) -> dict[str, ComponentWeights]:
+    """The weights of a diffusers-layout folder, one ComponentWeights per component."""
+    path = Path(path)
+    out = {}
+    for comp in COMPONENTS:
+        folder = path / comp
+        if not folder.is_dir():
+            raise SdsimError(f"{path}: missing folder {comp}/ (expected a diffusers-layout folder)")
+        cw = ComponentWeights(comp)
+        for fpath in _component_files(folder, variant):
+            f = SafetensorsFile(fpath)
+            for key in f.keys():
+                cw.add(f, key)
+        out[comp] = cw
+    return out
+
+
+def load_single_file(path) -> dict[str, ComponentWeights]:
+    """A CompVis-named single .safetensors checkpoint, split into components by diffusers name."""
+    from sdsim.model.compvis import compvis_to_diffusers
+
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        refuse_pickle(path)
+    f = SafetensorsFile(path)
+    mapping = compvis_to_diffusers(list(f.keys()))
+    out = {comp: ComponentWeights(comp) for comp in COMPONENTS}
+    for key, (comp, name) in mapping.items():
+        if comp in out:
+            out[comp].add(f, name, key)
+    return out
+
+
+def load_weights(path, variant: str | None = None) -> dict[str, ComponentWeights]:
+    """Weights of a diffusers folder or of a single-file CompVis .safetensors checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        return load_folder(path, variant)
+    if path.suffix in PICKLE_SUFFIXES:
+        refuse_pickle(path)
+    if not path.exists():
+        raise SdsimError(f"{path}: no such file or folder")
+    if path.suffix != ".safetensors":
+        raise SdsimError(f"{path}: expected a diffusers folder or a .safetensors checkpoint")
+    return load_single_file(path)
+
+
+class RandomWeights(Mapping):
+    """Seeded random weights for a module, generated per tensor on first use (then kept).
+
+    Each tensor's values depend only on the seed and its name, so they do not change when the
+    model or the order of access changes. Norm scales are 1, biases 0, other weights N(0, 1/fan_in)
+    so activations keep a sane range through the whole network.
+    """
+
+    def __init__(self, module, seed: int = 0):
+        self._params = dict(module.named_params())
+        self.seed = int(seed)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name):
+        arr = self._cache.get(name)
+        if arr is None:
+            shape = self._params[name].shape
+            if name.endswith(".bias"):
+                arr = np.zeros(shape, np.float32)
+            elif len(shape) == 1:
+                arr = np.ones(shape, np.float32)
+            else:
+                fan_in = int(np.prod(shape[1:])) if len(shape) > 2 or "embedding" not in name else 1
+                rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+                arr = rng.standard_normal(shape, dtype=np.float32)
+                arr *= np.float32(1.0 / np.sqrt(fan_in))
+            self._cache[name] = arr
+        return arr
+
+    def __iter__(self):
+        return iter(self._params)
+
+    def __len__(self):
+        return len(self._params)
