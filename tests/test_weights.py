@@ -122,7 +122,7 @@ def test_pickles_are_refused_with_conversion_hint(tmp_path, suffix):
 
 def test_missing_component_folder(tmp_path):
     (tmp_path / "unet").mkdir()
-    with pytest.raises(SdsimError, match="missing folder vae/"):
+    with pytest.raises(SdsimError, match="missing folder text_encoder/"):
         load_weights(tmp_path)
 
 
