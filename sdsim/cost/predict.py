@@ -1,0 +1,137 @@
+"""End-to-end prediction: trace each component, lower it, cost every call, plan its memory.
+
+A text-to-image run is the text encoder once (cond + uncond prompts: batch 2), the UNet once per
+scheduler evaluation at the classifier-free-guidance batch 2 (`Scheduler.unet_calls`: PNDM makes
+N+1 for N steps), and the VAE decoder once (batch 1). Peak memory of a component is its weights
+plus its activations planned with shared buffers (greedy by size) and with one buffer per tensor
+(naive); the pipeline's peak assumes all three components stay loaded (their weights add up) and
+one component's activations are live at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sdsim.cost import memory
+from sdsim.cost.profile import Profile
+from sdsim.cost.roofline import KernelTime, kernel_time
+from sdsim.kernels import BYTES
+from sdsim.lower.options import Options
+from sdsim.lower.plan import KernelCall, lower_graph
+
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+@dataclass
+class CostedCall:
+    call: KernelCall
+    time: KernelTime
+
+
+@dataclass
+class ComponentPrediction:
+    name: str
+    calls: int                 # how many times the component runs
+    kernels: list              # CostedCall per dispatch of one call
+    weights_bytes: int
+    activations_greedy: int
+    activations_naive: int
+    oversized: list = field(default_factory=list)   # (identity, bytes) over max_allocation
+
+    @property
+    def latency_per_call(self) -> float:
+        return sum(k.time.total_s for k in self.kernels)
+
+    @property
+    def flops_per_call(self) -> float:
+        return sum(k.call.flops for k in self.kernels)
+
+    @property
+    def dram_per_call(self) -> float:
+        return sum(k.call.dram_bytes for k in self.kernels)
+
+    @property
+    def peak_memory(self) -> int:
+        return self.weights_bytes + self.activations_greedy
+
+    @property
+    def peak_memory_naive(self) -> int:
+        return self.weights_bytes + self.activations_naive
+
+
+@dataclass
+class Prediction:
+    device: str
+    options: Options
+    precision: str
+    resolution: int
+    steps: int
+    scheduler: str
+    components: list
+
+    @property
+    def total_s(self) -> float:
+        return sum(c.latency_per_call * c.calls for c in self.components)
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return (sum(c.weights_bytes for c in self.components)
+                + max(c.activations_greedy for c in self.components))
+
+
+def live_ranges(graph, plan: list[KernelCall], precision: str) -> list[memory.Live]:
+    """Activation tensors of a graph with their live ranges (op steps), plus each op's workspace
+    (intermediate global buffers between its own dispatches, live during that op only)."""
+    end = len(graph.ops)
+    first, last = {}, {}
+    for t in graph.inputs:
+        first[t.id] = 0
+    for op in graph.ops:
+        first.setdefault(op.output.id, op.index)
+        for t in op.inputs:
+            last[t.id] = op.index
+    for t in graph.outputs:
+        last[t.id] = end
+    sizes = {tid: t.numel * BYTES.get(t.dtype, 4) for tid, t in graph.tensors.items()}
+    out = [memory.Live(tid, sizes[tid], first[tid], last.get(tid, first[tid]))
+           for tid in first if tid in sizes]
+    ws: dict = {}
+    for c in plan:
+        ws[c.op_index] = ws.get(c.op_index, 0) + c.workspace
+    out += [memory.Live(("ws", i), b, i, i) for i, b in ws.items() if b]
+    return out
+
+
+def predict_component(graph, calls: int, profile: Profile, opt: Options,
+                      precision: str) -> ComponentPrediction:
+    plan = lower_graph(graph, opt, precision)
+    costed = [CostedCall(c, kernel_time(c, profile, precision)) for c in plan]
+    lives = live_ranges(graph, plan, precision)
+    big = [(c.identity, c.workspace) for c in plan if c.workspace > profile.max_allocation]
+    return ComponentPrediction(graph.name, calls, costed, graph.param_bytes,
+                               memory.greedy_by_size(lives), memory.naive(lives), big)
+
+
+def trace(model: str, resolution: int, precision: str) -> dict:
+    """The traced graphs of one text-to-image run (guidance batch 2)."""
+    from sdsim.backends.trace import trace_pipeline
+    from sdsim.model.presets import load_model_config
+
+    return trace_pipeline(load_model_config(model), resolution=resolution, batch=2,
+                          precision=precision)
+
+
+def unet_calls(scheduler: str, steps: int) -> int:
+    from sdsim.model.schedulers import make_scheduler
+
+    return make_scheduler(scheduler).unet_calls(steps)
+
+
+def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "pndm",
+            resolution: int = 512, precision: str = "fp16", model: str = "sd14",
+            graphs: dict | None = None) -> Prediction:
+    """Latency, traffic and memory of a text-to-image run on `profile` (graphs: reuse a trace)."""
+    graphs = graphs or trace(model, resolution, precision)
+    calls = {"text_encoder": 1, "unet": unet_calls(scheduler, steps), "vae_decoder": 1}
+    comps = [predict_component(graphs[n], calls[n], profile, opt, precision) for n in COMPONENTS]
+    return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps)

@@ -1,0 +1,1 @@
+"""Lowering: the paper's optimizations as rules turning traced ops into kernel calls (the plan)."""
