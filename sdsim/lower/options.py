@@ -11,7 +11,8 @@ Switches (each one replaces a baseline by the paper's kernel):
              other convs stay direct. The paper uses F(4x4, 3x3) as its memory/compute trade-off
              for 3x3 convs; it does not say which layers it skipped, so the channel threshold
              (keeping the 3- and 4-channel image/latent convs direct, where the transforms would
-             dominate) is sdsim's choice, configurable.
+             dominate) is sdsim's choice, configurable. 1x1 convs are not governed by this switch:
+             they always run as the tiled GEMM (a 1x1 conv is a matrix multiply).
 
 Named sets: `paper` (default) and `none` (all baselines). `--opt` also takes a comma list of
 `switch=value` applied on top of `paper`, or on top of a set named first: `none,attention=flash`.

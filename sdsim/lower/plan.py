@@ -76,7 +76,11 @@ def _costs(family, variant, precision, shape):
 
 
 def conv_variant(a: dict, opt: Options) -> str:
-    """The conv2d variant for a conv with trace attrs `a` under `opt` (see options.py's rule)."""
+    """The conv2d variant for a conv with trace attrs `a` under `opt` (see options.py's rule).
+    A 1x1 stride-1 unpadded conv is a matrix multiply whatever the switches say: it runs as the
+    tiled GEMM (im2col_gemm skips the im2col pass for it)."""
+    if a["k"] == 1 and a["stride"] == 1 and tuple(a["padding"]) == (0, 0, 0, 0):
+        return "im2col_gemm"
     if a["k"] != 3 or opt.conv3x3 == "direct":
         return "direct"
     if opt.conv3x3 == "im2col":

@@ -1,0 +1,68 @@
+"""`sdsim predict`: latency, DRAM traffic and peak memory of SD on a device profile."""
+
+from __future__ import annotations
+
+from sdsim.cost.predict import predict
+from sdsim.cost.profile import load_profile
+from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
+from sdsim.errors import SdsimError
+from sdsim.lower.options import parse_opt
+from sdsim.output import FORMATS, dumps, render_rows
+
+HELP = "predict latency, DRAM traffic and peak memory of a text-to-image run on a device profile"
+DESCRIPTION = (
+    "Trace SD (text encoder, UNet, VAE decoder), lower every op to kernel calls under the chosen "
+    "optimizations, and cost each call with a roofline model of the device profile "
+    "(max(compute, memory) / class efficiency + launch overhead). --opt takes 'paper' (the "
+    "paper's kernels), 'none' (baselines) or a list like attention=flash,conv3x3=direct applied "
+    "on top of paper (or on top of a set named first: none,groupnorm=fused)."
+)
+
+
+def add_common(p):
+    from sdsim.model.schedulers import SCHEDULERS
+
+    p.add_argument("--device", required=True, help="profile name (see 'sdsim devices') or path to a YAML profile")
+    p.add_argument("--steps", type=int, default=20, help="inference steps")
+    p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="pndm",
+                   help="decides the UNet calls: pndm makes steps+1, the others steps")
+    p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="storage precision")
+    p.add_argument("--model", default="sd14", help="model preset or diffusers-style folder")
+    p.add_argument("--format", choices=FORMATS, default="table")
+
+
+def add_arguments(p):
+    add_common(p)
+    p.add_argument("--opt", default="paper", help="optimization set or list of switch=value")
+    p.add_argument("--by", choices=("component", "op", "kernel"), default="component",
+                   help="rows: pipeline components, ops of one call of each, or kernel dispatches")
+
+
+def check_steps(args):
+    if args.steps < 1:
+        raise SdsimError(f"--steps must be at least 1, got {args.steps}")
+
+
+def run(args) -> int:
+    check_steps(args)
+    profile = load_profile(args.device)
+    pred = predict(profile, parse_opt(args.opt), args.steps, args.scheduler, args.resolution,
+                   args.precision, args.model)
+    rows = {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred)
+    if args.format == "json":
+        obj = to_json(pred)
+        if args.by != "component":
+            obj["rows"] = rows
+        print(dumps(obj))
+        return 0
+    if args.format == "table":
+        print(f"{profile.name}: {profile.gpu}, {args.precision}, {args.resolution}x{args.resolution}, "
+              f"{args.steps} steps {args.scheduler}, opt {pred.options.describe()}")
+    print(render_rows(rows, args.format))
+    for c in pred.components:
+        for ident, size in c.oversized:
+            if args.format == "table":
+                print(f"warning: {ident} needs a {size / 2**20:.0f} MiB buffer, over the device's "
+                      f"max single allocation ({profile.max_allocation / 2**20:.0f} MiB)")
+    return 0

@@ -1,0 +1,87 @@
+"""Rows and JSON objects of a Prediction, shared by `sdsim predict` and `sdsim ablate`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sdsim.cost.predict import Prediction
+
+LABELS = {"text_encoder": "text encoder", "unet": "UNet", "vae_decoder": "VAE decoder"}
+GB, MIB = 1e9, 2**20
+
+
+def component_rows(p: Prediction) -> list[dict]:
+    """Text encoder, UNet per call, UNet all calls, VAE decoder, total."""
+    rows = []
+
+    def row(label, calls, lat, flops, dram, peak):
+        rows.append({"component": label, "calls": calls, "latency_s": lat, "GFLOPs": flops / 1e9,
+                     "DRAM_GB": dram / GB, "peak_memory_MiB": peak / MIB})
+
+    for c in p.components:
+        if c.calls == 1:
+            row(LABELS[c.name], 1, c.latency_per_call, c.flops_per_call, c.dram_per_call,
+                c.peak_memory)
+        else:
+            row(f"{LABELS[c.name]} (per call)", 1, c.latency_per_call, c.flops_per_call,
+                c.dram_per_call, c.peak_memory)
+            row(f"{LABELS[c.name]} (all calls)", c.calls, c.latency_per_call * c.calls,
+                c.flops_per_call * c.calls, c.dram_per_call * c.calls, c.peak_memory)
+    row("total", "", p.total_s, sum(c.flops_per_call * c.calls for c in p.components),
+        sum(c.dram_per_call * c.calls for c in p.components), p.peak_memory_bytes)
+    return rows
+
+
+def op_rows(p: Prediction) -> list[dict]:
+    """One row per op of one component call (its dispatches summed)."""
+    acc = {}
+    for c in p.components:
+        for k in c.kernels:
+            key = (c.name, k.call.op_index)
+            r = acc.get(key)
+            if r is None:
+                r = acc[key] = {"component": c.name, "op": k.call.op_index, "kind": k.call.op_kind,
+                                "scope": k.call.scope, "variant": f"{k.call.family}/{k.call.variant}",
+                                "dispatches": 0, "latency_us": 0.0, "MFLOPs": 0.0, "DRAM_MB": 0.0}
+            r["dispatches"] += 1
+            r["latency_us"] += k.time.total_s * 1e6
+            r["MFLOPs"] += k.call.flops / 1e6
+            r["DRAM_MB"] += k.call.dram_bytes / 1e6
+    return list(acc.values())
+
+
+def kernel_rows(p: Prediction) -> list[dict]:
+    """One row per dispatch of one component call, with its identity and roofline bound."""
+    return [{"id": k.call.identity, "scope": k.call.scope, "class": k.call.kernel_class,
+             "variant": f"{k.call.family}/{k.call.variant}", "latency_us": k.time.total_s * 1e6,
+             "bound": k.time.bound, "MFLOPs": k.call.flops / 1e6,
+             "DRAM_MB": k.call.dram_bytes / 1e6}
+            for c in p.components for k in c.kernels]
+
+
+def class_breakdown(p: Prediction) -> dict:
+    """Seconds per kernel class over the whole run (all calls)."""
+    out = defaultdict(float)
+    for c in p.components:
+        for k in c.kernels:
+            out[k.call.kernel_class] += k.time.total_s * c.calls
+    return dict(out)
+
+
+def to_json(p: Prediction) -> dict:
+    return {
+        "device": p.device, "opt": p.options.describe(), "precision": p.precision,
+        "resolution": p.resolution, "steps": p.steps, "scheduler": p.scheduler,
+        "total_s": p.total_s, "peak_memory_bytes": p.peak_memory_bytes,
+        "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
+                                    + max(c.activations_naive for c in p.components)),
+        "seconds_by_kernel_class": class_breakdown(p),
+        "components": {c.name: {
+            "calls": c.calls, "latency_s": c.latency_per_call * c.calls,
+            "latency_per_call_s": c.latency_per_call, "flops": c.flops_per_call * c.calls,
+            "dram_bytes": c.dram_per_call * c.calls, "dispatches_per_call": len(c.kernels),
+            "weights_bytes": c.weights_bytes, "peak_memory_bytes": c.peak_memory,
+            "peak_memory_naive_bytes": c.peak_memory_naive,
+            "over_max_allocation": [{"id": i, "bytes": b} for i, b in c.oversized],
+        } for c in p.components},
+    }
