@@ -1,0 +1,85 @@
+"""`sdsim predict`, `ablate`, `devices`: every output format parses and the numbers add up."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from sdsim.cli import main
+from sdsim.model.schedulers import make_scheduler
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def sd14_json():
+    import contextlib
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["predict", "--device", "s23ultra", "--format", "json"]) == 0
+    return json.loads(buf.getvalue())
+
+
+def test_json_contract(sd14_json):
+    d = sd14_json
+    assert d["device"] == "s23ultra" and d["peak_memory_bytes"] > 0
+    comps = d["components"]
+    assert set(comps) == {"text_encoder", "unet", "vae_decoder"}
+    for c in comps.values():
+        assert {"calls", "latency_s", "flops", "dram_bytes"} <= set(c)
+    # PNDM: 20 steps -> 21 UNet calls, per the scheduler itself
+    assert comps["unet"]["calls"] == make_scheduler("pndm").unet_calls(20) == 21
+    assert d["total_s"] == pytest.approx(sum(c["latency_s"] for c in comps.values()))
+    assert comps["unet"]["latency_s"] == pytest.approx(21 * comps["unet"]["latency_per_call_s"])
+    # weights alone: SD1.4 has ~1.03 G parameters, 2 bytes each in fp16
+    assert d["peak_memory_bytes"] > 2 * 1.0e9
+
+
+def test_csv_and_markdown_parse(capsys):
+    rc, out, _ = run(capsys, "predict", "--device", "s23ultra", "--model", "tiny",
+                     "--resolution", "64", "--format", "csv", "--scheduler", "ddim", "--steps", "5")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and [r["component"] for r in rows] == [
+        "text encoder", "UNet (per call)", "UNet (all calls)", "VAE decoder", "total"]
+    assert rows[2]["calls"] == "5"
+    total = sum(float(rows[i]["latency_s"]) for i in (0, 2, 3))
+    assert float(rows[4]["latency_s"]) == pytest.approx(total, rel=1e-6)
+    rc, out, _ = run(capsys, "predict", "--device", "pixel7", "--model", "tiny", "--resolution",
+                     "64", "--format", "markdown", "--by", "op")
+    lines = out.strip().splitlines()
+    assert rc == 0 and lines[0].startswith("| component") and set(lines[1]) <= set("|-: ")
+
+
+def test_by_kernel_json_rows(capsys):
+    rc, out, _ = run(capsys, "predict", "--device", "s22", "--model", "tiny", "--resolution", "64",
+                     "--by", "kernel", "--format", "json", "--opt", "none,attention=flash")
+    d = json.loads(out)
+    assert rc == 0 and "attention=flash" in d["opt"] and "groupnorm=naive" in d["opt"]
+    assert all(r["bound"] in ("compute", "memory") for r in d["rows"])
+    assert len({r["id"] for r in d["rows"]}) == len(d["rows"])
+
+
+def test_unknown_device_is_one_line_error(capsys):
+    rc, out, err = run(capsys, "predict", "--device", "pixel8")
+    assert rc == 2 and "Did you mean 'pixel7'" in err and err.count("\n") == 1
+
+
+def test_ablate_table_shape(capsys):
+    rc, out, _ = run(capsys, "ablate", "--device", "s23ultra", "--model", "tiny", "--resolution",
+                     "64", "--format", "json")
+    rows = json.loads(out)["rows"]
+    labels = [r["configuration"] for r in rows]
+    assert rc == 0 and labels[:2] == ["all (paper)", "none"] and len(rows) == 10
+    assert rows[0]["vs_paper"] == 1.0 and rows[1]["speedup_vs_none"] == 1.0
+
+
+def test_devices_lists_every_profile(capsys):
+    rc, out, _ = run(capsys, "devices", "--format", "csv")
+    names = {r["name"] for r in csv.DictReader(io.StringIO(out))}
+    assert rc == 0 and {"s23ultra", "s22", "s24", "pixel7", "dimensity9200", "iphone14promax"} <= names

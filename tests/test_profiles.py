@@ -1,0 +1,103 @@
+"""Device profiles: the shipped ones validate, and each kind of mistake names the file and field."""
+
+import copy
+
+import pytest
+import yaml
+
+from sdsim.cost.profile import known_profiles, load_profile, parse_profile, read_profile
+from sdsim.errors import SdsimError
+from sdsim.kernels import KERNEL_CLASSES
+
+EXPECTED = {"s23ultra", "s22", "s24", "pixel7", "dimensity9200", "iphone14promax"}
+
+
+def q(v, unit):
+    return {"value": v, "unit": unit, "source": "test"}
+
+
+def toy():
+    return {"name": "toy", "soc": "toy soc", "gpu": "toy gpu", "api": "OpenCL",
+            "peak_fp32": q(1000, "GFLOP/s"), "peak_fp16": q(2, "TFLOP/s"),
+            "dram_bandwidth": q(50, "GB/s"), "local_memory": q(32, "KiB"),
+            "cache": q(1, "MiB"), "max_allocation": q(1, "GiB"),
+            "launch_overhead": q(5, "us"),
+            "efficiency": {c: q(0.5, "fraction") for c in KERNEL_CLASSES}}
+
+
+def write(tmp_path, data, name="toy.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return p
+
+
+def test_shipped_profiles_all_load_with_sources():
+    assert EXPECTED <= set(known_profiles())
+    for name in EXPECTED:
+        p = load_profile(name)
+        assert p.peak_flops["fp16"] >= p.peak_flops["fp32"] > 1e11
+        assert all(len(s) > 10 for s in p.sources.values())
+
+
+def test_units_are_converted_to_si(tmp_path):
+    p = read_profile(write(tmp_path, toy()))
+    assert p.peak_flops == {"fp32": 1e12, "fp16": 2e12}
+    assert p.dram_bandwidth == 50e9 and p.launch_overhead == pytest.approx(5e-6)
+    assert p.local_memory == 32768 and p.cache == 2**20 and p.max_allocation == 2**30
+
+
+def mutate(path, value):
+    d = toy()
+    node = d
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize("path, value, field, words", [
+    (("peak_fp16",), KeyError, "peak_fp16", "missing"),
+    (("efficiency", "attention"), KeyError, "efficiency.attention", "missing"),
+    (("dram_bandwidth", "unit"), "GB", "dram_bandwidth.unit", "GB/s"),
+    (("launch_overhead", "unit"), "GFLOP/s", "launch_overhead.unit", "us"),
+    (("peak_fp32", "value"), -3, "peak_fp32.value", "> 0"),
+    (("dram_bandwidth", "value"), 0, "dram_bandwidth.value", "> 0"),
+    (("efficiency", "gemm", "value"), 1.5, "efficiency.gemm.value", "(0, 1]"),
+    (("turbo",), 1, "turbo", "unknown key"),
+    (("efficiency", "tensor_core"), q(0.5, "fraction"), "efficiency.tensor_core", "unknown key"),
+    (("peak_fp32", "source"), KeyError, "peak_fp32.source", "missing"),
+    (("peak_fp32", "value"), 5e9, "peak_fp32", "implausibly large"),
+])
+def test_schema_errors_name_file_and_field(tmp_path, path, value, field, words):
+    f = write(tmp_path, mutate(path, value))
+    with pytest.raises(SdsimError) as e:
+        read_profile(f)
+    msg = str(e.value)
+    assert str(f) in msg and f"'{field}'" in msg and words in msg
+    assert "\n" not in msg
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = write(tmp_path, "name: toy\npeak_fp32: {value: 1, unit: [\n")
+    with pytest.raises(SdsimError, match=r"toy\.yaml: YAML syntax error at line"):
+        read_profile(f)
+
+
+def test_unknown_device_lists_known_and_suggests_closest():
+    with pytest.raises(SdsimError) as e:
+        load_profile("s23ultr")
+    assert "Did you mean 's23ultra'" in str(e.value) and "pixel7" in str(e.value)
+
+
+def test_device_by_path(tmp_path):
+    assert load_profile(str(write(tmp_path, toy(), "mine.yaml"))).name == "toy"
+
+
+def test_parse_profile_does_not_mutate_input():
+    d = toy()
+    before = copy.deepcopy(d)
+    parse_profile(d, "x.yaml")
+    assert d == before
