@@ -1,0 +1,154 @@
+"""Text to image on the NumPy backend, step for step as diffusers' StableDiffusionPipeline.
+
+Tokenize the prompt and the negative prompt, encode both with CLIP, run the scheduler loop with
+classifier-free guidance (the UNet sees the batch [negative, prompt]), decode latents / scaling
+factor with the VAE, and map [-1, 1] to uint8 the way diffusers does ((x/2 + 0.5) clipped, *255,
+rounded). Same seed (or same `latents`), same bits out.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sdsim.backends.numpy_backend import NumpyBackend
+from sdsim.errors import SdsimError
+from sdsim.model.clip import CLIPTextModel
+from sdsim.model.config import ModelConfig
+from sdsim.model.presets import PRESETS, load_model_config
+from sdsim.model.schedulers import make_scheduler
+from sdsim.model.unet import UNet2DConditionModel
+from sdsim.model.vae import AutoencoderKL
+from sdsim.model.weights import RandomWeights, load_weights
+
+
+class FallbackTokenizer:
+    """Deterministic stand-in ids when no tokenizer files exist (random-weight runs only):
+    start token, one id per lower-cased word (CRC32 mod the vocabulary), end token, end-padding."""
+
+    def __init__(self, vocab_size: int, length: int = 77):
+        self.bos, self.eos, self.length = vocab_size - 2, vocab_size - 1, length
+        self.vocab = vocab_size - 2
+
+    def __call__(self, text: str) -> np.ndarray:
+        words = [zlib.crc32(w.encode()) % self.vocab for w in text.lower().split()]
+        ids = [self.bos] + words[:self.length - 2] + [self.eos]
+        return np.array(ids + [self.eos] * (self.length - len(ids)), np.int64)
+
+
+def _load_tokenizer(folder: Path):
+    from sdsim.model.tokenizer import CLIPTokenizer
+
+    return CLIPTokenizer.from_folder(folder)
+
+
+class StableDiffusion:
+    """The three components bound to their weights, ready to generate images."""
+
+    def __init__(self, cfg: ModelConfig, weights: dict, tokenizer, scheduler_config: dict | None,
+                 precision: str = "fp32"):
+        self.cfg = cfg
+        self.precision = precision
+        self.text_encoder = CLIPTextModel(cfg.text_encoder)
+        self.unet = UNet2DConditionModel(cfg.unet)
+        self.vae = AutoencoderKL(cfg.vae)
+        self.tokenizer = tokenizer
+        self.scheduler_config = scheduler_config
+        self.F = {}
+        for comp, module in (("text_encoder", self.text_encoder), ("unet", self.unet),
+                             ("vae", self.vae)):
+            w = weights[comp]
+            params = w.check(module) if hasattr(w, "check") else w
+            self.F[comp] = NumpyBackend(params, precision)
+
+    @classmethod
+    def from_pretrained(cls, path, precision="fp32", tokenizer_path=None) -> "StableDiffusion":
+        """A diffusers folder, or a single-file CompVis .safetensors (SD1.4 config)."""
+        path = Path(path)
+        weights = load_weights(path)
+        cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
+        tok_dir = Path(tokenizer_path) if tokenizer_path else path / "tokenizer"
+        if tok_dir.is_dir():
+            tokenizer = _load_tokenizer(tok_dir)
+        else:
+            tokenizer = FallbackTokenizer(cfg.text_encoder.vocab_size)
+            warnings.warn(f"no tokenizer files at {tok_dir}: prompts use stand-in token ids, so the "
+                          "image does not follow the prompt (give --tokenizer DIR)", stacklevel=2)
+        sched_file = path / "scheduler" / "scheduler_config.json"
+        sched = None
+        if sched_file.is_file():
+            try:
+                sched = json.loads(sched_file.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise SdsimError(f"{sched_file}: cannot read JSON ({e})") from None
+        return cls(cfg, weights, tokenizer, sched, precision)
+
+    @classmethod
+    def random(cls, preset="sd14", seed=0, precision="fp32") -> "StableDiffusion":
+        """Seeded random weights, no checkpoint and no tokenizer files (noise in, noise out)."""
+        cfg = PRESETS[preset]
+        warnings.warn("random weights and no tokenizer: prompts use stand-in token ids",
+                      stacklevel=2)
+        weights = {"text_encoder": RandomWeights(CLIPTextModel(cfg.text_encoder), seed),
+                   "unet": RandomWeights(UNet2DConditionModel(cfg.unet), seed),
+                   "vae": RandomWeights(AutoencoderKL(cfg.vae), seed)}
+        return cls(cfg, weights, FallbackTokenizer(cfg.text_encoder.vocab_size), None, precision)
+
+    # --- the stages --------------------------------------------------------------------------
+    def encode_prompt(self, prompts: list[str]) -> np.ndarray:
+        ids = np.stack([np.asarray(self.tokenizer(p), np.int64) for p in prompts])
+        return self.text_encoder(self.F["text_encoder"], ids)
+
+    def latent_shape(self, height: int, width: int) -> tuple:
+        f = self.cfg.vae.downscale
+        if height % f or width % f:
+            raise SdsimError(f"height and width must be multiples of {f}, got {height}x{width}")
+        return (1, self.cfg.unet.in_channels, height // f, width // f)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latents to uint8 images (B, H, W, 3)."""
+        z = self.F["vae"].input(latents / np.float32(self.cfg.vae.scaling_factor))
+        x = self.vae.decode(self.F["vae"], z).astype(np.float32)
+        x = np.clip(x / 2 + 0.5, 0, 1)
+        return (x.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+
+    def __call__(self, prompt: str, negative_prompt: str = "", steps: int = 20,
+                 guidance: float = 7.5, scheduler: str = "pndm", seed: int = 0,
+                 latents: np.ndarray | None = None, height: int | None = None,
+                 width: int | None = None, progress: bool = True) -> np.ndarray:
+        """One image for `prompt`: uint8 (H, W, 3)."""
+        size = self.cfg.unet.sample_size * self.cfg.vae.downscale
+        shape = self.latent_shape(height or size, width or size)
+        sched = make_scheduler(scheduler, self.scheduler_config)
+        sched.set_timesteps(steps)
+        if latents is None:
+            latents = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        elif tuple(latents.shape) != shape:
+            raise SdsimError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        latents = latents.astype(np.float32) * np.float32(sched.init_noise_sigma)
+        cfg_guidance = guidance > 1.0
+        text = self.encode_prompt([negative_prompt, prompt] if cfg_guidance else [prompt])
+        F = self.F["unet"]
+        for t in tqdm(sched.timesteps, desc="denoising", unit="step", disable=not progress):
+            x = np.concatenate([latents] * 2) if cfg_guidance else latents
+            x = sched.scale_model_input(x, t)
+            tt = np.full(x.shape[0], t, dtype=np.float32)
+            noise = self.unet(F, F.input(x), tt, text).astype(np.float32)
+            if cfg_guidance:
+                uncond, cond = noise[:1], noise[1:]
+                noise = uncond + np.float32(guidance) * (cond - uncond)
+            latents = sched.step(noise, t, latents)
+        return self.decode(latents)[0]
+
+    def nonfinite_report(self) -> str | None:
+        """Where the first inf/NaN appeared (component, op, scope), if anywhere."""
+        for comp, F in self.F.items():
+            if F.first_nonfinite:
+                op, scope = F.first_nonfinite
+                return f"{comp}: {op} in {scope or '<top>'}"
+        return None
