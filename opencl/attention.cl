@@ -1,0 +1,221 @@
+// Scaled dot-product attention on (B, N, heads*d) tensors read in place: head h of batch b is
+// columns [h*d, (h+1)*d) of rows b*N .. b*N+N-1. Scores and probabilities are stored in the
+// storage precision (store_t); row statistics are fp32; all arithmetic is fp32.
+// Causal masking (key j visible to query i iff j <= i) is an argument.
+//
+// Variants (see sdsim/kernels/attention.py for their costs):
+//   naive:           attn_qk -> softmax_max -> softmax_sum -> softmax_normalize -> attn_pv
+//   partial softmax: attn_qk -> softmax_stats -> attn_pv (built with -DSOFTMAX_IN_PV=1)
+//   flash:           attn_flash (built with -DD=<head dim> -DBQ=<rows per group> -DBK=<key tile>)
+
+#ifndef TILE
+#define TILE 16
+#endif
+#ifndef WG
+#define WG 64
+#endif
+#ifndef SOFTMAX_IN_PV
+#define SOFTMAX_IN_PV 0
+#endif
+
+// S[bh, i, j] = scale * q_i . k_j  (16x16 output tile per work-group, d in steps of TILE)
+__kernel void attn_qk(__global const store_t* q, __global const store_t* k, __global store_t* s,
+                      int nq, int nk, int heads, int d, float scale, int causal)
+{
+    const int lj = get_local_id(0), li = get_local_id(1);
+    const int j0 = get_group_id(0) * TILE, i0 = get_group_id(1) * TILE;
+    const int bh = get_global_id(2), b = bh / heads, h = bh % heads, C = heads * d;
+    __local float qt[TILE][TILE + 1];
+    __local float kt[TILE][TILE + 1];
+    float acc = 0.0f;
+    for (int c0 = 0; c0 < d; c0 += TILE) {
+        const int c = c0 + lj;
+        const int qi = i0 + li, kj = j0 + li;
+        qt[li][lj] = (qi < nq && c < d) ? LOAD(q, (size_t)(b * nq + qi) * C + h * d + c) : 0.0f;
+        kt[li][lj] = (kj < nk && c < d) ? LOAD(k, (size_t)(b * nk + kj) * C + h * d + c) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int t = 0; t < TILE; ++t) acc += qt[li][t] * kt[lj][t];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const int i = i0 + li, j = j0 + lj;
+    if (i < nq && j < nk) {
+        float v = acc * scale;
+        if (causal && j > i) v = -INFINITY;
+        STORE(s, ((size_t)bh * nq + i) * nk + j, v);
+    }
+}
+
+// Work-group tree reduction helpers over WG floats in local memory.
+#define REDUCE(buf, l, OP)                                                \
+    for (int o = WG / 2; o > 0; o >>= 1) {                                \
+        barrier(CLK_LOCAL_MEM_FENCE);                                     \
+        if ((l) < o) buf[l] = OP(buf[l], buf[(l) + o]);                   \
+    }                                                                     \
+    barrier(CLK_LOCAL_MEM_FENCE);
+#define ADD(a, b) ((a) + (b))
+
+// naive pass 1: row max (one work-group of WG items per row)
+__kernel void softmax_max(__global const store_t* s, __global float* mx, int n)
+{
+    const size_t row = get_group_id(0);
+    const int l = get_local_id(0);
+    __local float red[WG];
+    float m = -INFINITY;
+    for (int j = l; j < n; j += WG) m = fmax(m, LOAD(s, row * n + j));
+    red[l] = m;
+    REDUCE(red, l, fmax)
+    if (l == 0) mx[row] = red[0];
+}
+
+// naive pass 2: row sum of exp(s - max)
+__kernel void softmax_sum(__global const store_t* s, __global const float* mx,
+                          __global float* sm, int n)
+{
+    const size_t row = get_group_id(0);
+    const int l = get_local_id(0);
+    __local float red[WG];
+    const float m = mx[row];
+    float acc = 0.0f;
+    for (int j = l; j < n; j += WG) acc += exp(LOAD(s, row * n + j) - m);
+    red[l] = acc;
+    REDUCE(red, l, ADD)
+    if (l == 0) sm[row] = red[0];
+}
+
+// naive pass 3: P = exp(s - max) / sum, written over S
+__kernel void softmax_normalize(__global store_t* s, __global const float* mx,
+                                __global const float* sm, int n, int rows)
+{
+    const int j = get_global_id(0), row = get_global_id(1);
+    if (j >= n || row >= rows) return;
+    const size_t idx = (size_t)row * n + j;
+    STORE(s, idx, exp(LOAD(s, idx) - mx[row]) / sm[row]);
+}
+
+// partial softmax: one pass, online max and sum of exponentials per row (merged across items)
+__kernel void softmax_stats(__global const store_t* s, __global float* mx, __global float* sm,
+                            int n)
+{
+    const size_t row = get_group_id(0);
+    const int l = get_local_id(0);
+    __local float rm[WG];
+    __local float rs[WG];
+    float m = -INFINITY, acc = 0.0f;
+    for (int j = l; j < n; j += WG) {
+        const float x = LOAD(s, row * n + j);
+        if (x == -INFINITY) continue;
+        if (x > m) { acc = acc * exp(m - x) + 1.0f; m = x; }
+        else acc += exp(x - m);
+    }
+    rm[l] = m;
+    rs[l] = acc;
+    for (int o = WG / 2; o > 0; o >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (l < o) {
+            const float ma = rm[l], mb = rm[l + o];
+            const float mm = fmax(ma, mb);
+            const float ea = (ma == -INFINITY) ? 0.0f : exp(ma - mm);
+            const float eb = (mb == -INFINITY) ? 0.0f : exp(mb - mm);
+            rs[l] = rs[l] * ea + rs[l + o] * eb;
+            rm[l] = mm;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (l == 0) { mx[row] = rm[0]; sm[row] = rs[0]; }
+}
+
+// O[b, i, h*d + c] = sum_j P[bh, i, j] V[b, j, h*d + c]; with SOFTMAX_IN_PV the loaded score s
+// becomes exp(s - max[row]) / sum[row] on the way into local memory (P is never stored).
+__kernel void attn_pv(__global const store_t* p, __global const store_t* v,
+                      __global const float* mx, __global const float* sm,
+                      __global store_t* o, int nq, int nk, int heads, int d)
+{
+    const int lc = get_local_id(0), li = get_local_id(1);
+    const int c0 = get_group_id(0) * TILE, i0 = get_group_id(1) * TILE;
+    const int bh = get_global_id(2), b = bh / heads, h = bh % heads, C = heads * d;
+    __local float pt[TILE][TILE + 1];
+    __local float vt[TILE][TILE + 1];
+    const int pi = i0 + li;
+#if SOFTMAX_IN_PV
+    const float rmax = pi < nq ? mx[(size_t)bh * nq + pi] : 0.0f;
+    const float rinv = pi < nq ? 1.0f / sm[(size_t)bh * nq + pi] : 0.0f;
+#endif
+    float acc = 0.0f;
+    for (int j0 = 0; j0 < nk; j0 += TILE) {
+        const int pj = j0 + lc, vj = j0 + li, vc = c0 + lc;
+        float pv = 0.0f;
+        if (pi < nq && pj < nk) {
+            pv = LOAD(p, ((size_t)bh * nq + pi) * nk + pj);
+#if SOFTMAX_IN_PV
+            pv = exp(pv - rmax) * rinv;
+#endif
+        }
+        pt[li][lc] = pv;
+        vt[li][lc] = (vj < nk && vc < d) ? LOAD(v, (size_t)(b * nk + vj) * C + h * d + vc) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int t = 0; t < TILE; ++t) acc += pt[li][t] * vt[t][lc];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const int c = c0 + lc;
+    if (pi < nq && c < d) STORE(o, (size_t)(b * nq + pi) * C + h * d + c, acc);
+}
+
+#ifdef D
+// FlashAttention: a work-group of BQ items owns BQ query rows of one (batch, head); K/V tiles of
+// BK rows are staged in local memory; each item keeps its query, running max m, running sum l
+// and D accumulators in private memory and rescales them when the max grows (online softmax).
+__kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
+void attn_flash(__global const store_t* q, __global const store_t* k, __global const store_t* v,
+                __global store_t* o, int nq, int nk, int heads, float scale, int causal)
+{
+    const int lid = get_local_id(0), qt = get_group_id(0), bh = get_group_id(1);
+    const int b = bh / heads, h = bh % heads, C = heads * D;
+    const int i = qt * BQ + lid;
+    const bool active = i < nq;
+    __local float kt[BK][D];
+    __local float vt[BK][D];
+    float qr[D], acc[D], sc[BK];
+    for (int c = 0; c < D; ++c) {
+        qr[c] = active ? LOAD(q, (size_t)(b * nq + i) * C + h * D + c) : 0.0f;
+        acc[c] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    const int last = min(nq, (qt + 1) * BQ);            // one past the tile's last query row
+    const int kend = causal ? min(nk, last) : nk;
+    for (int j0 = 0; j0 < kend; j0 += BK) {
+        const int jn = min(BK, kend - j0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < BK * D; e += BQ) {
+            const int jj = e / D, c = e % D;
+            const size_t g = (size_t)(b * nk + j0 + jj) * C + h * D + c;
+            kt[jj][c] = jj < jn ? LOAD(k, g) : 0.0f;
+            vt[jj][c] = jj < jn ? LOAD(v, g) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (!active) continue;
+        float mt = m;
+        for (int jj = 0; jj < jn; ++jj) {
+            float x = 0.0f;
+            for (int c = 0; c < D; ++c) x += qr[c] * kt[jj][c];
+            x *= scale;
+            if (causal && j0 + jj > i) x = -INFINITY;
+            sc[jj] = x;
+            mt = fmax(mt, x);
+        }
+        if (mt == -INFINITY) continue;                  // every key of this tile masked
+        const float alpha = (m == -INFINITY) ? 0.0f : exp(m - mt);
+        l *= alpha;
+        for (int c = 0; c < D; ++c) acc[c] *= alpha;
+        for (int jj = 0; jj < jn; ++jj) {
+            const float pj = (sc[jj] == -INFINITY) ? 0.0f : exp(sc[jj] - mt);
+            l += pj;
+            for (int c = 0; c < D; ++c) acc[c] += pj * vt[jj][c];
+        }
+        m = mt;
+    }
+    if (active) {
+        const float inv = 1.0f / l;
+        for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i) * C + h * D + c, acc[c] * inv);
+    }
+}
+#endif
