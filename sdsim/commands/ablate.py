@@ -40,7 +40,7 @@ def run(args) -> int:
     base = None
     for label, opt in configurations():
         p = predict(profile, opt, args.steps, args.scheduler, args.resolution, args.precision,
-                    args.model, graphs=graphs)
+                    args.model, graphs=graphs, traffic=args.traffic)
         if base is None:
             base = p.total_s
         unet = next(c for c in p.components if c.name == "unet")
@@ -57,7 +57,7 @@ def run(args) -> int:
         return 0
     if args.format == "table":
         print(f"{profile.name}: {profile.gpu}, {args.precision}, {args.resolution}x{args.resolution}, "
-              f"{args.steps} steps {args.scheduler}")
+              f"{args.steps} steps {args.scheduler}, {args.traffic} traffic")
     if args.format in ("table", "markdown"):
         rows = [{k: v for k, v in r.items() if k != "opt"} for r in rows]
     print(render_rows(rows, args.format))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdsim.cost.predict import predict
+from sdsim.cost.predict import TRAFFIC, predict
 from sdsim.cost.profile import load_profile
 from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
@@ -29,6 +29,9 @@ def add_common(p):
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="storage precision")
     p.add_argument("--model", default="sd14", help="model preset or diffusers-style folder")
+    p.add_argument("--traffic", choices=TRAFFIC, default="tiled",
+                   help="DRAM bytes as the kernels tile them, or capped per op at compulsory "
+                        "traffic (the bound if caches served every re-read)")
     p.add_argument("--format", choices=FORMATS, default="table")
 
 
@@ -48,7 +51,7 @@ def run(args) -> int:
     check_steps(args)
     profile = load_profile(args.device)
     pred = predict(profile, parse_opt(args.opt), args.steps, args.scheduler, args.resolution,
-                   args.precision, args.model)
+                   args.precision, args.model, traffic=args.traffic)
     rows = {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred)
     if args.format == "json":
         obj = to_json(pred)
@@ -58,7 +61,8 @@ def run(args) -> int:
         return 0
     if args.format == "table":
         print(f"{profile.name}: {profile.gpu}, {args.precision}, {args.resolution}x{args.resolution}, "
-              f"{args.steps} steps {args.scheduler}, opt {pred.options.describe()}")
+              f"{args.steps} steps {args.scheduler}, opt {pred.options.describe()}, "
+              f"{args.traffic} traffic")
     print(render_rows(rows, args.format))
     for c in pred.components:
         for ident, size in c.oversized:

@@ -72,7 +72,7 @@ def to_json(p: Prediction) -> dict:
     return {
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,
         "resolution": p.resolution, "steps": p.steps, "scheduler": p.scheduler,
-        "total_s": p.total_s, "peak_memory_bytes": p.peak_memory_bytes,
+        "traffic": p.traffic, "total_s": p.total_s, "peak_memory_bytes": p.peak_memory_bytes,
         "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
                                     + max(c.activations_naive for c in p.components)),
         "seconds_by_kernel_class": class_breakdown(p),
