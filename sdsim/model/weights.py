@@ -28,6 +28,8 @@ _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.u
            "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
            "BOOL": np.bool_}
 _FLOAT = ("F64", "F32", "F16", "BF16")
+# transformers >= 5 saves CLIPTextModel without its "text_model." prefix; older files have it
+_OPTIONAL_PREFIXES = ("text_model.",)
 
 
 def refuse_pickle(path: Path):
@@ -133,6 +135,10 @@ class ComponentWeights(Mapping):
         out = {}
         files = ", ".join(str(p) for p in self.files()) or f"the {self.component} weights"
         for name, p in module.named_params():
+            if name not in self._where and name.startswith(_OPTIONAL_PREFIXES):
+                short = name.split(".", 1)[1]
+                if short in self._where:
+                    self._where[name] = self._where[short]
             if name not in self._where:
                 raise SdsimError(f"{files}: missing tensor {name!r} ({self.component}, shape "
                                  f"{list(p.shape)})")
@@ -176,20 +182,25 @@ def _component_files(folder: Path, variant: str | None) -> list[Path]:
     raise SdsimError(f"{folder}: no *.safetensors weights")
 
 
+def load_component(folder, variant: str | None = None) -> ComponentWeights:
+    """The weights in one component folder (e.g. a model's unet/), shards merged."""
+    folder = Path(folder)
+    cw = ComponentWeights(folder.name)
+    for fpath in _component_files(folder, variant):
+        f = SafetensorsFile(fpath)
+        for key in f.keys():
+            cw.add(f, key)
+    return cw
+
+
 def load_folder(path, variant: str | None = None) -> dict[str, ComponentWeights]:
     """The weights of a diffusers-layout folder, one ComponentWeights per component."""
     path = Path(path)
     out = {}
     for comp in COMPONENTS:
-        folder = path / comp
-        if not folder.is_dir():
+        if not (path / comp).is_dir():
             raise SdsimError(f"{path}: missing folder {comp}/ (expected a diffusers-layout folder)")
-        cw = ComponentWeights(comp)
-        for fpath in _component_files(folder, variant):
-            f = SafetensorsFile(fpath)
-            for key in f.keys():
-                cw.add(f, key)
-        out[comp] = cw
+        out[comp] = load_component(path / comp, variant)
     return out
 
 
