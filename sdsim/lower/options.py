@@ -2,7 +2,9 @@
 
 Switches (each one replaces a baseline by the paper's kernel):
 - groupnorm: naive (mean, variance, normalize: three dispatches) | fused (one specialised kernel)
-- gelu:      standalone (GELU then the gating multiply, two passes) | fused (one GEGLU pass)
+- gelu:      standalone (GELU then the gating multiply, two passes) | fused (the UNet's GEGLU
+             in one pass; a GELU / quick-GELU right after a linear, as in CLIP's MLP, applied
+             in that GEMM's epilogue)
 - attention: naive (QK^T, softmax, .V with the score matrix in DRAM) | partial_softmax |
              flash | paper (the paper's rule: flash where head_dim == flash_head_dim, 40 by
              default, i.e. SD1.4's 320-channel blocks; partially fused softmax elsewhere)

@@ -17,11 +17,6 @@ from sdsim import kernels
 from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
 
-#: the optimization switch that governs each op kind (others have a single implementation)
-SWITCH_OF = {"group_norm": "groupnorm", "geglu": "gelu", "attention": "attention",
-             "conv2d": "conv3x3"}
-
-
 @dataclass(frozen=True)
 class KernelCall:
     """One dispatch of the plan."""
