@@ -89,6 +89,8 @@ def test_unknown_name_and_unsupported_field():
         make_scheduler("euler", dict(SD14_CONFIG, use_karras_sigmas=True))
     with pytest.raises(SdsimError, match="beta_schedule"):
         make_scheduler("ddim", dict(SD14_CONFIG, beta_schedule="cubic"))
+    with pytest.raises(SdsimError, match="timestep_spacing"):
+        make_scheduler("dpmpp2m", dict(SD14_CONFIG, timestep_spacing="even"))
     with pytest.raises(SdsimError, match="set_timesteps"):
         make_scheduler("ddim").step(np.zeros(1, np.float32), 1, np.zeros(1, np.float32))
 

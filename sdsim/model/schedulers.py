@@ -1,6 +1,6 @@
 """Diffusion schedulers in NumPy with diffusers' semantics, config fields and dtypes.
 
-PNDM (SD1.4's default: PLMS with a warm-up step, so N steps take N+1 UNet calls), DDIM (eta 0),
+PNDM (SD1.4's default: PLMS with a warm-up step, so N >= 2 steps take N+1 UNet calls), DDIM (eta 0),
 Euler discrete and DPM-Solver++ 2M. Tables are built as diffusers builds them (float32 betas and
 cumulative products, float64 where diffusers interpolates in NumPy), and each step is computed
 in float32 in the same order of operations, so a run can be compared with diffusers step by step.
@@ -77,10 +77,8 @@ def _spaced_timesteps(spacing: str, n: int, n_train: int, offset: int) -> np.nda
     if spacing == "leading":
         ratio = n_train // n
         return (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.int64) + offset
-    if spacing == "trailing":
-        ratio = n_train / n
-        return np.round(np.arange(n_train, 0, -ratio)).astype(np.int64) - 1
-    raise SdsimError(f"scheduler config field 'timestep_spacing': {spacing!r} is not one of linspace, leading, trailing")
+    ratio = n_train / n  # trailing
+    return np.round(np.arange(n_train, 0, -ratio)).astype(np.int64) - 1
 
 
 def _out_dtype(*arrays) -> np.dtype:
@@ -106,6 +104,10 @@ class Scheduler:
                                  f"(supported: {allowed})")
             if key in cfg:
                 cfg[key] = value
+        spacing = cfg.get("timestep_spacing", "leading")
+        if spacing not in ("linspace", "leading", "trailing"):
+            raise SdsimError(f"scheduler config field 'timestep_spacing': {spacing!r} is not one of "
+                             "linspace, leading, trailing")
         pt = cfg.get("prediction_type")
         if pt not in self.prediction_types:
             raise SdsimError(f"scheduler config field 'prediction_type': {pt!r} is not one of "
@@ -341,11 +343,9 @@ class EulerDiscreteScheduler(Scheduler):
         elif c["timestep_spacing"] == "leading":
             ts = (np.arange(0, n) * (n_train // n)).round()[::-1].copy().astype(np.float32)
             ts += c["steps_offset"]
-        elif c["timestep_spacing"] == "trailing":
+        else:  # trailing
             ts = np.arange(n_train, 0, -n_train / n).round().copy().astype(np.float32)
             ts -= 1
-        else:
-            _spaced_timesteps(c["timestep_spacing"], n, n_train, 0)  # raises the error
         sig = np.interp(ts, np.arange(0, len(self._train_sigmas)), self._train_sigmas)
         if c["final_sigmas_type"] == "sigma_min":
             ac0 = self.alphas_cumprod[0]
@@ -435,10 +435,8 @@ class DPMSolverMultistepScheduler(Scheduler):
         elif c["timestep_spacing"] == "leading":
             ratio = last // (n + 1)
             ts = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].copy().astype(np.int64) + c["steps_offset"]
-        elif c["timestep_spacing"] == "trailing":
+        else:  # trailing
             ts = np.arange(last, 0, -c["num_train_timesteps"] / n).round().copy().astype(np.int64) - 1
-        else:
-            _spaced_timesteps(c["timestep_spacing"], n, last, 0)  # raises the error
         sig = np.interp(ts, np.arange(0, len(self._train_sigmas)), self._train_sigmas)
         if c["final_sigmas_type"] == "sigma_min":
             ac0 = self.alphas_cumprod[0]
