@@ -11,6 +11,7 @@ sum of its buffers. It is a heuristic (optimal sharing is NP-hard) but never wor
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -32,10 +33,16 @@ def naive(tensors: list[Live]) -> int:
 @dataclass
 class _Buffer:
     size: int
-    ranges: list = field(default_factory=list)
+    ranges: list = field(default_factory=list)   # disjoint (first, last), sorted
 
     def free_over(self, t: Live) -> bool:
-        return all(t.last < a or t.first > b for a, b in self.ranges)
+        i = bisect.bisect_left(self.ranges, (t.first, t.first))
+        if i < len(self.ranges) and self.ranges[i][0] <= t.last:
+            return False
+        return i == 0 or self.ranges[i - 1][1] < t.first
+
+    def take(self, t: Live):
+        bisect.insort(self.ranges, (t.first, t.last))
 
 
 def greedy_by_size(tensors: list[Live]) -> int:
@@ -52,7 +59,7 @@ def greedy_by_size(tensors: list[Live]) -> int:
         else:
             buf = _Buffer(t.size)
             buffers.append(buf)
-        buf.ranges.append((t.first, t.last))
+        buf.take(t)
     return sum(b.size for b in buffers)
 
 

@@ -2,7 +2,8 @@
 
 `lower_graph(graph, options, precision)` walks the ops of one traced component in execution order
 and applies one rule per op kind (see `_rules`); the costs of every dispatch come from
-`sdsim.kernels.costs(family, variant, **shape)`, the one place that owns those formulas. A call's
+the variants registered in `sdsim.kernels` (what `kernels.costs(family, variant, **shape)`
+returns), the one place that owns those formulas. A call's
 identity (component, op index, dispatch index, kernel name) is what a later OpenCL run reports,
 so a prediction and a measurement can be matched call by call.
 """
@@ -45,29 +46,29 @@ class KernelCall:
 
 
 @functools.lru_cache(maxsize=None)
-def _accepted(family: str, variant: str) -> frozenset | None:
-    """Keyword names the variant's cost function takes (None: it takes **kwargs)."""
+def _variant(family: str, variant: str):
+    """(cost function, keyword names it takes or None for **kwargs), looked up once: the lowering
+    makes ~1000 lookups per prediction and `kernels.costs` rescans the family modules each time."""
     kernels.variants()  # loads the family modules
     fn = kernels._REGISTRY.get((family, variant))
     if fn is None:
-        return frozenset()
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(p.name for p in params)
-
-
-def _costs(family, variant, precision, shape):
-    """kernels.costs with only the shape arguments the variant takes (trace attrs carry extras)."""
-    names = _accepted(family, variant)
-    if names is not None and not names:
         known = [v for f, v in kernels.variants(family)]
         raise SdsimError(f"no kernel cost formula for {family}/{variant} (known for {family}: "
                          f"{', '.join(known) or 'none'}); sdsim/kernels must register it")
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn, None
+    return fn, frozenset(p.name for p in params)
+
+
+def _costs(family, variant, precision, shape):
+    """The variant's dispatches, passing only the shape arguments it takes (trace attrs carry
+    extras such as eps)."""
+    fn, names = _variant(family, variant)
     args = dict(shape, precision=precision)
     if names is not None:
         args = {k: v for k, v in args.items() if k in names}
-    return kernels.costs(family, variant, **args)
+    return fn(**args)
 
 
 def conv_variant(a: dict, opt: Options) -> str:
