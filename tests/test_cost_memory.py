@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings, strategies as st
 
-from sdsim.cost.memory import Live, greedy_by_size, naive, peak_live
+from sdsim.cost.memory import Live, greedy_buffers, greedy_by_size, naive, peak_live
 
 
 def test_hand_example():
@@ -38,3 +38,17 @@ def test_peak_live_matches_step_by_step_sum(spec):
     ts = [Live(i, s, a, a + d) for i, (s, a, d) in enumerate(spec)]
     brute = max(sum(t.size for t in ts if t.first <= step <= t.last) for step in range(0, 45))
     assert peak_live(ts) == brute
+
+
+@settings(max_examples=150, deadline=None)
+@given(lives)
+def test_greedy_plan_is_valid(spec):
+    ts = [Live(i, s, a, a + d) for i, (s, a, d) in enumerate(spec)]
+    plan = greedy_buffers(ts)
+    placed = [t.key for _, members in plan for t in members]
+    assert sorted(placed) == sorted(t.key for t in ts)  # every tensor exactly once
+    for size, members in plan:
+        assert all(t.size <= size for t in members)
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                assert a.last < b.first or b.last < a.first  # never live at the same step

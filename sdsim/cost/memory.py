@@ -34,6 +34,7 @@ def naive(tensors: list[Live]) -> int:
 class _Buffer:
     size: int
     ranges: list = field(default_factory=list)   # disjoint (first, last), sorted
+    members: list = field(default_factory=list)  # the Live tensors placed in it
 
     def free_over(self, t: Live) -> bool:
         i = bisect.bisect_left(self.ranges, (t.first, t.first))
@@ -43,10 +44,16 @@ class _Buffer:
 
     def take(self, t: Live):
         bisect.insort(self.ranges, (t.first, t.last))
+        self.members.append(t)
 
 
 def greedy_by_size(tensors: list[Live]) -> int:
     """Bytes with shared buffers assigned greedy by size (see module docstring)."""
+    return sum(size for size, _ in greedy_buffers(tensors))
+
+
+def greedy_buffers(tensors: list[Live]) -> list[tuple[int, list[Live]]]:
+    """The greedy-by-size plan: (buffer size, tensors sharing it) per buffer."""
     buffers: list[_Buffer] = []
     for t in sorted(tensors, key=lambda t: (-t.size, t.first)):
         free = [b for b in buffers if b.free_over(t)]
@@ -60,7 +67,7 @@ def greedy_by_size(tensors: list[Live]) -> int:
             buf = _Buffer(t.size)
             buffers.append(buf)
         buf.take(t)
-    return sum(b.size for b in buffers)
+    return [(b.size, b.members) for b in buffers]
 
 
 def peak_live(tensors: list[Live]) -> int:
