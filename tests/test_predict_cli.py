@@ -83,3 +83,17 @@ def test_devices_lists_every_profile(capsys):
     rc, out, _ = run(capsys, "devices", "--format", "csv")
     names = {r["name"] for r in csv.DictReader(io.StringIO(out))}
     assert rc == 0 and {"s23ultra", "s22", "s24", "pixel7", "dimensity9200", "iphone14promax"} <= names
+
+
+def test_workspace_over_max_allocation_is_flagged(capsys, tmp_path):
+    import yaml
+
+    from sdsim.paths import PROFILES_DIR
+
+    d = yaml.safe_load((PROFILES_DIR / "s23ultra.yaml").read_text())
+    d["max_allocation"] = {"value": 1, "unit": "KiB", "source": "test"}
+    f = tmp_path / "small.yaml"
+    f.write_text(yaml.safe_dump(d))
+    rc, out, _ = run(capsys, "predict", "--device", str(f), "--model", "tiny", "--resolution", "64",
+                     "--opt", "none")
+    assert rc == 0 and "over the device's max single allocation (1.0 KiB)" in out

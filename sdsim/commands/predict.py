@@ -7,7 +7,7 @@ from sdsim.cost.profile import load_profile
 from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
-from sdsim.output import FORMATS, dumps, render_rows
+from sdsim.output import FORMATS, dumps, human_bytes, render_rows
 
 HELP = "predict latency, DRAM traffic and peak memory of a text-to-image run on a device profile"
 DESCRIPTION = (
@@ -67,6 +67,6 @@ def run(args) -> int:
     for c in pred.components:
         for ident, size in c.oversized:
             if args.format == "table":
-                print(f"warning: {ident} needs a {size / 2**20:.0f} MiB buffer, over the device's "
-                      f"max single allocation ({profile.max_allocation / 2**20:.0f} MiB)")
+                print(f"warning: {ident} needs a {human_bytes(size)} buffer, over the device's "
+                      f"max single allocation ({human_bytes(profile.max_allocation)})")
     return 0
