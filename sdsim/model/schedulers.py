@@ -93,6 +93,7 @@ class Scheduler:
     defaults: dict = {}
     # diffusers fields this implementation supports only at one value: field -> allowed values
     fixed: dict = {}
+    prediction_types = ("epsilon", "v_prediction")
 
     def __init__(self, config: dict | None = None):
         cfg = dict(self.defaults)
@@ -116,8 +117,6 @@ class Scheduler:
         self.alphas_cumprod = _alphas_cumprod(cfg)
         self.num_inference_steps: int | None = None
         self.timesteps: np.ndarray | None = None
-
-    prediction_types = ("epsilon", "v_prediction")
 
     def _timesteps_for(self, n: int) -> np.ndarray:
         raise NotImplementedError
@@ -302,14 +301,14 @@ class DDIMScheduler(Scheduler):
         return prev.astype(dtype, copy=False)
 
 
-def _index_in(timesteps: np.ndarray, t, second_if_repeated: bool = True, default_last: bool = False) -> int:
+def _index_in(timesteps: np.ndarray, t, default_last: bool = False) -> int:
     """Position of t in the schedule (the second one if t repeats), as diffusers' index_for_timestep."""
     hits = np.nonzero(timesteps == t)[0]
     if len(hits) == 0:
         if default_last:
             return len(timesteps) - 1
         raise SdsimError(f"scheduler step: timestep {t} is not in the schedule set by set_timesteps")
-    return int(hits[1] if len(hits) > 1 and second_if_repeated else hits[0])
+    return int(hits[1] if len(hits) > 1 else hits[0])
 
 
 class EulerDiscreteScheduler(Scheduler):
