@@ -133,3 +133,22 @@ def test_random_weights_depend_on_seed_and_name_only():
     assert not a["proj.bias"].any() and set(a) == {"proj.weight", "proj.bias", "conv.weight"}
     w = a["conv.weight"]
     assert 0.5 < w.std() * np.sqrt(4 * 9) < 2
+
+
+def test_single_file_compvis_keys_are_routed_and_reshaped(tmp_path):
+    r = np.random.default_rng(0)
+    q = r.standard_normal((8, 8, 1, 1), dtype=np.float32)
+    conv_in = r.standard_normal((4, 4, 3, 3), dtype=np.float32)
+    tok = r.standard_normal((10, 8), dtype=np.float32)
+    path = tmp_path / "sd.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": conv_in,
+               "first_stage_model.decoder.mid.attn_1.q.weight": q,
+               "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": tok},
+              str(path))
+    w = load_weights(path)
+    assert np.array_equal(w["unet"]["conv_in.weight"], conv_in)
+    assert np.array_equal(w["vae"]["decoder.mid_block.attentions.0.to_q.weight"], q[:, :, 0, 0])
+    assert np.array_equal(w["text_encoder"]["text_model.embeddings.token_embedding.weight"], tok)
+    save_file({"foo": conv_in}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(SdsimError, match="other.safetensors: .*not an SD1.x CompVis"):
+        load_weights(tmp_path / "other.safetensors")

@@ -22,6 +22,7 @@ from sdsim.model.clip import CLIPTextModel
 from sdsim.model.config import ModelConfig
 from sdsim.model.presets import PRESETS, load_model_config
 from sdsim.model.schedulers import make_scheduler
+from sdsim.model.tokenizer import ClipTokenizer
 from sdsim.model.unet import UNet2DConditionModel
 from sdsim.model.vae import AutoencoderKL
 from sdsim.model.weights import RandomWeights, load_weights
@@ -39,12 +40,6 @@ class FallbackTokenizer:
         words = [zlib.crc32(w.encode()) % self.vocab for w in text.lower().split()]
         ids = [self.bos] + words[:self.length - 2] + [self.eos]
         return np.array(ids + [self.eos] * (self.length - len(ids)), np.int64)
-
-
-def _load_tokenizer(folder: Path):
-    from sdsim.model.tokenizer import CLIPTokenizer
-
-    return CLIPTokenizer.from_folder(folder)
 
 
 class StableDiffusion:
@@ -74,7 +69,7 @@ class StableDiffusion:
         cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
         tok_dir = Path(tokenizer_path) if tokenizer_path else path / "tokenizer"
         if tok_dir.is_dir():
-            tokenizer = _load_tokenizer(tok_dir)
+            tokenizer = ClipTokenizer.from_folder(tok_dir)
         else:
             tokenizer = FallbackTokenizer(cfg.text_encoder.vocab_size)
             warnings.warn(f"no tokenizer files at {tok_dir}: prompts use stand-in token ids, so the "
@@ -101,7 +96,7 @@ class StableDiffusion:
 
     # --- the stages --------------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str]) -> np.ndarray:
-        ids = np.stack([np.asarray(self.tokenizer(p), np.int64) for p in prompts])
+        ids = np.concatenate([np.atleast_2d(self.tokenizer(p)).astype(np.int64) for p in prompts])
         return self.text_encoder(self.F["text_encoder"], ids)
 
     def latent_shape(self, height: int, width: int) -> tuple:

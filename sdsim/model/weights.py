@@ -106,23 +106,22 @@ class ComponentWeights(Mapping):
 
     def __init__(self, component: str):
         self.component = component
-        self._where: dict[str, tuple[SafetensorsFile, str]] = {}
-        self._reshape: dict[str, tuple] = {}
+        self._where: dict[str, tuple] = {}
 
-    def add(self, f: SafetensorsFile, name: str, key: str | None = None):
-        self._where[name] = (f, key or name)
+    def add(self, f: SafetensorsFile, name: str, key: str | None = None, transform=None):
+        """Tensor `key` of `f` is parameter `name`; `transform` (array -> array) fixes its layout."""
+        self._where[name] = (f, key or name, transform)
 
     def file_of(self, name: str) -> Path:
         return self._where[name][0].path
 
     def files(self) -> list[Path]:
-        return sorted({f.path for f, _ in self._where.values()})
+        return sorted({w[0].path for w in self._where.values()})
 
     def __getitem__(self, name):
-        f, key = self._where[name]
+        f, key, transform = self._where[name]
         arr = f.tensor(name, key)
-        shape = self._reshape.get(name)
-        return arr if shape is None else arr.reshape(shape)
+        return arr if transform is None else transform(arr)
 
     def __iter__(self):
         return iter(self._where)
@@ -142,19 +141,17 @@ class ComponentWeights(Mapping):
             if name not in self._where:
                 raise SdsimError(f"{files}: missing tensor {name!r} ({self.component}, shape "
                                  f"{list(p.shape)})")
-            f, key = self._where[name]
+            f, key, _ = self._where[name]
             if f.dtype_of(key) not in _FLOAT:
                 raise SdsimError(f"{f.path}: tensor {key!r} has dtype {f.dtype_of(key)}, "
                                  "expected a float type (F32, F16, BF16)")
-            arr = f.tensor(name, key)
+            try:
+                arr = self[name]
+            except SdsimError as e:
+                raise SdsimError(f"{f.path}: {e}") from None
             if tuple(arr.shape) != p.shape:
-                # CompVis stores the VAE attention projections as 1x1 convs
-                if arr.size == p.numel and arr.shape[:2] == p.shape[:2] and set(arr.shape[2:]) <= {1}:
-                    self._reshape[name] = p.shape
-                    arr = arr.reshape(p.shape)
-                else:
-                    raise SdsimError(f"{f.path}: tensor {key!r} has shape {list(arr.shape)}, "
-                                     f"expected {list(p.shape)} for {self.component} {name!r}")
+                raise SdsimError(f"{f.path}: tensor {key!r} has shape {list(arr.shape)}, "
+                                 f"expected {list(p.shape)} for {self.component} {name!r}")
             out[name] = arr
         return out
 
@@ -212,11 +209,14 @@ def load_single_file(path) -> dict[str, ComponentWeights]:
     if path.suffix in PICKLE_SUFFIXES:
         refuse_pickle(path)
     f = SafetensorsFile(path)
-    mapping = compvis_to_diffusers(list(f.keys()))
+    try:
+        mapping = compvis_to_diffusers(list(f.keys()))
+    except SdsimError as e:
+        raise SdsimError(f"{path}: {e}") from None
     out = {comp: ComponentWeights(comp) for comp in COMPONENTS}
-    for key, (comp, name) in mapping.items():
-        if comp in out:
-            out[comp].add(f, name, key)
+    for comp, names in mapping.items():
+        for name, src in names.items():
+            out[comp].add(f, name, src.key, src.apply if src.reshape else None)
     return out
 
 
