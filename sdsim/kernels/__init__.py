@@ -52,15 +52,19 @@ def variant(family: str, name: str):
     return deco
 
 
-def costs(family: str, name: str, **shape) -> list[KernelCost]:
-    """The dispatches of `family`/`name` at the given shape, with their costs."""
+def lookup(family: str, name: str) -> Callable[..., list[KernelCost]]:
+    """The cost function of `family`/`name` (KeyError listing the known names if absent)."""
     _load_families()
     try:
-        fn = _REGISTRY[(family, name)]
+        return _REGISTRY[(family, name)]
     except KeyError:
         known = sorted(n for f, n in _REGISTRY if f == family)
         raise KeyError(f"no kernel variant {family}/{name}; known for {family}: {known}") from None
-    return fn(**shape)
+
+
+def costs(family: str, name: str, **shape) -> list[KernelCost]:
+    """The dispatches of `family`/`name` at the given shape, with their costs."""
+    return lookup(family, name)(**shape)
 
 
 def variants(family: str | None = None) -> list[tuple[str, str]]:
@@ -69,9 +73,17 @@ def variants(family: str | None = None) -> list[tuple[str, str]]:
     return sorted(k for k in _REGISTRY if family is None or k[0] == family)
 
 
+_loaded = False
+
+
 def _load_families():
+    """Import every family module once (each registers its variants on import)."""
+    global _loaded
+    if _loaded:
+        return
     import importlib
     import pkgutil
 
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    _loaded = True

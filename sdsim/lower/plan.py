@@ -47,11 +47,10 @@ class KernelCall:
 
 @functools.lru_cache(maxsize=None)
 def _variant(family: str, variant: str):
-    """(cost function, keyword names it takes or None for **kwargs), looked up once: the lowering
-    makes ~1000 lookups per prediction and `kernels.costs` rescans the family modules each time."""
-    kernels.variants()  # loads the family modules
-    fn = kernels._REGISTRY.get((family, variant))
-    if fn is None:
+    """(cost function, keyword names it takes or None for **kwargs), looked up once per variant."""
+    try:
+        fn = kernels.lookup(family, variant)
+    except KeyError:
         known = [v for f, v in kernels.variants(family)]
         raise SdsimError(f"no kernel cost formula for {family}/{variant} (known for {family}: "
                          f"{', '.join(known) or 'none'}); sdsim/kernels must register it")
