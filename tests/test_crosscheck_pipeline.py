@@ -23,7 +23,7 @@ SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "euler": "EulerD
               "dpmpp2m": "DPMSolverMultistepScheduler"}
 SD14_SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                   beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
-                  clip_sample=False)
+                  clip_sample=False, skip_prk_steps=True)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,7 @@ def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler):
     torch, diffusers, folder, unet, vae, te = saved_pipe
     ids = {"a prompt": np.r_[998, np.arange(5, 20), np.full(61, 999)],
            "": np.r_[998, np.full(76, 999)]}
-    sched = getattr(diffusers, SCHEDULERS[scheduler])(**SD14_SCHED)
-    if scheduler == "pndm":
-        sched = diffusers.PNDMScheduler(**SD14_SCHED, skip_prk_steps=True)
+    sched = getattr(diffusers, SCHEDULERS[scheduler]).from_config(SD14_SCHED)
     latents = np.random.default_rng(4).standard_normal((1, 4, 8, 8), dtype=np.float32)
 
     ref = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet,
