@@ -1,0 +1,1 @@
+"""The OpenCL backend: runs SD components on a device through the kernel plan of the lowering."""
