@@ -15,11 +15,12 @@ channel counts, spatial sizes, token counts) so a validation on SD is not a fit 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
-from sdsim.kernels import KERNEL_CLASSES, costs
+from sdsim.kernels import KERNEL_CLASSES, lookup
 
 #: (family, variant, shape) of the calibration mix; "quick" is sized for a CPU OpenCL device
 #: (seconds per case on PoCL), "full" for a desktop GPU (enough work-groups to fill it).
@@ -41,6 +42,15 @@ def _attn(b, heads, nq, nk, d, variants=("naive", "partial_softmax", "flash")):
             for v in variants]
 
 
+def _gn(b, c, hw, groups, act, variants=("naive", "fused")):
+    return [("group_norm", v, dict(batch=b, channels=c, hw=hw, groups=groups, eps=1e-5, act=act))
+            for v in variants]
+
+
+def _ln(rows, dim):
+    return [("layer_norm", "rowwise", dict(rows=rows, dim=dim, eps=1e-5))]
+
+
 MIXES = {
     "quick": [
         *_conv(2, 96, 128, 12), *_conv(2, 192, 160, 6), *_conv(2, 48, 48, 20),
@@ -48,6 +58,7 @@ MIXES = {
         *_conv(2, 192, 96, 10, k=1, padding=0, variants=("im2col_gemm",)),
         *_lin(150, 256, 1024), *_lin(300, 640, 160), *_lin(100, 384, 768, ("tiled_gelu",)),
         *_attn(2, 4, 100, 100, 40), *_attn(2, 4, 100, 60, 40), *_attn(2, 4, 36, 36, 96),
+        *_gn(2, 96, 144, 16, "silu"), *_gn(2, 192, 36, 32, None), *_ln(200, 384),
     ],
     "full": [
         *_conv(2, 192, 192, 48), *_conv(2, 384, 384, 24), *_conv(1, 96, 128, 96),
@@ -57,8 +68,17 @@ MIXES = {
         *_lin(2000, 512, 2048, ("tiled_gelu",)),
         *_attn(2, 6, 3000, 3000, 40), *_attn(2, 6, 3000, 60, 40), *_attn(2, 4, 900, 900, 96),
         *_attn(2, 8, 800, 800, 64),
+        *_gn(2, 192, 48 * 48, 16, "silu"), *_gn(2, 384, 24 * 24, 32, "silu"),
+        *_gn(2, 256, 40 * 40, 32, None), *_ln(2 * 3000, 384), *_ln(2 * 900, 768),
     ],
 }
+
+
+def shape_costs(family, variant, shape, precision):
+    """The variant's cost list for an op's attrs (extra attrs such as eps are not cost inputs)."""
+    fn = lookup(family, variant)
+    names = inspect.signature(fn).parameters
+    return fn(**{k: v for k, v in dict(shape, precision=precision).items() if k in names})
 
 
 @dataclass
@@ -86,7 +106,7 @@ def measure_case(rt, family, variant, shape, precision, peak, bw, repeat=3, seed
 
     rng = np.random.default_rng(seed)
     ins, params, out = dispatch.random_operands(rt, family, variant, shape, precision, rng)
-    plan = costs(family, variant, precision=precision, **shape)
+    plan = shape_costs(family, variant, shape, precision)
     dispatch.run(rt, family, variant, shape, ins, params, out, precision)  # warm-up
     rt.finish()
     runs = []

@@ -43,7 +43,25 @@ def _attention(rt, variant, a, ins, p, out, precision):
     return evs
 
 
-RUNNERS = {"conv2d": _conv, "linear": _linear, "attention": _attention}
+def _group_norm(rt, variant, a, ins, p, out, precision):
+    from sdsim.cl import norm as cl_norm
+
+    _, evs = cl_norm.group_norm(rt, ins[0], p["gamma"], p["beta"],
+                                (a["batch"], a["channels"], a["hw"]), a["groups"], a["eps"],
+                                act=a.get("act"), variant=variant, precision=precision, out=out)
+    return evs
+
+
+def _layer_norm(rt, variant, a, ins, p, out, precision):
+    from sdsim.cl import norm as cl_norm
+
+    _, evs = cl_norm.layer_norm(rt, ins[0], p["gamma"], p["beta"], a["rows"], a["dim"], a["eps"],
+                                precision=precision, out=out)
+    return evs
+
+
+RUNNERS = {"conv2d": _conv, "linear": _linear, "attention": _attention,
+           "group_norm": _group_norm, "layer_norm": _layer_norm}
 
 
 def run(rt, family, variant, shape, ins, params, out, precision):
@@ -69,6 +87,12 @@ def operands(family, variant, shape) -> tuple[list[int], dict, int]:
         c = a["heads"] * a["head_dim"]
         q, kv = a["batch"] * a["nq"] * c, a["batch"] * a["nk"] * c
         return [q, kv, kv], {}, q
+    if family == "group_norm":
+        n = a["batch"] * a["channels"] * a["hw"]
+        return [n], {"gamma": a["channels"], "beta": a["channels"]}, n
+    if family == "layer_norm":
+        n = a["rows"] * a["dim"]
+        return [n], {"gamma": a["dim"], "beta": a["dim"]}, n
     raise SdsimError(f"no operand layout for op family '{family}'")
 
 

@@ -1,0 +1,264 @@
+"""OpenCLBackend: the model's ops run on a device, one lowered op at a time, every dispatch timed.
+
+The backend is driven by the kernel plan of the same component (trace -> lowering): the model calls
+its ops in execution order, the i-th call is op i of the traced graph, and the plan's calls for op i
+say which variant runs and which kernel identity each dispatch has. So a measurement and a
+prediction share `KernelCall.identity` ("unet/17/1:wino_gemm_f4").
+
+Memory: weights are uploaded once (and Winograd-transformed once per variant) when first used.
+Activation buffers come from a pool keyed by byte size; a tensor's buffer goes back to the pool
+after the last op that reads it (live ranges from the traced graph), so a UNet call reuses a few
+dozen buffers instead of allocating one per tensor. Workspaces a kernel function allocates for
+itself (Winograd tiles, attention scores) are released when it returns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdsim.backends.opencl import dispatch
+from sdsim.cl.runtime import DTYPES
+from sdsim.errors import SdsimError
+from sdsim.ops import Backend
+
+
+@dataclass
+class CLTensor:
+    """A device tensor: buffer, shape, storage dtype ("fp32" | "fp16" | "int32"), traced id."""
+
+    buf: object
+    shape: tuple
+    dtype: str
+    tid: int
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+_ITEMSIZE = {"fp32": 4, "fp16": 2, "int32": 4}
+
+
+class BufferPool:
+    """Device buffers reused by exact byte size."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.free: dict[int, list] = defaultdict(list)
+        self.allocated = 0      # buffers created
+        self.bytes = 0          # bytes created
+
+    def get(self, nbytes: int, what: str):
+        nbytes = max(4, int(nbytes))
+        if self.free[nbytes]:
+            return self.free[nbytes].pop()
+        self.rt.check_alloc(nbytes, what)
+        import pyopencl as cl
+
+        self.allocated += 1
+        self.bytes += nbytes
+        return cl.Buffer(self.rt.ctx, cl.mem_flags.READ_WRITE, nbytes)
+
+    def put(self, buf) -> None:
+        self.free[buf.size].append(buf)
+
+
+class OpenCLBackend(Backend):
+    """Runs one component's ops on `rt` following `plan` (lower_graph of `graph`)."""
+
+    name = "opencl"
+
+    def __init__(self, rt, graph, plan, weights, precision: str = "fp32", pool=None):
+        super().__init__()
+        if precision not in ("fp32", "fp16"):
+            raise SdsimError(f"precision must be fp32 or fp16, not {precision!r}")
+        self.rt, self.graph, self.precision = rt, graph, precision
+        self.weights = weights
+        self.pool = pool or BufferPool(rt)
+        self.calls: dict[int, list] = defaultdict(list)
+        for c in plan:
+            self.calls[c.op_index].append(c)
+        self.last_use: dict[int, int] = {}
+        for op in graph.ops:
+            for t in op.inputs:
+                self.last_use[t.id] = op.index
+        self.keep = {t.id for t in graph.outputs}
+        self.events: list[tuple] = []     # (KernelCall, cl.Event)
+        self._wcache: dict[tuple, object] = {}
+        self._live: dict[int, CLTensor] = {}
+        self._i = 0
+
+    def reset(self) -> None:
+        """Start a new run of the component: op counter and events cleared, activations back in
+        the pool; weights stay uploaded."""
+        self.rt.finish()
+        for t in self._live.values():
+            self.pool.put(t.buf)
+        self._live.clear()
+        self.events = []
+        self._i = 0
+
+    @property
+    def ops_run(self) -> int:
+        return self._i
+
+    # --- tensors and weights ---------------------------------------------------------------
+    def upload(self, array, spec) -> CLTensor:
+        """A graph input (a traced TensorSpec) copied to the device."""
+        dtype = spec.dtype if spec.dtype in ("int32", "fp32") else self.precision
+        host = np.ascontiguousarray(np.asarray(array).reshape(spec.shape),
+                                    dtype=np.int32 if dtype == "int32" else DTYPES[dtype])
+        buf = self.pool.get(host.nbytes, "input")
+        import pyopencl as cl
+
+        cl.enqueue_copy(self.rt.queue, buf, host)
+        t = CLTensor(buf, tuple(spec.shape), dtype, spec.id)
+        self._live[spec.id] = t
+        return t
+
+    def download(self, t: CLTensor) -> np.ndarray:
+        """A device tensor read back as float32 (int32 for ids)."""
+        if t.dtype == "int32":
+            host = np.empty(t.shape, np.int32)
+            import pyopencl as cl
+
+            cl.enqueue_copy(self.rt.queue, host, t.buf)
+            return host
+        return self.rt.from_device(t.buf, t.shape, t.dtype)
+
+    def value(self, param, role="w"):
+        """The device buffer of a weight (uploaded once, in storage precision)."""
+        if param is None:
+            return None
+        key = (param.name, role)
+        buf = self._wcache.get(key)
+        if buf is None:
+            try:
+                arr = self.weights[param.name]
+            except KeyError:
+                raise SdsimError(f"no weight for parameter {param.name!r}") from None
+            if tuple(arr.shape) != param.shape:
+                raise SdsimError(f"weight {param.name!r} has shape {tuple(arr.shape)}, "
+                                 f"the model expects {param.shape}")
+            buf = self.rt.to_device(np.asarray(arr, np.float32), self.precision, param.name)
+            self._wcache[key] = buf
+        return buf
+
+    def _prepared(self, family, variant, shape, params, names):
+        """Weights after a variant's load-time transform (cached per weight and variant)."""
+        key = (names, family, variant)
+        p = self._wcache.get(key)
+        if p is None:
+            p = dispatch.prepare_weights(self.rt, family, variant, shape, params, self.precision)
+            self._wcache[key] = p
+        return p
+
+    # --- running one op ----------------------------------------------------------------------
+    def _run(self, kind, ins, params=None, pnames=()):
+        i = self._i
+        if i >= len(self.graph.ops):
+            raise SdsimError(f"the model called more ops than traced for {self.graph.name} "
+                             f"({kind} after op {i - 1})")
+        op = self.graph.ops[i]
+        if op.kind != kind:
+            raise SdsimError(f"{self.graph.name} op {i}: the model called {kind}, the trace has "
+                             f"{op.kind} ({op.scope})")
+        self._i += 1
+        calls = self.calls.get(i, [])
+        if not calls:  # fused into its producer (GELU in a GEMM epilogue): a renamed view
+            src = ins[0]
+            out = CLTensor(src.buf, tuple(op.output.shape), src.dtype, op.output.id)
+            self._live.pop(src.tid, None)
+            self._live[out.tid] = out
+            self._release(i)
+            return out
+        family, variant = calls[0].family, calls[0].variant
+        dtype = op.output.dtype if op.output.dtype in ("fp32", "int32") else self.precision
+        if op.output.dtype == "fp32" and self.precision == "fp16":
+            dtype = self.precision   # timestep embedding: stored like every activation
+        out = CLTensor(self.pool.get(op.output.numel * _ITEMSIZE[dtype], f"{op.scope} output"),
+                       tuple(op.output.shape), dtype, op.output.id)
+        params = params or {}
+        if pnames:
+            params = self._prepared(family, variant, op.attrs, params, pnames)
+        evs = dispatch.run(self.rt, family, variant, op.attrs, [t.buf for t in ins], params,
+                           out.buf, self.precision)
+        if len(evs) != len(calls):
+            raise SdsimError(f"{self.graph.name} op {i} ({family}/{variant}): {len(evs)} "
+                             f"dispatches ran, the plan has {len(calls)}")
+        self.events += list(zip(calls, evs))
+        self._live[out.tid] = out
+        self._release(i)
+        return out
+
+    def _release(self, i):
+        for tid in [t for t, x in self._live.items()
+                    if self.last_use.get(t, -1) <= i and t not in self.keep
+                    and t != self.graph.ops[i].output.id]:
+            self.pool.put(self._live.pop(tid).buf)
+
+    def timings(self) -> list[tuple]:
+        """(KernelCall, measured seconds) for every dispatch run so far (waits for the queue)."""
+        self.rt.finish()
+        return [(c, (e.profile.end - e.profile.start) * 1e-9) for c, e in self.events]
+
+    # --- the op vocabulary -------------------------------------------------------------------
+    def conv2d(self, x, weight, bias, stride=1, padding=0):
+        return self._run("conv2d", [x], {"w": self.value(weight), "b": self.value(bias)},
+                         (weight.name,))
+
+    def linear(self, x, weight, bias=None):
+        return self._run("linear", [x], {"w": self.value(weight), "b": self.value(bias)})
+
+    def group_norm(self, x, groups, weight, bias, eps, act=None):
+        return self._run("group_norm", [x], {"gamma": self.value(weight),
+                                             "beta": self.value(bias)})
+
+    def layer_norm(self, x, weight, bias, eps):
+        return self._run("layer_norm", [x], {"gamma": self.value(weight),
+                                             "beta": self.value(bias)})
+
+    def attention(self, q, k, v, heads, causal=False):
+        return self._run("attention", [q, k, v])
+
+    def geglu(self, x):
+        return self._run("geglu", [x])
+
+    def gelu(self, x):
+        return self._run("gelu", [x])
+
+    def quick_gelu(self, x):
+        return self._run("quick_gelu", [x])
+
+    def silu(self, x):
+        return self._run("silu", [x])
+
+    def add(self, a, b):
+        return self._run("add", [a, b])
+
+    def upsample_nearest2x(self, x):
+        return self._run("upsample_nearest2x", [x])
+
+    def concat(self, xs, axis=1):
+        return self._run("concat", list(xs))
+
+    def nchw_to_nlc(self, x):
+        return self._run("nchw_to_nlc", [x])
+
+    def nlc_to_nchw(self, x, h, w):
+        return self._run("nlc_to_nchw", [x])
+
+    def embedding(self, ids, table, position_table=None):
+        return self._run("embedding", [ids], {"table": self.value(table),
+                                              "positions": self.value(position_table)})
+
+    def timestep_embedding(self, t, dim, flip_sin_to_cos, shift):
+        return self._run("timestep_embedding", [t])
+
+    def reshape(self, x, shape):
+        if int(np.prod(shape)) != x.numel:
+            raise SdsimError(f"reshape {x.shape} to {shape} in {self.current_scope}")
+        return CLTensor(x.buf, tuple(shape), x.dtype, x.tid)

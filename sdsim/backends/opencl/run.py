@@ -1,0 +1,93 @@
+"""Run one SD component on an OpenCL device: trace, lower, execute the plan, time every dispatch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdsim.backends.opencl.backend import OpenCLBackend
+from sdsim.backends.trace import trace_component
+from sdsim.errors import SdsimError
+from sdsim.lower.plan import lower_graph
+
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+def build_model(name, model_cfg):
+    """The model object of a component and the callable that runs it on a backend."""
+    from sdsim.model.clip import CLIPTextModel
+    from sdsim.model.unet import UNet2DConditionModel
+    from sdsim.model.vae import AutoencoderKL
+
+    if name == "text_encoder":
+        m = CLIPTextModel(model_cfg.text_encoder)
+        return m, m
+    if name == "unet":
+        m = UNet2DConditionModel(model_cfg.unet)
+        return m, m
+    if name == "vae_decoder":
+        m = AutoencoderKL(model_cfg.vae)
+        return m, m.decode
+    raise SdsimError(f"unknown component '{name}'; expected one of {', '.join(COMPONENTS)}")
+
+
+def random_inputs(name, graph, model_cfg, seed=0) -> list[np.ndarray]:
+    """Seeded inputs of a component: N(0,1) latents and context, timestep 500, random token ids."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in graph.inputs:
+        if spec.dtype == "int32":
+            vocab = model_cfg.text_encoder.vocab_size
+            out.append(rng.integers(0, vocab, spec.shape).astype(np.int32))
+        elif name == "unet" and len(spec.shape) == 1:
+            out.append(np.full(spec.shape, 500.0, np.float32))
+        else:
+            out.append(rng.standard_normal(spec.shape).astype(np.float32))
+    return out
+
+
+@dataclass
+class DeviceRun:
+    """One component run: its output, the plan, and (KernelCall, seconds) per dispatch."""
+
+    output: np.ndarray
+    plan: list
+    timings: list
+    wall_s: float
+    pool_buffers: int
+    pool_bytes: int
+
+
+class ComponentRunner:
+    """A component prepared on a device (model, plan, weights uploaded on the first run)."""
+
+    def __init__(self, rt, name, model_cfg, opt, precision="fp32", resolution=512, batch=2,
+                 weights=None, seed=0):
+        from sdsim.model.weights import RandomWeights
+
+        self.name, self.model_cfg = name, model_cfg
+        self.graph = trace_component(name, model_cfg, resolution, batch, precision)
+        self.plan = lower_graph(self.graph, opt, precision)
+        self.model, self.fn = build_model(name, model_cfg)
+        weights = weights if weights is not None else RandomWeights(self.model, seed)
+        self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision)
+        self.rt, self.seed = rt, seed
+
+    def run(self, inputs=None) -> DeviceRun:
+        import time
+
+        F = self.backend
+        F.reset()
+        inputs = inputs if inputs is not None else random_inputs(self.name, self.graph,
+                                                                   self.model_cfg, self.seed)
+        t0 = time.perf_counter()
+        ins = [F.upload(a, s) for a, s in zip(inputs, self.graph.inputs)]
+        out = self.fn(F, *ins)
+        timings = F.timings()
+        wall = time.perf_counter() - t0
+        if F.ops_run != len(self.graph.ops):
+            raise SdsimError(f"{self.name}: ran {F.ops_run} ops, the trace has "
+                             f"{len(self.graph.ops)}")
+        return DeviceRun(F.download(out), self.plan, timings, wall, F.pool.allocated,
+                         F.pool.bytes)
