@@ -157,7 +157,7 @@ class OpenCLBackend(Backend):
         return p
 
     # --- running one op ----------------------------------------------------------------------
-    def _run(self, kind, ins, params=None, pnames=()):
+    def _run(self, kind, ins, params=None, pnames=(), **extra):
         i = self._i
         if i >= len(self.graph.ops):
             raise SdsimError(f"the model called more ops than traced for {self.graph.name} "
@@ -182,9 +182,12 @@ class OpenCLBackend(Backend):
         out = CLTensor(self.pool.get(op.output.numel * _ITEMSIZE[dtype], f"{op.scope} output"),
                        tuple(op.output.shape), dtype, op.output.id)
         params = params or {}
+        shape = op.attrs
+        if family in ("elementwise", "gelu"):
+            shape = dict(shape, in_shapes=[t.shape for t in ins], out_shape=out.shape, **extra)
         if pnames:
-            params = self._prepared(family, variant, op.attrs, params, pnames)
-        evs = dispatch.run(self.rt, family, variant, op.attrs, [t.buf for t in ins], params,
+            params = self._prepared(family, variant, shape, params, pnames)
+        evs = dispatch.run(self.rt, family, variant, shape, [t.buf for t in ins], params,
                            out.buf, self.precision)
         if len(evs) != len(calls):
             raise SdsimError(f"{self.graph.name} op {i} ({family}/{variant}): {len(evs)} "
@@ -256,7 +259,7 @@ class OpenCLBackend(Backend):
                                               "positions": self.value(position_table)})
 
     def timestep_embedding(self, t, dim, flip_sin_to_cos, shift):
-        return self._run("timestep_embedding", [t])
+        return self._run("timestep_embedding", [t], flip_sin_to_cos=flip_sin_to_cos, shift=shift)
 
     def reshape(self, x, shape):
         if int(np.prod(shape)) != x.numel:

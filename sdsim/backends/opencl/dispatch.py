@@ -5,7 +5,8 @@ on device buffers and returns their events in the order of the variant's cost li
 (`sdsim.kernels.costs(family, variant, **shape)`), so event i is the measured twin of dispatch i
 of the plan. `shape` is the trace's attrs (the same keyword arguments the cost formulas take);
 `ins` are the activation buffers in the op's argument order, `params` the weight buffers by role
-(w, b, u for Winograd-transformed weights, gamma, beta), `out` the preallocated output buffer.
+(w, b, u for Winograd-transformed weights, gamma, beta, table, positions), `out` the
+preallocated output buffer. Elementwise ops also need `in_shapes` and `out_shape` in `shape`.
 
 `operands(family, shape)` gives the element counts of those buffers, so `sdsim calibrate` can run
 any variant on synthetic shapes with the same code path the backend uses.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdsim.backends.opencl import elementwise as ew
 from sdsim.cl import attention as cl_attention
 from sdsim.cl import conv as cl_conv
 from sdsim.cl import gemm as cl_gemm
@@ -61,7 +63,8 @@ def _layer_norm(rt, variant, a, ins, p, out, precision):
 
 
 RUNNERS = {"conv2d": _conv, "linear": _linear, "attention": _attention,
-           "group_norm": _group_norm, "layer_norm": _layer_norm}
+           "group_norm": _group_norm, "layer_norm": _layer_norm, "elementwise": ew.run,
+           "gelu": ew.run_geglu}
 
 
 def run(rt, family, variant, shape, ins, params, out, precision):
@@ -93,6 +96,10 @@ def operands(family, variant, shape) -> tuple[list[int], dict, int]:
     if family == "layer_norm":
         n = a["rows"] * a["dim"]
         return [n], {"gamma": a["dim"], "beta": a["dim"]}, n
+    if family == "elementwise":
+        return [int(np.prod(s)) for s in a["in_shapes"]], {}, int(np.prod(a["out_shape"]))
+    if family == "gelu":
+        return [a["tokens"] * 2 * a["dim"]], {}, a["tokens"] * a["dim"]
     raise SdsimError(f"no operand layout for op family '{family}'")
 
 

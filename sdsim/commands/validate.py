@@ -1,0 +1,120 @@
+"""`sdsim validate`: run a component on an OpenCL device, predict it, compare call by call."""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+from sdsim.errors import SdsimError
+from sdsim.output import dumps, render_rows
+from sdsim.paths import REPORTS_DIR
+
+HELP = "run a component on an OpenCL device and compare every kernel call with its prediction"
+DESCRIPTION = (
+    "Runs the component (random seeded weights: timing does not depend on values) on an OpenCL "
+    "device through the kernel plan of each --opt, times every dispatch with OpenCL events, "
+    "predicts the same calls with the device profile, and reports end-to-end error, RMSPE and the "
+    "share of calls and of measured time within +-10% and +-15%. Writes "
+    "reports/validation-NAME.md with a predicted-vs-measured plot and the worst calls explained. "
+    "The OpenCL device is chosen with --platform and --cl-device (--device names the profile, as "
+    "in 'sdsim predict')."
+)
+
+
+def add_arguments(p):
+    p.add_argument("--device", required=True, help="profile name or path to a YAML profile")
+    p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--component", choices=("unet", "vae_decoder", "text_encoder"), default="unet")
+    p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                   help="storage precision")
+    p.add_argument("--model", default="sd14", help="model preset")
+    p.add_argument("--opt", nargs="+", default=["paper"],
+                   help="one or more optimization settings (paper, none, or switch lists); with "
+                        "two or more the report adds each switch's measured vs predicted speed-up")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured one")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="report name: reports/validation-NAME.md (default: the "
+                                  "profile's name)")
+    p.add_argument("--report", help="report path (overrides --name); 'none' writes no report")
+    p.add_argument("--notes", help="text for the report's Notes section")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def run(args) -> int:
+    from sdsim.backends.opencl.run import ComponentRunner
+    from sdsim.cl.runtime import Runtime
+    from sdsim.cost.predict import predict_component
+    from sdsim.cost.profile import load_profile
+    from sdsim.lower.options import parse_opt
+    from sdsim.model.presets import load_model_config
+    from sdsim.validation import compare, report
+
+    if args.warmup < 0:
+        raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
+    profile = load_profile(args.device)
+    opts = [(o, parse_opt(o)) for o in args.opt]
+    cfg = load_model_config(args.model)
+    rt = Runtime(args.platform, args.cl_device)
+    runs = []
+    graph = None
+    for text, opt in opts:
+        runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
+                                 args.batch, seed=args.seed)
+        graph = runner.graph
+        for _ in range(args.warmup):
+            runner.run()
+        res = runner.run()
+        pred = predict_component(runner.graph, 1, profile, opt, args.precision)
+        rows = compare.join(res.timings, pred.kernels)
+        runs.append({"opt": text, "options": opt, "rows": rows, "metrics": compare.metrics(rows),
+                     "wall_s": res.wall_s, "buffers": res.pool_buffers,
+                     "buffer_bytes": res.pool_bytes})
+        del runner
+    effect = []
+    if len(runs) >= 2:
+        effect = compare.optimization_effect(graph, runs[1]["rows"], runs[0]["rows"],
+                                             runs[1]["options"], runs[0]["options"])
+    name = args.name or profile.name
+    path = None
+    if (args.report or "").lower() != "none":
+        path = Path(args.report) if args.report else REPORTS_DIR / f"validation-{name}.md"
+        ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
+               "command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+               if "validate" in sys.argv else "sdsim validate (API)",
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "device": rt.name, "component": args.component, "resolution": args.resolution,
+               "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
+               "notes": args.notes}
+        report.write(path, ctx, runs, effect, profile)
+    first = runs[0]["metrics"]
+    if args.format == "json":
+        obj = {"device": profile.name, "opencl_device": rt.name, "component": args.component,
+               "resolution": args.resolution, "precision": args.precision, "opt": runs[0]["opt"],
+               **first,
+               "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
+               "optimization_effect": effect, "report": str(path) if path else None}
+        print(dumps(obj))
+        return 0
+    print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} on {rt.name}, "
+          f"profile {profile.name}")
+    print(render_rows([{"opt": r["opt"], **{k: v for k, v in r["metrics"].items()}}
+                       for r in runs], "table"))
+    if effect:
+        print(render_rows(effect, "table"))
+    if path:
+        print(f"wrote {_rel(path)}")
+    return 0
+
+
+def _rel(p) -> str:
+    from sdsim.paths import ROOT
+
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)

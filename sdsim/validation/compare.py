@@ -1,0 +1,129 @@
+"""Predicted versus measured, call by call: the metrics the field reports.
+
+For one component run, every dispatch has a measured time (its OpenCL event) and a predicted
+time (the cost model's, for the call with the same identity). Errors are (predicted - measured)
+/ measured. Reported:
+- e2e_error_pct: error of the summed time of all calls;
+- rmspe_pct: root mean square of the per-call percentage errors;
+- accN_calls_pct / accN_time_pct: share of calls, and of measured time, whose prediction is
+  within +-N% (N = 10, 15).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sdsim.errors import SdsimError
+from sdsim.lower.options import SWITCHES
+
+
+@dataclass
+class CallRow:
+    identity: str
+    op_index: int
+    op_kind: str
+    scope: str
+    family: str
+    variant: str
+    kernel: str
+    kernel_class: str
+    attrs: dict
+    flops: float
+    dram_bytes: float
+    bound: str
+    predicted_s: float
+    measured_s: float
+
+    @property
+    def error(self) -> float:
+        return (self.predicted_s - self.measured_s) / self.measured_s
+
+
+def join(timings, costed) -> list[CallRow]:
+    """Pair each measured dispatch with the predicted call of the same identity."""
+    pred = {c.call.identity: c for c in costed}
+    rows = []
+    for call, meas in timings:
+        p = pred.get(call.identity)
+        if p is None:
+            raise SdsimError(f"measured call {call.identity} has no prediction: the run and the "
+                             "prediction used different plans")
+        rows.append(CallRow(call.identity, call.op_index, call.op_kind, call.scope, call.family,
+                            call.variant, call.kernel, call.kernel_class, {}, call.flops,
+                            call.dram_bytes, p.time.bound, p.time.total_s, max(meas, 1e-9)))
+    if len(rows) != len(pred):
+        missing = sorted(set(pred) - {r.identity for r in rows})[:3]
+        raise SdsimError(f"{len(pred) - len(rows)} predicted calls were not measured "
+                         f"(e.g. {', '.join(missing)})")
+    return rows
+
+
+def metrics(rows: list[CallRow]) -> dict:
+    meas = sum(r.measured_s for r in rows)
+    pred = sum(r.predicted_s for r in rows)
+    errs = [r.error for r in rows]
+    out = {"calls": len(rows), "measured_s": meas, "predicted_s": pred,
+           "e2e_error_pct": 100.0 * (pred - meas) / meas,
+           "rmspe_pct": 100.0 * math.sqrt(sum(e * e for e in errs) / len(errs))}
+    for n in (10, 15):
+        ok = [r for r in rows if abs(r.error) <= n / 100]
+        out[f"acc{n}_calls_pct"] = 100.0 * len(ok) / len(rows)
+        out[f"acc{n}_time_pct"] = 100.0 * sum(r.measured_s for r in ok) / meas
+    return out
+
+
+def by_class(rows: list[CallRow]) -> list[dict]:
+    """Per kernel class: calls, measured and predicted totals, error, share within +-15%."""
+    out = []
+    for cls in sorted({r.kernel_class for r in rows}):
+        rs = [r for r in rows if r.kernel_class == cls]
+        m = metrics(rs)
+        out.append({"class": cls, "calls": len(rs), "measured_ms": m["measured_s"] * 1e3,
+                    "predicted_ms": m["predicted_s"] * 1e3, "error_pct": m["e2e_error_pct"],
+                    "share_of_time_pct": 0.0, "acc15_time_pct": m["acc15_time_pct"]})
+    total = sum(r["measured_ms"] for r in out)
+    for r in out:
+        r["share_of_time_pct"] = 100.0 * r["measured_ms"] / total
+    return out
+
+
+def governed_ops(graph, switch: str) -> set:
+    """Indices of the ops an optimization switch decides the kernels of."""
+    ops = graph.ops
+    if switch == "groupnorm":
+        return {o.index for o in ops if o.kind == "group_norm"}
+    if switch == "attention":
+        return {o.index for o in ops if o.kind == "attention"}
+    if switch == "gelu":
+        s = {o.index for o in ops if o.kind in ("geglu", "gelu", "quick_gelu")}
+        return s | {o.index - 1 for o in ops if o.kind in ("gelu", "quick_gelu")
+                    and o.index and ops[o.index - 1].kind == "linear"}
+    if switch == "conv3x3":
+        return {o.index for o in ops if o.kind == "conv2d" and o.attrs["k"] == 3}
+    raise SdsimError(f"unknown switch '{switch}'; expected one of {', '.join(SWITCHES)}")
+
+
+def optimization_effect(graph, base_rows, opt_rows, base_opt, opt_opt) -> list[dict]:
+    """Per switch that differs between two runs of one graph: the measured and predicted
+    speed-up of the governed ops' kernels (baseline time / optimized time)."""
+    out = []
+    for sw in SWITCHES:
+        if getattr(base_opt, sw) == getattr(opt_opt, sw):
+            continue
+        ops = governed_ops(graph, sw)
+        ops = {i for i in ops
+               if {r.variant for r in base_rows if r.op_index == i}
+               != {r.variant for r in opt_rows if r.op_index == i}}
+        if not ops:
+            continue
+        tot = lambda rows, key: sum(getattr(r, key) for r in rows if r.op_index in ops)
+        mb, mo = tot(base_rows, "measured_s"), tot(opt_rows, "measured_s")
+        pb, po = tot(base_rows, "predicted_s"), tot(opt_rows, "predicted_s")
+        out.append({"optimization": sw, "baseline": getattr(base_opt, sw),
+                    "optimized": getattr(opt_opt, sw), "ops": len(ops),
+                    "measured_baseline_ms": mb * 1e3, "measured_optimized_ms": mo * 1e3,
+                    "measured_speedup": mb / mo if mo else float("nan"),
+                    "predicted_baseline_ms": pb * 1e3, "predicted_optimized_ms": po * 1e3,
+                    "predicted_speedup": pb / po if po else float("nan")})
+    return out
