@@ -51,6 +51,20 @@ def _ln(rows, dim):
     return [("layer_norm", "rowwise", dict(rows=rows, dim=dim, eps=1e-5))]
 
 
+def _ew(b, c, h, w):
+    """Elementwise and data-movement ops on a (b, c, h, w) tensor, and GEGLU on its tokens."""
+    x, n = (b, c, h, w), b * c * h * w
+    one = lambda v, ins, out, **kw: ("elementwise", v, dict(numel=kw.pop("numel", n),
+                                                              in_shapes=ins, out_shape=out, **kw))
+    return [one("add", [x, x], x), one("add", [x, (b, c, 1, 1)], x, numel_b=b * c),
+            one("silu", [x], x), one("gelu", [x], x),
+            one("upsample_nearest2x", [x], (b, c, 2 * h, 2 * w)),
+            one("concat", [x, x], (b, 2 * c, h, w), numel=2 * n, axis=1),
+            one("nchw_to_nlc", [x], (b, h * w, c)), one("nlc_to_nchw", [(b, h * w, c)], x),
+            *[("gelu", v, dict(tokens=b * h * w, dim=c // 2)) for v in ("standalone",
+                                                                         "geglu_fused")]]
+
+
 MIXES = {
     "quick": [
         *_conv(2, 96, 128, 12), *_conv(2, 192, 160, 6), *_conv(2, 48, 48, 20),
@@ -59,6 +73,7 @@ MIXES = {
         *_lin(150, 256, 1024), *_lin(300, 640, 160), *_lin(100, 384, 768, ("tiled_gelu",)),
         *_attn(2, 4, 100, 100, 40), *_attn(2, 4, 100, 60, 40), *_attn(2, 4, 36, 36, 96),
         *_gn(2, 96, 144, 16, "silu"), *_gn(2, 192, 36, 32, None), *_ln(200, 384),
+        *_ew(2, 96, 12, 12), *_ew(2, 192, 6, 6),
     ],
     "full": [
         *_conv(2, 192, 192, 48), *_conv(2, 384, 384, 24), *_conv(1, 96, 128, 96),
@@ -70,6 +85,7 @@ MIXES = {
         *_attn(2, 8, 800, 800, 64),
         *_gn(2, 192, 48 * 48, 16, "silu"), *_gn(2, 384, 24 * 24, 32, "silu"),
         *_gn(2, 256, 40 * 40, 32, None), *_ln(2 * 3000, 384), *_ln(2 * 900, 768),
+        *_ew(2, 192, 48, 48), *_ew(2, 384, 24, 24), *_ew(1, 96, 96, 96),
     ],
 }
 

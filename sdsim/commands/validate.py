@@ -42,6 +42,9 @@ def add_arguments(p):
                                   "profile's name)")
     p.add_argument("--report", help="report path (overrides --name); 'none' writes no report")
     p.add_argument("--notes", help="text for the report's Notes section")
+    p.add_argument("--replay", metavar="JSON",
+                   help="re-render the report from the .json a previous run wrote beside its "
+                        "report (no device needed), e.g. to draw the plot on another machine")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -57,14 +60,22 @@ def run(args) -> int:
     if args.warmup < 0:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
     profile = load_profile(args.device)
+    if args.replay:
+        ctx, runs, effect = report.load(args.replay)
+        path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
+        report.write(path, ctx, runs, effect, profile)
+        print(f"wrote {_rel(path)}")
+        return 0
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
     rt = Runtime(args.platform, args.cl_device)
+    print(f"validate on {rt.name}", file=sys.stderr)
     runs = []
-    graph = None
+    graph = weights = None
     for text, opt in opts:
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
-                                 args.batch, seed=args.seed)
+                                 args.batch, weights=weights, seed=args.seed)
+        weights = runner.weights
         graph = runner.graph
         for _ in range(args.warmup):
             runner.run()

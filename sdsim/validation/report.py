@@ -4,11 +4,14 @@ measured and predicted speed-up."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 from sdsim import atomic
-from sdsim.output import render_rows
-from sdsim.validation.compare import by_class
+from sdsim.lower.options import Options
+from sdsim.output import dumps, render_rows
+from sdsim.validation.compare import CallRow, by_class
 
 GOAL = "e2e error within +-10% and >= 80% of measured time in calls within +-15%"
 
@@ -142,9 +145,30 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
 
 
 def write(path, ctx, runs, effect, profile) -> Path:
+    """The report, its plot (skipped where matplotlib is missing) and the raw results as JSON
+    beside it (`sdsim validate --replay` re-renders a report from that file)."""
     path = Path(path)
     png = path.with_suffix(".png")
-    plot({r["opt"]: r["rows"] for r in runs}, png,
-         f"{ctx['component']} {ctx['resolution']}px on {ctx['device']}")
+    try:
+        plot({r["opt"]: r["rows"] for r in runs}, png,
+             f"{ctx['component']} {ctx['resolution']}px on {ctx['device']}")
+    except ImportError:
+        ctx = dict(ctx, notes=(ctx.get("notes") or "") + " (plot not drawn: matplotlib missing)")
     atomic.write_text(path, markdown(ctx, runs, effect, profile, png.name))
+    atomic.write_text(path.with_suffix(".json"), dumps(
+        {"ctx": ctx, "effect": effect,
+         "runs": [{k: ([dataclasses.asdict(r) for r in v] if k == "rows" else
+                       dataclasses.asdict(v) if k == "options" else v)
+                   for k, v in run.items()} for run in runs]}))
     return png
+
+
+def load(path) -> tuple[dict, list, list]:
+    """(ctx, runs, effect) from the JSON a report was written with."""
+    data = json.loads(Path(path).read_text())
+    runs = []
+    for run in data["runs"]:
+        run = dict(run, rows=[CallRow(**r) for r in run["rows"]],
+                   options=Options(**run["options"]))
+        runs.append(run)
+    return data["ctx"], runs, data["effect"]

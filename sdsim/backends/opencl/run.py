@@ -71,6 +71,7 @@ class ComponentRunner:
         self.plan = lower_graph(self.graph, opt, precision)
         self.model, self.fn = build_model(name, model_cfg)
         weights = weights if weights is not None else RandomWeights(self.model, seed)
+        self.weights = weights
         self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision)
         self.rt, self.seed = rt, seed
 
