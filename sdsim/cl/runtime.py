@@ -3,7 +3,8 @@
 API (everything an `sdsim/cl/<family>.py` module needs):
 
 - `Runtime(platform=None, device=None)`: pick a device (index or name substring for each; default
-  the first device of the first platform); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
+  the first device of the first platform, passing over the Oclgrind debugging simulator, which is
+  thousands of times slower, unless it is the only one); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
   `rt.has_fp16` (cl_khr_fp16), `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
@@ -42,6 +43,8 @@ except ImportError as e:  # pragma: no cover - depends on the install
 
 PRECISIONS = ("fp32", "fp16")
 DTYPES = {"fp32": np.float32, "fp16": np.float16}
+#: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
+SIMULATORS = ("Oclgrind",)
 
 PRELUDE = r"""
 #ifdef NATIVE_HALF
@@ -110,8 +113,12 @@ def platforms():
 
 
 def select_device(platform=None, device=None):
-    """The device chosen by platform/device index or name substring (default: first of first)."""
-    plat = _pick(platforms(), platform, "platform", lambda p: p.name)
+    """The device chosen by platform/device index or name substring (default: first device of the
+    first platform that is not a debugging simulator)."""
+    plats = platforms()
+    if platform is None or platform == "":
+        plats = [p for p in plats if p.name.strip() not in SIMULATORS] or plats
+    plat = _pick(plats, platform, "platform", lambda p: p.name)
     devs = plat.get_devices()
     if not devs:
         raise SdsimError(f"OpenCL platform '{plat.name}' has no devices")
