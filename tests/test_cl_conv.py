@@ -44,9 +44,14 @@ def conv_ref(x, w, b, stride, padding):
     return y + (0 if b is None else b.astype(np.float64)[None, :, None, None])
 
 
-def tolerance(variant, precision, x, w, b, stride, padding, ref):
-    """Elementwise bound on |out - ref|."""
-    scale = conv_ref(np.abs(x), np.abs(w), None if b is None else np.abs(b), stride, padding)
+def tolerance(variant, precision, x, w, b, stride, padding, ref, cheap=False):
+    """Elementwise bound on |out - ref|; `cheap` bounds the absolute conv by max|x| * sum|w| + |b|
+    (an upper bound, no second convolution) for the large SD1.4 shapes."""
+    if cheap:
+        scale = np.abs(x).max() * np.abs(w).sum(axis=(1, 2, 3))[None, :, None, None] \
+            + (0 if b is None else np.abs(b)[None, :, None, None])
+    else:
+        scale = conv_ref(np.abs(x), np.abs(w), None if b is None else np.abs(b), stride, padding)
     if variant.startswith("winograd"):
         return WINO_TOL[(variant, precision)] * scale.max() + 1e-6
     n = w.shape[1] * w.shape[2] * w.shape[3] + 1
@@ -66,15 +71,17 @@ def make(rng, n, cin, cout, h, w, k, big, bias):
     return x, wt, b
 
 
-def check(rt, variant, precision, x, wt, b, stride, padding):
+def check(rt, variant, precision, x, wt, b, stride, padding, cheap=False):
     from sdsim.cl.conv import conv2d_host
     out, events = conv2d_host(rt, x, wt, b, stride, padding, variant=variant, precision=precision)
     ref = conv_ref(x, wt, b, stride, padding)
     assert out.shape == ref.shape
     assert events and all(e.profile.end >= e.profile.start for e in events)
     err = np.abs(out - ref)
-    tol = tolerance(variant, precision, x, wt, b, stride, padding, ref)
-    assert np.all(err <= tol), f"max err {err.max():.3g}, tol at argmax {np.ravel(tol)[0] if np.ndim(tol) == 0 else tol.flat[err.argmax()]:.3g}"
+    tol = np.broadcast_to(tolerance(variant, precision, x, wt, b, stride, padding, ref, cheap),
+                          err.shape)
+    worst = np.argmax(err - tol)
+    assert np.all(err <= tol), f"err {err.flat[worst]:.3g} > tol {tol.flat[worst]:.3g}"
 
 
 dims = st.integers(1, 21)
@@ -126,7 +133,7 @@ def test_sd14_shape(rt, variant):
     x, wt, b = make(np.random.default_rng(0), 1, 320, 320, 64, 64, 3, False, True)
     if variant == "direct":   # the 7.5-GFLOP direct conv is slow on a CPU: check 32 channels out
         wt, b = wt[:32], b[:32]
-    check(rt, variant, "fp16", x, wt, b, 1, 1)
+    check(rt, variant, "fp16", x, wt, b, 1, 1, cheap=True)
 
 
 def test_sd14_downsampler_and_vae_padding(rt):
