@@ -1,0 +1,119 @@
+"""GEMM kernels (opencl/gemm.cl): linear (+bias, GELU epilogue) and batched matmul against
+float64 NumPy."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.opencl
+
+U16 = 2.0 ** -11   # unit roundoff of fp16 storage
+U32 = 2.0 ** -24   # unit roundoff of float32 accumulation
+
+
+@pytest.fixture(scope="module")
+def rt():
+    from sdsim.cl.runtime import Runtime
+    return Runtime()
+
+
+def gelu64(x):
+    """Exact erf GELU in float64 (math.erf, independent of scipy and of sdsim)."""
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def bound(a_abs_b_abs, ref, k, precision, gelu=False):
+    """Elementwise error bound from |A| @ |B| (+|bias|): gamma_k of float32 accumulation; fp16
+    storage adds the rounding of both operands and the bias (u16 each, relative to |A||B|) and of
+    the stored output (u16 * |ref|). GELU is 1.13-Lipschitz, so it carries the bound through
+    with a factor 1.13, plus float32 erf error (a few ulps of the output)."""
+    b = (k + 1) * U32 * a_abs_b_abs
+    if precision == "fp16":
+        b = b + 3 * U16 * a_abs_b_abs
+    if gelu:
+        b = 1.13 * b + 8 * U32 * np.abs(ref)
+    if precision == "fp16":
+        b = b + U16 * np.abs(ref)
+    return 1.01 * b + 1e-7
+
+
+# sizes around the 64-wide output tile and 16-deep K step of the kernel, including 1
+sizes = st.one_of(st.integers(1, 20), st.integers(60, 70), st.sampled_from([127, 128, 129]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=sizes, k=sizes, n=sizes, bias=st.booleans(), gelu=st.booleans(),
+       precision=st.sampled_from(["fp32", "fp16"]), amp=st.sampled_from([1.0, 30.0]),
+       seed=st.integers(0, 2**31))
+def test_linear(rt, m, k, n, bias, gelu, precision, amp, seed):
+    from sdsim.cl.gemm import linear_host
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * amp).astype(np.float32)
+    w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32) if bias else None
+    out, events = linear_host(rt, x, w, b, gelu=gelu, precision=precision)
+    pre = x.astype(np.float64) @ w.astype(np.float64).T + (0 if b is None else b)
+    ref = gelu64(pre) if gelu else pre
+    absprod = np.abs(x).astype(np.float64) @ np.abs(w).T + (0 if b is None else np.abs(b))
+    assert out.shape == (m, n) and len(events) == 1
+    err = np.abs(out - ref)
+    tol = bound(absprod, ref, k, precision, gelu)
+    assert np.all(err <= tol), f"max excess {np.max(err - tol):.3g}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 3), m=sizes, k=sizes, n=sizes, trans_b=st.booleans(),
+       alpha=st.sampled_from([1.0, 0.125]), precision=st.sampled_from(["fp32", "fp16"]),
+       seed=st.integers(0, 2**31))
+def test_batched_matmul(rt, batch, m, k, n, trans_b, alpha, precision, seed):
+    from sdsim.cl.gemm import matmul_host
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((batch, m, k)).astype(np.float32)
+    b = rng.standard_normal((batch, k, n)).astype(np.float32)
+    bb = np.ascontiguousarray(b.transpose(0, 2, 1)) if trans_b else b
+    out, _ = matmul_host(rt, a, bb, trans_b=trans_b, alpha=alpha, precision=precision)
+    ref = alpha * np.einsum("bmk,bkn->bmn", a.astype(np.float64), b.astype(np.float64))
+    absprod = alpha * np.einsum("bmk,bkn->bmn", np.abs(a).astype(np.float64), np.abs(b))
+    assert out.shape == (batch, m, n)
+    err = np.abs(out - ref)
+    assert np.all(err <= bound(absprod, ref, k, precision)), f"max err {err.max():.3g}"
+
+
+def test_sd14_feed_forward_shape(rt):
+    """UNet 64x64 transformer feed-forward: 4096 tokens, 320 -> 1280 with GELU in the epilogue
+    (fp16 storage), checked on a 512-token slice of the reference to keep the test short."""
+    from sdsim.cl.gemm import linear_host
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 320)).astype(np.float32)
+    w = (rng.standard_normal((1280, 320)) / np.sqrt(320)).astype(np.float32)
+    b = rng.standard_normal(1280).astype(np.float32)
+    out, _ = linear_host(rt, x, w, b, gelu=True, precision="fp16")
+    rows = rng.choice(4096, 512, replace=False)
+    pre = x[rows].astype(np.float64) @ w.astype(np.float64).T + b
+    ref = gelu64(pre)
+    absprod = np.abs(x[rows]).astype(np.float64) @ np.abs(w).T + np.abs(b)
+    assert out.shape == (4096, 1280)
+    assert np.all(np.abs(out[rows] - ref) <= bound(absprod, ref, 320, "fp16", gelu=True))
+
+
+def test_gemm_writes_only_its_output(rt):
+    """A linear into a view of a larger buffer leaves the bytes around it untouched (bounds
+    checks on partial tiles)."""
+    import pyopencl as cl
+
+    from sdsim.cl.gemm import linear
+    rng = np.random.default_rng(3)
+    m, k, n = 5, 7, 3
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    sentinel = np.full(m * n + 64, 7.0, np.float32)
+    big = rt.to_device(sentinel, "fp32", "out")
+    linear(rt, rt.to_device(x), rt.to_device(w), None, m, k, n, out=big)
+    host = np.empty_like(sentinel)
+    cl.enqueue_copy(rt.queue, host, big)
+    np.testing.assert_allclose(host[:m * n].reshape(m, n), x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(host[m * n:] == 7.0)
