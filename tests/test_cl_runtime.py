@@ -1,0 +1,140 @@
+"""OpenCL runtime: device choice, build cache and errors, allocation limits, fp16 storage."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sdsim.errors import SdsimError
+
+pytestmark = pytest.mark.opencl
+
+cl = pytest.importorskip("pyopencl")
+
+
+@pytest.fixture(scope="module")
+def rt():
+    from sdsim.cl.runtime import Runtime
+    return Runtime()
+
+
+@pytest.fixture(scope="module")
+def kernels_dir(tmp_path_factory):
+    from sdsim import paths
+    tmp_path = tmp_path_factory.mktemp("opencl")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(paths, "OPENCL_DIR", tmp_path)
+    (tmp_path / "copy.cl").write_text(
+        "__kernel void copy(__global const store_t* a, __global store_t* b, const int n) {\n"
+        "  int i = get_global_id(0); if (i < n) STORE(b, i, LOAD(a, i) * SCALE); }\n")
+    (tmp_path / "broken.cl").write_text("__kernel void broken() { undeclared_thing = 1; }\n")
+    yield tmp_path
+    mp.undo()
+
+
+def test_default_device_is_first_of_first_platform(rt):
+    from sdsim.cl.runtime import SIMULATORS
+    plats = [p for p in cl.get_platforms() if p.name.strip() not in SIMULATORS]
+    assert rt.device == plats[0].get_devices()[0]
+
+
+class FakePlatform:
+    def __init__(self, name):
+        self.name = name
+
+    def get_devices(self):
+        return [f"{self.name} device"]
+
+
+def test_default_passes_over_oclgrind_unless_it_is_alone_or_asked_for(monkeypatch):
+    from sdsim.cl import runtime
+    monkeypatch.setattr(runtime.cl, "get_platforms",
+                        lambda: [FakePlatform("Oclgrind"), FakePlatform("Portable Computing Language")])
+    assert runtime.select_device() == "Portable Computing Language device"
+    assert runtime.select_device("oclgrind") == "Oclgrind device"
+    assert runtime.select_device(0) == "Oclgrind device"
+    monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [FakePlatform("Oclgrind")])
+    assert runtime.select_device() == "Oclgrind device"
+
+
+def test_select_by_index_and_name_substring():
+    from sdsim.cl.runtime import select_device
+    d0 = cl.get_platforms()[0].get_devices()[0]
+    assert select_device("0", 0) == d0
+    assert select_device(cl.get_platforms()[0].name[:4].lower(), d0.name[-5:].upper()) == d0
+
+
+@pytest.mark.parametrize("platform,device,msg", [
+    ("99", None, "platform index 99 out of range"),
+    ("no-such-vendor", None, "no OpenCL platform matches 'no-such-vendor'"),
+    (None, "no-such-gpu", "no OpenCL device matches 'no-such-gpu'"),
+])
+def test_bad_selection_lists_what_exists(platform, device, msg):
+    from sdsim.cl.runtime import select_device
+    with pytest.raises(SdsimError, match=msg) as e:
+        select_device(platform, device)
+    assert "available: 0:" in str(e.value)
+
+
+def test_no_platform_names_what_to_install(monkeypatch):
+    from sdsim.cl import runtime
+    monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [])
+    with pytest.raises(SdsimError, match="pocl-binary-distribution"):
+        runtime.Runtime()
+
+
+def test_build_failure_shows_log_and_device(rt, kernels_dir):
+    with pytest.raises(SdsimError) as e:
+        rt.kernel("broken", "broken")
+    msg = str(e.value)
+    assert "broken.cl" in msg and rt.device.name.strip() in msg
+    assert "undeclared_thing" in msg       # the compiler's build log
+
+
+def test_program_cache_per_options(rt, kernels_dir):
+    k1 = rt.kernel("copy", "copy", "fp32", {"SCALE": 2})
+    assert rt.kernel("copy", "copy", "fp32", {"SCALE": 2}) is k1
+    p2 = rt.program("copy", rt.build_options("fp32", {"SCALE": 3}))
+    assert p2 is not rt.program("copy", rt.build_options("fp32", {"SCALE": 2}))
+    assert rt.program("copy", rt.build_options("fp32", {"SCALE": 3})) is p2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_storage_precision_roundtrip_and_event_time(rt, kernels_dir, precision):
+    """fp16 storage rounds to nearest even exactly as NumPy's float16 does; fp32 is exact."""
+    from sdsim.cl.runtime import event_ms
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.standard_normal(997) * 10.0 ** rng.integers(-6, 4, 997),
+                        [65504.0, 1e-7, 0.0, -2.0 ** -24]]).astype(np.float32)
+    k = rt.kernel("copy", "copy", precision, {"SCALE": "1.0f"})
+    a_buf, b_buf = rt.to_device(a, precision), rt.alloc(a.size, precision)
+    ev = rt.launch(k, (a.size,), rt.local_size(k, (256,)), a_buf, b_buf, np.int32(a.size))
+    out = rt.from_device(b_buf, a.shape, precision)
+    expect = a if precision == "fp32" else a.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(out, expect)
+    assert 0 <= event_ms(ev) < 1e4
+
+
+def test_oversized_buffer_refused_before_launch(rt, monkeypatch):
+    monkeypatch.setattr(rt, "max_alloc", 1000)
+    with pytest.raises(SdsimError, match="'im2col workspace'.*MAX_MEM_ALLOC_SIZE"):
+        rt.alloc(251, "fp32", "im2col workspace")
+    rt.alloc(250, "fp32", "fits")
+    with pytest.raises(SdsimError, match="x"):
+        rt.to_device(np.zeros(600, np.float16), "fp16", "x")
+
+
+def test_unknown_precision(rt):
+    with pytest.raises(SdsimError, match="precision 'bf16'"):
+        rt.build_options("bf16")
+
+
+@settings(max_examples=30, deadline=None)
+@given(pref=st.lists(st.integers(1, 4096), min_size=1, max_size=3))
+def test_local_size_fits_device_and_kernel(rt, kernels_dir, pref):
+    k = rt.kernel("copy", "copy", "fp32", {"SCALE": 1})
+    ls = rt.local_size(k, tuple(pref))
+    assert len(ls) == len(pref)
+    assert all(1 <= s <= p for s, p in zip(ls, pref))
+    assert all(s <= rt.device.max_work_item_sizes[i] for i, s in enumerate(ls))
+    assert np.prod(ls) <= rt.device.max_work_group_size
