@@ -117,7 +117,7 @@ def test_attention_matches_float64(seed, heads, nq, nk, causal):
 def test_attention_query_chunks_give_same_result(monkeypatch):
     r = rng(3)
     q, k, v = (r.standard_normal((1, 23, 16), dtype=np.float32) for _ in range(3))
-    monkeypatch.setattr(nb, "WORKSPACE_BYTES", 4 * 2 * 23 * 5)  # 5 queries per chunk
+    monkeypatch.setattr(nb, "ATTENTION_BLOCK_BYTES", 4 * 23 * 5)  # 5 queries per block
     close(nb.attention_f32(q, k, v, 2, True), attention_ref(q, k, v, 2, True))
 
 

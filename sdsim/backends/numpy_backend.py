@@ -2,8 +2,8 @@
 
 Tensors are plain NumPy arrays (NCHW images, (B, N, C) tokens). Memory is kept in check where the
 naive formulation would not be: conv2d is im2col + BLAS matmul over blocks of output rows (the
-column buffer never exceeds `WORKSPACE_BYTES`), and attention runs over chunks of queries so the
-full (B, heads, Nq, Nk) score matrix is never allocated. The row-wise hot loops (softmax, norms,
+column buffer never exceeds `WORKSPACE_BYTES`), and attention runs per head over blocks of
+queries so the full (B, heads, Nq, Nk) score matrix is never allocated. The row-wise hot loops (softmax, norms,
 GELU variants) are Numba kernels that run on all cores.
 
 precision="fp16" simulates a mobile GPU: weights and each op's output are stored as float16 (the
@@ -30,8 +30,10 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from sdsim.errors import SdsimError
 from sdsim.ops import Backend, conv_out_hw, padding4
 
-#: cap on the im2col column buffer and on one chunk of attention scores (bytes)
+#: cap on the im2col column buffer of conv2d (bytes)
 WORKSPACE_BYTES = 64 << 20
+#: one block of attention scores (bytes): small enough to stay in a core's L2 cache
+ATTENTION_BLOCK_BYTES = 1 << 20
 
 _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
@@ -330,24 +332,32 @@ def conv2d_f32(x, w, b, stride=1, padding=0):
 
 
 def attention_f32(q, k, v, heads, causal=False):
-    """softmax(Q K^T / sqrt(d)) V per head, over chunks of queries (scores never whole)."""
+    """softmax(Q K^T / sqrt(d)) V, one (batch, head) at a time over blocks of queries whose
+    scores (at most ATTENTION_BLOCK_BYTES) stay in cache: the full score matrix never exists."""
     bsz, nq, c = q.shape
     nk = k.shape[1]
     d = c // heads
-    qh = q.reshape(bsz, nq, heads, d).transpose(0, 2, 1, 3)
-    kt = np.ascontiguousarray(k.reshape(bsz, nk, heads, d).transpose(0, 2, 3, 1))
-    vh = np.ascontiguousarray(v.reshape(bsz, nk, heads, d).transpose(0, 2, 1, 3))
-    scale = np.float32(1.0 / math.sqrt(d))
-    out = np.empty((bsz, nq, heads, d), np.float32)
-    chunk = max(1, min(nq, WORKSPACE_BYTES // (4 * bsz * heads * nk)))
-    for q0 in range(0, nq, chunk):
-        q1 = min(nq, q0 + chunk)
-        s = np.matmul(qh[:, :, q0:q1] * scale, kt)
-        if causal:
-            s[..., np.triu(np.ones((q1 - q0, nk), bool), k=q0 + 1)] = -np.inf
-        _softmax_rows_inplace(s.reshape(-1, nk))
-        out[:, q0:q1] = np.matmul(s, vh).transpose(0, 2, 1, 3)
-    return out.reshape(bsz, nq, c)
+
+    def per_head(t, n):
+        return np.ascontiguousarray(t.reshape(bsz, n, heads, d).transpose(0, 2, 1, 3)).reshape(-1, n, d)
+
+    qh = per_head(q, nq) * np.float32(1.0 / math.sqrt(d))
+    kh, vh = per_head(k, nk), per_head(v, nk)
+    out = np.empty((bsz * heads, nq, d), np.float32)
+    rows = max(1, min(nq, ATTENTION_BLOCK_BYTES // (4 * nk)))
+    scores = np.empty((rows, nk), np.float32)
+    masked = np.triu(np.ones((nq, nk), bool), k=1) if causal else None
+    for p in range(bsz * heads):
+        kt, vp = kh[p].T, vh[p]
+        for q0 in range(0, nq, rows):
+            q1 = min(nq, q0 + rows)
+            s = scores[:q1 - q0]
+            np.matmul(qh[p, q0:q1], kt, out=s)
+            if causal:
+                s[masked[q0:q1]] = -np.inf
+            _softmax_rows_inplace(s)
+            np.matmul(s, vp, out=out[p, q0:q1])
+    return out.reshape(bsz, heads, nq, d).transpose(0, 2, 1, 3).reshape(bsz, nq, c)
 
 
 def timestep_embedding_f32(t, dim, flip_sin_to_cos, shift, max_period=10000):
