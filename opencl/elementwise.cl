@@ -1,0 +1,92 @@
+// Data movement and elementwise ops the UNet, VAE decoder and CLIP text encoder need besides
+// conv/GEMM/norm/attention/activations. fp32 arithmetic; storage through LOAD/STORE.
+
+// out = a + b with b broadcast onto a: a is viewed as 4-d (d0, d1, d2, d3) row-major and
+// b's element for a's index (i0, i1, i2, i3) is at i0*s0 + i1*s1 + i2*s2 + i3*s3 (stride 0 on a
+// broadcast dim). The host collapses any NumPy-broadcastable pair to this form.
+__kernel void add_bcast(__global const store_t* a, __global const store_t* b, __global store_t* y,
+                        int n, int d1, int d2, int d3, int s0, int s1, int s2, int s3)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    const int i3 = i % d3, r = i / d3;
+    const int i2 = r % d2, r2 = r / d2;
+    const int i1 = r2 % d1, i0 = r2 / d1;
+#if defined(NATIVE_HALF) && STORE_HALF
+    // half + half rounded once to half equals the float sum rounded to half
+    y[i] = a[i] + b[i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3];
+#else
+    STORE(y, i, LOAD(a, i) + LOAD(b, i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3));
+#endif
+}
+
+// nearest 2x upsample of (planes, h, w) to (planes, 2h, 2w); one work-item per output element
+__kernel void upsample_nearest2x(__global const store_t* x, __global store_t* y, int planes,
+                                 int h, int w)
+{
+    const int ox = get_global_id(0), oy = get_global_id(1), p = get_global_id(2);
+    if (ox >= 2 * w || oy >= 2 * h || p >= planes) return;
+    STORE(y, ((size_t)p * 2 * h + oy) * 2 * w + ox, LOAD(x, ((size_t)p * h + oy / 2) * w + ox / 2));
+}
+
+// copy-only kernels move storage bits: ushort for half (no cl_khr_fp16 needed), float otherwise
+#if STORE_HALF
+typedef ushort bits_t;
+#else
+typedef float bits_t;
+#endif
+
+// concat helper: copy x viewed as (outer, inner) into y viewed as (outer, ld) at column offset
+// `off` (one launch per input; `inner` = that input's size along the axis times what follows)
+__kernel void copy_block(__global const bits_t* x, __global bits_t* y, int outer, int inner,
+                         int ld, int off)
+{
+    const int c = get_global_id(0), o = get_global_id(1);
+    if (c >= inner || o >= outer) return;
+    y[(size_t)o * ld + off + c] = x[(size_t)o * inner + c];
+}
+
+// batched transpose (batch, rows, cols) -> (batch, cols, rows) through a local tile:
+// NCHW -> (B, HW, C) is rows = C, cols = HW; (B, HW, C) -> NCHW is rows = HW, cols = C.
+#define TT 16
+__kernel void transpose(__global const bits_t* x, __global bits_t* y, int rows, int cols)
+{
+    __local bits_t t[TT][TT + 1];
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int c0 = get_group_id(0) * TT, r0 = get_group_id(1) * TT;
+    const size_t base = (size_t)get_global_id(2) * rows * cols;
+    if (r0 + ly < rows && c0 + lx < cols) t[ly][lx] = x[base + (size_t)(r0 + ly) * cols + c0 + lx];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (c0 + ly < cols && r0 + lx < rows) y[base + (size_t)(c0 + ly) * rows + r0 + lx] = t[lx][ly];
+}
+
+// y[t, :] = table[ids[t], :] (+ pos[t % npos, :] when HAS_POS): CLIP token + position embedding
+__kernel void embedding(__global const int* ids, __global const store_t* table,
+                        __global const store_t* pos, __global store_t* y, int tokens, int dim,
+                        int npos, int has_pos)
+{
+    const int c = get_global_id(0), t = get_global_id(1);
+    if (c >= dim || t >= tokens) return;
+    float v = LOAD(table, (size_t)ids[t] * dim + c);
+    if (has_pos) v += LOAD(pos, (size_t)(t % npos) * dim + c);
+    STORE(y, (size_t)t * dim + c, v);
+}
+
+// diffusers' get_timestep_embedding: freq_j = exp(-ln(max_period) * j / (half - shift)),
+// y = [sin(t f), cos(t f)] (swapped when flip), zero-padded to odd dim. Always fp32 output.
+__kernel void timestep_embedding(__global const float* t, __global float* y, int batch, int dim,
+                                 int flip, float shift, float log_max_period)
+{
+    const int c = get_global_id(0), b = get_global_id(1);
+    if (c >= dim || b >= batch) return;
+    const int nh = dim / 2;
+    float v = 0.0f;
+    if (c < 2 * nh) {
+        const int first = c < nh;                       // first half of the output
+        const int j = first ? c : c - nh;
+        const float f = exp(-log_max_period * (float)j / ((float)nh - shift));
+        const float arg = t[b] * f;
+        v = (first != flip) ? sin(arg) : cos(arg);
+    }
+    y[(size_t)b * dim + c] = v;
+}
