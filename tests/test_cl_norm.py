@@ -1,0 +1,137 @@
+"""GroupNorm (naive chain and fused kernel, optional SiLU) and LayerNorm kernels
+(opencl/norm.cl) against float64 NumPy written here."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.opencl
+
+U16 = 2.0 ** -11
+U32 = 2.0 ** -24
+
+
+@pytest.fixture(scope="module")
+def rt():
+    from sdsim.cl.runtime import Runtime
+    return Runtime()
+
+
+def norm64(xg, eps):
+    """Normalize the last axis of a float64 array (two-pass mean and variance)."""
+    mean = xg.mean(-1, keepdims=True)
+    return (xg - mean) / np.sqrt(((xg - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+def gn64(x, gamma, beta, groups, eps, act):
+    x = np.asarray(x, np.float64)
+    b, c = x.shape[:2]
+    y = norm64(x.reshape(b, groups, -1), eps).reshape(b, c, -1)
+    y = y * np.asarray(gamma, np.float64)[:, None] + np.asarray(beta, np.float64)[:, None]
+    if act == "silu":
+        y = y * (1.0 / (1.0 + np.exp(-y)))
+    return y.reshape(x.shape)
+
+
+def rounded(a, precision):
+    return a.astype(np.float16).astype(np.float32) if precision == "fp16" else a
+
+
+def tolerance(ref, gamma, beta, n, precision):
+    """Normalized values z are O(1) (|z| <= sqrt(n)). The kernels sum n/WG terms per work-item
+    (WG >= 64) then a tree of <= 8 levels, so float32 statistics carry (n/64 + 16) u32 relative
+    error (summation bound for inputs of a few sigma) into z, times |gamma|; the affine and SiLU
+    add a few u32 of |y|. fp16 storage rounds the output once: u16 |y|."""
+    g = float(np.abs(gamma).max()) + float(np.abs(beta).max()) + 1.0
+    t = (n / 64 + 16) * U32 * g * 8 + 8 * U32 * np.abs(ref)
+    if precision == "fp16":
+        t = t + U16 * np.abs(ref)
+    return 1.5 * t + 1e-6
+
+
+@settings(max_examples=30, deadline=None)
+@given(variant=st.sampled_from(["naive", "fused"]), precision=st.sampled_from(["fp32", "fp16"]),
+       act=st.sampled_from([None, "silu"]), b=st.integers(1, 2),
+       groups=st.sampled_from([1, 2, 3, 8, 32]), cpg=st.integers(1, 4), h=st.integers(1, 9),
+       w=st.integers(1, 9), seed=st.integers(0, 2**31))
+def test_group_norm_matches_float64(rt, variant, precision, act, b, groups, cpg, h, w, seed):
+    from sdsim.cl.norm import group_norm_host
+
+    rng = np.random.default_rng(seed)
+    c = groups * cpg
+    x = (rng.standard_normal((b, c, h, w)) * 3 + 1).astype(np.float32)
+    gamma = rng.standard_normal(c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    out, _ = group_norm_host(rt, x, gamma, beta, groups, 1e-5, act=act, variant=variant,
+                             precision=precision)
+    xr, gr, br = (rounded(a, precision) for a in (x, gamma, beta))
+    ref = gn64(xr, gr, br, groups, 1e-5, act)
+    assert (np.abs(out - ref) <= tolerance(ref, gr, br, cpg * h * w, precision)).all()
+
+
+@pytest.mark.parametrize("variant", ["naive", "fused"])
+def test_group_norm_large_mean_small_variance_fp32(rt, variant):
+    """Mean 1e3, std 1e-2: a one-pass E[x^2] - E[x]^2 in float32 loses every digit here (1e6
+    minus 1e6 for a 1e-4 variance). Both kernels sum x - x[0] instead. The fused kernel keeps the
+    shift through normalization; the naive chain stores the mean in an fp32 tensor, so x - mean
+    is off by up to half an ulp of the mean (2^-14 at 1e3), i.e. ulp(1e3)/2/std ~ 3e-3 in z."""
+    from sdsim.cl.norm import group_norm_host
+
+    rng = np.random.default_rng(7)
+    x = (1e3 + 1e-2 * rng.standard_normal((2, 64, 16, 16))).astype(np.float32)
+    gamma = np.ones(64, np.float32)
+    beta = np.zeros(64, np.float32)
+    out, _ = group_norm_host(rt, x, gamma, beta, 32, 1e-12, variant=variant, precision="fp32")
+    ref = gn64(x, gamma, beta, 32, 1e-12, None)
+    xg = np.asarray(x, np.float64).reshape(2, 32, -1)
+    std = float(xg.std(-1).min())
+    spread = float(np.abs(xg - xg[:, :, :1]).max())   # size of the shifted terms x - x[0]
+    tol = 2 * (512 / 64 + 16) * U32 * spread / std    # float32 sums of the shifted terms
+    if variant == "naive":
+        tol += np.spacing(np.float32(1e3)) / 2 / std
+    err = float(np.abs(out - ref).max())
+    assert err <= tol, (err, tol)
+
+
+def test_group_norm_sd14_shape(rt):
+    """SD1.4's first up/down GroupNorm: 320 channels, 64x64, 32 groups, fused SiLU."""
+    from sdsim.cl.norm import group_norm_host
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 320, 64, 64)).astype(np.float32)
+    gamma = rng.standard_normal(320).astype(np.float32)
+    beta = rng.standard_normal(320).astype(np.float32)
+    ref = gn64(x, gamma, beta, 32, 1e-5, "silu")
+    for variant in ("naive", "fused"):
+        out, _ = group_norm_host(rt, x, gamma, beta, 32, 1e-5, act="silu", variant=variant)
+        assert (np.abs(out - ref) <= tolerance(ref, gamma, beta, 10 * 4096, "fp32")).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(precision=st.sampled_from(["fp32", "fp16"]), rows=st.integers(1, 40),
+       dim=st.integers(1, 800), offset=st.sampled_from([0.0, 50.0]), seed=st.integers(0, 2**31))
+def test_layer_norm_matches_float64(rt, precision, rows, dim, offset, seed):
+    from sdsim.cl.norm import layer_norm_host
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, dim)) + offset).astype(np.float32)
+    gamma = rng.standard_normal(dim).astype(np.float32)
+    beta = rng.standard_normal(dim).astype(np.float32)
+    out, _ = layer_norm_host(rt, x, gamma, beta, 1e-5, precision=precision)
+    xr, gr, br = (rounded(a, precision) for a in (x, gamma, beta))
+    ref = norm64(np.asarray(xr, np.float64), 1e-5) * gr + br
+    # the shifted sums keep an offset of 50 harmless: error as for a centred input
+    assert (np.abs(out - ref) <= tolerance(ref, gr, br, dim, precision)).all()
+
+
+def test_unknown_activation_and_bad_groups_raise(rt):
+    from sdsim.cl.norm import group_norm_host
+    from sdsim.errors import SdsimError
+
+    x = np.zeros((1, 6, 2, 2), np.float32)
+    g = np.ones(6, np.float32)
+    with pytest.raises(SdsimError, match="activation"):
+        group_norm_host(rt, x, g, g, 3, act="relu")
+    with pytest.raises(SdsimError, match="groups"):
+        group_norm_host(rt, x, g, g, 4)
