@@ -30,11 +30,11 @@ def broadcast_index(out_shape, b_shape) -> tuple[int, int]:
     out_shape, b_shape = tuple(out_shape), tuple(b_shape)
     b = (1,) * (len(out_shape) - len(b_shape)) + b_shape
     t = len(b)
-    while t > 0 and b[t - 1] == 1 and out_shape[t - 1] != 1:
+    while t > 0 and b[t - 1] == 1:
         t -= 1
     inner = math.prod(out_shape[t:])
     lead = 0
-    while lead < t and b[lead] == 1 and out_shape[lead] != 1:
+    while lead < t and b[lead] == 1:
         lead += 1
     if b[lead:t] != out_shape[lead:t]:
         raise SdsimError(f"add: cannot broadcast {b_shape} onto {out_shape} on the device")
