@@ -1,0 +1,57 @@
+"""`sdsim validate`: the metrics against hand-computed values, and a device run end to end."""
+
+import json
+import math
+
+import pytest
+
+from sdsim.validation.compare import CallRow, metrics
+
+
+def _row(pred, meas, cls="gemm", i=0):
+    return CallRow(f"unet/{i}/0:k", i, "linear", "s", "linear", "tiled", "k", cls, {}, 1.0, 1.0,
+                   "compute", pred, meas)
+
+
+def test_metrics_by_hand():
+    rows = [_row(1.05, 1.0, i=0), _row(1.2, 1.0, i=1), _row(0.5, 2.0, i=2)]
+    m = metrics(rows)
+    assert m["measured_s"] == pytest.approx(4.0) and m["predicted_s"] == pytest.approx(2.75)
+    assert m["e2e_error_pct"] == pytest.approx(100 * (2.75 - 4.0) / 4.0)
+    assert m["rmspe_pct"] == pytest.approx(100 * math.sqrt((0.05**2 + 0.2**2 + 0.75**2) / 3))
+    # within 10%: only the first call (1 of 3 calls, 1 of 4 s of measured time)
+    assert m["acc10_calls_pct"] == pytest.approx(100 / 3)
+    assert m["acc10_time_pct"] == pytest.approx(25.0)
+    assert m["acc15_calls_pct"] == pytest.approx(100 / 3)
+    assert m["acc15_time_pct"] == pytest.approx(25.0)
+
+
+@pytest.mark.opencl
+def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
+    import pyopencl as cl
+
+    from sdsim.cli import main
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    rep = tmp_path / "validation-t.md"
+    assert main(["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
+                 "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
+                 "--warmup", "0", "--report", str(rep), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("e2e_error_pct", "rmspe_pct", "acc10_calls_pct", "acc10_time_pct", "measured_s",
+                "predicted_s"):
+        assert isinstance(out[key], float)
+    assert out["e2e_error_pct"] == pytest.approx(
+        100 * (out["predicted_s"] - out["measured_s"]) / out["measured_s"])
+    assert [r["opt"] for r in out["runs"]] == ["paper", "none"]
+    assert {e["optimization"] for e in out["optimization_effect"]} == {
+        "groupnorm", "gelu", "attention", "conv3x3"}
+    text = rep.read_text()
+    assert "## Summary" in text and "largest absolute error" in text
+    assert rep.with_suffix(".png").stat().st_size > 1000
+    # the raw results re-render the same report without a device
+    again = tmp_path / "again.md"
+    assert main(["validate", "--device", "s23ultra", "--replay", str(rep.with_suffix(".json")),
+                 "--report", str(again)]) == 0
+    assert again.read_text().split("## Summary")[1].replace("again.png", "validation-t.png") \
+        == text.split("## Summary")[1]
