@@ -138,3 +138,50 @@ def test_local_size_fits_device_and_kernel(rt, kernels_dir, pref):
     assert all(1 <= s <= p for s, p in zip(ls, pref))
     assert all(s <= rt.device.max_work_item_sizes[i] for i, s in enumerate(ls))
     assert np.prod(ls) <= rt.device.max_work_group_size
+
+
+def test_build_options_select_storage_and_native_half(rt, monkeypatch):
+    """fp16 storage is -DSTORE_HALF=1; native half arithmetic is enabled only where the device
+    reports cl_khr_fp16; defines follow in a fixed (sorted) order so the cache key is stable."""
+    assert rt.build_options("fp32", {"B": 2, "A": 1}) == ("-DSTORE_HALF=0", "-DA=1", "-DB=2")
+    monkeypatch.setattr(rt, "has_fp16", False)
+    assert rt.build_options("fp16") == ("-DSTORE_HALF=1",)
+    monkeypatch.setattr(rt, "has_fp16", True)
+    assert rt.build_options("fp16") == ("-DSTORE_HALF=1", "-DNATIVE_HALF")
+    assert rt.build_options("fp32") == ("-DSTORE_HALF=0",)
+
+
+def test_event_ms_converts_nanoseconds():
+    from sdsim.cl.runtime import event_ms, total_ms
+
+    class Profile:
+        def __init__(self, start, end):
+            self.start, self.end = start, end
+
+    class Event:
+        def __init__(self, start, end):
+            self.profile = Profile(start, end)
+
+        def wait(self):
+            pass
+
+    assert event_ms(Event(1_000, 2_501_000)) == pytest.approx(2.5)
+    assert total_ms([Event(0, 1_000_000), Event(5, 500_005)]) == pytest.approx(1.5)
+
+
+@pytest.mark.skipif(not any("cl_khr_fp16" in d.extensions for p in cl.get_platforms()
+                            for d in p.get_devices()), reason="no device with cl_khr_fp16")
+def test_native_half_builds_where_available(kernels_dir):
+    """On a device with cl_khr_fp16 the prelude enables the extension and half_t is half."""
+    from sdsim.cl.runtime import Runtime
+    dev = next((p.name, d.name) for p in cl.get_platforms() for d in p.get_devices()
+               if "cl_khr_fp16" in d.extensions)
+    rt16 = Runtime(dev[0], dev[1])
+    (kernels_dir / "half.cl").write_text(
+        "__kernel void h(__global const store_t* a, __global store_t* b) {\n"
+        "  half_t v = (half_t)LOAD(a, get_global_id(0)); STORE(b, get_global_id(0), (float)(v * v)); }\n")
+    k = rt16.kernel("half", "h", "fp16")
+    a = np.array([1.5, -3.0, 0.25], np.float32)
+    b = rt16.alloc(3, "fp16")
+    rt16.launch(k, (3,), (1,), rt16.to_device(a, "fp16"), b)
+    np.testing.assert_array_equal(rt16.from_device(b, (3,), "fp16"), a * a)
