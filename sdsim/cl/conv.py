@@ -29,11 +29,8 @@ VARIANTS = ("direct", "im2col_gemm", *WINOGRAD_M)
 
 def _consts(rt, m):
     """Device copies (float32) of the F(m x m, 3x3) matrices AT, G, BT, cached on the runtime."""
-    key = ("_wino", m)
-    if key not in rt.__dict__:
-        rt.__dict__[key] = tuple(rt.to_device(a.astype(np.float32), "fp32", f"winograd F{m}")
-                                 for a in matrices(m))
-    return rt.__dict__[key]
+    return rt.constant(("winograd", m), lambda: tuple(
+        rt.to_device(a.astype(np.float32), "fp32", f"winograd F{m}") for a in matrices(m)))
 
 
 def winograd_weights(rt, w, cout, cin, m, precision="fp32"):
@@ -57,7 +54,7 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
     y = out if out is not None else rt.alloc(n * cout * ho * wo, precision, "conv output")
     i32 = np.int32
     has_bias = i32(b is not None)
-    bias = b if b is not None else gemm_mod._dummy(rt, precision)
+    bias = b if b is not None else gemm_mod.dummy(rt, precision)
     if variant == "direct":
         kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB, "CB": CB, "KS": k})
         ev = rt.launch(kern, (wo, ho, n * -(-cout // COB)), rt.local_size(kern, (16, 16, 1)),

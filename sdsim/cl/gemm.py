@@ -19,11 +19,9 @@ RT = 16   # work-group edge of the gemm kernel (reqd_work_group_size)
 TS = 64   # output tile edge
 
 
-def _dummy(rt, precision):
-    key = ("_dummy", precision)
-    if key not in rt.__dict__:
-        rt.__dict__[key] = rt.alloc(1, precision, "dummy bias")
-    return rt.__dict__[key]
+def dummy(rt, precision):
+    """A one-element buffer passed where a kernel's optional operand (bias) is absent."""
+    return rt.constant(("dummy", precision), lambda: rt.alloc(1, precision, "dummy bias"))
 
 
 def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias=None,
@@ -34,7 +32,7 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     gsize = (-(-n // TS) * RT, -(-m // TS) * RT, batch)
     i32 = np.int32
     return rt.launch(kern, gsize, (RT, RT, 1), a, b, bias if bias is not None else
-                     _dummy(rt, precision), c, i32(m), i32(n), i32(k), np.float32(alpha),
+                     dummy(rt, precision), c, i32(m), i32(n), i32(k), np.float32(alpha),
                      *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c),
                      wait_for=wait_for)
 

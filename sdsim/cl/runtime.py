@@ -16,6 +16,7 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `rt.alloc(n_elems, precision, what)`, `rt.to_device(array, precision, what)`,
   `rt.from_device(buf, shape, precision)`: buffers in storage precision (fp32 = float, fp16 =
   half bits); an allocation over CL_DEVICE_MAX_MEM_ALLOC_SIZE raises SdsimError before launching.
+- `rt.constant(key, make)`: a device object made once per runtime (e.g. transform matrices).
 - `event_ms(event)`: a profiled event's duration in milliseconds.
 
 Every kernel source is compiled with `PRELUDE` in front: it defines `store_t` (float or half),
@@ -140,6 +141,7 @@ class Runtime:
         self.local_mem = int(self.device.local_mem_size)
         self._programs: dict[tuple, cl.Program] = {}
         self._kernels: dict[tuple, cl.Kernel] = {}
+        self._constants: dict = {}
 
     @property
     def name(self) -> str:
@@ -235,6 +237,12 @@ class Runtime:
         if host.size:
             cl.enqueue_copy(self.queue, host, buf, wait_for=wait_for)
         return host.astype(np.float32)
+
+    def constant(self, key, make):
+        """A device object made once per runtime by `make()` (transform matrices, dummy buffers)."""
+        if key not in self._constants:
+            self._constants[key] = make()
+        return self._constants[key]
 
     def finish(self) -> None:
         self.queue.finish()
