@@ -11,8 +11,6 @@ the output scale per block -> 2e-2 of max|ref|; a wrong index or kernel gives O(
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.opencl
 
@@ -76,21 +74,3 @@ def test_second_run_reuses_buffers_and_weights(rt):
     assert b.pool_buffers == a.pool_buffers and b.pool_bytes == a.pool_bytes
     assert len(runner.backend._wcache) == weights
     np.testing.assert_array_equal(a.output, b.output)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
-def test_broadcast_index_matches_numpy(shape, data):
-    """b's element for output i is (i // inner) % nb, as NumPy broadcasting says."""
-    from sdsim.backends.opencl.elementwise import broadcast_index
-
-    # b: a suffix of the output's dims, with some trailing dims set to 1
-    k = data.draw(st.integers(1, len(shape)))
-    b_shape = list(shape[len(shape) - k:])
-    t = data.draw(st.integers(0, k))
-    b_shape[t:] = [1] * (k - t)
-    b = np.arange(int(np.prod(b_shape))).reshape(b_shape)
-    want = np.broadcast_to(b, shape).reshape(-1)
-    inner, nb = broadcast_index(shape, b_shape)
-    got = (np.arange(want.size) // inner) % nb
-    np.testing.assert_array_equal(got, want)
