@@ -17,6 +17,15 @@ WG = 256
 LN_WG = 64
 
 
+def _wg(rt, preferred: int) -> int:
+    """The largest power of two <= preferred that the device allows in one work-group (the
+    kernels' tree reductions need a power of two)."""
+    wg = 1
+    while wg * 2 <= min(preferred, rt.max_wg):
+        wg *= 2
+    return wg
+
+
 def _act_flag(act) -> int:
     if act not in (None, "silu"):
         raise SdsimError(f"group_norm: unknown fused activation {act!r}; expected None or 'silu'")
@@ -38,18 +47,19 @@ def group_norm(rt, x, gamma, beta, shape, groups, eps, *, act=None, variant="fus
     i32, f32 = np.int32, np.float32
     if out is None:
         out = rt.alloc(total, precision, "group_norm output")
-    defs = {"WG": WG, "ACT": _act_flag(act)}
+    wg = _wg(rt, WG)
+    defs = {"WG": wg, "ACT": _act_flag(act)}
     if variant == "fused":
         k = rt.kernel("norm", "gn_fused", precision, defs)
-        ev = rt.launch(k, (ng * WG,), (WG,), x, gamma, beta, out, i32(hw), i32(cpg), i32(groups),
+        ev = rt.launch(k, (ng * wg,), (wg,), x, gamma, beta, out, i32(hw), i32(cpg), i32(groups),
                        f32(eps), wait_for=wait_for)
         return out, [ev]
     mean = rt.alloc(ng, "fp32", "group mean")
     var = rt.alloc(ng, "fp32", "group variance")
     k1 = rt.kernel("norm", "gn_mean", precision, defs)
-    events = [rt.launch(k1, (ng * WG,), (WG,), x, mean, i32(n), wait_for=wait_for)]
+    events = [rt.launch(k1, (ng * wg,), (wg,), x, mean, i32(n), wait_for=wait_for)]
     k2 = rt.kernel("norm", "gn_var", precision, defs)
-    events.append(rt.launch(k2, (ng * WG,), (WG,), x, mean, var, i32(n), wait_for=events[-1:]))
+    events.append(rt.launch(k2, (ng * wg,), (wg,), x, mean, var, i32(n), wait_for=events[-1:]))
     k3 = rt.kernel("norm", "gn_normalize", precision, defs)
     events.append(rt.launch(k3, (total,), rt.local_size(k3, (256,)), x, mean, var, gamma, beta,
                             out, i32(channels), i32(hw), i32(cpg), f32(eps), i32(total),
@@ -62,8 +72,9 @@ def layer_norm(rt, x, gamma, beta, rows, dim, eps, *, precision="fp32", out=None
     """LayerNorm over the last dim of a (rows, dim) buffer; returns (out_buf, events)."""
     if out is None:
         out = rt.alloc(rows * dim, precision, "layer_norm output")
-    k = rt.kernel("norm", "ln_rowwise", precision, {"WG": LN_WG})
-    ev = rt.launch(k, (rows * LN_WG,), (LN_WG,), x, gamma, beta, out, np.int32(dim),
+    wg = _wg(rt, LN_WG)
+    k = rt.kernel("norm", "ln_rowwise", precision, {"WG": wg})
+    ev = rt.launch(k, (rows * wg,), (wg,), x, gamma, beta, out, np.int32(dim),
                    np.float32(eps), wait_for=wait_for)
     return out, [ev]
 
