@@ -67,13 +67,15 @@ def run_diffusers(batch, size, warmup, repeat):
 def _timed(fn, warmup, repeat):
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"best_s": min(times), "median_s": statistics.median(times),
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        cpu.append(time.process_time() - c0)
+    return {"best_s": min(times), "median_s": statistics.median(times), "cpu_s": min(cpu),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "loadavg_1min": os.getloadavg()[0]}
 
 
 def _child(args):
@@ -118,6 +120,7 @@ def main(argv=None):
     rows = [
         ("time, best of %d (s)" % args.repeat, d["best_s"], s["best_s"], s["best_s"] / d["best_s"], 1.2),
         ("time, median (s)", d["median_s"], s["median_s"], s["median_s"] / d["median_s"], 1.2),
+        ("CPU time, all threads, best (s)", d["cpu_s"], s["cpu_s"], s["cpu_s"] / d["cpu_s"], 1.2),
         ("peak RSS (GiB)", d["peak_rss_gib"], s["peak_rss_gib"], s["peak_rss_gib"] / d["peak_rss_gib"], 1.3),
     ]
     table = ["| metric | diffusers | sdsim | sdsim / diffusers | goal |", "|---|---|---|---|---|"]
@@ -133,6 +136,9 @@ def main(argv=None):
         f"{args.size}x{args.size} latent, 77x768 text context; random weights in memory; "
         f"{args.warmup} warm-up call(s), {args.repeat} timed",
         f"- diffusers: torch {d.get('torch', '?')}; each side in its own subprocess, peak RSS = ru_maxrss",
+        f"- 1-minute load average after the timed calls: diffusers {d['loadavg_1min']:.1f}, "
+        f"sdsim {s['loadavg_1min']:.1f} (on {os.cpu_count()} cores; above that, other work shared the CPU "
+        "and wall times are inflated: compare CPU times)",
         "",
         *table,
         "",

@@ -27,8 +27,8 @@ def add_arguments(p):
     src.add_argument("--random-weights", action="store_true",
                      help="seeded random weights for the --preset config, no checkpoint")
     p.add_argument("--preset", default="sd14", help="model preset for --random-weights (sd14, tiny)")
-    p.add_argument("--tokenizer", metavar="DIR", help="folder with vocab.json and merges.txt "
-                   "(default: the model folder's tokenizer/)")
+    p.add_argument("--tokenizer", metavar="DIR", help="folder with vocab.json and merges.txt; "
+                   "if not given, the model folder's tokenizer/")
     p.add_argument("--prompt", default="", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="text to steer away from")
     p.add_argument("--steps", type=int, default=20, help="inference steps")
