@@ -151,3 +151,60 @@ def test_winograd_refuses_stride_2(rt):
     x, wt, b = make(np.random.default_rng(0), 1, 2, 2, 8, 8, 3, False, False)
     with pytest.raises(SdsimError, match="stride 1"):
         conv2d_host(rt, x, wt, b, 2, 1, variant="winograd_f4")
+
+
+# The Winograd cost formulas count V but not M (the batched GEMM's output, also workspace):
+# known bug, to be fixed in sdsim/kernels/conv.py; strict, so the fix turns these into failures
+# that remind us to drop the mark.
+WINO_WS_BUG = pytest.mark.xfail(strict=True, reason="Winograd workspace omits the GEMM output M")
+
+
+@pytest.mark.parametrize("variant", ["im2col_gemm"] + [
+    pytest.param(v, marks=WINO_WS_BUG) for v in ("winograd_f2", "winograd_f4", "winograd_f6")])
+def test_cost_workspace_is_what_the_kernels_allocate(rt, monkeypatch, variant):
+    """The workspace of sdsim.kernels.conv equals the intermediate buffers conv2d really
+    allocates (output and Winograd weights excluded), and Winograd's GEMM does alpha^2/(9 m^2)
+    of the direct conv's multiplies."""
+    from sdsim.cl.conv import conv2d_host
+    from sdsim.kernels import costs
+    n, cin, cout, h, w = 2, 5, 7, 11, 9
+    sizes = {}
+    real = rt.alloc
+
+    def alloc(n_elems, precision="fp32", what="buffer"):
+        sizes[what] = sizes.get(what, 0) + n_elems * (2 if precision == "fp16" else 4)
+        return real(n_elems, precision, what)
+
+    monkeypatch.setattr(rt, "alloc", alloc)
+    x, wt, b = make(np.random.default_rng(0), n, cin, cout, h, w, 3, False, True)
+    conv2d_host(rt, x, wt, b, 1, 1, variant=variant, precision="fp16")
+    scratch = sum(v for k, v in sizes.items()
+                  if k not in ("conv output", "dummy bias") and "weights" not in k)
+    cost = costs("conv2d", variant, batch=n, cin=cin, cout=cout, h=h, w=w, k=3, stride=1,
+                 padding=1, precision="fp16")
+    assert sum(c.workspace for c in cost) == scratch, sizes
+    if variant.startswith("winograd"):
+        m = int(variant[-1])
+        tiles = n * -(-h // m) * -(-w // m)
+        gemm = [c for c in cost if "gemm" in c.kernel][0]
+        assert gemm.flops == 2 * (m + 2) ** 2 * cout * cin * tiles
+
+
+def test_device_buffers_chain_without_host_copies(rt):
+    """conv2d works on device buffers: a strided conv's output buffer feeds a Winograd conv
+    (weights transformed once), as an OpenCL model backend chains them; fp32 storage."""
+    from sdsim.cl.conv import conv2d, winograd_weights
+    rng = np.random.default_rng(5)
+    x, w1, b1 = make(rng, 1, 6, 8, 13, 12, 3, False, True)
+    _, w2, b2 = make(rng, 1, 8, 5, 1, 1, 3, False, True)
+    dev = [rt.to_device(a) for a in (x, w1, b1, w2, b2)]
+    y1, ev1 = conv2d(rt, dev[0], dev[1], dev[2], 1, 6, 13, 12, 8, 3, 2, (0, 1, 0, 1),
+                     variant="im2col_gemm")
+    u, _ = winograd_weights(rt, dev[3], 5, 8, 4)
+    y2, ev2 = conv2d(rt, y1, dev[3], dev[4], 1, 8, 6, 6, 5, variant="winograd_f4", u=u)
+    out = rt.from_device(y2, (1, 5, 6, 6))   # (13 + 1 - 3) // 2 + 1 = (12 + 1 - 3) // 2 + 1 = 6
+    mid = conv_ref(x, w1, b1, 2, (0, 1, 0, 1))
+    ref = conv_ref(mid, w2, b2, 1, 1)
+    scale = conv_ref(np.abs(mid), np.abs(w2), np.abs(b2), 1, 1).max()
+    assert len(ev1) == 2 and len(ev2) == 3
+    assert np.abs(out - ref).max() <= WINO_TOL[("winograd_f4", "fp32")] * scale + 1e-5 * scale
