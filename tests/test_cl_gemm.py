@@ -117,3 +117,18 @@ def test_gemm_writes_only_its_output(rt):
     np.testing.assert_allclose(host[:m * n].reshape(m, n), x.astype(np.float64) @ w.T.astype(np.float64),
                                rtol=1e-5, atol=1e-5)
     assert np.all(host[m * n:] == 7.0)
+
+
+def test_sd14_cross_attention_scores(rt):
+    """SD1.4 cross-attention scores at 64x64 latents: 8 heads, Q (4096 x 40) against the 77
+    text tokens' K, used transposed, scaled by 1/sqrt(40); fp16 storage."""
+    from sdsim.cl.gemm import matmul_host
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((8, 4096, 40)).astype(np.float32)
+    k = rng.standard_normal((8, 77, 40)).astype(np.float32)
+    alpha = 1 / np.sqrt(40)
+    out, _ = matmul_host(rt, q, k, trans_b=True, alpha=alpha, precision="fp16")
+    ref = alpha * np.einsum("bmd,bnd->bmn", q.astype(np.float64), k.astype(np.float64))
+    absprod = alpha * np.einsum("bmd,bnd->bmn", np.abs(q).astype(np.float64), np.abs(k))
+    assert out.shape == (8, 4096, 77)
+    assert np.all(np.abs(out - ref) <= bound(absprod, ref, 40, "fp16"))
