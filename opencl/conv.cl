@@ -1,6 +1,7 @@
 // Convolutions, NCHW at the API. Storage store_t (float or half via LOAD/STORE), float math.
-//   conv_direct  : baseline; one work-item per output pixel and COB output channels; any kernel
-//                  size, stride and (top, left) padding (bottom/right follow from Ho, Wo).
+//   conv_direct  : baseline; one work-item per output pixel and COB output channels, weights
+//                  staged in local memory; kernel size KS (build option), any stride and
+//                  (top, left) padding (bottom/right follow from Ho, Wo).
 //   im2col       : column matrix col[n][(c*ks + ky)*ks + kx][oy*Wo + ox] for the gemm of gemm.cl.
 //   wino_weight  : U[xi][k][c] = (G g G^T)[xi], xi = i*ALPHA + j (done once, at load time).
 //   wino_input   : V[xi][c][p] = (B^T d B)[xi] for tile p = (n*TH + ty)*TW + tx.
@@ -9,36 +10,59 @@
 // G (ALPHA x 3), AT (WM x ALPHA); ALPHA = WM + 2 is a build option.
 
 #ifndef COB
-#define COB 4
+#define COB 16
+#endif
+#ifndef CB
+#define CB 4
+#endif
+#ifndef KS
+#define KS 3
 #endif
 
 __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
                           __global const store_t* bias, __global store_t* y,
                           const int N, const int C, const int H, const int W, const int K,
-                          const int Ho, const int Wo, const int ks, const int stride,
+                          const int Ho, const int Wo, const int stride,
                           const int pt, const int pl, const int has_bias)
 {
+    // Work-group: a 2-D block of output pixels of one image, for COB output channels. Their
+    // weights for CB input channels at a time are staged in local memory (read once per
+    // work-group); each input value a work-item loads feeds COB multiply-adds.
     const int ox = get_global_id(0), oy = get_global_id(1), z = get_global_id(2);
     const int kb = (K + COB - 1) / COB;
     const int n = z / kb, k0 = (z % kb) * COB;
-    if (ox >= Wo || oy >= Ho || n >= N) return;
+    const int lid = get_local_id(1) * get_local_size(0) + get_local_id(0);
+    const int lsz = get_local_size(0) * get_local_size(1);
+    const bool valid = ox < Wo && oy < Ho && n < N;
+    __local float wl[CB * COB * KS * KS];     // [c - c0][q][ky][kx]
     float acc[COB];
     for (int q = 0; q < COB; q++) acc[q] = 0.0f;
-    for (int c = 0; c < C; c++) {
-        const long xb = ((long)n * C + c) * H * W;
-        for (int ky = 0; ky < ks; ky++) {
-            const int iy = oy * stride - pt + ky;
-            if (iy < 0 || iy >= H) continue;
-            for (int kx = 0; kx < ks; kx++) {
-                const int ix = ox * stride - pl + kx;
-                if (ix < 0 || ix >= W) continue;
-                const float xv = LOAD(x, xb + (long)iy * W + ix);
-                for (int q = 0; q < COB; q++)
-                    if (k0 + q < K)
-                        acc[q] = fma(xv, LOAD(w, (((long)(k0 + q) * C + c) * ks + ky) * ks + kx), acc[q]);
+    for (int c0 = 0; c0 < C; c0 += CB) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < CB * COB * KS * KS; e += lsz) {
+            const int cc = e / (COB * KS * KS), r = e % (COB * KS * KS);
+            const int q = r / (KS * KS), t = r % (KS * KS);
+            wl[e] = (c0 + cc < C && k0 + q < K)
+                    ? LOAD(w, ((long)(k0 + q) * C + c0 + cc) * KS * KS + t) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (!valid) continue;
+        for (int cc = 0; cc < CB && c0 + cc < C; cc++) {
+            const long xb = ((long)n * C + c0 + cc) * H * W;
+            for (int ky = 0; ky < KS; ky++) {
+                const int iy = oy * stride - pt + ky;
+                if (iy < 0 || iy >= H) continue;
+                for (int kx = 0; kx < KS; kx++) {
+                    const int ix = ox * stride - pl + kx;
+                    if (ix < 0 || ix >= W) continue;
+                    const float xv = LOAD(x, xb + (long)iy * W + ix);
+                    __local const float* wp = wl + cc * COB * KS * KS + ky * KS + kx;
+                    for (int q = 0; q < COB; q++) acc[q] = fma(xv, wp[q * KS * KS], acc[q]);
+                }
             }
         }
     }
+    if (!valid) return;
     for (int q = 0; q < COB; q++) {
         const int k = k0 + q;
         if (k >= K) break;

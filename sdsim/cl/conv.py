@@ -20,7 +20,7 @@ from sdsim.cl import gemm as gemm_mod
 from sdsim.cl.bench import BenchCase
 from sdsim.errors import SdsimError
 from sdsim.kernels import costs
-from sdsim.kernels.conv import COB, WINOGRAD_M
+from sdsim.kernels.conv import CB, COB, WINOGRAD_M
 from sdsim.ops import conv_out_hw, padding4
 from sdsim.sim.winograd import matrices
 
@@ -56,10 +56,10 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
     has_bias = i32(b is not None)
     bias = b if b is not None else gemm_mod.dummy(rt, precision)
     if variant == "direct":
-        kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB})
+        kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB, "CB": CB, "KS": k})
         ev = rt.launch(kern, (wo, ho, n * -(-cout // COB)), rt.local_size(kern, (16, 16, 1)),
                        x, w, bias, y, i32(n), i32(cin), i32(h), i32(wd), i32(cout), i32(ho),
-                       i32(wo), i32(k), i32(stride), i32(pt), i32(pl), has_bias)
+                       i32(wo), i32(stride), i32(pt), i32(pl), has_bias)
         return y, [ev]
     if variant == "im2col_gemm":
         evs = []

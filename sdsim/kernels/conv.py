@@ -4,8 +4,9 @@ Byte-counting rule: an operand is charged once per time the kernel's tiling stre
 gathers that re-read neighbouring elements inside one work-group (conv windows, Winograd tile
 halos) are charged at their unique footprint, as caches serve the overlap.
 
-- direct: one work-item per output pixel and block of COB=4 output channels, work-group 16x16
-  pixels; the input is streamed once per channel block, the block's weights once per work-group.
+- direct: one work-item per output pixel and block of COB=16 output channels, work-group 16x16
+  pixels; the input is streamed once per channel block, the block's weights once per work-group
+  (staged through local memory).
 - im2col_gemm: an im2col dispatch writes the column matrix (workspace), then the tiled gemm
   (sdsim.kernels.gemm) multiplies W (cout x cin*k*k) by it with bias. A 1x1, stride-1, unpadded conv
   skips im2col (the input already is the column matrix).
@@ -25,7 +26,9 @@ from sdsim.kernels.gemm import gemm_cost
 from sdsim.ops import conv_out_hw, padding4
 
 #: output channels per work-item of the direct kernel
-COB = 4
+COB = 16
+#: input channels whose weights the direct kernel stages in local memory at a time
+CB = 4
 #: work-group edge (pixels) of the direct and transform kernels
 WG = 16
 WINOGRAD_M = {"winograd_f2": 2, "winograd_f4": 4, "winograd_f6": 6}
