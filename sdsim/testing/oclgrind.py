@@ -1,0 +1,82 @@
+"""Run every OpenCL kernel variant once at tiny shapes, for a device simulator (Oclgrind) to check.
+
+`python -m sdsim.testing.oclgrind [--platform NAME] [--shard I/N]` builds the cases below, runs
+each once on the chosen platform, checks it against its family's float64 reference and prints one
+line per case; exit status 1 if any result is wrong. tests/test_oclgrind.py runs it with the
+Oclgrind ICD and its checks switched on and fails on any diagnostic Oclgrind logs.
+
+The shapes are far below the families' `bench_cases(quick=True)` because Oclgrind interprets every
+work-item: they are chosen so each kernel still meets partial tiles, partial work-groups, odd
+sizes and (for attention) the causal mask, which is where out-of-bounds and race bugs live.
+The cases come from each family's own BenchCase builder, so reference and tolerance are theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16")
+
+
+def tiny_cases() -> list:
+    """Every kernel variant of every family at tiny shapes, in both storage precisions."""
+    from sdsim.cl import attention, conv, gelu, gemm, norm
+
+    cases = []
+    for p in PRECISIONS:
+        square = dict(batch=1, cin=3, cout=5, h=7, w=6, k=3, stride=1, padding=1)
+        cases += [conv._case(v, square, p) for v in conv.VARIANTS]
+        strided = dict(batch=2, cin=2, cout=3, h=6, w=5, k=3, stride=2, padding=(0, 1, 0, 1))
+        pointwise = dict(batch=1, cin=3, cout=4, h=5, w=3, k=1, stride=1, padding=0)
+        cases += [conv._case(v, s, p) for s in (strided, pointwise)
+                  for v in ("direct", "im2col_gemm")]
+        cases += [gemm._linear_case(5, 7, 9, g, p) for g in (False, True)]
+        cases.append(gemm._matmul_case(2, 5, 3, 7, p))
+        for shape in ((1, 2, 5, 7, 8, False), (1, 1, 6, 6, 16, True)):
+            cases += [attention._case(v, *shape, p) for v in attention.VARIANTS]
+        for shape in ((1, 8, 3, 5, 4, "silu"), (2, 12, 2, 3, 4, None)):
+            cases += [norm._gn_case(v, *shape, p) for v in norm.VARIANTS]
+        cases += [norm._ln_case(5, 12, p), norm._ln_case(3, 33, p)]
+        cases += [gelu._ff_case(v, 5, 6, 10, p) for v in gelu.GEGLU_VARIANTS]
+        cases += [gelu._act_case(kind, 37, p) for kind in gelu.ACTIVATIONS]
+    return cases
+
+
+def _unoptimised_runtime(platform):
+    """A Runtime whose programs are built with -cl-opt-disable: Oclgrind 19.10's uninitialised-
+    value checker aborts on LLVM's `freeze` instruction, which the optimiser emits."""
+    from sdsim.cl.runtime import Runtime
+
+    class Unoptimised(Runtime):
+        def build_options(self, precision="fp32", defines=None):
+            return super().build_options(precision, defines) + ("-cl-opt-disable",)
+
+    return Unoptimised(platform)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--platform", default="oclgrind", help="OpenCL platform name substring")
+    ap.add_argument("--shard", default="0/1", help="run cases I, I+N, I+2N, ... (I/N)")
+    args = ap.parse_args(argv)
+    i, n = (int(s) for s in args.shard.split("/"))
+    rt = _unoptimised_runtime(args.platform)
+    bad = 0
+    for case in tiny_cases()[i::n]:
+        t0 = time.perf_counter()
+        inputs = case.make_inputs(np.random.default_rng(0))
+        out, _ = case.run(rt, inputs)
+        rt.finish()
+        err, ok = case.check(out, case.reference(inputs))
+        bad += not ok
+        print(f"{'ok ' if ok else 'BAD'} {case.family}/{case.variant} {case.precision} "
+              f"{case.shape} err={err:.3g} {time.perf_counter() - t0:.1f}s", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
