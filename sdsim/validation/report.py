@@ -28,19 +28,21 @@ def explain(r, profile, precision: str) -> str:
     side = "slower" if r.measured_s > r.predicted_s else "faster"
     why = [f"{r.bound}-bound by the formula; reached {achieved:.3g} of the roofline where the "
            f"{r.kernel_class} class was calibrated at {eff:.3g}, so it ran {side} than predicted"]
-    if roof < 5 * launch:
-        why.append("a tiny dispatch: fixed per-dispatch costs beyond the empty-kernel launch "
-                   "overhead (work-group scheduling, first-touch of buffers) dominate")
+    if roof < 5 * launch or (side == "slower" and achieved < eff / 5):
+        why.append("little work per dispatch or too few work-groups to fill the device (e.g. "
+                   "few output channels, 8x8 latents, one work-group per group): idle compute "
+                   "units and fixed costs the launch-overhead term does not cover")
     elif r.bound == "memory" and side == "faster":
-        why.append("the tiled-traffic formula charges re-reads that the cache served")
+        why.append("the tiled-traffic formula charges operand re-reads that the cache served")
     elif side == "slower" and r.kernel_class in ("gemm", "conv", "attention"):
-        why.append("this shape fills the device's tiles or work-groups worse than the "
-                   "calibration shapes (edge tiles, too few work-groups, or a small K)")
+        why.append("this shape tiles worse than the calibration shapes (edge tiles, a small "
+                   "dimension, or a batch of small matrices)")
     elif side == "slower":
         why.append("access pattern worse than the calibration shapes (strided or transposed "
                    "reads, narrow rows per work-group)")
     else:
-        why.append("better cache reuse or occupancy at this shape than the calibration mix")
+        why.append("this shape reaches a better fraction of the roofline than the class's "
+                   "calibration mix (the class mixes kernels and shapes of unequal efficiency)")
     return "; ".join(why)
 
 
