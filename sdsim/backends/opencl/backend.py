@@ -176,9 +176,7 @@ class OpenCLBackend(Backend):
             self._release(i)
             return out
         family, variant = calls[0].family, calls[0].variant
-        dtype = op.output.dtype if op.output.dtype in ("fp32", "int32") else self.precision
-        if op.output.dtype == "fp32" and self.precision == "fp16":
-            dtype = self.precision   # timestep embedding: stored like every activation
+        dtype = self.precision   # every op output, the timestep embedding included
         out = CLTensor(self.pool.get(op.output.numel * _ITEMSIZE[dtype], f"{op.scope} output"),
                        tuple(op.output.shape), dtype, op.output.id)
         params = params or {}
