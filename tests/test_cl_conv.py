@@ -153,14 +153,7 @@ def test_winograd_refuses_stride_2(rt):
         conv2d_host(rt, x, wt, b, 2, 1, variant="winograd_f4")
 
 
-# The Winograd cost formulas count V but not M (the batched GEMM's output, also workspace):
-# known bug, to be fixed in sdsim/kernels/conv.py; strict, so the fix turns these into failures
-# that remind us to drop the mark.
-WINO_WS_BUG = pytest.mark.xfail(strict=True, reason="Winograd workspace omits the GEMM output M")
-
-
-@pytest.mark.parametrize("variant", ["im2col_gemm"] + [
-    pytest.param(v, marks=WINO_WS_BUG) for v in ("winograd_f2", "winograd_f4", "winograd_f6")])
+@pytest.mark.parametrize("variant", ["im2col_gemm", "winograd_f2", "winograd_f4", "winograd_f6"])
 def test_cost_workspace_is_what_the_kernels_allocate(rt, monkeypatch, variant):
     """The workspace of sdsim.kernels.conv equals the intermediate buffers conv2d really
     allocates (output and Winograd weights excluded), and Winograd's GEMM does alpha^2/(9 m^2)
