@@ -46,6 +46,15 @@ __kernel void copy_block(__global const bits_t* x, __global bits_t* y, int outer
     y[(size_t)o * ld + off + c] = x[(size_t)o * inner + c];
 }
 
+// the UNet's skip concat in one dispatch: y (outer, nx + ny) = [x (outer, nx) | z (outer, ny)]
+__kernel void concat2(__global const bits_t* x, __global const bits_t* z, __global bits_t* y,
+                      int outer, int nx, int ny)
+{
+    const int c = get_global_id(0), o = get_global_id(1);
+    if (c >= nx + ny || o >= outer) return;
+    y[(size_t)o * (nx + ny) + c] = c < nx ? x[(size_t)o * nx + c] : z[(size_t)o * ny + c - nx];
+}
+
 // batched transpose (batch, rows, cols) -> (batch, cols, rows) through a local tile:
 // NCHW -> (B, HW, C) is rows = C, cols = HW; (B, HW, C) -> NCHW is rows = HW, cols = C.
 #define TT 16

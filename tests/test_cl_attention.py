@@ -140,3 +140,16 @@ def test_errors_name_the_problem(rt):
         attention_host(rt, x, x[:, :2], x[:, :2], 2, causal=True)
     with pytest.raises(SdsimError, match="variant"):
         attention_host(rt, x, x, x, 2, variant="bogus")
+
+
+def test_quick_bench_cases_pass(rt):
+    """What `sdsim bench --quick` runs for this module: every record within its tolerance, and
+    the timed events are the dispatches its cost formula lists."""
+    from sdsim.cl import attention
+    from sdsim.cl.bench import run_case
+
+    for case in attention.bench_cases(quick=True):
+        rec = run_case(rt, case, repeat=1)
+        assert rec["ok"], rec
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), (case.family, case.variant)

@@ -145,3 +145,16 @@ def test_timestep_embedding(rt, dim, flip, shift):
     ref = np.concatenate([cos, sin] if flip else [sin, cos], axis=1)
     ref = np.pad(ref, ((0, 0), (0, dim % 2)))
     assert np.abs(out - ref).max() <= 4 * U32 * 999 + 8 * U32
+
+
+def test_quick_bench_cases_pass(rt):
+    """What `sdsim bench --quick` runs for this module: every record within its tolerance, and
+    the timed events are the dispatches its cost formula lists."""
+    from sdsim.cl import elementwise
+    from sdsim.cl.bench import run_case
+
+    for case in elementwise.bench_cases(quick=True):
+        rec = run_case(rt, case, repeat=1)
+        assert rec["ok"], rec
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), (case.family, case.variant)

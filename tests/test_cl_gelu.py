@@ -109,3 +109,16 @@ def test_unknown_names_raise(rt):
         activation_host(rt, x, "relu")
     with pytest.raises(SdsimError, match="variant"):
         geglu_host(rt, x.reshape(1, 4), variant="gemm_epilogue")
+
+
+def test_quick_bench_cases_pass(rt):
+    """What `sdsim bench --quick` runs for this module: every record within its tolerance, and
+    the timed events are the dispatches its cost formula lists."""
+    from sdsim.cl import gelu
+    from sdsim.cl.bench import run_case
+
+    for case in gelu.bench_cases(quick=True):
+        rec = run_case(rt, case, repeat=1)
+        assert rec["ok"], rec
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), (case.family, case.variant)

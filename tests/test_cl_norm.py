@@ -135,3 +135,16 @@ def test_unknown_activation_and_bad_groups_raise(rt):
         group_norm_host(rt, x, g, g, 3, act="relu")
     with pytest.raises(SdsimError, match="groups"):
         group_norm_host(rt, x, g, g, 4)
+
+
+def test_quick_bench_cases_pass(rt):
+    """What `sdsim bench --quick` runs for this module: every record within its tolerance, and
+    the timed events are the dispatches its cost formula lists."""
+    from sdsim.cl import norm
+    from sdsim.cl.bench import run_case
+
+    for case in norm.bench_cases(quick=True):
+        rec = run_case(rt, case, repeat=1)
+        assert rec["ok"], rec
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), (case.family, case.variant)

@@ -54,8 +54,8 @@ def upsample_nearest2x(numel, precision):
 
 @variant("elementwise", "concat")
 def concat(numel, precision):
-    """Concatenation along channels; `numel` is the output size (sum of the inputs). Costed as one
-    multi-input copy; sdsim.cl.elementwise.concat issues one copy per input, same total bytes."""
+    """Concatenation of two tensors (the UNet's skip concat) along channels in one dispatch;
+    `numel` is the output size (sum of the inputs)."""
     b = BYTES[precision]
     return _one("ew_concat", 0, numel * b, numel * b)
 
