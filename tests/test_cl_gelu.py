@@ -107,8 +107,10 @@ def test_unknown_names_raise(rt):
     x = np.zeros(4, np.float32)
     with pytest.raises(SdsimError, match="activation"):
         activation_host(rt, x, "relu")
-    with pytest.raises(SdsimError, match="variant"):
+    with pytest.raises(SdsimError, match="geglu_gemm_epilogue"):
         geglu_host(rt, x.reshape(1, 4), variant="gemm_epilogue")
+    with pytest.raises(SdsimError, match="unknown variant"):
+        geglu_host(rt, x.reshape(1, 4), variant="bogus")
 
 
 def test_quick_bench_cases_pass(rt):

@@ -39,9 +39,11 @@ def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None
         k = rt.kernel("gelu", "geglu", precision)
         return out, [rt.launch(k, (dim, rows), rt.local_size(k, LOCAL), x, out, i32(rows),
                                i32(dim), wait_for=wait_for)]
+    if variant == "gemm_epilogue":
+        raise SdsimError("geglu: gemm_epilogue applies GELU inside the GEMM, so it starts from the "
+                         "GEMM input; call geglu_gemm_epilogue (or ff_geglu_host)")
     if variant != "standalone":
-        raise SdsimError(f"geglu: variant '{variant}' takes a GEMM output; use geglu_fused, "
-                         "standalone, or ff_geglu(..., variant='gemm_epilogue')")
+        raise SdsimError(f"geglu: unknown variant '{variant}'; expected one of {GEGLU_VARIANTS}")
     g = rt.alloc(rows * dim, precision, "gelu(gate) temporary")
     k1 = rt.kernel("gelu", "gelu_gate", precision)
     events = [rt.launch(k1, (dim, rows), rt.local_size(k1, LOCAL), x, g, i32(rows), i32(dim),
