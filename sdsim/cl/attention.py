@@ -49,17 +49,20 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
     s = rt.alloc(bh * nq * nk, precision, f"attention scores ({bh}x{nq}x{nk})")
     mx = rt.alloc(bh * nq, "fp32", "row max")
     sm = rt.alloc(bh * nq, "fp32", "row sum")
-    defs = {"TILE": t, "WG": SOFTMAX_WG}
+    wg = SOFTMAX_WG
+    while wg > rt.max_wg:     # a power of two the device allows (tree reductions need one)
+        wg //= 2
+    defs = {"TILE": t, "WG": wg}
     qk = rt.kernel("attention", "attn_qk", precision, defs)
     events = [rt.launch(qk, (nk, nq, bh), (t, t, 1), q, k, s, i32(nq), i32(nk), i32(heads),
                         i32(d), scale, i32(causal), wait_for=wait_for)]
     rows = bh * nq
-    red = (rows * SOFTMAX_WG,)
+    red = (rows * wg,)
     if variant == "naive":
         k1 = rt.kernel("attention", "softmax_max", precision, defs)
-        events.append(rt.launch(k1, red, (SOFTMAX_WG,), s, mx, i32(nk), wait_for=events[-1:]))
+        events.append(rt.launch(k1, red, (wg,), s, mx, i32(nk), wait_for=events[-1:]))
         k2 = rt.kernel("attention", "softmax_sum", precision, defs)
-        events.append(rt.launch(k2, red, (SOFTMAX_WG,), s, mx, sm, i32(nk),
+        events.append(rt.launch(k2, red, (wg,), s, mx, sm, i32(nk),
                                 wait_for=events[-1:]))
         k3 = rt.kernel("attention", "softmax_normalize", precision, defs)
         events.append(rt.launch(k3, (nk, rows), rt.local_size(k3, (64, 1)), s, mx, sm, i32(nk),
@@ -67,7 +70,7 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
         pv = rt.kernel("attention", "attn_pv", precision, defs)
     else:
         k1 = rt.kernel("attention", "softmax_stats", precision, defs)
-        events.append(rt.launch(k1, red, (SOFTMAX_WG,), s, mx, sm, i32(nk),
+        events.append(rt.launch(k1, red, (wg,), s, mx, sm, i32(nk),
                                 wait_for=events[-1:]))
         pv = rt.kernel("attention", "attn_pv", precision, dict(defs, SOFTMAX_IN_PV=1))
     events.append(rt.launch(pv, (d, nq, bh), (t, t, 1), s, v, mx, sm, out, i32(nq), i32(nk),
