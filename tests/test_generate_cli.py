@@ -35,7 +35,7 @@ def test_latents_file_is_used(tmp_path):
 @pytest.mark.parametrize("extra,msg", [
     (["--out", "x.jpg"], "expected a .png"),
     (["--latents", "{tmp}/missing.npy", "--out", "{tmp}/x.png"], "missing.npy: cannot read latents"),
-    (["--latents", "{tmp}/bad.npy", "--out", "{tmp}/x.png"], r"latents have shape \(1, 4, 3, 3\)"),
+    (["--latents", "{tmp}/bad.npy", "--out", "{tmp}/x.png"], r"bad.npy: latents have shape \(1, 4, 3, 3\), expected \(1, 4, 8, 8\)"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, extra, msg):
     np.save(tmp_path / "bad.npy", np.zeros((1, 4, 3, 3), np.float32))

@@ -78,6 +78,9 @@ def run(args) -> int:
             sd = StableDiffusion.random(args.preset, args.seed, args.precision)
         else:
             sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer)
+        if latents is not None and tuple(latents.shape) != sd.latent_shape():
+            raise SdsimError(f"{args.latents}: latents have shape {tuple(latents.shape)}, "
+                             f"expected {sd.latent_shape()}")
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
                    args.seed, latents, progress=not args.no_progress)
     with atomic.atomic_path(args.out) as tmp:

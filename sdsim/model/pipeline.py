@@ -99,8 +99,11 @@ class StableDiffusion:
         ids = np.concatenate([np.atleast_2d(self.tokenizer(p)).astype(np.int64) for p in prompts])
         return self.text_encoder(self.F["text_encoder"], ids)
 
-    def latent_shape(self, height: int, width: int) -> tuple:
+    def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple:
+        """(1, C, H/8, W/8); the size defaults to the UNet's sample_size in pixels."""
         f = self.cfg.vae.downscale
+        height = height or self.cfg.unet.sample_size * f
+        width = width or self.cfg.unet.sample_size * f
         if height % f or width % f:
             raise SdsimError(f"height and width must be multiples of {f}, got {height}x{width}")
         return (1, self.cfg.unet.in_channels, height // f, width // f)
@@ -117,8 +120,7 @@ class StableDiffusion:
                  latents: np.ndarray | None = None, height: int | None = None,
                  width: int | None = None, progress: bool = True) -> np.ndarray:
         """One image for `prompt`: uint8 (H, W, 3)."""
-        size = self.cfg.unet.sample_size * self.cfg.vae.downscale
-        shape = self.latent_shape(height or size, width or size)
+        shape = self.latent_shape(height, width)
         sched = make_scheduler(scheduler, self.scheduler_config)
         sched.set_timesteps(steps)
         if latents is None:
