@@ -114,11 +114,16 @@ def test_attention_matches_float64(seed, heads, nq, nk, causal):
     close(NumpyBackend().attention(q, k, v, heads, causal), attention_ref(q, k, v, heads, causal))
 
 
-def test_attention_query_chunks_give_same_result(monkeypatch):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_attention_query_blocks_and_threads_give_same_result(monkeypatch, threaded):
     r = rng(3)
-    q, k, v = (r.standard_normal((1, 23, 16), dtype=np.float32) for _ in range(3))
+    q, k, v = (r.standard_normal((2, 23, 24), dtype=np.float32) for _ in range(3))
     monkeypatch.setattr(nb, "ATTENTION_BLOCK_BYTES", 4 * 23 * 5)  # 5 queries per block
-    close(nb.attention_f32(q, k, v, 2, True), attention_ref(q, k, v, 2, True))
+    monkeypatch.setattr(nb, "THREADED_ATTENTION_WORK", 0 if threaded else 1 << 62)
+    got = nb.attention_f32(q, k, v, 3, True)
+    close(got, attention_ref(q, k, v, 3, True))
+    monkeypatch.setattr(nb, "THREADED_ATTENTION_WORK", 1 << 62 if threaded else 0)
+    assert np.array_equal(got, nb.attention_f32(q, k, v, 3, True))  # bit-identical either way
 
 
 def test_activations_match_float64():

@@ -14,6 +14,10 @@ module scope) and reported once as a warning, or raised as SdsimError when `stri
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import ctypes
+import glob
 import math
 import os
 import warnings
@@ -34,16 +38,19 @@ from sdsim.ops import Backend, conv_out_hw, padding4
 WORKSPACE_BYTES = 64 << 20
 #: one block of attention scores (bytes): small enough to stay in a core's L2 cache
 ATTENTION_BLOCK_BYTES = 1 << 20
+#: below this many multiply-adds per matmul pair, attention stays on the calling thread
+THREADED_ATTENTION_WORK = 1 << 22
 
 _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
 # --- Numba kernels: float32 in, float32 out, parallel over rows ---------------------------------
 
-@numba.njit(parallel=True, fastmath=False, cache=True)
-def _softmax_rows_inplace(s):
-    """Numerically stable softmax over the last axis of a 2-D float32 array, in place."""
-    for i in numba.prange(s.shape[0]):
+@numba.njit(nogil=True, cache=True)
+def _softmax_rows_serial(s):
+    """Numerically stable softmax over the last axis of a 2-D float32 array, in place, on the
+    calling thread (releases the GIL, so threads can run it side by side)."""
+    for i in range(s.shape[0]):
         row = s[i]
         m = row.max()
         total = np.float32(0.0)
@@ -138,6 +145,51 @@ def _unary_rows(x2, kind, out):
 
 
 _UNARY = {"gelu": 0, "quick_gelu": 1, "silu": 2}
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _BlasThreads:
+    """Switch NumPy's bundled OpenBLAS to one thread for a while (found by its exported symbol;
+    when it cannot be found, `available` is False and attention runs on the calling thread)."""
+
+    def __init__(self):
+        self._set = self._get = None
+        libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "")):
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    self._set, self._get = setter, getter
+                    return
+
+    @property
+    def available(self) -> bool:
+        return self._set is not None
+
+    @contextlib.contextmanager
+    def single_threaded(self):
+        before = self._get()
+        self._set(1)
+        try:
+            yield
+        finally:
+            self._set(before)
+
+
+_BLAS = _BlasThreads()
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(_CORES, thread_name_prefix="sdsim-attn")
+    return _POOL
 
 
 class NumpyBackend(Backend):
@@ -333,7 +385,11 @@ def conv2d_f32(x, w, b, stride=1, padding=0):
 
 def attention_f32(q, k, v, heads, causal=False):
     """softmax(Q K^T / sqrt(d)) V, one (batch, head) at a time over blocks of queries whose
-    scores (at most ATTENTION_BLOCK_BYTES) stay in cache: the full score matrix never exists."""
+    scores (at most ATTENTION_BLOCK_BYTES) stay in cache: the full score matrix never exists.
+
+    The (batch, head) pairs are spread over one thread per core, each calling BLAS single-threaded
+    (many small multi-threaded BLAS calls mostly spin); each pair is computed by one thread in a
+    fixed order, so results do not depend on the thread count."""
     bsz, nq, c = q.shape
     nk = k.shape[1]
     d = c // heads
@@ -345,18 +401,28 @@ def attention_f32(q, k, v, heads, causal=False):
     kh, vh = per_head(k, nk), per_head(v, nk)
     out = np.empty((bsz * heads, nq, d), np.float32)
     rows = max(1, min(nq, ATTENTION_BLOCK_BYTES // (4 * nk)))
-    scores = np.empty((rows, nk), np.float32)
     masked = np.triu(np.ones((nq, nk), bool), k=1) if causal else None
-    for p in range(bsz * heads):
-        kt, vp = kh[p].T, vh[p]
-        for q0 in range(0, nq, rows):
-            q1 = min(nq, q0 + rows)
-            s = scores[:q1 - q0]
-            np.matmul(qh[p, q0:q1], kt, out=s)
-            if causal:
-                s[masked[q0:q1]] = -np.inf
-            _softmax_rows_inplace(s)
-            np.matmul(s, vp, out=out[p, q0:q1])
+
+    def run(pairs):
+        scores = np.empty((rows, nk), np.float32)
+        for p in pairs:
+            kt, vp = kh[p].T, vh[p]
+            for q0 in range(0, nq, rows):
+                q1 = min(nq, q0 + rows)
+                s = scores[:q1 - q0]
+                np.matmul(qh[p, q0:q1], kt, out=s)
+                if causal:
+                    s[masked[q0:q1]] = -np.inf
+                _softmax_rows_serial(s)
+                np.matmul(s, vp, out=out[p, q0:q1])
+
+    n = bsz * heads
+    workers = min(n, _CORES)
+    if workers > 1 and _BLAS.available and nq * nk * d * n >= THREADED_ATTENTION_WORK:
+        with _BLAS.single_threaded():
+            list(_pool().map(run, [range(i, n, workers) for i in range(workers)]))
+    else:
+        run(range(n))
     return out.reshape(bsz, heads, nq, d).transpose(0, 2, 1, 3).reshape(bsz, nq, c)
 
 
