@@ -46,27 +46,71 @@ def tiny_cases() -> list:
     return cases
 
 
-def _unoptimised_runtime(platform):
-    """A Runtime whose programs are built with -cl-opt-disable: Oclgrind 19.10's uninitialised-
-    value checker aborts on LLVM's `freeze` instruction, which the optimiser emits."""
+#: kernels with one known bug each, and the words of the Oclgrind diagnostic it must produce
+BROKEN = {
+    "out_of_bounds": ("Invalid write", r"""
+        __kernel void out_of_bounds(__global float* y, int n)
+        { y[get_global_id(0) + 1] = 1.0f; }"""),
+    "local_race": ("data race", r"""
+        __kernel void local_race(__global float* y, int n)
+        { __local float t; t = (float)get_local_id(0); barrier(CLK_LOCAL_MEM_FENCE);
+          y[get_global_id(0)] = t; }"""),
+    "barrier_divergence": ("divergence", r"""
+        __kernel void barrier_divergence(__global float* y, int n)
+        { if (get_local_id(0) < 2) barrier(CLK_LOCAL_MEM_FENCE); y[get_global_id(0)] = 0.0f; }"""),
+    "uninitialised": ("Uninitialized", r"""
+        __kernel void uninitialised(__global float* y, int n)
+        { __local float t[16]; if (t[get_local_id(0)] > 0.0f) y[get_global_id(0)] = 1.0f; }"""),
+}
+
+
+def runtime(platform: str, unoptimised: bool):
+    """A Runtime on `platform`; with `unoptimised` its programs are built with -cl-opt-disable,
+    because Oclgrind 19.10's uninitialised-value checker aborts on LLVM's `freeze` instruction,
+    which the optimiser emits."""
     from sdsim.cl.runtime import Runtime
 
     class Unoptimised(Runtime):
         def build_options(self, precision="fp32", defines=None):
             return super().build_options(precision, defines) + ("-cl-opt-disable",)
 
-    return Unoptimised(platform)
+    return (Unoptimised if unoptimised else Runtime)(platform)
+
+
+def run_broken(rt) -> None:
+    """Launch each BROKEN kernel once (16 work-items, one work-group) on a 16-float buffer."""
+    import pyopencl as cl
+
+    n = 16
+    for name, (_, src) in BROKEN.items():
+        prog = cl.Program(rt.ctx, src).build(options=["-cl-opt-disable"])
+        y = cl.Buffer(rt.ctx, cl.mem_flags.READ_WRITE, 4 * n)
+        getattr(prog, name)(rt.queue, (n,), (n,), y, np.int32(n))
+        rt.queue.finish()
+        print(f"ran {name}", flush=True)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--platform", default="oclgrind", help="OpenCL platform name substring")
     ap.add_argument("--shard", default="0/1", help="run cases I, I+N, I+2N, ... (I/N)")
+    ap.add_argument("--unoptimised", action="store_true",
+                    help="build with -cl-opt-disable (for OCLGRIND_UNINITIALIZED=1)")
+    ap.add_argument("--precision", choices=PRECISIONS, help="only this storage precision")
+    ap.add_argument("--skip", nargs="*", default=[], metavar="FAMILY/VARIANT",
+                    help="cases to leave out")
+    ap.add_argument("--selftest", action="store_true",
+                    help="run the deliberately broken kernels instead (each must be reported)")
     args = ap.parse_args(argv)
+    rt = runtime(args.platform, args.unoptimised)
+    if args.selftest:
+        run_broken(rt)
+        return 0
     i, n = (int(s) for s in args.shard.split("/"))
-    rt = _unoptimised_runtime(args.platform)
+    cases = [c for c in tiny_cases() if f"{c.family}/{c.variant}" not in args.skip
+             and args.precision in (None, c.precision)]
     bad = 0
-    for case in tiny_cases()[i::n]:
+    for case in cases[i::n]:
         t0 = time.perf_counter()
         inputs = case.make_inputs(np.random.default_rng(0))
         out, _ = case.run(rt, inputs)
