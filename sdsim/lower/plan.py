@@ -98,12 +98,13 @@ def _choose(op, opt: Options, consumers: dict, ops: list) -> list[tuple[str, str
         return [("conv2d", conv_variant(a, opt), a)]
     if kind == "linear":
         nxt = ops[op.index + 1] if op.index + 1 < len(ops) else None
-        fold = (opt.gelu == "fused" and nxt is not None and nxt.kind in ("gelu", "quick_gelu")
+        fold = (opt.gelu == "fused" and nxt is not None and nxt.kind == "gelu"
                 and nxt.inputs[0].id == op.output.id and consumers[op.output.id] == 1)
         return [("linear", "tiled_gelu" if fold else "tiled", a)]
     if kind in ("gelu", "quick_gelu"):
         prev = ops[op.index - 1] if op.index else None
-        if (opt.gelu == "fused" and prev is not None and prev.kind == "linear"
+        # only the erf GELU folds: the GEMM epilogue computes erf GELU, not CLIP's quick_gelu
+        if (kind == "gelu" and opt.gelu == "fused" and prev is not None and prev.kind == "linear"
                 and op.inputs[0].id == prev.output.id and consumers[prev.output.id] == 1):
             return []  # applied in the epilogue of the preceding GEMM
         return [("elementwise", kind, {"numel": a["numel"]})]
