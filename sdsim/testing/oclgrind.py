@@ -65,14 +65,28 @@ BROKEN = {
 
 
 def runtime(platform: str, unoptimised: bool):
-    """A Runtime on `platform`; with `unoptimised` its programs are built with -cl-opt-disable,
-    because Oclgrind 19.10's uninitialised-value checker aborts on LLVM's `freeze` instruction,
-    which the optimiser emits."""
+    """A Runtime on `platform`. With `unoptimised`, for OCLGRIND_UNINITIALIZED=1, two workarounds
+    for Oclgrind 19.10's uninitialised-value checker: programs are built with -cl-opt-disable
+    (the checker aborts on LLVM's `freeze` instruction, which the optimiser emits), and no buffer
+    is released during the run (after a release, a new buffer at the recycled address is reported
+    as uninitialised even where a kernel wrote it: a false report, gone when buffers are kept)."""
     from sdsim.cl.runtime import Runtime
 
     class Unoptimised(Runtime):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.kept = []
+
         def build_options(self, precision="fp32", defines=None):
             return super().build_options(precision, defines) + ("-cl-opt-disable",)
+
+        def alloc(self, *a, **k):
+            self.kept.append(super().alloc(*a, **k))
+            return self.kept[-1]
+
+        def to_device(self, *a, **k):
+            self.kept.append(super().to_device(*a, **k))
+            return self.kept[-1]
 
     return (Unoptimised if unoptimised else Runtime)(platform)
 
