@@ -43,7 +43,92 @@ def tiny_cases() -> list:
         cases += [norm._ln_case(5, 12, p), norm._ln_case(3, 33, p)]
         cases += [gelu._ff_case(v, 5, 6, 10, p) for v in gelu.GEGLU_VARIANTS]
         cases += [gelu._act_case(kind, 37, p) for kind in gelu.ACTIVATIONS]
+        cases += data_movement_cases(p)
     return cases
+
+
+def _r(a, precision):
+    """Inputs as the kernel sees them: rounded to the storage precision, in float64."""
+    return np.asarray(a, np.float16 if precision == "fp16" else np.float32).astype(np.float64)
+
+
+def _timestep_ref(t, dim, flip, shift):
+    """diffusers' get_timestep_embedding in float64 (an odd dim leaves the last column 0)."""
+    half = dim // 2
+    args = np.asarray(t, np.float64)[:, None] * np.exp(
+        -np.log(10000.0) * np.arange(half) / (half - shift))[None]
+    parts = [np.cos(args), np.sin(args)] if flip else [np.sin(args), np.cos(args)]
+    return np.pad(np.concatenate(parts, axis=1), ((0, 0), (0, dim % 2)))
+
+
+def data_movement_cases(p: str) -> list:
+    """opencl/elementwise.cl (via sdsim.cl.elementwise) and opencl/backend_ops.cl (via the OpenCL
+    backend's runners) at tiny shapes, each against float64 NumPy written here."""
+    from sdsim.backends.opencl import elementwise as be
+    from sdsim.cl import elementwise as ew
+    from sdsim.cl.bench import BenchCase
+
+    exact, rounded = (0.0, 0.0), (0.0, 1e-3 if p == "fp16" else 1e-6)
+
+    def case(variant, shapes, run, ref, tol=exact):
+        def make(rng):
+            return {f"x{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)}
+
+        return BenchCase("data_movement", variant, {"shapes": shapes}, p, make,
+                         lambda rt, i: run(rt, *i.values()),
+                         lambda i: ref(*(_r(v, p) for v in i.values())), tol)
+
+    def backend(rt, variant, attrs, arrays, out_shape, out_precision=None):
+        op = out_precision or p
+        ins = [rt.to_device(a, "fp32" if variant == "timestep_embedding" else p, "in")
+               for a in arrays]
+        out = rt.alloc(int(np.prod(out_shape)), op, "out")
+        ev = be.run(rt, variant, dict(attrs, out_shape=out_shape,
+                                      in_shapes=[a.shape for a in arrays]), ins, {}, out, op)
+        return rt.from_device(out, out_shape, op, wait_for=ev), ev
+
+    ids = np.array([[0, 6, 3, 3, 1], [2, 5, 4, 0, 6]], np.int32)
+    t = np.array([1.0, 981.0], np.float32)
+    return [
+        case("add_broadcast", [(2, 3, 4, 5), (1, 3, 1, 1)],
+             lambda rt, a, b: ew.add_host(rt, a, b, precision=p), lambda a, b: a + b, rounded),
+        case("upsample_nearest2x", [(1, 2, 3, 5)], lambda rt, x: ew.upsample_host(rt, x, precision=p),
+             lambda x: x.repeat(2, axis=2).repeat(2, axis=3)),
+        case("concat2", [(2, 2, 3, 1), (2, 3, 3, 1)],
+             lambda rt, a, b: ew.concat_host(rt, [a, b], precision=p),
+             lambda a, b: np.concatenate([a, b], axis=1)),
+        case("concat3", [(1, 2, 3), (1, 1, 3), (1, 4, 3)],
+             lambda rt, a, b, c: ew.concat_host(rt, [a, b, c], precision=p),
+             lambda a, b, c: np.concatenate([a, b, c], axis=1)),
+        case("nchw_to_nlc", [(2, 3, 4, 5)], lambda rt, x: ew.nchw_to_nlc_host(rt, x, precision=p),
+             lambda x: x.reshape(2, 3, 20).transpose(0, 2, 1)),
+        case("nlc_to_nchw", [(2, 20, 3)],
+             lambda rt, x: ew.nlc_to_nchw_host(rt, x, 4, 5, precision=p),
+             lambda x: x.transpose(0, 2, 1).reshape(2, 3, 4, 5)),
+        case("embedding", [(7, 6), (5, 6)],
+             lambda rt, tab, pos: ew.embedding_host(rt, ids, tab, pos, precision=p),
+             lambda tab, pos: tab[ids] + pos[None], rounded),
+        case("timestep_embedding", [(1,)],
+             lambda rt, _: ew.timestep_embedding_host(rt, t, 9, True, 1.0),
+             lambda _: _timestep_ref(t, 9, True, 1.0), (2e-4, 0.0)),
+        case("backend_concat2", [(1, 3, 2, 2), (1, 2, 2, 2)],
+             lambda rt, a, b: backend(rt, "concat", {"axis": 1}, [a, b], (1, 5, 2, 2)),
+             lambda a, b: np.concatenate([a, b], axis=1)),
+        case("backend_timestep_embedding", [(1,)],
+             lambda rt, _: backend(rt, "timestep_embedding", {"flip_sin_to_cos": False,
+                                                              "shift": 0.0}, [t], (2, 7)),
+             lambda _: _timestep_ref(t, 7, False, 0.0), (2e-4 if p == "fp32" else 1e-3, 0.0)),
+    ]
+
+
+def run_calibration_kernels(rt) -> None:
+    """opencl/calibrate.cl's microbenchmarks (sdsim.calibration.microbench) at tiny sizes."""
+    from sdsim.calibration import microbench as mb
+
+    mb.bandwidth(rt, 4096, repeat=1)
+    for p in PRECISIONS:
+        mb.arithmetic_rate(rt, p, work_items=100, iters=2, repeat=1)
+    mb.launch_overhead(rt, n=2)
 
 
 #: kernels with one known bug each, and the words of the Oclgrind diagnostic it must produce
@@ -113,6 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=PRECISIONS, help="only this storage precision")
     ap.add_argument("--skip", nargs="*", default=[], metavar="FAMILY/VARIANT",
                     help="cases to leave out")
+    ap.add_argument("--calibration", action="store_true",
+                    help="also run the calibration microbenchmark kernels (first shard only)")
     ap.add_argument("--selftest", action="store_true",
                     help="run the deliberately broken kernels instead (each must be reported)")
     args = ap.parse_args(argv)
@@ -123,6 +210,9 @@ def main(argv=None) -> int:
     i, n = (int(s) for s in args.shard.split("/"))
     cases = [c for c in tiny_cases() if f"{c.family}/{c.variant}" not in args.skip
              and args.precision in (None, c.precision)]
+    if args.calibration and i == 0:
+        run_calibration_kernels(rt)
+        print("ok  calibration microbenchmarks", flush=True)
     bad = 0
     for case in cases[i::n]:
         t0 = time.perf_counter()
