@@ -69,7 +69,6 @@ def run(args) -> int:
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
     rt = Runtime(args.platform, args.cl_device)
-    print(f"validate on {rt.name}", file=sys.stderr)
     runs = []
     graph = weights = None
     for text, opt in opts:

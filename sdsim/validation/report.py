@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from sdsim import atomic
+from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
 from sdsim.output import dumps, render_rows
 from sdsim.validation.compare import CallRow, by_class
@@ -167,10 +168,13 @@ def write(path, ctx, runs, effect, profile) -> Path:
 
 def load(path) -> tuple[dict, list, list]:
     """(ctx, runs, effect) from the JSON a report was written with."""
-    data = json.loads(Path(path).read_text())
-    runs = []
-    for run in data["runs"]:
-        run = dict(run, rows=[CallRow(**r) for r in run["rows"]],
-                   options=Options(**run["options"]))
-        runs.append(run)
-    return data["ctx"], runs, data["effect"]
+    try:
+        data = json.loads(Path(path).read_text())
+        runs = [dict(run, rows=[CallRow(**r) for r in run["rows"]],
+                     options=Options(**run["options"])) for run in data["runs"]]
+        return data["ctx"], runs, data["effect"]
+    except OSError as e:
+        raise SdsimError(f"{path}: cannot read validation results ({e.strerror})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SdsimError(f"{path}: not the .json of a validation report "
+                         f"({type(e).__name__}: {e})") from None
