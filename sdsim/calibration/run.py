@@ -31,8 +31,10 @@ class Calibration:
 
 
 def device_info(rt) -> dict:
+    import pyopencl as cl
+
     d = rt.device
-    return {"compute_units": int(d.max_compute_units), "clock_mhz": int(d.max_clock_frequency),
+    return {"type": cl.device_type.to_string(d.type), "compute_units": int(d.max_compute_units), "clock_mhz": int(d.max_clock_frequency),
             "global_mem": int(d.global_mem_size), "local_mem": int(d.local_mem_size),
             "cache": int(d.global_mem_cache_size), "max_alloc": int(d.max_mem_alloc_size),
             "fp16": rt.has_fp16, "opencl": d.version.strip(), "host": _platform.node()}

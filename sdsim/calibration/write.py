@@ -34,9 +34,11 @@ def profile_dict(cal, report_rel: str) -> dict:
             + (f"; measured ratio {c['ratio']:.3g} capped at 1" if c["ratio"] > 1 else "")))
     return {
         "name": cal.name,
-        "soc": f"{cal.device_info['host']} (OpenCL host)",
+        "soc": f"OpenCL {info['type']} device, {info['compute_units']} compute units "
+               f"(host {info['host']})",
         "gpu": cal.device.split(" / ", 1)[-1],
-        "api": f"{info['opencl']} ({cal.device.split(' / ', 1)[0]}, driver {cal.driver})",
+        "api": f"{' '.join(info['opencl'].split()[:2])} ({cal.device.split(' / ', 1)[0]}, "
+               f"driver {cal.driver})",
         "notes": (f"Calibrated by `{cal.command}` on {cal.date}; every figure is a measurement in "
                   f"{report_rel}. Peak rates and bandwidth are what microbenchmarks reach through "
                   "this OpenCL implementation, not spec-sheet numbers."),
