@@ -19,8 +19,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
-    p.add_argument("--device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
+    p.add_argument("--device", help="OpenCL device index or name substring; None: the first")
     p.add_argument("--out", required=True, help="profile to write, e.g. device_profiles/NAME.yaml")
     p.add_argument("--name", help="profile name (default: the --out file's stem)")
     p.add_argument("--report", help="calibration report path (default: "

@@ -25,8 +25,8 @@ DESCRIPTION = (
 
 def add_arguments(p):
     p.add_argument("--device", required=True, help="profile name or path to a YAML profile")
-    p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
-    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
     p.add_argument("--component", choices=("unet", "vae_decoder", "text_encoder"), default="unet")
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
