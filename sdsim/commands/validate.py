@@ -62,6 +62,8 @@ def run(args) -> int:
     profile = load_profile(args.device)
     if args.replay:
         ctx, runs, effect = report.load(args.replay)
+        if args.notes:
+            ctx = dict(ctx, notes=args.notes)
         path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
         report.write(path, ctx, runs, effect, profile)
         print(f"wrote {_rel(path)}")
