@@ -1,8 +1,8 @@
 """The OpenCL backend (sdsim/backends/opencl) against the NumPy reference backend, on PoCL.
 
 The tiny preset has every block type of SD1.4 (resnets, spatial transformers with self- and
-cross-attention and GEGLU, down/up-samplers, VAE mid-block attention), so each op's device path
-runs here. Tolerances: fp32 kernels accumulate in float32 like the NumPy backend, differing only
+cross-attention and GEGLU, down/up-samplers, VAE mid-block attention, CLIP's causal attention,
+quick-GELU MLP and embeddings), so each op's device path runs here. Tolerances: fp32 kernels accumulate in float32 like the NumPy backend, differing only
 in summation order and Winograd's transforms (~1e-6 of the output scale per op, compounded over
 ~200 ops) -> 1e-4 of max|ref|. fp16 storage rounds every activation to 2^-11 relative on both
 sides, but at different points (Winograd tiles, scores), so the outputs drift apart by ~1e-3 of
@@ -40,6 +40,7 @@ def _reference(runner, inputs):
 @pytest.mark.parametrize("component,opt,precision", [
     ("unet", "paper", "fp32"), ("unet", "none", "fp32"), ("unet", "paper", "fp16"),
     ("vae_decoder", "paper", "fp32"), ("vae_decoder", "none,conv3x3=winograd_f6", "fp32"),
+    ("text_encoder", "paper", "fp32"),
 ])
 def test_component_equals_numpy_backend(rt, component, opt, precision):
     from sdsim.backends.opencl.run import ComponentRunner, random_inputs

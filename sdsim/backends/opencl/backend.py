@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pyopencl as cl
 
 from sdsim.backends.opencl import dispatch
 from sdsim.cl.runtime import DTYPES
@@ -56,8 +57,6 @@ class BufferPool:
         if self.free[nbytes]:
             return self.free[nbytes].pop()
         self.rt.check_alloc(nbytes, what)
-        import pyopencl as cl
-
         self.allocated += 1
         self.bytes += nbytes
         return cl.Buffer(self.rt.ctx, cl.mem_flags.READ_WRITE, nbytes)
@@ -112,8 +111,6 @@ class OpenCLBackend(Backend):
         host = np.ascontiguousarray(np.asarray(array).reshape(spec.shape),
                                     dtype=np.int32 if dtype == "int32" else DTYPES[dtype])
         buf = self.pool.get(host.nbytes, "input")
-        import pyopencl as cl
-
         cl.enqueue_copy(self.rt.queue, buf, host)
         t = CLTensor(buf, tuple(spec.shape), dtype, spec.id)
         self._live[spec.id] = t
@@ -123,8 +120,6 @@ class OpenCLBackend(Backend):
         """A device tensor read back as float32 (int32 for ids)."""
         if t.dtype == "int32":
             host = np.empty(t.shape, np.int32)
-            import pyopencl as cl
-
             cl.enqueue_copy(self.rt.queue, host, t.buf)
             return host
         return self.rt.from_device(t.buf, t.shape, t.dtype)

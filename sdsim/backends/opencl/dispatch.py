@@ -8,7 +8,7 @@ of the plan. `shape` is the trace's attrs (the same keyword arguments the cost f
 (w, b, u for Winograd-transformed weights, gamma, beta, table, positions), `out` the
 preallocated output buffer. Elementwise ops also need `in_shapes` and `out_shape` in `shape`.
 
-`operands(family, shape)` gives the element counts of those buffers, so `sdsim calibrate` can run
+`operands(family, variant, shape)` gives the element counts of those buffers, so `sdsim calibrate` can run
 any variant on synthetic shapes with the same code path the backend uses.
 """
 
@@ -20,6 +20,7 @@ from sdsim.backends.opencl import elementwise as ew
 from sdsim.cl import attention as cl_attention
 from sdsim.cl import conv as cl_conv
 from sdsim.cl import gemm as cl_gemm
+from sdsim.cl import norm as cl_norm
 from sdsim.errors import SdsimError
 from sdsim.kernels.conv import WINOGRAD_M
 from sdsim.ops import conv_out_hw
@@ -46,8 +47,6 @@ def _attention(rt, variant, a, ins, p, out, precision):
 
 
 def _group_norm(rt, variant, a, ins, p, out, precision):
-    from sdsim.cl import norm as cl_norm
-
     _, evs = cl_norm.group_norm(rt, ins[0], p["gamma"], p["beta"],
                                 (a["batch"], a["channels"], a["hw"]), a["groups"], a["eps"],
                                 act=a.get("act"), variant=variant, precision=precision, out=out)
@@ -55,8 +54,6 @@ def _group_norm(rt, variant, a, ins, p, out, precision):
 
 
 def _layer_norm(rt, variant, a, ins, p, out, precision):
-    from sdsim.cl import norm as cl_norm
-
     _, evs = cl_norm.layer_norm(rt, ins[0], p["gamma"], p["beta"], a["rows"], a["dim"], a["eps"],
                                 precision=precision, out=out)
     return evs
