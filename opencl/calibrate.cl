@@ -18,9 +18,11 @@ __kernel void copy4(__global const float4* src, __global float4* dst, const int 
 #ifndef CHAINS
 #define CHAINS 16
 #endif
-__kernel void fma_rate(__global store_t* out, const float a, const float b, const int iters)
+__kernel void fma_rate(__global store_t* out, const float a, const float b, const int iters,
+                       const int n)
 {
     const int gid = get_global_id(0);
+    if (gid >= n) return;   // the global size is rounded up to the work-group size
     half_t x[CHAINS];
     const half_t ha = (half_t)a, hb = (half_t)b;
     for (int c = 0; c < CHAINS; c++) x[c] = (half_t)(gid * 1e-9f + c * 1e-3f);

@@ -30,7 +30,7 @@ def arithmetic_rate(rt, precision: str, work_items: int, iters: int, repeat: int
     kern = rt.kernel("calibrate", "fma_rate", precision, {"CHAINS": CHAINS})
     out = rt.alloc(work_items, precision, "rate output")
     ls = rt.local_size(kern, (128,))
-    args = (out, np.float32(0.999), np.float32(1e-4), np.int32(iters))
+    args = (out, np.float32(0.999), np.float32(1e-4), np.int32(iters), np.int32(work_items))
     rt.launch(kern, (work_items,), ls, *args).wait()
     best = min(event_ms(rt.launch(kern, (work_items,), ls, *args)) for _ in range(repeat))
     return 2.0 * CHAINS * iters * work_items / (best * 1e-3)

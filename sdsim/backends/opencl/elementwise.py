@@ -1,6 +1,7 @@
-"""Runners of the dispatch table for the elementwise and data-movement ops and GEGLU: K2's
-kernels (sdsim/cl/elementwise.py, sdsim/cl/gelu.py), plus two of opencl/backend_ops.cl where a
-dispatch must match its cost formula (one-dispatch concat, storage-precision timestep embedding).
+"""Runners of the dispatch table for the elementwise and data-movement ops and GEGLU: the kernels
+of sdsim/cl/elementwise.py and sdsim/cl/gelu.py, plus opencl/backend_ops.cl's timestep embedding
+written in the storage precision (elementwise.cl writes float32, which the next linear would
+misread under fp16 storage; the cost formula charges storage-precision bytes).
 
 Every runner takes the op's attrs extended with `in_shapes` and `out_shape` (the backend adds
 them from its tensors), so broadcasting, concat parts and transposes need no other input.
@@ -40,12 +41,7 @@ def run(rt, variant, a, ins, p, out, precision):
     if variant == "upsample_nearest2x":
         return cl_ew.upsample_nearest2x(rt, ins[0], a["in_shapes"][0], **kw)[1]
     if variant == "concat":
-        shapes, axis = a["in_shapes"], a.get("axis", 1)
-        if len(ins) != 2:
-            raise SdsimError(f"concat of {len(ins)} tensors: the device kernel takes two")
-        inner = math.prod(shapes[0][axis + 1:])
-        return [_own(rt, "concat2", precision, n, ins[0], ins[1], out, i32(shapes[0][axis]),
-                     i32(shapes[1][axis]), i64(inner))]
+        return cl_ew.concat(rt, ins, a["in_shapes"], a.get("axis", 1), **kw)[1]
     if variant in ("nchw_to_nlc", "nlc_to_nchw"):
         s = a["in_shapes"][0]
         if variant == "nchw_to_nlc":
