@@ -7,12 +7,13 @@ shards at a time; diagnostics go to a log file per shard (OCLGRIND_LOG). A self-
 one deliberately broken kernel per check and requires each to be reported, so a silent simulator
 cannot pass the suite.
 
-Uninitialised reads need programs built with -cl-opt-disable (see sdsim/testing/oclgrind.py), which
-Oclgrind interprets several times slower; that pass runs fp32 only (fp16 storage changes only the
-LOAD/STORE macros, not which addresses are read) and leaves out Winograd F4 and F6, which are the
-same three kernels as F2 at a larger tile and take minutes at -O0. The calibration
-microbenchmarks run in the first pass only: the bandwidth copy reads a never-written buffer on
-purpose (only the time of the copy matters).
+Winograd F4 and F6 take most of the time (36 and 64 batched GEMMs of a full work-group each), so
+the first pass runs them in fp32 only: fp16 storage changes only the LOAD/STORE macros, which fp16
+F2 covers with the same three kernels. Uninitialised reads need programs built with
+-cl-opt-disable (see sdsim/testing/oclgrind.py), which Oclgrind interprets several times slower:
+that pass runs fp32 only and leaves out Winograd F4 and F6 (the same three kernels as F2 at a
+larger tile; minutes each at -O0). The calibration microbenchmarks run in the first pass only: the
+bandwidth copy reads a never-written buffer on purpose (only the time of the copy matters).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.opencl
 
 SHARDS = 2
 TIMEOUT = 900
-#: what the uninitialised-read pass leaves out (see the module docstring)
+#: what each pass leaves out (see the module docstring)
+CHECK_SKIP = ("conv2d/winograd_f4/fp16", "conv2d/winograd_f6/fp16")
 UNINIT_SKIP = ("conv2d/winograd_f4", "conv2d/winograd_f6")
 
 
@@ -107,9 +109,10 @@ def test_broken_kernels_are_reported(tmp_path):
 
 
 def test_kernels_have_no_out_of_bounds_race_or_divergence(tmp_path):
-    results = _run_shards(tmp_path, ["--calibration"], OCLGRIND_DATA_RACES=1)
+    results = _run_shards(tmp_path, ["--calibration", "--skip", *CHECK_SKIP],
+                          OCLGRIND_DATA_RACES=1)
     ran = sum(out.count("\nok ") + out.startswith("ok ") for out, _ in results)
-    assert ran > 50, [out for out, _ in results]
+    assert ran > 80, [out for out, _ in results]
     logs = "".join(log for _, log in results)
     assert not logs.strip(), "Oclgrind diagnostics:\n" + _summary(logs)
 

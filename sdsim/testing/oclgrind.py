@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     ap.add_argument("--unoptimised", action="store_true",
                     help="build with -cl-opt-disable (for OCLGRIND_UNINITIALIZED=1)")
     ap.add_argument("--precision", choices=PRECISIONS, help="only this storage precision")
-    ap.add_argument("--skip", nargs="*", default=[], metavar="FAMILY/VARIANT",
+    ap.add_argument("--skip", nargs="*", default=[], metavar="FAMILY/VARIANT[/PRECISION]",
                     help="cases to leave out")
     ap.add_argument("--calibration", action="store_true",
                     help="also run the calibration microbenchmark kernels (first shard only)")
@@ -208,8 +208,9 @@ def main(argv=None) -> int:
         run_broken(rt)
         return 0
     i, n = (int(s) for s in args.shard.split("/"))
-    cases = [c for c in tiny_cases() if f"{c.family}/{c.variant}" not in args.skip
-             and args.precision in (None, c.precision)]
+    skip = set(args.skip)
+    cases = [c for c in tiny_cases() if args.precision in (None, c.precision)
+             and not {f"{c.family}/{c.variant}", f"{c.family}/{c.variant}/{c.precision}"} & skip]
     if args.calibration and i == 0:
         run_calibration_kernels(rt)
         print("ok  calibration microbenchmarks", flush=True)
