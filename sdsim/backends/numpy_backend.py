@@ -387,43 +387,52 @@ def attention_f32(q, k, v, heads, causal=False):
     """softmax(Q K^T / sqrt(d)) V, one (batch, head) at a time over blocks of queries whose
     scores (at most ATTENTION_BLOCK_BYTES) stay in cache: the full score matrix never exists.
 
-    The (batch, head) pairs are spread over one thread per core, each calling BLAS single-threaded
-    (many small multi-threaded BLAS calls mostly spin); each pair is computed by one thread in a
-    fixed order, so results do not depend on the thread count."""
+    Per block: one BLAS matmul of the pre-scaled queries with a contiguous K^T, then the softmax
+    numerator exp(s - rowmax) in place with NumPy's SIMD float32 ufuncs, one matmul with V, and
+    the division by the row sums on the (rows, d) output rather than the (rows, Nk) scores (as
+    FlashAttention does). The (batch, head) pairs are spread over one thread per core, each
+    calling BLAS single-threaded (many small multi-threaded BLAS calls mostly spin); each pair is
+    computed by one thread in a fixed order, so results do not depend on the thread count."""
     bsz, nq, c = q.shape
     nk = k.shape[1]
     d = c // heads
-
-    def per_head(t, n):
-        return np.ascontiguousarray(t.reshape(bsz, n, heads, d).transpose(0, 2, 1, 3)).reshape(-1, n, d)
-
-    qh = per_head(q, nq) * np.float32(1.0 / math.sqrt(d))
-    kh, vh = per_head(k, nk), per_head(v, nk)
-    out = np.empty((bsz * heads, nq, d), np.float32)
+    n = bsz * heads
+    qh = np.empty((n, nq, d), np.float32)
+    np.multiply(q.reshape(bsz, nq, heads, d).transpose(0, 2, 1, 3), np.float32(1.0 / math.sqrt(d)),
+                out=qh.reshape(bsz, heads, nq, d))
+    kt = np.ascontiguousarray(k.reshape(bsz, nk, heads, d).transpose(0, 2, 3, 1)).reshape(n, d, nk)
+    vh = np.ascontiguousarray(v.reshape(bsz, nk, heads, d).transpose(0, 2, 1, 3)).reshape(n, nk, d)
+    out = np.empty((bsz, nq, heads, d), np.float32)
+    out_h = out.transpose(0, 2, 1, 3)  # (B, heads, Nq, d) view: blocks land in place
     rows = max(1, min(nq, ATTENTION_BLOCK_BYTES // (4 * nk)))
     masked = np.triu(np.ones((nq, nk), bool), k=1) if causal else None
 
     def run(pairs):
         scores = np.empty((rows, nk), np.float32)
+        row_max = np.empty((rows, 1), np.float32)
+        row_sum = np.empty((rows, 1), np.float32)
+        block = np.empty((rows, d), np.float32)
         for p in pairs:
-            kt, vp = kh[p].T, vh[p]
             for q0 in range(0, nq, rows):
                 q1 = min(nq, q0 + rows)
-                s = scores[:q1 - q0]
-                np.matmul(qh[p, q0:q1], kt, out=s)
+                s, m, t, o = scores[:q1 - q0], row_max[:q1 - q0], row_sum[:q1 - q0], block[:q1 - q0]
+                np.matmul(qh[p, q0:q1], kt[p], out=s)
                 if causal:
                     s[masked[q0:q1]] = -np.inf
-                _softmax_rows_serial(s)
-                np.matmul(s, vp, out=out[p, q0:q1])
+                np.max(s, axis=1, keepdims=True, out=m)
+                np.subtract(s, m, out=s)
+                np.exp(s, out=s)
+                np.sum(s, axis=1, keepdims=True, out=t)
+                np.matmul(s, vh[p], out=o)
+                np.divide(o, t, out=out_h[p // heads, p % heads, q0:q1])
 
-    n = bsz * heads
     workers = min(n, _CORES)
     if workers > 1 and _BLAS.available and nq * nk * d * n >= THREADED_ATTENTION_WORK:
         with _BLAS.single_threaded():
             list(_pool().map(run, [range(i, n, workers) for i in range(workers)]))
     else:
         run(range(n))
-    return out.reshape(bsz, heads, nq, d).transpose(0, 2, 1, 3).reshape(bsz, nq, c)
+    return out.reshape(bsz, nq, c)
 
 
 def timestep_embedding_f32(t, dim, flip_sin_to_cos, shift, max_period=10000):
