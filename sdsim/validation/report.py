@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sdsim import atomic
 from sdsim.errors import SdsimError
+from sdsim.kernels import KERNEL_CLASSES
 from sdsim.lower.options import Options
 from sdsim.output import dumps, render_rows
 from sdsim.validation.compare import CallRow, by_class
@@ -57,11 +58,11 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
     n = len(rows_by_opt)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 5.6), squeeze=False)
     for ax, (opt, rows) in zip(axes[0], rows_by_opt.items()):
-        classes = sorted({r.kernel_class for r in rows})
-        for cls in classes:
+        for i, cls in enumerate(KERNEL_CLASSES):   # one colour per class in every panel
             rs = [r for r in rows if r.kernel_class == cls]
-            ax.scatter([r.measured_s * 1e3 for r in rs], [r.predicted_s * 1e3 for r in rs],
-                       s=10, alpha=0.7, label=cls)
+            if rs:
+                ax.scatter([r.measured_s * 1e3 for r in rs], [r.predicted_s * 1e3 for r in rs],
+                           s=10, alpha=0.7, label=cls, color=f"C{i}")
         lo = min(min(r.measured_s, r.predicted_s) for r in rows) * 1e3 * 0.8
         hi = max(max(r.measured_s, r.predicted_s) for r in rows) * 1e3 * 1.25
         xs = [lo, hi]
