@@ -189,6 +189,13 @@ def run_broken(rt) -> None:
         print(f"ran {name}", flush=True)
 
 
+def select(cases, precision=None, skip=()) -> list:
+    """`cases` of `precision` (None: all), without those named FAMILY/VARIANT[/PRECISION] in skip."""
+    skip = set(skip)
+    return [c for c in cases if precision in (None, c.precision)
+            and not {f"{c.family}/{c.variant}", f"{c.family}/{c.variant}/{c.precision}"} & skip]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--platform", default="oclgrind", help="OpenCL platform name substring")
@@ -208,9 +215,7 @@ def main(argv=None) -> int:
         run_broken(rt)
         return 0
     i, n = (int(s) for s in args.shard.split("/"))
-    skip = set(args.skip)
-    cases = [c for c in tiny_cases() if args.precision in (None, c.precision)
-             and not {f"{c.family}/{c.variant}", f"{c.family}/{c.variant}/{c.precision}"} & skip]
+    cases = select(tiny_cases(), args.precision, args.skip)
     if args.calibration and i == 0:
         run_calibration_kernels(rt)
         print("ok  calibration microbenchmarks", flush=True)
