@@ -57,7 +57,7 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
                     if (ix < 0 || ix >= W) continue;
                     const float xv = LOAD(x, xb + (long)iy * W + ix);
                     __local const float* wp = wl + cc * COB * KS * KS + ky * KS + kx;
-                    for (int q = 0; q < COB; q++) acc[q] = fma(xv, wp[q * KS * KS], acc[q]);
+                    for (int q = 0; q < COB; q++) acc[q] = xv * wp[q * KS * KS] + acc[q];
                 }
             }
         }
@@ -99,13 +99,13 @@ __kernel void wino_weight(__global const store_t* w, __global store_t* u,
     for (int i = 0; i < ALPHA; i++)
         for (int j = 0; j < 3; j++) {
             float s = 0.0f;
-            for (int l = 0; l < 3; l++) s = fma(G[i * 3 + l], g[l][j], s);
+            for (int l = 0; l < 3; l++) s = G[i * 3 + l] * g[l][j] + s;
             t[i][j] = s;
         }
     for (int i = 0; i < ALPHA; i++)
         for (int j = 0; j < ALPHA; j++) {
             float s = 0.0f;
-            for (int l = 0; l < 3; l++) s = fma(t[i][l], G[j * 3 + l], s);
+            for (int l = 0; l < 3; l++) s = t[i][l] * G[j * 3 + l] + s;
             STORE(u, ((long)(i * ALPHA + j) * K + k) * C + c, s);
         }
 }
@@ -130,13 +130,13 @@ __kernel void wino_input(__global const store_t* x, __global store_t* v, __const
     for (int i = 0; i < ALPHA; i++)          // t = BT d
         for (int j = 0; j < ALPHA; j++) {
             float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = fma(BT[i * ALPHA + l], d[l][j], s);
+            for (int l = 0; l < ALPHA; l++) s = BT[i * ALPHA + l] * d[l][j] + s;
             t[i][j] = s;
         }
     for (int i = 0; i < ALPHA; i++)          // V = t BT^T
         for (int j = 0; j < ALPHA; j++) {
             float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = fma(t[i][l], BT[j * ALPHA + l], s);
+            for (int l = 0; l < ALPHA; l++) s = t[i][l] * BT[j * ALPHA + l] + s;
             STORE(v, ((long)(i * ALPHA + j) * C + c) * P + p, s);
         }
 }
@@ -156,7 +156,7 @@ __kernel void wino_output(__global const store_t* mm, __global const store_t* bi
     for (int i = 0; i < WM; i++)             // t = AT m
         for (int j = 0; j < ALPHA; j++) {
             float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = fma(AT[i * ALPHA + l], m[l][j], s);
+            for (int l = 0; l < ALPHA; l++) s = AT[i * ALPHA + l] * m[l][j] + s;
             t[i][j] = s;
         }
     const float b = has_bias ? LOAD(bias, k) : 0.0f;
@@ -167,7 +167,7 @@ __kernel void wino_output(__global const store_t* mm, __global const store_t* bi
             const int ox = tx * WM + j;
             if (ox >= Wo) break;
             float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = fma(t[i][l], AT[j * ALPHA + l], s);
+            for (int l = 0; l < ALPHA; l++) s = t[i][l] * AT[j * ALPHA + l] + s;
             STORE(y, (((long)n * K + k) * Ho + oy) * Wo + ox, s + b);
         }
     }

@@ -56,7 +56,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
             for (int i = 0; i < WPT; i++) a[i] = As[kk][ty + RT * i];
             for (int j = 0; j < WPT; j++) bv[j] = Bs[kk][tx + RT * j];
             for (int i = 0; i < WPT; i++)
-                for (int j = 0; j < WPT; j++) acc[i][j] = fma(a[i], bv[j], acc[i][j]);
+                for (int j = 0; j < WPT; j++) acc[i][j] = a[i] * bv[j] + acc[i][j];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
