@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdsim.cost.predict import TRAFFIC, predict
+from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
 from sdsim.cost.profile import load_profile
 from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
@@ -29,9 +29,11 @@ def add_common(p):
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="storage precision")
     p.add_argument("--model", default="sd14", help="model preset or diffusers-style folder")
-    p.add_argument("--traffic", choices=TRAFFIC, default="tiled",
-                   help="DRAM bytes as the kernels tile them, or capped per op at compulsory "
-                        "traffic (the bound if caches served every re-read)")
+    p.add_argument("--traffic", choices=TRAFFIC, default=DEFAULT_TRAFFIC,
+                   help="DRAM bytes: as the kernels tile them (every re-read charged), cached "
+                        "(re-reads charged only where the profile's cache cannot serve them), or "
+                        "compulsory (each op's bytes once: the lower bound); see "
+                        "sdsim/cost/traffic.py")
     p.add_argument("--format", choices=FORMATS, default="table")
 
 

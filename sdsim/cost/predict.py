@@ -7,21 +7,20 @@ plus its activations planned with shared buffers (greedy by size) and with one b
 (naive); the pipeline's peak assumes all three components stay loaded (their weights add up) and
 one component's activations are live at a time.
 
-DRAM traffic comes from the kernel formulas as tiled (`traffic="tiled"`, the default: an operand
-re-read by several work-groups is charged each time). `traffic="compulsory"` caps each op's
-traffic at its compulsory bytes (each input, weight and output moved once, plus its workspace
-written and read once), scaling its dispatches' bytes down: the bound reached if on-chip caches
-served every re-read. The truth lies between the two.
+DRAM traffic per dispatch follows one of the models of sdsim/cost/traffic.py: `tiled` (the
+kernel formulas' bytes, every re-read charged), `cached` (re-reads charged only as far as the
+profile's cache cannot serve them) or `compulsory` (each op's bytes moved once).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from sdsim.cost import memory
 from sdsim.cost.profile import Profile
 from sdsim.cost.roofline import KernelTime, kernel_time
+from sdsim.cost.traffic import DEFAULT as DEFAULT_TRAFFIC
+from sdsim.cost.traffic import TRAFFIC, apply, cap_to_compulsory  # noqa: F401 (re-exported)
 from sdsim.kernels import BYTES
 from sdsim.lower.options import Options
 from sdsim.lower.plan import KernelCall, lower_graph
@@ -75,7 +74,7 @@ class Prediction:
     steps: int
     scheduler: str
     components: list
-    traffic: str = "tiled"
+    traffic: str = DEFAULT_TRAFFIC
 
     @property
     def total_s(self) -> float:
@@ -110,29 +109,9 @@ def live_ranges(graph, plan: list[KernelCall], precision: str) -> list[memory.Li
     return out
 
 
-TRAFFIC = ("tiled", "compulsory")
-
-
-def cap_to_compulsory(graph, plan: list[KernelCall]) -> list[KernelCall]:
-    """Scale each op's dispatch bytes down to at most its compulsory traffic (see module doc)."""
-    per_op: dict = {}
-    for c in plan:
-        b, w = per_op.get(c.op_index, (0.0, 0))
-        per_op[c.op_index] = (b + c.dram_bytes, w + c.workspace)
-    scale = {}
-    for op in graph.ops:
-        planned, ws = per_op.get(op.index, (0.0, 0))
-        cap = op.bytes_read + op.bytes_written + 2 * ws
-        scale[op.index] = min(1.0, cap / planned) if planned else 1.0
-    return [dataclasses.replace(c, bytes_read=c.bytes_read * scale[c.op_index],
-                                bytes_written=c.bytes_written * scale[c.op_index]) for c in plan]
-
-
 def predict_component(graph, calls: int, profile: Profile, opt: Options,
-                      precision: str, traffic: str = "tiled") -> ComponentPrediction:
-    plan = lower_graph(graph, opt, precision)
-    if traffic == "compulsory":
-        plan = cap_to_compulsory(graph, plan)
+                      precision: str, traffic: str = DEFAULT_TRAFFIC) -> ComponentPrediction:
+    plan = apply(graph, lower_graph(graph, opt, precision), traffic, profile.cache, precision)
     costed = [CostedCall(c, kernel_time(c, profile, precision)) for c in plan]
     lives = live_ranges(graph, plan, precision)
     big = [(c.identity, c.workspace) for c in plan if c.workspace > profile.max_allocation]
@@ -157,7 +136,7 @@ def unet_calls(scheduler: str, steps: int) -> int:
 
 def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "pndm",
             resolution: int = 512, precision: str = "fp16", model: str = "sd14",
-            graphs: dict | None = None, traffic: str = "tiled") -> Prediction:
+            graphs: dict | None = None, traffic: str = DEFAULT_TRAFFIC) -> Prediction:
     """Latency, traffic and memory of a text-to-image run on `profile` (graphs: reuse a trace)."""
     graphs = graphs or trace(model, resolution, precision)
     calls = {"text_encoder": 1, "unet": unet_calls(scheduler, steps), "vae_decoder": 1}
