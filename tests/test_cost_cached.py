@@ -84,3 +84,22 @@ def test_streaming_op_over_cache_keeps_tiled_bytes():
     graph = SimpleNamespace(ops=[op])
     assert apply(graph, [k], "cached", 1 * MiB, "fp16")[0].dram_bytes == 16 * MiB
     assert apply(graph, [k], "cached", 16 * MiB, "fp16")[0].dram_bytes == 12 * MiB
+
+
+def test_mixed_op_saving_comes_from_its_contraction():
+    # a Winograd-like op over the cache: a transform (30 MiB, streaming) and a GEMM (100 MiB,
+    # 2*1024^3 FLOPs); compulsory C = 20 MiB. 96 KiB cache -> b = 128: blocked re-reads
+    # 2*1024^3 * 2 B / 128 = 32 MiB, op charged min(130, 20 + 32) = 52 MiB; the transform keeps
+    # its 30 MiB, the GEMM gets the other 22 MiB.
+    mk = lambda i, cls, flops, b: KernelCall("toy", 0, "conv2d", "", "conv2d", "w", i, f"k{i}",
+                                             cls, flops, b, 0.0, 0)
+    plan = [mk(0, "winograd_transform", 1e6, 30 * MiB), mk(1, "gemm", 2.0 * 1024**3, 100 * MiB)]
+    graph = SimpleNamespace(ops=[SimpleNamespace(index=0, bytes_read=15 * MiB,
+                                                 bytes_written=5 * MiB)])
+    t, g = apply(graph, plan, "cached", 3 * 128 * 128 * 2, "fp16")
+    assert t.dram_bytes == pytest.approx(30 * MiB, rel=1e-12)
+    assert g.dram_bytes == pytest.approx(22 * MiB, rel=1e-12)
+    # compulsory: the 110 MiB saving exceeds the GEMM's 100 MiB, so both scale by 20/130
+    t, g = apply(graph, plan, "compulsory")
+    assert t.dram_bytes + g.dram_bytes == pytest.approx(20 * MiB, rel=1e-12)
+    assert t.dram_bytes == pytest.approx(30 * MiB * 20 / 130, rel=1e-12)
