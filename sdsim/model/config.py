@@ -17,10 +17,11 @@ VAE_DOWN = ("DownEncoderBlock2D",)
 VAE_UP = ("UpDecoderBlock2D",)
 
 
-def _per_block(value, n, name):
+def _per_block(value, n, name, source):
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise SdsimError(f"config field {name}: expected {n} values (one per block), got {len(value)}")
+            raise SdsimError(f"{source}: field {name}: expected {n} values (one per block), "
+                             f"got {len(value)}")
         return tuple(value)
     return (value,) * n
 
@@ -81,12 +82,12 @@ class UNetConfig:
             down_block_types=down, up_block_types=up, mid_block_type=mid,
             layers_per_block=d.get("layers_per_block", 2),
             cross_attention_dim=d.get("cross_attention_dim", 768),
-            heads=_per_block(heads, n, "attention_head_dim"),
+            heads=_per_block(heads, n, "attention_head_dim", source),
             use_linear_projection=bool(d.get("use_linear_projection", False)),
             norm_num_groups=d.get("norm_num_groups", 32), norm_eps=d.get("norm_eps", 1e-5),
             flip_sin_to_cos=d.get("flip_sin_to_cos", True), freq_shift=d.get("freq_shift", 0),
             transformer_layers_per_block=_per_block(d.get("transformer_layers_per_block", 1), n,
-                                                    "transformer_layers_per_block"),
+                                                    "transformer_layers_per_block", source),
             sample_size=d.get("sample_size", 64),
         )
 
