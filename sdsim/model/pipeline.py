@@ -68,6 +68,9 @@ class StableDiffusion:
         weights = load_weights(path)
         cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
         tok_dir = Path(tokenizer_path) if tokenizer_path else path / "tokenizer"
+        if tokenizer_path and not tok_dir.is_dir():
+            raise SdsimError(f"{tok_dir}: no such tokenizer folder (expected vocab.json and "
+                             "merges.txt, or tokenizer.json)")
         if tok_dir.is_dir():
             tokenizer = ClipTokenizer.from_folder(tok_dir)
         else:
