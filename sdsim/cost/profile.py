@@ -144,6 +144,9 @@ def _schema_error(file: str, err: jsonschema.ValidationError) -> SdsimError:
 
 def _si(file: str, field: str, q: dict, kind: str) -> float:
     v = float(q["value"]) * UNITS[kind][q["unit"]]
+    if not v > 0:  # NaN passes the schema's exclusiveMinimum
+        raise SdsimError(f"{file}: field '{field}': value {q['value']!r} must be > 0; "
+                         f"expected {_EXPECTED[kind]}")
     if v > LIMITS[kind]:
         raise SdsimError(f"{file}: field '{field}': {q['value']} {q['unit']} is implausibly large; "
                          f"expected {_EXPECTED[kind]}")
@@ -179,6 +182,9 @@ def read_profile(path) -> Profile:
         text = path.read_text()
     except OSError as e:
         raise SdsimError(f"{path}: cannot read device profile ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise SdsimError(f"{path}: not a text file; expected a YAML device profile "
+                         "(see device_profiles/README.md)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
