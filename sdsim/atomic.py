@@ -8,21 +8,30 @@ import os
 import tempfile
 from pathlib import Path
 
+from sdsim.errors import SdsimError
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
-    """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed."""
+    """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed.
+    A folder that cannot be made or a target that cannot be replaced (a folder, a read-only
+    place) is an SdsimError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
+                                   dir=path.parent)
+    except OSError as e:
+        raise SdsimError(f"{path}: cannot write here ({e.strerror})") from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename == tmp and e.filename2 is not None:  # os.replace
+            raise SdsimError(f"{path}: cannot replace it ({e.strerror})") from None
         raise
 
 
