@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -45,10 +45,7 @@ def main() -> int:
          for o in ("paper", "none") for t in TRAFFIC}
     tot = {k: p.total_s for k, p in P.items()}
     by_class = defaultdict(float)
-    unet = {}
-    for t in TRAFFIC:
-        u = next(c for c in P["paper", t].components if c.name == "unet")
-        unet[t] = u
+    unet = {t: next(c for c in P["paper", t].components if c.name == "unet") for t in TRAFFIC}
     for c in P["paper", "tiled"].components:
         for k in c.kernels:
             by_class[k.call.kernel_class] += k.time.total_s * c.calls
@@ -62,7 +59,7 @@ def main() -> int:
             f"{predict(p, SETS[o], graphs=graphs, traffic=t).total_s:.2f}"
             for o in ("paper", "none") for t in TRAFFIC]) + " |")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+                            capture_output=True, text=True, check=False).stdout.strip()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     pct = lambda s: f"{100 * (s / PAPER_S - 1):+.0f}%"
     cells = lambda o: " | ".join(f"**{tot[o, t]:.2f} s** ({pct(tot[o, t])})" if o == "paper"

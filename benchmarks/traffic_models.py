@@ -180,7 +180,7 @@ def _verdict(rows) -> list[dict]:
     for key in keys:
         rs = [r for r in rows if (r["device"], r["component"], r["opt"]) == key
               and r["efficiency"] == "recalibrated"]
-        best = lambda f: min(rs, key=f)["traffic"]
+        best = lambda f, rs=rs: min(rs, key=f)["traffic"]
         out.append({"device": key[0], "component": key[1], "opt": key[2],
                     "best |e2e|": best(lambda r: abs(r["e2e_error_%"])),
                     "best RMSPE": best(lambda r: r["rmspe_%"]),
@@ -207,18 +207,19 @@ def main() -> int:
     files = [f for f in files if f.exists()]
     rows = [r for f in files for r in rows_for(f)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+                            capture_output=True, text=True, check=False).stdout.strip()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([
         "# Traffic models against measured kernel times", "",
-        f"Produced by `python benchmarks/traffic_models.py` on {date}, machine "
-        f"{platform.node()} ({platform.machine()}, Python {platform.python_version()}), "
-        f"commit {commit} (plus the working tree). Current default: `{DEFAULT}`.", "",
-        "Every measured call of the stored validation runs (" +
+        (f"Produced by `python benchmarks/traffic_models.py` on {date}, machine "
+         f"{platform.node()} (a 2-core {platform.machine()} Linux VM, Python "
+         f"{platform.python_version()}), commit {commit} (plus the working tree). Current "
+         f"default: `{DEFAULT}`."), "",
+        ("Every measured call of the stored validation runs (" +
         ", ".join(f"`reports/{f.name}`" for f in files) +
         ") re-predicted by the current cost model with the run's own profile under each traffic "
         "model of `sdsim/cost/traffic.py`. Metrics as in `sdsim validate`: e2e error of the "
-        "summed time, RMSPE over calls, share of calls / of measured time within +-15%.", "",
+        "summed time, RMSPE over calls, share of calls / of measured time within +-15%."), "",
         "## Verdict per run (recalibrated efficiencies)", "",
         render_rows(_verdict(rows), "markdown"), "",
         "## Stored runs", "",
