@@ -148,6 +148,8 @@ class ComponentWeights(Mapping):
             try:
                 arr = self[name]
             except SdsimError as e:
+                if str(e).startswith(str(f.path)):  # already names the file
+                    raise
                 raise SdsimError(f"{f.path}: {e}") from None
             if tuple(arr.shape) != p.shape:
                 raise SdsimError(f"{f.path}: tensor {key!r} has shape {list(arr.shape)}, "
