@@ -135,7 +135,7 @@ READING = """\
   compute-bound on the H200 under every model, are then predicted about 1.6x slower. Under
   `compulsory` the reduction and elementwise classes fall too (the calibration shapes' footprints
   fit the 4.3 MB the OpenCL driver reports as its global-memory cache). The measured kernel times
-  do not show the saving these models credit: the kernels took about as long as tiled bytes say.
+  are more consistent with tiled bytes than with the savings these models credit.
 - With the tiled-calibrated efficiencies (`profile` rows) `cached` and `compulsory` shrink the
   UNet's e2e error but lower the share of time within +-15%: mixed, and an inconsistent pairing.
 - VAE decoder (H200): `tiled` is best on every metric too. Text encoder (H200): `cached` and
@@ -149,10 +149,9 @@ READING = """\
   with other kernels or another profile than the current ones and is weak evidence.
 
 **Decision: the default stays `tiled`.** The evidence from real kernel runs favours it on the
-component the goal is about; `--traffic cached` is available for what-if studies (and is what a
-device whose cache the calibration shapes do not fit might need). The validation reports of the
-H200 and PoCL were produced with tiled traffic, which is still the default, so they stay
-consistent with `sdsim predict`. Changed for `compulsory`: its saving is now taken from an op's
+component the goal is about; `--traffic cached` is available for what-if studies. The
+validation reports of the H200 and PoCL were produced with tiled traffic, which is still the
+default, so they stay consistent with `sdsim predict`. Changed for `compulsory`: its saving is now taken from an op's
 contraction dispatches first (transforms and im2col keep their bytes), so its totals differ
 slightly from the earlier uniform scaling.
 """
