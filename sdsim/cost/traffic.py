@@ -17,7 +17,9 @@
       pebble game", STOC 1981) show Omega(M*N*K / sqrt(S)) is necessary; Lam, Rothberg & Wolf
       ("The cache performance and optimizations of blocked algorithms", ASPLOS 1991) show the
       blocked schedule reaches it. The op is charged min(T, C + FLOPs_contractions * e / b),
-      the saving taken from its contraction dispatches only.
+      the saving taken from its contraction dispatches only (never below what `compulsory`
+      charges them). FLOPs are the dispatches' own, so epilogues and a fused softmax count as
+      multiply-adds too: a slight overestimate of the re-reads.
   It reads only the profile's cache size and the op and kernel shapes (FLOPs, bytes). It is an
   estimate of what a cache can save, not a simulation: it assumes the work-group order gives
   the blocked schedule's reuse, and that nothing else competes for the cache.
