@@ -55,11 +55,13 @@ def test_conv2d_matches_direct_float64(seed, k, stride, pad, bias, hw, cin, cout
     close(got, conv_ref(x, w, b, stride, nb.padding4(pad)))
 
 
-def test_conv2d_row_blocks_give_same_result(monkeypatch):
+@pytest.mark.parametrize("transposed", [False, True])
+def test_conv2d_row_blocks_give_same_result(monkeypatch, transposed):
     r = rng(1)
     x = r.standard_normal((1, 3, 11, 7), dtype=np.float32)
     w = r.standard_normal((4, 3, 3, 3), dtype=np.float32)
     monkeypatch.setattr(nb, "WORKSPACE_BYTES", 4 * 27 * 7 * 3)  # 3 output rows per block
+    monkeypatch.setattr(nb, "TRANSPOSED_GEMM_MIN_POSITIONS", 0 if transposed else 1 << 62)
     close(nb.conv2d_f32(x, w, None, 1, 1), conv_ref(x, w, None, 1, (1, 1, 1, 1)))
 
 
