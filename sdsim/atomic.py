@@ -26,6 +26,7 @@ def atomic_path(path, suffix: str | None = None):
     os.close(fd)
     try:
         yield Path(tmp)
+        _fsync(tmp)  # the data reaches the disk before the name does
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
@@ -33,6 +34,14 @@ def atomic_path(path, suffix: str | None = None):
         if isinstance(e, OSError) and e.filename == tmp and e.filename2 is not None:  # os.replace
             raise SdsimError(f"{path}: cannot replace it ({e.strerror})") from None
         raise
+
+
+def _fsync(name) -> None:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(path, text: str) -> None:
