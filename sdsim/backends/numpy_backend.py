@@ -3,8 +3,8 @@
 Tensors are plain NumPy arrays (NCHW images, (B, N, C) tokens). Memory is kept in check where the
 naive formulation would not be: conv2d is im2col + BLAS matmul over blocks of output rows (the
 column buffer never exceeds `WORKSPACE_BYTES`), and attention runs per head over blocks of
-queries so the full (B, heads, Nq, Nk) score matrix is never allocated. The row-wise hot loops (softmax, norms,
-GELU variants) are Numba kernels that run on all cores.
+queries so the full (B, heads, Nq, Nk) score matrix is never allocated. The row-wise hot loops (norms, GELU
+variants) are Numba kernels that run on all cores; attention's softmax uses NumPy's SIMD ufuncs.
 
 precision="fp16" simulates a mobile GPU: weights and each op's output are stored as float16 (the
 points a kernel writes to memory), all arithmetic inside an op is float32. Every op's output is
@@ -50,23 +50,6 @@ _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 
 # --- Numba kernels: float32 in, float32 out, parallel over rows ---------------------------------
-
-@numba.njit(nogil=True, cache=True)
-def _softmax_rows_serial(s):
-    """Numerically stable softmax over the last axis of a 2-D float32 array, in place, on the
-    calling thread (releases the GIL, so threads can run it side by side)."""
-    for i in range(s.shape[0]):
-        row = s[i]
-        m = row.max()
-        total = np.float32(0.0)
-        for j in range(row.shape[0]):
-            e = np.exp(row[j] - m)
-            row[j] = e
-            total += e
-        inv = np.float32(1.0) / total
-        for j in range(row.shape[0]):
-            row[j] *= inv
-
 
 @numba.njit(parallel=True, cache=True)
 def _group_stats(x3):
