@@ -15,12 +15,6 @@ U32 = 2.0 ** -24
 VARIANTS = ("naive", "partial_softmax", "flash")
 
 
-@pytest.fixture(scope="module")
-def rt():
-    from sdsim.cl.runtime import Runtime
-    return Runtime()
-
-
 def ref64(q, k, v, heads, causal):
     """Per-head loops in float64 with a max-subtracted softmax."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
@@ -141,15 +135,3 @@ def test_errors_name_the_problem(rt):
     with pytest.raises(SdsimError, match="variant"):
         attention_host(rt, x, x, x, 2, variant="bogus")
 
-
-def test_quick_bench_cases_pass(rt):
-    """What `sdsim bench --quick` runs for this module: every record within its tolerance, and
-    the timed events are the dispatches its cost formula lists."""
-    from sdsim.cl import attention
-    from sdsim.cl.bench import run_case
-
-    for case in attention.bench_cases(quick=True):
-        rec = run_case(rt, case, repeat=1)
-        assert rec["ok"], rec
-        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
-        assert len(events) == len(case.cost), (case.family, case.variant)

@@ -23,12 +23,6 @@ WINO_TOL = {("winograd_f2", "fp32"): 2e-6, ("winograd_f4", "fp32"): 1e-5,
             ("winograd_f4", "fp16"): 3e-2, ("winograd_f6", "fp16"): 6e-2}
 
 
-@pytest.fixture(scope="module")
-def rt():
-    from sdsim.cl.runtime import Runtime
-    return Runtime()
-
-
 def conv_ref(x, w, b, stride, padding):
     """float64 conv by explicit zero padding and one einsum per kernel tap (not sdsim code)."""
     t, bo, l, r = (padding,) * 4 if isinstance(padding, int) else padding

@@ -14,12 +14,6 @@ U16 = 2.0 ** -11   # unit roundoff of fp16 storage
 U32 = 2.0 ** -24   # unit roundoff of float32 accumulation
 
 
-@pytest.fixture(scope="module")
-def rt():
-    from sdsim.cl.runtime import Runtime
-    return Runtime()
-
-
 def gelu64(x):
     """Exact erf GELU in float64 (math.erf, independent of scipy and of sdsim)."""
     return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))

@@ -1,0 +1,21 @@
+"""What `sdsim bench --quick` runs for each kernel family: every record within its tolerance
+against the family's float64 reference, and the timed events are exactly the dispatches its cost
+formula lists (so measured and predicted calls pair one to one)."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.opencl
+
+
+@pytest.mark.parametrize("family", ["attention", "elementwise", "gelu", "norm"])
+def test_quick_bench_cases_pass(rt, family):
+    from sdsim.cl.bench import run_case
+
+    for case in importlib.import_module(f"sdsim.cl.{family}").bench_cases(quick=True):
+        rec = run_case(rt, case, repeat=1)
+        assert rec["ok"], rec
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), (case.family, case.variant)
