@@ -86,7 +86,7 @@ def main() -> int:
 
 Produced by `python benchmarks/predict_report.py` on {date} on {platform.node()} (a 2-core
 {platform.machine()} Linux VM, Python {platform.python_version()}), sdsim commit `{commit}`
-(plus the working tree of this report's author). Every table under "Command output" is the
+(plus uncommitted changes in the working tree). Every table under "Command output" is the
 verbatim output of the command in its heading; the summary figures are computed by the same
 cost model in the same run. Default traffic model: `{DEFAULT}`.
 
@@ -107,8 +107,8 @@ once (the lower bound).
 | with none (all baselines) | {cells("none")} | — |
 | speed-up from the optimizations | {" | ".join(f"{tot['none', t] / tot['paper', t]:.2f}x" for t in TRAFFIC)} | — |
 
-The goal was within 15% of 11.5 s from a profile built from public specifications and kernel
-measurements. **With the default (tiled) traffic it is not met**: {pct(tot['paper', 'tiled'])}.
+The accuracy target is within 15% of 11.5 s from a profile built from public specifications and
+kernel measurements. **With the default (tiled) traffic it is not met**: {pct(tot['paper', 'tiled'])}.
 The closest of the three models is `{best}` ({pct(tot['paper', best])}), but that is not why
 a default is chosen: the default is the model that predicts measured kernel times best, and on
 the measured H200 runs that is `tiled` (reports/traffic-models.md); `cached` and `compulsory` are
@@ -162,13 +162,13 @@ all calls): {", ".join(f"{k} {v:.2f}" for k, v in sorted(by_class.items(), key=l
 ## Command output
 
 {chr(10).join(sections)}
-## Honesty notes
+## Caveats
 
 - The s23ultra profile (every number with its source, `device_profiles/s23ultra.yaml`) was
   committed before the first end-to-end prediction and has not been changed to approach 11.5 s.
 - The `cached` model reads only the profile's cache size and the op/kernel shapes, never the
   11.5 s; the default was decided on measured H200 kernel times (reports/traffic-models.md).
-  Its author saw the s23ultra result while developing it: the model was revised once (the
+  The s23ultra result was known while the model was developed: it was revised once (the
   streaming dispatches of an op larger than the cache now keep their tiled bytes), because the
   calibration's naive attention had its softmax passes over a 216 MB score matrix credited with
   cache hits; that revision moved this prediction from 9.74 s to 10.16 s.
@@ -176,7 +176,7 @@ all calls): {", ".join(f"{k} {v:.2f}" for k, v in sorted(by_class.items(), key=l
   the kernel cost formulas changed since, and the compulsory model now takes its savings from
   the re-reading (contraction) dispatches of an op instead of scaling all of them.
 - `sdsim predict --device s23ultra` took {statistics.median(walls):.2f} s (median of 3 fresh
-  interpreters, {max(walls):.2f} s worst) in this run, on a machine shared with other engineers'
+  interpreters, {max(walls):.2f} s worst) in this run, on a machine shared with other
   test suites; `python benchmarks/predict_speed.py` breaks it down.
 """
     atomic.write_text(args.out, text)

@@ -7,8 +7,8 @@ measured time within +-15%. Writes reports/traffic-models.md.
 
 The profiles' class efficiencies were calibrated with tiled bytes, which favours `tiled`. So each
 mode is also scored with efficiencies recalibrated under that mode from the same calibration
-measurements (every dispatch's measured time in the profile's reports/calibration-NAME.md; the
-synthetic shapes are sdsim.calibration.classes.MIXES, matched row by row):
+measurements (every dispatch's variant, synthetic shape and measured time, read from the rows of
+the profile's reports/calibration-NAME.md):
 efficiency[class] = sum(roofline under the mode) / sum(measured - launch), as `sdsim calibrate`
 computes it.
 
@@ -28,10 +28,11 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-from sdsim import atomic
+from sdsim import atomic, kernels
 from sdsim.backends.trace import trace_component
 from sdsim.cost.predict import predict_component
 from sdsim.cost.profile import load_profile
+from sdsim.cost.roofline import roofline
 from sdsim.cost.traffic import DEFAULT, TRAFFIC, apply
 from sdsim.kernels import BYTES
 from sdsim.lower.plan import KernelCall
@@ -45,44 +46,66 @@ RUNS = ("validation-nvidia-h200-opencl.json", "validation-pocl-cpu.json",
         "validation-nvidia-h200-opencl-text_encoder.json")
 
 
-def calibration_rows(profile) -> tuple[str, list[dict]]:
-    """(mix, rows) of the profile's calibration report: one per measured dispatch."""
+def _value(text: str):
+    """A shape value as the calibration report prints it: 3, None, True, 1x1x1x1 or
+    (2, 96, 12, 12)x(2, 96, 1, 1)."""
+    if text.startswith("("):
+        return [tuple(int(v) for v in part.strip("()").split(",") if v.strip())
+                for part in re.findall(r"\([^)]*\)", text)]
+    if re.fullmatch(r"\d+(x\d+)+", text):
+        return tuple(int(v) for v in text.split("x"))
+    return {"None": None, "True": True, "False": False}.get(text, _number(text))
+
+
+def _number(text):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def calibration_rows(profile) -> list[dict]:
+    """One row per measured dispatch of the profile's calibration report: its variant record,
+    shape, kernel and measured time (the report's own rows, whatever mix wrote them)."""
     text = (REPORTS_DIR / f"calibration-{profile.name}.md").read_text()
-    mix = re.search(r"Kernel-class mix: `(\w+)`", text).group(1)
     rows = []
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 8 and "/" in cells[0] and cells[0] != "family/variant":
-            rows.append({"fv": cells[0], "kernel": cells[2], "measured_s": float(cells[5]) * 1e-3})
-    return mix, rows
+            shape = {k: _value(v) for k, v in re.findall(r"(\w+)=(\([^=]*\)|\S+)", cells[1])}
+            rows.append({"record": kernels.get(*cells[0].split("/")), "shape": shape,
+                         "kernel": cells[2], "measured_s": float(cells[5]) * 1e-3})
+    return rows
 
 
 def recalibrated(profile, traffic: str, precision: str = "fp16"):
     """The profile with its class efficiencies recomputed under `traffic` (see module doc)."""
-    from sdsim.backends.opencl.dispatch import operands
-    from sdsim.calibration.classes import MIXES, shape_costs
-
-    mix, measured = calibration_rows(profile)
     e = BYTES[precision]
     peak, bw = profile.peak_flops[precision], profile.dram_bandwidth
     roof, busy = defaultdict(float), defaultdict(float)
+    rows = calibration_rows(profile)
     i = 0
-    for family, variant, shape in MIXES[mix]:
-        ks = shape_costs(family, variant, shape, precision)
-        ins, ws, out = operands(family, variant, shape)
+    while i < len(rows):
+        record, shape = rows[i]["record"], rows[i]["shape"]
+        ks = record.costs(precision, **shape)
+        ins, ws, out = record.operands(shape)
         op = SimpleNamespace(index=0, bytes_read=(sum(ins) + sum(ws.values())) * e,
                              bytes_written=out * e)
-        plan = [KernelCall("cal", 0, family, "", family, variant, j, k.kernel, k.kernel_class,
-                           k.flops, k.bytes_read, k.bytes_written, k.workspace)
+        plan = [KernelCall("cal", 0, record.family, "", record.family, record.name, j, k.kernel,
+                           k.kernel_class, k.flops, k.bytes_read, k.bytes_written, k.workspace,
+                           None, f"cal/{j}")
                 for j, k in enumerate(ks)]
-        ks = apply(SimpleNamespace(ops=[op]), plan, traffic, profile.cache, precision)
-        for k in ks:
-            m = measured[i]
+        for k in apply(SimpleNamespace(ops=[op]), plan, traffic, profile.cache, precision):
+            m = rows[i]
             i += 1
-            if (m["fv"], m["kernel"]) != (f"{family}/{variant}", k.kernel):
-                raise SystemExit(f"calibration report row {i} is {m['fv']} {m['kernel']}, the "
-                                 f"{mix} mix says {family}/{variant} {k.kernel}")
-            roof[k.kernel_class] += max(k.flops / peak, k.dram_bytes / bw)
+            if (m["record"], m["kernel"]) != (record, k.kernel):
+                raise SystemExit(f"calibration report row {i} is {m['record'].key} "
+                                 f"{m['kernel']}, the cost formula says {k.kernel}")
+            compute_s, memory_s = roofline(k, peak, bw)
+            roof[k.kernel_class] += max(compute_s, memory_s)
             busy[k.kernel_class] += max(m["measured_s"] - profile.launch_overhead, 1e-9)
     eff = dict(profile.efficiency)
     eff.update({c: min(1.0, max(roof[c] / busy[c], 1e-4)) for c in roof})
@@ -90,9 +113,18 @@ def recalibrated(profile, traffic: str, precision: str = "fp16"):
 
 
 def repredict(profile, ctx: dict, run: dict, traffic: str, graph) -> list:
-    """The run's measured calls joined with the current model's prediction under `traffic`."""
+    """The run's measured calls joined with the current model's prediction under `traffic`: the
+    n-th measured dispatch of an op pairs with the n-th predicted dispatch of the same op (stored
+    runs may name calls by an older identity scheme)."""
     pred = predict_component(graph, 1, profile, run["options"], ctx["precision"], traffic)
-    measured = [(r, r.measured_s) for r in run["rows"]]
+    by_op = defaultdict(list)
+    for k in pred.kernels:
+        by_op[k.call.op_index].append(k.call)
+    seen: dict = defaultdict(int)
+    measured = []
+    for r in run["rows"]:
+        measured.append((by_op[r.op_index][seen[r.op_index]], r.measured_s))
+        seen[r.op_index] += 1
     return compare.join(measured, pred.kernels)
 
 
@@ -126,8 +158,8 @@ READING = """\
   `profile` rows). The `recalibrated` rows recompute every efficiency from the same calibration
   measurements under the mode scored (the `tiled` recalibration reproduces the profile, a check
   that the calibration rows were matched right).
-- **H200 UNet (the issue's goal component), consistent efficiencies: `tiled` is best on every
-  metric in both runs** (paper and none): lowest |e2e error|, lowest RMSPE, most measured time
+- **H200 UNet (the component the validation goal is set for), consistent efficiencies:
+  `tiled` is best on every metric in both runs** (paper and none): lowest |e2e error|, lowest RMSPE, most measured time
   within +-15% (see the verdict table). Mechanism: in the calibration mix
   the attention score and P.V GEMMs (head dim 40-96: memory-bound under tiled bytes) are credited
   with about half their bytes under `cached`, their roofline halves, and the gemm class
@@ -149,8 +181,8 @@ READING = """\
   with other kernels or another profile than the current ones and is weak evidence.
 
 **Decision: the default stays `tiled`.** The evidence from real kernel runs favours it on the
-component the goal is about; `--traffic cached` is available for what-if studies. The
-validation reports of the H200 and PoCL were produced with tiled traffic, which is still the
+UNet, the component the validation goal is set for; `--traffic cached` is available for
+what-if studies. The validation reports of the H200 and PoCL were produced with tiled traffic, which is still the
 default, so they stay consistent with `sdsim predict`. Changed for `compulsory`: its saving is now taken from an op's
 contraction dispatches first (transforms and im2col keep their bytes), so its totals differ
 slightly from the earlier uniform scaling.

@@ -21,7 +21,8 @@ import numpy as np
 
 from sdsim import atomic, paths
 from sdsim.output import render_rows
-from sdsim.sim.winograd import conv3x3, matrices
+from sdsim.kernels.winograd_transforms import matrices
+from sdsim.sim.winograd import conv3x3
 
 # SD1.4 UNet resnet convs (channels, latent side) at reduced batch, plus a small VAE-like one
 SHAPES = [(320, 64), (640, 32), (1280, 16), (128, 64)]

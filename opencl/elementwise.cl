@@ -81,21 +81,22 @@ __kernel void embedding(__global const int* ids, __global const store_t* table,
     STORE(y, (size_t)t * dim + c, v);
 }
 
-// diffusers' get_timestep_embedding: freq_j = exp(-ln(max_period) * j / (half - shift)),
-// y = [sin(t f), cos(t f)] (swapped when flip), zero-padded to odd dim. Always fp32 output.
-__kernel void timestep_embedding(__global const float* t, __global float* y, int batch, int dim,
-                                 int flip, float shift, float log_max_period)
+// diffusers' get_timestep_embedding: [sin(t f_j), cos(t f_j)] (flipped to [cos, sin] if asked),
+// f_j = exp(-ln(10000) j / (half - shift)); an odd dim leaves the last column 0. Written in the
+// storage precision: the next linear reads it as such.
+__kernel void timestep_embedding(__global const float* ts, __global store_t* y, const int dim,
+                                 const int flip, const float shift, const long n)
 {
-    const int c = get_global_id(0), b = get_global_id(1);
-    if (c >= dim || b >= batch) return;
-    const int nh = dim / 2;
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const int hd = dim / 2, b = (int)(i / dim), j = (int)(i % dim);
     float v = 0.0f;
-    if (c < 2 * nh) {
-        const int first = c < nh;                       // first half of the output
-        const int j = first ? c : c - nh;
-        const float f = exp(-log_max_period * (float)j / ((float)nh - shift));
-        const float arg = t[b] * f;
+    if (j < 2 * hd) {
+        const int k = j % hd;
+        const float f = exp(-9.210340371976184f * (float)k / ((float)hd - shift));
+        const float arg = ts[b] * f;
+        const int first = j < hd;
         v = (first != flip) ? sin(arg) : cos(arg);
     }
-    y[(size_t)b * dim + c] = v;
+    STORE(y, i, v);
 }

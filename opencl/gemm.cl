@@ -1,8 +1,8 @@
-// Tiled GEMM: C[b] = act(alpha * A[b] @ B[b] + bias), one 64x64 block of C per 16x16 work-group
-// (4x4 outputs per work-item, strided by 16 so neighbouring work-items touch neighbouring
-// addresses), K streamed in steps of 16 through local memory. Operands are addressed by explicit
-// strides, so the same kernel serves linear (B = W^T: sBk = 1, sBn = K), batched matmul,
-// QK^T (transposed B by strides), im2col convolution and the Winograd batched GEMM.
+// Tiled GEMM: C[b] = act(alpha * A[b] @ B[b] + bias), one TS x TS block of C per RT x RT
+// work-group (WPT x WPT outputs per work-item, strided by RT so neighbouring work-items touch
+// neighbouring addresses), K streamed in steps of TK through local memory. Operands are addressed by explicit
+// strides, so the same kernel serves linear (B = W^T: sBk = 1, sBn = K), im2col convolution and
+// the Winograd batched GEMM.
 // Storage is store_t (float or half via LOAD/STORE), accumulation float.
 // Compile-time options: BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU).
@@ -14,10 +14,11 @@
 #define ACT 0
 #endif
 
-#define TS 64
-#define TK 16
-#define RT 16
-#define WPT 4
+// Tile constants come from the launcher (sdsim/kernels/gemm.py DEFINES): TS output tile edge,
+// RT work-group edge, TK K step, WPT = TS / RT outputs per work-item and dimension.
+#if !defined(TS) || !defined(TK) || !defined(RT) || !defined(WPT)
+#error "gemm.cl needs -DTS, -DTK, -DRT and -DWPT from sdsim/kernels/gemm.py"
+#endif
 
 __kernel __attribute__((reqd_work_group_size(RT, RT, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 
+from sdsim.errors import SdsimError
+
 
 class Backend:
     """Base of all backends: keeps the module scope so each op knows which layer called it."""
@@ -31,6 +33,19 @@ class Backend:
 
     def __init__(self):
         self._scope: list[str] = []
+
+    @staticmethod
+    def weight(weights, param):
+        """The array `weights` holds for a Param, checked against the shape the model expects
+        (an error naming the parameter otherwise)."""
+        try:
+            arr = weights[param.name]
+        except KeyError:
+            raise SdsimError(f"no weight for parameter {param.name!r}") from None
+        if tuple(arr.shape) != param.shape:
+            raise SdsimError(f"weight {param.name!r} has shape {tuple(arr.shape)}, "
+                             f"the model expects {param.shape}")
+        return arr
 
     @contextlib.contextmanager
     def scope(self, name: str):

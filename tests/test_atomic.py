@@ -5,7 +5,6 @@ package goes through sdsim.atomic."""
 from __future__ import annotations
 
 import ast
-import os
 import signal
 import subprocess
 import sys

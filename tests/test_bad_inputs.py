@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 import yaml
 
+from sdsim.model.components import FOLDERS
 from sdsim.paths import PROFILES_DIR
-from sdsim.testing.fixtures import WEIGHT_FILES, write_byte_tokenizer, write_tiny_model
+from sdsim.testing.fixtures import write_byte_tokenizer, write_tiny_model
 
 COMMANDS = ("info", "predict", "ablate", "devices", "generate", "bench", "calibrate", "validate")
-UNET = "model/unet/" + WEIGHT_FILES["unet"]
+UNET = "model/unet/" + FOLDERS["unet"].weights_file
 TIMEOUT = 300
 
 

@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from sdsim.cli import main
@@ -20,13 +19,13 @@ def run_json(capsys, *argv):
 
 
 def test_quick_conv_and_gemm_json(capsys):
-    rc, rows, _ = run_json(capsys, "--family", "conv2d", "linear", "matmul")
+    rc, rows, _ = run_json(capsys, "--family", "conv2d", "linear")
     assert rc == 0
-    assert {r["family"] for r in rows} == {"conv2d", "linear", "matmul"}
+    assert {r["family"] for r in rows} == {"conv2d", "linear"}
     variants = {(r["family"], r["variant"]) for r in rows}
     assert {("conv2d", v) for v in ("direct", "im2col_gemm", "winograd_f2", "winograd_f4",
                                      "winograd_f6")} <= variants
-    assert {("linear", "tiled"), ("linear", "tiled_gelu"), ("matmul", "batched")} <= variants
+    assert {("linear", "tiled"), ("linear", "tiled_gelu")} <= variants
     assert {r["precision"] for r in rows} == {"fp32", "fp16"}
     for r in rows:
         assert FIELDS <= set(r)
@@ -38,31 +37,24 @@ def test_quick_conv_and_gemm_json(capsys):
 def test_gflops_is_cost_flops_over_time(capsys):
     """GFLOP/s in a record is the variant's cost-formula FLOPs over its measured time."""
     from sdsim.kernels import costs
-    rc, rows, _ = run_json(capsys, "--family", "matmul", "--precision", "fp32")
+    rc, rows, _ = run_json(capsys, "--family", "linear/tiled", "--precision", "fp32")
     assert rc == 0 and len(rows) == 1
     r = rows[0]
     shape = dict(kv.split("=") for kv in r["shape"].split())
-    flops = sum(c.flops for c in costs("matmul", "batched", precision="fp32",
-                                       **{k: int(v) for k, v in shape.items()}))
-    assert flops == 2 * np.prod([int(shape[k]) for k in ("batch", "m", "k", "n")])
+    m, k, n = (int(shape[d]) for d in "mkn")
+    flops = sum(c.flops for c in costs("linear", "tiled", precision="fp32", m=m, k=k, n=n))
+    assert flops == 2 * m * k * n + m * n   # multiply-adds and the bias
     assert r["gflops"] == pytest.approx(flops / (r["time_ms"] * 1e6), rel=1e-9)
 
 
 def test_failing_case_exits_1(capsys, monkeypatch):
     """A result outside tolerance gives ok: false and exit status 1, naming the variant."""
-    from sdsim.cl import gemm
-    real = gemm.bench_cases
-
-    def broken(quick):
-        cases = real(quick)
-        for c in cases:
-            c.reference = lambda i, f=c.reference: f(i) + 1.0
-        return cases
-
-    monkeypatch.setattr(gemm, "bench_cases", broken)
-    rc, rows, err = run_json(capsys, "--family", "matmul", "--precision", "fp16")
+    from sdsim.cl.bench import BenchCase
+    real = BenchCase.reference
+    monkeypatch.setattr(BenchCase, "reference", lambda self, i: real(self, i) + 1.0)
+    rc, rows, err = run_json(capsys, "--family", "linear/tiled", "--precision", "fp16")
     assert rc == 1 and rows and not any(r["ok"] for r in rows)
-    assert "matmul/batched fp16" in err
+    assert "linear/tiled fp16" in err
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -77,7 +69,7 @@ def test_user_errors_are_one_line(capsys, argv, msg):
 
 
 def test_table_format(capsys):
-    assert main(["bench", "--quick", "--family", "matmul", "--precision", "fp32",
+    assert main(["bench", "--quick", "--family", "linear", "--precision", "fp32",
                  "--repeat", "1"]) == 0
     out = capsys.readouterr().out
-    assert "matmul" in out and "max_abs_err" in out and "batched" in out
+    assert "linear" in out and "max_abs_err" in out and "tiled_gelu" in out

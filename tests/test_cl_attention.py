@@ -58,7 +58,7 @@ def rounded(a, precision):
 
 
 def check(rt, variant, precision, b, heads, nq, nk, d, causal, seed, scale=1.0):
-    from sdsim.cl.attention import attention_host
+    from sdsim.kernels.attention import attention_host
 
     rng = np.random.default_rng(seed)
     c = heads * d
@@ -89,7 +89,7 @@ def test_attention_matches_float64(rt, variant, precision, b, heads, nq, nk, d, 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_large_logits_fp32_use_max_subtraction(rt, variant):
     """Logits of order 1e4: exp without max-subtraction overflows to inf and the result is NaN."""
-    from sdsim.cl.attention import attention_host
+    from sdsim.kernels.attention import attention_host
 
     rng = np.random.default_rng(1)
     q = (rng.standard_normal((1, 33, 40)) * 1000).astype(np.float32)
@@ -124,7 +124,7 @@ def test_sd14_self_attention_flash_4096(rt):
 
 
 def test_errors_name_the_problem(rt):
-    from sdsim.cl.attention import attention_host
+    from sdsim.kernels.attention import attention_host
     from sdsim.errors import SdsimError
 
     x = np.zeros((1, 4, 6), np.float32)

@@ -67,7 +67,7 @@ def make(rng, n, cin, cout, h, w, k, big, bias):
 
 
 def check(rt, variant, precision, x, wt, b, stride, padding, cheap=False):
-    from sdsim.cl.conv import conv2d_host
+    from sdsim.kernels.conv import conv2d_host
     out, events = conv2d_host(rt, x, wt, b, stride, padding, variant=variant, precision=precision)
     ref = conv_ref(x, wt, b, stride, padding)
     assert out.shape == ref.shape
@@ -112,7 +112,7 @@ def test_winograd(rt, variant, precision, n, cin, cout, h, w, big, bias, seed):
 def test_winograd_fp16_rounds_where_the_sim_rounds(rt, m):
     """With fp16 storage the kernel and the sim agree far more closely than either agrees with
     float64: only float32 summation order differs between them."""
-    from sdsim.cl.conv import conv2d_host
+    from sdsim.kernels.conv import conv2d_host
     from sdsim.sim.winograd import conv3x3
     x, wt, b = make(np.random.default_rng(m), 1, 24, 16, 22, 19, 3, False, True)
     out, _ = conv2d_host(rt, x, wt, b, variant=f"winograd_f{m}", precision="fp16")
@@ -141,7 +141,7 @@ def test_sd14_downsampler_and_vae_padding(rt):
 
 
 def test_winograd_refuses_stride_2(rt):
-    from sdsim.cl.conv import conv2d_host
+    from sdsim.kernels.conv import conv2d_host
     x, wt, b = make(np.random.default_rng(0), 1, 2, 2, 8, 8, 3, False, False)
     with pytest.raises(SdsimError, match="stride 1"):
         conv2d_host(rt, x, wt, b, 2, 1, variant="winograd_f4")
@@ -152,7 +152,7 @@ def test_cost_workspace_is_what_the_kernels_allocate(rt, monkeypatch, variant):
     """The workspace of sdsim.kernels.conv equals the intermediate buffers conv2d really
     allocates (output and Winograd weights excluded), and Winograd's GEMM does alpha^2/(9 m^2)
     of the direct conv's multiplies."""
-    from sdsim.cl.conv import conv2d_host
+    from sdsim.kernels.conv import conv2d_host
     from sdsim.kernels import costs
     n, cin, cout, h, w = 2, 5, 7, 11, 9
     sizes = {}
@@ -180,7 +180,7 @@ def test_cost_workspace_is_what_the_kernels_allocate(rt, monkeypatch, variant):
 def test_device_buffers_chain_without_host_copies(rt):
     """conv2d works on device buffers: a strided conv's output buffer feeds a Winograd conv
     (weights transformed once), as an OpenCL model backend chains them; fp32 storage."""
-    from sdsim.cl.conv import conv2d, winograd_weights
+    from sdsim.kernels.conv import conv2d, winograd_weights
     rng = np.random.default_rng(5)
     x, w1, b1 = make(rng, 1, 6, 8, 13, 12, 3, False, True)
     _, w2, b2 = make(rng, 1, 8, 5, 1, 1, 3, False, True)

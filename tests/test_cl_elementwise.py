@@ -32,7 +32,7 @@ def broadcast_pair(draw):
        seed=st.integers(0, 2**31))
 def test_add_broadcasts_like_numpy(rt, shapes, precision, seed):
     """One rounding of the exact sum: u32 (fp32) or u16 (fp16) of |a + b|."""
-    from sdsim.cl.elementwise import add_host
+    from sdsim.kernels.elementwise import add_host
 
     rng = np.random.default_rng(seed)
     a = rng.standard_normal(shapes[0]).astype(np.float32)
@@ -49,7 +49,7 @@ def test_add_broadcasts_like_numpy(rt, shapes, precision, seed):
                                              ((2, 77, 768), (768,)), ((2, 77, 768), (1, 77, 768))])
 def test_add_sd14_broadcasts(rt, a_shape, b_shape):
     """Time embedding onto NCHW, conv/linear bias, CLIP's position embedding."""
-    from sdsim.cl.elementwise import add_host
+    from sdsim.kernels.elementwise import add_host
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal(a_shape).astype(np.float32)
@@ -59,7 +59,7 @@ def test_add_sd14_broadcasts(rt, a_shape, b_shape):
 
 
 def test_add_rejects_non_broadcastable(rt):
-    from sdsim.cl.elementwise import add_host
+    from sdsim.kernels.elementwise import add_host
     from sdsim.errors import SdsimError
 
     with pytest.raises(SdsimError, match="broadcast"):
@@ -71,7 +71,7 @@ def test_add_rejects_non_broadcastable(rt):
        h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 2**31))
 def test_data_movement_is_exact(rt, precision, b, c, h, w, seed):
     """upsample, concat (channels and last axis), both transposes: bit-exact copies."""
-    from sdsim.cl import elementwise as E
+    from sdsim.kernels import elementwise as E
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, c, h, w)).astype(np.float32)
@@ -91,7 +91,7 @@ def test_data_movement_is_exact(rt, precision, b, c, h, w, seed):
 
 def test_transpose_sd14_shape(rt):
     """SD1.4 transformer input at 64x64: (2, 320, 64, 64) -> (2, 4096, 320)."""
-    from sdsim.cl import elementwise as E
+    from sdsim.kernels import elementwise as E
 
     x = np.random.default_rng(1).standard_normal((2, 320, 64, 64)).astype(np.float32)
     nlc, _ = E.nchw_to_nlc_host(rt, x)
@@ -101,7 +101,7 @@ def test_transpose_sd14_shape(rt):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_embedding_with_positions(rt, precision):
     """CLIP token + position embedding (gather then one rounded add)."""
-    from sdsim.cl.elementwise import embedding_host
+    from sdsim.kernels.elementwise import embedding_host
 
     rng = np.random.default_rng(2)
     table = rng.standard_normal((50, 24)).astype(np.float32)
@@ -117,7 +117,7 @@ def test_embedding_with_positions(rt, precision):
 
 
 def test_embedding_rejects_out_of_range_ids(rt):
-    from sdsim.cl.elementwise import embedding_host
+    from sdsim.kernels.elementwise import embedding_host
     from sdsim.errors import SdsimError
 
     with pytest.raises(SdsimError, match="token ids"):
@@ -128,7 +128,7 @@ def test_embedding_rejects_out_of_range_ids(rt):
 def test_timestep_embedding(rt, dim, flip, shift):
     """diffusers' sinusoid, written here in float64. The kernel, like the float32 reference,
     forms t * f in float32: an argument off by u32 * t (999 -> 6e-5) moves sin/cos by as much."""
-    from sdsim.cl.elementwise import timestep_embedding_host
+    from sdsim.kernels.elementwise import timestep_embedding_host
 
     t = np.array([0.0, 1.0, 500.0, 999.0])
     out, _ = timestep_embedding_host(rt, t, dim, flip, shift)

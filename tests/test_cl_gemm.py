@@ -1,5 +1,5 @@
-"""GEMM kernels (opencl/gemm.cl): linear (+bias, GELU epilogue) and batched matmul against
-float64 NumPy."""
+"""GEMM kernels (opencl/gemm.cl): linear (+bias, GELU epilogue) and the strided batched `gemm`
+launch (as im2col and Winograd use it) against float64 NumPy."""
 
 import math
 
@@ -9,6 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.opencl
+
+
+def matmul_host(rt, a, b, *, trans_b=False, alpha=1.0, precision="fp32"):
+    """c[i] = alpha * a[i] @ b[i] through the strided gemm launch (b[i] is (n, k) if trans_b)."""
+    from sdsim.kernels.gemm import gemm
+
+    batch, m, k = a.shape
+    n = b.shape[1] if trans_b else b.shape[2]
+    c = rt.alloc(batch * m * n, precision, "c")
+    sb = (n * k, 1, k) if trans_b else (k * n, n, 1)
+    ev = gemm(rt, rt.to_device(a, precision), rt.to_device(b, precision), c, m, n, k, batch=batch,
+              strides_a=(m * k, k, 1), strides_b=sb, strides_c=(m * n, n, 1), alpha=alpha,
+              precision=precision)
+    return rt.from_device(c, (batch, m, n), precision, wait_for=[ev]), [ev]
 
 U16 = 2.0 ** -11   # unit roundoff of fp16 storage
 U32 = 2.0 ** -24   # unit roundoff of float32 accumulation
@@ -43,7 +57,7 @@ sizes = st.one_of(st.integers(1, 20), st.integers(60, 70), st.sampled_from([127,
        precision=st.sampled_from(["fp32", "fp16"]), amp=st.sampled_from([1.0, 30.0]),
        seed=st.integers(0, 2**31))
 def test_linear(rt, m, k, n, bias, gelu, precision, amp, seed):
-    from sdsim.cl.gemm import linear_host
+    from sdsim.kernels.gemm import linear_host
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((m, k)) * amp).astype(np.float32)
     w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
@@ -63,7 +77,6 @@ def test_linear(rt, m, k, n, bias, gelu, precision, amp, seed):
        alpha=st.sampled_from([1.0, 0.125]), precision=st.sampled_from(["fp32", "fp16"]),
        seed=st.integers(0, 2**31))
 def test_batched_matmul(rt, batch, m, k, n, trans_b, alpha, precision, seed):
-    from sdsim.cl.gemm import matmul_host
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((batch, m, k)).astype(np.float32)
     b = rng.standard_normal((batch, k, n)).astype(np.float32)
@@ -79,7 +92,7 @@ def test_batched_matmul(rt, batch, m, k, n, trans_b, alpha, precision, seed):
 def test_sd14_feed_forward_shape(rt):
     """UNet 64x64 transformer feed-forward: 4096 tokens, 320 -> 1280 with GELU in the epilogue
     (fp16 storage), checked on a 512-token slice of the reference to keep the test short."""
-    from sdsim.cl.gemm import linear_host
+    from sdsim.kernels.gemm import linear_host
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4096, 320)).astype(np.float32)
     w = (rng.standard_normal((1280, 320)) / np.sqrt(320)).astype(np.float32)
@@ -98,7 +111,7 @@ def test_gemm_writes_only_its_output(rt):
     checks on partial tiles)."""
     import pyopencl as cl
 
-    from sdsim.cl.gemm import linear
+    from sdsim.kernels.gemm import linear
     rng = np.random.default_rng(3)
     m, k, n = 5, 7, 3
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -116,7 +129,6 @@ def test_gemm_writes_only_its_output(rt):
 def test_sd14_cross_attention_scores(rt):
     """SD1.4 cross-attention scores at 64x64 latents: 8 heads, Q (4096 x 40) against the 77
     text tokens' K, used transposed, scaled by 1/sqrt(40); fp16 storage."""
-    from sdsim.cl.gemm import matmul_host
     rng = np.random.default_rng(1)
     q = rng.standard_normal((8, 4096, 40)).astype(np.float32)
     k = rng.standard_normal((8, 77, 40)).astype(np.float32)

@@ -50,7 +50,7 @@ def tolerance(ref, gamma, beta, n, precision):
        groups=st.sampled_from([1, 2, 3, 8, 32]), cpg=st.integers(1, 4), h=st.integers(1, 9),
        w=st.integers(1, 9), seed=st.integers(0, 2**31))
 def test_group_norm_matches_float64(rt, variant, precision, act, b, groups, cpg, h, w, seed):
-    from sdsim.cl.norm import group_norm_host
+    from sdsim.kernels.norm import group_norm_host
 
     rng = np.random.default_rng(seed)
     c = groups * cpg
@@ -70,7 +70,7 @@ def test_group_norm_large_mean_small_variance_fp32(rt, variant):
     minus 1e6 for a 1e-4 variance). Both kernels sum x - x[0] instead. The fused kernel keeps the
     shift through normalization; the naive chain stores the mean in an fp32 tensor, so x - mean
     is off by up to half an ulp of the mean (2^-14 at 1e3), i.e. ulp(1e3)/2/std ~ 3e-3 in z."""
-    from sdsim.cl.norm import group_norm_host
+    from sdsim.kernels.norm import group_norm_host
 
     rng = np.random.default_rng(7)
     x = (1e3 + 1e-2 * rng.standard_normal((2, 64, 16, 16))).astype(np.float32)
@@ -90,7 +90,7 @@ def test_group_norm_large_mean_small_variance_fp32(rt, variant):
 
 def test_group_norm_sd14_shape(rt):
     """SD1.4's first up/down GroupNorm: 320 channels, 64x64, 32 groups, fused SiLU."""
-    from sdsim.cl.norm import group_norm_host
+    from sdsim.kernels.norm import group_norm_host
 
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 320, 64, 64)).astype(np.float32)
@@ -106,7 +106,7 @@ def test_group_norm_sd14_shape(rt):
 @given(precision=st.sampled_from(["fp32", "fp16"]), rows=st.integers(1, 40),
        dim=st.integers(1, 800), offset=st.sampled_from([0.0, 50.0]), seed=st.integers(0, 2**31))
 def test_layer_norm_matches_float64(rt, precision, rows, dim, offset, seed):
-    from sdsim.cl.norm import layer_norm_host
+    from sdsim.kernels.norm import layer_norm_host
 
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((rows, dim)) + offset).astype(np.float32)
@@ -120,7 +120,7 @@ def test_layer_norm_matches_float64(rt, precision, rows, dim, offset, seed):
 
 
 def test_unknown_activation_and_bad_groups_raise(rt):
-    from sdsim.cl.norm import group_norm_host
+    from sdsim.kernels.norm import group_norm_host
     from sdsim.errors import SdsimError
 
     x = np.zeros((1, 6, 2, 2), np.float32)

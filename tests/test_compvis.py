@@ -3,8 +3,8 @@
 Tiny random diffusers models are renamed to CompVis (ldm) names with the tables of diffusers'
 scripts/convert_diffusers_to_original_stable_diffusion.py (written out here, generalised to any
 number of levels); diffusers' convert_ldm_*_checkpoint must turn that back into the model's state
-dict (so the CompVis names are right by diffusers' definition), and our mapping must pick the same
-tensor for every diffusers name.
+dict (so the CompVis names are right by diffusers' definition), and sdsim's mapping must pick the
+same tensor for every diffusers name.
 """
 
 import numpy as np

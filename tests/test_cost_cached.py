@@ -37,7 +37,7 @@ def test_cached_between_compulsory_and_tiled_sd14():
 def _gemm_call(n, precision):
     k = costs("linear", "tiled", m=n, k=n, n=n, bias=False, precision=precision)[0]
     return KernelCall("toy", 0, "linear", "", "linear", "tiled", 0, k.kernel, k.kernel_class,
-                      k.flops, k.bytes_read, k.bytes_written, k.workspace)
+                      k.flops, k.bytes_read, k.bytes_written, k.workspace, None, "toy/0")
 
 
 def _q(v, unit):
@@ -79,7 +79,7 @@ def test_cached_gemm_by_hand():
 def test_streaming_op_over_cache_keeps_tiled_bytes():
     # a broadcast add re-reading a 4 MiB operand: no contraction, footprint over a 1 MiB cache
     k = KernelCall("toy", 0, "add", "", "elementwise", "add", 0, "ew_add", "elementwise",
-                   1e6, 12 * MiB, 4 * MiB, 0)
+                   1e6, 12 * MiB, 4 * MiB, 0, None, "toy/add")
     op = SimpleNamespace(index=0, bytes_read=8 * MiB, bytes_written=4 * MiB)
     graph = SimpleNamespace(ops=[op])
     assert apply(graph, [k], "cached", 1 * MiB, "fp16")[0].dram_bytes == 16 * MiB
@@ -92,7 +92,7 @@ def test_mixed_op_saving_comes_from_its_contraction():
     # 2*1024^3 * 2 B / 128 = 32 MiB, op charged min(130, 20 + 32) = 52 MiB; the transform keeps
     # its 30 MiB, the GEMM gets the other 22 MiB.
     mk = lambda i, cls, flops, b: KernelCall("toy", 0, "conv2d", "", "conv2d", "w", i, f"k{i}",
-                                             cls, flops, b, 0.0, 0)
+                                             cls, flops, b, 0.0, 0, "conv3x3", f"toy/{i}")
     plan = [mk(0, "winograd_transform", 1e6, 30 * MiB), mk(1, "gemm", 2.0 * 1024**3, 100 * MiB)]
     graph = SimpleNamespace(ops=[SimpleNamespace(index=0, bytes_read=15 * MiB,
                                                  bytes_written=5 * MiB)])

@@ -55,7 +55,7 @@ def test_model_folder_errors_name_the_path(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sd14_random_weights_two_steps_write_512_png(tmp_path):
-    """The issue's smoke run: the full sd14 preset, every op, 3 UNet calls at batch 2 + VAE decode."""
+    """Smoke run: the full sd14 preset, every op, 3 UNet calls at batch 2 + VAE decode."""
     out = tmp_path / "x.png"
     assert main(["generate", "--random-weights", "--steps", "2", "--no-progress", "--out", str(out)]) == 0
     img = Image.open(out)

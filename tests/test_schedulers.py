@@ -135,7 +135,10 @@ def test_matches_diffusers_step_by_step(name, n, config):
     ref_ts = ref.timesteps.numpy()
     assert ours.timesteps.dtype == ref_ts.dtype
     np.testing.assert_array_equal(ours.timesteps, ref_ts)
-    assert np.float32(ours.init_noise_sigma) == np.float32(ref.init_noise_sigma)
+    # within one float32 ulp: diffusers 0.42 forms the 1-step Euler sigma table by another
+    # float32 interpolation order than earlier releases
+    np.testing.assert_array_max_ulp(np.float32(ours.init_noise_sigma),
+                                    np.float32(ref.init_noise_sigma), maxulp=1)
     rng = np.random.default_rng(n)
     x = (rng.standard_normal((1, 4, 8, 8)) * float(ref.init_noise_sigma)).astype(np.float32)
     x_ref = torch.from_numpy(x.copy())

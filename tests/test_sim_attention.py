@@ -102,7 +102,7 @@ def test_kernels_round_where_the_simulation_rounds(variant):
     """fp16 kernels and their simulations differ only by float32 summation order, so each flash
     and partial-softmax output agrees to within one fp16 ulp; naive stores S and P, where a
     score that rounds the other way moves whole rows, so it gets 2 u16 of max|out|."""
-    from sdsim.cl.attention import attention_host
+    from sdsim.kernels.attention import attention_host
     from sdsim.cl.runtime import Runtime
 
     rt = Runtime()

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdsim.sim.winograd import conv3x3, matrices, matrices_exact
+from sdsim.kernels.winograd_transforms import matrices, matrices_exact
+from sdsim.sim.winograd import conv3x3
 
 # Published matrices (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks").
 LAVIN = {

@@ -51,23 +51,29 @@ _SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))
 
 # --- Numba kernels: float32 in, float32 out, parallel over rows ---------------------------------
 
+@numba.njit(cache=True)
+def _row_mean_var(x2, r):
+    """Mean and (biased) variance of row r of a (rows, n) float32 array, two-pass in float64."""
+    n = x2.shape[1]
+    s = 0.0
+    for j in range(n):
+        s += x2[r, j]
+    m = s / n
+    v = 0.0
+    for j in range(n):
+        d = x2[r, j] - m
+        v += d * d
+    return m, v / n
+
+
 @numba.njit(parallel=True, cache=True)
 def _group_stats(x3):
-    """Mean and (biased) variance of each row of a (rows, n) float32 array, two-pass in float64."""
-    rows, n = x3.shape
+    """Mean and (biased) variance of each row of a (rows, n) float32 array."""
+    rows = x3.shape[0]
     mean = np.empty(rows, np.float64)
     var = np.empty(rows, np.float64)
     for r in numba.prange(rows):
-        s = 0.0
-        for j in range(n):
-            s += x3[r, j]
-        m = s / n
-        v = 0.0
-        for j in range(n):
-            d = x3[r, j] - m
-            v += d * d
-        mean[r] = m
-        var[r] = v / n
+        mean[r], var[r] = _row_mean_var(x3, r)
     return mean, var
 
 
@@ -93,15 +99,8 @@ def _group_norm_apply(x4, mean, rstd, weight, bias, groups, silu, out):
 def _layer_norm_rows(x2, weight, bias, eps, out):
     rows, n = x2.shape
     for r in numba.prange(rows):
-        s = 0.0
-        for j in range(n):
-            s += x2[r, j]
-        m = s / n
-        v = 0.0
-        for j in range(n):
-            d = x2[r, j] - m
-            v += d * d
-        rstd = 1.0 / math.sqrt(v / n + eps)
+        m, var = _row_mean_var(x2, r)
+        rstd = 1.0 / math.sqrt(var + eps)
         for j in range(n):
             out[r, j] = np.float32((x2[r, j] - m) * rstd) * weight[j] + bias[j]
 
@@ -203,13 +202,7 @@ class NumpyBackend(Backend):
             return param
         arr = self._cache.get(param.name)
         if arr is None:
-            try:
-                arr = self.params[param.name]
-            except KeyError:
-                raise SdsimError(f"no weight for parameter {param.name!r}") from None
-            if tuple(arr.shape) != param.shape:
-                raise SdsimError(f"weight {param.name!r} has shape {tuple(arr.shape)}, "
-                                 f"the model expects {param.shape}")
+            arr = self.weight(self.params, param)
             if arr.dtype != self.store_dtype:
                 arr = arr.astype(self.store_dtype)
                 self._cache[param.name] = arr
@@ -330,7 +323,7 @@ class NumpyBackend(Backend):
 
     def timestep_embedding(self, t, dim, flip_sin_to_cos, shift):
         """Kept in float32 in both precisions, as the trace backend records it."""
-        return timestep_embedding_f32(t, dim, flip_sin_to_cos, shift)
+        return sinusoidal_embedding(t, dim, flip_sin_to_cos, shift)
 
 
 def _f32(a):
@@ -429,16 +422,17 @@ def attention_f32(q, k, v, heads, causal=False):
     return out.reshape(bsz, nq, c)
 
 
-def timestep_embedding_f32(t, dim, flip_sin_to_cos, shift, max_period=10000):
-    """Sinusoidal timestep embedding, as diffusers' get_timestep_embedding (scale 1)."""
-    t = np.asarray(t, dtype=np.float32).reshape(-1)
+def sinusoidal_embedding(t, dim, flip_sin_to_cos, shift, dtype=np.float32, max_period=10000):
+    """Sinusoidal timestep embedding, as diffusers' get_timestep_embedding (scale 1), computed
+    in `dtype` (float32 as the model runs it; float64 as the kernels' reference)."""
+    t = np.asarray(t, dtype=dtype).reshape(-1)
     half = dim // 2
-    exponent = -math.log(max_period) * np.arange(half, dtype=np.float32)
-    freqs = np.exp(exponent / np.float32(half - shift)).astype(np.float32)
+    exponent = -math.log(max_period) * np.arange(half, dtype=dtype)
+    freqs = np.exp(exponent / dtype(half - shift)).astype(dtype)
     args = t[:, None] * freqs[None, :]
     emb = np.concatenate([np.sin(args), np.cos(args)], axis=-1)
     if flip_sin_to_cos:
         emb = np.concatenate([emb[:, half:], emb[:, :half]], axis=-1)
     if dim % 2:
         emb = np.pad(emb, ((0, 0), (0, 1)))
-    return emb.astype(np.float32)
+    return emb.astype(dtype)

@@ -15,7 +15,7 @@ from math import prod
 
 from sdsim.errors import SdsimError
 from sdsim.kernels import BYTES
-from sdsim.model.module import Param
+from sdsim.model import components
 from sdsim.ops import Backend, conv_out_hw, padding4
 
 
@@ -211,56 +211,26 @@ def _broadcast(a, b):
     return tuple(out)
 
 
-COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
-
-
 def trace_component(name: str, model_cfg, resolution: int = 512, batch: int = 2,
                     precision: str = "fp16", seq_len: int | None = None) -> Graph:
     """Trace one component call at `resolution` (pixels) and `batch`.
 
-    The UNet and text encoder run at the classifier-free-guidance batch; the VAE decoder at
-    batch // 2 for the UNet's batch of 2 (one image), i.e. `max(1, batch // 2)`."""
-    from sdsim.model.clip import CLIPTextModel
-    from sdsim.model.unet import UNet2DConditionModel
-    from sdsim.model.vae import AutoencoderKL
-
-    vae_cfg = model_cfg.vae
-    f = vae_cfg.downscale
-    if name in ("unet", "vae_decoder", "vae_encoder"):
-        if resolution <= 0 or resolution % (f * 2 ** (len(model_cfg.unet.block_out_channels) - 1)):
-            need = f * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
+    The UNet and text encoder run at the classifier-free-guidance batch; the VAE at batch // 2
+    for the UNet's batch of 2 (one image), i.e. `max(1, batch // 2)` (sdsim.model.components)."""
+    comp = components.get(name)
+    if comp.spatial:
+        need = model_cfg.vae.downscale * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
+        if resolution <= 0 or resolution % need:
             raise SdsimError(f"resolution {resolution} must be a positive multiple of {need} "
-                             f"(VAE factor {f} x UNet downsampling)")
+                             f"(VAE factor {model_cfg.vae.downscale} x UNet downsampling)")
     if batch <= 0:
         raise SdsimError(f"batch must be at least 1, got {batch}")
     F = TraceBackend(precision)
-    n_tok = seq_len or model_cfg.text_encoder.max_position_embeddings
-    if name == "text_encoder":
-        model = CLIPTextModel(model_cfg.text_encoder)
-        inputs = [F.tensor((batch, n_tok), "int32")]
-        params = list(model.named_params())
-        out = model(F, *inputs)
-    elif name == "unet":
-        model = UNet2DConditionModel(model_cfg.unet)
-        lat = resolution // f
-        inputs = [F.tensor((batch, model_cfg.unet.in_channels, lat, lat)), F.tensor((batch,), "fp32"),
-                  F.tensor((batch, n_tok, model_cfg.unet.cross_attention_dim))]
-        params = list(model.named_params())
-        out = model(F, *inputs)
-    elif name == "vae_decoder":
-        model = AutoencoderKL(vae_cfg)
-        lat = resolution // f
-        inputs = [F.tensor((max(1, batch // 2), vae_cfg.latent_channels, lat, lat))]
-        params = list(model.decoder_params())
-        out = model.decode(F, *inputs)
-    elif name == "vae_encoder":
-        model = AutoencoderKL(vae_cfg)
-        inputs = [F.tensor((max(1, batch // 2), vae_cfg.in_channels, resolution, resolution))]
-        params = [(n, p) for n, p in model.named_params() if n.startswith(("encoder.", "quant_conv."))]
-        out = model.encode(F, *inputs)
-    else:
-        raise SdsimError(f"unknown component '{name}'; known: {', '.join(COMPONENTS)}")
-    nparams = sum(p.numel for _, p in params)
+    inputs = [F.tensor(spec.shape, spec.dtype)
+              for spec in comp.inputs(model_cfg, resolution, batch, seq_len)]
+    model, fn = comp.build(model_cfg)
+    out = fn(F, *inputs)
+    nparams = sum(p.numel for _, p in comp.params(model))
     return Graph(name=name, ops=F.ops, inputs=inputs, outputs=[out], tensors=F.tensors,
                  params=nparams, param_bytes=nparams * F.itemsize)
 
@@ -268,4 +238,4 @@ def trace_component(name: str, model_cfg, resolution: int = 512, batch: int = 2,
 def trace_pipeline(model_cfg, resolution: int = 512, batch: int = 2, precision: str = "fp16") -> dict:
     """Text encoder, UNet (one call) and VAE decoder of a text-to-image run."""
     return {name: trace_component(name, model_cfg, resolution, batch, precision)
-            for name in ("text_encoder", "unet", "vae_decoder")}
+            for name in components.TEXT_TO_IMAGE}

@@ -45,7 +45,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     """Measure `rt`'s device; `quick` uses the small mix and buffers (CPU devices, tests)."""
     from tqdm import tqdm
 
-    mix = classes.MIXES["quick" if quick else "full"]
+    mix = classes.mix("quick" if quick else "full")
     bar = tqdm(total=4 + len(mix), desc=f"calibrate {rt.device.name.strip()}", unit="step",
                file=sys.stderr, disable=None)
 
@@ -60,9 +60,9 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=command, device_info=device_info(rt), micro=micro)
     peak, bw = micro["rates"][precision], micro["bandwidth"]
-    for family, variant, shape in mix:
-        step(f"{family}/{variant}")
-        cal.samples += classes.measure_case(rt, family, variant, shape, precision, peak, bw,
+    for record, shape in mix:
+        step(record.key)
+        cal.samples += classes.measure_case(rt, record, shape, precision, peak, bw,
                                             repeat=repeat)
     bar.close()
     cal.classes = classes.efficiencies(cal.samples, cal.launch_s)

@@ -1,3 +1,3 @@
-"""OpenCL execution: the runtime (runtime.py), one module per kernel family (conv, gemm, norm,
-gelu, attention, elementwise) exposing device-buffer functions plus `bench_cases(quick)`, and the
-bench harness (bench.py) that times and checks every variant."""
+"""OpenCL execution: the runtime (runtime.py: device, program cache, launches, buffers) and the
+bench harness (bench.py) that runs every kernel variant record of sdsim/kernels through its own
+launcher and checks it against the record's reference."""

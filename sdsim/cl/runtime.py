@@ -43,7 +43,7 @@ except ImportError as e:  # pragma: no cover - depends on the install
                      "pocl-binary-distribution'") from None
 
 PRECISIONS = ("fp32", "fp16")
-DTYPES = {"fp32": np.float32, "fp16": np.float16}
+DTYPES = {"fp32": np.float32, "fp16": np.float16, "int32": np.int32}
 #: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
 SIMULATORS = ("Oclgrind",)
 

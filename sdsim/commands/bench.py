@@ -9,9 +9,10 @@ from sdsim.output import FORMATS, render_rows
 
 HELP = "run and time every OpenCL kernel variant, checked against the NumPy reference"
 DESCRIPTION = (
-    "Runs each kernel variant of each family (conv2d, linear, matmul, group_norm, gelu, attention, "
-    "elementwise ...) on an OpenCL device at SD1.4 shapes (or small shapes with --quick), checks "
-    "the result against a float64 NumPy reference, and prints the median time of the timed "
+    "Runs each kernel variant record (sdsim/kernels: conv2d, linear, group_norm, layer_norm, "
+    "gelu, attention, elementwise) on an OpenCL device at its bench shapes, SD1.4's (or small "
+    "shapes with --quick), through the launcher the OpenCL backend uses, checks the result "
+    "against the record's float64 NumPy reference, and prints the median time of the timed "
     "dispatches (OpenCL events), GFLOP/s and GB/s from the variant's cost formulas, and the max "
     "abs error. Exits 1 if any result is outside its tolerance."
 )
@@ -22,7 +23,8 @@ def add_arguments(p):
     p.add_argument("--device", help="OpenCL device index or name substring (default: first)")
     p.add_argument("--quick", action="store_true", help="small shapes (seconds on a CPU)")
     p.add_argument("--family", nargs="+", metavar="F",
-                   help="only these families (e.g. conv2d linear attention) or modules (conv)")
+                   help="only these families (e.g. conv2d linear attention) or variants "
+                        "(conv2d/winograd_f4)")
     p.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both",
                    help="storage precision of the runs")
     p.add_argument("--format", choices=FORMATS, default="table")
@@ -39,7 +41,7 @@ def run(args) -> int:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     rt = Runtime(args.platform, args.device)
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
-    cases = all_cases(args.quick, args.family, precisions)
+    cases = all_cases("quick" if args.quick else "full", args.family, precisions)
     if not cases:
         raise SdsimError(f"no bench cases for --family {' '.join(args.family or [])}")
     rows = []

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from sdsim.errors import SdsimError
+from sdsim.model.components import OPENCL
 from sdsim.output import dumps, render_rows
 from sdsim.paths import REPORTS_DIR
 
@@ -27,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--device", required=True, help="profile name or path to a YAML profile")
     p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
     p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
-    p.add_argument("--component", choices=("unet", "vae_decoder", "text_encoder"), default="unet")
+    p.add_argument("--component", choices=OPENCL, default="unet")
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
@@ -72,12 +73,11 @@ def run(args) -> int:
     cfg = load_model_config(args.model)
     rt = Runtime(args.platform, args.cl_device)
     runs = []
-    graph = weights = None
+    weights = None
     for text, opt in opts:
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                                  args.batch, weights=weights, seed=args.seed)
         weights = runner.weights
-        graph = runner.graph
         for _ in range(args.warmup):
             runner.run()
         res = runner.run()
@@ -89,7 +89,7 @@ def run(args) -> int:
         del runner
     effect = []
     if len(runs) >= 2:
-        effect = compare.optimization_effect(graph, runs[1]["rows"], runs[0]["rows"],
+        effect = compare.optimization_effect(runs[1]["rows"], runs[0]["rows"],
                                              runs[1]["options"], runs[0]["options"])
     name = args.name or profile.name
     path = None

@@ -24,8 +24,7 @@ from sdsim.cost.traffic import TRAFFIC, apply, cap_to_compulsory  # noqa: F401 (
 from sdsim.kernels import BYTES
 from sdsim.lower.options import Options
 from sdsim.lower.plan import KernelCall, lower_graph
-
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+from sdsim.model import components
 
 
 @dataclass
@@ -139,7 +138,9 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
             graphs: dict | None = None, traffic: str = DEFAULT_TRAFFIC) -> Prediction:
     """Latency, traffic and memory of a text-to-image run on `profile` (graphs: reuse a trace)."""
     graphs = graphs or trace(model, resolution, precision)
-    calls = {"text_encoder": 1, "unet": unet_calls(scheduler, steps), "vae_decoder": 1}
-    comps = [predict_component(graphs[n], calls[n], profile, opt, precision, traffic)
-             for n in COMPONENTS]
+    loop_calls = unet_calls(scheduler, steps)
+    calls = {n: loop_calls if components.COMPONENTS[n].in_loop else 1
+             for n in components.TEXT_TO_IMAGE}
+    comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
+             for n, k in calls.items()]
     return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic)

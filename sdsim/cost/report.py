@@ -33,16 +33,19 @@ def component_rows(p: Prediction) -> list[dict]:
 
 
 def op_rows(p: Prediction) -> list[dict]:
-    """One row per op of one component call (its dispatches summed)."""
+    """One row per op of one component call (its dispatches summed), named by the op's module
+    scope (the checkpoint's names); the op index is kept last, as a tiebreak."""
     acc = {}
     for c in p.components:
         for k in c.kernels:
             key = (c.name, k.call.op_index)
             r = acc.get(key)
             if r is None:
-                r = acc[key] = {"component": c.name, "op": k.call.op_index, "kind": k.call.op_kind,
-                                "scope": k.call.scope, "variant": f"{k.call.family}/{k.call.variant}",
-                                "dispatches": 0, "latency_us": 0.0, "MFLOPs": 0.0, "DRAM_MB": 0.0}
+                r = acc[key] = {"component": c.name, "scope": k.call.scope,
+                                "kind": k.call.op_kind,
+                                "variant": f"{k.call.family}/{k.call.variant}",
+                                "dispatches": 0, "latency_us": 0.0, "MFLOPs": 0.0, "DRAM_MB": 0.0,
+                                "op": k.call.op_index}
             r["dispatches"] += 1
             r["latency_us"] += k.time.total_s * 1e6
             r["MFLOPs"] += k.call.flops / 1e6

@@ -29,10 +29,15 @@ class KernelTime:
     bound: str         # "compute" | "memory"
 
 
+def roofline(k, peak_flops: float, bandwidth: float) -> tuple[float, float]:
+    """(compute seconds, memory seconds) of a dispatch (anything with `flops` and `dram_bytes`)
+    at a peak arithmetic rate and a DRAM bandwidth: the one roofline sdsim computes."""
+    return k.flops / peak_flops, k.dram_bytes / bandwidth
+
+
 def kernel_time(k: KernelCost, profile: Profile, precision: str) -> KernelTime:
     """Predicted latency of one dispatch on `profile` at `precision` ("fp16" | "fp32")."""
-    tc = k.flops / profile.peak_flops[precision]
-    tm = k.dram_bytes / profile.dram_bandwidth
+    tc, tm = roofline(k, profile.peak_flops[precision], profile.dram_bandwidth)
     eff = profile.efficiency[k.kernel_class]
     return KernelTime(tc, tm, max(tc, tm) / eff + profile.launch_overhead,
                       "compute" if tc >= tm else "memory")

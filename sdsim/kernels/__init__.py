@@ -1,21 +1,24 @@
-"""What each kernel variant costs: the one place that owns FLOP, DRAM-byte and workspace formulas.
+"""Kernel variants: one record per way of running an op, holding everything known about it.
 
 A *variant* is one way to run a model op (e.g. conv2d by Winograd F(4x4,3x3)); it is made of one or
-more *dispatches* (kernel launches), each with its own `KernelCost`. The cost model (sdsim/cost),
-the lowering (sdsim/lower) and `sdsim bench` all read these numbers; nobody re-derives them.
-
-Family modules (conv, gemm, norm, gelu, attention, elementwise) register their variants with
-`@variant(family, name)`; a registered function takes the op's shape arguments plus
-`precision` ("fp32" | "fp16": bytes per stored element 4 or 2) and returns a list of KernelCost.
-These modules are pure Python: importing them must not need pyopencl.
+more *dispatches* (kernel launches), each with its own `KernelCost`. Each family module
+(conv, gemm, norm, gelu, attention, elementwise) holds, for each of its variants, one `Variant`
+record: its cost formula, its OpenCL launcher, its operands and weight preparation, its float64
+reference and tolerance, its bench and calibration shapes, and the `--opt` switch value that
+selects it. The lowering (sdsim/lower), the OpenCL backend, `sdsim bench`, calibration and
+validation all read these records; nobody else types a variant's name, a tile size or a FLOP
+formula. Importing the family modules needs no pyopencl (launchers take a runtime object).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
 from typing import Callable
 
-BYTES = {"fp32": 4, "fp16": 2}
+from sdsim.precision import BYTES  # noqa: F401  (re-exported: bytes per stored element)
 
 #: efficiency classes a device profile gives a factor for (see device_profiles/README.md)
 KERNEL_CLASSES = ("gemm", "conv", "winograd_transform", "reduction", "elementwise", "attention")
@@ -39,51 +42,122 @@ class KernelCost:
         return self.bytes_read + self.bytes_written
 
 
-_REGISTRY: dict[tuple[str, str], Callable[..., list[KernelCost]]] = {}
+@dataclass(frozen=True)
+class Variant:
+    """Everything about one kernel variant of an op family.
+
+    - cost(**shape, precision) -> [KernelCost], one per dispatch, in launch order;
+    - launch(rt, shape, ins, params, out, precision) -> [events], the same dispatches enqueued on
+      device buffers (`ins` activation buffers in op argument order, `params` weights by role);
+    - operands(shape) -> (element counts of ins, {role: element count of weights}, output count);
+    - prepare(rt, shape, params, precision) -> params: load-time weight transform, done once;
+    - make_inputs(shape, rng) -> {"ins": [host arrays], "params": {role: host array}} for bench;
+    - reference(shape, inputs, precision) -> float64 array: independent NumPy math on the inputs
+      as the device stores them; `tolerance[precision]` = (atol, rel to max|ref|);
+    - bench[quick|full] and calibrate[quick|full]: shapes (op attrs) it is benched and calibrated on;
+    - option: (switch, value) of `--opt` that selects it, or None when no switch governs it.
+    """
+
+    family: str
+    name: str
+    cost: Callable[..., list[KernelCost]]
+    launch: Callable
+    operands: Callable
+    make_inputs: Callable
+    reference: Callable
+    tolerance: dict
+    bench: dict = field(default_factory=dict)
+    calibrate: dict = field(default_factory=dict)
+    option: tuple[str, str] | None = None
+    prepare: Callable | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.name}"
+
+    def costs(self, precision: str, **shape) -> list[KernelCost]:
+        """The dispatches at `shape` (op attrs; keys the formula does not take are ignored)."""
+        return self.cost(**_accepted(self.cost, dict(shape, precision=precision)))
 
 
-def variant(family: str, name: str):
-    """Register the cost function of one variant of an op family."""
-
-    def deco(fn):
-        _REGISTRY[(family, name)] = fn
-        return fn
-
-    return deco
+def _accepted(fn, kwargs: dict) -> dict:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
-def lookup(family: str, name: str) -> Callable[..., list[KernelCost]]:
-    """The cost function of `family`/`name` (KeyError listing the known names if absent)."""
+_REGISTRY: dict[tuple[str, str], Variant] = {}
+
+
+def register(*records: Variant) -> None:
+    """Add records to the registry (each family module calls this once at import)."""
+    for r in records:
+        if (r.family, r.name) in _REGISTRY:
+            raise ValueError(f"kernel variant {r.key} registered twice")
+        _REGISTRY[(r.family, r.name)] = r
+
+
+def get(family: str, name: str) -> Variant:
+    """The record of `family`/`name` (KeyError listing the known names if absent)."""
     _load_families()
     try:
         return _REGISTRY[(family, name)]
     except KeyError:
         known = sorted(n for f, n in _REGISTRY if f == family)
-        raise KeyError(f"no kernel variant {family}/{name}; known for {family}: {known}") from None
+        raise KeyError(f"no kernel variant {family}/{name}; known for {family}: "
+                       f"{', '.join(known) or 'none'}") from None
 
 
-def costs(family: str, name: str, **shape) -> list[KernelCost]:
+def records(family: str | None = None) -> list[Variant]:
+    """Every record (of one family if given), sorted by family and name."""
+    _load_families()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY) if family is None or k[0] == family]
+
+
+def costs(family: str, name: str, precision: str = "fp32", **shape) -> list[KernelCost]:
     """The dispatches of `family`/`name` at the given shape, with their costs."""
-    return lookup(family, name)(**shape)
+    return get(family, name).costs(precision, **shape)
 
 
 def variants(family: str | None = None) -> list[tuple[str, str]]:
     """Registered (family, name) pairs."""
-    _load_families()
-    return sorted(k for k in _REGISTRY if family is None or k[0] == family)
+    return [(r.family, r.name) for r in records(family)]
+
+
+def options() -> dict[str, list[tuple[str, Variant]]]:
+    """{switch: [(value, record), ...]}: the `--opt` choices each record declares."""
+    out: dict[str, list[tuple[str, Variant]]] = {}
+    for r in records():
+        if r.option:
+            out.setdefault(r.option[0], []).append((r.option[1], r))
+    return out
+
+
+def chosen(family: str, switch: str, value: str) -> Variant:
+    """The record of `family` that `switch=value` selects."""
+    for r in records(family):
+        if r.option == (switch, value):
+            return r
+    raise KeyError(f"no {family} variant is selected by {switch}={value}")
+
+
+def default(family: str) -> Variant:
+    """The one record of `family` that no switch selects (how the family runs by default)."""
+    found = [r for r in records(family) if r.option is None]
+    if len(found) != 1:
+        raise KeyError(f"{family} has {len(found)} records no switch selects; expected one")
+    return found[0]
 
 
 _loaded = False
 
 
 def _load_families():
-    """Import every family module once (each registers its variants on import)."""
+    """Import every family module once (each registers its records on import)."""
     global _loaded
     if _loaded:
         return
-    import importlib
-    import pkgutil
-
+    _loaded = True
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
-    _loaded = True

@@ -1,5 +1,5 @@
-"""Costs of scaled dot-product attention (family "attention"), as the kernels of
-opencl/attention.cl tile it.
+"""Scaled dot-product attention (family "attention"): the kernels of opencl/attention.cl, their
+costs as those kernels tile the work, launchers and records.
 
 kwargs: batch, heads, nq, nk, head_dim, causal (bool), precision. Inputs are (B, N, heads*head_dim)
 tensors read in place (no head transposes). Scores and probabilities are stored in the storage
@@ -15,9 +15,14 @@ precision; per-row statistics (max, sum of exponentials) are fp32.
 
 from __future__ import annotations
 
+import math
 from math import ceil
 
-from sdsim.kernels import BYTES, KernelCost, variant
+import numpy as np
+
+from sdsim.errors import SdsimError
+from sdsim.kernels import KernelCost, Variant, register
+from sdsim.precision import BYTES, stored
 
 #: output tile edge of the QK^T and P·V kernels (local size TILE x TILE)
 TILE = 16
@@ -44,11 +49,15 @@ def _pv(bh, nq, nk, d, b, name, extra_read=0, extra_flops=0):
     return KernelCost(name, "gemm", flops, read, bh * nq * d * b)
 
 
-@variant("attention", "naive")
-def naive(batch, heads, nq, nk, head_dim, precision, causal=False):
-    b, bh, d = BYTES[precision], batch * heads, head_dim
-    s = bh * nq * nk
-    rows = bh * nq * STAT
+def _sizes(batch, heads, nq, nk, precision):
+    """(bytes per element, batch*heads, score elements, bytes of one fp32 row statistic)."""
+    b, bh = BYTES[precision], batch * heads
+    return b, bh, bh * nq * nk, bh * nq * STAT
+
+
+def naive_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
+    b, bh, s, rows = _sizes(batch, heads, nq, nk, precision)
+    d = head_dim
     return [
         _qk(bh, nq, nk, d, b),
         KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows),
@@ -58,11 +67,9 @@ def naive(batch, heads, nq, nk, head_dim, precision, causal=False):
     ]
 
 
-@variant("attention", "partial_softmax")
-def partial_softmax(batch, heads, nq, nk, head_dim, precision, causal=False):
-    b, bh, d = BYTES[precision], batch * heads, head_dim
-    s = bh * nq * nk
-    rows = bh * nq * STAT
+def partial_softmax_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
+    b, bh, s, rows = _sizes(batch, heads, nq, nk, precision)
+    d = head_dim
     # P·V re-derives each probability once per d-tile of the output it feeds
     return [
         _qk(bh, nq, nk, d, b),
@@ -85,8 +92,7 @@ def flash_visits(nq, nk, causal):
     return keys, pairs
 
 
-@variant("attention", "flash")
-def flash(batch, heads, nq, nk, head_dim, precision, causal=False):
+def flash_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     b, bh, d = BYTES[precision], batch * heads, head_dim
     keys, pairs = flash_visits(nq, nk, causal)
     # per score: dot (2d) + scale + online softmax (max, subtract, exp, add) + P·V (2d);
@@ -94,3 +100,154 @@ def flash(batch, heads, nq, nk, head_dim, precision, causal=False):
     flops = bh * pairs * (4 * d + 5 + d / FLASH_BQ)
     read = bh * b * (nq * d + 2 * keys * d)
     return [KernelCost("attn_flash", "attention", flops, read, bh * nq * d * b)]
+
+
+# --- device ---------------------------------------------------------------------------------------
+#: local memory the flash kernel may use for its K/V tiles (fits every GPU's 32 KiB minimum)
+FLASH_LOCAL_BUDGET = 32 * 1024
+SOFTMAX_WG = 64
+
+
+def flash_key_tile(head_dim: int, local_mem: int) -> int:
+    """Key rows per local-memory tile of the flash kernel: K and V tiles of BK x head_dim floats."""
+    budget = min(local_mem, FLASH_LOCAL_BUDGET)
+    return max(1, min(32, budget // (8 * head_dim)))
+
+
+def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, variant="flash",
+              precision="fp32", out=None, wait_for=None):
+    """softmax(q k^T / sqrt(head_dim)) v per head on device buffers; returns (out_buf, events)."""
+    if variant not in ("naive", "partial_softmax", "flash"):
+        raise SdsimError(f"attention: unknown variant '{variant}'; expected naive, "
+                         "partial_softmax or flash")
+    if causal and nq > nk:
+        raise SdsimError(f"attention: causal mask needs nq <= nk, got nq={nq}, nk={nk}")
+    d, bh = head_dim, batch * heads
+    scale = np.float32(1.0 / math.sqrt(d))
+    i32 = np.int32
+    if out is None:
+        out = rt.alloc(batch * nq * heads * d, precision, "attention output")
+    if variant == "flash":
+        bq, bk = FLASH_BQ, flash_key_tile(d, rt.local_mem)
+        kern = rt.kernel("attention", "attn_flash", precision, {"D": d, "BQ": bq, "BK": bk})
+        ev = rt.launch(kern, (math.ceil(nq / bq) * bq, bh), (bq, 1), q, k, v, out, i32(nq),
+                       i32(nk), i32(heads), scale, i32(causal), wait_for=wait_for)
+        return out, [ev]
+    t = TILE
+    s = rt.alloc(bh * nq * nk, precision, f"attention scores ({bh}x{nq}x{nk})")
+    mx = rt.alloc(bh * nq, "fp32", "row max")
+    sm = rt.alloc(bh * nq, "fp32", "row sum")
+    wg = SOFTMAX_WG
+    while wg > rt.max_wg:     # a power of two the device allows (tree reductions need one)
+        wg //= 2
+    defs = {"TILE": t, "WG": wg}
+    qk = rt.kernel("attention", "attn_qk", precision, defs)
+    events = [rt.launch(qk, (nk, nq, bh), (t, t, 1), q, k, s, i32(nq), i32(nk), i32(heads),
+                        i32(d), scale, i32(causal), wait_for=wait_for)]
+    rows = bh * nq
+    red = (rows * wg,)
+    if variant == "naive":
+        k1 = rt.kernel("attention", "softmax_max", precision, defs)
+        events.append(rt.launch(k1, red, (wg,), s, mx, i32(nk), wait_for=events[-1:]))
+        k2 = rt.kernel("attention", "softmax_sum", precision, defs)
+        events.append(rt.launch(k2, red, (wg,), s, mx, sm, i32(nk),
+                                wait_for=events[-1:]))
+        k3 = rt.kernel("attention", "softmax_normalize", precision, defs)
+        events.append(rt.launch(k3, (nk, rows), rt.local_size(k3, (64, 1)), s, mx, sm, i32(nk),
+                                i32(rows), wait_for=events[-1:]))
+        pv = rt.kernel("attention", "attn_pv", precision, defs)
+    else:
+        k1 = rt.kernel("attention", "softmax_stats", precision, defs)
+        events.append(rt.launch(k1, red, (wg,), s, mx, sm, i32(nk),
+                                wait_for=events[-1:]))
+        pv = rt.kernel("attention", "attn_pv", precision, dict(defs, SOFTMAX_IN_PV=1))
+    events.append(rt.launch(pv, (d, nq, bh), (t, t, 1), s, v, mx, sm, out, i32(nq), i32(nk),
+                            i32(heads), i32(d), wait_for=events[-1:]))
+    return out, events
+
+
+def attention_host(rt, q, k, v, heads, *, causal=False, variant="flash", precision="fp32"):
+    """Host-array wrapper: q (B, Nq, C), k and v (B, Nk, C); returns (float32 out, events)."""
+    batch, nq, c = q.shape
+    nk = k.shape[1]
+    if c % heads:
+        raise SdsimError(f"attention: {c} channels do not split into {heads} heads")
+    bufs = [rt.to_device(a, precision, n) for a, n in ((q, "q"), (k, "k"), (v, "v"))]
+    out, events = attention(rt, *bufs, batch, nq, nk, heads, c // heads, causal=causal,
+                            variant=variant, precision=precision)
+    return rt.from_device(out, (batch, nq, c), precision, wait_for=events), events
+
+
+def reference(q, k, v, heads, causal=False):
+    """float64 NumPy attention with max-subtracted softmax: the independent reference."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    b, nq, c = q.shape
+    nk, d = k.shape[1], c // heads
+    qh = q.reshape(b, nq, heads, d).transpose(0, 2, 1, 3)
+    kh = k.reshape(b, nk, heads, d).transpose(0, 2, 1, 3)
+    vh = v.reshape(b, nk, heads, d).transpose(0, 2, 1, 3)
+    s = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(d)
+    if causal:
+        s = np.where(np.tril(np.ones((nq, nk), bool)), s, -np.inf)
+    s = s - s.max(-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(-1, keepdims=True)
+    return (p @ vh).transpose(0, 2, 1, 3).reshape(b, nq, c)
+
+
+
+# --- the records -------------------------------------------------------------------------------
+#: fp32: sums of up to 4096 products in float32, relative error ~1e-6 · sqrt(n); 1e-4 of the
+#: output scale leaves margin. fp16: inputs and output rounded to half (2^-11 relative each),
+#: and for naive the probabilities too; 2e-2 of max|ref| covers the worst case seen.
+TOLERANCE = {"fp32": (1e-5, 1e-4), "fp16": (1e-3, 2e-2)}
+
+
+
+
+def _shape(batch, heads, nq, nk, head_dim, causal=False):
+    return dict(batch=batch, heads=heads, nq=nq, nk=nk, head_dim=head_dim, causal=causal)
+
+
+def _record(name, cost):
+    def launch(rt, a, ins, p, out, precision):
+        return attention(rt, *ins[:3], a["batch"], a["nq"], a["nk"], a["heads"], a["head_dim"],
+                         causal=bool(a.get("causal")), variant=name, precision=precision,
+                         out=out)[1]
+
+    def operands(a):
+        c = a["heads"] * a["head_dim"]
+        q, kv = a["batch"] * a["nq"] * c, a["batch"] * a["nk"] * c
+        return [q, kv, kv], {}, q
+
+    def make_inputs(a, rng):
+        c = a["heads"] * a["head_dim"]
+        return {"ins": [rng.standard_normal((a["batch"], n, c), np.float32)
+                        for n in (a["nq"], a["nk"], a["nk"])], "params": {}}
+
+    def ref(a, i, precision):
+        return reference(*(stored(x, precision) for x in i["ins"]), a["heads"],
+                         bool(a.get("causal")))
+
+    # bench: SD1.4 (batch 2 for classifier-free guidance; 8 heads): self-attention at 64x64
+    # (d=40), cross-attention to 77 tokens, 32x32 (d=80), 16x16 (d=160), the CLIP causal
+    # self-attention (12 heads of 64, 77 tokens) and the VAE mid-block (1 head of 512, 64x64);
+    # --quick keeps the head dims at small sizes. Calibration: shapes off SD1.4's.
+    return Variant(
+        "attention", name, cost, launch, operands, make_inputs, ref, TOLERANCE,
+        {"tiny": [_shape(1, 2, 5, 7, 8), _shape(1, 1, 6, 6, 16, True)],
+         "quick": [_shape(1, 2, 64, 64, 40), _shape(1, 2, 64, 77, 80), _shape(1, 1, 32, 32, 160),
+                   _shape(1, 2, 77, 77, 64, True)],
+         "full": [_shape(2, 8, 4096, 4096, 40), _shape(2, 8, 4096, 77, 40),
+                  _shape(2, 8, 1024, 1024, 80), _shape(2, 8, 256, 256, 160),
+                  _shape(1, 12, 77, 77, 64, True), _shape(1, 1, 4096, 4096, 512)]},
+        {"quick": [_shape(2, 4, 100, 100, 40), _shape(2, 4, 100, 60, 40),
+                   _shape(2, 4, 36, 36, 96)],
+         "full": [_shape(2, 6, 3000, 3000, 40), _shape(2, 6, 3000, 60, 40),
+                  _shape(2, 4, 900, 900, 96), _shape(2, 8, 800, 800, 64)]},
+        ("attention", name))
+
+
+RECORDS = (_record("naive", naive_cost), _record("partial_softmax", partial_softmax_cost),
+           _record("flash", flash_cost))
+register(*RECORDS)

@@ -1,19 +1,21 @@
-"""Costs of the conv2d kernels of opencl/conv.cl (+ the gemm of opencl/gemm.cl they call).
+"""conv2d variants (opencl/conv.cl + the tiled GEMM of opencl/gemm.cl), NCHW at the API.
+
+Variants:
+- direct: one work-item per output pixel and block of COB=16 output channels, work-group 16x16
+  pixels; the input is streamed once per channel block, the block's weights once per work-group
+  (staged through local memory CB input channels at a time). Any k, stride, asymmetric padding.
+- im2col_gemm: an im2col dispatch writes the column matrix (N, C*k*k, Ho*Wo) (workspace), then the
+  tiled GEMM multiplies W (cout x cin*k*k) by it with bias. A 1x1, stride-1, unpadded conv skips
+  im2col (the input already is the column matrix): this is how every 1x1 conv runs.
+- winograd_f{2,4,6} (3x3, stride 1, padding 1): input transform V = B^T d B per (tile, channel)
+  into alpha^2 matrices (alpha = m + 2; V is (alpha^2, C, tiles), workspace), batched GEMM
+  M[xi] = U[xi] @ V[xi] (M is (alpha^2, K, tiles), workspace), output transform
+  Y = A^T M A + bias. The weight transform U = G g G^T ((alpha^2, K, C)) runs once at load time
+  (`prepare`) and is not among the timed dispatches.
 
 Byte-counting rule: an operand is charged once per time the kernel's tiling streams it; window
 gathers that re-read neighbouring elements inside one work-group (conv windows, Winograd tile
 halos) are charged at their unique footprint, as caches serve the overlap.
-
-- direct: one work-item per output pixel and block of COB=16 output channels, work-group 16x16
-  pixels; the input is streamed once per channel block, the block's weights once per work-group
-  (staged through local memory).
-- im2col_gemm: an im2col dispatch writes the column matrix (workspace), then the tiled gemm
-  (sdsim.kernels.gemm) multiplies W (cout x cin*k*k) by it with bias. A 1x1, stride-1, unpadded conv
-  skips im2col (the input already is the column matrix).
-- winograd_f{2,4,6} (3x3, stride 1 only): input transform V = B^T d B per (tile, channel) into
-  alpha^2 matrices (alpha = m + 2; workspace), batched gemm M[xi] = U[xi] @ V[xi] over the alpha^2
-  positions (M is workspace too), output transform Y = A^T M A + bias. FLOPs are those executed by the dense transform
-  loops. The weight transform U = G g G^T is done once at load time and is not in the list.
 """
 
 from __future__ import annotations
@@ -21,21 +23,32 @@ from __future__ import annotations
 from dataclasses import replace
 from math import ceil
 
-from sdsim.kernels import BYTES, KernelCost, variant
-from sdsim.kernels.gemm import gemm_cost
+import numpy as np
+
+from sdsim.errors import SdsimError
+from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import gemm as gemm_mod
+from sdsim.kernels.winograd_transforms import matrices
 from sdsim.ops import conv_out_hw, padding4
+from sdsim.precision import BYTES, stored
 
 #: output channels per work-item of the direct kernel
 COB = 16
 #: input channels whose weights the direct kernel stages in local memory at a time
 CB = 4
-#: work-group edge (pixels) of the direct and transform kernels
+#: work-group edge (pixels) of the direct kernel
 WG = 16
+#: work-group edge (tiles) of the Winograd transform kernels
+WINO_WG = 8
 WINOGRAD_M = {"winograd_f2": 2, "winograd_f4": 4, "winograd_f6": 6}
 
 
-@variant("conv2d", "direct")
-def direct(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
+def _is_pointwise(k, stride, padding) -> bool:
+    return k == 1 and stride == 1 and padding4(padding) == (0, 0, 0, 0)
+
+
+# --- cost ---------------------------------------------------------------------------------------
+def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
     e = BYTES[precision]
     ho, wo = conv_out_hw(h, w, k, stride, padding)
     groups = batch * ceil(cout / COB) * ceil(ho / WG) * ceil(wo / WG)
@@ -45,20 +58,20 @@ def direct(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
                        float(batch * cout * ho * wo * e))]
 
 
-@variant("conv2d", "im2col_gemm")
-def im2col_gemm(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
+def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
     e = BYTES[precision]
     ho, wo = conv_out_hw(h, w, k, stride, padding)
     out = []
-    if not (k == 1 and stride == 1 and padding4(padding) == (0, 0, 0, 0)):
+    if not _is_pointwise(k, stride, padding):
         col = batch * cin * k * k * ho * wo
         out.append(KernelCost("im2col", "elementwise", 0.0, float(batch * cin * h * w * e),
                               float(col * e), workspace=col * e))
-    out.append(gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision, bias=True))
+    out.append(gemm_mod.gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision,
+                                  bias=True))
     return out
 
 
-def winograd(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
+def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
     if k != 3 or stride != 1:
         raise ValueError(f"Winograd F({m}x{m},3x3) needs k=3 and stride 1 (got k={k}, "
                          f"stride={stride})")
@@ -72,7 +85,7 @@ def winograd(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp3
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),
                    workspace=v * e),
-        replace(gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision),
+        replace(gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision),
                 workspace=mm * e),
         KernelCost(f"wino_output_transform_f{m}", "winograd_transform",
                    (2.0 * (m * a * a + m * m * a) + m * m) * cout * p,
@@ -80,14 +93,220 @@ def winograd(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp3
     ]
 
 
-def _register(name, m):
-    @variant("conv2d", name)
+# --- device ------------------------------------------------------------------------------------
+def _consts(rt, m):
+    """Device copies (float32) of the F(m x m, 3x3) matrices AT, G, BT, cached on the runtime."""
+    return rt.constant(("winograd", m), lambda: tuple(
+        rt.to_device(a.astype(np.float32), "fp32", f"winograd F{m}") for a in matrices(m)))
+
+
+def winograd_weights(rt, w, cout, cin, m, precision="fp32"):
+    """U (alpha^2, cout, cin) = G g G^T of 3x3 weights w (cout, cin, 3, 3): (u buffer, [event])."""
+    a = m + 2
+    kern = rt.kernel("conv", "wino_weight", precision, {"ALPHA": a})
+    u = rt.alloc(a * a * cout * cin, precision, f"winograd F{m} weights")
+    g = _consts(rt, m)[1]
+    ev = rt.launch(kern, (cin, cout), rt.local_size(kern, (16, 16)), w, u, g,
+                   np.int32(cout), np.int32(cin))
+    return u, [ev]
+
+
+def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, variant="direct",
+           precision="fp32", u=None, out=None):
+    """y (n, cout, Ho, Wo) = conv(x (n, cin, h, wd), w (cout, cin, k, k)) + b (b may be None) on
+    device buffers: returns (y buffer, events of the timed dispatches). For Winograd pass
+    `u=winograd_weights(...)[0]` to transform the weights once, at load time, as a deployment
+    would (when omitted they are transformed on the fly, outside the returned events)."""
+    pt, pb, pl, pr = padding4(padding)
+    ho, wo = conv_out_hw(h, wd, k, stride, (pt, pb, pl, pr))
+    if ho <= 0 or wo <= 0:
+        raise SdsimError(f"conv2d: {h}x{wd} input too small for k={k}, padding={padding}")
+    y = out if out is not None else rt.alloc(n * cout * ho * wo, precision, "conv output")
+    i32 = np.int32
+    has_bias = i32(b is not None)
+    bias = b if b is not None else gemm_mod.dummy(rt, precision)
+    if variant == "direct":
+        kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB, "CB": CB, "KS": k})
+        ev = rt.launch(kern, (wo, ho, n * -(-cout // COB)), rt.local_size(kern, (WG, WG, 1)),
+                       x, w, bias, y, i32(n), i32(cin), i32(h), i32(wd), i32(cout), i32(ho),
+                       i32(wo), i32(stride), i32(pt), i32(pl), has_bias)
+        return y, [ev]
+    if variant == "im2col_gemm":
+        evs = []
+        rows, npix = cin * k * k, ho * wo
+        if _is_pointwise(k, stride, padding):
+            col = x
+        else:
+            kern = rt.kernel("conv", "im2col", precision)
+            col = rt.alloc(n * rows * npix, precision, "im2col workspace")
+            evs.append(rt.launch(kern, (npix, rows, n), rt.local_size(kern, (64, 4, 1)), x, col,
+                                 i32(n), i32(cin), i32(h), i32(wd), i32(ho), i32(wo), i32(k),
+                                 i32(stride), i32(pt), i32(pl)))
+        evs.append(gemm_mod.gemm(rt, w, col, y, cout, npix, rows, batch=n,
+                                 strides_a=(0, rows, 1), strides_b=(rows * npix, npix, 1),
+                                 strides_c=(cout * npix, npix, 1), bias=b,
+                                 bias_mode=2 if b is not None else 0, precision=precision,
+                                 wait_for=evs or None))
+        return y, evs
+    if variant in WINOGRAD_M:
+        m = WINOGRAD_M[variant]
+        if k != 3 or stride != 1 or (pt, pb, pl, pr) != (1, 1, 1, 1):
+            raise SdsimError(f"conv2d {variant} needs a 3x3 kernel, stride 1 and padding 1 "
+                             f"(got k={k}, stride={stride}, padding={padding})")
+        a = m + 2
+        th, tw = -(-ho // m), -(-wo // m)
+        p = n * th * tw
+        at, _, bt = _consts(rt, m)
+        if u is None:
+            u = winograd_weights(rt, w, cout, cin, m, precision)[0]
+        v = rt.alloc(a * a * cin * p, precision, f"winograd F{m} input tiles")
+        mm = rt.alloc(a * a * cout * p, precision, f"winograd F{m} gemm output")
+        kin = rt.kernel("conv", "wino_input", precision, {"ALPHA": a})
+        wg = (WINO_WG, WINO_WG, 1)
+        e1 = rt.launch(kin, (tw, th, n * cin), rt.local_size(kin, wg), x, v, bt,
+                       i32(n), i32(cin), i32(h), i32(wd), i32(th), i32(tw))
+        e2 = gemm_mod.gemm(rt, u, v, mm, cout, p, cin, batch=a * a,
+                           strides_a=(cout * cin, cin, 1), strides_b=(cin * p, p, 1),
+                           strides_c=(cout * p, p, 1), precision=precision, wait_for=[e1])
+        kout = rt.kernel("conv", "wino_output", precision, {"ALPHA": a})
+        e3 = rt.launch(kout, (tw, th, n * cout), rt.local_size(kout, wg), mm, bias, y,
+                       at, i32(n), i32(cout), i32(ho), i32(wo), i32(th), i32(tw), has_bias,
+                       wait_for=[e2])
+        return y, [e1, e2, e3]
+    raise SdsimError(f"unknown conv2d variant '{variant}'; expected one of "
+                     f"{', '.join(r.name for r in RECORDS)}")
+
+
+def conv2d_host(rt, x, w, b=None, stride=1, padding=1, *, variant="direct", precision="fp32"):
+    """NumPy-array conv2d: returns (y float32 NCHW, events of the timed dispatches)."""
+    n, cin, h, wd = x.shape
+    cout, _, k, _ = w.shape
+    wb = rt.to_device(w, precision, "weight")
+    u = None
+    if variant in WINOGRAD_M and k == 3:
+        u = winograd_weights(rt, wb, cout, cin, WINOGRAD_M[variant], precision)[0]
+    y, evs = conv2d(rt, rt.to_device(x, precision, "x"), wb,
+                    rt.to_device(b, precision, "bias") if b is not None else None,
+                    n, cin, h, wd, cout, k, stride, padding, variant=variant,
+                    precision=precision, u=u)
+    ho, wo = conv_out_hw(h, wd, k, stride, padding)
+    return rt.from_device(y, (n, cout, ho, wo), precision), evs
+
+
+def conv_ref(x, w, b=None, stride=1, padding=1):
+    """Independent float64 conv2d (NCHW) by shifted einsums."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    pt, pb, pl, pr = padding4(padding)
+    k = w.shape[2]
+    ho, wo = conv_out_hw(x.shape[2], x.shape[3], k, stride, (pt, pb, pl, pr))
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    y = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for ky in range(k):
+        for kx in range(k):
+            patch = xp[:, :, ky:ky + stride * (ho - 1) + 1:stride,
+                       kx:kx + stride * (wo - 1) + 1:stride]
+            y += np.einsum("nchw,kc->nkhw", patch, w[:, :, ky, kx], optimize=True)
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    return y
+
+
+# --- the records -------------------------------------------------------------------------------
+def _launch(variant):
+    def launch(rt, a, ins, p, out, precision):
+        return conv2d(rt, ins[0], p["w"], p.get("b"), a["batch"], a["cin"], a["h"], a["w"],
+                      a["cout"], a["k"], a["stride"], a["padding"], variant=variant,
+                      precision=precision, u=p.get("u"), out=out)[1]
+    return launch
+
+
+def _operands(a):
+    ho, wo = conv_out_hw(a["h"], a["w"], a["k"], a["stride"], a["padding"])
+    return ([a["batch"] * a["cin"] * a["h"] * a["w"]],
+            {"w": a["cout"] * a["cin"] * a["k"] ** 2, "b": a["cout"]},
+            a["batch"] * a["cout"] * ho * wo)
+
+
+def _prepare(m):
+    def prepare(rt, a, params, precision):
+        u, _ = winograd_weights(rt, params["w"], a["cout"], a["cin"], m, precision)
+        return dict(params, u=u)
+    return prepare
+
+
+def _make_inputs(a, rng):
+    """Unit-variance input, weights scaled by 1/sqrt(fan_in), unit bias."""
+    fan = a["cin"] * a["k"] ** 2
+    return {"ins": [rng.standard_normal((a["batch"], a["cin"], a["h"], a["w"]),
+                                        dtype=np.float32)],
+            "params": {"w": (rng.standard_normal((a["cout"], a["cin"], a["k"], a["k"]))
+                             / np.sqrt(fan)).astype(np.float32),
+                       "b": rng.standard_normal(a["cout"], dtype=np.float32)}}
+
+
+def _reference(a, i, precision):
+    w, b = (stored(i["params"][r], precision) for r in ("w", "b"))
+    return conv_ref(stored(i["ins"][0], precision), w, b, a["stride"], a["padding"])
+
+
+def _shape(batch, cin, cout, hw, k=3, stride=1, padding=1):
+    return dict(batch=batch, cin=cin, cout=cout, h=hw, w=hw, k=k, stride=stride,
+                padding=padding4(padding))
+
+
+# Bench tolerance (atol, rel to max|ref|) for unit-variance inputs and weights scaled by
+# 1/sqrt(fan_in). fp32: float accumulation over cin*9 <= 2880 terms and the Winograd transforms
+# (|B^T| entries up to 21/4 for F6, cancelling sums) stay below 1e-4 of the output scale (F6 is
+# the worst, measured ~1e-5). fp16: storage rounding of transformed tiles (V, U, M) and output at
+# 2^-11 relative each; F6 amplifies it by the transform norms (the sim measures errors ~1e-2 of
+# the output scale), so 4e-2 for Winograd, 1e-2 otherwise.
+_TOL = {"fp32": (1e-5, 1e-4), "fp16": (1e-3, 1e-2)}
+_WINO_TOL = {"fp32": (1e-5, 3e-4), "fp16": (1e-3, 4e-2)}
+
+# Bench: tiny shapes for Oclgrind, small ones for --quick; SD1.4's UNet 64x64 320-channel resnet conv, 32x32 640,
+# the downsampler and a 1x1 shortcut for the full run. Calibration: shapes off SD1.4's.
+_BENCH_3X3 = {"tiny": [_shape(1, 3, 5, 0) | dict(h=7, w=6)],
+              "quick": [_shape(1, 16, 20, 0) | dict(h=19, w=17)],
+              "full": [_shape(1, 320, 320, 64), _shape(1, 640, 640, 32)]}
+_BENCH_OTHER = {"tiny": [_shape(2, 2, 3, 0, stride=2, padding=(0, 1, 0, 1)) | dict(h=6, w=5),
+                         _shape(1, 3, 4, 0, k=1, padding=0) | dict(h=5, w=3)],
+                "quick": [_shape(1, 16, 16, 18, stride=2, padding=(0, 1, 0, 1)),
+                          _shape(1, 24, 16, 9, k=1, padding=0)],
+                "full": [_shape(1, 320, 320, 64, stride=2),
+                         _shape(1, 640, 320, 64, k=1, padding=0)]}
+_CAL_3X3 = {"quick": [_shape(2, 96, 128, 12), _shape(2, 192, 160, 6), _shape(2, 48, 48, 20)],
+            "full": [_shape(2, 192, 192, 48), _shape(2, 384, 384, 24), _shape(1, 96, 128, 96)]}
+_CAL_STRIDED = {"quick": [_shape(2, 128, 128, 10, stride=2)],
+                "full": [_shape(2, 256, 256, 40, stride=2)]}
+_CAL_POINTWISE = {"quick": [_shape(2, 192, 96, 10, k=1, padding=0)],
+                  "full": [_shape(2, 384, 192, 40, k=1, padding=0)]}
+
+
+def _join(*sets):
+    return {q: [s for d in sets for s in d.get(q, ())] for q in sets[0]}
+
+
+def _record(name, cost, option, tol, bench, cal, prepare=None):
+    return Variant("conv2d", name, cost, _launch(name), _operands, _make_inputs, _reference,
+                   tol, bench, cal, ("conv3x3", option), prepare)
+
+
+def _winograd_record(name, m):
     def cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
-        return winograd(m, batch, cin, cout, h, w, k, stride, padding, precision)
-    cost.__name__ = name
+        return winograd_cost(m, batch, cin, cout, h, w, k, stride, padding, precision)
     cost.__doc__ = f"Winograd F({m}x{m},3x3): input transform, batched gemm, output transform."
-    return cost
+    return _record(name, cost, name, _WINO_TOL, _BENCH_3X3, _CAL_3X3, _prepare(m))
 
 
-for _name, _m in WINOGRAD_M.items():
-    _register(_name, _m)
+#: the variant every 1x1 stride-1 unpadded conv runs as, whatever the switches (a matrix multiply)
+POINTWISE = "im2col_gemm"
+
+RECORDS = (
+    _record("direct", direct_cost, "direct", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
+            _join(_CAL_3X3, _CAL_STRIDED)),
+    _record("im2col_gemm", im2col_gemm_cost, "im2col", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
+            _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE)),
+    *(_winograd_record(name, m) for name, m in WINOGRAD_M.items()),
+)
+register(*RECORDS)

@@ -1,38 +1,101 @@
-"""Costs of the GEGLU activation of the UNet transformer's feed-forward (family "gelu").
+"""GEGLU of the UNet transformer's feed-forward (family "gelu", opencl/gelu.cl).
 
-kwargs: tokens, dim, precision. The FF's first linear writes a (tokens, 2*dim) tensor
-[hidden | gate]; GEGLU returns hidden * gelu(gate), a (tokens, dim) tensor. Variants list only the
-dispatches *after* the GEMM (the GEMM is costed by the gemm family):
-- "standalone": two passes as a framework runs it, with the split as a strided view:
-  gelu over the gate half (writes a (tokens, dim) temporary), then the multiply.
-- "geglu_fused": one pass reads [hidden | gate] and writes hidden * gelu(gate).
-- "gemm_epilogue": GELU is applied in the epilogue of the GEMM that produces the gate half (its
-  FLOPs are in gemm/gemm_gelu), so only the multiply pass remains: it reads hidden and gelu(gate).
+Shape: tokens, dim. The FF's first linear writes a (tokens, 2*dim) tensor [hidden | gate]; GEGLU
+returns hidden * gelu(gate), a (tokens, dim) tensor. The variants are the dispatches *after* that
+GEMM (the GEMM is the linear family's):
+- standalone: two passes as a framework runs it, with the split as a strided view: gelu over the
+  gate half (writes a (tokens, dim) temporary), then the multiply;
+- geglu_fused: the paper's fused GELU, one pass reads [hidden | gate] and writes
+  hidden * gelu(gate).
 """
 
 from __future__ import annotations
 
-from sdsim.kernels import BYTES, KernelCost, variant
-from sdsim.kernels.elementwise import GELU_FLOPS
+import numpy as np
+
+from sdsim.errors import SdsimError
+from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
+from sdsim.precision import BYTES, stored
+
+LOCAL = (64, 1)
 
 
-@variant("gelu", "standalone")
-def standalone(tokens, dim, precision):
+def standalone_cost(tokens, dim, precision):
     b = BYTES[precision]
     n = tokens * dim
     return [KernelCost("gelu", "elementwise", GELU_FLOPS * n, n * b, n * b, workspace=n * b),
             KernelCost("mul", "elementwise", n, 2 * n * b, n * b)]
 
 
-@variant("gelu", "geglu_fused")
-def geglu_fused(tokens, dim, precision):
+def fused_cost(tokens, dim, precision):
     b = BYTES[precision]
     n = tokens * dim
     return [KernelCost("geglu", "elementwise", (GELU_FLOPS + 1) * n, 2 * n * b, n * b)]
 
 
-@variant("gelu", "gemm_epilogue")
-def gemm_epilogue(tokens, dim, precision):
-    b = BYTES[precision]
-    n = tokens * dim
-    return [KernelCost("mul", "elementwise", n, 2 * n * b, n * b)]
+def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None, wait_for=None):
+    """hidden * gelu(gate) from a (rows, 2*dim) buffer [hidden | gate]; returns (out, events)."""
+    i32 = np.int32
+    out = out if out is not None else rt.alloc(rows * dim, precision, "geglu output")
+    if variant == "geglu_fused":
+        k = rt.kernel("gelu", "geglu", precision)
+        return out, [rt.launch(k, (dim, rows), rt.local_size(k, LOCAL), x, out, i32(rows),
+                               i32(dim), wait_for=wait_for)]
+    if variant != "standalone":
+        raise SdsimError(f"geglu: unknown variant '{variant}'; expected one of "
+                         f"{', '.join(r.name for r in RECORDS)}")
+    g = rt.alloc(rows * dim, precision, "gelu(gate) temporary")
+    k1 = rt.kernel("gelu", "gelu_gate", precision)
+    events = [rt.launch(k1, (dim, rows), rt.local_size(k1, LOCAL), x, g, i32(rows), i32(dim),
+                        wait_for=wait_for)]
+    k2 = rt.kernel("gelu", "mul_rows", precision)
+    events.append(rt.launch(k2, (dim, rows), rt.local_size(k2, LOCAL), x, g, out, i32(rows),
+                            i32(dim), i32(2 * dim), wait_for=events[-1:]))
+    return out, events
+
+
+def geglu_host(rt, x, *, variant="geglu_fused", precision="fp32"):
+    """Host-array wrapper of `geglu` on x (..., 2*dim); returns (float32 (..., dim), events)."""
+    dim = x.shape[-1] // 2
+    rows = x.size // (2 * dim) if dim else 0
+    out, ev = geglu(rt, rt.to_device(x, precision, "x"), rows, dim, variant=variant,
+                    precision=precision)
+    return rt.from_device(out, x.shape[:-1] + (dim,), precision, wait_for=ev), ev
+
+
+def geglu_ref(x):
+    x = np.asarray(x, np.float64)
+    hidden, gate = np.split(x, 2, axis=-1)
+    return hidden * gelu_ref(gate)
+
+
+# --- the records -------------------------------------------------------------------------------
+def _record(name, cost, option, tol):
+    def launch(rt, a, ins, p, out, precision):
+        return geglu(rt, ins[0], a["tokens"], a["dim"], variant=name, precision=precision,
+                     out=out)[1]
+
+    return Variant(
+        "gelu", name, cost, launch,
+        lambda a: ([a["tokens"] * 2 * a["dim"]], {}, a["tokens"] * a["dim"]),
+        lambda a, rng: {"ins": [rng.standard_normal((a["tokens"], 2 * a["dim"]),
+                                                    dtype=np.float32) * 2], "params": {}},
+        lambda a, i, precision: geglu_ref(stored(i["ins"][0], precision)),
+        tol,
+        # bench: SD1.4's FF at 64x64 (2x4096 tokens, 2x1280 -> 1280); calibration off SD's shapes
+        {"tiny": [dict(tokens=5, dim=10)], "quick": [dict(tokens=67, dim=96)], "full": [dict(tokens=8192, dim=1280)]},
+        {"quick": [dict(tokens=2 * 144, dim=48), dict(tokens=2 * 36, dim=96)],
+         "full": [dict(tokens=2 * 2304, dim=96), dict(tokens=2 * 576, dim=192),
+                  dict(tokens=9216, dim=48)]},
+        ("gelu", option))
+
+
+# fp16: one rounding of the output (2^-11 relative) plus, for standalone, of the gelu(gate)
+# temporary: 2e-3 relative. fp32: erf within 4 ulp of float32: 1e-5 relative.
+RECORDS = (
+    _record("standalone", standalone_cost, "standalone",
+            {"fp32": (1e-6, 1e-5), "fp16": (1e-3, 2e-3)}),
+    _record("geglu_fused", fused_cost, "fused", {"fp32": (1e-6, 1e-5), "fp16": (1e-3, 2e-3)}),
+)
+register(*RECORDS)

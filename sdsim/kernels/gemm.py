@@ -1,21 +1,35 @@
-"""Costs of the GEMM kernels of opencl/gemm.cl: linear (+bias, optional GELU epilogue) and
-batched matmul.
+"""The tiled GEMM (opencl/gemm.cl) and the linear variants built on it.
 
-The kernel computes a TILE x TILE (64 x 64) block of C per work-group, streaming K in steps of 16
-through local memory; so A is read once per column block of C (ceil(n/64) times) and B once per
-row block (ceil(m/64) times); C is written once. The bias is read once per row block.
+The kernel computes a TILE x TILE (64 x 64) block of C per work-group of LOCAL x LOCAL work-items
+(each computes a 4x4 block, strided by LOCAL), streaming K in steps of K_STEP through local
+memory; so A is read once per column block of C (ceil(n/64) times) and B once per row block
+(ceil(m/64) times); C is written once, the bias once per row block. Operands are addressed by
+explicit strides, so the same `gemm` launch serves linear (B = W^T), im2col convolution and the
+Winograd batched GEMM (sdsim.kernels.conv). The tile constants reach the kernel as -D defines.
+
+Variants of family "linear" (y (m x n) = x (m x k) @ W^T + b, W (n x k) as in PyTorch):
+- tiled: one dispatch;
+- tiled_gelu: the exact erf GELU applied in the GEMM's epilogue, chosen by the lowering where a
+  GELU follows a linear and reads nothing else (`gelu=fused`; e.g. an OpenCLIP text encoder's MLP).
 """
 
 from __future__ import annotations
 
 from math import ceil
 
-from sdsim.kernels import BYTES, KernelCost, variant
+import numpy as np
 
-#: output tile edge of the gemm kernel (work-group 16x16, 4x4 outputs per work-item)
+from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
+from sdsim.precision import BYTES, stored
+
+#: output tile edge of the gemm kernel
 TILE = 64
-#: FLOPs charged per element for the exact erf GELU (erf polynomial, multiply, add, scale)
-GELU_FLOPS = 20
+#: work-group edge (the work-group is LOCAL x LOCAL)
+LOCAL = 16
+#: K elements staged in local memory per step
+K_STEP = 16
+DEFINES = {"TS": TILE, "RT": LOCAL, "TK": K_STEP, "WPT": TILE // LOCAL}
 
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
@@ -31,19 +45,95 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e))
 
 
-@variant("linear", "tiled")
-def linear_tiled(m, k, n, bias=True, precision="fp32"):
-    """y (m x n) = x (m x k) @ W^T (W is n x k) + b, one dispatch."""
-    return [gemm_cost("gemm_bias" if bias else "gemm", 1, m, k, n, precision, bias=bias)]
+def dummy(rt, precision):
+    """A one-element buffer passed where a kernel's optional operand (bias) is absent."""
+    return rt.constant(("dummy", precision), lambda: rt.alloc(1, precision, "dummy bias"))
 
 
-@variant("linear", "tiled_gelu")
-def linear_tiled_gelu(m, k, n, bias=True, precision="fp32"):
-    """linear with the exact GELU applied in the GEMM epilogue: no separate GELU pass."""
-    return [gemm_cost("gemm_gelu", 1, m, k, n, precision, bias=bias, gelu=True)]
+def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias=None,
+         bias_mode=0, act=0, alpha=1.0, precision="fp32", wait_for=None):
+    """C[i] = act(alpha * A[i] @ B[i] + bias) for i < batch on device buffers; strides are
+    (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
+    exact erf GELU. Returns the event."""
+    kern = rt.kernel("gemm", "gemm", precision, dict(DEFINES, BIAS=bias_mode, ACT=act))
+    gsize = (ceil(n / TILE) * LOCAL, ceil(m / TILE) * LOCAL, batch)
+    i32 = np.int32
+    return rt.launch(kern, gsize, (LOCAL, LOCAL, 1), a, b, bias if bias is not None else
+                     dummy(rt, precision), c, i32(m), i32(n), i32(k), np.float32(alpha),
+                     *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c),
+                     wait_for=wait_for)
 
 
-@variant("matmul", "batched")
-def matmul_batched(batch, m, k, n, precision="fp32"):
-    """C[b] = A[b] @ B[b] for b < batch, one dispatch (attention's QK^T and P.V)."""
-    return [gemm_cost("matmul_batched", batch, m, k, n, precision)]
+def linear(rt, x, w, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
+    """y (m, n) = x (m, k) @ w^T (w is (n, k)) + bias, GELU'd in the epilogue if `gelu`."""
+    out = out if out is not None else rt.alloc(m * n, precision, "linear output")
+    ev = gemm(rt, x, w, out, m, n, k, strides_a=(0, k, 1), strides_b=(0, 1, k),
+              strides_c=(0, n, 1), bias=bias, bias_mode=1 if bias is not None else 0,
+              act=int(gelu), precision=precision, wait_for=wait_for)
+    return out, [ev]
+
+
+def linear_host(rt, x, w, bias=None, *, gelu=False, precision="fp32"):
+    """Host-array linear: returns (y float32 (m, n), events)."""
+    m, k = x.shape
+    n = w.shape[0]
+    bb = rt.to_device(bias, precision, "bias") if bias is not None else None
+    out, evs = linear(rt, rt.to_device(x, precision, "x"), rt.to_device(w, precision, "weight"),
+                      bb, m, k, n, gelu=gelu, precision=precision)
+    return rt.from_device(out, (m, n), precision), evs
+
+
+# --- the records -------------------------------------------------------------------------------
+def _record(name, gelu, option, bench, cal):
+    def cost(m, k, n, bias=True, precision="fp32"):
+        return [gemm_cost("gemm_gelu" if gelu else ("gemm_bias" if bias else "gemm"), 1, m, k, n,
+                          precision, bias=bias, gelu=gelu)]
+
+    def launch(rt, a, ins, p, out, precision):
+        return linear(rt, ins[0], p["w"], p.get("b"), a["m"], a["k"], a["n"], gelu=gelu,
+                      precision=precision, out=out)[1]
+
+    def reference(a, i, precision):
+        x, w, b = stored(i["ins"][0], precision), *(stored(i["params"][r], precision)
+                                                    for r in ("w", "b"))
+        y = x @ w.T + b
+        return gelu_ref(y) if gelu else y
+
+    return Variant("linear", name, cost, launch, _operands, _make_inputs, reference,
+                   _TOL, bench, cal, option)
+
+
+def _operands(a):
+    return [a["m"] * a["k"]], {"w": a["n"] * a["k"], "b": a["n"]}, a["m"] * a["n"]
+
+
+def _make_inputs(a, rng):
+    m, k, n = a["m"], a["k"], a["n"]
+    return {"ins": [rng.standard_normal((m, k), dtype=np.float32)],
+            "params": {"w": (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32),
+                       "b": rng.standard_normal(n, dtype=np.float32)}}
+
+
+def _lin(m, k, n):
+    return dict(m=m, k=k, n=n, bias=True)
+
+
+# Bench tolerance (atol, rel to max|ref|) for unit-variance inputs. fp32: float accumulation of
+# K <= 1280 products gives errors ~sqrt(K)*2^-24*|terms|, far under 1e-4 of the output scale.
+# fp16 storage rounds the output to 2^-11 relative: ~5e-4 of the output scale, so 1e-2 leaves a
+# 20x margin while still catching any indexing or tiling error (errors O(1)).
+_TOL = {"fp32": (1e-5, 1e-4), "fp16": (1e-3, 1e-2)}
+
+# Bench: SD1.4's UNet 64x64 feed-forward (tokens 4096, C 320, FF 1280) and a cross-attention
+# projection of the 77 text tokens; calibration: shapes off SD1.4's.
+_BENCH = {"tiny": [_lin(5, 7, 9)], "quick": [_lin(77, 96, 130)],
+          "full": [_lin(4096, 320, 1280), _lin(4096, 1280, 320), _lin(77, 768, 320)]}
+
+RECORDS = (
+    _record("tiled", False, None, _BENCH,
+            {"quick": [_lin(150, 256, 1024), _lin(300, 640, 160)],
+             "full": [_lin(3000, 384, 1536), _lin(3000, 1536, 384), _lin(154, 512, 384)]}),
+    _record("tiled_gelu", True, ("gelu", "fused"), _BENCH,
+            {"quick": [_lin(100, 384, 768)], "full": [_lin(2000, 512, 2048)]}),
+)
+register(*RECORDS)

@@ -1,4 +1,4 @@
-"""Costs of GroupNorm (family "group_norm") and LayerNorm (family "layer_norm").
+"""GroupNorm (family "group_norm") and LayerNorm (family "layer_norm"), opencl/norm.cl.
 
 group_norm kwargs: batch, channels, hw, groups, act (None | "silu"), precision.
 - "naive": three dispatches with fp32 intermediate tensors (mean, then variance, then
@@ -13,8 +13,12 @@ stays in cache between the statistics and normalize sweeps, so x is read once.
 
 from __future__ import annotations
 
-from sdsim.kernels import BYTES, KernelCost, variant
-from sdsim.kernels.elementwise import SILU_FLOPS
+import numpy as np
+
+from sdsim.errors import SdsimError
+from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels.elementwise import SILU_FLOPS, silu_ref
+from sdsim.precision import BYTES, stored
 
 STAT = 4  # per-group statistics are fp32 whatever the storage precision
 
@@ -24,7 +28,6 @@ def _normalize_flops(act):
     return 4 + (SILU_FLOPS if act == "silu" else 0)
 
 
-@variant("group_norm", "naive")
 def group_norm_naive(batch, channels, hw, groups, precision, act=None):
     b = BYTES[precision]
     n = batch * channels * hw
@@ -38,7 +41,6 @@ def group_norm_naive(batch, channels, hw, groups, precision, act=None):
     ]
 
 
-@variant("group_norm", "fused")
 def group_norm_fused(batch, channels, hw, groups, precision, act=None):
     b = BYTES[precision]
     n = batch * channels * hw
@@ -47,8 +49,197 @@ def group_norm_fused(batch, channels, hw, groups, precision, act=None):
                        2 * n * b + 2 * channels * b, n * b)]
 
 
-@variant("layer_norm", "rowwise")
 def layer_norm_rowwise(rows, dim, precision):
     b = BYTES[precision]
     n = rows * dim
     return [KernelCost("ln_rowwise", "reduction", 8 * n, n * b + 2 * dim * b, n * b)]
+
+
+# --- device ---------------------------------------------------------------------------------------
+WG = 256
+LN_WG = 64
+
+
+def _wg(rt, preferred: int) -> int:
+    """The largest power of two <= preferred that the device allows in one work-group (the
+    kernels' tree reductions need a power of two)."""
+    wg = 1
+    while wg * 2 <= min(preferred, rt.max_wg):
+        wg *= 2
+    return wg
+
+
+def _act_flag(act) -> int:
+    if act not in (None, "silu"):
+        raise SdsimError(f"group_norm: unknown fused activation {act!r}; expected None or 'silu'")
+    return int(act == "silu")
+
+
+def group_norm(rt, x, gamma, beta, shape, groups, eps, *, act=None, variant="fused",
+               precision="fp32", out=None, wait_for=None):
+    """GroupNorm of an NCHW buffer of `shape` = (B, C, *spatial); returns (out_buf, events)."""
+    if variant not in ("naive", "fused"):
+        raise SdsimError(f"group_norm: unknown variant '{variant}'; expected naive or fused")
+    batch, channels = shape[:2]
+    hw = int(np.prod(shape[2:], dtype=np.int64))
+    if channels % groups:
+        raise SdsimError(f"group_norm: {channels} channels do not split into {groups} groups")
+    cpg, ng = channels // groups, batch * groups
+    n = cpg * hw
+    total = batch * channels * hw
+    i32, f32 = np.int32, np.float32
+    if out is None:
+        out = rt.alloc(total, precision, "group_norm output")
+    wg = _wg(rt, WG)
+    defs = {"WG": wg, "ACT": _act_flag(act)}
+    if variant == "fused":
+        k = rt.kernel("norm", "gn_fused", precision, defs)
+        ev = rt.launch(k, (ng * wg,), (wg,), x, gamma, beta, out, i32(hw), i32(cpg), i32(groups),
+                       f32(eps), wait_for=wait_for)
+        return out, [ev]
+    mean = rt.alloc(ng, "fp32", "group mean")
+    var = rt.alloc(ng, "fp32", "group variance")
+    k1 = rt.kernel("norm", "gn_mean", precision, defs)
+    events = [rt.launch(k1, (ng * wg,), (wg,), x, mean, i32(n), wait_for=wait_for)]
+    k2 = rt.kernel("norm", "gn_var", precision, defs)
+    events.append(rt.launch(k2, (ng * wg,), (wg,), x, mean, var, i32(n), wait_for=events[-1:]))
+    k3 = rt.kernel("norm", "gn_normalize", precision, defs)
+    events.append(rt.launch(k3, (total,), rt.local_size(k3, (256,)), x, mean, var, gamma, beta,
+                            out, i32(channels), i32(hw), i32(cpg), f32(eps), i32(total),
+                            wait_for=events[-1:]))
+    return out, events
+
+
+def layer_norm(rt, x, gamma, beta, rows, dim, eps, *, precision="fp32", out=None,
+               wait_for=None):
+    """LayerNorm over the last dim of a (rows, dim) buffer; returns (out_buf, events)."""
+    if out is None:
+        out = rt.alloc(rows * dim, precision, "layer_norm output")
+    wg = _wg(rt, LN_WG)
+    k = rt.kernel("norm", "ln_rowwise", precision, {"WG": wg})
+    ev = rt.launch(k, (rows * wg,), (wg,), x, gamma, beta, out, np.int32(dim),
+                   np.float32(eps), wait_for=wait_for)
+    return out, [ev]
+
+
+def group_norm_host(rt, x, gamma, beta, groups, eps=1e-5, *, act=None, variant="fused",
+                    precision="fp32"):
+    """Host-array wrapper of group_norm; returns (float32 out, events)."""
+    bufs = [rt.to_device(a, precision, n) for a, n in ((x, "x"), (gamma, "gamma"), (beta, "beta"))]
+    out, ev = group_norm(rt, *bufs, x.shape, groups, eps, act=act, variant=variant,
+                         precision=precision)
+    return rt.from_device(out, x.shape, precision, wait_for=ev), ev
+
+
+def layer_norm_host(rt, x, gamma, beta, eps=1e-5, *, precision="fp32"):
+    """Host-array wrapper of layer_norm over the last dim; returns (float32 out, events)."""
+    dim = x.shape[-1]
+    rows = x.size // dim if dim else 0
+    bufs = [rt.to_device(a, precision, n) for a, n in ((x, "x"), (gamma, "gamma"), (beta, "beta"))]
+    out, ev = layer_norm(rt, *bufs, rows, dim, eps, precision=precision)
+    return rt.from_device(out, x.shape, precision, wait_for=ev), ev
+
+
+def group_norm_ref(x, gamma, beta, groups, eps=1e-5, act=None):
+    """float64 NumPy GroupNorm (two-pass mean and variance) [+ SiLU]: the reference."""
+    x = np.asarray(x, np.float64)
+    b, c = x.shape[:2]
+    xg = x.reshape(b, groups, -1)
+    mean = xg.mean(-1, keepdims=True)
+    var = ((xg - mean) ** 2).mean(-1, keepdims=True)
+    y = ((xg - mean) / np.sqrt(var + eps)).reshape(b, c, -1)
+    y = y * np.asarray(gamma, np.float64)[None, :, None] + np.asarray(beta, np.float64)[None, :, None]
+    if act == "silu":
+        y = silu_ref(y)
+    return y.reshape(x.shape)
+
+
+def layer_norm_ref(x, gamma, beta, eps=1e-5):
+    """float64 NumPy LayerNorm over the last dim: the reference."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * np.asarray(gamma, np.float64) + np.asarray(beta, np.float64)
+
+
+
+# --- the records -------------------------------------------------------------------------------
+#: outputs are O(1) after normalization. fp32: float32 sums over up to ~1e5 elements give
+#: ~1e-6 relative statistics, 1e-4 absolute leaves margin. fp16: inputs and outputs rounded to
+#: half (2^-11 ~ 4.9e-4 relative of values up to ~4 sigma), hence 1e-2 absolute.
+TOLERANCE = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-3)}
+
+
+def _gn_shape(batch, channels, h, w, groups, act):
+    return dict(batch=batch, channels=channels, hw=h * w, groups=groups, eps=1e-5, act=act)
+
+
+def _gn_record(name, cost):
+    def launch(rt, a, ins, p, out, precision):
+        return group_norm(rt, ins[0], p["gamma"], p["beta"], (a["batch"], a["channels"], a["hw"]),
+                          a["groups"], a["eps"], act=a.get("act"), variant=name,
+                          precision=precision, out=out)[1]
+
+    def operands(a):
+        n = a["batch"] * a["channels"] * a["hw"]
+        return [n], {"gamma": a["channels"], "beta": a["channels"]}, n
+
+    def make_inputs(a, rng):
+        c = a["channels"]
+        return {"ins": [rng.standard_normal((a["batch"], c, a["hw"]), np.float32) * 2 + 0.5],
+                "params": {"gamma": rng.standard_normal(c, np.float32),
+                           "beta": rng.standard_normal(c, np.float32)}}
+
+    def reference(a, i, precision):
+        g, b = (stored(i["params"][r], precision) for r in ("gamma", "beta"))
+        return group_norm_ref(stored(i["ins"][0], precision), g, b, a["groups"], a["eps"],
+                              a.get("act"))
+
+    # bench: SD1.4's GroupNorms (32 groups; 320 ch at 64x64, 640 at 32x32, 1280 at 16x16 and
+    # 8x8, the VAE's 512 ch at 64x64 and 128 ch at 512x512 with SiLU); calibration off SD's shapes
+    return Variant(
+        "group_norm", name, cost, launch, operands, make_inputs, reference, TOLERANCE,
+        {"tiny": [_gn_shape(1, 8, 3, 5, 4, "silu"), _gn_shape(2, 12, 2, 3, 4, None)],
+         "quick": [_gn_shape(1, 64, 8, 8, 32, "silu"), _gn_shape(1, 96, 5, 7, 32, None)],
+         "full": [_gn_shape(2, 320, 64, 64, 32, "silu"), _gn_shape(2, 640, 32, 32, 32, "silu"),
+                  _gn_shape(2, 1280, 16, 16, 32, "silu"), _gn_shape(2, 1280, 8, 8, 32, None),
+                  _gn_shape(1, 512, 64, 64, 32, "silu"),
+                  _gn_shape(1, 128, 512, 512, 32, "silu")]},
+        {"quick": [_gn_shape(2, 96, 12, 12, 16, "silu"), _gn_shape(2, 192, 6, 6, 32, None)],
+         "full": [_gn_shape(2, 192, 48, 48, 16, "silu"), _gn_shape(2, 384, 24, 24, 32, "silu"),
+                  _gn_shape(2, 256, 40, 40, 32, None)]},
+        ("groupnorm", name))
+
+
+def _ln_launch(rt, a, ins, p, out, precision):
+    return layer_norm(rt, ins[0], p["gamma"], p["beta"], a["rows"], a["dim"], a["eps"],
+                      precision=precision, out=out)[1]
+
+
+def _ln_inputs(a, rng):
+    return {"ins": [rng.standard_normal((a["rows"], a["dim"]), np.float32)],
+            "params": {"gamma": rng.standard_normal(a["dim"], np.float32),
+                       "beta": rng.standard_normal(a["dim"], np.float32)}}
+
+
+def _ln_reference(a, i, precision):
+    g, b = (stored(i["params"][r], precision) for r in ("gamma", "beta"))
+    return layer_norm_ref(stored(i["ins"][0], precision), g, b, a["eps"])
+
+
+def _ln(rows, dim):
+    return dict(rows=rows, dim=dim, eps=1e-5)
+
+
+RECORDS = (
+    _gn_record("naive", group_norm_naive),
+    _gn_record("fused", group_norm_fused),
+    # bench: the UNet transformer's LayerNorm (2x4096 tokens x 320) and CLIP's (77 x 768)
+    Variant("layer_norm", "rowwise", layer_norm_rowwise, _ln_launch,
+            lambda a: ([a["rows"] * a["dim"]], {"gamma": a["dim"], "beta": a["dim"]},
+                       a["rows"] * a["dim"]),
+            _ln_inputs, _ln_reference, TOLERANCE,
+            {"tiny": [_ln(5, 12), _ln(3, 33)], "quick": [_ln(77, 64), _ln(33, 320)], "full": [_ln(8192, 320), _ln(77, 768)]},
+            {"quick": [_ln(200, 384)], "full": [_ln(2 * 3000, 384), _ln(2 * 900, 768)]}),
+)
+register(*RECORDS)

@@ -1,10 +1,12 @@
 """Which optimization each op family gets: the switches, the named sets, and `--opt` parsing.
 
-Switches (each one replaces a baseline by the paper's kernel):
+Each switch replaces a baseline by the paper's kernel; its values are the `option` the kernel
+variant records (sdsim/kernels) declare, so the choices listed here and in `--opt` help are the
+records':
 - groupnorm: naive (mean, variance, normalize: three dispatches) | fused (one specialised kernel)
 - gelu:      standalone (GELU then the gating multiply, two passes) | fused (the UNet's GEGLU
-             in one pass; a GELU / quick-GELU right after a linear, as in CLIP's MLP, applied
-             in that GEMM's epilogue)
+             in one pass; an erf GELU right after a linear that feeds only it, as in an OpenCLIP
+             MLP, applied in that GEMM's epilogue; CLIP's quick_gelu never folds)
 - attention: naive (QK^T, softmax, .V with the score matrix in DRAM) | partial_softmax |
              flash | paper (the paper's rule: flash where head_dim == flash_head_dim, 40 by
              default, i.e. SD1.4's 320-channel blocks; partially fused softmax elsewhere)
@@ -25,15 +27,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from sdsim import kernels
 from sdsim.errors import SdsimError
 
-CHOICES = {
-    "groupnorm": ("naive", "fused"),
-    "gelu": ("standalone", "fused"),
-    "attention": ("naive", "partial_softmax", "flash", "paper"),
-    "conv3x3": ("direct", "im2col", "winograd_f2", "winograd_f4", "winograd_f6"),
-}
-SWITCHES = tuple(CHOICES)
+#: rule values that are not one record's option: the paper's attention rule picks per layer
+RULES = {"attention": ("paper",)}
+#: switch order in descriptions and reports
+SWITCHES = ("groupnorm", "gelu", "attention", "conv3x3")
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """{switch: values}: the options the kernel records declare, plus the rule values."""
+    found = kernels.options()
+    if set(found) != set(SWITCHES):
+        raise RuntimeError(f"kernel records declare switches {sorted(found)}, the lowering knows "
+                           f"{sorted(SWITCHES)}")
+    return {s: tuple(dict.fromkeys(v for v, _ in found[s])) + RULES.get(s, ()) for s in SWITCHES}
+
+
+CHOICES = _choices()
 
 
 @dataclass(frozen=True)

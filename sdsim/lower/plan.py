@@ -1,22 +1,23 @@
 """The kernel plan: each traced op lowered to kernel calls, each call with its identity and cost.
 
 `lower_graph(graph, options, precision)` walks the ops of one traced component in execution order
-and applies one rule per op kind (see `_rules`); the costs of every dispatch come from
-the variants registered in `sdsim.kernels` (what `kernels.costs(family, variant, **shape)`
-returns), the one place that owns those formulas. A call's
-identity (component, op index, dispatch index, kernel name) is what a later OpenCL run reports,
-so a prediction and a measurement can be matched call by call.
+and applies one rule per op kind (`_choose`); the rule picks a kernel variant record
+(sdsim.kernels) and says which `--opt` switch, if any, decided it. The costs of every dispatch
+come from that record. A call's identity is the diffusers module scope of its op and the kernel
+name (`unet/down_blocks.0.resnets.1.conv1:wino_gemm_f4`, with `#n` where one scope runs the same
+kernel more than once); an OpenCL run reports the same identities, so a prediction and a
+measurement are matched call by call.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 
 from sdsim import kernels
 from sdsim.errors import SdsimError
+from sdsim.kernels import conv
 from sdsim.lower.options import Options
+
 
 @dataclass(frozen=True)
 class KernelCall:
@@ -35,98 +36,82 @@ class KernelCall:
     bytes_read: float
     bytes_written: float
     workspace: int
+    switch: str | None     # the --opt switch whose rule chose the variant (None: no choice)
+    identity: str          # component/scope:kernel[#n], unique within the component
 
     @property
     def dram_bytes(self) -> float:
         return self.bytes_read + self.bytes_written
 
-    @property
-    def identity(self) -> str:
-        return f"{self.component}/{self.op_index}/{self.dispatch}:{self.kernel}"
+
+def op_shape(op) -> dict:
+    """The shape a variant record takes for a traced op: its attrs plus the shapes of its input
+    and output tensors (elementwise variants read those)."""
+    return dict(op.attrs, in_shapes=[tuple(t.shape) for t in op.inputs],
+                out_shape=tuple(op.output.shape))
 
 
-@functools.lru_cache(maxsize=None)
-def _variant(family: str, variant: str):
-    """(cost function, keyword names it takes or None for **kwargs), looked up once per variant."""
-    try:
-        fn = kernels.lookup(family, variant)
-    except KeyError:
-        known = [v for f, v in kernels.variants(family)]
-        raise SdsimError(f"no kernel cost formula for {family}/{variant} (known for {family}: "
-                         f"{', '.join(known) or 'none'}); sdsim/kernels must register it")
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return fn, None
-    return fn, frozenset(p.name for p in params)
-
-
-def _costs(family, variant, precision, shape):
-    """The variant's dispatches, passing only the shape arguments it takes (trace attrs carry
-    extras such as eps)."""
-    fn, names = _variant(family, variant)
-    args = dict(shape, precision=precision)
-    if names is not None:
-        args = {k: v for k, v in args.items() if k in names}
-    return fn(**args)
-
-
-def conv_variant(a: dict, opt: Options) -> str:
-    """The conv2d variant for a conv with trace attrs `a` under `opt` (see options.py's rule).
+def conv_variant(a: dict, opt: Options) -> tuple[str, str | None]:
+    """(conv2d variant, governing switch) for a conv with trace attrs `a` under `opt`.
     A 1x1 stride-1 unpadded conv is a matrix multiply whatever the switches say: it runs as the
-    tiled GEMM (im2col_gemm skips the im2col pass for it)."""
+    tiled GEMM. The conv3x3 switch governs every 3x3 conv; Winograd applies to the stride-1 ones
+    with at least `winograd_min_channels` input and output channels, the others run direct."""
     if a["k"] == 1 and a["stride"] == 1 and tuple(a["padding"]) == (0, 0, 0, 0):
-        return "im2col_gemm"
-    if a["k"] != 3 or opt.conv3x3 == "direct":
-        return "direct"
-    if opt.conv3x3 == "im2col":
-        return "im2col_gemm"
-    if a["stride"] == 1 and min(a["cin"], a["cout"]) >= opt.winograd_min_channels:
-        return opt.conv3x3
-    return "direct"
+        return conv.POINTWISE, None
+    if a["k"] != 3:
+        return kernels.chosen("conv2d", "conv3x3", "direct").name, None
+    rec = kernels.chosen("conv2d", "conv3x3", opt.conv3x3)
+    if rec.name in conv.WINOGRAD_M and not (
+            a["stride"] == 1 and min(a["cin"], a["cout"]) >= opt.winograd_min_channels):
+        rec = kernels.chosen("conv2d", "conv3x3", "direct")
+    return rec.name, "conv3x3"
 
 
 def attention_variant(a: dict, opt: Options) -> str:
-    if opt.attention == "paper":
-        return "flash" if a["head_dim"] == opt.flash_head_dim else "partial_softmax"
-    return opt.attention
+    """The paper's rule: FlashAttention where head_dim == flash_head_dim, partially fused softmax
+    elsewhere; or the variant the attention switch names."""
+    value = opt.attention
+    if value == "paper":
+        value = "flash" if a["head_dim"] == opt.flash_head_dim else "partial_softmax"
+    return kernels.chosen("attention", "attention", value).name
 
 
-def _choose(op, opt: Options, consumers: dict, ops: list) -> list[tuple[str, str, dict]]:
-    """(family, variant, shape) of the kernels one op lowers to; [] when fused into another op."""
+def _folds_gelu(linear, nxt, consumers) -> bool:
+    """Whether the erf GELU `nxt` reads only `linear`'s output, so the GEMM epilogue can apply
+    it (CLIP's quick_gelu does not fold: the epilogue computes the erf GELU)."""
+    return (nxt is not None and nxt.kind == "gelu" and nxt.inputs[0].id == linear.output.id
+            and consumers[linear.output.id] == 1)
+
+
+def _choose(op, opt: Options, consumers: dict, ops: list) -> list[tuple[str, str, str | None]]:
+    """(family, variant, switch) of the kernels one op lowers to; [] when fused into another op."""
     a, kind = op.attrs, op.kind
     if kind == "conv2d":
-        return [("conv2d", conv_variant(a, opt), a)]
+        return [("conv2d", *conv_variant(a, opt))]
     if kind == "linear":
         nxt = ops[op.index + 1] if op.index + 1 < len(ops) else None
-        fold = (opt.gelu == "fused" and nxt is not None and nxt.kind == "gelu"
-                and nxt.inputs[0].id == op.output.id and consumers[op.output.id] == 1)
-        return [("linear", "tiled_gelu" if fold else "tiled", a)]
+        if _folds_gelu(op, nxt, consumers):
+            rec = (kernels.chosen("linear", "gelu", "fused") if opt.gelu == "fused"
+                   else kernels.default("linear"))
+            return [("linear", rec.name, "gelu")]
+        return [("linear", kernels.default("linear").name, None)]
     if kind in ("gelu", "quick_gelu"):
         prev = ops[op.index - 1] if op.index else None
-        # only the erf GELU folds: the GEMM epilogue computes erf GELU, not CLIP's quick_gelu
-        if (kind == "gelu" and opt.gelu == "fused" and prev is not None and prev.kind == "linear"
-                and op.inputs[0].id == prev.output.id and consumers[prev.output.id] == 1):
-            return []  # applied in the epilogue of the preceding GEMM
-        return [("elementwise", kind, {"numel": a["numel"]})]
+        if prev is not None and prev.kind == "linear" and _folds_gelu(prev, op, consumers):
+            return [] if opt.gelu == "fused" else [("elementwise", kind, "gelu")]
+        return [("elementwise", kind, None)]
     if kind == "geglu":
-        return [("gelu", "standalone" if opt.gelu == "standalone" else "geglu_fused", a)]
+        return [("gelu", kernels.chosen("gelu", "gelu", opt.gelu).name, "gelu")]
     if kind == "group_norm":
-        return [("group_norm", opt.groupnorm, a)]
+        return [("group_norm", kernels.chosen("group_norm", "groupnorm", opt.groupnorm).name,
+                 "groupnorm")]
     if kind == "layer_norm":
-        return [("layer_norm", "rowwise", a)]
+        return [("layer_norm", kernels.default("layer_norm").name, None)]
     if kind == "attention":
-        return [("attention", attention_variant(a, opt), a)]
-    if kind == "add":
-        return [("elementwise", "add", {"numel": a["numel"], "numel_b": op.inputs[1].numel})]
-    if kind == "upsample_nearest2x":
-        return [("elementwise", kind, {"numel": op.inputs[0].numel})]
-    if kind in ("silu", "concat", "nchw_to_nlc", "nlc_to_nchw"):
-        return [("elementwise", kind, {"numel": a["numel"]})]
-    if kind == "embedding":
-        return [("elementwise", "embedding", {"tokens": op.inputs[0].numel,
-                                              "dim": op.output.shape[-1]})]
-    if kind == "timestep_embedding":
-        return [("elementwise", kind, {"batch": op.output.shape[0], "dim": op.output.shape[-1]})]
+        return [("attention", attention_variant(a, opt), "attention")]
+    if kind in ("add", "upsample_nearest2x", "silu", "concat", "nchw_to_nlc", "nlc_to_nchw",
+                "embedding", "timestep_embedding"):
+        return [("elementwise", kind, None)]   # elementwise records are named for their op
     raise SdsimError(f"no lowering rule for op kind '{kind}' (op {op.index}, {op.scope})")
 
 
@@ -142,11 +127,24 @@ def consumer_counts(graph) -> dict:
 def lower_graph(graph, opt: Options, precision: str) -> list[KernelCall]:
     """The kernel plan of one traced component under the optimization switches `opt`."""
     consumers = consumer_counts(graph)
-    plan = []
+    rows = []
     for op in graph.ops:
-        for family, variant, shape in _choose(op, opt, consumers, graph.ops):
-            for i, k in enumerate(_costs(family, variant, precision, shape)):
-                plan.append(KernelCall(graph.name, op.index, op.kind, op.scope, family, variant,
-                                       i, k.kernel, k.kernel_class, k.flops, k.bytes_read,
-                                       k.bytes_written, k.workspace))
+        shape = op_shape(op)
+        for family, variant, switch in _choose(op, opt, consumers, graph.ops):
+            try:
+                record = kernels.get(family, variant)
+            except KeyError as e:
+                raise SdsimError(f"{graph.name} op {op.index} ({op.scope}): {e.args[0]}") from None
+            for i, k in enumerate(record.costs(precision, **shape)):
+                rows.append((op, family, variant, switch, i, k))
+    names = [f"{graph.name}/{op.scope or '<top>'}:{k.kernel}" for op, *_, k in rows]
+    total = {n: names.count(n) for n in set(names)}
+    seen: dict = {}
+    plan = []
+    for name, (op, family, variant, switch, i, k) in zip(names, rows):
+        seen[name] = seen.get(name, 0) + 1
+        identity = name if total[name] == 1 else f"{name}#{seen[name]}"
+        plan.append(KernelCall(graph.name, op.index, op.kind, op.scope, family, variant, i,
+                               k.kernel, k.kernel_class, k.flops, k.bytes_read, k.bytes_written,
+                               k.workspace, switch, identity))
     return plan

@@ -18,13 +18,11 @@ from tqdm import tqdm
 
 from sdsim.backends.numpy_backend import NumpyBackend
 from sdsim.errors import SdsimError
-from sdsim.model.clip import CLIPTextModel
+from sdsim.model.components import FOLDERS
 from sdsim.model.config import ModelConfig
 from sdsim.model.presets import PRESETS, load_model_config
 from sdsim.model.schedulers import make_scheduler
 from sdsim.model.tokenizer import ClipTokenizer
-from sdsim.model.unet import UNet2DConditionModel
-from sdsim.model.vae import AutoencoderKL
 from sdsim.model.weights import RandomWeights, load_weights
 
 
@@ -49,14 +47,13 @@ class StableDiffusion:
                  precision: str = "fp32"):
         self.cfg = cfg
         self.precision = precision
-        self.text_encoder = CLIPTextModel(cfg.text_encoder)
-        self.unet = UNet2DConditionModel(cfg.unet)
-        self.vae = AutoencoderKL(cfg.vae)
+        models = {name: folder.build(cfg) for name, folder in FOLDERS.items()}
+        self.text_encoder, self.unet, self.vae = (models["text_encoder"], models["unet"],
+                                                  models["vae"])
         self.tokenizer = tokenizer
         self.scheduler_config = scheduler_config
         self.F = {}
-        for comp, module in (("text_encoder", self.text_encoder), ("unet", self.unet),
-                             ("vae", self.vae)):
+        for comp, module in models.items():
             w = weights[comp]
             params = w.check(module) if hasattr(w, "check") else w
             self.F[comp] = NumpyBackend(params, precision)
@@ -92,9 +89,7 @@ class StableDiffusion:
         cfg = PRESETS[preset]
         warnings.warn("random weights and no tokenizer: prompts use stand-in token ids",
                       stacklevel=2)
-        weights = {"text_encoder": RandomWeights(CLIPTextModel(cfg.text_encoder), seed),
-                   "unet": RandomWeights(UNet2DConditionModel(cfg.unet), seed),
-                   "vae": RandomWeights(AutoencoderKL(cfg.vae), seed)}
+        weights = {name: RandomWeights(folder.build(cfg), seed) for name, folder in FOLDERS.items()}
         return cls(cfg, weights, FallbackTokenizer(cfg.text_encoder.vocab_size), None, precision)
 
     # --- the stages --------------------------------------------------------------------------

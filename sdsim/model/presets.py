@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from sdsim.errors import SdsimError
+from sdsim.model.components import FOLDERS
 from sdsim.model.config import CLIPTextConfig, ModelConfig, UNetConfig, VAEConfig
 
 PRESETS = {
@@ -26,8 +27,6 @@ PRESETS = {
     ),
 }
 
-COMPONENT_DIRS = {"text_encoder": CLIPTextConfig, "unet": UNetConfig, "vae": VAEConfig}
-
 
 def load_model_config(name_or_path: str) -> ModelConfig:
     """A preset by name, or the config.json files of a diffusers-style folder."""
@@ -38,10 +37,11 @@ def load_model_config(name_or_path: str) -> ModelConfig:
         raise SdsimError(f"unknown model '{name_or_path}': not a preset ({', '.join(PRESETS)}) "
                          "and no such folder")
     if not path.is_dir():
-        raise SdsimError(f"{path}: expected a diffusers-style folder (unet/, vae/, text_encoder/ "
-                         "with config.json each) or a preset name")
+        raise SdsimError(f"{path}: expected a diffusers-style folder "
+                         f"({', '.join(f'{sub}/' for sub in FOLDERS)} with config.json each) "
+                         "or a preset name")
     parts = {}
-    for sub, cls in COMPONENT_DIRS.items():
+    for sub, folder in FOLDERS.items():
         cfg_file = path / sub / "config.json"
         if not cfg_file.is_file():
             raise SdsimError(f"{cfg_file}: missing; a diffusers-style folder needs {sub}/config.json")
@@ -52,7 +52,7 @@ def load_model_config(name_or_path: str) -> ModelConfig:
         if not isinstance(data, dict):
             raise SdsimError(f"{cfg_file}: expected a JSON object")
         try:
-            parts[sub] = cls.from_dict(data, source=str(cfg_file))
+            parts[sub] = folder.config_class.from_dict(data, source=str(cfg_file))
         except (TypeError, ValueError) as e:
             raise SdsimError(f"{cfg_file}: bad value ({e})") from None
     return ModelConfig(name=str(path), **parts)

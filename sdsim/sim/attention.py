@@ -20,13 +20,10 @@ import math
 import numpy as np
 
 from sdsim.errors import SdsimError
+from sdsim.precision import BYTES, stored
 
-DT = {"fp32": np.float32, "fp16": np.float16}
-
-
-def _store(a, precision):
-    """Round to the storage precision and return float32 (what a kernel LOADs back)."""
-    return np.asarray(a, DT[precision]).astype(np.float32)
+#: accumulator dtypes of the tiled FlashAttention simulation
+ACC = {"fp32": np.float32, "fp16": np.float16}
 
 
 def _heads(x, heads):
@@ -40,12 +37,12 @@ def _merge(o):
 
 
 def _prepare(q, k, v, heads, precision):
-    if precision not in DT:
+    if precision not in BYTES:
         raise SdsimError(f"attention sim: unknown precision '{precision}'; expected fp32 or fp16")
     c = q.shape[-1]
     if c % heads:
         raise SdsimError(f"attention sim: {c} channels do not split into {heads} heads")
-    qh, kh, vh = (_heads(_store(x, precision), heads) for x in (q, k, v))
+    qh, kh, vh = (_heads(stored(x, precision, np.float32), heads) for x in (q, k, v))
     return qh, kh, vh, np.float32(1.0 / math.sqrt(c // heads))
 
 
@@ -60,20 +57,20 @@ def _scores(qh, kh, scale, causal):
 def naive(q, k, v, heads, causal=False, precision="fp16"):
     """The naive chain: scores and probabilities both stored."""
     qh, kh, vh, scale = _prepare(q, k, v, heads, precision)
-    s = _store(_scores(qh, kh, scale, causal), precision)
+    s = stored(_scores(qh, kh, scale, causal), precision, np.float32)
     m = s.max(-1, keepdims=True)
     l = np.exp(s - m).sum(-1, keepdims=True, dtype=np.float32)
-    p = _store(np.exp(s - m) / l, precision)
-    return _store(_merge(np.matmul(p, vh)), precision)
+    p = stored(np.exp(s - m) / l, precision, np.float32)
+    return stored(_merge(np.matmul(p, vh)), precision, np.float32)
 
 
 def partial_softmax(q, k, v, heads, causal=False, precision="fp16"):
     """Partially fused softmax: stored scores, fp32 row stats, probabilities formed in P.V."""
     qh, kh, vh, scale = _prepare(q, k, v, heads, precision)
-    s = _store(_scores(qh, kh, scale, causal), precision)
+    s = stored(_scores(qh, kh, scale, causal), precision, np.float32)
     m = s.max(-1, keepdims=True)
     l = np.exp(s - m).sum(-1, keepdims=True, dtype=np.float32)
-    return _store(_merge(np.matmul(np.exp(s - m) / l, vh)), precision)
+    return stored(_merge(np.matmul(np.exp(s - m) / l, vh)), precision, np.float32)
 
 
 def flash(q, k, v, heads, causal=False, precision="fp16", bk=32, acc="fp32"):
@@ -81,7 +78,7 @@ def flash(q, k, v, heads, causal=False, precision="fp16", bk=32, acc="fp32"):
     of the running max, sum and output accumulators ("fp32" as the kernel, "fp16" to model a
     native-half variant)."""
     qh, kh, vh, scale = _prepare(q, k, v, heads, precision)
-    at = DT[acc]
+    at = ACC[acc]
     nq, nk = qh.shape[2], kh.shape[2]
     m = np.full(qh.shape[:3] + (1,), -np.inf, at)
     l = np.zeros(qh.shape[:3] + (1,), at)
@@ -99,7 +96,7 @@ def flash(q, k, v, heads, causal=False, precision="fp16", bk=32, acc="fp32"):
         l = (l * alpha + p.sum(-1, keepdims=True, dtype=at)).astype(at)
         o = (o * alpha + np.matmul(p, vh[:, :, j0:j0 + bk].astype(at))).astype(at)
         m = np.where(np.isneginf(mt), m, mt).astype(at)
-    return _store(_merge((o / l).astype(np.float32)), precision)
+    return stored(_merge((o / l).astype(np.float32)), precision, np.float32)
 
 
 VARIANTS = {"naive": naive, "partial_softmax": partial_softmax, "flash": flash}
@@ -108,7 +105,7 @@ VARIANTS = {"naive": naive, "partial_softmax": partial_softmax, "flash": flash}
 def fp16_error_table(seqs=(77, 256, 1024), head_dim=40, heads=2, seed=0, logit_scale=1.0):
     """Max abs error against float64 of each simulated variant in fp16, per sequence length:
     rows of dicts for sdsim.output.render_rows."""
-    from sdsim.cl.attention import reference  # the float64 reference (pure NumPy)
+    from sdsim.kernels.attention import reference  # the float64 reference (pure NumPy)
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -10,23 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sdsim.model.components import FOLDERS
 from sdsim.model.tokenizer import bytes_to_unicode
-
-#: file of each component's weights in a diffusers folder
-WEIGHT_FILES = {"text_encoder": "model.safetensors", "unet": "diffusion_pytorch_model.safetensors",
-                "vae": "diffusion_pytorch_model.safetensors"}
 
 
 def component_modules(preset: str = "tiny") -> dict:
     """The sdsim modules of each component of `preset`, keyed by diffusers folder name."""
-    from sdsim.model.clip import CLIPTextModel
     from sdsim.model.presets import PRESETS
-    from sdsim.model.unet import UNet2DConditionModel
-    from sdsim.model.vae import AutoencoderKL
 
     cfg = PRESETS[preset]
-    return {"text_encoder": CLIPTextModel(cfg.text_encoder),
-            "unet": UNet2DConditionModel(cfg.unet), "vae": AutoencoderKL(cfg.vae)}
+    return {name: folder.build(cfg) for name, folder in FOLDERS.items()}
 
 
 def _config_json(cfg) -> dict:
@@ -49,11 +42,12 @@ def write_tiny_model(root, preset: str = "tiny", seed: int = 0, tokenizer: bool 
     root = Path(root)
     cfg = PRESETS[preset]
     for comp, module in component_modules(preset).items():
+        folder = FOLDERS[comp]
         (root / comp).mkdir(parents=True, exist_ok=True)
-        (root / comp / "config.json").write_text(json.dumps(_config_json(getattr(cfg, comp))))
+        (root / comp / "config.json").write_text(json.dumps(_config_json(folder.config(cfg))))
         w = RandomWeights(module, seed)
         save_file({name: np.ascontiguousarray(w[name]) for name in w},
-                  str(root / comp / WEIGHT_FILES[comp]))
+                  str(root / comp / folder.weights_file))
     if tokenizer:
         write_byte_tokenizer(root / "tokenizer")
     return root

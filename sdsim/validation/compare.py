@@ -34,6 +34,7 @@ class CallRow:
     bound: str
     predicted_s: float
     measured_s: float
+    switch: str | None = None   # the --opt switch whose rule chose the call's variant
 
     @property
     def error(self) -> float:
@@ -51,7 +52,8 @@ def join(timings, costed) -> list[CallRow]:
                              "prediction used different plans")
         rows.append(CallRow(call.identity, call.op_index, call.op_kind, call.scope, call.family,
                             call.variant, call.kernel, call.kernel_class, {}, call.flops,
-                            call.dram_bytes, p.time.bound, p.time.total_s, max(meas, 1e-9)))
+                            call.dram_bytes, p.time.bound, p.time.total_s, max(meas, 1e-9),
+                            call.switch))
     if len(rows) != len(pred):
         missing = sorted(set(pred) - {r.identity for r in rows})[:3]
         raise SdsimError(f"{len(pred) - len(rows)} predicted calls were not measured "
@@ -88,30 +90,15 @@ def by_class(rows: list[CallRow]) -> list[dict]:
     return out
 
 
-def governed_ops(graph, switch: str) -> set:
-    """Indices of the ops an optimization switch decides the kernels of."""
-    ops = graph.ops
-    if switch == "groupnorm":
-        return {o.index for o in ops if o.kind == "group_norm"}
-    if switch == "attention":
-        return {o.index for o in ops if o.kind == "attention"}
-    if switch == "gelu":
-        s = {o.index for o in ops if o.kind in ("geglu", "gelu", "quick_gelu")}
-        return s | {o.index - 1 for o in ops if o.kind in ("gelu", "quick_gelu")
-                    and o.index and ops[o.index - 1].kind == "linear"}
-    if switch == "conv3x3":
-        return {o.index for o in ops if o.kind == "conv2d" and o.attrs["k"] == 3}
-    raise SdsimError(f"unknown switch '{switch}'; expected one of {', '.join(SWITCHES)}")
-
-
-def optimization_effect(graph, base_rows, opt_rows, base_opt, opt_opt) -> list[dict]:
+def optimization_effect(base_rows, opt_rows, base_opt, opt_opt) -> list[dict]:
     """Per switch that differs between two runs of one graph: the measured and predicted
-    speed-up of the governed ops' kernels (baseline time / optimized time)."""
+    speed-up of the kernels of the ops that switch decided (as the plan recorded which rule
+    chose each call), baseline time / optimized time."""
     out = []
     for sw in SWITCHES:
         if getattr(base_opt, sw) == getattr(opt_opt, sw):
             continue
-        ops = governed_ops(graph, sw)
+        ops = {r.op_index for rows in (base_rows, opt_rows) for r in rows if r.switch == sw}
         ops = {i for i in ops
                if {r.variant for r in base_rows if r.op_index == i}
                != {r.variant for r in opt_rows if r.op_index == i}}

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from sdsim import atomic
+from sdsim.cost.roofline import roofline
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
 from sdsim.lower.options import Options
@@ -23,9 +24,7 @@ def explain(r, profile, precision: str) -> str:
     class's calibrated efficiency, and what about the call makes them differ."""
     launch = profile.launch_overhead
     eff = profile.efficiency[r.kernel_class]
-    tc = r.flops / profile.peak_flops[precision]
-    tm = r.dram_bytes / profile.dram_bandwidth
-    roof = max(tc, tm)
+    roof = max(roofline(r, profile.peak_flops[precision], profile.dram_bandwidth))
     achieved = roof / max(r.measured_s - launch, 1e-12)
     side = "slower" if r.measured_s > r.predicted_s else "faster"
     why = [f"{r.bound}-bound by the formula; reached {achieved:.3g} of the roofline where the "

@@ -3,7 +3,8 @@
 The backend is driven by the kernel plan of the same component (trace -> lowering): the model calls
 its ops in execution order, the i-th call is op i of the traced graph, and the plan's calls for op i
 say which variant runs and which kernel identity each dispatch has. So a measurement and a
-prediction share `KernelCall.identity` ("unet/17/1:wino_gemm_f4").
+prediction share `KernelCall.identity` ("unet/down_blocks.0.resnets.0.conv1:wino_gemm_f4"). Each
+op runs through its variant record's launcher (sdsim/kernels), the code `sdsim bench` checks.
 
 Memory: weights are uploaded once (and Winograd-transformed once per variant) when first used.
 Activation buffers come from a pool keyed by byte size; a tensor's buffer goes back to the pool
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl as cl
 
-from sdsim.backends.opencl import dispatch
+from sdsim import kernels
 from sdsim.cl.runtime import DTYPES
 from sdsim.errors import SdsimError
+from sdsim.lower.plan import op_shape
 from sdsim.ops import Backend
 
 
@@ -131,23 +133,19 @@ class OpenCLBackend(Backend):
         key = (param.name, role)
         buf = self._wcache.get(key)
         if buf is None:
-            try:
-                arr = self.weights[param.name]
-            except KeyError:
-                raise SdsimError(f"no weight for parameter {param.name!r}") from None
-            if tuple(arr.shape) != param.shape:
-                raise SdsimError(f"weight {param.name!r} has shape {tuple(arr.shape)}, "
-                                 f"the model expects {param.shape}")
+            arr = self.weight(self.weights, param)
             buf = self.rt.to_device(np.asarray(arr, np.float32), self.precision, param.name)
             self._wcache[key] = buf
         return buf
 
-    def _prepared(self, family, variant, shape, params, names):
+    def _prepared(self, record, shape, params, names):
         """Weights after a variant's load-time transform (cached per weight and variant)."""
-        key = (names, family, variant)
+        if record.prepare is None:
+            return params
+        key = (names, record.key)
         p = self._wcache.get(key)
         if p is None:
-            p = dispatch.prepare_weights(self.rt, family, variant, shape, params, self.precision)
+            p = record.prepare(self.rt, shape, params, self.precision)
             self._wcache[key] = p
         return p
 
@@ -170,20 +168,15 @@ class OpenCLBackend(Backend):
             self._live[out.tid] = out
             self._release(i)
             return out
-        family, variant = calls[0].family, calls[0].variant
+        record = kernels.get(calls[0].family, calls[0].variant)
         dtype = self.precision   # every op output, the timestep embedding included
         out = CLTensor(self.pool.get(op.output.numel * _ITEMSIZE[dtype], f"{op.scope} output"),
                        tuple(op.output.shape), dtype, op.output.id)
-        params = params or {}
-        shape = op.attrs
-        if family in ("elementwise", "gelu"):
-            shape = dict(shape, in_shapes=[t.shape for t in ins], out_shape=out.shape, **extra)
-        if pnames:
-            params = self._prepared(family, variant, shape, params, pnames)
-        evs = dispatch.run(self.rt, family, variant, shape, [t.buf for t in ins], params,
-                           out.buf, self.precision)
+        shape = dict(op_shape(op), **extra)
+        params = self._prepared(record, shape, params or {}, pnames)
+        evs = record.launch(self.rt, shape, [t.buf for t in ins], params, out.buf, self.precision)
         if len(evs) != len(calls):
-            raise SdsimError(f"{self.graph.name} op {i} ({family}/{variant}): {len(evs)} "
+            raise SdsimError(f"{self.graph.name} op {i} ({record.key}): {len(evs)} "
                              f"dispatches ran, the plan has {len(calls)}")
         self.events += list(zip(calls, evs))
         self._live[out.tid] = out

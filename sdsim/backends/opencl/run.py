@@ -10,37 +10,18 @@ from sdsim.backends.opencl.backend import OpenCLBackend
 from sdsim.backends.trace import trace_component
 from sdsim.errors import SdsimError
 from sdsim.lower.plan import lower_graph
-
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
-
-
-def build_model(name, model_cfg):
-    """The model object of a component and the callable that runs it on a backend."""
-    from sdsim.model.clip import CLIPTextModel
-    from sdsim.model.unet import UNet2DConditionModel
-    from sdsim.model.vae import AutoencoderKL
-
-    if name == "text_encoder":
-        m = CLIPTextModel(model_cfg.text_encoder)
-        return m, m
-    if name == "unet":
-        m = UNet2DConditionModel(model_cfg.unet)
-        return m, m
-    if name == "vae_decoder":
-        m = AutoencoderKL(model_cfg.vae)
-        return m, m.decode
-    raise SdsimError(f"unknown component '{name}'; expected one of {', '.join(COMPONENTS)}")
+from sdsim.model import components
 
 
 def random_inputs(name, graph, model_cfg, seed=0) -> list[np.ndarray]:
     """Seeded inputs of a component: N(0,1) latents and context, timestep 500, random token ids."""
     rng = np.random.default_rng(seed)
     out = []
-    for spec in graph.inputs:
-        if spec.dtype == "int32":
+    for spec, role in zip(graph.inputs, components.get(name).input_names):
+        if role == "input_ids":
             vocab = model_cfg.text_encoder.vocab_size
             out.append(rng.integers(0, vocab, spec.shape).astype(np.int32))
-        elif name == "unet" and len(spec.shape) == 1:
+        elif role == "timestep":
             out.append(np.full(spec.shape, 500.0, np.float32))
         else:
             out.append(rng.standard_normal(spec.shape).astype(np.float32))
@@ -66,10 +47,11 @@ class ComponentRunner:
                  weights=None, seed=0):
         from sdsim.model.weights import RandomWeights
 
+        comp = components.get(name, components.OPENCL)
         self.name, self.model_cfg = name, model_cfg
         self.graph = trace_component(name, model_cfg, resolution, batch, precision)
         self.plan = lower_graph(self.graph, opt, precision)
-        self.model, self.fn = build_model(name, model_cfg)
+        self.model, self.fn = comp.build(model_cfg)
         weights = weights if weights is not None else RandomWeights(self.model, seed)
         self.weights = weights
         self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision)

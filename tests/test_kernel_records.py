@@ -1,0 +1,118 @@
+"""Every kernel variant is named in its record only: `--opt` choices, bench cases and calibration
+mixes resolve to records, every record is chosen by some lowering of some model, records agree
+with themselves (costs, operands, launch), and no variant name is typed elsewhere in sdsim/."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdsim import kernels
+from sdsim.backends.trace import trace_pipeline
+from sdsim.calibration.classes import mix
+from sdsim.cl.bench import SIZES, all_cases
+from sdsim.cost.traffic import TRAFFIC
+from sdsim.lower.options import CHOICES, RULES, SETS, SWITCHES, Options, parse_opt
+from sdsim.lower.plan import lower_graph
+from sdsim.model.presets import load_model_config
+
+SDSIM = Path(__file__).resolve().parents[1] / "sdsim"
+#: op kinds whose elementwise record carries the op's own name
+EW_OPS = {r.name for r in kernels.records("elementwise")}
+
+
+def test_every_opt_choice_resolves_to_a_record():
+    for switch, values in CHOICES.items():
+        for value in values:
+            if value in RULES.get(switch, ()):
+                continue
+            assert [r for r in kernels.records() if r.option == (switch, value)], (switch, value)
+    for opt in SETS.values():
+        for s in SWITCHES:
+            assert getattr(opt, s) in CHOICES[s]
+
+
+def test_bench_and_calibration_entries_are_records_with_consistent_shapes():
+    for size in SIZES:
+        cases = all_cases(size)
+        assert {c.record.key for c in cases} == {r.key for r in kernels.records()}, size
+    for size in ("quick", "full"):
+        for record, shape in mix(size):
+            assert kernels.get(record.family, record.name) is record
+    for r in kernels.records():
+        for shape in [s for size in SIZES for s in r.bench[size]]:
+            costs = r.costs("fp16", **shape)
+            assert costs and all(k.flops >= 0 and k.dram_bytes > 0 for k in costs), r.key
+            ins, params, out = r.operands(shape)
+            inputs = r.make_inputs(shape, np.random.default_rng(0))
+            assert [np.size(a) for a in inputs["ins"]] == ins, r.key
+            assert {k: np.size(v) for k, v in inputs["params"].items()} == params, r.key
+            assert np.size(r.reference(shape, inputs, "fp16")) == out, r.key
+            assert set(r.tolerance) == {"fp32", "fp16"}
+
+
+def _plans(cfg, opts):
+    graphs = trace_pipeline(cfg, resolution=64, batch=2, precision="fp16").values()
+    return [c for g in graphs for o in opts for c in lower_graph(g, o, "fp16")]
+
+
+def test_every_record_is_chosen_by_a_lowering():
+    """SD1.4 under every set and every switch value, plus an erf-GELU text encoder (as OpenCLIP
+    has) for the GEMM-epilogue GELU, together lower to every record."""
+    opts = list(SETS.values()) + [parse_opt(f"{s}={v}") for s in SWITCHES for v in CHOICES[s]]
+    sd14 = load_model_config("sd14")
+    erf_clip = dataclasses.replace(sd14, text_encoder=dataclasses.replace(
+        sd14.text_encoder, hidden_act="gelu"))
+    chosen = {(c.family, c.variant)
+              for c in _plans(sd14, opts) + _plans(erf_clip, SETS.values())}
+    assert chosen == set(kernels.variants())
+
+
+def test_the_plan_records_the_switch_that_chose_each_call():
+    g = trace_pipeline(load_model_config("sd14"), resolution=64, batch=2,
+                       precision="fp16")["unet"]
+    plan = lower_graph(g, Options(), "fp16")
+    for c in plan:
+        rec = kernels.get(c.family, c.variant)
+        if c.switch is not None and c.family != "linear":
+            assert c.switch == rec.option[0], c.identity
+        if c.op_kind == "conv2d":   # every 3x3 conv is the conv3x3 switch's; 1x1 convs nobody's
+            assert (c.switch == "conv3x3") == (g.ops[c.op_index].attrs["k"] == 3), c.identity
+    assert {c.switch for c in plan} == {None, "conv3x3", "gelu", "attention", "groupnorm"}
+    assert len({c.identity for c in plan}) == len(plan)
+    conv = next(c for c in plan if c.scope == "down_blocks.0.resnets.0.conv1")
+    assert conv.identity.startswith("unet/down_blocks.0.resnets.0.conv1:")
+
+
+def _string_literals(path):
+    tree = ast.parse(path.read_text())
+    doc_nodes = {id(n.body[0].value) for n in ast.walk(tree)
+                 if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                 and n.body and isinstance(n.body[0], ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in doc_nodes:
+            yield node.lineno, node.value
+
+
+def test_no_variant_name_is_typed_outside_the_records():
+    """Variant names that are neither an `--opt` value, an op kind nor a traffic mode (`tiled`
+    traffic) appear as string literals only in sdsim/kernels (the records)."""
+    values = {v for vs in CHOICES.values() for v in vs}
+    names = {r.name for r in kernels.records()} - values - EW_OPS - set(TRAFFIC)
+    assert names  # e.g. im2col_gemm, tiled_gelu, rowwise
+    found = [f"{p.relative_to(SDSIM)}:{line}: {text!r}"
+             for p in SDSIM.rglob("*.py") if "kernels" not in p.parts
+             for line, text in _string_literals(p) if text in names]
+    assert not found, found
+
+
+@pytest.mark.opencl
+def test_runtime_enqueues_the_dispatches_the_record_costs(rt):
+    """At every tiny bench shape, a record's launcher enqueues exactly as many dispatches as its
+    cost formula lists (so measured and predicted calls pair one to one)."""
+    for case in all_cases("tiny", precisions=("fp32",)):
+        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+        assert len(events) == len(case.cost), case.record.key
