@@ -1,20 +1,26 @@
 """`sdsim calibrate`: the profile it writes loads and validates against the schema, its sources
-point at the report it writes, and the efficiency aggregate is the documented formula."""
+point at the report it writes, the efficiency aggregate is the documented formula, the fit
+recovers known coefficients, and SD1.4's own layers are rejected from the sweep."""
+
+import math
 
 import pytest
 import yaml
 
-from sdsim.calibration.classes import Sample, efficiencies
+from sdsim.calibration.classes import efficiencies
+from sdsim.calibration.fit import Point, fit_key
+from sdsim.kernels import Launch
 
 
-def _s(cls, measured, roofline):
-    return Sample("f", "v", {}, "k", cls, measured, roofline, "compute")
+def _s(cls, measured, roofline_s):
+    # roofline_s as FLOPs at a 1 FLOP/s peak (the memory term is zero)
+    return Point("k", "f/v", {}, "k", None, measured, 0.0, cls, roofline_s, 0.0)
 
 
 def test_efficiency_is_time_weighted_roofline_over_busy_time():
     launch = 1e-6
     samples = [_s("gemm", 11e-6, 5e-6), _s("gemm", 31e-6, 6e-6), _s("elementwise", 3e-6, 4e-6)]
-    eff = efficiencies(samples, launch)
+    eff = efficiencies(samples, 1.0, 1e30, launch)
     # by hand: (5 + 6) / ((11 - 1) + (31 - 1)) = 11 / 40
     assert eff["gemm"]["efficiency"] == pytest.approx(11 / 40)
     assert eff["gemm"]["samples"] == 2
@@ -46,6 +52,38 @@ def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys):
         assert str(rep) in data[field]["source"] or rep.name in data[field]["source"]
     text = rep.read_text()
     assert "## Kernel-class efficiency" in text and "conv2d/winograd_f4" in text
+    assert "## Held-out error per variant" in text
+    assert prof.coefficients["gemm"].source == "calibrated"
+    assert data["coefficients"]["kernels_hash"] and data["schema"] == 2
+
+
+def test_fit_recovers_the_coefficients_that_made_the_points():
+    """Points made by t = t0 + steps * max(L, waves * s) at residency 2 on 8 compute units are
+    fitted back to those coefficients (latency-bound and throughput-bound points both present)."""
+    t0, lat, step, cu = 5e-6, 2e-6, 0.5e-6, 8
+    pts = []
+    for wgs in (1, 3, 16, 40, 100, 333):
+        for steps in (1, 7, 50):
+            launch = Launch((wgs * 64,), (64,), steps)
+            t = t0 + steps * max(lat, math.ceil(wgs / (cu * 2)) * step)
+            pts.append(Point("k", "f/v", {}, "k", launch, t, 0.0))
+    c = fit_key(pts, cu)
+    assert c.residency == 2
+    assert (c.t0, c.latency, c.step) == pytest.approx((t0, lat, step), rel=1e-3)
+
+
+def test_sd_layers_are_rejected_from_the_sweep():
+    from sdsim import kernels
+    from sdsim.calibration import sweep
+
+    lin, conv = kernels.get("linear", "tiled"), kernels.get("conv2d", "direct")
+    # the UNet's 64x64 self-attention projection and a 64x64 resnet conv (512 px, batch 2)
+    assert sweep.is_sd_layer(lin, dict(m=8192, k=320, n=320, bias=False))
+    assert sweep.is_sd_layer(conv, dict(batch=2, cin=320, cout=320, h=64, w=64, k=3, stride=1,
+                                        padding=(1, 1, 1, 1)))
+    assert not sweep.is_sd_layer(lin, dict(m=8192, k=321, n=320, bias=False))
+    cases, rejected = sweep.cases("full")
+    assert cases and not any(sweep.is_sd_layer(r, s) for r, s in cases)
 
 
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):

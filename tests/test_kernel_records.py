@@ -11,8 +11,8 @@ import pytest
 
 from sdsim import kernels
 from sdsim.backends.trace import trace_pipeline
-from sdsim.calibration.classes import mix
-from sdsim.cl.bench import SIZES, all_cases
+from sdsim.calibration import sweep
+from sdsim.cl.bench import SIZES, all_cases, upload
 from sdsim.cost.traffic import TRAFFIC
 from sdsim.lower.options import CHOICES, RULES, SETS, SWITCHES, Options, parse_opt
 from sdsim.lower.plan import lower_graph
@@ -36,10 +36,10 @@ def test_every_opt_choice_resolves_to_a_record():
 
 def test_bench_and_calibration_entries_are_records_with_consistent_shapes():
     for size in SIZES:
-        cases = all_cases(size)
-        assert {c.record.key for c in cases} == {r.key for r in kernels.records()}, size
+        bench = all_cases(size)
+        assert {c.record.key for c in bench} == {r.key for r in kernels.records()}, size
     for size in ("quick", "full"):
-        for record, shape in mix(size):
+        for record, shape in sweep.cases(size)[0]:
             assert kernels.get(record.family, record.name) is record
     for r in kernels.records():
         for shape in [s for size in SIZES for s in r.bench[size]]:
@@ -110,9 +110,37 @@ def test_no_variant_name_is_typed_outside_the_records():
 
 
 @pytest.mark.opencl
-def test_runtime_enqueues_the_dispatches_the_record_costs(rt):
-    """At every tiny bench shape, a record's launcher enqueues exactly as many dispatches as its
-    cost formula lists (so measured and predicted calls pair one to one)."""
-    for case in all_cases("tiny", precisions=("fp32",)):
-        _, events = case.run(rt, case.make_inputs(np.random.default_rng(0)))
+def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch):
+    """At every tiny and quick bench shape, a record's launcher enqueues exactly the dispatches
+    its cost formula lists, each with the global and local size the cost's launch geometry
+    states (so measured and predicted calls pair one to one, with the same geometry)."""
+    launched = []
+    real = rt.launch
+
+    def launch(kernel, global_size, local_size, *args, wait_for=None):
+        launched.append((tuple(-(-g // l) * l for g, l in zip(global_size, local_size)),
+                         tuple(local_size)))
+        return real(kernel, global_size, local_size, *args, wait_for=wait_for)
+
+    monkeypatch.setattr(rt, "launch", launch)
+    for case in all_cases("tiny", precisions=("fp32",)) + all_cases("quick",
+                                                                     precisions=("fp16",)):
+        inputs = case.make_inputs(np.random.default_rng(0))
+        ins, params, out = upload(rt, case.record, case.shape, inputs, case.precision)
+        launched.clear()
+        events = case.record.launch(rt, case.shape, ins, params, out, case.precision)
+        want = [(k.launch.global_size, k.launch.local_size) for k in case.cost]
         assert len(events) == len(case.cost), case.record.key
+        assert launched == want, (case.record.key, case.shape)
+
+
+def test_launch_geometry_counts():
+    """Work-groups, serial steps and active lanes of a few dispatches worked out by hand."""
+    (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
+    assert (gemm.launch.work_groups, gemm.launch.steps) == (2 * 3, 3)        # 64x64 tiles, k/16
+    assert gemm.launch.active == pytest.approx(100 * 130 / (128 * 192))
+    (conv,) = kernels.costs("conv2d", "direct", batch=2, cin=5, cout=20, h=17, w=16, k=3,
+                            stride=1, padding=1)
+    assert (conv.launch.work_groups, conv.launch.steps) == (2 * 2 * 2 * 1, 5 * 9)
+    (flash,) = kernels.costs("attention", "flash", batch=1, heads=2, nq=70, nk=100, head_dim=40)
+    assert (flash.launch.work_groups, flash.launch.steps) == (3 * 2, 4)      # 32-row tiles, 32 keys

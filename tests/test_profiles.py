@@ -17,11 +17,13 @@ def q(v, unit):
 
 
 def toy():
-    return {"name": "toy", "soc": "toy soc", "gpu": "toy gpu", "api": "OpenCL",
+    return {"schema": 2, "name": "toy", "soc": "toy soc", "gpu": "toy gpu", "api": "OpenCL",
             "peak_fp32": q(1000, "GFLOP/s"), "peak_fp16": q(2, "TFLOP/s"),
             "dram_bandwidth": q(50, "GB/s"), "local_memory": q(32, "KiB"),
             "cache": q(1, "MiB"), "max_allocation": q(1, "GiB"),
-            "launch_overhead": q(5, "us"),
+            "launch_overhead": q(5, "us"), "step_latency": q(1, "us"),
+            "geometry": {"compute_units": q(4, "count"), "lanes": q(64, "count"),
+                         "residency": q(2, "count"), "clock": q(800, "MHz")},
             "efficiency": {c: q(0.5, "fraction") for c in KERNEL_CLASSES}}
 
 
@@ -70,6 +72,8 @@ def mutate(path, value):
     (("efficiency", "tensor_core"), q(0.5, "fraction"), "efficiency.tensor_core", "unknown key"),
     (("peak_fp32", "source"), KeyError, "peak_fp32.source", "missing"),
     (("peak_fp32", "value"), 5e9, "peak_fp32", "implausibly large"),
+    (("geometry", "clock", "unit"), "Hz", "geometry.clock.unit", "MHz"),
+    (("geometry", "residency"), KeyError, "geometry.residency", "missing"),
 ])
 def test_schema_errors_name_file_and_field(tmp_path, path, value, field, words):
     f = write(tmp_path, mutate(path, value))
@@ -78,6 +82,31 @@ def test_schema_errors_name_file_and_field(tmp_path, path, value, field, words):
     msg = str(e.value)
     assert str(f) in msg and f"'{field}'" in msg and words in msg
     assert "\n" not in msg
+
+
+def test_old_schema_says_how_to_recalibrate(tmp_path):
+    d = toy()
+    del d["schema"], d["geometry"], d["step_latency"]
+    f = write(tmp_path, d)
+    with pytest.raises(SdsimError) as e:
+        read_profile(f)
+    assert str(f) in str(e.value) and "sdsim calibrate --out" in str(e.value)
+    assert "schema-1" in str(e.value)
+
+
+def test_bands_give_both_corners(tmp_path):
+    d = toy()
+    d["peak_fp32"].update(low=800, high=1500)
+    d["geometry"]["compute_units"].update(low=2, high=6)
+    d["step_latency"].update(low=0.5, high=3)
+    p = read_profile(write(tmp_path, d))
+    fast, slow = p.corner(fast=True), p.corner(fast=False)
+    assert (fast.peak_flops["fp32"], slow.peak_flops["fp32"]) == (1.5e12, 0.8e12)
+    assert (fast.geometry["compute_units"], slow.geometry["compute_units"]) == (6, 2)
+    assert (fast.step_latency, slow.step_latency) == pytest.approx((0.5e-6, 3e-6))
+    d["peak_fp32"]["low"] = 1200
+    with pytest.raises(SdsimError, match="peak_fp32.*band"):
+        read_profile(write(tmp_path, d, "bad.yaml"))
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from sdsim.validation.compare import CallRow, metrics
+from sdsim.validation.compare import CallRow, metrics, noise
 
 
 def _row(pred, meas, cls="gemm", i=0):
@@ -26,6 +26,18 @@ def test_metrics_by_hand():
     assert m["acc15_time_pct"] == pytest.approx(25.0)
 
 
+def test_noise_is_the_first_run_against_the_median_of_the_others():
+    class Call:
+        identity, op_index, op_kind, scope, family, variant, kernel = "c", 0, "k", "", "f", "v", "k"
+        kernel_class, flops, dram_bytes = "gemm", 1.0, 1.0
+
+    c = Call()
+    runs = [[(c, 1.1)], [(c, 1.0)], [(c, 0.9)], [(c, 1.0)]]
+    m = noise(runs)
+    assert m["e2e_error_pct"] == pytest.approx(10.0)   # 1.1 against the median 1.0
+    assert noise(runs[:1]) is None
+
+
 @pytest.mark.opencl
 def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
     import pyopencl as cl
@@ -36,7 +48,7 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
     rep = tmp_path / "validation-t.md"
     assert main(["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
                  "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
-                 "--warmup", "0", "--report", str(rep), "--format", "json"]) == 0
+                 "--warmup", "0", "--repeat", "2", "--report", str(rep), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("e2e_error_pct", "rmspe_pct", "acc10_calls_pct", "acc10_time_pct", "measured_s",
                 "predicted_s"):
@@ -48,6 +60,7 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
         "groupnorm", "gelu", "attention", "conv3x3"}
     text = rep.read_text()
     assert "## Summary" in text and "largest absolute error" in text
+    assert "## Noise ceiling" in text and "by kernel variant" in text
     assert rep.with_suffix(".png").stat().st_size > 1000
     # the raw results re-render the same report without a device
     again = tmp_path / "again.md"

@@ -1,14 +1,23 @@
-"""Run a whole calibration: device microbenchmarks, then the kernel-class mix; and turn the result
-into a device profile (YAML, every number sourced to the calibration report) and that report."""
+"""Run a whole calibration: device microbenchmarks, then the synthetic sweep of every kernel
+variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing coefficients
+(sdsim/calibration/fit.py) with 20% of the points held out."""
 
 from __future__ import annotations
 
 import datetime
 import platform as _platform
+import random
 import sys
+import time
 from dataclasses import dataclass, field
 
-from sdsim.calibration import classes, microbench
+from sdsim.calibration import classes, fit, microbench, sweep
+from sdsim.cost.profile import kernels_hash
+
+#: share of the sweep's cases held out of the fit
+HELDOUT = 0.2
+#: per-case time budget at 5% of the roofline, by device kind (GPUs run the whole sweep)
+BUDGET_S = {"CPU": 2.0, "GPU": 5.0}
 
 
 @dataclass
@@ -22,8 +31,11 @@ class Calibration:
     command: str
     device_info: dict
     micro: dict
-    samples: list = field(default_factory=list)
+    points: list = field(default_factory=list)         # fit.Point per measured dispatch
     classes: dict = field(default_factory=dict)
+    coefficients: dict = field(default_factory=dict)   # model key -> Coefficients
+    sweep: dict = field(default_factory=dict)           # counts, load, time
+    kernels_hash: str = ""
 
     @property
     def launch_s(self) -> float:
@@ -34,36 +46,48 @@ def device_info(rt) -> dict:
     import pyopencl as cl
 
     d = rt.device
-    return {"type": cl.device_type.to_string(d.type), "compute_units": int(d.max_compute_units), "clock_mhz": int(d.max_clock_frequency),
+    simd = rt.kernel("calibrate", "empty").get_work_group_info(
+        cl.kernel_work_group_info.PREFERRED_WORK_GROUP_SIZE_MULTIPLE, d)
+    return {"type": cl.device_type.to_string(d.type), "compute_units": int(d.max_compute_units),
+            "clock_mhz": int(d.max_clock_frequency), "simd": int(simd),
             "global_mem": int(d.global_mem_size), "local_mem": int(d.local_mem_size),
             "cache": int(d.global_mem_cache_size), "max_alloc": int(d.max_mem_alloc_size),
             "fp16": rt.has_fp16, "opencl": d.version.strip(), "host": _platform.node()}
 
 
-def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repeat: int = 3,
-              command: str = "") -> Calibration:
-    """Measure `rt`'s device; `quick` uses the small mix and buffers (CPU devices, tests)."""
+def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repeat: int = 5,
+              command: str = "", seed: int = 0) -> Calibration:
+    """Measure `rt`'s device; `quick` uses small buffers and the small sweep (tests)."""
     from tqdm import tqdm
 
-    mix = classes.mix("quick" if quick else "full")
-    bar = tqdm(total=4 + len(mix), desc=f"calibrate {rt.device.name.strip()}", unit="step",
-               file=sys.stderr, disable=None)
-
-    def step(what):
-        bar.set_postfix_str(what)
-        bar.update(1)
-
-    micro = microbench.measure(rt, quick, step)
+    size = "quick" if quick else "full"
+    todo, rejected = sweep.cases(size, seed)
+    info = device_info(rt)
+    micro = microbench.measure(rt, quick, lambda what: None)
+    peak, bw = micro["rates"][precision], micro["bandwidth"]
+    budget = BUDGET_S["CPU" if "CPU" in info["type"] else "GPU"]
+    run = [(r, s) for r, s in todo if sweep.affordable(r, s, precision, peak, bw, budget)]
     cal = Calibration(
         name=name, device=rt.name, driver=rt.device.driver_version.strip(), precision=precision,
-        mix="quick" if quick else "full",
-        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        command=command, device_info=device_info(rt), micro=micro)
-    peak, bw = micro["rates"][precision], micro["bandwidth"]
-    for record, shape in mix:
-        step(record.key)
-        cal.samples += classes.measure_case(rt, record, shape, precision, peak, bw,
-                                            repeat=repeat)
+        mix=size, date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=command, device_info=info, micro=micro, kernels_hash=kernels_hash())
+    heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))
+    load0, t0, again = sweep.load(), time.perf_counter(), 0
+    bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
+               disable=None)
+    for i, (record, shape) in enumerate(bar):
+        bar.set_postfix_str(record.key)
+        points, remeasured = sweep.measure(rt, record, shape, precision, repeat)
+        again += remeasured
+        for p in points:
+            p.heldout = i in heldout
+        cal.points += points
     bar.close()
-    cal.classes = classes.efficiencies(cal.samples, cal.launch_s)
+    cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
+                 "over_budget": len(todo) - len(run), "budget_s": budget,
+                 "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
+                 "load_before": load0, "load_after": sweep.load(),
+                 "seconds": time.perf_counter() - t0}
+    cal.coefficients = fit.fit_all(cal.points, info["compute_units"])
+    cal.classes = classes.efficiencies(cal.points, peak, bw, cal.launch_s)
     return cal

@@ -1,4 +1,4 @@
-"""A Calibration as a device profile (YAML, schema of device_profiles/README.md) and as the
+"""A Calibration as a device profile (YAML, schema 2 of device_profiles/README.md) and as the
 Markdown report every number of that profile cites."""
 
 from __future__ import annotations
@@ -7,8 +7,11 @@ from pathlib import Path
 
 import yaml
 
+import statistics
+
 from sdsim import atomic
-from sdsim.cost.profile import parse_profile
+from sdsim.calibration import fit
+from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
 from sdsim.output import render_rows
@@ -32,7 +35,13 @@ def profile_dict(cal, report_rel: str) -> dict:
             f"kernel classes: time-weighted roofline/measured over {c['samples']} dispatches on "
             f"synthetic shapes, {cal.precision} storage"
             + (f"; measured ratio {c['ratio']:.3g} capped at 1" if c["ratio"] > 1 else "")))
+    gemm = cal.coefficients.get("gemm")
+    residency = gemm.residency if gemm else int(statistics.median(
+        c.residency for c in cal.coefficients.values()))
+    latency = gemm.latency if gemm else statistics.median(
+        c.latency for c in cal.coefficients.values())
     return {
+        "schema": SCHEMA_VERSION,
         "name": cal.name,
         "soc": f"OpenCL {info['type']} device, {info['compute_units']} compute units "
                f"(host {info['host']})",
@@ -59,23 +68,68 @@ def profile_dict(cal, report_rel: str) -> dict:
         "launch_overhead": _q(cal.launch_s * 1e6, "us", src(
             "launch overhead: median OpenCL event duration of an empty dispatch, the per-dispatch "
             "cost that event-timed kernels show")),
+        "step_latency": _q(latency * 1e6, "us", src(
+            "timing coefficients: the fitted latency of one GEMM k-step"
+            if gemm else "timing coefficients: median fitted step latency")),
+        "geometry": {
+            "compute_units": _q(info["compute_units"], "count", "CL_DEVICE_MAX_COMPUTE_UNITS "
+                                f"queried by sdsim calibrate ({report_rel})"),
+            "lanes": _q(info["simd"], "count", "CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE "
+                        f"queried by sdsim calibrate ({report_rel})"),
+            "residency": _q(residency, "count", src(
+                "timing coefficients: the GEMM's fitted work-groups resident per compute unit"
+                if gemm else "timing coefficients: median fitted residency")),
+            "clock": _q(max(info["clock_mhz"], 1), "MHz", "CL_DEVICE_MAX_CLOCK_FREQUENCY queried "
+                        f"by sdsim calibrate ({report_rel})"),
+        },
         "efficiency": eff,
+        "coefficients": {
+            "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
+            "kernels": {key: _coefficients(cal, key, c)
+                        for key, c in sorted(cal.coefficients.items())},
+        },
     }
 
 
-def report_markdown(cal, profile_rel: str, plot_name: str | None = None) -> str:
-    m, info = cal.micro, cal.device_info
+def _coefficients(cal, key, c) -> dict:
+    mine = [p for p in cal.points if p.key == key]
+    train = fit.errors([p for p in mine if not p.heldout])
+    held = fit.errors([p for p in mine if p.heldout])
+    out = {"t0_us": _g(c.t0 * 1e6), "latency_us": _g(c.latency * 1e6),
+           "step_us": _g(c.step * 1e6), "group_us": _g(c.group * 1e6),
+           "residency": c.residency, "padding": _g(c.padding),
+           "points": len(mine),
+           "fit_error_pct": _g(train.get("median_abs_error_pct", 0.0))}
+    if held["points"]:
+        out["heldout_error_pct"] = _g(held["median_abs_error_pct"])
+    return out
+
+
+def _g(v: float) -> float:
+    return float(f"{v:.4g}")
+
+
+def report_markdown(cal, profile_rel: str) -> str:
+    from sdsim.calibration import run, sweep
+
+    m, info, w = cal.micro, cal.device_info, cal.sweep
     lines = [
         f"# Calibration of {cal.device}",
         "",
         f"- Command: `{cal.command}`",
         f"- Date: {cal.date}",
         f"- Device: {cal.device}, driver {cal.driver}, {info['opencl']}; {info['compute_units']} "
-        f"compute units at {info['clock_mhz']} MHz, {info['global_mem'] / 2**30:.1f} GiB global "
+        f"compute units at {info['clock_mhz']} MHz, preferred work-group multiple {info['simd']}, {info['global_mem'] / 2**30:.1f} GiB global "
         f"memory, {info['local_mem'] / 1024:.0f} KiB local memory, "
         f"cl_khr_fp16: {'yes' if info['fp16'] else 'no'}; host {info['host']}",
         f"- Profile written: `{profile_rel}`",
-        f"- Kernel-class mix: `{cal.mix}`, {cal.precision} storage",
+        f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
+        f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
+        f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, "
+        f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
+        f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']:.2f} before, "
+        f"{w['load_after']:.2f} after",
+        f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
         "",
         "## Device microbenchmarks (opencl/calibrate.cl)",
         "",
@@ -93,11 +147,50 @@ def report_markdown(cal, profile_rel: str, plot_name: str | None = None) -> str:
         f"| dispatch spacing | {m['launch']['spacing_s'] * 1e6:.3g} us | back-to-back empty "
         "dispatches, first start to last end / count (informational) |",
         "",
+        "## Timing coefficients per kernel body (sdsim/cost/waves.py)",
+        "",
+        "t = t0 + waves x group + steps x max(latency, waves x step x (padding + (1 - padding) x "
+        "active lanes)), waves = ceil(work-groups / (compute units x residency)); "
+        f"fitted on log times of the training points ({100 - int(run.HELDOUT * 100)}% of the "
+        f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
+        "by the fit. Errors are (predicted - measured) / measured.",
+        "",
+    ]
+    rows = []
+    for key, c in sorted(cal.coefficients.items()):
+        mine = [p for p in cal.points if p.key == key]
+        tr = fit.errors([p for p in mine if not p.heldout])
+        ho = fit.errors([p for p in mine if p.heldout])
+        rows.append({"kernel body": key, "t0 us": c.t0 * 1e6, "latency us": c.latency * 1e6,
+                     "step us": c.step * 1e6, "group us": c.group * 1e6,
+                     "padding": c.padding, "residency": c.residency,
+                     "train points": tr["points"],
+                     "train median err %": tr.get("median_abs_error_pct"),
+                     "held-out points": ho["points"],
+                     "held-out median err %": ho.get("median_abs_error_pct"),
+                     "held-out within 10% (time) %": ho.get("within10_time_pct")})
+    lines += [render_rows(rows, "markdown", floatfmt=".3g"), ""]
+    held = [p for p in cal.points if p.heldout]
+    allh = fit.errors(held)
+    lines += ["## Held-out error per variant (synthetic shapes the fit did not see)", "",
+              f"All variants: {allh['points']} held-out dispatches, median |error| "
+              f"{allh.get('median_abs_error_pct', float('nan')):.3g}%, "
+              f"{allh.get('within10_time_pct', float('nan')):.3g}% of their measured time within "
+              "+-10%.", ""]
+    rows = []
+    for v in sorted({p.variant for p in held}):
+        e = fit.errors([p for p in held if p.variant == v])
+        rows.append({"variant": v, "dispatches": e["points"],
+                     "median err %": e["median_abs_error_pct"],
+                     "within 10% (points) %": e["within10_points_pct"],
+                     "within 10% (time) %": e["within10_time_pct"]})
+    lines += [render_rows(rows, "markdown", floatfmt=".3g"), ""]
+    lines += [
         "## Kernel-class efficiency",
         "",
         "efficiency = sum of roofline times / sum of (measured - launch overhead) over the class's "
         "dispatches; roofline time = max(FLOPs / rate, DRAM bytes / bandwidth) with the rate and "
-        "bandwidth above and the FLOPs and bytes of sdsim.kernels' cost formulas. Capped at 1.",
+        "bandwidth above. Capped at 1. Used only for kernels without fitted coefficients.",
         "",
     ]
     rows = []
@@ -108,12 +201,12 @@ def report_markdown(cal, profile_rel: str, plot_name: str | None = None) -> str:
                          "dispatches": c["samples"], "measured ms": c["measured_s"] * 1e3})
     lines += [render_rows(rows, "markdown", floatfmt=".4g"), ""]
     lines += ["## Every measured dispatch (synthetic shapes, not SD1.4's layers)", ""]
-    rows = [{"family/variant": f"{s.family}/{s.variant}",
-             "shape": " ".join(f"{k}={_fmt(v)}" for k, v in s.shape.items()),
-             "kernel": s.kernel, "class": s.kernel_class, "bound": s.bound,
-             "measured ms": s.measured_s * 1e3, "roofline ms": s.roofline_s * 1e3,
-             "efficiency": s.roofline_s / max(s.measured_s - cal.launch_s, 1e-12)}
-            for s in cal.samples]
+    rows = [{"family/variant": p.variant,
+             "shape": " ".join(f"{k}={_fmt(v)}" for k, v in p.shape.items()),
+             "kernel": p.kernel, "work-groups": p.launch.work_groups, "steps": p.launch.steps,
+             "measured ms": p.measured_s * 1e3, "predicted ms": p.predicted_s * 1e3,
+             "error %": p.error * 100, "cv %": p.cv * 100, "held out": p.heldout}
+            for p in cal.points]
     lines += [render_rows(rows, "markdown", floatfmt=".4g"), ""]
     return "\n".join(lines)
 

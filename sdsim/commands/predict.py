@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
-from sdsim.cost.profile import load_profile
+from sdsim.cost.profile import load_profile, stale_calibration
 from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
@@ -12,8 +14,10 @@ from sdsim.output import FORMATS, dumps, human_bytes, render_rows
 HELP = "predict latency, DRAM traffic and peak memory of a text-to-image run on a device profile"
 DESCRIPTION = (
     "Trace SD (text encoder, UNet, VAE decoder), lower every op to kernel calls under the chosen "
-    "optimizations, and cost each call with a roofline model of the device profile "
-    "(max(compute, memory) / class efficiency + launch overhead). --opt takes 'paper' (the "
+    "optimizations, and time each call from its launch geometry "
+    "(t0 + steps x max(latency, waves x step), sdsim/cost/waves.py) with the profile's calibrated "
+    "coefficients, or coefficients transferred from its specifications where none were measured; "
+    "where the specification sources disagree the total comes with a band. --opt takes 'paper' (the "
     "paper's kernels), 'none' (baselines) or a list like attention=flash,conv3x3=direct applied "
     "on top of paper (or on top of a set named first: none,groupnorm=fused)."
 )
@@ -66,6 +70,12 @@ def run(args) -> int:
               f"{args.steps} steps {args.scheduler}, opt {pred.options.describe()}, "
               f"{args.traffic} traffic")
     print(render_rows(rows, args.format))
+    if args.format == "table" and pred.band:
+        print(f"band: {pred.total_s_low:.3g}-{pred.total_s_high:.3g} s end to end, over the "
+              f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")
+    stale = stale_calibration(profile)
+    if stale:
+        print(f"warning: {stale}", file=sys.stderr)
     for c in pred.components:
         for ident, size in c.oversized:
             if args.format == "table":

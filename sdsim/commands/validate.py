@@ -37,7 +37,10 @@ def add_arguments(p):
     p.add_argument("--opt", nargs="+", default=["paper"],
                    help="one or more optimization settings (paper, none, or switch lists); with "
                         "two or more the report adds each switch's measured vs predicted speed-up")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured one")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured ones")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="measured runs; each call's time is the median, and the first run "
+                        "against the median of the others is the noise ceiling (needs >= 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="report name: reports/validation-NAME.md (default: the "
                                   "profile's name)")
@@ -60,7 +63,14 @@ def run(args) -> int:
 
     if args.warmup < 0:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
+    if args.repeat < 1:
+        raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
+    from sdsim.cost.profile import stale_calibration
+
     profile = load_profile(args.device)
+    stale = stale_calibration(profile)
+    if stale:
+        print(f"warning: {stale}", file=sys.stderr)
     if args.replay:
         ctx, runs, effect = report.load(args.replay)
         if args.notes:
@@ -80,12 +90,14 @@ def run(args) -> int:
         weights = runner.weights
         for _ in range(args.warmup):
             runner.run()
-        res = runner.run()
+        results = [runner.run() for _ in range(args.repeat)]
+        res = results[0]
         pred = predict_component(runner.graph, 1, profile, opt, args.precision)
-        rows = compare.join(res.timings, pred.kernels)
+        rows = compare.join(compare.median_timings([r.timings for r in results]), pred.kernels)
         runs.append({"opt": text, "options": opt, "rows": rows, "metrics": compare.metrics(rows),
+                     "noise": compare.noise([r.timings for r in results]),
                      "wall_s": res.wall_s, "buffers": res.pool_buffers,
-                     "buffer_bytes": res.pool_bytes})
+                     "buffer_bytes": res.pool_bytes, "repeat": args.repeat})
         del runner
     effect = []
     if len(runs) >= 2:
@@ -101,6 +113,8 @@ def run(args) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "device": rt.name, "component": args.component, "resolution": args.resolution,
                "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
+               "repeat": args.repeat, "load": _load(),
+               "calibration": profile.calibration.get("report"),
                "notes": args.notes}
         report.write(path, ctx, runs, effect, profile)
     first = runs[0]["metrics"]
@@ -114,13 +128,24 @@ def run(args) -> int:
         return 0
     print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} on {rt.name}, "
           f"profile {profile.name}")
-    print(render_rows([{"opt": r["opt"], **{k: v for k, v in r["metrics"].items()}}
+    print(render_rows([{"opt": r["opt"], **{k: v for k, v in r["metrics"].items()},
+                        **{f"noise_{k}": v for k, v in (r["noise"] or {}).items()
+                           if k in ("e2e_error_pct", "acc10_time_pct")}}
                        for r in runs], "table"))
     if effect:
         print(render_rows(effect, "table"))
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+def _load() -> float | None:
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _rel(p) -> str:

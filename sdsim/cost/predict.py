@@ -74,10 +74,19 @@ class Prediction:
     scheduler: str
     components: list
     traffic: str = DEFAULT_TRAFFIC
+    band: tuple | None = None   # (fastest, slowest) total seconds over the profile's bands
 
     @property
     def total_s(self) -> float:
         return sum(c.latency_per_call * c.calls for c in self.components)
+
+    @property
+    def total_s_low(self) -> float:
+        return self.band[0] if self.band else self.total_s
+
+    @property
+    def total_s_high(self) -> float:
+        return self.band[1] if self.band else self.total_s
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -143,4 +152,10 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
              for n in components.TEXT_TO_IMAGE}
     comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
              for n, k in calls.items()]
-    return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic)
+    band = None
+    if profile.bands:
+        band = tuple(sum(kernel_time(k.call, corner, precision).total_s * c.calls
+                         for c in comps for k in c.kernels)
+                     for corner in (profile.corner(fast=True), profile.corner(fast=False)))
+    return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic,
+                      band)

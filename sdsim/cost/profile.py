@@ -1,23 +1,31 @@
 """Device profiles: load a YAML file, validate it against the schema, convert every number to SI.
 
-A profile is data, not code (see device_profiles/README.md for the schema). Every number is a
-`{value, unit, source}` triple so that each figure says where it came from. Validation is done
-with jsonschema; the first problem found is raised as an SdsimError naming the file, the field
-and the expected form.
+A profile is data, not code (see device_profiles/README.md for the schema, version 2). Every
+number is a `{value, unit, source}` triple so that each figure says where it came from; where
+sources disagree it also carries `low` and `high`, the band `predict` reports. A calibrated
+profile holds per-kernel timing coefficients with the report that measured them and a hash of the
+kernel sources they were measured with. Validation is done with jsonschema; the first problem
+found is raised as an SdsimError naming the file, the field and the expected form.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from sdsim.cost.waves import Coefficients
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
-from sdsim.paths import PROFILES_DIR
+from sdsim.paths import OPENCL_DIR, PROFILES_DIR
+
+#: the profile schema this version reads
+SCHEMA_VERSION = 2
 
 #: accepted units per quantity kind, with the factor to the SI unit the model uses
 UNITS = {
@@ -26,10 +34,13 @@ UNITS = {
     "bytes": {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3},
     "time": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9},
     "fraction": {"fraction": 1.0},
+    "count": {"count": 1.0},
+    "frequency": {"MHz": 1e6, "GHz": 1e9},
 }
 
 #: the largest plausible value per kind, in SI units; anything above is a typo (e.g. a unit slip)
-LIMITS = {"rate": 1e15, "bandwidth": 1e13, "bytes": 2**40, "time": 1.0, "fraction": 1.0}
+LIMITS = {"rate": 1e15, "bandwidth": 1e13, "bytes": 2**40, "time": 1.0, "fraction": 1.0,
+          "count": 1e6, "frequency": 1e10}
 
 #: top-level numeric fields and their kind
 QUANTITIES = {
@@ -40,7 +51,11 @@ QUANTITIES = {
     "cache": "bytes",
     "max_allocation": "bytes",
     "launch_overhead": "time",
+    "step_latency": "time",
 }
+#: device geometry fields (under `geometry:`) and their kind
+GEOMETRY = {"compute_units": "count", "lanes": "count", "residency": "count",
+            "clock": "frequency"}
 TEXT_FIELDS = ("name", "soc", "gpu", "api")
 
 
@@ -54,26 +69,58 @@ def _quantity_schema(kind: str) -> dict:
         "additionalProperties": False,
         "properties": {
             "value": value,
+            "low": value,
+            "high": value,
             "unit": {"enum": list(UNITS[kind])},
             "source": {"type": "string", "minLength": 3},
         },
     }
 
 
-SCHEMA = {
+_POSITIVE = {"type": "number", "minimum": 0}
+COEFFICIENTS_SCHEMA = {
     "type": "object",
-    "required": [*TEXT_FIELDS, *QUANTITIES, "efficiency"],
+    "required": ["report", "kernels_hash", "precision", "kernels"],
     "additionalProperties": False,
     "properties": {
+        "report": {"type": "string", "minLength": 3},
+        "kernels_hash": {"type": "string", "minLength": 6},
+        "precision": {"enum": ["fp16", "fp32"]},
+        "kernels": {"type": "object", "additionalProperties": {
+            "type": "object",
+            "required": ["t0_us", "latency_us", "step_us", "residency"],
+            "additionalProperties": False,
+            "properties": {"t0_us": _POSITIVE, "latency_us": _POSITIVE, "step_us": _POSITIVE,
+                           "residency": {"type": "integer", "minimum": 1},
+                           "padding": {"type": "number", "minimum": 0, "maximum": 1},
+                           "group_us": _POSITIVE,
+                           "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
+                           "heldout_error_pct": _POSITIVE}}},
+    },
+}
+
+SCHEMA = {
+    "type": "object",
+    "required": ["schema", *TEXT_FIELDS, *QUANTITIES, "geometry", "efficiency"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
         **{f: {"type": "string", "minLength": 1} for f in TEXT_FIELDS},
         "notes": {"type": "string"},
         **{f: _quantity_schema(k) for f, k in QUANTITIES.items()},
+        "geometry": {
+            "type": "object",
+            "required": list(GEOMETRY),
+            "additionalProperties": False,
+            "properties": {f: _quantity_schema(k) for f, k in GEOMETRY.items()},
+        },
         "efficiency": {
             "type": "object",
             "required": list(KERNEL_CLASSES),
             "additionalProperties": False,
             "properties": {c: _quantity_schema("fraction") for c in KERNEL_CLASSES},
         },
+        "coefficients": COEFFICIENTS_SCHEMA,
     },
 }
 
@@ -83,6 +130,8 @@ _EXPECTED = {
     "bytes": "{value: <number > 0>, unit: B|KiB|MiB|GiB, source: <text>}",
     "time": "{value: <number > 0>, unit: s|ms|us|ns, source: <text>}",
     "fraction": "{value: <number in (0, 1]>, unit: fraction, source: <text>}",
+    "count": "{value: <number > 0>, unit: count, source: <text>}",
+    "frequency": "{value: <number > 0>, unit: MHz|GHz, source: <text>}",
 }
 
 
@@ -103,11 +152,55 @@ class Profile:
     efficiency: dict          # kernel class -> fraction of the roofline reached
     path: str
     sources: dict             # field -> source text
+    geometry: dict = field(default_factory=dict)   # compute_units, lanes, residency, clock (Hz)
+    step_latency: float = 1e-6                     # s, shortest serial step of a kernel
+    coefficients: dict = field(default_factory=dict)   # model key -> Coefficients (calibrated)
+    calibration: dict = field(default_factory=dict)    # report, kernels_hash, precision
+    bands: dict = field(default_factory=dict)      # field -> (low, high) in SI units
+
+    def corner(self, fast: bool) -> "Profile":
+        """The profile at one end of its bands: every disagreeing specification at its fastest
+        (highest rate, bandwidth, clock, units; lowest time) or its slowest end."""
+        def pick(f, v):
+            lo, hi = self.bands.get(f, (v, v))
+            slower_is_higher = QUANTITIES.get(f) == "time"
+            return (lo if slower_is_higher else hi) if fast else (hi if slower_is_higher else lo)
+
+        geo = {g: pick(f"geometry.{g}", v) for g, v in self.geometry.items()}
+        geo["compute_units"] = int(round(geo["compute_units"]))
+        geo["residency"] = int(round(geo["residency"]))
+        return dataclasses.replace(
+            self, peak_flops={p: pick(f"peak_{p}", v) for p, v in self.peak_flops.items()},
+            dram_bandwidth=pick("dram_bandwidth", self.dram_bandwidth),
+            launch_overhead=pick("launch_overhead", self.launch_overhead),
+            step_latency=pick("step_latency", self.step_latency), geometry=geo,
+            efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
+
+
+def stale_calibration(profile: Profile) -> str | None:
+    """A warning when the profile's coefficients were measured on other kernel sources."""
+    was = profile.calibration.get("kernels_hash")
+    if was and was != kernels_hash():
+        return (f"{profile.path}: its timing coefficients were measured with kernel sources "
+                f"{was}, the kernels are now {kernels_hash()} (opencl/*.cl changed); "
+                f"recalibrate with `sdsim calibrate --out {profile.path}`")
+    return None
+
+
+def kernels_hash() -> str:
+    """A short hash of the OpenCL kernel sources (opencl/*.cl): what calibrated coefficients were
+    measured with."""
+    h = hashlib.sha256()
+    for path in sorted(Path(OPENCL_DIR).glob("*.cl")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _kind_of(path: tuple) -> str | None:
     if path and path[0] == "efficiency" and len(path) >= 2:
         return "fraction"
+    if path and path[0] == "geometry" and len(path) >= 2:
+        return GEOMETRY.get(path[1])
     return QUANTITIES.get(path[0]) if path else None
 
 
@@ -135,7 +228,7 @@ def _schema_error(file: str, err: jsonschema.ValidationError) -> SdsimError:
     else:
         what = err.message
     kind = _kind_of(path)
-    if path and path[-1] in ("value", "unit", "source"):
+    if path and path[-1] in ("value", "low", "high", "unit", "source"):
         kind = _kind_of(path[:-1])
     expected = _EXPECTED[kind] if kind else ("a non-empty text" if path and path[0] in TEXT_FIELDS
                                               else "see device_profiles/README.md")
@@ -160,19 +253,52 @@ def parse_profile(data, file: str) -> Profile:
                          "see device_profiles/README.md")
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if "schema" not in data or data.get("schema") != SCHEMA_VERSION and \
+            isinstance(data.get("schema"), int) and data["schema"] < SCHEMA_VERSION:
+        raise SdsimError(
+            f"{file}: a schema-{data.get('schema', 1)} profile (per-class efficiencies only); "
+            f"this sdsim reads schema {SCHEMA_VERSION}, which adds the device geometry and "
+            "per-kernel timing coefficients. Recalibrate the device with `sdsim calibrate --out "
+            f"{file}`, or add `schema: {SCHEMA_VERSION}`, `geometry` and `step_latency` as "
+            "device_profiles/README.md describes")
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise _schema_error(file, errors[0])
-    si = {f: _si(file, f, data[f], k) for f, k in QUANTITIES.items()}
-    eff = {c: _si(file, f"efficiency.{c}", data["efficiency"][c], "fraction")
-           for c in KERNEL_CLASSES}
-    sources = {f: data[f]["source"] for f in QUANTITIES}
-    sources.update({f"efficiency.{c}": data["efficiency"][c]["source"] for c in KERNEL_CLASSES})
+    fields = {f: (data[f], k) for f, k in QUANTITIES.items()}
+    fields.update({f"efficiency.{c}": (data["efficiency"][c], "fraction") for c in KERNEL_CLASSES})
+    fields.update({f"geometry.{g}": (data["geometry"][g], k) for g, k in GEOMETRY.items()})
+    si = {f: _si(file, f, q, k) for f, (q, k) in fields.items()}
+    bands = {f: _band(file, f, q, k, si[f]) for f, (q, k) in fields.items()
+             if "low" in q or "high" in q}
+    sources = {f: q["source"] for f, (q, _) in fields.items()}
+    cal = data.get("coefficients") or {}
+    coefficients = {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6,
+                                      c["step_us"] * 1e-6, c["residency"], "calibrated",
+                                      c.get("padding", 1.0), c.get("group_us", 0.0) * 1e-6)
+                    for key, c in cal.get("kernels", {}).items()}
     return Profile(
         name=data["name"], soc=data["soc"], gpu=data["gpu"], api=data["api"],
         peak_flops={"fp32": si["peak_fp32"], "fp16": si["peak_fp16"]},
         dram_bandwidth=si["dram_bandwidth"], local_memory=int(si["local_memory"]),
         cache=int(si["cache"]), max_allocation=int(si["max_allocation"]),
-        launch_overhead=si["launch_overhead"], efficiency=eff, path=file, sources=sources)
+        launch_overhead=si["launch_overhead"],
+        efficiency={c: si[f"efficiency.{c}"] for c in KERNEL_CLASSES}, path=file,
+        sources=sources,
+        geometry={g: (int(si[f"geometry.{g}"]) if k == "count" else si[f"geometry.{g}"])
+                  for g, k in GEOMETRY.items()},
+        step_latency=si["step_latency"], coefficients=coefficients,
+        calibration={k: v for k, v in cal.items() if k != "kernels"}, bands=bands)
+
+
+def _band(file: str, f: str, q: dict, kind: str, value: float) -> tuple[float, float]:
+    """(low, high) of a quantity in SI units; low <= value <= high is required."""
+    scale = UNITS[kind][q["unit"]]
+    low, high = q.get("low", q["value"]) * scale, q.get("high", q["value"]) * scale
+    if not low <= value <= high:
+        raise SdsimError(f"{file}: field '{f}': low {q.get('low')} <= value {q['value']} <= "
+                         f"high {q.get('high')} does not hold; expected a band around the value")
+    return low, high
 
 
 def read_profile(path) -> Profile:

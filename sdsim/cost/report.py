@@ -55,10 +55,10 @@ def op_rows(p: Prediction) -> list[dict]:
 
 def kernel_rows(p: Prediction) -> list[dict]:
     """One row per dispatch of one component call, with its identity and roofline bound."""
-    return [{"id": k.call.identity, "scope": k.call.scope, "class": k.call.kernel_class,
+    return [{"id": k.call.identity, "class": k.call.kernel_class,
              "variant": f"{k.call.family}/{k.call.variant}", "latency_us": k.time.total_s * 1e6,
              "bound": k.time.bound, "MFLOPs": k.call.flops / 1e6,
-             "DRAM_MB": k.call.dram_bytes / 1e6}
+             "DRAM_MB": k.call.dram_bytes / 1e6, "why": k.time.why}
             for c in p.components for k in c.kernels]
 
 
@@ -75,7 +75,8 @@ def to_json(p: Prediction) -> dict:
     return {
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,
         "resolution": p.resolution, "steps": p.steps, "scheduler": p.scheduler,
-        "traffic": p.traffic, "total_s": p.total_s, "peak_memory_bytes": p.peak_memory_bytes,
+        "traffic": p.traffic, "total_s": p.total_s, "total_s_low": p.total_s_low,
+        "total_s_high": p.total_s_high, "peak_memory_bytes": p.peak_memory_bytes,
         "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
                                     + max(c.activations_naive for c in p.components)),
         "seconds_by_kernel_class": class_breakdown(p),

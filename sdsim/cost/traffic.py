@@ -39,7 +39,7 @@ import math
 from sdsim.kernels import BYTES
 
 TRAFFIC = ("tiled", "cached", "compulsory")
-#: the default mode; chosen by measured accuracy (reports/traffic-models.md)
+#: the default mode: the bytes the kernels' tiling moves, every re-read charged
 DEFAULT = "tiled"
 #: kernel classes whose FLOPs are matrix products (the blocked-schedule bound applies)
 CONTRACTIONS = ("gemm", "conv", "attention")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,10 +26,46 @@ KERNEL_CLASSES = ("gemm", "conv", "winograd_transform", "reduction", "elementwis
 
 
 @dataclass(frozen=True)
+class Launch:
+    """A dispatch's launch geometry, as the launcher enqueues it: global size (rounded up to the
+    local size), local size, serial steps each work-group walks (k-tiles of a GEMM, key tiles of
+    FlashAttention, input-channel taps of a direct conv, strided sweeps of a reduction...) and the
+    share of launched lanes doing useful work after tile padding."""
+
+    global_size: tuple
+    local_size: tuple
+    steps: int = 1
+    active: float = 1.0
+
+    @classmethod
+    def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None):
+        """The launch covering `work` items per dimension with work-groups of `local`; `useful`
+        lanes (default: the work items) out of the launched ones are active."""
+        glob = tuple(-(-int(w) // int(l)) * int(l) for w, l in zip(work, local))
+        launched = math.prod(glob)
+        useful = math.prod(int(w) for w in work) if useful is None else useful
+        return cls(glob, tuple(int(x) for x in local), max(1, int(steps)),
+                   min(1.0, useful / launched) if launched else 0.0)
+
+    @property
+    def work_groups(self) -> int:
+        return math.prod(g // l for g, l in zip(self.global_size, self.local_size))
+
+    @property
+    def group_size(self) -> int:
+        return math.prod(self.local_size)
+
+    def enqueue(self, rt, kernel, *args, wait_for=None):
+        """Launch `kernel` with this geometry on runtime `rt`; returns the event."""
+        return rt.launch(kernel, self.global_size, self.local_size, *args, wait_for=wait_for)
+
+
+@dataclass(frozen=True)
 class KernelCost:
-    """One dispatch: what it computes and moves. FLOPs count 2 per multiply-add and include
-    transforms and elementwise math actually executed; bytes are DRAM traffic of the dispatch
-    as tiled (re-reads of an operand that does not stay on chip are counted)."""
+    """One dispatch: what it computes and moves, and how it is launched. FLOPs count 2 per
+    multiply-add and include transforms and elementwise math actually executed; bytes are DRAM
+    traffic of the dispatch as tiled (re-reads of an operand that does not stay on chip are
+    counted)."""
 
     kernel: str          # e.g. "wino_input_transform_f4"
     kernel_class: str    # one of KERNEL_CLASSES
@@ -36,10 +73,16 @@ class KernelCost:
     bytes_read: float
     bytes_written: float
     workspace: int = 0   # bytes of intermediate global buffers this dispatch writes for a later one
+    launch: Launch | None = None
+    model: str = ""      # the timing model's key (one per OpenCL kernel body); default: `kernel`
 
     @property
     def dram_bytes(self) -> float:
         return self.bytes_read + self.bytes_written
+
+    @property
+    def model_key(self) -> str:
+        return self.model or self.kernel
 
 
 @dataclass(frozen=True)
@@ -78,6 +121,27 @@ class Variant:
     def costs(self, precision: str, **shape) -> list[KernelCost]:
         """The dispatches at `shape` (op attrs; keys the formula does not take are ignored)."""
         return self.cost(**_accepted(self.cost, dict(shape, precision=precision)))
+
+
+def sweep(make: Callable[..., dict], count: int, /, seed: int = 0, **axes) -> list[dict]:
+    """`count` shapes `make(**point)` drawn without replacement from the product of `axes` (lists of
+    values), in a fixed pseudo-random order: calibration sweeps that span work-group counts,
+    serial steps and sizes without walking the whole grid. Points `make` rejects (returns None)
+    are skipped."""
+    import itertools
+    import random
+
+    names = list(axes)
+    grid = list(itertools.product(*(axes[a] for a in names)))
+    random.Random(seed).shuffle(grid)
+    out = []
+    for values in grid:
+        shape = make(**dict(zip(names, values)))
+        if shape is not None and shape not in out:
+            out.append(shape)
+        if len(out) == count:
+            break
+    return out
 
 
 def _accepted(fn, kwargs: dict) -> dict:

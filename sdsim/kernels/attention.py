@@ -21,7 +21,7 @@ from math import ceil
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.precision import BYTES, stored
 
 #: output tile edge of the QK^T and P·V kernels (local size TILE x TILE)
@@ -29,10 +29,50 @@ TILE = 16
 #: query rows per FlashAttention work-group (one work-item per row)
 FLASH_BQ = 32
 STAT = 4  # fp32 row statistics
+#: local memory the flash kernel may use for its K/V tiles (fits every GPU's 32 KiB minimum)
+FLASH_LOCAL_BUDGET = 32 * 1024
+#: work-group size of the softmax reductions (one work-group per score row)
+SOFTMAX_WG = 64
+#: local size of the normalize pass
+NORM_LOCAL = (64, 1)
 
 # per score element: max, subtract, exp, add (stats); subtract, exp, divide (normalize)
 _STATS_FLOPS = 4
 _NORM_FLOPS = 3
+
+
+def flash_key_tile(head_dim: int, local_mem: int = FLASH_LOCAL_BUDGET) -> int:
+    """Key rows per local-memory tile of the flash kernel: K and V tiles of BK x head_dim floats."""
+    budget = min(local_mem, FLASH_LOCAL_BUDGET)
+    return max(1, min(32, budget // (8 * head_dim)))
+
+
+# --- launch geometry (read by the launcher and the costs alike) ---------------------------------
+def qk_launch(bh, nq, nk, d) -> Launch:
+    """One work-item per score, TILE x TILE tiles walking d in TILE-deep steps."""
+    return Launch.grid((nk, nq, bh), (TILE, TILE, 1), steps=ceil(d / TILE))
+
+
+def pv_launch(bh, nq, nk, d) -> Launch:
+    """One work-item per output element, TILE x TILE tiles walking the keys in TILE-deep steps."""
+    return Launch.grid((d, nq, bh), (TILE, TILE, 1), steps=ceil(nk / TILE))
+
+
+def reduce_launch(rows, nk) -> Launch:
+    """One SOFTMAX_WG work-group per score row, each work-item striding over the row."""
+    return Launch.grid((rows * SOFTMAX_WG,), (SOFTMAX_WG,), steps=ceil(nk / SOFTMAX_WG),
+                       useful=rows * min(nk, SOFTMAX_WG))
+
+
+def normalize_launch(rows, nk) -> Launch:
+    return Launch.grid((nk, rows), NORM_LOCAL)
+
+
+def flash_launch(bh, nq, nk, d, causal) -> Launch:
+    """One FLASH_BQ work-group per query tile, one work-item per query row, walking key tiles."""
+    keys, _ = flash_visits(nq, nk, causal)
+    tiles = ceil(nq / FLASH_BQ)
+    return Launch.grid((nq, bh), (FLASH_BQ, 1), steps=ceil(keys / (tiles * flash_key_tile(d))))
 
 
 def _qk(bh, nq, nk, d, b):
@@ -40,13 +80,15 @@ def _qk(bh, nq, nk, d, b):
     flops = bh * nq * nk * (2 * d + 1)
     read = bh * d * b * (nq * ceil(nk / TILE) + nk * ceil(nq / TILE))
     s = bh * nq * nk * b
-    return KernelCost("attn_qk", "gemm", flops, read, s, workspace=s)
+    return KernelCost("attn_qk", "gemm", flops, read, s, workspace=s,
+                      launch=qk_launch(bh, nq, nk, d))
 
 
 def _pv(bh, nq, nk, d, b, name, extra_read=0, extra_flops=0):
     flops = bh * nq * nk * (2 * d + extra_flops)
     read = bh * b * (nq * nk * ceil(d / TILE) + nk * d * ceil(nq / TILE)) + extra_read
-    return KernelCost(name, "gemm", flops, read, bh * nq * d * b)
+    return KernelCost(name, "gemm", flops, read, bh * nq * d * b,
+                      launch=pv_launch(bh, nq, nk, d))
 
 
 def _sizes(batch, heads, nq, nk, precision):
@@ -60,9 +102,12 @@ def naive_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     d = head_dim
     return [
         _qk(bh, nq, nk, d, b),
-        KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows),
-        KernelCost("softmax_sum", "reduction", 3 * s, s * b + rows, rows, workspace=rows),
-        KernelCost("softmax_normalize", "elementwise", _NORM_FLOPS * s, s * b + 2 * rows, s * b),
+        KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows,
+                   launch=reduce_launch(bh * nq, nk)),
+        KernelCost("softmax_sum", "reduction", 3 * s, s * b + rows, rows, workspace=rows,
+                   launch=reduce_launch(bh * nq, nk)),
+        KernelCost("softmax_normalize", "elementwise", _NORM_FLOPS * s, s * b + 2 * rows, s * b,
+                   launch=normalize_launch(bh * nq, nk)),
         _pv(bh, nq, nk, d, b, "attn_pv"),
     ]
 
@@ -74,7 +119,7 @@ def partial_softmax_cost(batch, heads, nq, nk, head_dim, precision, causal=False
     return [
         _qk(bh, nq, nk, d, b),
         KernelCost("softmax_stats", "reduction", _STATS_FLOPS * s, s * b, 2 * rows,
-                   workspace=2 * rows),
+                   workspace=2 * rows, launch=reduce_launch(bh * nq, nk)),
         _pv(bh, nq, nk, d, b, "attn_pv_softmax", extra_read=2 * rows * ceil(d / TILE),
             extra_flops=_NORM_FLOPS * ceil(d / TILE)),
     ]
@@ -99,19 +144,12 @@ def flash_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     # the d accumulators are rescaled once per key tile (amortised d / FLASH_BQ per score)
     flops = bh * pairs * (4 * d + 5 + d / FLASH_BQ)
     read = bh * b * (nq * d + 2 * keys * d)
-    return [KernelCost("attn_flash", "attention", flops, read, bh * nq * d * b)]
+    # one timing model per head dim: a key-tile step does head_dim-long dot products
+    return [KernelCost("attn_flash", "attention", flops, read, bh * nq * d * b,
+                       launch=flash_launch(bh, nq, nk, d, causal), model=f"attn_flash_d{d}")]
 
 
 # --- device ---------------------------------------------------------------------------------------
-#: local memory the flash kernel may use for its K/V tiles (fits every GPU's 32 KiB minimum)
-FLASH_LOCAL_BUDGET = 32 * 1024
-SOFTMAX_WG = 64
-
-
-def flash_key_tile(head_dim: int, local_mem: int) -> int:
-    """Key rows per local-memory tile of the flash kernel: K and V tiles of BK x head_dim floats."""
-    budget = min(local_mem, FLASH_LOCAL_BUDGET)
-    return max(1, min(32, budget // (8 * head_dim)))
 
 
 def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, variant="flash",
@@ -128,41 +166,40 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
     if out is None:
         out = rt.alloc(batch * nq * heads * d, precision, "attention output")
     if variant == "flash":
-        bq, bk = FLASH_BQ, flash_key_tile(d, rt.local_mem)
+        bq, bk = FLASH_BQ, flash_key_tile(d)
+        if rt.local_mem < 8 * d * bk:
+            raise SdsimError(f"attention: flash needs {8 * d * bk} bytes of local memory for "
+                             f"head_dim {d}; {rt.name} has {rt.local_mem}")
         kern = rt.kernel("attention", "attn_flash", precision, {"D": d, "BQ": bq, "BK": bk})
-        ev = rt.launch(kern, (math.ceil(nq / bq) * bq, bh), (bq, 1), q, k, v, out, i32(nq),
-                       i32(nk), i32(heads), scale, i32(causal), wait_for=wait_for)
+        ev = flash_launch(bh, nq, nk, d, causal).enqueue(
+            rt, kern, q, k, v, out, i32(nq), i32(nk), i32(heads), scale, i32(causal),
+            wait_for=wait_for)
         return out, [ev]
     t = TILE
     s = rt.alloc(bh * nq * nk, precision, f"attention scores ({bh}x{nq}x{nk})")
     mx = rt.alloc(bh * nq, "fp32", "row max")
     sm = rt.alloc(bh * nq, "fp32", "row sum")
-    wg = SOFTMAX_WG
-    while wg > rt.max_wg:     # a power of two the device allows (tree reductions need one)
-        wg //= 2
-    defs = {"TILE": t, "WG": wg}
+    defs = {"TILE": t, "WG": SOFTMAX_WG}
     qk = rt.kernel("attention", "attn_qk", precision, defs)
-    events = [rt.launch(qk, (nk, nq, bh), (t, t, 1), q, k, s, i32(nq), i32(nk), i32(heads),
-                        i32(d), scale, i32(causal), wait_for=wait_for)]
+    events = [qk_launch(bh, nq, nk, d).enqueue(rt, qk, q, k, s, i32(nq), i32(nk), i32(heads),
+                                               i32(d), scale, i32(causal), wait_for=wait_for)]
     rows = bh * nq
-    red = (rows * wg,)
+    red = reduce_launch(rows, nk)
     if variant == "naive":
         k1 = rt.kernel("attention", "softmax_max", precision, defs)
-        events.append(rt.launch(k1, red, (wg,), s, mx, i32(nk), wait_for=events[-1:]))
+        events.append(red.enqueue(rt, k1, s, mx, i32(nk), wait_for=events[-1:]))
         k2 = rt.kernel("attention", "softmax_sum", precision, defs)
-        events.append(rt.launch(k2, red, (wg,), s, mx, sm, i32(nk),
-                                wait_for=events[-1:]))
+        events.append(red.enqueue(rt, k2, s, mx, sm, i32(nk), wait_for=events[-1:]))
         k3 = rt.kernel("attention", "softmax_normalize", precision, defs)
-        events.append(rt.launch(k3, (nk, rows), rt.local_size(k3, (64, 1)), s, mx, sm, i32(nk),
-                                i32(rows), wait_for=events[-1:]))
+        events.append(normalize_launch(rows, nk).enqueue(rt, k3, s, mx, sm, i32(nk), i32(rows),
+                                                         wait_for=events[-1:]))
         pv = rt.kernel("attention", "attn_pv", precision, defs)
     else:
         k1 = rt.kernel("attention", "softmax_stats", precision, defs)
-        events.append(rt.launch(k1, red, (wg,), s, mx, sm, i32(nk),
-                                wait_for=events[-1:]))
+        events.append(red.enqueue(rt, k1, s, mx, sm, i32(nk), wait_for=events[-1:]))
         pv = rt.kernel("attention", "attn_pv", precision, dict(defs, SOFTMAX_IN_PV=1))
-    events.append(rt.launch(pv, (d, nq, bh), (t, t, 1), s, v, mx, sm, out, i32(nq), i32(nk),
-                            i32(heads), i32(d), wait_for=events[-1:]))
+    events.append(pv_launch(bh, nq, nk, d).enqueue(rt, pv, s, v, mx, sm, out, i32(nq), i32(nk),
+                                                   i32(heads), i32(d), wait_for=events[-1:]))
     return out, events
 
 
@@ -241,11 +278,30 @@ def _record(name, cost):
          "full": [_shape(2, 8, 4096, 4096, 40), _shape(2, 8, 4096, 77, 40),
                   _shape(2, 8, 1024, 1024, 80), _shape(2, 8, 256, 256, 160),
                   _shape(1, 12, 77, 77, 64, True), _shape(1, 1, 4096, 4096, 512)]},
-        {"quick": [_shape(2, 4, 100, 100, 40), _shape(2, 4, 100, 60, 40),
-                   _shape(2, 4, 36, 36, 96)],
-         "full": [_shape(2, 6, 3000, 3000, 40), _shape(2, 6, 3000, 60, 40),
-                  _shape(2, 4, 900, 900, 96), _shape(2, 8, 800, 800, 64)]},
-        ("attention", name))
+        _CAL[name], ("attention", name))
+
+
+def _attn_point(batch, heads, nq, nk, head_dim):
+    return _shape(batch, heads, nq, nk, head_dim, causal=head_dim == 64 and nq == nk and nq < 300)
+
+
+# Calibration sweeps (synthetic token counts off SD1.4's): query and key counts from tens to
+# thousands, so work-groups span a fraction of a wave to many and the key-tile steps 2 to ~200;
+# FlashAttention's timing is per head dim (one model each), so its sweep covers each head dim SD
+# runs attention at (40, 80, 160 in the UNet, 64 in CLIP, 512 in the VAE).
+_TOKENS = [60, 150, 500, 900, 1500, 2500, 5000]
+_GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 12], nq=_TOKENS, nk=[50, *_TOKENS])
+_CAL = {
+    "naive": {"quick": sweep(_attn_point, 3, seed=6, batch=[1, 2], heads=[2, 4],
+                             nq=[36, 100], nk=[60, 100], head_dim=[40, 96]),
+              "full": sweep(_attn_point, 24, seed=6, **_GENERAL, head_dim=[40, 64, 96, 160])},
+    "flash": {"quick": sweep(_attn_point, 4, seed=7, batch=[1, 2], heads=[2, 4],
+                             nq=[36, 100], nk=[60, 100], head_dim=[40]),
+              "full": [p for d in (40, 64, 80, 160, 512)
+                       for p in sweep(_attn_point, 12 if d == 40 else 6, seed=d, **_GENERAL,
+                                      head_dim=[d])]},
+}
+_CAL["partial_softmax"] = _CAL["naive"]
 
 
 RECORDS = (_record("naive", naive_cost), _record("partial_softmax", partial_softmax_cost),

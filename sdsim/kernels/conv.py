@@ -26,7 +26,7 @@ from math import ceil
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.kernels import gemm as gemm_mod
 from sdsim.kernels.winograd_transforms import matrices
 from sdsim.ops import conv_out_hw, padding4
@@ -47,6 +47,22 @@ def _is_pointwise(k, stride, padding) -> bool:
     return k == 1 and stride == 1 and padding4(padding) == (0, 0, 0, 0)
 
 
+# --- launch geometry (read by the launchers and the costs alike) -------------------------------
+def direct_launch(batch, cin, cout, ho, wo, k) -> Launch:
+    """One work-item per output pixel and COB output channels; each walks cin * k * k taps."""
+    return Launch.grid((wo, ho, batch * ceil(cout / COB)), (WG, WG, 1), steps=cin * k * k,
+                       useful=batch * ho * wo * cout / COB)
+
+
+def im2col_launch(batch, cin, k, ho, wo) -> Launch:
+    return Launch.grid((ho * wo, cin * k * k, batch), (64, 4, 1))
+
+
+def winograd_launch(batch, channels, ho, wo, m) -> Launch:
+    """One work-item per (tile, channel) of the input or output transform."""
+    return Launch.grid((ceil(wo / m), ceil(ho / m), batch * channels), (WINO_WG, WINO_WG, 1))
+
+
 # --- cost ---------------------------------------------------------------------------------------
 def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
     e = BYTES[precision]
@@ -55,7 +71,8 @@ def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp3
     flops = 2.0 * batch * cout * ho * wo * cin * k * k + batch * cout * ho * wo
     read = batch * cin * h * w * ceil(cout / COB) + groups * (COB * cin * k * k + COB)
     return [KernelCost("conv_direct", "conv", flops, float(read * e),
-                       float(batch * cout * ho * wo * e))]
+                       float(batch * cout * ho * wo * e),
+                       launch=direct_launch(batch, cin, cout, ho, wo, k))]
 
 
 def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
@@ -65,7 +82,8 @@ def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
     if not _is_pointwise(k, stride, padding):
         col = batch * cin * k * k * ho * wo
         out.append(KernelCost("im2col", "elementwise", 0.0, float(batch * cin * h * w * e),
-                              float(col * e), workspace=col * e))
+                              float(col * e), workspace=col * e,
+                              launch=im2col_launch(batch, cin, k, ho, wo)))
     out.append(gemm_mod.gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision,
                                   bias=True))
     return out
@@ -84,12 +102,13 @@ def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
     return [
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),
-                   workspace=v * e),
+                   workspace=v * e, launch=winograd_launch(batch, cin, ho, wo, m)),
         replace(gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision),
                 workspace=mm * e),
         KernelCost(f"wino_output_transform_f{m}", "winograd_transform",
                    (2.0 * (m * a * a + m * m * a) + m * m) * cout * p,
-                   float((mm + cout) * e), float(batch * cout * ho * wo * e)),
+                   float((mm + cout) * e), float(batch * cout * ho * wo * e),
+                   launch=winograd_launch(batch, cout, ho, wo, m)),
     ]
 
 
@@ -127,9 +146,9 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
     bias = b if b is not None else gemm_mod.dummy(rt, precision)
     if variant == "direct":
         kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB, "CB": CB, "KS": k})
-        ev = rt.launch(kern, (wo, ho, n * -(-cout // COB)), rt.local_size(kern, (WG, WG, 1)),
-                       x, w, bias, y, i32(n), i32(cin), i32(h), i32(wd), i32(cout), i32(ho),
-                       i32(wo), i32(stride), i32(pt), i32(pl), has_bias)
+        ev = direct_launch(n, cin, cout, ho, wo, k).enqueue(
+            rt, kern, x, w, bias, y, i32(n), i32(cin), i32(h), i32(wd), i32(cout), i32(ho),
+            i32(wo), i32(stride), i32(pt), i32(pl), has_bias)
         return y, [ev]
     if variant == "im2col_gemm":
         evs = []
@@ -139,9 +158,9 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
         else:
             kern = rt.kernel("conv", "im2col", precision)
             col = rt.alloc(n * rows * npix, precision, "im2col workspace")
-            evs.append(rt.launch(kern, (npix, rows, n), rt.local_size(kern, (64, 4, 1)), x, col,
-                                 i32(n), i32(cin), i32(h), i32(wd), i32(ho), i32(wo), i32(k),
-                                 i32(stride), i32(pt), i32(pl)))
+            evs.append(im2col_launch(n, cin, k, ho, wo).enqueue(
+                rt, kern, x, col, i32(n), i32(cin), i32(h), i32(wd), i32(ho), i32(wo), i32(k),
+                i32(stride), i32(pt), i32(pl)))
         evs.append(gemm_mod.gemm(rt, w, col, y, cout, npix, rows, batch=n,
                                  strides_a=(0, rows, 1), strides_b=(rows * npix, npix, 1),
                                  strides_c=(cout * npix, npix, 1), bias=b,
@@ -162,16 +181,15 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
         v = rt.alloc(a * a * cin * p, precision, f"winograd F{m} input tiles")
         mm = rt.alloc(a * a * cout * p, precision, f"winograd F{m} gemm output")
         kin = rt.kernel("conv", "wino_input", precision, {"ALPHA": a})
-        wg = (WINO_WG, WINO_WG, 1)
-        e1 = rt.launch(kin, (tw, th, n * cin), rt.local_size(kin, wg), x, v, bt,
-                       i32(n), i32(cin), i32(h), i32(wd), i32(th), i32(tw))
+        e1 = winograd_launch(n, cin, ho, wo, m).enqueue(
+            rt, kin, x, v, bt, i32(n), i32(cin), i32(h), i32(wd), i32(th), i32(tw))
         e2 = gemm_mod.gemm(rt, u, v, mm, cout, p, cin, batch=a * a,
                            strides_a=(cout * cin, cin, 1), strides_b=(cin * p, p, 1),
                            strides_c=(cout * p, p, 1), precision=precision, wait_for=[e1])
         kout = rt.kernel("conv", "wino_output", precision, {"ALPHA": a})
-        e3 = rt.launch(kout, (tw, th, n * cout), rt.local_size(kout, wg), mm, bias, y,
-                       at, i32(n), i32(cout), i32(ho), i32(wo), i32(th), i32(tw), has_bias,
-                       wait_for=[e2])
+        e3 = winograd_launch(n, cout, ho, wo, m).enqueue(
+            rt, kout, mm, bias, y, at, i32(n), i32(cout), i32(ho), i32(wo), i32(th), i32(tw),
+            has_bias, wait_for=[e2])
         return y, [e1, e2, e3]
     raise SdsimError(f"unknown conv2d variant '{variant}'; expected one of "
                      f"{', '.join(r.name for r in RECORDS)}")
@@ -275,12 +293,38 @@ _BENCH_OTHER = {"tiny": [_shape(2, 2, 3, 0, stride=2, padding=(0, 1, 0, 1)) | di
                           _shape(1, 24, 16, 9, k=1, padding=0)],
                 "full": [_shape(1, 320, 320, 64, stride=2),
                          _shape(1, 640, 320, 64, k=1, padding=0)]}
-_CAL_3X3 = {"quick": [_shape(2, 96, 128, 12), _shape(2, 192, 160, 6), _shape(2, 48, 48, 20)],
-            "full": [_shape(2, 192, 192, 48), _shape(2, 384, 384, 24), _shape(1, 96, 128, 96)]}
-_CAL_STRIDED = {"quick": [_shape(2, 128, 128, 10, stride=2)],
-                "full": [_shape(2, 256, 256, 40, stride=2)]}
-_CAL_POINTWISE = {"quick": [_shape(2, 192, 96, 10, k=1, padding=0)],
-                  "full": [_shape(2, 384, 192, 40, k=1, padding=0)]}
+
+
+def _conv_point(batch, cin, cout, hw, k=3, stride=1):
+    return _shape(batch, cin, cout, hw, k=k, stride=stride, padding=(k - 1) // 2)
+
+
+# Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): output channels from a
+# handful (a latent's 4) to many, spatial sizes from 6 to 128, so work-groups span one to many
+# waves and the serial steps (cin x taps) span 1 to thousands.
+_CHANNELS = [3, 5, 12, 24, 48, 96, 160, 224, 384, 576, 896]
+_CAL_3X3 = {
+    "quick": sweep(_conv_point, 6, seed=1, batch=[1, 2], cin=[8, 24, 48], cout=[5, 24, 48],
+                   hw=[6, 12, 20]),
+    "full": sweep(_conv_point, 44, seed=1, batch=[1, 2], cin=_CHANNELS, cout=_CHANNELS,
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100, 128]),
+}
+_CAL_STRIDED = {
+    "quick": [_conv_point(2, 24, 24, 12, stride=2)],
+    "full": sweep(lambda **a: _conv_point(**a, stride=2), 10, seed=2, batch=[1, 2],
+                  cin=[48, 96, 224, 384, 576], cout=[48, 96, 224, 384], hw=[20, 40, 72, 128]),
+}
+_CAL_POINTWISE = {
+    "quick": [_conv_point(2, 48, 24, 10, k=1)],
+    "full": sweep(lambda **a: _conv_point(**a, k=1), 12, seed=3, batch=[1, 2],
+                  cin=[24, 96, 224, 576, 896], cout=[24, 96, 224, 576, 896],
+                  hw=[10, 28, 56, 100]),
+}
+_CAL_WINOGRAD = {
+    "quick": _CAL_3X3["quick"][:4],
+    "full": sweep(_conv_point, 30, seed=4, batch=[1, 2], cin=_CHANNELS[3:], cout=_CHANNELS[3:],
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100]),
+}
 
 
 def _join(*sets):
@@ -296,7 +340,7 @@ def _winograd_record(name, m):
     def cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
         return winograd_cost(m, batch, cin, cout, h, w, k, stride, padding, precision)
     cost.__doc__ = f"Winograd F({m}x{m},3x3): input transform, batched gemm, output transform."
-    return _record(name, cost, name, _WINO_TOL, _BENCH_3X3, _CAL_3X3, _prepare(m))
+    return _record(name, cost, name, _WINO_TOL, _BENCH_3X3, _CAL_WINOGRAD, _prepare(m))
 
 
 #: the variant every 1x1 stride-1 unpadded conv runs as, whatever the switches (a matrix multiply)

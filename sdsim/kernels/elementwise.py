@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import erf
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.precision import BYTES, stored
 
 #: x / (1 + exp(-x)): negate, exp, add, divide
@@ -32,7 +32,27 @@ GELU_FLOPS = 5
 QUICK_GELU_FLOPS = 4
 
 i32 = np.int32
+#: work-group size of the 1-D elementwise kernels
 WG = 256
+#: local size of the row-wise 2-D kernels (concat, copy, embedding)
+ROWS_LOCAL = (64, 1)
+
+
+# --- launch geometry (read by the launchers and the costs alike) ---------------------------------
+def flat_launch(n) -> Launch:
+    return Launch.grid((max(1, n),), (WG,))
+
+
+def upsample_launch(planes, h, w) -> Launch:
+    return Launch.grid((2 * w, 2 * h, planes), (16, 4, 1))
+
+
+def rows_launch(cols, rows) -> Launch:
+    return Launch.grid((cols, rows), ROWS_LOCAL)
+
+
+def transpose_launch(batch, rows, cols) -> Launch:
+    return Launch.grid((cols, rows, batch), (16, 16, 1))
 
 
 # --- float64 references of the activations ----------------------------------------------------
@@ -63,7 +83,7 @@ def activation(rt, x, n, kind, *, precision="fp32", out=None, wait_for=None):
         raise SdsimError(f"unknown activation '{kind}'; expected one of {', '.join(ACTIVATIONS)}")
     out = out if out is not None else rt.alloc(n, precision, f"{kind} output")
     k = rt.kernel("gelu", kind, precision)
-    ev = rt.launch(k, (n,), rt.local_size(k, (WG,)), x, out, i32(n), wait_for=wait_for)
+    ev = flat_launch(n).enqueue(rt, k, x, out, i32(n), wait_for=wait_for)
     return out, [ev]
 
 
@@ -104,8 +124,8 @@ def add(rt, a, b, a_shape, b_shape, *, precision="fp32", out=None, wait_for=None
     (d0, d1, d2, d3), st = broadcast_strides(a_shape, b_shape)
     out = out if out is not None else rt.alloc(n, precision, "add output")
     k = rt.kernel("elementwise", "add_bcast", precision)
-    ev = rt.launch(k, (n,), rt.local_size(k, (WG,)), a, b, out, i32(n), i32(d1), i32(d2),
-                   i32(d3), *map(i32, st), wait_for=wait_for)
+    ev = flat_launch(n).enqueue(rt, k, a, b, out, i32(n), i32(d1), i32(d2), i32(d3),
+                                *map(i32, st), wait_for=wait_for)
     return out, [ev]
 
 
@@ -114,8 +134,8 @@ def upsample_nearest2x(rt, x, shape, *, precision="fp32", out=None, wait_for=Non
     b, c, h, w = shape
     out = out if out is not None else rt.alloc(b * c * 4 * h * w, precision, "upsample output")
     k = rt.kernel("elementwise", "upsample_nearest2x", precision)
-    ev = rt.launch(k, (2 * w, 2 * h, b * c), rt.local_size(k, (16, 4, 1)), x, out, i32(b * c),
-                   i32(h), i32(w), wait_for=wait_for)
+    ev = upsample_launch(b * c, h, w).enqueue(rt, k, x, out, i32(b * c), i32(h), i32(w),
+                                              wait_for=wait_for)
     return out, [ev]
 
 
@@ -129,13 +149,14 @@ def concat(rt, xs, shapes, axis=1, *, precision="fp32", out=None, wait_for=None)
     out = out if out is not None else rt.alloc(outer * ld, precision, "concat output")
     if len(xs) == 2:
         k = rt.kernel("elementwise", "concat2", precision)
-        return out, [rt.launch(k, (ld, outer), rt.local_size(k, (64, 1)), xs[0], xs[1], out,
-                               i32(outer), i32(inners[0]), i32(inners[1]), wait_for=wait_for)]
+        return out, [rows_launch(ld, outer).enqueue(rt, k, xs[0], xs[1], out, i32(outer),
+                                                    i32(inners[0]), i32(inners[1]),
+                                                    wait_for=wait_for)]
     k = rt.kernel("elementwise", "copy_block", precision)
     events, off = [], 0
     for x, inner in zip(xs, inners):
-        events.append(rt.launch(k, (inner, outer), rt.local_size(k, (64, 1)), x, out, i32(outer),
-                                i32(inner), i32(ld), i32(off), wait_for=wait_for))
+        events.append(rows_launch(inner, outer).enqueue(rt, k, x, out, i32(outer), i32(inner),
+                                                        i32(ld), i32(off), wait_for=wait_for))
         off += inner
     return out, events
 
@@ -145,8 +166,8 @@ def transpose(rt, x, batch, rows, cols, *, precision="fp32", out=None, wait_for=
     nlc_to_nchw is rows=HW, cols=C."""
     out = out if out is not None else rt.alloc(batch * rows * cols, precision, "transpose output")
     k = rt.kernel("elementwise", "transpose", precision)
-    ev = rt.launch(k, (cols, rows, batch), (16, 16, 1), x, out, i32(rows), i32(cols),
-                   wait_for=wait_for)
+    ev = transpose_launch(batch, rows, cols).enqueue(rt, k, x, out, i32(rows), i32(cols),
+                                                     wait_for=wait_for)
     return out, [ev]
 
 
@@ -155,9 +176,9 @@ def embedding(rt, ids, table, tokens, dim, *, pos=None, npos=1, precision="fp32"
     """y[t] = table[ids[t]] (+ pos[t % npos]); ids is an int32 buffer of `tokens` entries."""
     out = out if out is not None else rt.alloc(tokens * dim, precision, "embedding output")
     k = rt.kernel("elementwise", "embedding", precision)
-    ev = rt.launch(k, (dim, tokens), rt.local_size(k, (64, 1)), ids, table,
-                   pos if pos is not None else table, out, i32(tokens), i32(dim), i32(npos),
-                   i32(pos is not None), wait_for=wait_for)
+    ev = rows_launch(dim, tokens).enqueue(rt, k, ids, table, pos if pos is not None else table,
+                                          out, i32(tokens), i32(dim), i32(npos),
+                                          i32(pos is not None), wait_for=wait_for)
     return out, [ev]
 
 
@@ -168,8 +189,8 @@ def timestep_embedding(rt, t, batch, dim, flip_sin_to_cos, shift, *, precision="
     n = batch * dim
     out = out if out is not None else rt.alloc(n, precision, "timestep embedding")
     k = rt.kernel("elementwise", "timestep_embedding", precision)
-    ev = rt.launch(k, (max(1, n),), rt.local_size(k, (WG,)), t, out, i32(dim),
-                   i32(bool(flip_sin_to_cos)), np.float32(shift), np.int64(n), wait_for=wait_for)
+    ev = flat_launch(n).enqueue(rt, k, t, out, i32(dim), i32(bool(flip_sin_to_cos)),
+                                np.float32(shift), np.int64(n), wait_for=wait_for)
     return out, [ev]
 
 
@@ -236,8 +257,9 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
-def _one(kernel, flops, read, written):
-    return [KernelCost(kernel, "elementwise", float(flops), float(read), float(written))]
+def _one(kernel, flops, read, written, launch):
+    return [KernelCost(kernel, "elementwise", float(flops), float(read), float(written),
+                       launch=launch)]
 
 
 def _add_cost(in_shapes, out_shape, precision):
@@ -245,7 +267,7 @@ def _add_cost(in_shapes, out_shape, precision):
     few distinct values stay in cache, so DRAM reads are numel + numel_b elements."""
     e, n = BYTES[precision], _numel(out_shape)
     nb = min(_numel(s) for s in in_shapes)
-    return _one("ew_add", n, (n + nb) * e, n * e)
+    return _one("ew_add", n, (n + nb) * e, n * e, flat_launch(n))
 
 
 def _add_launch(rt, a, ins, p, out, precision):
@@ -260,7 +282,7 @@ def _activation_record(kind):
 
     def cost(out_shape, precision):
         e, n = BYTES[precision], _numel(out_shape)
-        return _one(f"ew_{kind}", flops * n, n * e, n * e)
+        return _one(f"ew_{kind}", flops * n, n * e, n * e, flat_launch(n))
 
     def launch(rt, a, ins, p, out, precision):
         return activation(rt, ins[0], _numel(a["out_shape"]), kind, precision=precision,
@@ -274,37 +296,45 @@ def _activation_record(kind):
 
 def _upsample_cost(in_shapes, out_shape, precision):
     e, n = BYTES[precision], _numel(in_shapes[0])
-    return _one("ew_upsample_nearest2x", 0, n * e, 4 * n * e)
+    *planes, h, w = in_shapes[0]
+    return _one("ew_upsample_nearest2x", 0, n * e, 4 * n * e,
+                upsample_launch(_numel(planes), h, w))
 
 
-def _move_cost(kernel):
-    def cost(out_shape, precision):
-        e, n = BYTES[precision], _numel(out_shape)
-        return _one(kernel, 0, n * e, n * e)
-    return cost
-
-
-def _concat_cost(in_shapes, out_shape, precision):
+def _concat_cost(in_shapes, out_shape, precision, axis=1):
     """Two inputs (the UNet's skip concat): one dispatch; otherwise one copy per input."""
+    e, axis = BYTES[precision], axis % len(out_shape)
+    outer = _numel(out_shape[:axis])
+    inners = [_numel(s[axis:]) for s in in_shapes]
     if len(in_shapes) == 2:
-        return _move_cost("ew_concat")(out_shape, precision)
-    e = BYTES[precision]
-    return [k for s in in_shapes for k in _one("ew_copy_block", 0, _numel(s) * e, _numel(s) * e)]
+        n = _numel(out_shape)
+        return _one("ew_concat", 0, n * e, n * e, rows_launch(sum(inners), outer))
+    return [k for i in inners
+            for k in _one("ew_copy_block", 0, outer * i * e, outer * i * e, rows_launch(i, outer))]
+
+
+def _transpose_cost(in_shapes, out_shape, precision):
+    e, n = BYTES[precision], _numel(out_shape)
+    return _one("ew_transpose", 0, n * e, n * e, transpose_launch(*_transpose_dims(in_shapes[0])))
+
+
+def _transpose_dims(s):
+    """(batch, rows, cols) of the transpose of an input of shape s."""
+    if len(s) == 4:          # nchw_to_nlc: (B, C, H, W) -> (B, HW, C)
+        return s[0], s[1], s[2] * s[3]
+    return tuple(s)          # nlc_to_nchw: (B, HW, C) -> (B, C, H, W)
 
 
 def _transpose_launch(rt, a, ins, p, out, precision):
-    s = a["in_shapes"][0]
-    if len(s) == 4:          # nchw_to_nlc: (B, C, H, W) -> (B, HW, C)
-        batch, rows, cols = s[0], s[1], s[2] * s[3]
-    else:                    # nlc_to_nchw: (B, HW, C) -> (B, C, H, W)
-        batch, rows, cols = s
+    batch, rows, cols = _transpose_dims(a["in_shapes"][0])
     return transpose(rt, ins[0], batch, rows, cols, precision=precision, out=out)[1]
 
 
 def _embedding_cost(in_shapes, out_shape, precision):
     """Row gather table[ids]: reads the int32 ids and one row of `dim` per token, writes them."""
     e, tokens, dim = BYTES[precision], _numel(in_shapes[0]), out_shape[-1]
-    return _one("ew_embedding", 0, tokens * 4 + tokens * dim * e, tokens * dim * e)
+    return _one("ew_embedding", 0, tokens * 4 + tokens * dim * e, tokens * dim * e,
+                rows_launch(dim, tokens))
 
 
 def _embedding_launch(rt, a, ins, p, out, precision):
@@ -330,7 +360,7 @@ def _timestep_cost(out_shape, precision):
     timesteps."""
     batch, dim = out_shape[0], out_shape[-1]
     return _one("ew_timestep_embedding", 3 * batch * dim, batch * 4,
-                batch * dim * BYTES[precision])
+                batch * dim * BYTES[precision], flat_launch(batch * dim))
 
 
 def _timestep_launch(rt, a, ins, p, out, precision):
@@ -388,10 +418,12 @@ def _calibration(name):
             "nchw_to_nlc": [{"in_shapes": [x], "out_shape": (b, h * w, c)}],
             "nlc_to_nchw": [{"in_shapes": [(b, h * w, c)], "out_shape": x}],
         }.get(name, [_unary(x)] if name in ACTIVATIONS else [])
+    # sizes from a few KiB (cache-resident) to hundreds of MiB, channels off SD1.4's
     quick = [(2, 96, 12, 12), (2, 192, 6, 6)]
-    full = [(2, 192, 48, 48), (2, 384, 24, 24), (1, 96, 96, 96)]
+    full = sweep(lambda **a: a, 10, seed=11, b=[1, 2], c=[24, 96, 192, 384, 768],
+                 hw=[6, 12, 24, 48, 96, 160, 256])
     return {"quick": [s for q in quick for s in shapes(*q)],
-            "full": [s for f in full for s in shapes(*f)]}
+            "full": [s for f in full for s in shapes(f["b"], f["c"], f["hw"], f["hw"])]}
 
 
 # Tolerances (atol, rel to max|ref|): data movement is exact in both precisions (the reference
@@ -443,13 +475,13 @@ RECORDS = (
                   "axis": 1}],
                 [{"in_shapes": [(2, 640, 64, 64), (2, 320, 64, 64)],
                   "out_shape": (2, 960, 64, 64), "axis": 1}])),
-    _record("nchw_to_nlc", _move_cost("ew_transpose"), _transpose_launch,
+    _record("nchw_to_nlc", _transpose_cost, _transpose_launch,
             lambda a, i, p: _x(i, p).reshape(*_x(i, p).shape[:2], -1).transpose(0, 2, 1),
             _EXACT, _make_scaled(1.0),
             _sd([{"in_shapes": [(2, 3, 4, 5)], "out_shape": (2, 20, 3)}],
                 [{"in_shapes": [(1, 8, 5, 5)], "out_shape": (1, 25, 8)}],
                 [{"in_shapes": [(2, 320, 64, 64)], "out_shape": (2, 4096, 320)}])),
-    _record("nlc_to_nchw", _move_cost("ew_transpose"), _transpose_launch,
+    _record("nlc_to_nchw", _transpose_cost, _transpose_launch,
             lambda a, i, p: _x(i, p).transpose(0, 2, 1).reshape(a["out_shape"]),
             _EXACT, _make_scaled(1.0),
             _sd([{"in_shapes": [(2, 20, 3)], "out_shape": (2, 3, 4, 5)}],
@@ -461,7 +493,8 @@ RECORDS = (
                 [{"in_shapes": [(1, 77)], "out_shape": (1, 77, 64), "vocab": 100}],
                 [{"in_shapes": [(1, 77)], "out_shape": (1, 77, 768), "vocab": 49408}]),
             cal={"quick": [{"in_shapes": [(2, 60)], "out_shape": (2, 60, 384), "vocab": 1000}],
-                 "full": [{"in_shapes": [(2, 60)], "out_shape": (2, 60, 512), "vocab": 30000}]}),
+                 "full": [{"in_shapes": [(b, t)], "out_shape": (b, t, d), "vocab": 30000}
+                          for b in (1, 2) for t in (20, 60) for d in (384, 1024)]}),
     _record("timestep_embedding", _timestep_cost, _timestep_launch, _timestep_ref,
             _TIMESTEP_TOL, _timestep_inputs,
             _sd([{"in_shapes": [(2,)], "out_shape": (2, 9), "flip_sin_to_cos": True,
@@ -470,6 +503,8 @@ RECORDS = (
                   "shift": 0.0}],
                 [{"in_shapes": [(2,)], "out_shape": (2, 320), "flip_sin_to_cos": True,
                   "shift": 0.0}]),
-            cal={"quick": [], "full": []}),
+            cal={"quick": [],
+                 "full": [{"in_shapes": [(b,)], "out_shape": (b, d), "flip_sin_to_cos": True,
+                           "shift": 0.0} for b in (1, 4) for d in (128, 512)]}),
 )
 register(*RECORDS)

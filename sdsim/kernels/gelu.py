@@ -14,24 +14,32 @@ from __future__ import annotations
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
 from sdsim.precision import BYTES, stored
 
 LOCAL = (64, 1)
 
 
+def rows_launch(tokens, dim) -> Launch:
+    """One work-item per output element of a (tokens, dim) result."""
+    return Launch.grid((dim, tokens), LOCAL)
+
+
 def standalone_cost(tokens, dim, precision):
     b = BYTES[precision]
     n = tokens * dim
-    return [KernelCost("gelu", "elementwise", GELU_FLOPS * n, n * b, n * b, workspace=n * b),
-            KernelCost("mul", "elementwise", n, 2 * n * b, n * b)]
+    g = rows_launch(tokens, dim)
+    return [KernelCost("gelu", "elementwise", GELU_FLOPS * n, n * b, n * b, workspace=n * b,
+                       launch=g),
+            KernelCost("mul", "elementwise", n, 2 * n * b, n * b, launch=g)]
 
 
 def fused_cost(tokens, dim, precision):
     b = BYTES[precision]
     n = tokens * dim
-    return [KernelCost("geglu", "elementwise", (GELU_FLOPS + 1) * n, 2 * n * b, n * b)]
+    return [KernelCost("geglu", "elementwise", (GELU_FLOPS + 1) * n, 2 * n * b, n * b,
+                       launch=rows_launch(tokens, dim))]
 
 
 def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None, wait_for=None):
@@ -40,18 +48,18 @@ def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None
     out = out if out is not None else rt.alloc(rows * dim, precision, "geglu output")
     if variant == "geglu_fused":
         k = rt.kernel("gelu", "geglu", precision)
-        return out, [rt.launch(k, (dim, rows), rt.local_size(k, LOCAL), x, out, i32(rows),
-                               i32(dim), wait_for=wait_for)]
+        return out, [rows_launch(rows, dim).enqueue(rt, k, x, out, i32(rows), i32(dim),
+                                                    wait_for=wait_for)]
     if variant != "standalone":
         raise SdsimError(f"geglu: unknown variant '{variant}'; expected one of "
                          f"{', '.join(r.name for r in RECORDS)}")
     g = rt.alloc(rows * dim, precision, "gelu(gate) temporary")
     k1 = rt.kernel("gelu", "gelu_gate", precision)
-    events = [rt.launch(k1, (dim, rows), rt.local_size(k1, LOCAL), x, g, i32(rows), i32(dim),
-                        wait_for=wait_for)]
+    events = [rows_launch(rows, dim).enqueue(rt, k1, x, g, i32(rows), i32(dim),
+                                             wait_for=wait_for)]
     k2 = rt.kernel("gelu", "mul_rows", precision)
-    events.append(rt.launch(k2, (dim, rows), rt.local_size(k2, LOCAL), x, g, out, i32(rows),
-                            i32(dim), i32(2 * dim), wait_for=events[-1:]))
+    events.append(rows_launch(rows, dim).enqueue(rt, k2, x, g, out, i32(rows), i32(dim),
+                                                 i32(2 * dim), wait_for=events[-1:]))
     return out, events
 
 
@@ -86,8 +94,8 @@ def _record(name, cost, option, tol):
         # bench: SD1.4's FF at 64x64 (2x4096 tokens, 2x1280 -> 1280); calibration off SD's shapes
         {"tiny": [dict(tokens=5, dim=10)], "quick": [dict(tokens=67, dim=96)], "full": [dict(tokens=8192, dim=1280)]},
         {"quick": [dict(tokens=2 * 144, dim=48), dict(tokens=2 * 36, dim=96)],
-         "full": [dict(tokens=2 * 2304, dim=96), dict(tokens=2 * 576, dim=192),
-                  dict(tokens=9216, dim=48)]},
+         "full": sweep(dict, 16, seed=10, tokens=[60, 300, 1200, 3000, 6000, 12000],
+                       dim=[96, 384, 960, 1536, 2560])},
         ("gelu", option))
 
 

@@ -19,7 +19,7 @@ from math import ceil
 
 import numpy as np
 
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
 from sdsim.precision import BYTES, stored
 
@@ -32,6 +32,13 @@ K_STEP = 16
 DEFINES = {"TS": TILE, "RT": LOCAL, "TK": K_STEP, "WPT": TILE // LOCAL}
 
 
+def gemm_launch(batch: int, m: int, k: int, n: int) -> Launch:
+    """One LOCAL x LOCAL work-group per TILE x TILE block of C, K_STEP-deep k-steps."""
+    return Launch.grid((ceil(n / TILE) * LOCAL, ceil(m / TILE) * LOCAL, batch), (LOCAL, LOCAL, 1),
+                       steps=ceil(k / K_STEP),
+                       useful=m * n * batch / (TILE // LOCAL) ** 2)
+
+
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm") -> KernelCost:
     """One dispatch of the tiled gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU)."""
@@ -42,7 +49,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     read = batch * (m * k * col_blocks + k * n * row_blocks) * e
     if bias:
         read += batch * n * row_blocks * e
-    return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e))
+    return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e),
+                      launch=gemm_launch(batch, m, k, n), model="gemm")
 
 
 def dummy(rt, precision):
@@ -56,12 +64,11 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
     exact erf GELU. Returns the event."""
     kern = rt.kernel("gemm", "gemm", precision, dict(DEFINES, BIAS=bias_mode, ACT=act))
-    gsize = (ceil(n / TILE) * LOCAL, ceil(m / TILE) * LOCAL, batch)
     i32 = np.int32
-    return rt.launch(kern, gsize, (LOCAL, LOCAL, 1), a, b, bias if bias is not None else
-                     dummy(rt, precision), c, i32(m), i32(n), i32(k), np.float32(alpha),
-                     *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c),
-                     wait_for=wait_for)
+    return gemm_launch(batch, m, k, n).enqueue(
+        rt, kern, a, b, bias if bias is not None else dummy(rt, precision), c, i32(m), i32(n),
+        i32(k), np.float32(alpha), *map(i32, strides_a), *map(i32, strides_b),
+        *map(i32, strides_c), wait_for=wait_for)
 
 
 def linear(rt, x, w, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
@@ -129,11 +136,19 @@ _TOL = {"fp32": (1e-5, 1e-4), "fp16": (1e-3, 1e-2)}
 _BENCH = {"tiny": [_lin(5, 7, 9)], "quick": [_lin(77, 96, 130)],
           "full": [_lin(4096, 320, 1280), _lin(4096, 1280, 320), _lin(77, 768, 320)]}
 
+# Calibration sweeps (synthetic, off SD1.4's dimensions): rows from a couple (a timestep
+# embedding) to many thousands, so the work-groups span a fraction of one wave to many waves and
+# the k-steps span 1 to ~200; shared with every use of the gemm kernel (im2col, Winograd).
+_CAL = {
+    "quick": sweep(_lin, 10, seed=5, m=[2, 60, 300], k=[24, 200, 450], n=[40, 300, 700]),
+    "full": sweep(_lin, 70, seed=5, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
+                  k=[24, 96, 200, 450, 900, 1800, 2900],
+                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),
+}
+
 RECORDS = (
-    _record("tiled", False, None, _BENCH,
-            {"quick": [_lin(150, 256, 1024), _lin(300, 640, 160)],
-             "full": [_lin(3000, 384, 1536), _lin(3000, 1536, 384), _lin(154, 512, 384)]}),
+    _record("tiled", False, None, _BENCH, _CAL),
     _record("tiled_gelu", True, ("gelu", "fused"), _BENCH,
-            {"quick": [_lin(100, 384, 768)], "full": [_lin(2000, 512, 2048)]}),
+            {"quick": _CAL["quick"][:3], "full": _CAL["full"][:10]}),
 )
 register(*RECORDS)

@@ -13,14 +13,33 @@ stays in cache between the statistics and normalize sweeps, so x is read once.
 
 from __future__ import annotations
 
+from math import ceil
+
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, register
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.kernels.elementwise import SILU_FLOPS, silu_ref
 from sdsim.precision import BYTES, stored
 
 STAT = 4  # per-group statistics are fp32 whatever the storage precision
+#: work-group size of the GroupNorm reductions (one work-group per (batch, group)); power of two
+WG = 256
+#: work-group size of LayerNorm (one work-group per row); power of two
+LN_WG = 64
+#: local size of the naive chain's normalize pass
+NORMALIZE_LOCAL = 256
+
+
+def group_launch(groups, n, wg=WG, sweeps=1) -> Launch:
+    """One `wg` work-group per group of `n` elements, each work-item striding over it `sweeps`
+    times."""
+    return Launch.grid((groups * wg,), (wg,), steps=sweeps * ceil(n / wg),
+                       useful=groups * min(n, wg))
+
+
+def normalize_launch(total) -> Launch:
+    return Launch.grid((total,), (NORMALIZE_LOCAL,))
 
 
 def _normalize_flops(act):
@@ -32,12 +51,15 @@ def group_norm_naive(batch, channels, hw, groups, precision, act=None):
     b = BYTES[precision]
     n = batch * channels * hw
     ng = batch * groups
+    per_group = n // ng
     return [
-        KernelCost("gn_mean", "reduction", n, n * b, ng * STAT, workspace=ng * STAT),
+        KernelCost("gn_mean", "reduction", n, n * b, ng * STAT, workspace=ng * STAT,
+                   launch=group_launch(ng, per_group)),
         # (x - mean)^2 accumulated: subtract, multiply-add
-        KernelCost("gn_var", "reduction", 3 * n, n * b + ng * STAT, ng * STAT, workspace=ng * STAT),
+        KernelCost("gn_var", "reduction", 3 * n, n * b + ng * STAT, ng * STAT, workspace=ng * STAT,
+                   launch=group_launch(ng, per_group)),
         KernelCost("gn_normalize", "elementwise", _normalize_flops(act) * n + 2 * ng,
-                   n * b + 2 * ng * STAT + 2 * channels * b, n * b),
+                   n * b + 2 * ng * STAT + 2 * channels * b, n * b, launch=normalize_launch(n)),
     ]
 
 
@@ -46,28 +68,18 @@ def group_norm_fused(batch, channels, hw, groups, precision, act=None):
     n = batch * channels * hw
     # sweep 1: shift-subtract, add, multiply-add per element; sweep 2: normalize
     return [KernelCost("gn_fused", "reduction", (4 + _normalize_flops(act)) * n,
-                       2 * n * b + 2 * channels * b, n * b)]
+                       2 * n * b + 2 * channels * b, n * b,
+                       launch=group_launch(batch * groups, n // (batch * groups), sweeps=2))]
 
 
 def layer_norm_rowwise(rows, dim, precision):
     b = BYTES[precision]
     n = rows * dim
-    return [KernelCost("ln_rowwise", "reduction", 8 * n, n * b + 2 * dim * b, n * b)]
+    return [KernelCost("ln_rowwise", "reduction", 8 * n, n * b + 2 * dim * b, n * b,
+                       launch=group_launch(rows, dim, LN_WG, sweeps=2))]
 
 
 # --- device ---------------------------------------------------------------------------------------
-WG = 256
-LN_WG = 64
-
-
-def _wg(rt, preferred: int) -> int:
-    """The largest power of two <= preferred that the device allows in one work-group (the
-    kernels' tree reductions need a power of two)."""
-    wg = 1
-    while wg * 2 <= min(preferred, rt.max_wg):
-        wg *= 2
-    return wg
-
 
 def _act_flag(act) -> int:
     if act not in (None, "silu"):
@@ -90,23 +102,23 @@ def group_norm(rt, x, gamma, beta, shape, groups, eps, *, act=None, variant="fus
     i32, f32 = np.int32, np.float32
     if out is None:
         out = rt.alloc(total, precision, "group_norm output")
-    wg = _wg(rt, WG)
-    defs = {"WG": wg, "ACT": _act_flag(act)}
+    defs = {"WG": WG, "ACT": _act_flag(act)}
     if variant == "fused":
         k = rt.kernel("norm", "gn_fused", precision, defs)
-        ev = rt.launch(k, (ng * wg,), (wg,), x, gamma, beta, out, i32(hw), i32(cpg), i32(groups),
-                       f32(eps), wait_for=wait_for)
+        ev = group_launch(ng, n, sweeps=2).enqueue(rt, k, x, gamma, beta, out, i32(hw), i32(cpg),
+                                                   i32(groups), f32(eps), wait_for=wait_for)
         return out, [ev]
     mean = rt.alloc(ng, "fp32", "group mean")
     var = rt.alloc(ng, "fp32", "group variance")
     k1 = rt.kernel("norm", "gn_mean", precision, defs)
-    events = [rt.launch(k1, (ng * wg,), (wg,), x, mean, i32(n), wait_for=wait_for)]
+    events = [group_launch(ng, n).enqueue(rt, k1, x, mean, i32(n), wait_for=wait_for)]
     k2 = rt.kernel("norm", "gn_var", precision, defs)
-    events.append(rt.launch(k2, (ng * wg,), (wg,), x, mean, var, i32(n), wait_for=events[-1:]))
+    events.append(group_launch(ng, n).enqueue(rt, k2, x, mean, var, i32(n),
+                                              wait_for=events[-1:]))
     k3 = rt.kernel("norm", "gn_normalize", precision, defs)
-    events.append(rt.launch(k3, (total,), rt.local_size(k3, (256,)), x, mean, var, gamma, beta,
-                            out, i32(channels), i32(hw), i32(cpg), f32(eps), i32(total),
-                            wait_for=events[-1:]))
+    events.append(normalize_launch(total).enqueue(
+        rt, k3, x, mean, var, gamma, beta, out, i32(channels), i32(hw), i32(cpg), f32(eps),
+        i32(total), wait_for=events[-1:]))
     return out, events
 
 
@@ -115,10 +127,10 @@ def layer_norm(rt, x, gamma, beta, rows, dim, eps, *, precision="fp32", out=None
     """LayerNorm over the last dim of a (rows, dim) buffer; returns (out_buf, events)."""
     if out is None:
         out = rt.alloc(rows * dim, precision, "layer_norm output")
-    wg = _wg(rt, LN_WG)
-    k = rt.kernel("norm", "ln_rowwise", precision, {"WG": wg})
-    ev = rt.launch(k, (rows * wg,), (wg,), x, gamma, beta, out, np.int32(dim),
-                   np.float32(eps), wait_for=wait_for)
+    k = rt.kernel("norm", "ln_rowwise", precision, {"WG": LN_WG})
+    ev = group_launch(rows, dim, LN_WG, sweeps=2).enqueue(rt, k, x, gamma, beta, out,
+                                                          np.int32(dim), np.float32(eps),
+                                                          wait_for=wait_for)
     return out, [ev]
 
 
@@ -205,10 +217,22 @@ def _gn_record(name, cost):
                   _gn_shape(2, 1280, 16, 16, 32, "silu"), _gn_shape(2, 1280, 8, 8, 32, None),
                   _gn_shape(1, 512, 64, 64, 32, "silu"),
                   _gn_shape(1, 128, 512, 512, 32, "silu")]},
-        {"quick": [_gn_shape(2, 96, 12, 12, 16, "silu"), _gn_shape(2, 192, 6, 6, 32, None)],
-         "full": [_gn_shape(2, 192, 48, 48, 16, "silu"), _gn_shape(2, 384, 24, 24, 32, "silu"),
-                  _gn_shape(2, 256, 40, 40, 32, None)]},
-        ("groupnorm", name))
+        _GN_CAL, ("groupnorm", name))
+
+
+def _gn_point(batch, channels, hw, act):
+    return _gn_shape(batch, channels, hw, 1, 32, act)
+
+
+# Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): group sizes from a few
+# hundred elements (one strided step) to hundreds of thousands, and group counts from 32 (under
+# one wave on a large GPU) to 64.
+_GN_CAL = {
+    "quick": sweep(_gn_point, 3, seed=8, batch=[1, 2], channels=[96, 192], hw=[36, 144],
+                   act=["silu", None]),
+    "full": sweep(_gn_point, 24, seed=8, batch=[1, 2], channels=[64, 96, 192, 384, 768, 1536],
+                  hw=[16, 100, 576, 2304, 6400, 16384, 40000], act=["silu", None]),
+}
 
 
 def _ln_launch(rt, a, ins, p, out, precision):
@@ -240,6 +264,8 @@ RECORDS = (
                        a["rows"] * a["dim"]),
             _ln_inputs, _ln_reference, TOLERANCE,
             {"tiny": [_ln(5, 12), _ln(3, 33)], "quick": [_ln(77, 64), _ln(33, 320)], "full": [_ln(8192, 320), _ln(77, 768)]},
-            {"quick": [_ln(200, 384)], "full": [_ln(2 * 3000, 384), _ln(2 * 900, 768)]}),
+            {"quick": [_ln(200, 384)],
+             "full": sweep(_ln, 16, seed=9, rows=[60, 300, 1200, 3000, 6000, 12000],
+                           dim=[96, 192, 384, 512, 960, 1536])}),
 )
 register(*RECORDS)

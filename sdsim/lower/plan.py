@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sdsim import kernels
 from sdsim.errors import SdsimError
-from sdsim.kernels import conv
+from sdsim.kernels import Launch, conv
 from sdsim.lower.options import Options
 
 
@@ -38,6 +38,8 @@ class KernelCall:
     workspace: int
     switch: str | None     # the --opt switch whose rule chose the variant (None: no choice)
     identity: str          # component/scope:kernel[#n], unique within the component
+    launch: Launch | None = None   # the dispatch's launch geometry
+    model_key: str = ""            # the timing model's key (sdsim/cost/waves.py)
 
     @property
     def dram_bytes(self) -> float:
@@ -146,5 +148,5 @@ def lower_graph(graph, opt: Options, precision: str) -> list[KernelCall]:
         identity = name if total[name] == 1 else f"{name}#{seen[name]}"
         plan.append(KernelCall(graph.name, op.index, op.kind, op.scope, family, variant, i,
                                k.kernel, k.kernel_class, k.flops, k.bytes_read, k.bytes_written,
-                               k.workspace, switch, identity))
+                               k.workspace, switch, identity, k.launch, k.model_key))
     return plan

@@ -35,6 +35,7 @@ class CallRow:
     predicted_s: float
     measured_s: float
     switch: str | None = None   # the --opt switch whose rule chose the call's variant
+    why: str = ""               # the prediction's one-line explanation
 
     @property
     def error(self) -> float:
@@ -53,12 +54,31 @@ def join(timings, costed) -> list[CallRow]:
         rows.append(CallRow(call.identity, call.op_index, call.op_kind, call.scope, call.family,
                             call.variant, call.kernel, call.kernel_class, {}, call.flops,
                             call.dram_bytes, p.time.bound, p.time.total_s, max(meas, 1e-9),
-                            call.switch))
+                            call.switch, p.time.why))
     if len(rows) != len(pred):
         missing = sorted(set(pred) - {r.identity for r in rows})[:3]
         raise SdsimError(f"{len(pred) - len(rows)} predicted calls were not measured "
                          f"(e.g. {', '.join(missing)})")
     return rows
+
+
+def median_timings(runs: list[list]) -> list:
+    """(call, median seconds) over repeated runs of one plan (each a list of (call, seconds))."""
+    import statistics
+
+    return [(calls[0][0], statistics.median(t for _, t in calls)) for calls in zip(*runs)]
+
+
+def noise(runs: list[list]) -> dict | None:
+    """The measurement's own run-to-run agreement, the ceiling any prediction can reach: the
+    first run taken as the "prediction" of the median of the others, in the metrics below."""
+    if len(runs) < 2:
+        return None
+    rest = median_timings(runs[1:])
+    rows = [CallRow(c.identity, c.op_index, c.op_kind, c.scope, c.family, c.variant, c.kernel,
+                    c.kernel_class, {}, c.flops, c.dram_bytes, "", max(first, 1e-9),
+                    max(t, 1e-9)) for (c, first), (_, t) in zip(runs[0], rest)]
+    return metrics(rows)
 
 
 def metrics(rows: list[CallRow]) -> dict:
@@ -75,15 +95,18 @@ def metrics(rows: list[CallRow]) -> dict:
     return out
 
 
-def by_class(rows: list[CallRow]) -> list[dict]:
-    """Per kernel class: calls, measured and predicted totals, error, share within +-15%."""
+def by_class(rows: list[CallRow], key: str = "class") -> list[dict]:
+    """Per kernel class (or per variant, key="variant"): calls, measured and predicted totals,
+    error, share of time within +-10% and +-15%."""
+    name = (lambda r: r.kernel_class) if key == "class" else (lambda r: f"{r.family}/{r.variant}")
     out = []
-    for cls in sorted({r.kernel_class for r in rows}):
-        rs = [r for r in rows if r.kernel_class == cls]
+    for cls in sorted({name(r) for r in rows}):
+        rs = [r for r in rows if name(r) == cls]
         m = metrics(rs)
-        out.append({"class": cls, "calls": len(rs), "measured_ms": m["measured_s"] * 1e3,
+        out.append({key: cls, "calls": len(rs), "measured_ms": m["measured_s"] * 1e3,
                     "predicted_ms": m["predicted_s"] * 1e3, "error_pct": m["e2e_error_pct"],
-                    "share_of_time_pct": 0.0, "acc15_time_pct": m["acc15_time_pct"]})
+                    "share_of_time_pct": 0.0, "acc10_time_pct": m["acc10_time_pct"],
+                    "acc15_time_pct": m["acc15_time_pct"]})
     total = sum(r["measured_ms"] for r in out)
     for r in out:
         r["share_of_time_pct"] = 100.0 * r["measured_ms"] / total

@@ -9,46 +9,16 @@ import json
 from pathlib import Path
 
 from sdsim import atomic
-from sdsim.cost.roofline import roofline
 from sdsim.errors import SdsimError
-from sdsim.kernels import KERNEL_CLASSES
 from sdsim.lower.options import Options
 from sdsim.output import dumps, render_rows
 from sdsim.validation.compare import CallRow, by_class
 
-GOAL = "e2e error within +-10% and >= 80% of measured time in calls within +-15%"
-
-
-def explain(r, profile, precision: str) -> str:
-    """Why one call's prediction misses: its achieved fraction of the roofline against its
-    class's calibrated efficiency, and what about the call makes them differ."""
-    launch = profile.launch_overhead
-    eff = profile.efficiency[r.kernel_class]
-    roof = max(roofline(r, profile.peak_flops[precision], profile.dram_bandwidth))
-    achieved = roof / max(r.measured_s - launch, 1e-12)
-    side = "slower" if r.measured_s > r.predicted_s else "faster"
-    why = [f"{r.bound}-bound by the formula; reached {achieved:.3g} of the roofline where the "
-           f"{r.kernel_class} class was calibrated at {eff:.3g}, so it ran {side} than predicted"]
-    if roof < 5 * launch or (side == "slower" and achieved < eff / 5):
-        why.append("little work per dispatch or too few work-groups to fill the device (e.g. "
-                   "few output channels, 8x8 latents, one work-group per group): idle compute "
-                   "units and fixed costs the launch-overhead term does not cover")
-    elif r.bound == "memory" and side == "faster":
-        why.append("the tiled-traffic formula charges operand re-reads that the cache served")
-    elif side == "slower" and r.kernel_class in ("gemm", "conv", "attention"):
-        why.append("this shape tiles worse than the calibration shapes (edge tiles, a small "
-                   "dimension, or a batch of small matrices)")
-    elif side == "slower":
-        why.append("access pattern worse than the calibration shapes (strided or transposed "
-                   "reads, narrow rows per work-group)")
-    else:
-        why.append("this shape reaches a better fraction of the roofline than the class's "
-                   "calibration mix (the class mixes kernels and shapes of unequal efficiency)")
-    return "; ".join(why)
+GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
 
 
 def plot(rows_by_opt: dict, path, title: str) -> None:
-    """Log-log scatter of predicted vs measured per call, coloured by kernel class."""
+    """Log-log scatter of predicted vs measured per call, coloured by kernel variant."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,18 +26,20 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
 
     n = len(rows_by_opt)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 5.6), squeeze=False)
+    variants = sorted({f"{r.family}/{r.variant}" for rows in rows_by_opt.values() for r in rows})
+    colours = plt.get_cmap("tab20")
     for ax, (opt, rows) in zip(axes[0], rows_by_opt.items()):
-        for i, cls in enumerate(KERNEL_CLASSES):   # one colour per class in every panel
-            rs = [r for r in rows if r.kernel_class == cls]
+        for i, v in enumerate(variants):   # one colour per variant in every panel
+            rs = [r for r in rows if f"{r.family}/{r.variant}" == v]
             if rs:
                 ax.scatter([r.measured_s * 1e3 for r in rs], [r.predicted_s * 1e3 for r in rs],
-                           s=10, alpha=0.7, label=cls, color=f"C{i}")
+                           s=10, alpha=0.7, label=v, color=colours(i % 20))
         lo = min(min(r.measured_s, r.predicted_s) for r in rows) * 1e3 * 0.8
         hi = max(max(r.measured_s, r.predicted_s) for r in rows) * 1e3 * 1.25
         xs = [lo, hi]
         ax.plot(xs, xs, "k-", lw=0.8, label="predicted = measured")
-        ax.fill_between(xs, [x * 0.85 for x in xs], [x * 1.15 for x in xs], color="0.85",
-                        alpha=0.6, label="+-15%")
+        ax.fill_between(xs, [x * 0.9 for x in xs], [x * 1.1 for x in xs], color="0.85",
+                        alpha=0.6, label="+-10%")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
@@ -75,7 +47,7 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
         ax.set_xlabel("measured ms (OpenCL event)")
         ax.set_ylabel("predicted ms (cost model)")
         ax.set_title(f"--opt {opt}")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=6, loc="upper left", ncol=2)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic.atomic_path(path, suffix=".png") as tmp:
@@ -94,9 +66,12 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- Workload: {ctx['component']} at {ctx['resolution']}x{ctx['resolution']} pixels, "
          f"batch {ctx['batch']}, {ctx['precision']} storage, random seeded weights (timing does "
          "not depend on values)",
-         f"- Measured: each dispatch's OpenCL event duration (end - start), after "
-         f"{ctx['warmup']} warm-up run(s); end-to-end = their sum (device time). Predicted: "
-         "sdsim.cost roofline per call of the same kernel plan.",
+         f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
+         f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
+         "their sum (device time). Predicted: sdsim/cost/waves.py per call of the same kernel "
+         "plan (t0 + steps x max(latency, waves x step)).",
+         f"- Machine load (1-min average) at the end of the run: {ctx.get('load', 'not recorded')}",
+         f"- Calibration: {ctx.get('calibration') or 'none (coefficients from specifications)'}",
          f"- Goal: {GOAL}.", ""]
     L += ["## Summary", ""]
     summ = []
@@ -111,6 +86,15 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
                      "goal": "met" if ok else "missed"})
     L += [render_rows(summ, "markdown", floatfmt=".4g"), "",
           f"![predicted vs measured]({plot_name})", ""]
+    noise = [{"opt": r["opt"], "runs": r.get("repeat", 1),
+              "e2e_%": r["noise"]["e2e_error_pct"], "RMSPE_%": r["noise"]["rmspe_pct"],
+              "time_±10%": r["noise"]["acc10_time_pct"], "calls_±10%": r["noise"]["acc10_calls_pct"]}
+             for r in runs if r.get("noise")]
+    if noise:
+        L += ["## Noise ceiling: the measurement against itself", "",
+              "The first measured run taken as the prediction of the median of the others: the "
+              "best agreement any model could show on this machine.", "",
+              render_rows(noise, "markdown", floatfmt=".4g"), ""]
     if effect:
         L += ["## Effect of each optimization: measured vs predicted speed-up", "",
               "Speed-up of the kernels of the ops each switch governs (baseline time / optimized "
@@ -118,7 +102,9 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
               render_rows(effect, "markdown", floatfmt=".4g"), ""]
     for run in runs:
         rows = run["rows"]
-        L += [f"## --opt {run['opt']}: by kernel class", "",
+        L += [f"## --opt {run['opt']}: by kernel variant", "",
+              render_rows(by_class(rows, "variant"), "markdown", floatfmt=".4g"), "",
+              f"## --opt {run['opt']}: by kernel class", "",
               render_rows(by_class(rows), "markdown", floatfmt=".4g"), ""]
         missing = [c for c in by_class(rows) if abs(c["error_pct"]) > 15
                    and c["share_of_time_pct"] >= 5]
@@ -132,7 +118,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
         L += [render_rows([{"identity": r.identity, "scope": r.scope, "class": r.kernel_class,
                             "measured_ms": r.measured_s * 1e3,
                             "predicted_ms": r.predicted_s * 1e3,
-                            "error_%": 100 * r.error, "why": explain(r, profile, ctx["precision"])}
+                            "error_%": 100 * r.error, "predicted as": r.why}
                            for r in worst], "markdown", floatfmt=".4g"), ""]
     if ctx.get("notes"):
         L += ["## Notes", "", ctx["notes"], ""]

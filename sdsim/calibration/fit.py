@@ -1,0 +1,115 @@
+"""Fit the geometry model of sdsim/cost/waves.py to measured dispatches, one kernel body at a time.
+
+For each model key (one OpenCL kernel body: "gemm", "conv_direct", "attn_flash_d40", ...) the
+measured synthetic points (launch geometry, seconds) give
+
+    t = t0 + steps x max(latency, ceil(work_groups / (compute_units x residency)) x step)
+
+with t0, latency, step >= 0 fitted by least squares on log times (every point weighs by its
+relative error, small dispatches as much as large ones) for each residency in RESIDENCIES, the
+best residency kept. Points are split once into a training set (80%) and a held-out set (20%,
+never seen by the fit): the held-out error is what the model does on shapes it did not see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from sdsim.cost.waves import Coefficients, geometry_time
+
+#: residencies (work-groups resident per compute unit) tried by the fit
+RESIDENCIES = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass
+class Point:
+    """One measured dispatch of the calibration sweep."""
+
+    key: str             # model key
+    variant: str         # family/variant of the case it belongs to
+    shape: dict
+    kernel: str
+    launch: object       # sdsim.kernels.Launch
+    measured_s: float
+    cv: float            # coefficient of variation of the repeats
+    kernel_class: str = ""
+    flops: float = 0.0
+    dram_bytes: float = 0.0
+    heldout: bool = False
+    predicted_s: float = 0.0
+
+    @property
+    def error(self) -> float:
+        return (self.predicted_s - self.measured_s) / self.measured_s
+
+
+def predict(c: Coefficients, launch, compute_units: int) -> float:
+    return geometry_time(c, launch, compute_units)[0]
+
+
+def _fit_residency(points, cu, r):
+    steps = np.array([p.launch.steps for p in points], float)
+    waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
+    active = np.array([p.launch.active for p in points], float)
+    t = np.array([p.measured_s for p in points])
+
+    def coefficients(x):
+        t0, lat, step, group = np.exp(x[:4])
+        return t0, lat, step, group, 1.0 / (1.0 + np.exp(-x[4]))   # padding in (0, 1)
+
+    def resid(x):
+        t0, lat, step, group, pad = coefficients(x)
+        model = (t0 + waves * group
+                 + steps * np.maximum(lat, waves * step * (pad + (1 - pad) * active)))
+        return np.log(model) - np.log(t)
+
+    per = t / steps
+    x0 = np.array([np.log(max(t.min() * 0.3, 1e-9)), np.log(max(per.min() * 0.5, 1e-10)),
+                   np.log(max(np.median(per / waves), 1e-10)),
+                   np.log(max(np.median(t / waves) * 0.1, 1e-10)), 0.0])
+    best = None
+    for scale in (1.0, 0.1, 10.0):          # a few starts: max() makes the surface kinked
+        for pad in (3.0, -3.0):
+            x = x0 + np.array([0.0, np.log(scale), -np.log(scale), 0.0, pad])
+            res = least_squares(resid, x, method="trf")
+            if best is None or res.cost < best.cost:
+                best = res
+    t0, lat, step, group, pad = coefficients(best.x)
+    return (Coefficients(float(t0), float(lat), float(step), r, "calibrated", float(pad),
+                         float(group)), float(best.cost))
+
+
+def fit_key(points: list[Point], compute_units: int) -> Coefficients:
+    """The coefficients of one model key from its training points (needs at least 1)."""
+    fits = [_fit_residency(points, compute_units, r) for r in RESIDENCIES]
+    return min(fits, key=lambda f: f[1])[0]
+
+
+def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
+    """{model key: Coefficients} fitted on the training points; every point's `predicted_s`
+    (training and held-out) is filled in."""
+    keys = sorted({p.key for p in points})
+    out = {}
+    for key in keys:
+        mine = [p for p in points if p.key == key]
+        train = [p for p in mine if not p.heldout] or mine
+        out[key] = fit_key(train, compute_units)
+        for p in mine:
+            p.predicted_s = predict(out[key], p.launch, compute_units)
+    return out
+
+
+def errors(points: list[Point]) -> dict:
+    """Summary of relative errors: count, median |error| %, share of points and of measured time
+    within +-10%."""
+    if not points:
+        return {"points": 0}
+    e = np.abs([p.error for p in points])
+    t = np.array([p.measured_s for p in points])
+    return {"points": len(points), "median_abs_error_pct": float(np.median(e) * 100),
+            "within10_points_pct": float(np.mean(e <= 0.1) * 100),
+            "within10_time_pct": float(t[e <= 0.1].sum() / t.sum() * 100)}

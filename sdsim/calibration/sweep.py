@@ -1,0 +1,133 @@
+"""The calibration sweep: every variant record's synthetic shapes, SD1.4's own layers rejected,
+measured in random order with warm-up, repeats and a spread check.
+
+SD's layer shapes (text encoder, UNet and VAE decoder at every resolution from 256 to 768 in
+steps of 64, batch 1 and 2) are what `sdsim validate` tests the model on, so a sweep point equal
+to one of them (same op, same cost-formula arguments) is rejected, explicitly, before anything
+runs. A point whose time at 5% of the measured roofline would exceed the per-point budget is left
+out on slow devices (so a CPU calibration stays within minutes).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+
+import numpy as np
+
+from sdsim import kernels
+from sdsim.calibration.fit import Point
+from sdsim.kernels import _accepted
+
+#: the op kind each record family runs
+FAMILY_OPS = {"conv2d": ("conv2d",), "linear": ("linear",), "attention": ("attention",),
+              "group_norm": ("group_norm",), "layer_norm": ("layer_norm",), "gelu": ("geglu",)}
+#: coefficient of variation above which a point is measured again with more repeats
+MAX_CV = 0.1
+
+
+def _args(record, shape) -> tuple:
+    """The cost-formula arguments of a shape: what makes two shapes the same work."""
+    a = _accepted(record.cost, dict(shape, precision=None))
+    a.pop("precision", None)
+    return tuple(sorted((k, _hashable(v)) for k, v in a.items()))
+
+
+def _hashable(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    return v
+
+
+@functools.lru_cache(maxsize=1)
+def sd_layers() -> frozenset:
+    """(op kind, shape) of every op of SD1.4's text encoder, UNet and VAE decoder at 256-768 px,
+    batch 1 and 2, as `op_shape` gives it."""
+    from sdsim.backends.trace import trace_pipeline
+    from sdsim.lower.plan import op_shape
+    from sdsim.model.presets import load_model_config
+
+    cfg = load_model_config("sd14")
+    out = set()
+    for res in range(256, 769, 64):
+        for batch in (1, 2):
+            for g in trace_pipeline(cfg, resolution=res, batch=batch, precision="fp16").values():
+                for op in g.ops:
+                    out.add((op.kind, tuple(sorted((k, _hashable(v))
+                                                   for k, v in op_shape(op).items()))))
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _sd_args(family: str, name: str) -> frozenset:
+    record = kernels.get(family, name)
+    kinds = FAMILY_OPS.get(family, (name,))
+    return frozenset(_args(record, dict(s)) for kind, s in sd_layers() if kind in kinds)
+
+
+def is_sd_layer(record, shape) -> bool:
+    """Whether `shape` of `record` is the work of one of SD1.4's layers (see sd_layers)."""
+    return _args(record, shape) in _sd_args(record.family, record.name)
+
+
+def cases(size: str, seed: int = 0) -> tuple[list, int]:
+    """((record, shape) of the sweep in random order, how many SD layer shapes were rejected)."""
+    out, rejected = [], 0
+    for r in kernels.records():
+        for s in r.calibrate.get(size, ()):
+            if is_sd_layer(r, s):
+                rejected += 1
+            else:
+                out.append((r, dict(s)))
+    random.Random(seed).shuffle(out)
+    return out, rejected
+
+
+def affordable(record, shape, precision, peak, bw, budget_s) -> bool:
+    """Whether the case would run within `budget_s` at 5% of the roofline (plus 20 us per
+    dispatch): cheap points are always measured, huge ones only on fast devices."""
+    ks = record.costs(precision, **shape)
+    t = sum(max(k.flops / peak, k.dram_bytes / bw) / 0.05 + 20e-6 for k in ks)
+    return t <= budget_s
+
+
+def _time(rt, record, shape, ins, params, out, precision, repeat):
+    runs = []
+    for _ in range(repeat):
+        evs = record.launch(rt, shape, ins, params, out, precision)
+        rt.finish()
+        runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in evs])
+    a = np.array(runs)
+    return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
+
+
+def measure(rt, record, shape, precision, repeat=5, seed=0) -> tuple[list[Point], bool]:
+    """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up;
+    a case whose spread exceeds MAX_CV is measured again with twice the repeats. Returns
+    (points, whether it was re-measured)."""
+    from sdsim.cl.bench import upload
+
+    inputs = record.make_inputs(shape, np.random.default_rng(seed))
+    ins, params, out = upload(rt, record, shape, inputs, precision)
+    costs = record.costs(precision, **shape)
+    record.launch(rt, shape, ins, params, out, precision)   # warm-up (and program build)
+    rt.finish()
+    med, cv = _time(rt, record, shape, ins, params, out, precision, repeat)
+    again = bool(cv.max() > MAX_CV)
+    if again:
+        med, cv = _time(rt, record, shape, ins, params, out, precision, 2 * repeat)
+    if len(med) != len(costs):
+        raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "
+                           f"{len(costs)}")
+    return [Point(k.model_key, record.key, shape, k.kernel, k.launch, float(t), float(c),
+                  k.kernel_class, k.flops, k.dram_bytes)
+            for k, t, c in zip(costs, med, cv)], again
+
+
+def load() -> float:
+    """The machine's 1-minute load average (0 where the OS does not say)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0

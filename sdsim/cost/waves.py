@@ -1,0 +1,95 @@
+"""Per-dispatch time from launch geometry: waves of work-groups over the compute units, each
+work-group walking its serial steps.
+
+    slots = compute_units x residency          (work-groups in flight at once)
+    waves = ceil(work_groups / slots)
+    lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
+    t     = t0 + waves x group + steps x max(latency, waves x step x lanes)
+
+`step` is the time one wave of resident work-groups takes for one serial step with every lane
+doing useful work (a k-tile of the GEMM, a key tile of FlashAttention, an input-channel tap of
+the direct conv); `padding` is the share of that cost idle lanes still pay (1 on a GPU whose
+lanes run in lockstep, near 0 on a CPU whose work-item loops skip them); `latency` is the
+shortest a step can be however few work-groups run (a partly filled device is latency-bound, not
+throughput-bound); `group` is what a wave costs outside its steps (a work-group's prologue and
+epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch. So a
+40-work-group GEMM of 80 k-steps
+costs 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
+
+The coefficients (t0, group, latency, step, padding, residency) of each kernel body
+(`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps); a kernel
+without them gets coefficients transferred from the profile's specifications: `step` is the
+roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
+lanes in lockstep), `latency` the profile's `step_latency`, `t0` its launch overhead,
+`residency` its geometry's, `group` 0. With many waves that is the roofline over the efficiency,
+wave-quantized; with few it is latency-bound. Each predicted time explains itself in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    t0: float          # s, fixed cost per dispatch
+    latency: float     # s, shortest serial step
+    step: float        # s, one wave's serial step at full occupancy, every lane active
+    residency: int     # work-groups resident per compute unit
+    source: str        # "calibrated" or "spec"
+    padding: float = 1.0   # share of a step's cost idle (padding) lanes still pay
+    group: float = 0.0     # s, one wave's cost outside its serial steps (prologue, epilogue)
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    compute_s: float   # flops at peak (the roofline's compute term)
+    memory_s: float    # DRAM bytes at peak bandwidth (the roofline's memory term)
+    total_s: float     # the predicted time
+    bound: str         # "compute" | "memory" (which roofline term is larger)
+    why: str = ""      # one line: waves x steps x step + t0
+
+
+def waves(work_groups: int, compute_units: int, residency: int) -> int:
+    return max(1, math.ceil(work_groups / (compute_units * max(1, residency))))
+
+
+def geometry_time(c: Coefficients, launch, compute_units: int) -> tuple[float, str]:
+    """(seconds, one-line explanation) of a dispatch of `launch` geometry under `c`."""
+    w = waves(launch.work_groups, compute_units, c.residency)
+    step = c.step * (c.padding + (1.0 - c.padding) * launch.active)
+    per_step = max(c.latency, w * step)
+    t = c.t0 + w * c.group + launch.steps * per_step
+    lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
+    if w * step >= c.latency:
+        why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x {_us(step)} "
+               f"+ {_group(w, c)}{_us(c.t0)}")
+    else:
+        why = (f"{launch.steps} steps x {_us(c.latency)} latency-bound "
+               f"({launch.work_groups} work-groups, {compute_units * c.residency} slots) "
+               f"+ {_group(w, c)}{_us(c.t0)}")
+    return t, f"{why}{lanes} [{c.source}]"
+
+
+def spec_coefficients(k, profile, precision: str) -> Coefficients:
+    """Coefficients transferred from the profile's specifications (see module doc)."""
+    g, launch = profile.geometry, k.launch
+    slots = g["compute_units"] * g["residency"]
+    # one full wave-step: the useful work of min(slots, work-groups) groups per step, scaled up
+    # to every lane (padding lanes run in lockstep at the same cost)
+    per = min(slots, launch.work_groups) / max(1, launch.work_groups * launch.steps)
+    per /= max(launch.active, 1e-6)
+    eff = profile.efficiency[k.kernel_class]
+    compute = k.flops * per / profile.peak_flops[precision]
+    memory = k.dram_bytes * per / profile.dram_bandwidth
+    return Coefficients(profile.launch_overhead, profile.step_latency,
+                        max(compute, memory) / eff, g["residency"], "spec", 1.0)
+
+
+def _group(w: int, c: Coefficients) -> str:
+    return f"{w} x {_us(c.group)} + " if c.group * w >= 0.01 * c.t0 and c.group > 0 else ""
+
+
+def _us(s: float) -> str:
+    return f"{s * 1e6:.3g} us"

@@ -1,0 +1,73 @@
+"""The geometry model (sdsim/cost/waves.py) on a toy profile, by hand: spec-transferred
+coefficients reduce to the roofline over the efficiency when the device is full, a partly filled
+device is latency-bound, calibrated coefficients win over the transfer, and every time explains
+itself in one line."""
+
+import dataclasses
+
+import pytest
+
+from sdsim.cost.profile import parse_profile
+from sdsim.cost.roofline import kernel_time
+from sdsim.cost.waves import Coefficients
+from sdsim.kernels import KERNEL_CLASSES, KernelCost, Launch
+
+
+def q(v, unit):
+    return {"value": v, "unit": unit, "source": "test"}
+
+
+@pytest.fixture
+def prof():
+    eff = {c: q(0.5, "fraction") for c in KERNEL_CLASSES}
+    eff["gemm"] = q(0.8, "fraction")
+    return parse_profile({
+        "schema": 2, "name": "toy", "soc": "s", "gpu": "g", "api": "a",
+        "peak_fp32": q(1, "TFLOP/s"), "peak_fp16": q(2000, "GFLOP/s"),
+        "dram_bandwidth": q(100, "GB/s"), "local_memory": q(32, "KiB"), "cache": q(1, "MiB"),
+        "max_allocation": q(1, "GiB"), "launch_overhead": q(10, "us"), "step_latency": q(2, "us"),
+        "geometry": {"compute_units": q(4, "count"), "lanes": q(64, "count"),
+                     "residency": q(2, "count"), "clock": q(1, "GHz")},
+        "efficiency": eff}, "toy")
+
+
+def test_full_device_memory_bound_copy_is_the_roofline(prof):
+    # 100 MB in + 100 MB out at 100 GB/s = 2 ms; at efficiency 0.5 -> 4 ms; + 10 us. 800 work-
+    # groups on 4 CUs x 2 resident = 100 full waves of one step each.
+    k = KernelCost("copy", "elementwise", flops=1e6, bytes_read=1e8, bytes_written=1e8,
+                   launch=Launch((800 * 256,), (256,)))
+    t = kernel_time(k, prof, "fp16")
+    assert t.bound == "memory"
+    assert t.total_s == pytest.approx(0.004 + 10e-6, rel=1e-12)
+    assert t.why.startswith("100 waves x 1 steps x 40 us + 10 us")
+
+
+def test_full_device_compute_bound_gemm_is_the_roofline(prof):
+    # 2*1024^3 FLOPs at 1 TFLOP/s (fp32) = 2.147 ms; / 0.8 -> 2.684 ms; + 10 us; 256 work-groups
+    # = 32 waves, 64 k-steps each
+    n = 1024
+    k = KernelCost("gemm", "gemm", flops=2.0 * n**3, bytes_read=3 * n * n * 4,
+                   bytes_written=n * n * 4, launch=Launch((16 * 16, 16 * 16, 1), (16, 16, 1), 64))
+    t = kernel_time(k, prof, "fp32")
+    assert t.bound == "compute"
+    assert t.total_s == pytest.approx(2 * 1024**3 / 1e12 / 0.8 + 10e-6, rel=1e-12)
+    assert kernel_time(k, prof, "fp16").compute_s == pytest.approx(2 * 1024**3 / 2e12)
+
+
+def test_few_work_groups_are_latency_bound(prof):
+    # 3 work-groups of 80 steps: far less work per step than the 2 us step latency
+    k = KernelCost("gemm", "gemm", flops=3 * 80 * 1e3, bytes_read=1e3, bytes_written=1e3,
+                   launch=Launch((3 * 64,), (64,), 80))
+    t = kernel_time(k, prof, "fp32")
+    assert t.total_s == pytest.approx(10e-6 + 80 * 2e-6)
+    assert "80 steps x 2 us latency-bound (3 work-groups, 8 slots)" in t.why
+
+
+def test_calibrated_coefficients_win_over_the_transfer(prof):
+    c = Coefficients(1e-6, 3e-6, 5e-6, 1, "calibrated")
+    p = dataclasses.replace(prof, coefficients={"gemm": c})
+    k = KernelCost("gemm_bias", "gemm", 1e9, 1e6, 1e6, launch=Launch((9 * 64,), (64,), 10),
+                   model="gemm")
+    t = kernel_time(k, p, "fp16")
+    assert t.total_s == pytest.approx(1e-6 + 10 * max(3e-6, 3 * 5e-6))   # 9 groups, 4 slots
+    assert t.why.endswith("[calibrated]")
