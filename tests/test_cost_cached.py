@@ -37,7 +37,8 @@ def test_cached_between_compulsory_and_tiled_sd14():
 def _gemm_call(n, precision):
     k = costs("linear", "tiled", m=n, k=n, n=n, bias=False, precision=precision)[0]
     return KernelCall("toy", 0, "linear", "", "linear", "tiled", 0, k.kernel, k.kernel_class,
-                      k.flops, k.bytes_read, k.bytes_written, k.workspace, None, "toy/0")
+                      k.flops, k.bytes_read, k.bytes_written, k.workspace, None, "toy/0",
+                      k.launch, k.model_key)
 
 
 def _q(v, unit):
@@ -47,7 +48,10 @@ def _q(v, unit):
 def _toy_profile(cache_bytes):
     eff = {c: _q(1.0, "fraction") for c in KERNEL_CLASSES}
     return parse_profile({
-        "name": "toy", "soc": "s", "gpu": "g", "api": "a",
+        "schema": 2, "name": "toy", "soc": "s", "gpu": "g", "api": "a",
+        "step_latency": _q(1, "us"),
+        "geometry": {"compute_units": _q(4, "count"), "lanes": _q(64, "count"),
+                     "residency": _q(2, "count"), "clock": _q(1, "GHz")},
         "peak_fp32": _q(1, "TFLOP/s"), "peak_fp16": _q(2, "TFLOP/s"),
         "dram_bandwidth": _q(10, "GB/s"), "local_memory": _q(32, "KiB"),
         "cache": _q(cache_bytes, "B"), "max_allocation": _q(1, "GiB"),

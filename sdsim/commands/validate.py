@@ -73,6 +73,8 @@ def run(args) -> int:
         print(f"warning: {stale}", file=sys.stderr)
     if args.replay:
         ctx, runs, effect = report.load(args.replay)
+        if "heldout" not in ctx:
+            ctx = dict(ctx, heldout=_heldout(ctx.get("calibration")))
         if args.notes:
             ctx = dict(ctx, notes=args.notes)
         path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
@@ -115,6 +117,7 @@ def run(args) -> int:
                "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
                "repeat": args.repeat, "load": _load(),
                "calibration": profile.calibration.get("report"),
+               "heldout": _heldout(profile.calibration.get("report")),
                "notes": args.notes}
         report.write(path, ctx, runs, effect, profile)
     first = runs[0]["metrics"]
@@ -137,6 +140,19 @@ def run(args) -> int:
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+def _heldout(report: str | None) -> str | None:
+    """The held-out summary line of the calibration report the profile cites, if readable."""
+    from sdsim.paths import ROOT
+
+    if not report:
+        return None
+    try:
+        text = (ROOT / report).read_text()
+    except OSError:
+        return None
+    return next((line for line in text.splitlines() if line.startswith("All variants:")), None)
 
 
 def _load() -> float | None:

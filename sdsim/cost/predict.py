@@ -153,9 +153,11 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
     comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
              for n, k in calls.items()]
     band = None
-    if profile.bands:
-        band = tuple(sum(kernel_time(k.call, corner, precision).total_s * c.calls
-                         for c in comps for k in c.kernels)
-                     for corner in (profile.corner(fast=True), profile.corner(fast=False)))
+    if profile.bands:   # the corners are not always ordered (wave quantization): take the range
+        ends = [sum(kernel_time(k.call, corner, precision).total_s * c.calls
+                    for c in comps for k in c.kernels)
+                for corner in (profile.corner(fast=True), profile.corner(fast=False))]
+        total = sum(c.latency_per_call * c.calls for c in comps)
+        band = (min(ends + [total]), max(ends + [total]))
     return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic,
                       band)

@@ -286,20 +286,31 @@ def _attn_point(batch, heads, nq, nk, head_dim):
 
 
 # Calibration sweeps (synthetic token counts off SD1.4's): query and key counts from tens to
-# thousands, so work-groups span a fraction of a wave to many and the key-tile steps 2 to ~200;
-# FlashAttention's timing is per head dim (one model each), so its sweep covers each head dim SD
-# runs attention at (40, 80, 160 in the UNet, 64 in CLIP, 512 in the VAE).
-_TOKENS = [60, 150, 500, 900, 1500, 2500, 5000]
-_GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 12], nq=_TOKENS, nk=[50, *_TOKENS])
+# thousands and batch x heads from 1 to 30, so work-groups span a fraction of a wave to tens of
+# waves on a large GPU and the key-tile steps 2 to ~200 (each head dim's sweep also gets a few
+# points at the many-waves end, which a random draw can miss); FlashAttention's timing is per
+# head dim (one model each), so its sweep covers each head dim SD runs attention at (40, 80, 160
+# in the UNet, 64 in CLIP, 512 in the VAE).
+_TOKENS = [60, 150, 500, 900, 1500, 2500, 5000, 7000]
+_GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 10, 15], nq=_TOKENS, nk=[50, *_TOKENS])
+_MANY_WAVES = [_attn_point(2, h, nq, nk, 0) for h, nq, nk in
+               ((10, 3600, 3000), (15, 6000, 1000), (6, 7000, 2500), (15, 2500, 200))]
+
+
+def _with_dim(points, d):
+    return [dict(p, head_dim=d) for p in points]
+
+
 _CAL = {
     "naive": {"quick": sweep(_attn_point, 3, seed=6, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40, 96]),
-              "full": sweep(_attn_point, 24, seed=6, **_GENERAL, head_dim=[40, 64, 96, 160])},
+              "full": sweep(_attn_point, 24, seed=6, **_GENERAL, head_dim=[40, 64, 96, 160])
+              + _with_dim(_MANY_WAVES[:2], 96)},
     "flash": {"quick": sweep(_attn_point, 4, seed=7, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40]),
               "full": [p for d in (40, 64, 80, 160, 512)
                        for p in sweep(_attn_point, 12 if d == 40 else 6, seed=d, **_GENERAL,
-                                      head_dim=[d])]},
+                                      head_dim=[d]) + _with_dim(_MANY_WAVES, d)]},
 }
 _CAL["partial_softmax"] = _CAL["naive"]
 
