@@ -59,7 +59,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
     """ctx: name, command, date, device, profile path, component, resolution, batch, precision."""
     L = [f"# Validation of `{ctx['profile']}` on {ctx['device']}", "",
          f"- Command: `{ctx['command']}`",
-         f"- Date: {ctx['date']}",
+         f"- Date: {ctx['date']}" + (f", sdsim commit {ctx['commit']}" if ctx.get("commit")
+                                     else ""),
          f"- OpenCL device: {ctx['device']}",
          f"- Profile: `{ctx['profile_path']}` (calibrated separately on synthetic shapes; not "
          "fitted to this run)",
