@@ -91,3 +91,32 @@ def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
 
     assert main(["calibrate", "--out", str(tmp_path / "x.txt")]) == 2
     assert "x.txt" in capsys.readouterr().err
+
+
+@pytest.mark.opencl
+def test_interrupted_calibration_leaves_the_old_profile(tmp_path, monkeypatch):
+    """A calibration stopped half-way (Ctrl-C during the sweep) writes nothing: the profile and
+    report from before are left as they were."""
+    import pyopencl as cl
+
+    from sdsim.calibration import sweep
+    from sdsim.cli import main
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    out, rep = tmp_path / "dev.yaml", tmp_path / "calibration-dev.md"
+    out.write_text("old profile\n")
+    rep.write_text("old report\n")
+    calls = []
+
+    def interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    real = sweep.measure
+    monkeypatch.setattr(sweep, "measure", interrupt)
+    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", str(out),
+                 "--report", str(rep)]) == 130          # the CLI's "interrupted" exit status
+    assert len(calls) == 4
+    assert out.read_text() == "old profile\n" and rep.read_text() == "old report\n"
