@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 
-from sdsim import atomic
+from sdsim import atomic, provenance
 from sdsim.cost.predict import predict, trace
 from sdsim.cost.profile import load_profile
 from sdsim.lower.options import SETS
@@ -69,8 +69,7 @@ def main() -> int:
         others.append(f"| {d} ({p.gpu}) | {a.total_s:.2f} | {a.total_s_low:.2f}-"
                       f"{a.total_s_high:.2f} | {b.total_s:.2f} | {b.total_s / a.total_s:.2f}x |")
     transfer = [r for r in _transfer_rows() if r["kind"] == "spec-only"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()
+    commit = provenance.commit()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     pct = lambda s: f"{100 * (s / PAPER_S - 1):+.0f}%"
     where = ("below the band's fast end" if PAPER_S < lo else
@@ -79,7 +78,7 @@ def main() -> int:
             "sdsim predict --device s23ultra --opt none --format markdown",
             "sdsim ablate --device s23ultra --format markdown"]
     sections = [sh(c) for c in cmds]
-    walls = []
+    walls, load = [], provenance.load()
     for _ in range(3):
         t0 = time.perf_counter()
         sh("sdsim predict --device s23ultra")
@@ -170,7 +169,8 @@ their sources name; the published end-to-end figures are for checking, not fitti
 ## Speed
 
 `sdsim predict --device s23ultra` took {statistics.median(walls):.2f} s (median of 3 fresh
-interpreters, {max(walls):.2f} s worst) in this run; `python benchmarks/predict_speed.py` times
+interpreters, {max(walls):.2f} s worst) in this run, machine load {load} (1-min average) before
+it; `python benchmarks/predict_speed.py` times
 the prediction warm, in process.
 """
     atomic.write_text(args.out, text)

@@ -16,17 +16,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
-from sdsim import atomic
+from sdsim import atomic, provenance
 from sdsim.backends.trace import trace_component
-from sdsim.cost.predict import predict_component
+from sdsim.cost.predict import band, predict_component
 from sdsim.cost.profile import load_profile
 from sdsim.model.presets import load_model_config
 from sdsim.output import render_rows
-from sdsim.paths import REPORTS_DIR, ROOT
+from sdsim.paths import REPORTS_DIR
 from sdsim.validation import compare, report
 
 #: calibrated profile -> its spec-only twin
@@ -46,19 +45,14 @@ def rows_for(path: Path) -> list[dict]:
         for name, prof in (("calibrated", calibrated), ("spec-only", spec)):
             pred = predict_component(graph, 1, prof, run["options"], ctx["precision"])
             m = compare.metrics(compare.join(measured, pred.kernels))
-            ends = [sum(k.time.total_s for k in predict_component(
-                graph, 1, prof.corner(fast=f), run["options"], ctx["precision"]).kernels)
-                for f in (True, False)]
-            band = [min(ends + [m["predicted_s"]]), max(ends + [m["predicted_s"]])]
+            b = band([pred], prof, ctx["precision"])
             out.append({"run": path.name, "component": ctx["component"],
                         "px": ctx["resolution"], "opt": run["opt"], "profile": prof.name,
                         "kind": name, "measured_s": m["measured_s"],
                         "predicted_s": m["predicted_s"], "e2e_error_%": m["e2e_error_pct"],
                         "time_±10%": m["acc10_time_pct"],
-                        "band_low_s": band[0] if prof.bands else None,
-                        "band_high_s": band[1] if prof.bands else None,
-                        "in_band": (band[0] <= m["measured_s"] <= band[1]) if prof.bands
-                        else None})
+                        "band_low_s": b[0] if b else None, "band_high_s": b[1] if b else None,
+                        "in_band": (b[0] <= m["measured_s"] <= b[1]) if b else None})
     return out
 
 
@@ -72,8 +66,7 @@ def main() -> int:
     if not rows:
         raise SystemExit("no validation run of a device with a spec-only twin "
                          f"({', '.join(TWINS)}) among {', '.join(map(str, files))}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()
+    commit = provenance.commit()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     spec = [r for r in rows if r["kind"] == "spec-only"]
     inside = sum(r["in_band"] for r in spec)

@@ -3,11 +3,12 @@
 For each model key (one OpenCL kernel body: "gemm", "conv_direct", "attn_flash_d40", ...) the
 measured synthetic points (launch geometry, seconds) give
 
-    t = t0 + steps x max(latency, ceil(work_groups / (compute_units x residency)) x step)
+    t = t0 + waves x group + steps x max(latency, waves x step x (padding + (1 - padding) x active))
+    waves = ceil(work_groups / (compute_units x residency))
 
-with t0, latency, step >= 0 fitted by least squares on log times (every point weighs by its
-relative error, small dispatches as much as large ones) for each residency in RESIDENCIES, the
-best residency kept. Points are split once into a training set (80%) and a held-out set (20%,
+(`sdsim.cost.waves.model_time`) with t0, group, latency, step >= 0 and padding in (0, 1) fitted by
+least squares on log times (every point weighs by its relative error, small dispatches as much
+as large ones) for each residency in RESIDENCIES, the best residency kept. Points are split once into a training set (80%) and a held-out set (20%,
 never seen by the fit): the held-out error is what the model does on shapes it did not see.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from sdsim.cost.waves import Coefficients, geometry_time
+from sdsim.cost.waves import Coefficients, geometry_time, model_time
 
 #: residencies (work-groups resident per compute unit) tried by the fit
 RESIDENCIES = (1, 2, 4, 8, 16, 32)
@@ -47,10 +48,6 @@ class Point:
         return (self.predicted_s - self.measured_s) / self.measured_s
 
 
-def predict(c: Coefficients, launch, compute_units: int) -> float:
-    return geometry_time(c, launch, compute_units)[0]
-
-
 def _fit_residency(points, cu, r):
     steps = np.array([p.launch.steps for p in points], float)
     waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
@@ -63,9 +60,7 @@ def _fit_residency(points, cu, r):
 
     def resid(x):
         t0, lat, step, group, pad = coefficients(x)
-        model = (t0 + waves * group
-                 + steps * np.maximum(lat, waves * step * (pad + (1 - pad) * active)))
-        return np.log(model) - np.log(t)
+        return np.log(model_time(t0, group, lat, step, pad, steps, waves, active)) - np.log(t)
 
     per = t / steps
     x0 = np.array([np.log(max(t.min() * 0.3, 1e-9)), np.log(max(per.min() * 0.5, 1e-10)),
@@ -99,8 +94,14 @@ def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
         train = [p for p in mine if not p.heldout] or mine
         out[key] = fit_key(train, compute_units)
         for p in mine:
-            p.predicted_s = predict(out[key], p.launch, compute_units)
+            p.predicted_s = geometry_time(out[key], p.launch, compute_units)[0]
     return out
+
+
+def key_errors(points: list[Point], key: str) -> tuple[dict, dict]:
+    """(training, held-out) `errors` of one model key's points."""
+    mine = [p for p in points if p.key == key]
+    return (errors([p for p in mine if not p.heldout]), errors([p for p in mine if p.heldout]))
 
 
 def errors(points: list[Point]) -> dict:

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from sdsim import provenance
 from sdsim.calibration import classes, fit, microbench, sweep
 from sdsim.cost.profile import kernels_hash
 
@@ -72,7 +73,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         mix=size, date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=command, device_info=info, micro=micro, kernels_hash=kernels_hash())
     heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))
-    load0, t0, again = sweep.load(), time.perf_counter(), 0
+    load0, t0, again = provenance.load(), time.perf_counter(), 0
     bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
                disable=None)
     for i, (record, shape) in enumerate(bar):
@@ -86,7 +87,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": len(todo) - len(run), "budget_s": budget,
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
-                 "load_before": load0, "load_after": sweep.load(),
+                 "load_before": load0, "load_after": provenance.load(), "commit": provenance.commit(),
                  "seconds": time.perf_counter() - t0}
     cal.coefficients = fit.fit_all(cal.points, info["compute_units"])
     cal.classes = classes.efficiencies(cal.points, peak, bw, cal.launch_s)

@@ -11,14 +11,13 @@ out on slow devices (so a CPU calibration stays within minutes).
 from __future__ import annotations
 
 import functools
-import os
 import random
 
 import numpy as np
 
 from sdsim import kernels
 from sdsim.calibration.fit import Point
-from sdsim.kernels import _accepted
+from sdsim.kernels import accepted_args
 
 #: the op kind each record family runs
 FAMILY_OPS = {"conv2d": ("conv2d",), "linear": ("linear",), "attention": ("attention",),
@@ -29,7 +28,7 @@ MAX_CV = 0.1
 
 def _args(record, shape) -> tuple:
     """The cost-formula arguments of a shape: what makes two shapes the same work."""
-    a = _accepted(record.cost, dict(shape, precision=None))
+    a = accepted_args(record.cost, dict(shape, precision=None))
     a.pop("precision", None)
     return tuple(sorted((k, _hashable(v)) for k, v in a.items()))
 
@@ -92,13 +91,11 @@ def affordable(record, shape, precision, peak, bw, budget_s) -> bool:
     return t <= budget_s
 
 
-def _time(rt, record, shape, ins, params, out, precision, repeat):
-    runs = []
-    for _ in range(repeat):
-        evs = record.launch(rt, shape, ins, params, out, precision)
-        rt.finish()
-        runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in evs])
-    a = np.array(runs)
+def _time(rt, record, shape, buffers, precision, repeat):
+    """(median seconds per dispatch, coefficient of variation per dispatch)."""
+    from sdsim.cl.bench import time_launches
+
+    a = time_launches(rt, record, shape, buffers, precision, repeat)
     return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 
@@ -109,25 +106,16 @@ def measure(rt, record, shape, precision, repeat=5, seed=0) -> tuple[list[Point]
     from sdsim.cl.bench import upload
 
     inputs = record.make_inputs(shape, np.random.default_rng(seed))
-    ins, params, out = upload(rt, record, shape, inputs, precision)
+    buffers = upload(rt, record, shape, inputs, precision)
     costs = record.costs(precision, **shape)
-    record.launch(rt, shape, ins, params, out, precision)   # warm-up (and program build)
-    rt.finish()
-    med, cv = _time(rt, record, shape, ins, params, out, precision, repeat)
+    _time(rt, record, shape, buffers, precision, 1)   # warm-up (and program build)
+    med, cv = _time(rt, record, shape, buffers, precision, repeat)
     again = bool(cv.max() > MAX_CV)
     if again:
-        med, cv = _time(rt, record, shape, ins, params, out, precision, 2 * repeat)
+        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat)
     if len(med) != len(costs):
         raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "
                            f"{len(costs)}")
     return [Point(k.model_key, record.key, shape, k.kernel, k.launch, float(t), float(c),
                   k.kernel_class, k.flops, k.dram_bytes)
             for k, t, c in zip(costs, med, cv)], again
-
-
-def load() -> float:
-    """The machine's 1-minute load average (0 where the OS does not say)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return 0.0

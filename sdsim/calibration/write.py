@@ -11,6 +11,7 @@ import statistics
 
 from sdsim import atomic
 from sdsim.calibration import fit
+from sdsim.cl.bench import describe
 from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
@@ -92,13 +93,11 @@ def profile_dict(cal, report_rel: str) -> dict:
 
 
 def _coefficients(cal, key, c) -> dict:
-    mine = [p for p in cal.points if p.key == key]
-    train = fit.errors([p for p in mine if not p.heldout])
-    held = fit.errors([p for p in mine if p.heldout])
+    train, held = fit.key_errors(cal.points, key)
     out = {"t0_us": _g(c.t0 * 1e6), "latency_us": _g(c.latency * 1e6),
            "step_us": _g(c.step * 1e6), "group_us": _g(c.group * 1e6),
            "residency": c.residency, "padding": _g(c.padding),
-           "points": len(mine),
+           "points": train["points"] + held["points"],
            "fit_error_pct": _g(train.get("median_abs_error_pct", 0.0))}
     if held["points"]:
         out["heldout_error_pct"] = _g(held["median_abs_error_pct"])
@@ -127,8 +126,8 @@ def report_markdown(cal, profile_rel: str) -> str:
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
         f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
-        f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']:.2f} before, "
-        f"{w['load_after']:.2f} after",
+        f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
+        f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
         "",
         "## Device microbenchmarks (opencl/calibrate.cl)",
@@ -158,9 +157,7 @@ def report_markdown(cal, profile_rel: str) -> str:
     ]
     rows = []
     for key, c in sorted(cal.coefficients.items()):
-        mine = [p for p in cal.points if p.key == key]
-        tr = fit.errors([p for p in mine if not p.heldout])
-        ho = fit.errors([p for p in mine if p.heldout])
+        tr, ho = fit.key_errors(cal.points, key)
         rows.append({"kernel body": key, "t0 us": c.t0 * 1e6, "latency us": c.latency * 1e6,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
                      "padding": c.padding, "residency": c.residency,
@@ -202,17 +199,13 @@ def report_markdown(cal, profile_rel: str) -> str:
     lines += [render_rows(rows, "markdown", floatfmt=".4g"), ""]
     lines += ["## Every measured dispatch (synthetic shapes, not SD1.4's layers)", ""]
     rows = [{"family/variant": p.variant,
-             "shape": " ".join(f"{k}={_fmt(v)}" for k, v in p.shape.items()),
+             "shape": describe(p.shape),
              "kernel": p.kernel, "work-groups": p.launch.work_groups, "steps": p.launch.steps,
              "measured ms": p.measured_s * 1e3, "predicted ms": p.predicted_s * 1e3,
              "error %": p.error * 100, "cv %": p.cv * 100, "held out": p.heldout}
             for p in cal.points]
     lines += [render_rows(rows, "markdown", floatfmt=".4g"), ""]
     return "\n".join(lines)
-
-
-def _fmt(v):
-    return "x".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
 
 
 def write(cal, profile_path, report_path) -> dict:

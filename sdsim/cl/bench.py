@@ -96,19 +96,27 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
     return cases
 
 
+def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: str,
+                  repeat: int) -> np.ndarray:
+    """Seconds of each dispatch (columns) in `repeat` timed launches (rows) of a record on
+    uploaded buffers (ins, params, out), each waited for; event times, not wall time."""
+    runs = []
+    for _ in range(repeat):
+        events = record.launch(rt, shape, *buffers, precision)
+        rt.finish()
+        runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
+    return np.array(runs)
+
+
 def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0) -> dict:
     """Run `case` once for checking, `repeat` more times for timing; one flat result record."""
     rng = np.random.default_rng(seed)
     inputs = case.make_inputs(rng)
     out, _ = case.run(rt, inputs)
     err, ok = case.check(out, case.reference(inputs))
-    ins, params, buf = upload(rt, case.record, case.shape, inputs, case.precision)
-    times = []
-    for _ in range(max(1, repeat)):
-        events = case.record.launch(rt, case.shape, ins, params, buf, case.precision)
-        rt.finish()
-        times.append(sum((e.profile.end - e.profile.start) for e in events) * 1e-6)
-    t = float(np.median(times))
+    buffers = upload(rt, case.record, case.shape, inputs, case.precision)
+    times = time_launches(rt, case.record, case.shape, buffers, case.precision, max(1, repeat))
+    t = float(np.median(times.sum(axis=1))) * 1e3
     cost = case.cost
     flops = sum(c.flops for c in cost)
     nbytes = sum(c.dram_bytes for c in cost)

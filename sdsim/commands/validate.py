@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.model.components import OPENCL
 from sdsim.output import dumps, render_rows
@@ -115,7 +116,7 @@ def run(args) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "device": rt.name, "component": args.component, "resolution": args.resolution,
                "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
-               "repeat": args.repeat, "load": _load(), "commit": _commit(),
+               "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
                "calibration": profile.calibration.get("report"),
                "heldout": _heldout(profile.calibration.get("report")),
                "notes": args.notes}
@@ -153,29 +154,6 @@ def _heldout(report: str | None) -> str | None:
     except OSError:
         return None
     return next((line for line in text.splitlines() if line.startswith("All variants:")), None)
-
-
-def _commit() -> str | None:
-    """The sdsim checkout's commit (with '+' when the working tree differs), if it is one."""
-    import subprocess
-
-    from sdsim.paths import ROOT
-
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD")
-    return (head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")) \
-        if head else None
-
-
-def _load() -> float | None:
-    import os
-
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def _rel(p) -> str:

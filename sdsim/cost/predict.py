@@ -152,12 +152,18 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
              for n in components.TEXT_TO_IMAGE}
     comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
              for n, k in calls.items()]
-    band = None
-    if profile.bands:   # the corners are not always ordered (wave quantization): take the range
-        ends = [sum(kernel_time(k.call, corner, precision).total_s * c.calls
-                    for c in comps for k in c.kernels)
-                for corner in (profile.corner(fast=True), profile.corner(fast=False))]
-        total = sum(c.latency_per_call * c.calls for c in comps)
-        band = (min(ends + [total]), max(ends + [total]))
     return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic,
-                      band)
+                      band(comps, profile, precision))
+
+
+def band(comps: list, profile: Profile, precision: str) -> tuple | None:
+    """(fastest, slowest) total seconds of component predictions over the profile's bands; None
+    when its sources agree. The two corner profiles are not always ordered (wave quantization),
+    so the range also spans the nominal total."""
+    if not profile.bands:
+        return None
+    totals = [sum(c.latency_per_call * c.calls for c in comps)]
+    totals += [sum(kernel_time(k.call, corner, precision).total_s * c.calls
+                   for c in comps for k in c.kernels)
+               for corner in (profile.corner(fast=True), profile.corner(fast=False))]
+    return min(totals), max(totals)

@@ -55,12 +55,21 @@ def waves(work_groups: int, compute_units: int, residency: int) -> int:
     return max(1, math.ceil(work_groups / (compute_units * max(1, residency))))
 
 
+def model_time(t0, group, latency, step, padding, steps, waves, active):
+    """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
+    the calibration fit both evaluate this one."""
+    import numpy as np
+
+    return t0 + waves * group + steps * np.maximum(
+        latency, waves * step * (padding + (1.0 - padding) * active))
+
+
 def geometry_time(c: Coefficients, launch, compute_units: int) -> tuple[float, str]:
     """(seconds, one-line explanation) of a dispatch of `launch` geometry under `c`."""
     w = waves(launch.work_groups, compute_units, c.residency)
     step = c.step * (c.padding + (1.0 - c.padding) * launch.active)
-    per_step = max(c.latency, w * step)
-    t = c.t0 + w * c.group + launch.steps * per_step
+    t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
+                         launch.active))
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if w * step >= c.latency:
         why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x {_us(step)} "

@@ -94,7 +94,9 @@ class Variant:
       device buffers (`ins` activation buffers in op argument order, `params` weights by role);
     - operands(shape) -> (element counts of ins, {role: element count of weights}, output count);
     - prepare(rt, shape, params, precision) -> params: load-time weight transform, done once;
-    - make_inputs(shape, rng) -> {"ins": [host arrays], "params": {role: host array}} for bench;
+    - make_inputs(shape, rng) -> {"ins": [host arrays], "params": {role: host array}} for bench
+      and calibration: float32 arrays go up in the storage precision, float64 ones as fp32
+      (timesteps), integer ones as int32 (token ids) (`sdsim.cl.bench.upload`);
     - reference(shape, inputs, precision) -> float64 array: independent NumPy math on the inputs
       as the device stores them; `tolerance[precision]` = (atol, rel to max|ref|);
     - bench[quick|full] and calibrate[quick|full]: shapes (op attrs) it is benched and calibrated on;
@@ -120,7 +122,7 @@ class Variant:
 
     def costs(self, precision: str, **shape) -> list[KernelCost]:
         """The dispatches at `shape` (op attrs; keys the formula does not take are ignored)."""
-        return self.cost(**_accepted(self.cost, dict(shape, precision=precision)))
+        return self.cost(**accepted_args(self.cost, dict(shape, precision=precision)))
 
 
 def sweep(make: Callable[..., dict], count: int, /, seed: int = 0, **axes) -> list[dict]:
@@ -144,7 +146,8 @@ def sweep(make: Callable[..., dict], count: int, /, seed: int = 0, **axes) -> li
     return out
 
 
-def _accepted(fn, kwargs: dict) -> dict:
+def accepted_args(fn, kwargs: dict) -> dict:
+    """The items of `kwargs` that `fn` takes (all of them if it takes **kwargs)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return kwargs

@@ -1,0 +1,29 @@
+"""Where and under what conditions a measurement ran: the sdsim commit and the machine's load,
+recorded in every report that states measured figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from sdsim.paths import ROOT
+
+
+def commit() -> str | None:
+    """The checkout's short commit, with '+' when tracked files differ from it; None outside git."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def load() -> float | None:
+    """The machine's 1-minute load average (None where the OS does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
