@@ -1,10 +1,20 @@
-// Tiled GEMM: C[b] = act(alpha * A[b] @ B[b] + bias), one TS x TS block of C per RT x RT
-// work-group (WPT x WPT outputs per work-item, strided by RT so neighbouring work-items touch
-// neighbouring addresses), K streamed in steps of TK through local memory. Operands are addressed by explicit
-// strides, so the same kernel serves linear (B = W^T: sBk = 1, sBn = K), im2col convolution and
-// the Winograd batched GEMM.
-// Storage is store_t (float or half via LOAD/STORE), accumulation float.
-// Compile-time options: BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
+// Register-tiled GEMM: C[b] = act(alpha * A[b] @ B[b] + bias). One work-group of RTN x RTM
+// work-items computes a TM x TN block of C, each work-item a WM x WN block of it (WM = TM / RTM,
+// WN = TN / RTN) held in registers. Operands are addressed by explicit strides, so the same kernel
+// serves linear (B = W^T), im2col convolution, the Winograd batched GEMM and attention's
+// QK^T / P.V. Storage is store_t (float or half via LOAD/STORE), accumulation float.
+//
+// Two bodies, chosen per device by the tuner (sdsim/kernels/tuning.py):
+// LOCAL == 1 (GPUs): K streamed TK at a time through local memory; a work-item's rows are
+//   (i * RTM + ty) * VW + v and its columns (j * RTN + tx) * VW + v (v < VW), so neighbouring
+//   work-items read neighbouring VW-wide vectors of the staged tiles (no bank conflicts) and
+//   write neighbouring addresses of C.
+// LOCAL == 0 (CPUs): no local memory and no barriers; a work-item's WN = VW columns are
+//   contiguous and held in one vector register per row, B's row segment is one vector load and
+//   A's element a broadcast: the micro-kernel of a CPU BLAS, which the OpenCL compiler maps to
+//   SIMD instructions directly.
+// Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
+// BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU).
 
 #ifndef BIAS
@@ -13,14 +23,54 @@
 #ifndef ACT
 #define ACT 0
 #endif
+#if !defined(TM) || !defined(TN) || !defined(TK) || !defined(RTM) || !defined(RTN) || \
+    !defined(VW) || !defined(LOCAL)
+#error "gemm.cl needs -DTM -DTN -DTK -DRTM -DRTN -DVW -DLOCAL from sdsim/kernels/tuning.py"
+#endif
+#define WM (TM / RTM)
+#define WN (TN / RTN)
 
-// Tile constants come from the launcher (sdsim/kernels/gemm.py DEFINES): TS output tile edge,
-// RT work-group edge, TK K step, WPT = TS / RT outputs per work-item and dimension.
-#if !defined(TS) || !defined(TK) || !defined(RT) || !defined(WPT)
-#error "gemm.cl needs -DTS, -DTK, -DRT and -DWPT from sdsim/kernels/gemm.py"
+#if VW == 1
+typedef float realV;
+#define UNPACK(v, arr, o) arr[o] = (v);
+#elif VW == 2
+typedef float2 realV;
+#define UNPACK(v, arr, o) arr[o] = (v).s0; arr[o + 1] = (v).s1;
+#elif VW == 4
+typedef float4 realV;
+#define UNPACK(v, arr, o) arr[o] = (v).s0; arr[o + 1] = (v).s1; arr[o + 2] = (v).s2; \
+    arr[o + 3] = (v).s3;
+#elif VW == 8
+typedef float8 realV;
+#else
+#error "VW must be 1, 2, 4 or 8"
 #endif
 
-__kernel __attribute__((reqd_work_group_size(RT, RT, 1)))
+// a VW-wide row segment of a store_t array at element offset o (o need not be aligned)
+#if STORE_HALF
+#define VLOADW(p, o) CAT(vload_half, VW)(0, (p) + (o))
+#else
+#define VLOADW(p, o) CAT(vload, VW)(0, (p) + (o))
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
+{
+#if BIAS == 1
+    v += LOAD(bias, gj);
+#elif BIAS == 2
+    v += LOAD(bias, gi);
+#endif
+#if ACT == 1
+    v = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+#endif
+    return v;
+}
+
+#if LOCAL
+#define PAD VW   // keeps staged rows VW-aligned while shifting them across banks
+__kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
           __global store_t* C, const int M, const int N, const int K, const float alpha,
           const int sAb, const int sAm, const int sAk,
@@ -28,56 +78,124 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
           const int sCb, const int sCm, const int sCn)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
-    const int j0 = get_group_id(0) * TS, i0 = get_group_id(1) * TS;
+    const int j0 = get_group_id(0) * TN, i0 = get_group_id(1) * TM;
     const int b = get_group_id(2);
-    const int tid = ty * RT + tx;
-    __local float As[TK][TS];
-    __local float Bs[TK][TS + 1];
-    float acc[WPT][WPT];
-    for (int i = 0; i < WPT; i++)
-        for (int j = 0; j < WPT; j++) acc[i][j] = 0.0f;
+    const int tid = ty * RTN + tx;
+    __local realV AsV[TK][(TM + PAD) / VW];
+    __local realV BsV[TK][(TN + PAD) / VW];
+    __local float* As = (__local float*)AsV;
+    __local float* Bs = (__local float*)BsV;
+    float acc[WM][WN];
+    #pragma unroll
+    for (int i = 0; i < WM; i++)
+        #pragma unroll
+        for (int j = 0; j < WN; j++) acc[i][j] = 0.0f;
     const long aBase = (long)b * sAb, bBase = (long)b * sBb;
 
     for (int k0 = 0; k0 < K; k0 += TK) {
-        for (int l = 0; l < (TS * TK) / (RT * RT); l++) {
-            const int e = tid + l * RT * RT;
-            // A tile: k fastest when A is row-major (sAk == 1)
-            const int am = e / TK, ak = e % TK;
-            const int gi = i0 + am, gka = k0 + ak;
-            As[ak][am] = (gi < M && gka < K) ? LOAD(A, aBase + (long)gi * sAm + (long)gka * sAk) : 0.0f;
-            // B tile: n fastest when B is row-major (sBn == 1), k fastest otherwise
+        #pragma unroll
+        for (int l = 0; l < (TM * TK) / (RTM * RTN); l++) {
+            const int e = tid + l * RTM * RTN;
+            int am, ak;   // consecutive work-items walk A's contiguous dimension
+            if (sAk == 1) { am = e / TK; ak = e % TK; } else { ak = e / TM; am = e % TM; }
+            const int gi = i0 + am, gk = k0 + ak;
+            As[ak * (TM + PAD) + am] =
+                (gi < M && gk < K) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;
+        }
+        #pragma unroll
+        for (int l = 0; l < (TN * TK) / (RTM * RTN); l++) {
+            const int e = tid + l * RTM * RTN;
             int bk, bn;
-            if (sBn == 1) { bk = e / TS; bn = e % TS; } else { bn = e / TK; bk = e % TK; }
-            const int gj = j0 + bn, gkb = k0 + bk;
-            Bs[bk][bn] = (gj < N && gkb < K) ? LOAD(B, bBase + (long)gkb * sBk + (long)gj * sBn) : 0.0f;
+            if (sBn == 1) { bk = e / TN; bn = e % TN; } else { bn = e / TK; bk = e % TK; }
+            const int gj = j0 + bn, gk = k0 + bk;
+            Bs[bk * (TN + PAD) + bn] =
+                (gj < N && gk < K) ? LOAD(B, bBase + (long)gk * sBk + (long)gj * sBn) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        #pragma unroll
         for (int kk = 0; kk < TK; kk++) {
-            float a[WPT], bv[WPT];
-            for (int i = 0; i < WPT; i++) a[i] = As[kk][ty + RT * i];
-            for (int j = 0; j < WPT; j++) bv[j] = Bs[kk][tx + RT * j];
-            for (int i = 0; i < WPT; i++)
-                for (int j = 0; j < WPT; j++) acc[i][j] = a[i] * bv[j] + acc[i][j];
+            float a[WM], bv[WN];
+#if VW <= 4
+            #pragma unroll
+            for (int i = 0; i < WM / VW; i++) { const realV t = AsV[kk][i * RTM + ty]; UNPACK(t, a, i * VW) }
+            #pragma unroll
+            for (int j = 0; j < WN / VW; j++) { const realV t = BsV[kk][j * RTN + tx]; UNPACK(t, bv, j * VW) }
+#else
+#error "the local-memory GEMM reads at most 4-wide vectors"
+#endif
+            #pragma unroll
+            for (int i = 0; i < WM; i++)
+                #pragma unroll
+                for (int j = 0; j < WN; j++) acc[i][j] = fma(a[i], bv[j], acc[i][j]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    for (int i = 0; i < WPT; i++) {
-        const int gi = i0 + ty + RT * i;
+    #pragma unroll
+    for (int i = 0; i < WM; i++) {
+        const int gi = i0 + ((i / VW) * RTM + ty) * VW + i % VW;
         if (gi >= M) continue;
-        for (int j = 0; j < WPT; j++) {
-            const int gj = j0 + tx + RT * j;
+        #pragma unroll
+        for (int j = 0; j < WN; j++) {
+            const int gj = j0 + ((j / VW) * RTN + tx) * VW + j % VW;
             if (gj >= N) continue;
-            float v = alpha * acc[i][j];
-#if BIAS == 1
-            v += LOAD(bias, gj);
-#elif BIAS == 2
-            v += LOAD(bias, gi);
-#endif
-#if ACT == 1
-            v = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
-#endif
-            STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn, v);
+            STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn,
+                  epilogue(alpha * acc[i][j], bias, gi, gj));
         }
     }
 }
+
+#else   // LOCAL == 0: the CPU micro-kernel
+#if WN != VW
+#error "the direct GEMM holds one VW-wide vector per row: TN / RTN must equal VW"
+#endif
+__kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
+void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
+          __global store_t* C, const int M, const int N, const int K, const float alpha,
+          const int sAb, const int sAm, const int sAk,
+          const int sBb, const int sBk, const int sBn,
+          const int sCb, const int sCm, const int sCn)
+{
+    const int j0 = get_global_id(0) * VW, i0 = get_global_id(1) * WM;
+    const int b = get_group_id(2);
+    if (j0 >= N || i0 >= M) return;
+    const long aBase = (long)b * sAb, bBase = (long)b * sBb;
+    const bool fullN = j0 + VW <= N && sBn == 1;
+    long arow[WM];
+    #pragma unroll
+    for (int i = 0; i < WM; i++) arow[i] = aBase + (long)min(i0 + i, M - 1) * sAm;
+    realV acc[WM];
+    #pragma unroll
+    for (int i = 0; i < WM; i++) acc[i] = (realV)(0.0f);
+    for (int k = 0; k < K; k++) {
+        const long brow = bBase + (long)k * sBk;
+        realV bv;
+        if (fullN) {
+            bv = VLOADW(B, brow + j0);
+        } else {   // the last, partial column block, or B with strided columns
+            float t[VW];
+            #pragma unroll
+            for (int v = 0; v < VW; v++)
+                t[v] = j0 + v < N ? LOAD(B, brow + (long)(j0 + v) * sBn) : 0.0f;
+            bv = CAT(vload, VW)(0, t);
+        }
+        #pragma unroll
+        for (int i = 0; i < WM; i++)
+            acc[i] = fma((realV)(LOAD(A, arow[i] + (long)k * sAk)), bv, acc[i]);
+    }
+    #pragma unroll
+    for (int i = 0; i < WM; i++) {
+        const int gi = i0 + i;
+        if (gi >= M) break;
+        float o[VW];
+        CAT(vstore, VW)(acc[i], 0, o);
+        #pragma unroll
+        for (int v = 0; v < VW; v++) {
+            const int gj = j0 + v;
+            if (gj < N)
+                STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn,
+                      epilogue(alpha * o[v], bias, gi, gj));
+        }
+    }
+}
+#endif

@@ -15,7 +15,8 @@ import sys
 from sdsim import __version__, commands
 from sdsim.errors import SdsimError
 
-ORDER = ["predict", "ablate", "devices", "info", "generate", "bench", "calibrate", "validate"]
+ORDER = ["predict", "ablate", "devices", "info", "generate", "bench", "tune", "calibrate",
+         "validate"]
 
 
 def _command_modules():

@@ -118,7 +118,7 @@ def test_gemm_writes_only_its_output(rt):
     w = rng.standard_normal((n, k)).astype(np.float32)
     sentinel = np.full(m * n + 64, 7.0, np.float32)
     big = rt.to_device(sentinel, "fp32", "out")
-    linear(rt, rt.to_device(x), rt.to_device(w), None, m, k, n, out=big)
+    linear(rt, rt.to_device(x), rt.to_device(np.ascontiguousarray(w.T)), None, m, k, n, out=big)
     host = np.empty_like(sentinel)
     cl.enqueue_copy(rt.queue, host, big)
     np.testing.assert_allclose(host[:m * n].reshape(m, n), x.astype(np.float64) @ w.T.astype(np.float64),
@@ -138,3 +138,56 @@ def test_sd14_cross_attention_scores(rt):
     absprod = alpha * np.einsum("bmd,bnd->bmn", np.abs(q).astype(np.float64), np.abs(k))
     assert out.shape == (8, 4096, 77)
     assert np.all(np.abs(out - ref) <= bound(absprod, ref, 40, "fp16"))
+
+
+def _all_configs():
+    from sdsim.kernels import tuning
+    seen = {c.name: c for cs in tuning.CANDIDATES.values() for c in cs}
+    for t in tuning.DEFAULTS.values():
+        seen.update({c.name: c for c in t.gemm.values()})
+    return sorted(seen.values(), key=lambda c: c.name)
+
+
+@pytest.mark.parametrize("cfg", _all_configs(), ids=lambda c: c.name)
+def test_every_tuning_candidate(rt, cfg):
+    """Every tile configuration the tuner may choose computes the same products (both bodies,
+    edge tiles in m, n and k, strided B, bias and GELU epilogues, fp32 and fp16 storage)."""
+    from sdsim.kernels import tuning
+    every = tuning.Tuning("gpu" if cfg.local else "cpu", {c: cfg for c in tuning.CLASS_NAMES},
+                          "test")
+    rng = np.random.default_rng(7)
+    with tuning.use(every):
+        for (batch, m, k, n), trans_b, precision in [((2, 37, 45, 70), False, "fp32"),
+                                                      ((1, 130, 17, 129), True, "fp16"),
+                                                      ((3, 1, 5, 3), True, "fp32")]:
+            a = rng.standard_normal((batch, m, k)).astype(np.float32)
+            b = rng.standard_normal((batch, k, n)).astype(np.float32)
+            bb = np.ascontiguousarray(b.transpose(0, 2, 1)) if trans_b else b
+            out, _ = matmul_host(rt, a, bb, trans_b=trans_b, precision=precision)
+            ref = np.einsum("bmk,bkn->bmn", a.astype(np.float64), b.astype(np.float64))
+            absprod = np.einsum("bmk,bkn->bmn", np.abs(a).astype(np.float64), np.abs(b))
+            assert np.all(np.abs(out - ref) <= bound(absprod, ref, k, precision)), cfg.name
+        from sdsim.kernels.gemm import linear_host
+        x = rng.standard_normal((50, 33)).astype(np.float32)
+        w = rng.standard_normal((19, 33)).astype(np.float32)
+        bias = rng.standard_normal(19).astype(np.float32)
+        out, _ = linear_host(rt, x, w, bias, gelu=True)
+        pre = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+        absprod = np.abs(x).astype(np.float64) @ np.abs(w).T + np.abs(bias)
+        assert np.all(np.abs(out - gelu64(pre)) <= bound(absprod, gelu64(pre), 33, "fp32",
+                                                          gelu=True))
+
+
+def test_tuning_configs_parse_and_refuse():
+    from sdsim.errors import SdsimError
+    from sdsim.kernels import tuning
+    for cfg in _all_configs():
+        assert not cfg.problems() and tuning.GemmConfig.parse(cfg.name) == cfg
+    with pytest.raises(SdsimError, match="multiple of the work-group"):
+        tuning.GemmConfig.parse("l100x64x16-16x16-v1")
+    with pytest.raises(SdsimError, match="not of the form"):
+        tuning.GemmConfig.parse("big")
+    assert [tuning.gemm_class(1, 2, 1280), tuning.gemm_class(1, 4096, 320),
+            tuning.gemm_class(36, 1280, 8), tuning.gemm_class(1, 77, 320),
+            tuning.gemm_class(16, 4096, 4096)] == ["narrow", "medium", "narrow", "small",
+                                                   "large"]

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from sdsim import provenance
+from sdsim.kernels import tuning
 from sdsim.calibration import classes, fit, microbench, sweep
 from sdsim.cost.profile import kernels_hash
 
@@ -37,6 +38,7 @@ class Calibration:
     coefficients: dict = field(default_factory=dict)   # model key -> Coefficients
     sweep: dict = field(default_factory=dict)           # counts, load, time
     kernels_hash: str = ""
+    tuning: object = None   # sdsim.kernels.tuning.Tuning the sweep ran under
 
     @property
     def launch_s(self) -> float:
@@ -71,7 +73,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     cal = Calibration(
         name=name, device=rt.name, driver=rt.device.driver_version.strip(), precision=precision,
         mix=size, date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        command=command, device_info=info, micro=micro, kernels_hash=kernels_hash())
+        command=command, device_info=info, micro=micro, kernels_hash=kernels_hash(),
+        tuning=tuning.current())
     heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))
     load0, t0, again = provenance.load(), time.perf_counter(), 0
     bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,

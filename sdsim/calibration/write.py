@@ -36,7 +36,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             f"kernel classes: time-weighted roofline/measured over {c['samples']} dispatches on "
             f"synthetic shapes, {cal.precision} storage"
             + (f"; measured ratio {c['ratio']:.3g} capped at 1" if c["ratio"] > 1 else "")))
-    gemm = cal.coefficients.get("gemm")
+    gemm = cal.coefficients.get(f"gemm.{cal.tuning.gemm['large'].name}")
     residency = gemm.residency if gemm else int(statistics.median(
         c.residency for c in cal.coefficients.values()))
     latency = gemm.latency if gemm else statistics.median(
@@ -84,6 +84,9 @@ def profile_dict(cal, report_rel: str) -> dict:
                         f"by sdsim calibrate ({report_rel})"),
         },
         "efficiency": eff,
+        "device_type": cal.tuning.device_type,
+        **({"tuning": cal.tuning.to_yaml(cal.tuning.source)}
+           if not cal.tuning.source.startswith("defaults") else {}),
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
             "kernels": {key: _coefficients(cal, key, c)

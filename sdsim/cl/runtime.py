@@ -19,6 +19,9 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `rt.constant(key, make)`: a device object made once per runtime (e.g. transform matrices).
 - `event_ms(event)`: a profiled event's duration in milliseconds.
 
+Making a Runtime activates the default kernel tuning of its device type (sdsim/kernels/tuning.py)
+unless a tuning (a profile's) is already active.
+
 Every kernel source is compiled with `PRELUDE` in front: it defines `store_t` (float or half),
 `LOAD(p, i)` / `STORE(p, i, v)` (float value in, float value out; `vload_half`/`vstore_half` with
 fp16 storage, so PoCL without cl_khr_fp16 runs it) and `ROUND_UP`. Accumulation is float.
@@ -142,6 +145,9 @@ class Runtime:
         self._programs: dict[tuple, cl.Program] = {}
         self._kernels: dict[tuple, cl.Kernel] = {}
         self._constants: dict = {}
+        from sdsim.kernels import tuning
+
+        tuning.activate_default(tuning.DEFAULTS[tuning.device_type(self.device)])
 
     @property
     def name(self) -> str:

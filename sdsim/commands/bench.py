@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
+import time
 
 from sdsim.errors import SdsimError
-from sdsim.output import FORMATS, render_rows
+from sdsim.output import FORMATS, dumps, render_rows
 
 HELP = "run and time every OpenCL kernel variant, checked against the NumPy reference"
 DESCRIPTION = (
@@ -14,33 +17,102 @@ DESCRIPTION = (
     "shapes with --quick), through the launcher the OpenCL backend uses, checks the result "
     "against the record's float64 NumPy reference, and prints the median time of the timed "
     "dispatches (OpenCL events), GFLOP/s and GB/s from the variant's cost formulas, and the max "
-    "abs error. Exits 1 if any result is outside its tolerance."
+    "abs error. Exits 1 if any result is outside its tolerance. "
+    "With --suite sd it runs every variant that can run each of the UNet's own layer shapes "
+    "(traced at --resolution, batch --batch; identical ops grouped and counted): per (variant, "
+    "shape) the calls per UNet call, time, GFLOP/s and fraction of the device's arithmetic "
+    "peak in the storage precision, measured in the same run (--peak to give one), GB/s and "
+    "fraction of the measured bandwidth for memory-bound variants, the check against the "
+    "reference, the "
+    "speed-up over the family's baseline (conv2d direct, attention naive, group_norm naive, gelu "
+    "standalone) and the fastest variant at that shape; then, per family and variant, the "
+    "time-weighted (by calls) fraction of peak. Cases whose time at 5% of the roofline exceeds "
+    "--point-budget-s, or that come after --budget-s, are listed as skipped."
 )
+
+SUITES = ("records", "sd")
+#: options whose default depends on the suite are absent from args unless given (and the help
+#: shows the defaults in words, not argparse's "None")
+NOT_GIVEN = argparse.SUPPRESS
+#: options that only --suite sd reads (default None: given or not)
+SD_ONLY = ("model", "resolution", "batch", "limit", "budget_s", "point_budget_s", "peak",
+           "bandwidth")
 
 
 def add_arguments(p):
+    p.add_argument("--suite", default="records", metavar="{records,sd}",
+                   help="records: each variant at its record's bench shapes; sd: each variant at "
+                        "the UNet's own layer shapes")
     p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
     p.add_argument("--device", help="OpenCL device index or name substring (default: first)")
-    p.add_argument("--quick", action="store_true", help="small shapes (seconds on a CPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="small shapes (seconds on a CPU); --suite records only")
     p.add_argument("--family", nargs="+", metavar="F",
                    help="only these families (e.g. conv2d linear attention) or variants "
-                        "(conv2d/winograd_f4)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both",
-                   help="storage precision of the runs")
+                        "(conv2d/winograd_f4; with --suite sd the family's baseline runs too)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "both"), default=NOT_GIVEN,
+                   help="storage precision of the runs (default: both for --suite records, "
+                        "fp32 for --suite sd)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per variant (median)")
+    p.add_argument("--tuning", metavar="PROFILE",
+                   help="run the GEMM builds tuned into this device profile (sdsim tune; "
+                        "default: the defaults for the device's type)")
+    g = p.add_argument_group("--suite sd")
+    g.add_argument("--model", default=NOT_GIVEN,
+                   help="model preset or diffusers folder (default: sd14)")
+    g.add_argument("--resolution", type=int, default=NOT_GIVEN,
+                   help="image size in pixels the UNet is traced at (default: 512; 256 is "
+                        "sensible on a CPU)")
+    g.add_argument("--batch", type=int, default=NOT_GIVEN,
+                   help="UNet batch (default: 2, classifier-free guidance)")
+    g.add_argument("--limit", type=int, default=NOT_GIVEN, metavar="N",
+                   help="only the N heaviest shapes of each family (calls x roofline time)")
+    g.add_argument("--budget-s", type=float, default=NOT_GIVEN, metavar="S",
+                   help="start no case after S seconds (from the command's start); the rest "
+                        "are listed as skipped")
+    g.add_argument("--point-budget-s", type=float, default=NOT_GIVEN, metavar="S",
+                   help="skip a case whose time at 5%% of the roofline exceeds S seconds "
+                        "(default: 2 on CPUs, 5 on GPUs, as sdsim calibrate)")
+    g.add_argument("--peak", type=float, default=NOT_GIVEN, metavar="GFLOPS",
+                   help="the device's arithmetic peak in GFLOP/s (default: measured with "
+                        "calibrate.cl's fma_rate in the storage precision)")
+    g.add_argument("--bandwidth", type=float, default=NOT_GIVEN, metavar="GBPS",
+                   help="the device's DRAM bandwidth in GB/s (default: measured with a "
+                        "streaming copy)")
 
 
 def run(args) -> int:
+    for name in (*SD_ONLY, "precision"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    if args.suite not in SUITES:
+        raise SdsimError(f"--suite: unknown suite '{args.suite}'; expected one of "
+                         f"{', '.join(SUITES)}")
+    if args.repeat < 1:
+        raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
+    if args.tuning:
+        from sdsim.cost.profile import load_profile
+        from sdsim.kernels import tuning
+
+        tuning.activate(tuning.for_profile(load_profile(args.tuning)))
+    if args.suite == "sd":
+        return run_sd(args)
+    given = [o for o in SD_ONLY if getattr(args, o, None) is not None]
+    if given:
+        raise SdsimError(f"--{given[0].replace('_', '-')} applies to --suite sd only")
+    return run_records(args)
+
+
+def run_records(args) -> int:
     from tqdm import tqdm
 
     from sdsim.cl.bench import all_cases, run_case
     from sdsim.cl.runtime import Runtime
 
-    if args.repeat < 1:
-        raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     rt = Runtime(args.platform, args.device)
-    precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
+    precision = args.precision or "both"
+    precisions = ("fp32", "fp16") if precision == "both" else (precision,)
     cases = all_cases("quick" if args.quick else "full", args.family, precisions)
     if not cases:
         raise SdsimError(f"no bench cases for --family {' '.join(args.family or [])}")
@@ -51,10 +123,165 @@ def run(args) -> int:
         bar.set_postfix_str(f"{case.family}/{case.variant} {case.precision}")
         rows.append(run_case(rt, case, repeat=args.repeat))
     print(render_rows(rows, args.format))
-    bad = [r for r in rows if not r["ok"]]
+    return _exit_status(rows)
+
+
+def _exit_status(rows) -> int:
+    bad = [r for r in rows if r["ok"] is False]
     if bad:
         print(f"sdsim bench: {len(bad)} of {len(rows)} results outside tolerance: "
               + ", ".join(f"{r['family']}/{r['variant']} {r['precision']}" for r in bad),
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_sd_args(args):
+    if args.quick:
+        raise SdsimError("--quick selects the small shapes of --suite records; bound --suite sd "
+                         "with --resolution, --limit, --budget-s or --point-budget-s")
+    for name, low in (("resolution", 1), ("batch", 1), ("limit", 1)):
+        v = getattr(args, name)
+        if v is not None and v < low:
+            raise SdsimError(f"--{name} must be at least {low} (got {v})")
+    for name in ("budget_s", "point_budget_s", "peak", "bandwidth"):
+        v = getattr(args, name)
+        if v is not None and not (v > 0):
+            raise SdsimError(f"--{name.replace('_', '-')} must be a positive number (got {v})")
+
+
+def run_sd(args) -> int:
+    from tqdm import tqdm
+
+    from sdsim import kernels
+    from sdsim.calibration.run import BUDGET_S
+    from sdsim.cl import bench
+    from sdsim.cl.runtime import Runtime
+    from sdsim.model.presets import load_model_config
+
+    start = time.perf_counter()
+    _check_sd_args(args)
+    model = args.model or "sd14"
+    resolution = args.resolution or 512
+    batch = args.batch or 2
+    precision = args.precision or "fp32"
+    precisions = ("fp32", "fp16") if precision == "both" else (precision,)
+    if args.family:
+        known = {r.family for r in kernels.records()} | {r.key for r in kernels.records()}
+        unknown = [f for f in args.family if f not in known]
+        if unknown:
+            raise SdsimError(f"--family: unknown family or variant '{unknown[0]}'; families: "
+                             f"{', '.join(sorted({r.family for r in kernels.records()}))}")
+    cfg = load_model_config(model)
+    points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
+
+    rt = Runtime(args.platform, args.device)
+    kind = "CPU" if "CPU" in _device_type(rt) else "GPU"
+    point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
+    budget = args.budget_s or math.inf
+    if args.peak is None or args.bandwidth is None:
+        print(f"measuring the peak of {rt.device.name.strip()} (calibrate.cl)...", file=sys.stderr)
+        rates, bw = bench.device_peaks(rt, precisions)
+    peaks = {p: args.peak * 1e9 if args.peak else rates[p] for p in precisions}
+    bw = args.bandwidth * 1e9 if args.bandwidth else bw
+
+    plan = {p: bench.select_shapes(points, p, peaks[p], bw, args.family, args.limit)
+            for p in precisions}
+    if not any(kept for kept, _ in plan.values()):
+        raise SdsimError(f"no UNet op of --family {' '.join(args.family)}")
+    total = sum(len(pt.variants(args.family)) for kept, _ in plan.values() for pt in kept)
+    bar = tqdm(total=total, desc=f"bench sd on {rt.device.name.strip()}", unit="case",
+               file=sys.stderr, disable=None)
+
+    def progress(case):
+        bar.update(1)
+        bar.set_postfix_str(f"{case.family}/{case.variant} {case.precision}")
+
+    rows, summary, left_out = [], [], []
+    for p in precisions:
+        kept, left = plan[p]
+        got = bench.suite_rows(rt, kept, p, peaks[p], bw, args.repeat, point_budget, budget,
+                               args.family, progress, start=start)
+        rows += got
+        summary += [dict(s, precision=p) for s in bench.suite_summary(got, peaks[p], bw)]
+        left_out += [{"family": pt.family, "shape": pt.label(), "calls": pt.calls,
+                      "precision": p} for pt in left]
+    bar.close()
+
+    meta = {"device": rt.name, "model": cfg.name, "component": "unet",
+            "resolution": resolution, "batch": batch,
+            "peak_gflops": {p: v / 1e9 for p, v in peaks.items()},
+            "peak_source": "--peak" if args.peak else "measured: calibrate.cl fma_rate",
+            "bandwidth_gbps": bw / 1e9,
+            "bandwidth_source": "--bandwidth" if args.bandwidth else "measured: calibrate.cl copy4",
+            "point_budget_s": point_budget, "budget_s": budget if budget < math.inf else None,
+            "limit": args.limit}
+    if args.format == "json":
+        print(dumps(dict(meta, rows=rows, summary=summary, left_out_by_limit=left_out)))
+    else:
+        _print_sd(args.format, meta, rows, summary, left_out, len(precisions) > 1)
+    return _exit_status(rows)
+
+
+def _device_type(rt) -> str:
+    import pyopencl as cl
+    return cl.device_type.to_string(rt.device.type)
+
+
+def _print_sd(fmt, meta, rows, summary, left_out, both):
+    if fmt == "csv":
+        print(render_rows(rows, fmt))
+        print()
+        print(render_rows(summary, fmt))
+        return
+    peaks = ", ".join(f"{v:.4g} GFLOP/s {p}" for p, v in meta["peak_gflops"].items())
+    print(f"UNet of {meta['model']} at {meta['resolution']}x{meta['resolution']}, batch "
+          f"{meta['batch']}, on {meta['device']}: peak {peaks} ({meta['peak_source']}), "
+          f"bandwidth {meta['bandwidth_gbps']:.4g} GB/s ({meta['bandwidth_source']})")
+    print()
+    print(render_rows([_display(r, both) for r in rows], fmt))
+    print()
+    print("per family: time-weighted (by calls) fractions of peak and bandwidth, over the "
+          "shapes each variant ran")
+    print(render_rows([_display_summary(s, both) for s in summary], fmt))
+    skipped = [r for r in rows if r["status"].startswith(("skipped", "not run"))]
+    if skipped:
+        print(f"\n{len(skipped)} of {len(rows)} cases skipped (see 'check'); --point-budget-s "
+              "or --budget-s runs more")
+    if left_out:
+        print(f"\n{len(left_out)} shapes ({sum(x['calls'] for x in left_out)} calls) left out "
+              f"by --limit {meta['limit']}")
+
+
+def _pct(x):
+    return None if x is None else 100.0 * x
+
+
+def _display_summary(s: dict, both: bool) -> dict:
+    out = {"family": s["family"], "variant": s["variant"]}
+    if both:
+        out["precision"] = s["precision"]
+    out.update({"shapes run": f"{s['shapes_run']}/{s['shapes']}", "calls": s["calls"],
+                "ms per UNet call": s["ms_per_call"], "%peak": _pct(s["frac_peak"]),
+                "%bw": _pct(s["frac_bw"]), "fastest at": s["fastest_at"]})
+    return out
+
+
+def _display(r: dict, both: bool) -> dict:
+    pct = _pct
+
+    if r["ok"]:
+        check = "ok"
+    elif r["ok"] is False:
+        check = "FAIL"
+    else:
+        check = r["status"]
+    out = {"variant": f"{r['family']}/{r['variant']}", "shape": r["shape"]}
+    if both:
+        out["precision"] = r["precision"]
+    out.update({"calls": r["calls"], "ms": r["time_ms"], "GFLOP/s": r["gflops"],
+                "%peak": pct(r["frac_peak"]), "GB/s": r["gbps"], "%bw": pct(r["frac_bw"]),
+                "vs_base": r["speedup"], "fastest": "*" if r["fastest"] else "",
+                "paper": "p" if r["paper"] else "", "max_abs_err": r["max_abs_err"],
+                "check": check})
+    return out

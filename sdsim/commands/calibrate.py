@@ -49,6 +49,17 @@ def run(args) -> int:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     name = args.name or out.stem
     report = Path(args.report) if args.report else REPORTS_DIR / f"calibration-{name}.md"
+    if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
+        from sdsim.cost.profile import load_profile
+        from sdsim.kernels import tuning
+
+        try:
+            old = load_profile(str(out))
+        except SdsimError as e:
+            print(f"warning: {e}; calibrating with the default kernel builds", file=sys.stderr)
+        else:
+            if old.tuning:
+                tuning.activate(tuning.for_profile(old))
     rt = Runtime(args.platform, args.device)
     command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if sys.argv and "calibrate" in sys.argv else f"sdsim calibrate --out {out}"

@@ -84,6 +84,9 @@ def run(args) -> int:
         return 0
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
+    from sdsim.kernels import tuning
+
+    tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
     rt = Runtime(args.platform, args.cl_device)
     runs = []
     weights = None

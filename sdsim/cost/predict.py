@@ -23,6 +23,7 @@ from sdsim.cost.traffic import DEFAULT as DEFAULT_TRAFFIC
 from sdsim.cost.traffic import TRAFFIC, apply, cap_to_compulsory  # noqa: F401 (re-exported)
 from sdsim.kernels import BYTES
 from sdsim.lower.options import Options
+from sdsim.kernels import tuning
 from sdsim.lower.plan import KernelCall, lower_graph
 from sdsim.model import components
 
@@ -119,7 +120,9 @@ def live_ranges(graph, plan: list[KernelCall], precision: str) -> list[memory.Li
 
 def predict_component(graph, calls: int, profile: Profile, opt: Options,
                       precision: str, traffic: str = DEFAULT_TRAFFIC) -> ComponentPrediction:
-    plan = apply(graph, lower_graph(graph, opt, precision), traffic, profile.cache, precision)
+    with tuning.use(tuning.for_profile(profile)):   # the kernel builds this device runs
+        plan = apply(graph, lower_graph(graph, opt, precision), traffic, profile.cache,
+                     precision)
     costed = [CostedCall(c, kernel_time(c, profile, precision)) for c in plan]
     lives = live_ranges(graph, plan, precision)
     big = [(c.identity, c.workspace) for c in plan if c.workspace > profile.max_allocation]

@@ -21,7 +21,7 @@ import yaml
 
 from sdsim.cost.waves import Coefficients
 from sdsim.errors import SdsimError
-from sdsim.kernels import KERNEL_CLASSES
+from sdsim.kernels import KERNEL_CLASSES, tuning
 from sdsim.paths import OPENCL_DIR, PROFILES_DIR
 
 #: the profile schema this version reads
@@ -99,6 +99,18 @@ COEFFICIENTS_SCHEMA = {
     },
 }
 
+#: `sdsim tune`'s choices: a GEMM config (sdsim/kernels/tuning.py GemmConfig.name) per shape class
+TUNING_SCHEMA = {
+    "type": "object",
+    "required": ["report", "device_type", "gemm"],
+    "additionalProperties": False,
+    "properties": {
+        "report": {"type": "string", "minLength": 3},
+        "device_type": {"enum": ["gpu", "cpu"]},
+        "gemm": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
 SCHEMA = {
     "type": "object",
     "required": ["schema", *TEXT_FIELDS, *QUANTITIES, "geometry", "efficiency"],
@@ -121,6 +133,8 @@ SCHEMA = {
             "properties": {c: _quantity_schema("fraction") for c in KERNEL_CLASSES},
         },
         "coefficients": COEFFICIENTS_SCHEMA,
+        "device_type": {"enum": ["gpu", "cpu"]},
+        "tuning": TUNING_SCHEMA,
     },
 }
 
@@ -157,6 +171,8 @@ class Profile:
     coefficients: dict = field(default_factory=dict)   # model key -> Coefficients (calibrated)
     calibration: dict = field(default_factory=dict)    # report, kernels_hash, precision
     bands: dict = field(default_factory=dict)      # field -> (low, high) in SI units
+    device_type: str = "gpu"                       # "gpu" | "cpu": the untuned kernel defaults
+    tuning: dict = field(default_factory=dict)     # `sdsim tune`'s section, as written
 
     def corner(self, fast: bool) -> "Profile":
         """The profile at one end of its bands: every disagreeing specification at its fastest
@@ -178,12 +194,20 @@ class Profile:
 
 
 def stale_calibration(profile: Profile) -> str | None:
-    """A warning when the profile's coefficients were measured on other kernel sources."""
+    """A warning when the profile's coefficients were measured on other kernel sources, or under
+    GEMM tile configurations other than the ones it is now tuned for."""
     was = profile.calibration.get("kernels_hash")
     if was and was != kernels_hash():
         return (f"{profile.path}: its timing coefficients were measured with kernel sources "
                 f"{was}, the kernels are now {kernels_hash()} (opencl/*.cl changed); "
                 f"recalibrate with `sdsim calibrate --out {profile.path}`")
+    if profile.coefficients:
+        used = {f"gemm.{c.name}" for c in tuning.for_profile(profile).gemm.values()}
+        missing = sorted(used - set(profile.coefficients))
+        if missing:
+            return (f"{profile.path}: no timing coefficients for the tuned GEMM builds "
+                    f"{', '.join(missing)} (tuned after the calibration); they are predicted "
+                    f"from specifications until `sdsim calibrate --out {profile.path}`")
     return None
 
 
@@ -272,6 +296,8 @@ def parse_profile(data, file: str) -> Profile:
     bands = {f: _band(file, f, q, k, si[f]) for f, (q, k) in fields.items()
              if "low" in q or "high" in q}
     sources = {f: q["source"] for f, (q, _) in fields.items()}
+    if data.get("tuning"):
+        tuning.parse(data["tuning"], file)   # refuses unknown classes or malformed configs
     cal = data.get("coefficients") or {}
     coefficients = {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6,
                                       c["step_us"] * 1e-6, c["residency"], "calibrated",
@@ -288,7 +314,9 @@ def parse_profile(data, file: str) -> Profile:
         geometry={g: (int(si[f"geometry.{g}"]) if k == "count" else si[f"geometry.{g}"])
                   for g, k in GEOMETRY.items()},
         step_latency=si["step_latency"], coefficients=coefficients,
-        calibration={k: v for k, v in cal.items() if k != "kernels"}, bands=bands)
+        calibration={k: v for k, v in cal.items() if k != "kernels"}, bands=bands,
+        device_type=data.get("device_type", (data.get("tuning") or {}).get("device_type", "gpu")),
+        tuning=data.get("tuning") or {})
 
 
 def _band(file: str, f: str, q: dict, kind: str, value: float) -> tuple[float, float]:

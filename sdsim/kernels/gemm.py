@@ -1,13 +1,17 @@
-"""The tiled GEMM (opencl/gemm.cl) and the linear variants built on it.
+"""The register-tiled GEMM (opencl/gemm.cl) and the linear variants built on it.
 
-The kernel computes a TILE x TILE (64 x 64) block of C per work-group of LOCAL x LOCAL work-items
-(each computes a 4x4 block, strided by LOCAL), streaming K in steps of K_STEP through local
-memory; so A is read once per column block of C (ceil(n/64) times) and B once per row block
-(ceil(m/64) times); C is written once, the bias once per row block. Operands are addressed by
-explicit strides, so the same `gemm` launch serves linear (B = W^T), im2col convolution and the
-Winograd batched GEMM (sdsim.kernels.conv). The tile constants reach the kernel as -D defines.
+The kernel computes a TM x TN block of C per work-group (each work-item a WM x WN block in
+registers), K streamed in steps of TK through local memory on GPUs or read straight from global
+memory by a SIMD micro-kernel on CPUs. The tile configuration is chosen per call from the active
+device tuning (sdsim/kernels/tuning.py: per shape class, measured by `sdsim tune`); the launch
+geometry, byte counts and timing-model key ("gemm.<config>") follow the chosen config, so the cost
+model prices the build that runs. A is read once per column block of C (ceil(n/TN) times), B
+once per row block (ceil(m/TM) times); C is written once, the bias once per row block. Operands
+are addressed by explicit strides, so the same `gemm` launch serves linear, im2col convolution,
+the Winograd batched GEMM (sdsim.kernels.conv) and attention's products.
 
-Variants of family "linear" (y (m x n) = x (m x k) @ W^T + b, W (n x k) as in PyTorch):
+Variants of family "linear" (y (m x n) = x (m x k) @ W^T + b, W (n x k) as in PyTorch; the
+weight is transposed once at load time (`prepare`) so every GEMM reads B along its rows):
 - tiled: one dispatch;
 - tiled_gelu: the exact erf GELU applied in the GEMM's epilogue, chosen by the lowering where a
   GELU follows a linear and reads nothing else (`gelu=fused`; e.g. an OpenCLIP text encoder's MLP).
@@ -19,38 +23,32 @@ from math import ceil
 
 import numpy as np
 
-from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
 from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
 from sdsim.precision import BYTES, stored
 
-#: output tile edge of the gemm kernel
-TILE = 64
-#: work-group edge (the work-group is LOCAL x LOCAL)
-LOCAL = 16
-#: K elements staged in local memory per step
-K_STEP = 16
-DEFINES = {"TS": TILE, "RT": LOCAL, "TK": K_STEP, "WPT": TILE // LOCAL}
 
-
-def gemm_launch(batch: int, m: int, k: int, n: int) -> Launch:
-    """One LOCAL x LOCAL work-group per TILE x TILE block of C, K_STEP-deep k-steps."""
-    return Launch.grid((ceil(n / TILE) * LOCAL, ceil(m / TILE) * LOCAL, batch), (LOCAL, LOCAL, 1),
-                       steps=ceil(k / K_STEP),
-                       useful=m * n * batch / (TILE // LOCAL) ** 2)
+def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None) -> Launch:
+    """The geometry of one call under `cfg` (default: the active tuning's choice for it)."""
+    cfg = cfg or tuning.current().gemm_config(batch, m, n)
+    wm, wn = cfg.tm // cfg.rtm, cfg.tn // cfg.rtn
+    return Launch.grid((ceil(n / wn), ceil(m / wm), batch), (cfg.rtn, cfg.rtm, 1),
+                       steps=ceil(k / cfg.tk), useful=m * n * batch / (wm * wn))
 
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm") -> KernelCost:
-    """One dispatch of the tiled gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU)."""
+    """One dispatch of the gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU)."""
+    cfg = tuning.current().gemm_config(batch, m, n)
     e = BYTES[precision]
-    row_blocks, col_blocks = ceil(m / TILE), ceil(n / TILE)
+    row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
     flops = 2.0 * batch * m * n * k
     flops += batch * m * n * (1 if bias else 0) + batch * m * n * (GELU_FLOPS if gelu else 0)
     read = batch * (m * k * col_blocks + k * n * row_blocks) * e
     if bias:
         read += batch * n * row_blocks * e
     return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e),
-                      launch=gemm_launch(batch, m, k, n), model="gemm")
+                      launch=gemm_launch(batch, m, k, n, cfg), model=f"gemm.{cfg.name}")
 
 
 def dummy(rt, precision):
@@ -63,30 +61,44 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     """C[i] = act(alpha * A[i] @ B[i] + bias) for i < batch on device buffers; strides are
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
     exact erf GELU. Returns the event."""
-    kern = rt.kernel("gemm", "gemm", precision, dict(DEFINES, BIAS=bias_mode, ACT=act))
+    cfg = tuning.current().gemm_config(batch, m, n)
+    kern = rt.kernel("gemm", "gemm", precision, dict(cfg.defines, BIAS=bias_mode, ACT=act))
     i32 = np.int32
-    return gemm_launch(batch, m, k, n).enqueue(
+    return gemm_launch(batch, m, k, n, cfg).enqueue(
         rt, kern, a, b, bias if bias is not None else dummy(rt, precision), c, i32(m), i32(n),
         i32(k), np.float32(alpha), *map(i32, strides_a), *map(i32, strides_b),
         *map(i32, strides_c), wait_for=wait_for)
 
 
-def linear(rt, x, w, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
-    """y (m, n) = x (m, k) @ w^T (w is (n, k)) + bias, GELU'd in the epilogue if `gelu`."""
+def linear(rt, x, wt, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
+    """y (m, n) = x (m, k) @ wt + bias with the weight already transposed (wt is (k, n), see
+    `transposed_weight`), GELU'd in the epilogue if `gelu`."""
     out = out if out is not None else rt.alloc(m * n, precision, "linear output")
-    ev = gemm(rt, x, w, out, m, n, k, strides_a=(0, k, 1), strides_b=(0, 1, k),
+    ev = gemm(rt, x, wt, out, m, n, k, strides_a=(0, k, 1), strides_b=(0, n, 1),
               strides_c=(0, n, 1), bias=bias, bias_mode=1 if bias is not None else 0,
               act=int(gelu), precision=precision, wait_for=wait_for)
     return out, [ev]
 
 
+def transposed_weight(rt, w, n, k, precision="fp32"):
+    """W^T (k, n) of a PyTorch-layout weight W (n, k) on the device: the load-time transform of
+    the linear variants (B read along its rows, as vector loads and coalescing want)."""
+    from sdsim.kernels.elementwise import transpose
+
+    out, evs = transpose(rt, w, 1, n, k, precision=precision)
+    evs[0].wait()
+    return out
+
+
 def linear_host(rt, x, w, bias=None, *, gelu=False, precision="fp32"):
-    """Host-array linear: returns (y float32 (m, n), events)."""
+    """Host-array linear with a PyTorch-layout weight w (n, k): returns (y float32 (m, n),
+    events)."""
     m, k = x.shape
     n = w.shape[0]
     bb = rt.to_device(bias, precision, "bias") if bias is not None else None
-    out, evs = linear(rt, rt.to_device(x, precision, "x"), rt.to_device(w, precision, "weight"),
-                      bb, m, k, n, gelu=gelu, precision=precision)
+    wt = rt.to_device(np.ascontiguousarray(w.T), precision, "weight")
+    out, evs = linear(rt, rt.to_device(x, precision, "x"), wt, bb, m, k, n, gelu=gelu,
+                      precision=precision)
     return rt.from_device(out, (m, n), precision), evs
 
 
@@ -97,8 +109,11 @@ def _record(name, gelu, option, bench, cal):
                           precision, bias=bias, gelu=gelu)]
 
     def launch(rt, a, ins, p, out, precision):
-        return linear(rt, ins[0], p["w"], p.get("b"), a["m"], a["k"], a["n"], gelu=gelu,
+        return linear(rt, ins[0], p["wt"], p.get("b"), a["m"], a["k"], a["n"], gelu=gelu,
                       precision=precision, out=out)[1]
+
+    def prepare(rt, a, params, precision):
+        return dict(params, wt=transposed_weight(rt, params["w"], a["n"], a["k"], precision))
 
     def reference(a, i, precision):
         x, w, b = stored(i["ins"][0], precision), *(stored(i["params"][r], precision)
@@ -107,7 +122,7 @@ def _record(name, gelu, option, bench, cal):
         return gelu_ref(y) if gelu else y
 
     return Variant("linear", name, cost, launch, _operands, _make_inputs, reference,
-                   _TOL, bench, cal, option)
+                   _TOL, bench, cal, option, prepare)
 
 
 def _operands(a):

@@ -1,0 +1,191 @@
+"""`sdsim tune`: measure every candidate GEMM configuration on synthetic shapes of each shape class
+and keep the fastest correct one per class (as CLBlast's tuner does per device).
+
+The shapes are off SD1.4's dimensions (SD's layers are what validation holds out). Each candidate
+(sdsim/kernels/tuning.py CANDIDATES for the device type) runs each shape of a class after a
+warm-up; its result is checked against NumPy (a config that fails to build or to compute the
+product is dropped, and said so); the class's winner is the config with the smallest geometric
+mean of (time / the best time on that shape) over the class's shapes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdsim import provenance
+from sdsim.kernels import tuning
+
+#: synthetic (batch, m, k, n) per shape class: full (a GPU, a CPU in minutes) and quick (tests)
+SHAPES = {
+    "full": {
+        "narrow": [(1, 3, 1000, 2200), (1, 2900, 700, 24), (30, 1100, 900, 7)],
+        "small": [(1, 200, 450, 900), (1, 700, 1500, 300), (4, 300, 200, 150)],
+        "medium": [(1, 1500, 700, 1100), (8, 500, 96, 600), (1, 3000, 1800, 500)],
+        "large": [(1, 6000, 900, 2200), (16, 1100, 100, 1100), (1, 10000, 450, 700)],
+    },
+    "quick": {
+        "narrow": [(1, 3, 100, 220), (3, 110, 90, 7)],
+        "small": [(1, 200, 45, 90), (2, 70, 150, 130)],
+        "medium": [(1, 700, 70, 750), (4, 300, 40, 300)],
+        "large": [(1, 2300, 90, 1500), (8, 600, 30, 600)],
+    },
+}
+
+
+@dataclass
+class Tuned:
+    """What a tuning run measured and chose."""
+
+    device: str
+    driver: str
+    device_type: str
+    date: str
+    command: str
+    size: str
+    repeat: int
+    times: dict = field(default_factory=dict)     # (class, shape, config name) -> s | None
+    failed: dict = field(default_factory=dict)    # config name -> why it was dropped
+    chosen: dict = field(default_factory=dict)    # class -> GemmConfig
+    scores: dict = field(default_factory=dict)    # (class, config name) -> geometric-mean ratio
+    load_before: float | None = None
+    load_after: float | None = None
+    commit: str | None = None
+    seconds: float = 0.0
+
+    def tuning(self, report: str) -> tuning.Tuning:
+        return tuning.Tuning(self.device_type, dict(self.chosen), report)
+
+
+def _run_one(rt, cfg, shape, bufs, repeat):
+    """Median seconds of `repeat` runs of `cfg` on `shape` after a warm-up, and its result."""
+    from sdsim.cl.runtime import event_ms
+    from sdsim.kernels.gemm import gemm
+
+    batch, m, k, n = shape
+    a, b, c = bufs
+    every = tuning.Tuning("tune", {cl: cfg for cl in tuning.CLASS_NAMES}, "tune")
+    with tuning.use(every):
+        def once():
+            ev = gemm(rt, a, b, c, m, n, k, batch=batch, strides_a=(m * k, k, 1),
+                      strides_b=(k * n, n, 1), strides_c=(m * n, n, 1))
+            ev.wait()
+            return event_ms(ev) * 1e-3
+        once()
+        t = float(np.median([once() for _ in range(repeat)]))
+    return t, rt.from_device(c, (batch, m, n), "fp32")
+
+
+def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=True) -> Tuned:
+    """Measure the candidates of `rt`'s device type on every class's shapes; choose per class."""
+    from tqdm import tqdm
+
+    size = "quick" if quick else "full"
+    dtype = tuning.device_type(rt.device)
+    cands = tuning.CANDIDATES[dtype]
+    out = Tuned(rt.name, rt.device.driver_version.strip(), dtype,
+                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                command, size, repeat, load_before=provenance.load(), commit=provenance.commit())
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    total = sum(len(s) for s in SHAPES[size].values()) * len(cands)
+    bar = tqdm(total=total, desc=f"tune {rt.device.name.strip()}", unit="run", file=sys.stderr,
+               disable=None if progress else True)
+    for cls, shapes in SHAPES[size].items():
+        for shape in shapes:
+            batch, m, k, n = shape
+            a = rng.standard_normal((batch, m, k), dtype=np.float32)
+            b = rng.standard_normal((batch, k, n), dtype=np.float32)
+            ref = np.einsum("bmk,bkn->bmn", a.astype(np.float64), b.astype(np.float64))
+            scale = np.einsum("bmk,bkn->bmn", np.abs(a).astype(np.float64), np.abs(b))
+            bufs = (rt.to_device(a, "fp32", "A"), rt.to_device(b, "fp32", "B"),
+                    rt.alloc(batch * m * n, "fp32", "C"))
+            for cfg in cands:
+                bar.set_postfix_str(f"{cls} {cfg.name}")
+                bar.update()
+                if cfg.name in out.failed:
+                    continue
+                try:
+                    t, c = _run_one(rt, cfg, shape, bufs, repeat)
+                except Exception as e:  # a build or launch the device refuses drops the config
+                    out.failed[cfg.name] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                    continue
+                # float32 accumulation of k products: |error| <= (k + 1) u |A||B| (with margin)
+                if not np.all(np.abs(c - ref) <= 4 * (k + 1) * 2.0 ** -24 * scale + 1e-6):
+                    out.failed[cfg.name] = f"wrong result at {shape}"
+                    continue
+                out.times[(cls, shape, cfg.name)] = t
+    bar.close()
+    for cls, shapes in SHAPES[size].items():
+        ok = [c for c in cands if c.name not in out.failed]
+        best = {s: min(out.times[(cls, s, c.name)] for c in ok) for s in shapes}
+        for c in ok:
+            out.scores[(cls, c.name)] = math.exp(np.mean(
+                [math.log(out.times[(cls, s, c.name)] / best[s]) for s in shapes]))
+        out.chosen[cls] = min(ok, key=lambda c: out.scores[(cls, c.name)])
+    out.load_after, out.seconds = provenance.load(), time.perf_counter() - t0
+    return out
+
+
+def report_markdown(t: Tuned, profile: str) -> str:
+    """The tuning report: every config's time on every shape, the choice per class."""
+    lines = [f"# GEMM tuning: {t.device}", "",
+             f"Produced by `{t.command}` on {t.date} (sdsim {t.commit or 'outside git'}); "
+             f"device type {t.device_type}, driver {t.driver}; {t.size} shapes, median of "
+             f"{t.repeat} runs after a warm-up, {t.seconds:.0f} s; 1-minute load "
+             f"{t.load_before} before, {t.load_after} after. The choice per class is recorded "
+             f"in `{profile}` (`tuning:`), which the lowering and the launchers read.", "",
+             "Score: geometric mean over the class's shapes of time / the best time on that "
+             "shape (1.00 = fastest everywhere). GFLOP/s per shape in the table.", ""]
+    cands = tuning.CANDIDATES[t.device_type]
+    for cls, shapes in SHAPES[t.size].items():
+        lines += [f"## {cls}: chosen `{t.chosen[cls].name}`", "",
+                  "| config | score | " + " | ".join("x".join(map(str, s)) for s in shapes)
+                  + " |", "|---|---|" + "---|" * len(shapes)]
+        ranked = sorted((c for c in cands if (cls, c.name) in t.scores),
+                        key=lambda c: t.scores[(cls, c.name)])
+        for c in ranked:
+            cells = []
+            for s in shapes:
+                sec = t.times[(cls, s, c.name)]
+                cells.append(f"{2 * math.prod(s) / sec / 1e9:.1f}")
+            mark = " **chosen**" if c == t.chosen[cls] else ""
+            lines.append(f"| `{c.name}`{mark} | {t.scores[(cls, c.name)]:.2f} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    if t.failed:
+        lines += ["## Dropped configurations", ""]
+        lines += [f"- `{n}`: {why}" for n, why in sorted(t.failed.items())]
+        lines.append("")
+    lines += ["Shapes are (batch, m, k, n), none of them an SD1.4 layer. Config names: "
+              "`l<TM>x<TN>x<TK>-<RTM>x<RTN>-v<VW>` stages tiles in local memory, `r...` is the "
+              "direct SIMD micro-kernel (sdsim/kernels/tuning.py).", ""]
+    return "\n".join(lines)
+
+
+def write(t: Tuned, profile_path, report_path) -> None:
+    """Record the choice in an existing profile (`tuning:` and `device_type:`; the rest of the
+    file, its leading comment included, is kept) and write the report beside it."""
+    from pathlib import Path
+
+    import yaml
+
+    from sdsim import atomic
+    from sdsim.calibration.write import _relative
+    from sdsim.cost.profile import parse_profile
+
+    profile_path, report_path = Path(profile_path), Path(report_path)
+    text = profile_path.read_text()
+    header = "".join(line for line in text.splitlines(keepends=True)
+                     if line.startswith("#")) if text.startswith("#") else ""
+    data = yaml.safe_load(text)
+    data["device_type"] = t.device_type
+    data["tuning"] = t.tuning(_relative(report_path)).to_yaml(_relative(report_path))
+    parse_profile(data, str(profile_path))   # never write a profile that would not load
+    atomic.write_text(report_path, report_markdown(t, _relative(profile_path)))
+    atomic.write_text(profile_path, header + yaml.safe_dump(data, sort_keys=False, width=200))

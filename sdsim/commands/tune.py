@@ -1,0 +1,57 @@
+"""`sdsim tune`: choose the GEMM tile configuration per shape class for an OpenCL device."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from sdsim.errors import SdsimError
+from sdsim.paths import REPORTS_DIR
+
+HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
+DESCRIPTION = (
+    "Tries every candidate tile configuration of the GEMM kernel (opencl/gemm.cl; local-memory "
+    "tiles on GPUs, a SIMD micro-kernel on CPUs) on synthetic shapes of four classes (narrow, "
+    "small, medium, large C), checks each result against NumPy, and records the fastest correct "
+    "configuration per class in the device profile (its `tuning:` section), with the report "
+    "that measured it (reports/tuning-NAME.md). The lowering, the launchers and the cost model "
+    "read it; a profile without one gets defaults for its device type. Under 5 minutes on a GPU, "
+    "under 15 on a 2-core CPU; --quick is a small set for tests. The profile's timing "
+    "coefficients were fitted under the old choice: run `sdsim calibrate` again afterwards."
+)
+
+
+def add_arguments(p):
+    p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--device", required=True, metavar="PROFILE",
+                   help="the device profile to record the choice in (name or .yaml path)")
+    p.add_argument("--report", help="tuning report path (default: reports/tuning-NAME.md)")
+    p.add_argument("--quick", action="store_true", help="small shapes (tests, CI)")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration (median)")
+
+
+def run(args) -> int:
+    from sdsim.calibration.tune import tune, write
+    from sdsim.cl.runtime import Runtime
+    from sdsim.cost.profile import load_profile
+
+    if args.repeat < 1:
+        raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
+    profile = load_profile(args.device)
+    path = Path(profile.path)
+    report = Path(args.report) if args.report else REPORTS_DIR / f"tuning-{path.stem}.md"
+    rt = Runtime(args.platform, args.cl_device)
+    command = "sdsim tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+        if sys.argv[1:2] == ["tune"] else f"sdsim tune --device {args.device}"
+    t = tune(rt, quick=args.quick, repeat=args.repeat, command=command)
+    write(t, path, report)
+    print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")
+    for cls, cfg in t.chosen.items():
+        print(f"  {cls:7s} {cfg.name}")
+    for name, why in sorted(t.failed.items()):
+        print(f"  dropped {name}: {why}", file=sys.stderr)
+    print(f"wrote the choice into {path} and {report}; recalibrate its timing coefficients "
+          f"with `sdsim calibrate --out {path}`")
+    return 0

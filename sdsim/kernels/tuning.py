@@ -1,0 +1,200 @@
+"""Tile configurations of the GEMM kernel (opencl/gemm.cl), chosen per device and per call.
+
+A `GemmConfig` is one build of the kernel: output tile TM x TN per work-group of RTN x RTM
+work-items, K step TK, vector width VW, and whether tiles are staged in local memory (GPUs) or
+read straight from global memory by a SIMD micro-kernel (CPUs). Which config a call uses depends
+on the device and on the call's shape class (`gemm_class`: whether C is narrow, else how many 64 x 64
+blocks of C the call has, so a 2-row timestep projection, a Winograd GEMM over the 8 tiles of an
+8x8 latent and a 4096-row feed-forward can use different tiles).
+
+A `Tuning` maps each shape class to a config. `sdsim tune` measures one per device and stores it
+in the device profile (`tuning:`); a device without one gets `DEFAULTS[device type]`. The active
+tuning is a context variable set by whoever knows the device (`use`): the cost formulas (launch
+geometry) and the launchers both read `current()`, so a plan's geometry is what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from math import ceil
+
+from sdsim.errors import SdsimError
+
+#: shape classes: "narrow" (C has at most NARROW rows or columns), else by the number of 64 x 64
+#: blocks of C (batch included), with these upper bounds
+NARROW = 32
+CLASSES = (("small", 128), ("medium", 1024), ("large", None))
+CLASS_NAMES = ("narrow",) + tuple(c for c, _ in CLASSES)
+DEVICE_TYPES = ("gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """One build of the GEMM kernel; `name` (e.g. "l128x128x16-16x16-v4") is its timing-model key
+    suffix and its spelling in profiles."""
+
+    tm: int
+    tn: int
+    tk: int
+    rtm: int
+    rtn: int
+    vw: int
+    local: bool = True
+
+    @property
+    def name(self) -> str:
+        return (f"{'l' if self.local else 'r'}{self.tm}x{self.tn}x{self.tk}"
+                f"-{self.rtm}x{self.rtn}-v{self.vw}")
+
+    @property
+    def defines(self) -> dict:
+        return {"TM": self.tm, "TN": self.tn, "TK": self.tk, "RTM": self.rtm, "RTN": self.rtn,
+                "VW": self.vw, "LOCAL": int(self.local)}
+
+    @property
+    def outputs_per_item(self) -> int:
+        return (self.tm // self.rtm) * (self.tn // self.rtn)
+
+    def problems(self) -> list[str]:
+        """What makes this config unbuildable (empty when it is valid)."""
+        out = []
+        if self.tm % self.rtm or self.tn % self.rtn:
+            out.append("the tile must be a multiple of the work-group")
+        if self.local:
+            threads = self.rtm * self.rtn
+            if self.vw not in (1, 2, 4):
+                out.append("local-memory tiles are read 1, 2 or 4 wide")
+            if self.tm % (self.rtm * self.vw) or self.tn % (self.rtn * self.vw):
+                out.append("each work-item's rows and columns come in VW-wide vectors")
+            if (self.tm * self.tk) % threads or (self.tn * self.tk) % threads:
+                out.append("the work-group must load the staged tiles in whole rounds")
+        else:
+            if self.vw not in (4, 8) or self.tn // self.rtn != self.vw:
+                out.append("the direct micro-kernel holds one 4- or 8-wide vector per row "
+                           "(TN / RTN = VW)")
+            if self.tk != 1:
+                out.append("the direct micro-kernel walks K one element at a time (TK = 1)")
+        return out
+
+    @classmethod
+    def parse(cls, text: str, where: str = "") -> "GemmConfig":
+        """The config spelled `text` (its `name`)."""
+        import re
+
+        m = re.fullmatch(r"([lr])(\d+)x(\d+)x(\d+)-(\d+)x(\d+)-v(\d+)", str(text))
+        if not m:
+            raise SdsimError(f"{where}gemm config '{text}' is not of the form "
+                             "l<TM>x<TN>x<TK>-<RTM>x<RTN>-v<VW> (local memory) or r... (direct)")
+        cfg = cls(*map(int, m.groups()[1:]), local=m.group(1) == "l")
+        if cfg.problems():
+            raise SdsimError(f"{where}gemm config '{text}': {'; '.join(cfg.problems())}")
+        return cfg
+
+
+def gemm_class(batch: int, m: int, n: int) -> str:
+    """The shape class of a GEMM call: narrow, or how many 64 x 64 blocks of C it has."""
+    if min(m, n) <= NARROW:
+        return "narrow"
+    blocks = batch * ceil(m / 64) * ceil(n / 64)
+    for name, bound in CLASSES:
+        if bound is None or blocks < bound:
+            return name
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Per-device kernel choices: a GEMM config per shape class, and where they came from."""
+
+    device_type: str
+    gemm: dict            # class name -> GemmConfig
+    source: str           # the tuning report, or "defaults for <type> devices"
+
+    def gemm_config(self, batch: int, m: int, n: int) -> GemmConfig:
+        return self.gemm[gemm_class(batch, m, n)]
+
+    def to_yaml(self, report: str) -> dict:
+        return {"report": report, "device_type": self.device_type,
+                "gemm": {c: self.gemm[c].name for c in CLASS_NAMES}}
+
+
+_GPU_BIG = GemmConfig(128, 128, 16, 16, 16, 4)
+_GPU_MID = GemmConfig(64, 64, 16, 16, 16, 4)
+_GPU_SMALL = GemmConfig(32, 32, 16, 8, 8, 4)
+_CPU = GemmConfig(8, 16, 1, 1, 2, 8, local=False)
+
+#: what an untuned device gets: the largest tile its classes can fill
+DEFAULTS = {
+    "gpu": Tuning("gpu", {"narrow": _GPU_SMALL, "small": _GPU_SMALL, "medium": _GPU_MID,
+                          "large": _GPU_BIG}, "defaults for gpu devices"),
+    "cpu": Tuning("cpu", {c: _CPU for c in CLASS_NAMES}, "defaults for cpu devices"),
+}
+
+#: the configs `sdsim tune` tries, per device type
+CANDIDATES = {
+    "gpu": [GemmConfig(*c) for c in (
+        (128, 128, 16, 16, 16, 4), (128, 128, 8, 16, 16, 4), (128, 64, 16, 16, 16, 4),
+        (64, 128, 16, 16, 16, 4), (64, 64, 16, 16, 16, 4), (64, 64, 16, 16, 16, 1),
+        (64, 64, 32, 8, 8, 4), (32, 32, 16, 8, 8, 4), (32, 64, 16, 8, 16, 2),
+        (64, 16, 16, 16, 4, 1), (16, 64, 16, 4, 16, 1))],
+    "cpu": [GemmConfig(*c, local=False) for c in (
+        (8, 8, 1, 1, 1, 8), (4, 8, 1, 1, 1, 8), (12, 8, 1, 1, 1, 8), (8, 16, 1, 1, 2, 8),
+        (6, 16, 1, 1, 2, 8), (4, 32, 1, 1, 4, 8), (8, 64, 1, 1, 8, 8), (16, 32, 1, 2, 4, 8),
+        (8, 32, 1, 2, 4, 8))],
+}
+
+_current: contextvars.ContextVar[Tuning | None] = contextvars.ContextVar("sdsim_tuning",
+                                                                          default=None)
+
+
+def current() -> Tuning:
+    """The active tuning (the GPU defaults when nobody set one)."""
+    return _current.get() or DEFAULTS["gpu"]
+
+
+@contextlib.contextmanager
+def use(tuning: Tuning):
+    """Make `tuning` the active one inside the block."""
+    token = _current.set(tuning)
+    try:
+        yield tuning
+    finally:
+        _current.reset(token)
+
+
+def activate(tuning: Tuning) -> None:
+    """Make `tuning` the active one from now on (a command that runs one device)."""
+    _current.set(tuning)
+
+
+def activate_default(tuning: Tuning) -> None:
+    """Make `tuning` the active one unless one already is (a runtime's device-type defaults)."""
+    if _current.get() is None:
+        _current.set(tuning)
+
+
+def parse(data: dict, where: str) -> Tuning:
+    """The `tuning:` section of a profile."""
+    gemm = data.get("gemm") or {}
+    missing = [c for c in CLASS_NAMES if c not in gemm]
+    if missing:
+        raise SdsimError(f"{where}: tuning.gemm lacks the classes {', '.join(missing)}")
+    return Tuning(data.get("device_type", "gpu"),
+                  {c: GemmConfig.parse(gemm[c], f"{where}: tuning.gemm.{c}: ")
+                   for c in CLASS_NAMES}, data.get("report", where))
+
+
+def for_profile(profile) -> Tuning:
+    """The profile's tuned choices, or the defaults for its device type."""
+    if profile.tuning:
+        return parse(profile.tuning, profile.path)
+    return DEFAULTS[profile.device_type]
+
+
+def device_type(cl_device) -> str:
+    """'cpu' for an OpenCL CPU device, 'gpu' for everything else."""
+    import pyopencl as cl
+
+    return "cpu" if cl_device.type & cl.device_type.CPU else "gpu"

@@ -1,0 +1,72 @@
+"""`sdsim tune`: every candidate measured and checked, the best per class recorded in the profile,
+and the lowering, launchers and cost model then use that choice."""
+
+import shutil
+
+import pytest
+import yaml
+
+from sdsim.paths import PROFILES_DIR
+
+pytestmark = pytest.mark.opencl
+
+
+def test_tune_records_the_fastest_config_per_class(tmp_path):
+    import pyopencl as cl
+
+    from sdsim.calibration.tune import SHAPES
+    from sdsim.cli import main
+    from sdsim.cost.predict import predict_component
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    prof = tmp_path / "dev.yaml"
+    shutil.copy(PROFILES_DIR / "pocl-cpu-spec.yaml", prof)
+    rep = tmp_path / "tuning-dev.md"
+    assert main(["tune", "--platform", plat, "--quick", "--repeat", "1", "--device", str(prof),
+                 "--report", str(rep)]) == 0
+    data = yaml.safe_load(prof.read_text())
+    assert prof.read_text().startswith("# pocl-cpu-spec")      # the header comment is kept
+    assert data["tuning"]["report"].endswith("tuning-dev.md")
+    p = load_profile(str(prof))
+    t = tuning.for_profile(p)
+    dtype = "cpu" if "CPU" in cl.device_type.to_string(
+        cl.get_platforms()[0].get_devices()[0].type) else "gpu"
+    names = {c.name for c in tuning.CANDIDATES[dtype]}
+    assert set(t.gemm) == set(tuning.CLASS_NAMES) and {c.name for c in t.gemm.values()} <= names
+    text = rep.read_text()
+    for cls in SHAPES["quick"]:
+        # the chosen config is the one the report ranks first (score 1.00 is the floor)
+        section = text.split(f"## {cls}: chosen `")[1]
+        chosen = section.split("`")[0]
+        first = section.split("\n| `")[1].split("`")[0]
+        assert chosen == first == t.gemm[cls].name
+    # the cost model prices the tuned builds: every GEMM call's model key names its class's
+    # config, whose launch geometry it carries
+    from sdsim.backends.trace import trace_component
+    from sdsim.lower.options import parse_opt
+    from sdsim.model.presets import load_model_config
+
+    g = trace_component("unet", load_model_config("tiny"), 64, 2, "fp32")
+    pred = predict_component(g, 1, p, parse_opt("paper"), "fp32")
+    keys = {c.call.model_key for c in pred.kernels if c.call.model_key.startswith("gemm.")}
+    assert keys and keys <= {f"gemm.{c.name}" for c in t.gemm.values()}
+
+
+def test_tuning_section_errors_name_the_field(tmp_path):
+    from sdsim.cost.profile import load_profile
+    from sdsim.errors import SdsimError
+
+    data = yaml.safe_load((PROFILES_DIR / "pocl-cpu-spec.yaml").read_text())
+    data["tuning"] = {"report": "r.md", "device_type": "cpu",
+                      "gemm": {"narrow": "r8x8x1-1x1-v8", "small": "huge",
+                               "medium": "r8x8x1-1x1-v8", "large": "r8x8x1-1x1-v8"}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(SdsimError, match=r"bad.yaml: tuning.gemm.small: gemm config 'huge'"):
+        load_profile(str(bad))
+    del data["tuning"]["gemm"]["large"]
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(SdsimError, match="lacks the classes large"):
+        load_profile(str(bad))
