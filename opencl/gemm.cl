@@ -9,10 +9,10 @@
 //   (i * RTM + ty) * VW + v and its columns (j * RTN + tx) * VW + v (v < VW), so neighbouring
 //   work-items read neighbouring VW-wide vectors of the staged tiles (no bank conflicts) and
 //   write neighbouring addresses of C.
-// LOCAL == 0 (CPUs): no local memory and no barriers; a work-item's WN = VW columns are
-//   contiguous and held in one vector register per row, B's row segment is one vector load and
-//   A's element a broadcast: the micro-kernel of a CPU BLAS, which the OpenCL compiler maps to
-//   SIMD instructions directly.
+// LOCAL == 0 (CPUs): no local memory and no barriers; a work-item's WN columns are contiguous
+//   and held in WN / VW vector registers per row, B's row segment is WN / VW vector loads and
+//   A's element a broadcast: the micro-kernel of a CPU BLAS (e.g. 6 x 16 on AVX2), which the
+//   OpenCL compiler maps to SIMD instructions directly.
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU).
@@ -146,9 +146,10 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
 }
 
 #else   // LOCAL == 0: the CPU micro-kernel
-#if WN != VW
-#error "the direct GEMM holds one VW-wide vector per row: TN / RTN must equal VW"
+#if WN % VW
+#error "the direct GEMM holds VW-wide vectors: TN / RTN must be a multiple of VW"
 #endif
+#define NV (WN / VW)
 __kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
           __global store_t* C, const int M, const int N, const int K, const float alpha,
@@ -156,45 +157,54 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
           const int sBb, const int sBk, const int sBn,
           const int sCb, const int sCm, const int sCn)
 {
-    const int j0 = get_global_id(0) * VW, i0 = get_global_id(1) * WM;
+    const int j0 = get_global_id(0) * WN, i0 = get_global_id(1) * WM;
     const int b = get_group_id(2);
     if (j0 >= N || i0 >= M) return;
     const long aBase = (long)b * sAb, bBase = (long)b * sBb;
-    const bool fullN = j0 + VW <= N && sBn == 1;
+    const bool fullN = j0 + WN <= N && sBn == 1;
     long arow[WM];
     #pragma unroll
     for (int i = 0; i < WM; i++) arow[i] = aBase + (long)min(i0 + i, M - 1) * sAm;
-    realV acc[WM];
+    realV acc[WM][NV];
     #pragma unroll
-    for (int i = 0; i < WM; i++) acc[i] = (realV)(0.0f);
+    for (int i = 0; i < WM; i++)
+        #pragma unroll
+        for (int v = 0; v < NV; v++) acc[i][v] = (realV)(0.0f);
+    #pragma unroll 4
     for (int k = 0; k < K; k++) {
         const long brow = bBase + (long)k * sBk;
-        realV bv;
+        realV bv[NV];
         if (fullN) {
-            bv = VLOADW(B, brow + j0);
-        } else {   // the last, partial column block, or B with strided columns
-            float t[VW];
             #pragma unroll
-            for (int v = 0; v < VW; v++)
-                t[v] = j0 + v < N ? LOAD(B, brow + (long)(j0 + v) * sBn) : 0.0f;
-            bv = CAT(vload, VW)(0, t);
+            for (int v = 0; v < NV; v++) bv[v] = VLOADW(B, brow + j0 + v * VW);
+        } else {   // the last, partial column block, or B with strided columns
+            float t[WN];
+            #pragma unroll
+            for (int j = 0; j < WN; j++)
+                t[j] = j0 + j < N ? LOAD(B, brow + (long)(j0 + j) * sBn) : 0.0f;
+            #pragma unroll
+            for (int v = 0; v < NV; v++) bv[v] = CAT(vload, VW)(v, t);
         }
         #pragma unroll
-        for (int i = 0; i < WM; i++)
-            acc[i] = fma((realV)(LOAD(A, arow[i] + (long)k * sAk)), bv, acc[i]);
+        for (int i = 0; i < WM; i++) {
+            const realV a = (realV)(LOAD(A, arow[i] + (long)k * sAk));
+            #pragma unroll
+            for (int v = 0; v < NV; v++) acc[i][v] = fma(a, bv[v], acc[i][v]);
+        }
     }
     #pragma unroll
     for (int i = 0; i < WM; i++) {
         const int gi = i0 + i;
         if (gi >= M) break;
-        float o[VW];
-        CAT(vstore, VW)(acc[i], 0, o);
+        float o[WN];
         #pragma unroll
-        for (int v = 0; v < VW; v++) {
-            const int gj = j0 + v;
+        for (int v = 0; v < NV; v++) CAT(vstore, VW)(acc[i][v], v, o);
+        #pragma unroll
+        for (int j = 0; j < WN; j++) {
+            const int gj = j0 + j;
             if (gj < N)
                 STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn,
-                      epilogue(alpha * o[v], bias, gi, gj));
+                      epilogue(alpha * o[j], bias, gi, gj));
         }
     }
 }

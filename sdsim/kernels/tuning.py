@@ -71,9 +71,9 @@ class GemmConfig:
             if (self.tm * self.tk) % threads or (self.tn * self.tk) % threads:
                 out.append("the work-group must load the staged tiles in whole rounds")
         else:
-            if self.vw not in (4, 8) or self.tn // self.rtn != self.vw:
-                out.append("the direct micro-kernel holds one 4- or 8-wide vector per row "
-                           "(TN / RTN = VW)")
+            if self.vw not in (4, 8) or (self.tn // self.rtn) % self.vw:
+                out.append("the direct micro-kernel holds 4- or 8-wide vectors (TN / RTN a "
+                           "multiple of VW)")
             if self.tk != 1:
                 out.append("the direct micro-kernel walks K one element at a time (TK = 1)")
         return out
@@ -123,7 +123,7 @@ class Tuning:
 _GPU_BIG = GemmConfig(128, 128, 16, 16, 16, 4)
 _GPU_MID = GemmConfig(64, 64, 16, 16, 16, 4)
 _GPU_SMALL = GemmConfig(32, 32, 16, 8, 8, 4)
-_CPU = GemmConfig(8, 16, 1, 1, 2, 8, local=False)
+_CPU = GemmConfig(6, 16, 1, 1, 1, 8, local=False)
 
 #: what an untuned device gets: the largest tile its classes can fill
 DEFAULTS = {
@@ -140,8 +140,8 @@ CANDIDATES = {
         (64, 64, 32, 8, 8, 4), (32, 32, 16, 8, 8, 4), (32, 64, 16, 8, 16, 2),
         (64, 16, 16, 16, 4, 1), (16, 64, 16, 4, 16, 1))],
     "cpu": [GemmConfig(*c, local=False) for c in (
-        (8, 8, 1, 1, 1, 8), (4, 8, 1, 1, 1, 8), (12, 8, 1, 1, 1, 8), (8, 16, 1, 1, 2, 8),
-        (6, 16, 1, 1, 2, 8), (4, 32, 1, 1, 4, 8), (8, 64, 1, 1, 8, 8), (16, 32, 1, 2, 4, 8),
+        (8, 8, 1, 1, 1, 8), (12, 8, 1, 1, 1, 8), (6, 16, 1, 1, 1, 8), (4, 16, 1, 1, 1, 8),
+        (4, 32, 1, 1, 1, 8), (6, 32, 1, 1, 2, 8), (8, 16, 1, 1, 1, 8), (12, 16, 1, 2, 1, 8),
         (8, 32, 1, 2, 4, 8))],
 }
 
