@@ -70,6 +70,8 @@ inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 
 #if LOCAL
 #define PAD VW   // keeps staged rows VW-aligned while shifting them across banks
+#define LA ((TM * TK) / (RTM * RTN))
+#define LB ((TN * TK) / (RTM * RTN))
 __kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
           __global store_t* C, const int M, const int N, const int K, const float alpha,
@@ -92,26 +94,40 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int j = 0; j < WN; j++) acc[i][j] = 0.0f;
     const long aBase = (long)b * sAb, bBase = (long)b * sBb;
 
+    // Each work-item loads LA elements of the A tile and LB of the B tile per K step; the next
+    // step's elements are loaded into registers before this step's products, so the global
+    // loads are in flight while the work-group computes (register double buffering).
+    float ra[LA], rb[LB];
+    int la_m[LA], la_k[LA], lb_k[LB], lb_n[LB];   // where each of them goes in the tiles
+    #pragma unroll
+    for (int l = 0; l < LA; l++) {
+        const int e = tid + l * RTM * RTN;   // consecutive work-items walk A's contiguous dim
+        if (sAk == 1) { la_m[l] = e / TK; la_k[l] = e % TK; } else { la_k[l] = e / TM; la_m[l] = e % TM; }
+    }
+    #pragma unroll
+    for (int l = 0; l < LB; l++) {
+        const int e = tid + l * RTM * RTN;
+        if (sBn == 1) { lb_k[l] = e / TN; lb_n[l] = e % TN; } else { lb_n[l] = e / TK; lb_k[l] = e % TK; }
+    }
+#define FETCH(k0)                                                                               \
+    for (int l = 0; l < LA; l++) {                                                              \
+        const int gi = i0 + la_m[l], gk = (k0) + la_k[l];                                       \
+        ra[l] = (gi < M && gk < K) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;   \
+    }                                                                                           \
+    for (int l = 0; l < LB; l++) {                                                              \
+        const int gj = j0 + lb_n[l], gk = (k0) + lb_k[l];                                       \
+        rb[l] = (gj < N && gk < K) ? LOAD(B, bBase + (long)gk * sBk + (long)gj * sBn) : 0.0f;   \
+    }
+    FETCH(0)
     for (int k0 = 0; k0 < K; k0 += TK) {
         #pragma unroll
-        for (int l = 0; l < (TM * TK) / (RTM * RTN); l++) {
-            const int e = tid + l * RTM * RTN;
-            int am, ak;   // consecutive work-items walk A's contiguous dimension
-            if (sAk == 1) { am = e / TK; ak = e % TK; } else { ak = e / TM; am = e % TM; }
-            const int gi = i0 + am, gk = k0 + ak;
-            As[ak * (TM + PAD) + am] =
-                (gi < M && gk < K) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;
-        }
+        for (int l = 0; l < LA; l++) As[la_k[l] * (TM + PAD) + la_m[l]] = ra[l];
         #pragma unroll
-        for (int l = 0; l < (TN * TK) / (RTM * RTN); l++) {
-            const int e = tid + l * RTM * RTN;
-            int bk, bn;
-            if (sBn == 1) { bk = e / TN; bn = e % TN; } else { bn = e / TK; bk = e % TK; }
-            const int gj = j0 + bn, gk = k0 + bk;
-            Bs[bk * (TN + PAD) + bn] =
-                (gj < N && gk < K) ? LOAD(B, bBase + (long)gk * sBk + (long)gj * sBn) : 0.0f;
-        }
+        for (int l = 0; l < LB; l++) Bs[lb_k[l] * (TN + PAD) + lb_n[l]] = rb[l];
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (k0 + TK < K) {
+            FETCH(k0 + TK)
+        }
         #pragma unroll
         for (int kk = 0; kk < TK; kk++) {
             float a[WM], bv[WN];

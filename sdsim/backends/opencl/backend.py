@@ -142,6 +142,9 @@ class OpenCLBackend(Backend):
         """Weights after a variant's load-time transform (cached per weight and variant)."""
         if record.prepare is None:
             return params
+        if not names:   # the cache is keyed by the weights' names: without them every op would
+            raise SdsimError(f"{record.key}: load-time weight preparation needs the weights' "
+                             "names")   # share the first one's prepared weights
         key = (names, record.key)
         p = self._wcache.get(key)
         if p is None:
@@ -200,7 +203,8 @@ class OpenCLBackend(Backend):
                          (weight.name,))
 
     def linear(self, x, weight, bias=None):
-        return self._run("linear", [x], {"w": self.value(weight), "b": self.value(bias)})
+        return self._run("linear", [x], {"w": self.value(weight), "b": self.value(bias)},
+                         (weight.name,))
 
     def group_norm(self, x, groups, weight, bias, eps, act=None):
         return self._run("group_norm", [x], {"gamma": self.value(weight),
