@@ -1,7 +1,9 @@
 // Convolutions, NCHW at the API. Storage store_t (float or half via LOAD/STORE), float math.
-//   conv_direct  : baseline; one work-item per output pixel and COB output channels, weights
-//                  staged in local memory; kernel size KS (build option), any stride and
-//                  (top, left) padding (bottom/right follow from Ho, Wo).
+//   conv_direct  : baseline; one work-item per output pixel and COB output channels, work-groups
+//                  over the flattened pixel index of one image, weights staged in local memory
+//                  CB input channels at a time; COB, CB, kernel size KS and the work-group size
+//                  chosen per call (build options / local size); any stride and (top, left)
+//                  padding (bottom/right follow from Ho, Wo).
 //   im2col       : column matrix col[n][(c*ks + ky)*ks + kx][oy*Wo + ox] for the gemm of gemm.cl.
 //   wino_weight  : U[xi][k][c] = (G g G^T)[xi], xi = i*ALPHA + j (done once, at load time).
 //   wino_input   : V[xi][c][p] = (B^T d B)[xi] for tile p = (n*TH + ty)*TW + tx.
@@ -9,8 +11,9 @@
 // Winograd transform matrices come as __constant float arrays (row-major): BT (ALPHA x ALPHA),
 // G (ALPHA x 3), AT (WM x ALPHA); ALPHA = WM + 2 is a build option.
 
-// COB, CB and KS come from the launcher (sdsim/kernels/conv.py) for conv_direct; the
-// placeholders below only let the program build for the other kernels, which do not use them.
+// COB, CB and KS come from the launcher (sdsim/kernels/conv.py, `direct_config`) for
+// conv_direct; the placeholders below only let the program build for the other kernels, which do
+// not use them.
 #if !defined(COB)
 #define COB 1
 #endif
@@ -27,49 +30,62 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
                           const int Ho, const int Wo, const int stride,
                           const int pt, const int pl, const int has_bias)
 {
-    // Work-group: a 2-D block of output pixels of one image, for COB output channels. Their
-    // weights for CB input channels at a time are staged in local memory (read once per
-    // work-group); each input value a work-item loads feeds COB multiply-adds.
-    const int ox = get_global_id(0), oy = get_global_id(1), z = get_global_id(2);
+    // Global (pixel groups x local size, N * ceil(K / COB)); local (GROUP, 1). A work-group is
+    // GROUP consecutive output pixels p = oy * Wo + ox of one image (rows wrap inside it, so an
+    // 8x8 image fills a 64-wide group) for COB output channels k0..k0+COB-1; one work-item per
+    // pixel. The block's weights for CB input channels at a time are staged in local memory
+    // (each read once per work-group), laid out [c - c0][ky][kx][q] so a tap's COB weights are
+    // contiguous; each input value a work-item loads feeds COB multiply-adds. Taps in the padding
+    // and pixels past Ho * Wo multiply a zero (no branch: loads are masked, loops have constant
+    // trip counts and unroll). Even and odd input channels accumulate separately (two
+    // independent chains of multiply-adds per output) and are added at the end.
+    const int p = get_global_id(0), z = get_global_id(1);
     const int kb = (K + COB - 1) / COB;
-    const int n = z / kb, k0 = (z % kb) * COB;
-    const int lid = get_local_id(1) * get_local_size(0) + get_local_id(0);
-    const int lsz = get_local_size(0) * get_local_size(1);
-    const bool valid = ox < Wo && oy < Ho && n < N;
-    __local float wl[CB * COB * KS * KS];     // [c - c0][q][ky][kx]
-    float acc[COB];
-    for (int q = 0; q < COB; q++) acc[q] = 0.0f;
+    const int n = z / kb, k0 = (z - n * kb) * COB;
+    const int lid = get_local_id(0), lsz = get_local_size(0);
+    const bool valid = p < Ho * Wo;
+    const int oy = valid ? p / Wo : 0, ox = valid ? p - oy * Wo : 0;
+    const int iy0 = oy * stride - pt, ix0 = ox * stride - pl;
+    __global const store_t* xn = x + (long)n * C * H * W;
+    __local float wl[CB * KS * KS * COB];
+    float acc[2][COB];
+    for (int q = 0; q < COB; q++) acc[0][q] = acc[1][q] = 0.0f;
     for (int c0 = 0; c0 < C; c0 += CB) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int e = lid; e < CB * COB * KS * KS; e += lsz) {
-            const int cc = e / (COB * KS * KS), r = e % (COB * KS * KS);
-            const int q = r / (KS * KS), t = r % (KS * KS);
-            wl[e] = (c0 + cc < C && k0 + q < K)
-                    ? LOAD(w, ((long)(k0 + q) * C + c0 + cc) * KS * KS + t) : 0.0f;
+        // e walks each output channel's CB * KS * KS weights, contiguous in w, in turn
+        for (int e = lid; e < CB * KS * KS * COB; e += lsz) {
+            const int q = e / (CB * KS * KS), r = e - q * (CB * KS * KS);   // r = cc * KS*KS + t
+            wl[r * COB + q] = (c0 + r / (KS * KS) < C && k0 + q < K)
+                              ? LOAD(w, ((long)(k0 + q) * C + c0) * KS * KS + r) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (!valid) continue;
-        for (int cc = 0; cc < CB && c0 + cc < C; cc++) {
-            const long xb = ((long)n * C + c0 + cc) * H * W;
+        #pragma unroll
+        for (int cc = 0; cc < CB; cc++) {
+            const bool cok = valid && c0 + cc < C;
+            __global const store_t* xc = xn + (long)(cok ? c0 + cc : 0) * H * W;
+            #pragma unroll
             for (int ky = 0; ky < KS; ky++) {
-                const int iy = oy * stride - pt + ky;
-                if (iy < 0 || iy >= H) continue;
+                const int iy = iy0 + ky;
+                const bool rok = cok && iy >= 0 && iy < H;
+                #pragma unroll
                 for (int kx = 0; kx < KS; kx++) {
-                    const int ix = ox * stride - pl + kx;
-                    if (ix < 0 || ix >= W) continue;
-                    const float xv = LOAD(x, xb + (long)iy * W + ix);
-                    __local const float* wp = wl + cc * COB * KS * KS + ky * KS + kx;
-                    for (int q = 0; q < COB; q++) acc[q] = xv * wp[q * KS * KS] + acc[q];
+                    const int ix = ix0 + kx;
+                    const bool ok = rok && ix >= 0 && ix < W;
+                    const float xr = LOAD(xc, ok ? iy * W + ix : 0);
+                    const float xv = ok ? xr : 0.0f;
+                    __local const float* wp = wl + ((cc * KS + ky) * KS + kx) * COB;
+                    #pragma unroll
+                    for (int q = 0; q < COB; q++) acc[cc & 1][q] = xv * wp[q] + acc[cc & 1][q];
                 }
             }
         }
     }
     if (!valid) return;
+    const long yb = ((long)n * K + k0) * Ho * Wo + p;
     for (int q = 0; q < COB; q++) {
-        const int k = k0 + q;
-        if (k >= K) break;
-        const float v = acc[q] + (has_bias ? LOAD(bias, k) : 0.0f);
-        STORE(y, (((long)n * K + k) * Ho + oy) * Wo + ox, v);
+        if (k0 + q >= K) break;
+        const float v = (acc[0][q] + acc[1][q]) + (has_bias ? LOAD(bias, k0 + q) : 0.0f);
+        STORE(y, yb + (long)q * Ho * Wo, v);
     }
 }
 

@@ -136,11 +136,23 @@ def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch):
 
 def test_launch_geometry_counts():
     """Work-groups, serial steps and active lanes of a few dispatches worked out by hand."""
-    (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
-    assert (gemm.launch.work_groups, gemm.launch.steps) == (2 * 3, 3)        # 64x64 tiles, k/16
-    assert gemm.launch.active == pytest.approx(100 * 130 / (128 * 192))
+    from sdsim.kernels import tuning
+    with tuning.use(tuning.DEFAULTS["gpu"]):   # a small C: 32x32 tiles of 8x8 work-items
+        (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
+    assert (gemm.launch.work_groups, gemm.launch.steps) == (4 * 5, 3)        # k/16
+    assert gemm.launch.active == pytest.approx(100 * 130 / (128 * 160))
+    assert gemm.model_key == "gemm.l32x32x16-8x8-v4"
+    with tuning.use(tuning.DEFAULTS["cpu"]):   # 6x16 blocks, one work-item each, k one at a time
+        (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
+    assert (gemm.launch.work_groups, gemm.launch.steps) == (17 * 9, 40)
+    assert gemm.launch.local_size == (1, 1, 1)
     (conv,) = kernels.costs("conv2d", "direct", batch=2, cin=5, cout=20, h=17, w=16, k=3,
                             stride=1, padding=1)
-    assert (conv.launch.work_groups, conv.launch.steps) == (2 * 2 * 2 * 1, 5 * 9)
+    # 20 channels in 3 blocks of 8, 17*16 = 272 pixels in 3 groups of 128 (fewer work-groups than
+    # 16 x 64: 2 blocks x 5 groups, or 4 x 256: 5 blocks x 2 groups); half a block idle (4 of
+    # 24 channels) and 112 of 384 pixels
+    assert (conv.launch.work_groups, conv.launch.steps) == (2 * 3 * 3, 5 * 9)
+    assert (conv.launch.global_size, conv.launch.local_size) == ((384, 2 * 3), (128, 1))
+    assert conv.launch.active == pytest.approx(2 * 272 * 20 / 8 / (384 * 6))
     (flash,) = kernels.costs("attention", "flash", batch=1, heads=2, nq=70, nk=100, head_dim=40)
     assert (flash.launch.work_groups, flash.launch.steps) == (3 * 2, 4)      # 32-row tiles, 32 keys

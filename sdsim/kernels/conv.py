@@ -1,9 +1,13 @@
 """conv2d variants (opencl/conv.cl + the tiled GEMM of opencl/gemm.cl), NCHW at the API.
 
 Variants:
-- direct: one work-item per output pixel and block of COB=16 output channels, work-group 16x16
-  pixels; the input is streamed once per channel block, the block's weights once per work-group
-  (staged through local memory CB input channels at a time). Any k, stride, asymmetric padding.
+- direct: one work-item per output pixel and block of COB output channels, work-groups over the
+  flattened pixel index oy*Wo+ox of one image; the input is streamed once per channel block, the
+  block's weights once per work-group (staged through local memory CB input channels at a time).
+  COB (4, 8 or 16) and the work-group size (256, 128 or 64 pixels, COB x size = 1024 lane-channels
+  in every configuration) are chosen per call by `direct_config` so channel blocks and pixel
+  groups leave few lanes idle (cout=4 -> 4 channels x 256 pixels; an 8x8 image -> 16 x 64). Any
+  k, stride, asymmetric padding.
 - im2col_gemm: an im2col dispatch writes the column matrix (N, C*k*k, Ho*Wo) (workspace), then the
   tiled GEMM multiplies W (cout x cin*k*k) by it with bias. A 1x1, stride-1, unpadded conv skips
   im2col (the input already is the column matrix): this is how every 1x1 conv runs.
@@ -20,7 +24,8 @@ halos) are charged at their unique footprint, as caches serve the overlap.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -32,12 +37,13 @@ from sdsim.kernels.winograd_transforms import matrices
 from sdsim.ops import conv_out_hw, padding4
 from sdsim.precision import BYTES, stored
 
-#: output channels per work-item of the direct kernel
-COB = 16
-#: input channels whose weights the direct kernel stages in local memory at a time
-CB = 4
-#: work-group edge (pixels) of the direct kernel
-WG = 16
+#: (output channels per work-item, work-group size in pixels) configurations of the direct
+#: kernel: each work-group computes 1024 (pixel, channel) outputs, so a serial step (one input
+#: channel tap) is the same work in every configuration and one timing model serves them all
+DIRECT_BLOCKS = ((16, 64), (8, 128), (4, 256))
+#: input channels x output channels of the weights the direct kernel stages in local memory at a
+#: time (CB = DIRECT_STAGE // COB input channels: 64 * k * k floats of local memory)
+DIRECT_STAGE = 64
 #: work-group edge (tiles) of the Winograd transform kernels
 WINO_WG = 8
 WINOGRAD_M = {"winograd_f2": 2, "winograd_f4": 4, "winograd_f6": 6}
@@ -48,10 +54,52 @@ def _is_pointwise(k, stride, padding) -> bool:
 
 
 # --- launch geometry (read by the launchers and the costs alike) -------------------------------
+@dataclass(frozen=True)
+class DirectConfig:
+    """The blocking of one direct-conv call: output channels per work-item (`cob`), input
+    channels staged in local memory at a time (`cb`), work-group size in pixels (`group`)."""
+
+    cob: int
+    cb: int
+    group: int
+
+    def defines(self, k: int) -> dict:
+        return {"COB": self.cob, "CB": self.cb, "KS": k}
+
+
+@lru_cache(maxsize=1024)
+def direct_config(batch, cin, cout, ho, wo, k) -> DirectConfig:
+    """The DIRECT_BLOCKS entry launching the fewest work-groups (each does the same work, so
+    that is the fewest idle lanes: channels past cout in the last block, pixels past Ho*Wo in
+    the last group), ties going to the most output channels per work-item (the most
+    multiply-adds per input load). cout=4 at 64x64 -> 4 channels x 256 pixels; 8 channels ->
+    8 x 128; an 8x8 image, or any cout > 8 whose image fills 64-pixel groups as well as larger
+    ones -> 16 x 64. Shared by the launcher and the cost, so they always agree."""
+    def work_groups(block):
+        cob, group = block
+        return batch * ceil(ho * wo / group) * ceil(cout / cob)
+
+    cob, group = min(DIRECT_BLOCKS, key=work_groups)   # min keeps the first of equals
+    return DirectConfig(cob, max(1, DIRECT_STAGE // cob), group)
+
+
 def direct_launch(batch, cin, cout, ho, wo, k) -> Launch:
-    """One work-item per output pixel and COB output channels; each walks cin * k * k taps."""
-    return Launch.grid((wo, ho, batch * ceil(cout / COB)), (WG, WG, 1), steps=cin * k * k,
-                       useful=batch * ho * wo * cout / COB)
+    """Work-groups of `group` consecutive output pixels (oy*Wo+ox) of one image and COB output
+    channels, one work-item per pixel; each walks cin * k * k taps (serial steps). Useful lanes:
+    the pixels times the share of the COB channels below cout."""
+    c = direct_config(batch, cin, cout, ho, wo, k)
+    return Launch.grid((ho * wo, batch * ceil(cout / c.cob)), (c.group, 1), steps=cin * k * k,
+                       useful=batch * ho * wo * cout / c.cob)
+
+
+def taps_read(size, out, k, stride, pad) -> int:
+    """Input rows (or columns) of `size` that `out` output rows (columns) read through windows of
+    k at `stride` after `pad` leading padding: the padding is not read, and when stride > k the
+    rows between windows are not either."""
+    if k >= stride:   # windows overlap or touch: one interval
+        return max(0, min(size - 1, (out - 1) * stride - pad + k - 1) - max(0, -pad) + 1)
+    return sum(max(0, min(size - 1, o * stride - pad + k - 1) - max(0, o * stride - pad) + 1)
+               for o in range(out))
 
 
 def im2col_launch(batch, cin, k, ho, wo) -> Launch:
@@ -65,11 +113,20 @@ def winograd_launch(batch, channels, ho, wo, m) -> Launch:
 
 # --- cost ---------------------------------------------------------------------------------------
 def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
+    """One dispatch. Reads: the input once per channel block (the elements the windows cover;
+    halos that neighbouring work-groups share are served by caches, as im2col and the Winograd
+    input transform count them), the weights (cin * k * k per channel below cout) and bias once
+    per work-group; writes the output once. FLOPs: the multiply-adds of the convolution
+    (padding taps multiply a zero, counted as the im2col GEMM counts them) and the bias add."""
     e = BYTES[precision]
+    pt, _, pl, _ = padding4(padding)
     ho, wo = conv_out_hw(h, w, k, stride, padding)
-    groups = batch * ceil(cout / COB) * ceil(ho / WG) * ceil(wo / WG)
+    c = direct_config(batch, cin, cout, ho, wo, k)
+    pixel_groups = ceil(ho * wo / c.group)
     flops = 2.0 * batch * cout * ho * wo * cin * k * k + batch * cout * ho * wo
-    read = batch * cin * h * w * ceil(cout / COB) + groups * (COB * cin * k * k + COB)
+    plane = taps_read(h, ho, k, stride, pt) * taps_read(w, wo, k, stride, pl)
+    read = (batch * ceil(cout / c.cob) * cin * plane
+            + batch * pixel_groups * (cout * cin * k * k + cout))
     return [KernelCost("conv_direct", "conv", flops, float(read * e),
                        float(batch * cout * ho * wo * e),
                        launch=direct_launch(batch, cin, cout, ho, wo, k))]
@@ -145,7 +202,8 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
     has_bias = i32(b is not None)
     bias = b if b is not None else gemm_mod.dummy(rt, precision)
     if variant == "direct":
-        kern = rt.kernel("conv", "conv_direct", precision, {"COB": COB, "CB": CB, "KS": k})
+        cfg = direct_config(n, cin, cout, ho, wo, k)
+        kern = rt.kernel("conv", "conv_direct", precision, cfg.defines(k))
         ev = direct_launch(n, cin, cout, ho, wo, k).enqueue(
             rt, kern, x, w, bias, y, i32(n), i32(cin), i32(h), i32(wd), i32(cout), i32(ho),
             i32(wo), i32(stride), i32(pt), i32(pl), has_bias)
@@ -294,6 +352,13 @@ _BENCH_OTHER = {"tiny": [_shape(2, 2, 3, 0, stride=2, padding=(0, 1, 0, 1)) | di
                 "full": [_shape(1, 320, 320, 64, stride=2),
                          _shape(1, 640, 320, 64, k=1, padding=0)]}
 
+# The direct kernel's per-call blockings that the shapes above do not reach: 4 output channels x
+# 256 pixels (a latent's 4 channels) and 8 x 128, with partial pixel groups and padding; an 8x8
+# image in 16 x 64 work-groups (SD1.4's deepest UNet level).
+_BENCH_DIRECT = {"tiny": [_shape(1, 3, 4, 0) | dict(h=13, w=11),
+                          _shape(1, 2, 8, 0, padding=(1, 0, 0, 1)) | dict(h=13, w=12)],
+                 "quick": [_shape(2, 32, 4, 24), _shape(2, 64, 64, 8)]}
+
 
 def _conv_point(batch, cin, cout, hw, k=3, stride=1):
     return _shape(batch, cin, cout, hw, k=k, stride=stride, padding=(k - 1) // 2)
@@ -347,7 +412,7 @@ def _winograd_record(name, m):
 POINTWISE = "im2col_gemm"
 
 RECORDS = (
-    _record("direct", direct_cost, "direct", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
+    _record("direct", direct_cost, "direct", _TOL, _join(_BENCH_3X3, _BENCH_OTHER, _BENCH_DIRECT),
             _join(_CAL_3X3, _CAL_STRIDED)),
     _record("im2col_gemm", im2col_gemm_cost, "im2col", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
             _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE)),
