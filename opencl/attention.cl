@@ -193,23 +193,29 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         if (!active) continue;
+        // loops over the whole tile (keys past jn masked) unroll, so sc stays in registers
         float mt = m;
-        for (int jj = 0; jj < jn; ++jj) {
+        #pragma unroll
+        for (int jj = 0; jj < BK; ++jj) {
             float x = 0.0f;
-            for (int c = 0; c < D; ++c) x += qr[c] * kt[jj][c];
+            #pragma unroll
+            for (int c = 0; c < D; ++c) x = fma(qr[c], kt[jj][c], x);
             x *= scale;
-            if (causal && j0 + jj > i) x = -INFINITY;
+            if (jj >= jn || (causal && j0 + jj > i)) x = -INFINITY;
             sc[jj] = x;
             mt = fmax(mt, x);
         }
         if (mt == -INFINITY) continue;                  // every key of this tile masked
         const float alpha = (m == -INFINITY) ? 0.0f : exp(m - mt);
         l *= alpha;
+        #pragma unroll
         for (int c = 0; c < D; ++c) acc[c] *= alpha;
-        for (int jj = 0; jj < jn; ++jj) {
+        #pragma unroll
+        for (int jj = 0; jj < BK; ++jj) {
             const float pj = (sc[jj] == -INFINITY) ? 0.0f : exp(sc[jj] - mt);
             l += pj;
-            for (int c = 0; c < D; ++c) acc[c] += pj * vt[jj][c];
+            #pragma unroll
+            for (int c = 0; c < D; ++c) acc[c] = fma(pj, vt[jj][c], acc[c]);
         }
         m = mt;
     }

@@ -29,11 +29,11 @@ def test_attention_workspace_is_the_score_matrix_except_for_flash(precision, b):
 
 
 def test_flash_reads_kv_once_per_query_tile():
-    from sdsim.kernels.attention import FLASH_BQ
+    from sdsim.kernels.attention import flash_rows
 
     (c,) = costs("attention", "flash", precision="fp16", **SD)
     bh, n, d = 16, 4096, 40
-    assert c.bytes_read == 2 * bh * (n * d + 2 * n * d * math.ceil(n / FLASH_BQ))
+    assert c.bytes_read == 2 * bh * (n * d + 2 * n * d * math.ceil(n / flash_rows()))
     assert c.bytes_written == 2 * bh * n * d
     # at least the 4 n^2 d multiply-add FLOPs of QK^T and P.V
     assert c.flops >= 4 * bh * n * n * d

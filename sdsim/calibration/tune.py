@@ -38,6 +38,14 @@ SHAPES = {
 }
 
 
+#: synthetic FlashAttention calls (batch, heads, query rows, keys, head dim) per size
+FLASH_SHAPES = {
+    "full": [(1, 8, 3000, 3000, 40), (2, 5, 1500, 1500, 64), (1, 8, 3000, 60, 40),
+             (2, 4, 700, 700, 96)],
+    "quick": [(1, 2, 300, 300, 40), (1, 2, 200, 50, 40)],
+}
+
+
 @dataclass
 class Tuned:
     """What a tuning run measured and chose."""
@@ -53,13 +61,16 @@ class Tuned:
     failed: dict = field(default_factory=dict)    # config name -> why it was dropped
     chosen: dict = field(default_factory=dict)    # class -> GemmConfig
     scores: dict = field(default_factory=dict)    # (class, config name) -> geometric-mean ratio
+    flash_times: dict = field(default_factory=dict)   # (shape, rows) -> s
+    flash_scores: dict = field(default_factory=dict)  # rows -> geometric-mean ratio
+    flash_rows: int = 32
     load_before: float | None = None
     load_after: float | None = None
     commit: str | None = None
     seconds: float = 0.0
 
     def tuning(self, report: str) -> tuning.Tuning:
-        return tuning.Tuning(self.device_type, dict(self.chosen), report)
+        return tuning.Tuning(self.device_type, dict(self.chosen), report, self.flash_rows)
 
 
 def _run_one(rt, cfg, shape, bufs, repeat):
@@ -128,8 +139,44 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
             out.scores[(cls, c.name)] = math.exp(np.mean(
                 [math.log(out.times[(cls, s, c.name)] / best[s]) for s in shapes]))
         out.chosen[cls] = min(ok, key=lambda c: out.scores[(cls, c.name)])
+    _tune_flash(rt, out, size, repeat, rng)
     out.load_after, out.seconds = provenance.load(), time.perf_counter() - t0
     return out
+
+
+def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
+    """Time FlashAttention at each candidate work-group size; keep the best (geometric mean)."""
+    from sdsim.cl.runtime import event_ms
+    from sdsim.kernels.attention import attention, reference
+
+    rows = [r for r in tuning.FLASH_ROWS[out.device_type] if r <= rt.max_wg]
+    for shape in FLASH_SHAPES[size]:
+        b, heads, nq, nk, d = shape
+        q = rng.standard_normal((b, nq, heads * d), dtype=np.float32)
+        k = rng.standard_normal((b, nk, heads * d), dtype=np.float32)
+        v = rng.standard_normal((b, nk, heads * d), dtype=np.float32)
+        ref = reference(q, k, v, heads)
+        bufs = [rt.to_device(a, "fp32", n) for a, n in ((q, "q"), (k, "k"), (v, "v"))]
+        o = rt.alloc(b * nq * heads * d, "fp32", "o")
+        for r in rows:
+            with tuning.use(tuning.Tuning(out.device_type, tuning.current().gemm, "tune", r)):
+                def once():
+                    ev = attention(rt, *bufs, b, nq, nk, heads, d, variant="flash", out=o)[1][0]
+                    ev.wait()
+                    return event_ms(ev) * 1e-3
+                once()
+                t = float(np.median([once() for _ in range(repeat)]))
+            got = rt.from_device(o, ref.shape, "fp32")
+            if np.abs(got - ref).max() > 1e-4 * np.abs(ref).max() + 1e-5:
+                out.failed[f"flash rows {r}"] = f"wrong result at {shape}"
+                continue
+            out.flash_times[(shape, r)] = t
+    ok = [r for r in rows if all((s, r) in out.flash_times for s in FLASH_SHAPES[size])]
+    for r in ok:
+        out.flash_scores[r] = math.exp(np.mean([
+            math.log(out.flash_times[(s, r)] / min(out.flash_times[(s, x)] for x in ok))
+            for s in FLASH_SHAPES[size]]))
+    out.flash_rows = min(ok, key=lambda r: out.flash_scores[r])
 
 
 def report_markdown(t: Tuned, profile: str) -> str:
@@ -158,6 +205,15 @@ def report_markdown(t: Tuned, profile: str) -> str:
             lines.append(f"| `{c.name}`{mark} | {t.scores[(cls, c.name)]:.2f} | "
                          + " | ".join(cells) + " |")
         lines.append("")
+    shapes = FLASH_SHAPES[t.size]
+    lines += [f"## FlashAttention work-group: chosen {t.flash_rows} query rows", "",
+              "| rows | score | " + " | ".join("x".join(map(str, s)) for s in shapes) + " |",
+              "|---|---|" + "---|" * len(shapes)]
+    for r in sorted(t.flash_scores, key=t.flash_scores.get):
+        mark = " **chosen**" if r == t.flash_rows else ""
+        lines.append(f"| {r}{mark} | {t.flash_scores[r]:.2f} | "
+                     + " | ".join(f"{t.flash_times[(s, r)] * 1e3:.3f} ms" for s in shapes) + " |")
+    lines += ["", "Shapes are (batch, heads, query rows, keys, head dim).", ""]
     if t.failed:
         lines += ["## Dropped configurations", ""]
         lines += [f"- `{n}`: {why}" for n, why in sorted(t.failed.items())]

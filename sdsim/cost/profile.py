@@ -108,6 +108,7 @@ TUNING_SCHEMA = {
         "report": {"type": "string", "minLength": 3},
         "device_type": {"enum": ["gpu", "cpu"]},
         "gemm": {"type": "object", "additionalProperties": {"type": "string"}},
+        "flash_rows": {"type": "integer"},
     },
 }
 

@@ -8,7 +8,7 @@ precision; per-row statistics (max, sum of exponentials) are fp32.
   P·V (16x16 output tiles). Causal entries are masked in QK^T, the full matrix is still computed.
 - "partial_softmax": QK^T (writes S), one reduction pass writing row max and sum of exponentials
   (online), and P·V that loads each score as exp(s - max) / sum so P is never written.
-- "flash": one dispatch; a work-group owns FLASH_BQ query rows and streams K/V tiles through local
+- "flash": one dispatch; a work-group owns `flash_rows()` query rows and streams K/V tiles through local
   memory with the online softmax; K and V are re-read once per query tile. With `causal`, key
   tiles wholly after a query tile's last row are skipped.
 """
@@ -21,13 +21,15 @@ from math import ceil
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
 from sdsim.precision import BYTES, stored
 
 #: output tile edge of the QK^T and P·V kernels (local size TILE x TILE)
 TILE = 16
-#: query rows per FlashAttention work-group (one work-item per row)
-FLASH_BQ = 32
+def flash_rows() -> int:
+    """Query rows per FlashAttention work-group (one work-item per row): the active device
+    tuning's choice (sdsim/kernels/tuning.py; `sdsim tune` measures it)."""
+    return tuning.current().flash_rows
 STAT = 4  # fp32 row statistics
 #: local memory the flash kernel may use for its K/V tiles (fits every GPU's 32 KiB minimum)
 FLASH_LOCAL_BUDGET = 32 * 1024
@@ -69,10 +71,12 @@ def normalize_launch(rows, nk) -> Launch:
 
 
 def flash_launch(bh, nq, nk, d, causal) -> Launch:
-    """One FLASH_BQ work-group per query tile, one work-item per query row, walking key tiles."""
+    """One work-group of flash_rows() work-items per query tile, one work-item per query row,
+    walking key tiles."""
+    bq = flash_rows()
     keys, _ = flash_visits(nq, nk, causal)
-    tiles = ceil(nq / FLASH_BQ)
-    return Launch.grid((nq, bh), (FLASH_BQ, 1), steps=ceil(keys / (tiles * flash_key_tile(d))))
+    tiles = ceil(nq / bq)
+    return Launch.grid((nq, bh), (bq, 1), steps=ceil(keys / (tiles * flash_key_tile(d))))
 
 
 def _qk(bh, nq, nk, d, b):
@@ -129,9 +133,10 @@ def flash_visits(nq, nk, causal):
     """(keys streamed, scores computed) summed over query tiles; causal stops each tile after
     the key of its last row (key j is visible to query i when j <= i)."""
     keys = pairs = 0
-    for t in range(ceil(nq / FLASH_BQ)):
-        rows = min(FLASH_BQ, nq - t * FLASH_BQ)
-        k = min(nk, t * FLASH_BQ + rows) if causal else nk
+    bq = flash_rows()
+    for t in range(ceil(nq / bq)):
+        rows = min(bq, nq - t * bq)
+        k = min(nk, t * bq + rows) if causal else nk
         keys += k
         pairs += rows * k
     return keys, pairs
@@ -141,8 +146,8 @@ def flash_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     b, bh, d = BYTES[precision], batch * heads, head_dim
     keys, pairs = flash_visits(nq, nk, causal)
     # per score: dot (2d) + scale + online softmax (max, subtract, exp, add) + P·V (2d);
-    # the d accumulators are rescaled once per key tile (amortised d / FLASH_BQ per score)
-    flops = bh * pairs * (4 * d + 5 + d / FLASH_BQ)
+    # the d accumulators are rescaled once per key tile (amortised d / BK per score)
+    flops = bh * pairs * (4 * d + 5 + d / flash_key_tile(d))
     read = bh * b * (nq * d + 2 * keys * d)
     # one timing model per head dim: a key-tile step does head_dim-long dot products
     return [KernelCost("attn_flash", "attention", flops, read, bh * nq * d * b,
@@ -166,7 +171,7 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
     if out is None:
         out = rt.alloc(batch * nq * heads * d, precision, "attention output")
     if variant == "flash":
-        bq, bk = FLASH_BQ, flash_key_tile(d)
+        bq, bk = flash_rows(), flash_key_tile(d)
         if rt.local_mem < 8 * d * bk:
             raise SdsimError(f"attention: flash needs {8 * d * bk} bytes of local memory for "
                              f"head_dim {d}; {rt.name} has {rt.local_mem}")
