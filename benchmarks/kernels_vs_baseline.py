@@ -58,6 +58,10 @@ from sdsim.lower.options import parse_opt
 from sdsim.model.presets import load_model_config
 
 cfg = load_model_config(a["model"])
+if a.get("tuning"):   # the tuned kernel builds of a profile (trees that have sdsim tune)
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+    tuning.activate(tuning.for_profile(load_profile(a["tuning"])))
 rt = Runtime(a["platform"], a["cl_device"])
 t0 = time.perf_counter()
 runner = ComponentRunner(rt, a["component"], cfg, parse_opt(a["opt"]), a["precision"],
@@ -234,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default="HEAD",
                     help="git revision to compare with (default HEAD: the uncommitted changes)")
     ap.add_argument("--platform", help="OpenCL platform index or name substring")
+    ap.add_argument("--tuning", metavar="PROFILE",
+                    help="run the current tree with the GEMM builds tuned into this device "
+                         "profile (sdsim tune; the baseline runs its own kernels)")
     ap.add_argument("--cl-device", help="OpenCL device index or name substring")
     ap.add_argument("--component", default="unet", choices=["unet", "vae_decoder", "text_encoder"])
     ap.add_argument("--model", default="sd14", help="model preset (sd14, tiny)")
@@ -280,7 +287,11 @@ def main(argv=None) -> int:
                     bar.set_description(f"round {rnd + 1} {side}")
                     loads.append(provenance.load())
                     out = Path(tmp) / f"{side}.npy"
-                    res = run_side(trees[side], worker, dict(params, output=str(out)), args.python)
+                    tuned = str(Path(args.tuning).resolve()) if args.tuning and \
+                        side == "current" and Path(args.tuning).exists() else (
+                            args.tuning if side == "current" else None)
+                    res = run_side(trees[side], worker,
+                                   dict(params, output=str(out), tuning=tuned), args.python)
                     results[side].append(res)
                     tqdm.write(f"round {rnd + 1} {side}: "
                                + ", ".join(f"{sum(r) * 1e3:.3f}" for r in res["runs_s"])
@@ -301,7 +312,8 @@ def main(argv=None) -> int:
            "host": platform.node(), "device": cur["device"], "commits": commits,
            "baseline_commit_full": base_full, "subjects": subjects, "loads": loads,
            "settings": dict({k: v for k, v in params.items() if k != "mark"},
-                            baseline=args.baseline, rounds=args.rounds),
+                            baseline=args.baseline, rounds=args.rounds,
+                            tuning_of_current=args.tuning),
            "current": cur, "baseline": base,
            "comparison": {"baseline_over_current": base["kernel_ms"] / cur["kernel_ms"],
                           "current_over_baseline": cur["kernel_ms"] / base["kernel_ms"],
