@@ -161,6 +161,13 @@ __kernel void attn_pv(__global const store_t* p, __global const store_t* v,
 }
 
 #ifdef D
+#if FLASH_UNROLL
+#define TILE_KEYS BK
+#define TILE_UNROLL _Pragma("unroll")
+#else
+#define TILE_KEYS jn
+#define TILE_UNROLL
+#endif
 // FlashAttention: a work-group of BQ items owns BQ query rows of one (batch, head); K/V tiles of
 // BK rows are staged in local memory; each item keeps its query, running max m, running sum l
 // and D accumulators in private memory and rescales them when the max grows (online softmax).
@@ -193,13 +200,14 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         if (!active) continue;
-        // loops over the whole tile (keys past jn masked) unroll, so sc stays in registers
+        // FLASH_UNROLL (GPUs): loops over the whole tile, keys past jn masked, fully unrolled so
+        // the scores stay in registers; otherwise (CPUs) loops over the jn keys as they come
         float mt = m;
-        #pragma unroll
-        for (int jj = 0; jj < BK; ++jj) {
+        TILE_UNROLL
+        for (int jj = 0; jj < TILE_KEYS; ++jj) {
             float x = 0.0f;
-            #pragma unroll
-            for (int c = 0; c < D; ++c) x = fma(qr[c], kt[jj][c], x);
+            TILE_UNROLL
+            for (int c = 0; c < D; ++c) x += qr[c] * kt[jj][c];
             x *= scale;
             if (jj >= jn || (causal && j0 + jj > i)) x = -INFINITY;
             sc[jj] = x;
@@ -208,14 +216,14 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         if (mt == -INFINITY) continue;                  // every key of this tile masked
         const float alpha = (m == -INFINITY) ? 0.0f : exp(m - mt);
         l *= alpha;
-        #pragma unroll
+        TILE_UNROLL
         for (int c = 0; c < D; ++c) acc[c] *= alpha;
-        #pragma unroll
-        for (int jj = 0; jj < BK; ++jj) {
+        TILE_UNROLL
+        for (int jj = 0; jj < TILE_KEYS; ++jj) {
             const float pj = (sc[jj] == -INFINITY) ? 0.0f : exp(sc[jj] - mt);
             l += pj;
-            #pragma unroll
-            for (int c = 0; c < D; ++c) acc[c] = fma(pj, vt[jj][c], acc[c]);
+            TILE_UNROLL
+            for (int c = 0; c < D; ++c) acc[c] += pj * vt[jj][c];
         }
         m = mt;
     }

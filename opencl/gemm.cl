@@ -13,6 +13,8 @@
 //   and held in WN / VW vector registers per row, B's row segment is WN / VW vector loads and
 //   A's element a broadcast: the micro-kernel of a CPU BLAS (e.g. 6 x 16 on AVX2), which the
 //   OpenCL compiler maps to SIMD instructions directly.
+// Products are written a * b + acc, not fma(): compilers contract them to FMA instructions where
+// the device has them, while PoCL lowers an explicit fma() to a slow library call.
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU).
@@ -142,7 +144,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
             #pragma unroll
             for (int i = 0; i < WM; i++)
                 #pragma unroll
-                for (int j = 0; j < WN; j++) acc[i][j] = fma(a[i], bv[j], acc[i][j]);
+                for (int j = 0; j < WN; j++) acc[i][j] = a[i] * bv[j] + acc[i][j];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
@@ -205,7 +207,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int i = 0; i < WM; i++) {
             const realV a = (realV)(LOAD(A, arow[i] + (long)k * sAk));
             #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = fma(a, bv[v], acc[i][v]);
+            for (int v = 0; v < NV; v++) acc[i][v] = a * bv[v] + acc[i][v];
         }
     }
     #pragma unroll

@@ -228,3 +228,17 @@ def test_slow_case_is_timed_by_its_check_run(rt):
     assert slow["repeat"] == 0 and slow["ok"] and slow["time_ms"] > 0
     assert run_case(rt, case, repeat=3, max_timed_s=1000)["repeat"] == 3
     assert "repeat" not in run_case(rt, case, repeat=1)   # the records suite's rows as before
+
+
+def test_report_records_where_and_how_it_was_measured(tmp_path):
+    """--report writes the tables with the command, date, commit, load, device and the kernel
+    builds that ran, and the same rows as JSON beside it."""
+    rep = tmp_path / "suite.md"
+    rc, data, _ = bench("--repeat", "1", "--family", "linear", "--report", str(rep))
+    assert rc == 0
+    text = rep.read_text()
+    assert text.startswith("# Kernel variants at the UNet's own layer shapes: ")
+    assert "Produced by `sdsim bench --suite sd" in text and "GEMM builds: " in text
+    assert "1-minute load" in text and data["device"] in text
+    stored = json.loads(rep.with_suffix(".json").read_text())
+    assert stored["rows"] == data["rows"] and stored["context"]["tuning"]["gemm"]

@@ -35,8 +35,9 @@ def test_tune_records_the_fastest_config_per_class(tmp_path):
         cl.get_platforms()[0].get_devices()[0].type) else "gpu"
     names = {c.name for c in tuning.CANDIDATES[dtype]}
     assert set(t.gemm) == set(tuning.CLASS_NAMES) and {c.name for c in t.gemm.values()} <= names
-    assert t.flash_rows in tuning.FLASH_ROWS[dtype] and data["tuning"]["flash_rows"] == t.flash_rows
-    assert f"## FlashAttention work-group: chosen {t.flash_rows} query rows" in rep.read_text()
+    assert (t.flash_rows, t.flash_unroll) in tuning.FLASH[dtype]
+    assert data["tuning"]["flash_rows"] == t.flash_rows
+    assert "## FlashAttention work-group: chosen " in rep.read_text()
     text = rep.read_text()
     for cls in SHAPES["quick"]:
         # the chosen config is the one the report ranks first (score 1.00 is the floor)

@@ -61,16 +61,16 @@ class Tuned:
     failed: dict = field(default_factory=dict)    # config name -> why it was dropped
     chosen: dict = field(default_factory=dict)    # class -> GemmConfig
     scores: dict = field(default_factory=dict)    # (class, config name) -> geometric-mean ratio
-    flash_times: dict = field(default_factory=dict)   # (shape, rows) -> s
-    flash_scores: dict = field(default_factory=dict)  # rows -> geometric-mean ratio
-    flash_rows: int = 32
+    flash_times: dict = field(default_factory=dict)   # (shape, (rows, unroll)) -> s
+    flash_scores: dict = field(default_factory=dict)  # (rows, unroll) -> geometric-mean ratio
+    flash: tuple = (32, False)                        # the chosen (rows, unroll)
     load_before: float | None = None
     load_after: float | None = None
     commit: str | None = None
     seconds: float = 0.0
 
     def tuning(self, report: str) -> tuning.Tuning:
-        return tuning.Tuning(self.device_type, dict(self.chosen), report, self.flash_rows)
+        return tuning.Tuning(self.device_type, dict(self.chosen), report, *self.flash)
 
 
 def _run_one(rt, cfg, shape, bufs, repeat):
@@ -145,11 +145,12 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
 
 
 def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
-    """Time FlashAttention at each candidate work-group size; keep the best (geometric mean)."""
+    """Time FlashAttention at each candidate (work-group size, unrolled key tile); keep the best
+    (geometric mean)."""
     from sdsim.cl.runtime import event_ms
     from sdsim.kernels.attention import attention, reference
 
-    rows = [r for r in tuning.FLASH_ROWS[out.device_type] if r <= rt.max_wg]
+    rows = [c for c in tuning.FLASH[out.device_type] if c[0] <= rt.max_wg]
     for shape in FLASH_SHAPES[size]:
         b, heads, nq, nk, d = shape
         q = rng.standard_normal((b, nq, heads * d), dtype=np.float32)
@@ -159,7 +160,7 @@ def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
         bufs = [rt.to_device(a, "fp32", n) for a, n in ((q, "q"), (k, "k"), (v, "v"))]
         o = rt.alloc(b * nq * heads * d, "fp32", "o")
         for r in rows:
-            with tuning.use(tuning.Tuning(out.device_type, tuning.current().gemm, "tune", r)):
+            with tuning.use(tuning.Tuning(out.device_type, tuning.current().gemm, "tune", *r)):
                 def once():
                     ev = attention(rt, *bufs, b, nq, nk, heads, d, variant="flash", out=o)[1][0]
                     ev.wait()
@@ -168,7 +169,7 @@ def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
                 t = float(np.median([once() for _ in range(repeat)]))
             got = rt.from_device(o, ref.shape, "fp32")
             if np.abs(got - ref).max() > 1e-4 * np.abs(ref).max() + 1e-5:
-                out.failed[f"flash rows {r}"] = f"wrong result at {shape}"
+                out.failed[f"flash {_flash_name(r)}"] = f"wrong result at {shape}"
                 continue
             out.flash_times[(shape, r)] = t
     ok = [r for r in rows if all((s, r) in out.flash_times for s in FLASH_SHAPES[size])]
@@ -176,7 +177,11 @@ def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
         out.flash_scores[r] = math.exp(np.mean([
             math.log(out.flash_times[(s, r)] / min(out.flash_times[(s, x)] for x in ok))
             for s in FLASH_SHAPES[size]]))
-    out.flash_rows = min(ok, key=lambda r: out.flash_scores[r])
+    out.flash = min(ok, key=lambda r: out.flash_scores[r])
+
+
+def _flash_name(c) -> str:
+    return f"{c[0]} rows{', unrolled' if c[1] else ''}"
 
 
 def report_markdown(t: Tuned, profile: str) -> str:
@@ -206,14 +211,16 @@ def report_markdown(t: Tuned, profile: str) -> str:
                          + " | ".join(cells) + " |")
         lines.append("")
     shapes = FLASH_SHAPES[t.size]
-    lines += [f"## FlashAttention work-group: chosen {t.flash_rows} query rows", "",
-              "| rows | score | " + " | ".join("x".join(map(str, s)) for s in shapes) + " |",
+    lines += [f"## FlashAttention work-group: chosen {_flash_name(t.flash)}", "",
+              "| build | score | " + " | ".join("x".join(map(str, s)) for s in shapes) + " |",
               "|---|---|" + "---|" * len(shapes)]
     for r in sorted(t.flash_scores, key=t.flash_scores.get):
-        mark = " **chosen**" if r == t.flash_rows else ""
-        lines.append(f"| {r}{mark} | {t.flash_scores[r]:.2f} | "
+        mark = " **chosen**" if r == t.flash else ""
+        lines.append(f"| {_flash_name(r)}{mark} | {t.flash_scores[r]:.2f} | "
                      + " | ".join(f"{t.flash_times[(s, r)] * 1e3:.3f} ms" for s in shapes) + " |")
-    lines += ["", "Shapes are (batch, heads, query rows, keys, head dim).", ""]
+    lines += ["", "Shapes are (batch, heads, query rows, keys, head dim); 'rows' is the work-group "
+              "size (one query row per work-item), 'unrolled' the build whose key-tile loops are "
+              "unrolled over the whole tile.", ""]
     if t.failed:
         lines += ["## Dropped configurations", ""]
         lines += [f"- `{n}`: {why}" for n, why in sorted(t.failed.items())]

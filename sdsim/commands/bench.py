@@ -36,7 +36,7 @@ SUITES = ("records", "sd")
 NOT_GIVEN = argparse.SUPPRESS
 #: options that only --suite sd reads (default None: given or not)
 SD_ONLY = ("model", "resolution", "batch", "limit", "budget_s", "point_budget_s", "peak",
-           "bandwidth")
+           "bandwidth", "report")
 
 
 def add_arguments(p):
@@ -77,6 +77,9 @@ def add_arguments(p):
     g.add_argument("--peak", type=float, default=NOT_GIVEN, metavar="GFLOPS",
                    help="the device's arithmetic peak in GFLOP/s (default: measured with "
                         "calibrate.cl's fma_rate in the storage precision)")
+    g.add_argument("--report", default=NOT_GIVEN, metavar="PATH.md",
+                   help="also write the tables as a Markdown report (with the command, date, "
+                        "commit, machine load, device and kernel builds) and PATH.json")
     g.add_argument("--bandwidth", type=float, default=NOT_GIVEN, metavar="GBPS",
                    help="the device's DRAM bandwidth in GB/s (default: measured with a "
                         "streaming copy)")
@@ -159,7 +162,9 @@ def run_sd(args) -> int:
     from sdsim.cl.runtime import Runtime
     from sdsim.model.presets import load_model_config
 
-    start = time.perf_counter()
+    from sdsim import provenance
+
+    start, load_before = time.perf_counter(), provenance.load()
     _check_sd_args(args)
     model = args.model or "sd14"
     resolution = args.resolution or 512
@@ -220,7 +225,49 @@ def run_sd(args) -> int:
         print(dumps(dict(meta, rows=rows, summary=summary, left_out_by_limit=left_out)))
     else:
         _print_sd(args.format, meta, rows, summary, left_out, len(precisions) > 1)
+    if args.report:
+        _write_report(args.report, rt, meta, rows, summary, left_out, len(precisions) > 1,
+                      load_before, time.perf_counter() - start)
     return _exit_status(rows)
+
+
+def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, seconds):
+    """The suite's tables as Markdown (and JSON beside it), with where and how they were
+    measured."""
+    import contextlib
+    import datetime
+    import io
+    import shlex
+    from pathlib import Path
+
+    from sdsim import atomic, provenance
+    from sdsim.kernels import tuning
+
+    t = tuning.current()
+    ctx = {"command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "commit": provenance.commit(), "load_before": load_before,
+           "load_after": provenance.load(), "seconds": round(seconds, 1),
+           "driver": rt.device.driver_version.strip(),
+           "tuning": {"source": t.source, "gemm": {c: g.name for c, g in t.gemm.items()},
+                      "flash_rows": t.flash_rows}}
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        _print_sd("markdown", meta, rows, summary, left_out, both)
+    head = (f"# Kernel variants at the UNet's own layer shapes: {meta['device']}\n\n"
+            f"Produced by `{ctx['command']}` on {ctx['date']} (sdsim {ctx['commit']}), driver "
+            f"{ctx['driver']}, {ctx['seconds']} s; 1-minute load {ctx['load_before']} before, "
+            f"{ctx['load_after']} after. GEMM builds: {ctx['tuning']['source']} "
+            f"({', '.join(f'{c} {g}' for c, g in ctx['tuning']['gemm'].items())}; FlashAttention "
+            f"{ctx['tuning']['flash_rows']} rows). `vs_base`: speed-up over the family's "
+            "baseline at that shape (conv2d direct, attention naive); `paper`: the variant "
+            "`--opt paper` runs there.\n\n")
+    path = Path(path)
+    atomic.write_text(path, head + buf.getvalue())
+    atomic.write_text(path.with_suffix(".json"), dumps(dict(meta, context=ctx, rows=rows,
+                                                            summary=summary,
+                                                            left_out_by_limit=left_out)))
+    print(f"wrote {path} and {path.with_suffix('.json')}", file=sys.stderr)
 
 
 def _device_type(rt) -> str:

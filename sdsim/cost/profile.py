@@ -109,6 +109,7 @@ TUNING_SCHEMA = {
         "device_type": {"enum": ["gpu", "cpu"]},
         "gemm": {"type": "object", "additionalProperties": {"type": "string"}},
         "flash_rows": {"type": "integer"},
+        "flash_unroll": {"type": "boolean"},
     },
 }
 

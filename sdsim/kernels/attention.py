@@ -175,7 +175,9 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
         if rt.local_mem < 8 * d * bk:
             raise SdsimError(f"attention: flash needs {8 * d * bk} bytes of local memory for "
                              f"head_dim {d}; {rt.name} has {rt.local_mem}")
-        kern = rt.kernel("attention", "attn_flash", precision, {"D": d, "BQ": bq, "BK": bk})
+        kern = rt.kernel("attention", "attn_flash", precision,
+                         {"D": d, "BQ": bq, "BK": bk,
+                          "FLASH_UNROLL": int(tuning.current().flash_unroll)})
         ev = flash_launch(bh, nq, nk, d, causal).enqueue(
             rt, kern, q, k, v, out, i32(nq), i32(nk), i32(heads), scale, i32(causal),
             wait_for=wait_for)

@@ -112,6 +112,7 @@ class Tuning:
     gemm: dict            # class name -> GemmConfig
     source: str           # the tuning report, or "defaults for <type> devices"
     flash_rows: int = 32  # query rows (work-items) per FlashAttention work-group
+    flash_unroll: bool = False   # FlashAttention key tiles fully unrolled (GPUs) or looped
 
     def gemm_config(self, batch: int, m: int, n: int) -> GemmConfig:
         return self.gemm[gemm_class(batch, m, n)]
@@ -119,7 +120,7 @@ class Tuning:
     def to_yaml(self, report: str) -> dict:
         return {"report": report, "device_type": self.device_type,
                 "gemm": {c: self.gemm[c].name for c in CLASS_NAMES},
-                "flash_rows": self.flash_rows}
+                "flash_rows": self.flash_rows, "flash_unroll": self.flash_unroll}
 
 
 _GPU_BIG = GemmConfig(128, 128, 16, 16, 16, 4)
@@ -130,8 +131,8 @@ _CPU = GemmConfig(6, 16, 1, 1, 1, 8, local=False)
 #: what an untuned device gets: the largest tile its classes can fill
 DEFAULTS = {
     "gpu": Tuning("gpu", {"narrow": _GPU_SMALL, "small": _GPU_SMALL, "medium": _GPU_MID,
-                          "large": _GPU_BIG}, "defaults for gpu devices", 64),
-    "cpu": Tuning("cpu", {c: _CPU for c in CLASS_NAMES}, "defaults for cpu devices", 32),
+                          "large": _GPU_BIG}, "defaults for gpu devices", 64, True),
+    "cpu": Tuning("cpu", {c: _CPU for c in CLASS_NAMES}, "defaults for cpu devices", 32, False),
 }
 
 #: the configs `sdsim tune` tries, per device type
@@ -147,8 +148,9 @@ CANDIDATES = {
         (4, 32, 1, 1, 1, 8), (6, 32, 1, 1, 2, 8), (8, 16, 1, 1, 1, 8), (12, 16, 1, 2, 1, 8),
         (8, 32, 1, 2, 4, 8))],
 }
-#: FlashAttention work-group sizes `sdsim tune` tries, per device type
-FLASH_ROWS = {"gpu": (32, 64, 128), "cpu": (8, 16, 32, 64)}
+#: FlashAttention (work-group size, key tile unrolled) pairs `sdsim tune` tries, per device type
+FLASH = {"gpu": [(r, u) for r in (32, 64, 128) for u in (True, False)],
+         "cpu": [(r, False) for r in (8, 16, 32, 64)]}
 
 _current: contextvars.ContextVar[Tuning | None] = contextvars.ContextVar("sdsim_tuning",
                                                                           default=None)
@@ -191,7 +193,8 @@ def parse(data: dict, where: str) -> Tuning:
         raise SdsimError(f"{where}: tuning.flash_rows: {rows!r} is not a power of two in 8..256")
     return Tuning(data.get("device_type", "gpu"),
                   {c: GemmConfig.parse(gemm[c], f"{where}: tuning.gemm.{c}: ")
-                   for c in CLASS_NAMES}, data.get("report", where), rows)
+                   for c in CLASS_NAMES}, data.get("report", where), rows,
+                  bool(data.get("flash_unroll", False)))
 
 
 def for_profile(profile) -> Tuning:
