@@ -345,6 +345,15 @@ ROWS = [
         ("--repeat",)),
     Row("calibrate-platform-unknown", ["calibrate", "--quick", "--out", "x.yaml", "--platform",
                                        "nosuch"], ("nosuch",)),
+    # tune: profile and OpenCL
+    Row("tune-unknown-device", ["tune", "--device", "pixle7"], ("pixle7", "pixel7")),
+    Row("tune-profile-missing-field", ["tune", *P7], ("dev.yaml", "peak_fp16"),
+        lambda t: profile(t, _del("peak_fp16"))),
+    Row("tune-repeat-zero", ["tune", "--device", "pixel7", "--repeat", "0"], ("--repeat",)),
+    Row("tune-platform-unknown", ["tune", "--device", "pixel7", "--platform", "nosuch"],
+        ("nosuch",)),
+    Row("tune-no-opencl-platform", ["tune", "--device", "pixel7", "--quick"],
+        ("OpenCL platform",), module=NO_CL),
     # validate: profile, replay file, OpenCL
     Row("validate-profile-missing-field", ["validate", *P7, "--report", "rep.md"],
         ("dev.yaml", "peak_fp16"), lambda t: profile(t, _del("peak_fp16"))),

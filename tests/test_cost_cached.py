@@ -35,7 +35,10 @@ def test_cached_between_compulsory_and_tiled_sd14():
 
 
 def _gemm_call(n, precision):
-    k = costs("linear", "tiled", m=n, k=n, n=n, bias=False, precision=precision)[0]
+    from sdsim.kernels import tuning
+    with tuning.use(tuning.Tuning("gpu", {c: tuning.GemmConfig(64, 64, 16, 16, 16, 4)
+                                          for c in tuning.CLASS_NAMES}, "test")):
+        k = costs("linear", "tiled", m=n, k=n, n=n, bias=False, precision=precision)[0]
     return KernelCall("toy", 0, "linear", "", "linear", "tiled", 0, k.kernel, k.kernel_class,
                       k.flops, k.bytes_read, k.bytes_written, k.workspace, None, "toy/0",
                       k.launch, k.model_key)

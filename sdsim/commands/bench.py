@@ -244,7 +244,11 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
     from sdsim.kernels import tuning
 
     t = tuning.current()
-    ctx = {"command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    called = sys.argv[1:2] == ["bench"]   # else called from Python: the settings that matter
+    command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if called else (
+        f"sdsim bench --suite sd --model {meta['model']} --resolution {meta['resolution']} "
+        f"--batch {meta['batch']}" + (f" --limit {meta['limit']}" if meta["limit"] else ""))
+    ctx = {"command": command,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "commit": provenance.commit(), "load_before": load_before,
            "load_after": provenance.load(), "seconds": round(seconds, 1),
