@@ -10,7 +10,11 @@ from sdsim.paths import ROOT
 
 
 def commit() -> str | None:
-    """The checkout's short commit, with '+' when tracked files differ from it; None outside git."""
+    """The checkout's short commit, with '+' when tracked files differ from it; None outside git.
+    SDSIM_COMMIT overrides it where the tree is a copy without its own history (a remote
+    machine that receives the files of a commit)."""
+    if os.environ.get("SDSIM_COMMIT"):
+        return os.environ["SDSIM_COMMIT"]
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
                               check=False).stdout.strip()
