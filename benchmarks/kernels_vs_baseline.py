@@ -265,7 +265,8 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from sdsim import atomic, provenance
+    from sdsim import provenance
+    from sdsim.output import write_pair
     from sdsim.paths import REPORTS_DIR
 
     base_full = git("rev-parse", "--verify", f"{args.baseline}^{{commit}}")
@@ -324,13 +325,9 @@ def main(argv=None) -> int:
               f"{base['device']})", file=sys.stderr)
     print(markdown(res).split("\n## Top")[0])
     if (args.report or "").lower() != "none":
-        stem = Path(args.report) if args.report else \
-            REPORTS_DIR / f"kernels-vs-baseline-{args.component}-{args.resolution}"
-        if stem.suffix in (".md", ".json"):
-            stem = stem.with_suffix("")
-        atomic.write_text(f"{stem}.md", markdown(res) + "\n")
-        atomic.write_text(f"{stem}.json", json.dumps(res, indent=1) + "\n")
-        print(f"wrote {stem}.md and {stem}.json")
+        md, js = write_pair(args.report or REPORTS_DIR / f"kernels-vs-baseline-{args.component}"
+                            f"-{args.resolution}", markdown(res), res)
+        print(f"wrote {md} and {js}")
     return 0
 
 

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import datetime
 import inspect
-import json
 import math
 import platform
 import re
@@ -74,20 +73,6 @@ def diffusers_model(diffusers, folder: str, cfg_part):
     if unknown:
         raise SystemExit(f"diffusers {cls.__name__} does not take {', '.join(unknown)}")
     return cls(**d)
-
-
-def randomize(torch, model, seed: int):
-    """Every parameter random: norm scales 1 + N(0, 0.1), biases N(0, 0.1), weights
-    N(0, 1/fan_in) (as tests/test_crosscheck_models.py), so every tensor's mapping is exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g, dtype=torch.float32)
-            if p.ndim == 1:
-                p.copy_(1 + 0.1 * r if "norm" in name and name.endswith("weight") else 0.1 * r)
-            else:
-                p.copy_(r / math.sqrt(p[0].numel()))
-    return model.eval()
 
 
 def shared_weights(torch, model, sdsim_component, model_cfg) -> dict:
@@ -259,6 +244,8 @@ def run_component(name, args, rt, model_cfg, torch, diffusers, device, bar):
     comp = components.get(name, components.OPENCL)
     folder = TORCH_CALLS[name]
     log(f"{name}: building the diffusers model and drawing its weights (seed {args.seed})")
+    from sdsim.testing.torch_random import randomize
+
     model = randomize(torch, diffusers_model(diffusers, folder, getattr(model_cfg, folder)),
                       args.seed)
     weights = shared_weights(torch, model, comp, model_cfg)
@@ -450,7 +437,8 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    from sdsim import atomic, provenance
+    from sdsim import provenance
+    from sdsim.output import write_pair
     from sdsim.cl.runtime import Runtime
     from sdsim.model.presets import load_model_config
     from sdsim.paths import REPORTS_DIR
@@ -506,13 +494,9 @@ def main(argv=None) -> int:
         print(table(r["sdsim"]["top_kernels"],
                     ["family", "variant", "kernel", "class", "calls", "ms", "pct", "tflops"]))
     if (args.report or "").lower() != "none":
-        stem = Path(args.report) if args.report else \
-            REPORTS_DIR / f"unet-opencl-vs-torch-{slug(ocl['device'])}"
-        if stem.suffix in (".md", ".json"):
-            stem = stem.with_suffix("")
-        atomic.write_text(f"{stem}.md", markdown(result) + "\n")
-        atomic.write_text(f"{stem}.json", json.dumps(result, indent=1) + "\n")
-        print(f"\nwrote {stem}.md and {stem}.json")
+        md, js = write_pair(args.report or REPORTS_DIR / f"unet-opencl-vs-torch-"
+                            f"{slug(ocl['device'])}", markdown(result), result)
+        print(f"\nwrote {md} and {js}")
     return 0
 
 

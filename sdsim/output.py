@@ -47,3 +47,19 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return str(n)
+
+
+def write_pair(stem, markdown_text: str, data) -> tuple:
+    """A report as STEM.md and its data as STEM.json (a .md or .json suffix on `stem` is
+    dropped), each written atomically; returns the two paths."""
+    from pathlib import Path
+
+    from sdsim import atomic
+
+    stem = Path(stem)
+    if stem.suffix in (".md", ".json"):
+        stem = stem.with_suffix("")
+    md, js = Path(f"{stem}.md"), Path(f"{stem}.json")
+    atomic.write_text(md, markdown_text.rstrip("\n") + "\n")
+    atomic.write_text(js, dumps(data) + "\n")
+    return md, js

@@ -7,10 +7,11 @@ max |sdsim - torch| <= 1e-4 * std(torch output).
 """
 
 import json
-import math
 
 import numpy as np
 import pytest
+
+from sdsim.testing.torch_random import randomize
 
 from sdsim.backends.numpy_backend import NumpyBackend
 from sdsim.model.clip import CLIPTextModel
@@ -31,19 +32,6 @@ TINY_VAE = dict(in_channels=3, out_channels=3, block_out_channels=(32, 64), laye
                 latent_channels=4, norm_num_groups=8, sample_size=16)
 TINY_CLIP = dict(vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                  num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu")
-
-
-def randomize(torch, model, seed):
-    """Every parameter random: norm scales 1 + N(0, 0.1), biases N(0, 0.1), weights N(0, 1/fan_in)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g, dtype=torch.float32)
-            if p.ndim == 1:
-                p.copy_(1 + 0.1 * r if "norm" in name and name.endswith("weight") else 0.1 * r)
-            else:
-                p.copy_(r / math.sqrt(p[0].numel()))
-    return model.eval()
 
 
 def saved(model, folder):

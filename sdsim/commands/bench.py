@@ -238,10 +238,10 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
     import datetime
     import io
     import shlex
-    from pathlib import Path
 
-    from sdsim import atomic, provenance
+    from sdsim import provenance
     from sdsim.kernels import tuning
+    from sdsim.output import write_pair
 
     t = tuning.current()
     called = sys.argv[1:2] == ["bench"]   # else called from Python: the settings that matter
@@ -266,12 +266,10 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
             f"{ctx['tuning']['flash_rows']} rows). `vs_base`: speed-up over the family's "
             "baseline at that shape (conv2d direct, attention naive); `paper`: the variant "
             "`--opt paper` runs there.\n\n")
-    path = Path(path)
-    atomic.write_text(path, head + buf.getvalue())
-    atomic.write_text(path.with_suffix(".json"), dumps(dict(meta, context=ctx, rows=rows,
-                                                            summary=summary,
-                                                            left_out_by_limit=left_out)))
-    print(f"wrote {path} and {path.with_suffix('.json')}", file=sys.stderr)
+    md, js = write_pair(path, head + buf.getvalue(),
+                        dict(meta, context=ctx, rows=rows, summary=summary,
+                             left_out_by_limit=left_out))
+    print(f"wrote {md} and {js}", file=sys.stderr)
 
 
 def _device_type(rt) -> str:
