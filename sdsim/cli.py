@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Simulate Stable Diffusion on mobile GPUs: predict latency and memory from a device "
             "profile (predict, ablate, devices), inspect the model (info), run the NumPy reference "
             "(generate), and run and time the OpenCL kernels of each optimization (bench, "
-            "calibrate, validate)."
+            "tune, calibrate, validate)."
         ),
         epilog="Run 'sdsim COMMAND --help' for a command's options.",
     )
