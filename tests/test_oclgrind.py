@@ -109,12 +109,12 @@ def test_broken_kernels_are_reported(tmp_path):
 
 
 def test_kernels_have_no_out_of_bounds_race_or_divergence(tmp_path):
-    from sdsim.testing.oclgrind import select, tiny_cases
+    from sdsim.testing.oclgrind import runs, select, tiny_cases
 
     results = _run_shards(tmp_path, ["--calibration", "--skip", *CHECK_SKIP],
                           OCLGRIND_DATA_RACES=1)
     ran = sum(len(re.findall(r"^ok  ", out, re.M)) for out, _ in results)
-    assert ran == len(select(tiny_cases(), None, CHECK_SKIP)) + 1, [o for o, _ in results]
+    assert ran == len(runs(select(tiny_cases(), None, CHECK_SKIP))) + 1, [o for o, _ in results]
     logs = "".join(log for _, log in results)
     assert not logs.strip(), "Oclgrind diagnostics:\n" + _summary(logs)
 

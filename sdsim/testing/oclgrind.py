@@ -8,7 +8,8 @@ Oclgrind ICD and its checks switched on and fails on any diagnostic Oclgrind log
 The shapes are each record's "tiny" bench shapes (sdsim/kernels), far below its "quick" ones
 because Oclgrind interprets every work-item: they are chosen so each kernel still meets partial
 tiles, partial work-groups, odd sizes and (for attention) the causal mask, which is where
-out-of-bounds and race bugs live. Launcher, reference and tolerance are the record's.
+out-of-bounds and race bugs live. Launcher, reference and tolerance are the record's. The families
+whose kernel builds are tuned per device run under both the GPU and the CPU default builds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def tiny_cases() -> list:
     from sdsim.cl.bench import all_cases
 
     return all_cases("tiny", precisions=PRECISIONS)
+
+
+#: families whose kernel builds depend on the device tuning (GEMM tiles, FlashAttention work-group)
+TUNED_FAMILIES = ("linear", "conv2d", "attention")
+
+
+def runs(cases) -> list:
+    """(case, device type of the kernel builds) to run: the tuned families under both the GPU
+    and the CPU default builds (Oclgrind reports itself as both, so neither body may go
+    unchecked), every other case once."""
+    return [(c, t) for c in cases
+            for t in (("gpu", "cpu") if c.family in TUNED_FAMILIES else ("gpu",))]
 
 
 def run_calibration_kernels(rt) -> None:
@@ -127,16 +140,20 @@ def main(argv=None) -> int:
     if args.calibration and i == 0:
         run_calibration_kernels(rt)
         print("ok  calibration microbenchmarks", flush=True)
+    from sdsim.kernels import tuning
+
     bad = 0
-    for case in cases[i::n]:
+    for case, builds in runs(cases)[i::n]:
         t0 = time.perf_counter()
         inputs = case.make_inputs(np.random.default_rng(0))
-        out, _ = case.run(rt, inputs)
-        rt.finish()
+        with tuning.use(tuning.DEFAULTS[builds]):
+            out, _ = case.run(rt, inputs)
+            rt.finish()
         err, ok = case.check(out, case.reference(inputs))
         bad += not ok
         print(f"{'ok ' if ok else 'BAD'} {case.family}/{case.variant} {case.precision} "
-              f"{case.shape} err={err:.3g} {time.perf_counter() - t0:.1f}s", flush=True)
+              f"{builds} builds {case.shape} err={err:.3g} {time.perf_counter() - t0:.1f}s",
+              flush=True)
     return 1 if bad else 0
 
 
