@@ -59,9 +59,8 @@ from sdsim.model.presets import load_model_config
 
 cfg = load_model_config(a["model"])
 if a.get("tuning"):   # the tuned kernel builds of a profile (trees that have sdsim tune)
-    from sdsim.cost.profile import load_profile
     from sdsim.kernels import tuning
-    tuning.activate(tuning.for_profile(load_profile(a["tuning"])))
+    tuning.activate_profile(a["tuning"])
 rt = Runtime(a["platform"], a["cl_device"])
 t0 = time.perf_counter()
 runner = ComponentRunner(rt, a["component"], cfg, parse_opt(a["opt"]), a["precision"],

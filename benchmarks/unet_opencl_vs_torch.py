@@ -454,10 +454,9 @@ def main(argv=None) -> int:
                  "use --torch-device cpu")
     model_cfg = load_model_config(args.model)
     if args.tuning:
-        from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
 
-        tuning.activate(tuning.for_profile(load_profile(args.tuning)))
+        tuning.activate_profile(args.tuning)
     rt = Runtime(args.platform, args.cl_device)
     ocl, tinfo = opencl_info(rt), torch_info(torch, device)
     if device.type == "cuda" and slug(tinfo["device_name"]) not in slug(ocl["device"]) \

@@ -17,7 +17,8 @@ import numpy as np
 
 from sdsim import kernels
 from sdsim.calibration.fit import Point
-from sdsim.kernels import accepted_args
+from sdsim.cost.roofline import roofline
+from sdsim.kernels import accepted_args, shape_key
 
 #: the op kind each record family runs
 FAMILY_OPS = {"conv2d": ("conv2d",), "linear": ("linear",), "attention": ("attention",),
@@ -30,13 +31,7 @@ def _args(record, shape) -> tuple:
     """The cost-formula arguments of a shape: what makes two shapes the same work."""
     a = accepted_args(record.cost, dict(shape, precision=None))
     a.pop("precision", None)
-    return tuple(sorted((k, _hashable(v)) for k, v in a.items()))
-
-
-def _hashable(v):
-    if isinstance(v, (list, tuple)):
-        return tuple(_hashable(x) for x in v)
-    return v
+    return shape_key(a)
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,8 +48,7 @@ def sd_layers() -> frozenset:
         for batch in (1, 2):
             for g in trace_pipeline(cfg, resolution=res, batch=batch, precision="fp16").values():
                 for op in g.ops:
-                    out.add((op.kind, tuple(sorted((k, _hashable(v))
-                                                   for k, v in op_shape(op).items()))))
+                    out.add((op.kind, shape_key(op_shape(op))))
     return frozenset(out)
 
 
@@ -83,12 +77,16 @@ def cases(size: str, seed: int = 0) -> tuple[list, int]:
     return out, rejected
 
 
+def pessimistic_s(record, shape, precision, peak, bw) -> float:
+    """Seconds the case would take at 5% of the roofline (plus 20 us per dispatch)."""
+    return sum(max(roofline(k, peak, bw)) / 0.05 + 20e-6
+               for k in record.costs(precision, **shape))
+
+
 def affordable(record, shape, precision, peak, bw, budget_s) -> bool:
-    """Whether the case would run within `budget_s` at 5% of the roofline (plus 20 us per
-    dispatch): cheap points are always measured, huge ones only on fast devices."""
-    ks = record.costs(precision, **shape)
-    t = sum(max(k.flops / peak, k.dram_bytes / bw) / 0.05 + 20e-6 for k in ks)
-    return t <= budget_s
+    """Whether the case would run within `budget_s` at 5% of the roofline: cheap points are
+    always measured, huge ones only on fast devices."""
+    return pessimistic_s(record, shape, precision, peak, bw) <= budget_s
 
 
 def _time(rt, record, shape, buffers, precision, repeat):

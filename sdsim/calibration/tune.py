@@ -73,22 +73,26 @@ class Tuned:
         return tuning.Tuning(self.device_type, dict(self.chosen), report, *self.flash)
 
 
+def _median_s(rt, launch, repeat: int) -> float:
+    """Median seconds of `repeat` runs of `launch()` (enqueues, returns its events) after a
+    warm-up (the build), with the bench's timing loop."""
+    from sdsim.cl.bench import time_events
+
+    time_events(rt, launch, 1)
+    return float(np.median(time_events(rt, launch, repeat).sum(axis=1)))
+
+
 def _run_one(rt, cfg, shape, bufs, repeat):
     """Median seconds of `repeat` runs of `cfg` on `shape` after a warm-up, and its result."""
-    from sdsim.cl.runtime import event_ms
     from sdsim.kernels.gemm import gemm
 
     batch, m, k, n = shape
     a, b, c = bufs
     every = tuning.Tuning("tune", {cl: cfg for cl in tuning.CLASS_NAMES}, "tune")
     with tuning.use(every):
-        def once():
-            ev = gemm(rt, a, b, c, m, n, k, batch=batch, strides_a=(m * k, k, 1),
-                      strides_b=(k * n, n, 1), strides_c=(m * n, n, 1))
-            ev.wait()
-            return event_ms(ev) * 1e-3
-        once()
-        t = float(np.median([once() for _ in range(repeat)]))
+        t = _median_s(rt, lambda: [gemm(rt, a, b, c, m, n, k, batch=batch,
+                                        strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
+                                        strides_c=(m * n, n, 1))], repeat)
     return t, rt.from_device(c, (batch, m, n), "fp32")
 
 
@@ -147,8 +151,10 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
 def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
     """Time FlashAttention at each candidate (work-group size, unrolled key tile); keep the best
     (geometric mean)."""
-    from sdsim.cl.runtime import event_ms
+    from sdsim import kernels
     from sdsim.kernels.attention import attention, reference
+
+    atol, rel = kernels.get("attention", "flash").tolerance["fp32"]
 
     rows = [c for c in tuning.FLASH[out.device_type] if c[0] <= rt.max_wg]
     for shape in FLASH_SHAPES[size]:
@@ -161,14 +167,10 @@ def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
         o = rt.alloc(b * nq * heads * d, "fp32", "o")
         for r in rows:
             with tuning.use(tuning.Tuning(out.device_type, tuning.current().gemm, "tune", *r)):
-                def once():
-                    ev = attention(rt, *bufs, b, nq, nk, heads, d, variant="flash", out=o)[1][0]
-                    ev.wait()
-                    return event_ms(ev) * 1e-3
-                once()
-                t = float(np.median([once() for _ in range(repeat)]))
+                t = _median_s(rt, lambda: attention(rt, *bufs, b, nq, nk, heads, d,
+                                                    variant="flash", out=o)[1], repeat)
             got = rt.from_device(o, ref.shape, "fp32")
-            if np.abs(got - ref).max() > 1e-4 * np.abs(ref).max() + 1e-5:
+            if np.abs(got - ref).max() > atol + rel * np.abs(ref).max():   # the record's check
                 out.failed[f"flash {_flash_name(r)}"] = f"wrong result at {shape}"
                 continue
             out.flash_times[(shape, r)] = t

@@ -14,7 +14,7 @@ import numpy as np
 
 from sdsim import kernels
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Variant, accepted_args
+from sdsim.kernels import KernelCost, Variant, accepted_args, shape_key
 
 #: the bench sizes every record defines: tiny (Oclgrind), quick (CI, a CPU), full (SD1.4 shapes)
 SIZES = ("tiny", "quick", "full")
@@ -97,16 +97,21 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
     return cases
 
 
-def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: str,
-                  repeat: int) -> np.ndarray:
-    """Seconds of each dispatch (columns) in `repeat` timed launches (rows) of a record on
-    uploaded buffers (ins, params, out), each waited for; event times, not wall time."""
+def time_events(rt, launch, repeat: int) -> np.ndarray:
+    """Seconds of each dispatch (columns) in `repeat` runs (rows) of `launch()` (which enqueues
+    and returns its events), each waited for; event times, not wall time."""
     runs = []
     for _ in range(repeat):
-        events = record.launch(rt, shape, *buffers, precision)
+        events = launch()
         rt.finish()
         runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
     return np.array(runs)
+
+
+def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: str,
+                  repeat: int) -> np.ndarray:
+    """time_events of a record's launcher on uploaded buffers (ins, params, out)."""
+    return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat)
 
 
 def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | None = None,
@@ -117,7 +122,7 @@ def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | 
     With `max_timed_s`, the timed runs are cut to what fits in that many seconds at the check
     run's time; a check run longer than that is the timing itself (its events, `repeat` 0). The
     record then says how many timed runs there were (`repeat`)."""
-    key = (case.record.make_inputs, case.record.reference, _shape_key(case.shape),
+    key = (case.record.make_inputs, case.record.reference, shape_key(case.shape),
            case.precision, seed)
     if cache is not None and key in cache:
         inputs, ref = cache[key]
@@ -220,12 +225,6 @@ def _alternatives(family: str) -> list[Variant]:
     return [r for r in recs if r.option and switches.count(r.option[0]) >= 2]
 
 
-def _shape_key(shape: dict) -> tuple:
-    def h(v):
-        return tuple(h(x) for x in v) if isinstance(v, (list, tuple)) else v
-    return tuple(sorted((k, h(v)) for k, v in shape.items()))
-
-
 #: arguments a component passes to an op at call time that the trace does not record (the
 #: OpenCL backend gets them from the call): {op kind: cfg -> extra shape keys}
 _CALL_ARGS = {
@@ -255,7 +254,7 @@ def model_shapes(model_cfg, component: str = "unet", resolution: int = 512, batc
         shape = op_shape(op)
         if op.kind in _CALL_ARGS:
             shape.update(_CALL_ARGS[op.kind](model_cfg))
-        key = (family, op.kind, _shape_key(shape))
+        key = (family, op.kind, shape_key(shape))
         if key in groups:
             groups[key].calls += 1
             continue
@@ -274,7 +273,9 @@ def model_shapes(model_cfg, component: str = "unet", resolution: int = 512, batc
 def roofline_s(record: Variant, shape: dict, precision: str, peak: float, bw: float) -> float:
     """Seconds of the record's dispatches at the roofline (FLOPs at `peak` FLOP/s, bytes at
     `bw` B/s, whichever is longer, per dispatch)."""
-    return sum(max(k.flops / peak, k.dram_bytes / bw) for k in record.costs(precision, **shape))
+    from sdsim.cost.roofline import roofline
+
+    return sum(max(roofline(k, peak, bw)) for k in record.costs(precision, **shape))
 
 
 def device_peaks(rt, precisions, bandwidth_bytes: int = 256 << 20) -> tuple[dict, float]:
@@ -325,7 +326,7 @@ def suite_rows(rt, points: list[ModelShape], precision: str, peak: float, bw: fl
 
     import pyopencl as cl
 
-    from sdsim.calibration.sweep import affordable
+    from sdsim.calibration.sweep import pessimistic_s
 
     t0 = time.perf_counter() if start is None else start
     rows = []
@@ -348,8 +349,7 @@ def suite_rows(rt, points: list[ModelShape], precision: str, peak: float, bw: fl
                 progress(BenchCase(r, pt.shape, precision))
             if time.perf_counter() - t0 > budget_s:
                 row["status"] = f"skipped: --budget-s {budget_s:g} s spent"
-            elif not affordable(r, pt.shape, precision, peak, bw, point_budget_s):
-                t5 = sum(max(k.flops / peak, k.dram_bytes / bw) / 0.05 + 20e-6 for k in cost)
+            elif (t5 := pessimistic_s(r, pt.shape, precision, peak, bw)) > point_budget_s:
                 row["status"] = (f"skipped: {t5:.3g} s at 5% of roofline > "
                                  f"{point_budget_s:g} s per point")
             else:

@@ -95,10 +95,9 @@ def run(args) -> int:
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     if args.tuning:
-        from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
 
-        tuning.activate(tuning.for_profile(load_profile(args.tuning)))
+        tuning.activate_profile(args.tuning)
     if args.suite == "sd":
         return run_sd(args)
     given = [o for o in SD_ONLY if getattr(args, o, None) is not None]
@@ -156,13 +155,12 @@ def _check_sd_args(args):
 def run_sd(args) -> int:
     from tqdm import tqdm
 
-    from sdsim import kernels
+    from sdsim import kernels, provenance
     from sdsim.calibration.run import BUDGET_S
     from sdsim.cl import bench
     from sdsim.cl.runtime import Runtime
+    from sdsim.kernels import tuning
     from sdsim.model.presets import load_model_config
-
-    from sdsim import provenance
 
     start, load_before = time.perf_counter(), provenance.load()
     _check_sd_args(args)
@@ -181,7 +179,7 @@ def run_sd(args) -> int:
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
     rt = Runtime(args.platform, args.device)
-    kind = "CPU" if "CPU" in _device_type(rt) else "GPU"
+    kind = tuning.device_type(rt.device).upper()
     point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
     budget = args.budget_s or math.inf
     if args.peak is None or args.bandwidth is None:
@@ -270,11 +268,6 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
                         dict(meta, context=ctx, rows=rows, summary=summary,
                              left_out_by_limit=left_out))
     print(f"wrote {md} and {js}", file=sys.stderr)
-
-
-def _device_type(rt) -> str:
-    import pyopencl as cl
-    return cl.device_type.to_string(rt.device.type)
 
 
 def _print_sd(fmt, meta, rows, summary, left_out, both):

@@ -146,6 +146,14 @@ def sweep(make: Callable[..., dict], count: int, /, seed: int = 0, **axes) -> li
     return out
 
 
+def shape_key(shape: dict) -> tuple:
+    """A hashable, order-independent key of a shape dict (lists and tuples as nested tuples):
+    what makes two shapes the same work."""
+    def h(v):
+        return tuple(h(x) for x in v) if isinstance(v, (list, tuple)) else v
+    return tuple(sorted((k, h(v)) for k, v in shape.items()))
+
+
 def accepted_args(fn, kwargs: dict) -> dict:
     """The items of `kwargs` that `fn` takes (all of them if it takes **kwargs)."""
     params = inspect.signature(fn).parameters

@@ -204,6 +204,15 @@ def for_profile(profile) -> Tuning:
     return DEFAULTS[profile.device_type]
 
 
+def activate_profile(name_or_path: str) -> Tuning:
+    """Load a device profile and make its kernel builds the active ones (`--tuning PROFILE`)."""
+    from sdsim.cost.profile import load_profile
+
+    t = for_profile(load_profile(name_or_path))
+    activate(t)
+    return t
+
+
 def device_type(cl_device) -> str:
     """'cpu' for an OpenCL CPU device, 'gpu' for everything else."""
     import pyopencl as cl
