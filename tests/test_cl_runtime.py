@@ -185,3 +185,35 @@ def test_native_half_builds_where_available(kernels_dir):
     b = rt16.alloc(3, "fp16")
     rt16.launch(k, (3,), (1,), rt16.to_device(a, "fp16"), b)
     np.testing.assert_array_equal(rt16.from_device(b, (3,), "fp16"), a * a)
+
+
+def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
+    """time_events(cold=True) enqueues the cache flush before each run's dispatches (in-order
+    queue: the flush finishes before the timed kernel starts) and the flush writes only its own
+    buffer."""
+    from sdsim.cl.bench import time_events
+
+    x = np.arange(1000, dtype=np.float32)
+    buf = rt.to_device(x, "fp32", "x")
+    order = []
+    real_flush = rt.flush_caches
+
+    def flush():
+        order.append("flush")
+        real_flush()
+
+    def launch():
+        order.append("launch")
+        return [cl.enqueue_marker(rt.queue)]
+
+    import pyopencl as cl
+
+    rt.flush_caches = flush
+    try:
+        t = time_events(rt, launch, 3, cold=True)
+    finally:
+        del rt.flush_caches
+    assert order == ["flush", "launch"] * 3
+    assert t.shape == (3, 1)
+    assert rt._flush.size >= min(64 << 20, rt.max_alloc)
+    np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)

@@ -6,6 +6,11 @@ steps of 64, batch 1 and 2) are what `sdsim validate` tests the model on, so a s
 to one of them (same op, same cost-formula arguments) is rejected, explicitly, before anything
 runs. A point whose time at 5% of the measured roofline would exceed the per-point budget is left
 out on slow devices (so a CPU calibration stays within minutes).
+
+Every timed run starts from cold caches (`Runtime.flush_caches`): in a pipeline a layer's weights
+were last read a whole network earlier, so the back-to-back repeats of one case, which find
+their inputs in the cache (on an H200 a 512x1280x1280 GEMM takes 239 us warm and 333 us cold),
+would time a state the pipeline never runs in.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def _time(rt, record, shape, buffers, precision, repeat):
     """(median seconds per dispatch, coefficient of variation per dispatch)."""
     from sdsim.cl.bench import time_launches
 
-    a = time_launches(rt, record, shape, buffers, precision, repeat)
+    a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True)
     return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 

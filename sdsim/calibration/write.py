@@ -12,6 +12,7 @@ import statistics
 from sdsim import atomic
 from sdsim.calibration import fit
 from sdsim.cl.bench import describe
+from sdsim.cl.runtime import FLUSH_BYTES
 from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
@@ -127,7 +128,9 @@ def report_markdown(cal, profile_rel: str) -> str:
         f"- Profile written: `{profile_rel}`",
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
-        f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, "
+        f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, each "
+        f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches (cold, as in a "
+        f"pipeline), "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
         f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",

@@ -97,11 +97,14 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
     return cases
 
 
-def time_events(rt, launch, repeat: int) -> np.ndarray:
+def time_events(rt, launch, repeat: int, cold: bool = False) -> np.ndarray:
     """Seconds of each dispatch (columns) in `repeat` runs (rows) of `launch()` (which enqueues
-    and returns its events), each waited for; event times, not wall time."""
+    and returns its events), each waited for; event times, not wall time. With `cold`, every run
+    starts after `rt.flush_caches()` (the flush itself is not timed)."""
     runs = []
     for _ in range(repeat):
+        if cold:
+            rt.flush_caches()
         events = launch()
         rt.finish()
         runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
@@ -109,9 +112,9 @@ def time_events(rt, launch, repeat: int) -> np.ndarray:
 
 
 def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: str,
-                  repeat: int) -> np.ndarray:
+                  repeat: int, cold: bool = False) -> np.ndarray:
     """time_events of a record's launcher on uploaded buffers (ins, params, out)."""
-    return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat)
+    return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat, cold)
 
 
 def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | None = None,

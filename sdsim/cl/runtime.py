@@ -17,6 +17,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
   `rt.from_device(buf, shape, precision)`: buffers in storage precision (fp32 = float, fp16 =
   half bits); an allocation over CL_DEVICE_MAX_MEM_ALLOC_SIZE raises SdsimError before launching.
 - `rt.constant(key, make)`: a device object made once per runtime (e.g. transform matrices).
+- `rt.flush_caches()`: enqueue a fill of FLUSH_BYTES, evicting what the device caches hold, so
+  the next dispatch reads its inputs from memory (cold-cache timing).
 - `event_ms(event)`: a profiled event's duration in milliseconds.
 
 Making a Runtime activates the default kernel tuning of its device type (sdsim/kernels/tuning.py)
@@ -49,6 +51,9 @@ PRECISIONS = ("fp32", "fp16")
 DTYPES = {"fp32": np.float32, "fp16": np.float16, "int32": np.int32}
 #: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
 SIMULATORS = ("Oclgrind",)
+#: bytes `flush_caches` writes: several times any GPU's L2 (H100/H200: 50 MB) or CPU's last-level
+#: cache, so none of a dispatch's inputs stays cached
+FLUSH_BYTES = 256 << 20
 
 PRELUDE = r"""
 #ifdef NATIVE_HALF
@@ -145,6 +150,7 @@ class Runtime:
         self._programs: dict[tuple, cl.Program] = {}
         self._kernels: dict[tuple, cl.Kernel] = {}
         self._constants: dict = {}
+        self._flush = None
         from sdsim.kernels import tuning
 
         tuning.activate_default(tuning.DEFAULTS[tuning.device_type(self.device)])
@@ -252,3 +258,12 @@ class Runtime:
 
     def finish(self) -> None:
         self.queue.finish()
+
+    def flush_caches(self) -> None:
+        """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation): in a pipeline each
+        layer's weights were last read a whole network earlier, so a dispatch timed for it must
+        start with cold caches, not with the inputs its previous repeat left cached."""
+        if self._flush is None:
+            self._flush = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE,
+                                    min(FLUSH_BYTES, self.max_alloc))
+        cl.enqueue_fill_buffer(self.queue, self._flush, np.uint32(0), 0, self._flush.size)
