@@ -188,9 +188,9 @@ def test_native_half_builds_where_available(kernels_dir):
 
 
 def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
-    """time_events(cold=True) enqueues the cache flush before each run's dispatches (in-order
-    queue: the flush finishes before the timed kernel starts) and the flush writes only its own
-    buffer."""
+    """time_events(cold=True) enqueues the cache flush (keeping the activation inputs cached)
+    before each run's dispatches (in-order queue: it finishes before the timed kernel starts);
+    the flush writes only its own buffer."""
     from sdsim.cl.bench import time_events
 
     x = np.arange(1000, dtype=np.float32)
@@ -198,9 +198,9 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
     order = []
     real_flush = rt.flush_caches
 
-    def flush():
-        order.append("flush")
-        real_flush()
+    def flush(keep):
+        order.append(("flush", list(keep)))
+        real_flush(keep)
 
     def launch():
         order.append("launch")
@@ -210,10 +210,10 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
 
     rt.flush_caches = flush
     try:
-        t = time_events(rt, launch, 3, cold=True)
+        t = time_events(rt, launch, 3, cold=True, keep=[buf])
     finally:
         del rt.flush_caches
-    assert order == ["flush", "launch"] * 3
+    assert order == [("flush", [buf]), "launch"] * 3
     assert t.shape == (3, 1)
     assert rt._flush.size >= min(64 << 20, rt.max_alloc)
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)

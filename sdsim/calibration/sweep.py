@@ -7,10 +7,11 @@ to one of them (same op, same cost-formula arguments) is rejected, explicitly, b
 runs. A point whose time at 5% of the measured roofline would exceed the per-point budget is left
 out on slow devices (so a CPU calibration stays within minutes).
 
-Every timed run starts from cold caches (`Runtime.flush_caches`): in a pipeline a layer's weights
-were last read a whole network earlier, so the back-to-back repeats of one case, which find
-their inputs in the cache (on an H200 a 512x1280x1280 GEMM takes 239 us warm and 333 us cold),
-would time a state the pipeline never runs in.
+Every timed run starts from the cache state of a pipeline (`Runtime.flush_caches`): its weights
+evicted, as a layer's weights were last read a whole network earlier, and its activation inputs
+cached, as the previous layer just wrote them. Back-to-back repeats of one case find their
+weights cached too (on an H200 a 512x1280x1280 GEMM takes 239 us so and 329 us with the weights
+evicted), a state the pipeline never runs in.
 """
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ def report_markdown(cal, profile_rel: str) -> str:
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
         f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, each "
-        f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches (cold, as in a "
-        f"pipeline), "
+        f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
+        f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
         f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",

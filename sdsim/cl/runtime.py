@@ -17,8 +17,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
   `rt.from_device(buf, shape, precision)`: buffers in storage precision (fp32 = float, fp16 =
   half bits); an allocation over CL_DEVICE_MAX_MEM_ALLOC_SIZE raises SdsimError before launching.
 - `rt.constant(key, make)`: a device object made once per runtime (e.g. transform matrices).
-- `rt.flush_caches()`: enqueue a fill of FLUSH_BYTES, evicting what the device caches hold, so
-  the next dispatch reads its inputs from memory (cold-cache timing).
+- `rt.flush_caches(keep=())`: enqueue a fill of FLUSH_BYTES, evicting what the device caches
+  hold, then a read of the `keep` buffers (a pipeline's state: weights cold, activations cached).
 - `event_ms(event)`: a profiled event's duration in milliseconds.
 
 Making a Runtime activates the default kernel tuning of its device type (sdsim/kernels/tuning.py)
@@ -259,11 +259,15 @@ class Runtime:
     def finish(self) -> None:
         self.queue.finish()
 
-    def flush_caches(self) -> None:
-        """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation): in a pipeline each
-        layer's weights were last read a whole network earlier, so a dispatch timed for it must
-        start with cold caches, not with the inputs its previous repeat left cached."""
+    def flush_caches(self, keep=()) -> None:
+        """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation), then a read of each
+        buffer of `keep`: the state a pipeline's dispatch starts in, its weights last read a
+        whole network earlier (cold) and its activations just written by the previous dispatch
+        (cached), not the inputs its previous repeat left cached."""
         if self._flush is None:
             self._flush = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE,
                                     min(FLUSH_BYTES, self.max_alloc))
         cl.enqueue_fill_buffer(self.queue, self._flush, np.uint32(0), 0, self._flush.size)
+        for buf in keep:
+            cl.enqueue_copy(self.queue, self._flush, buf,
+                            byte_count=min(buf.size, self._flush.size))
