@@ -142,7 +142,7 @@ def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
                               float(col * e), workspace=col * e,
                               launch=im2col_launch(batch, cin, k, ho, wo)))
     out.append(gemm_mod.gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision,
-                                  bias=True))
+                                  bias=True, caller="im2col_gemm"))
     return out
 
 
@@ -160,8 +160,8 @@ def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),
                    workspace=v * e, launch=winograd_launch(batch, cin, ho, wo, m)),
-        replace(gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision),
-                workspace=mm * e),
+        replace(gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision,
+                                   caller="wino_gemm"), workspace=mm * e),
         KernelCost(f"wino_output_transform_f{m}", "winograd_transform",
                    (2.0 * (m * a * a + m * m * a) + m * m) * cout * p,
                    float((mm + cout) * e), float(batch * cout * ho * wo * e),

@@ -4,8 +4,11 @@ The kernel computes a TM x TN block of C per work-group (each work-item a WM x W
 registers), K streamed in steps of TK through local memory on GPUs or read straight from global
 memory by a SIMD micro-kernel on CPUs. The tile configuration is chosen per call from the active
 device tuning (sdsim/kernels/tuning.py: per shape class, measured by `sdsim tune`); the launch
-geometry, byte counts and timing-model key ("gemm.<config>") follow the chosen config, so the cost
-model prices the build that runs. A is read once per column block of C (ceil(n/TN) times), B
+geometry, byte counts and timing-model key ("<caller>.<config>") follow the chosen config, so the
+cost model prices the build that runs; the caller (`gemm` for linear layers, `im2col_gemm`,
+`wino_gemm`) is part of the key because each lays its operands out differently and finds a
+different one cold (linear: B, the weights; im2col: A, the weights; Winograd: 36 separate weight
+matrices with no reuse between batches), which changes a step's time at the same geometry. A is read once per column block of C (ceil(n/TN) times), B
 once per row block (ceil(m/TM) times); C is written once, the bias once per row block. Operands
 are addressed by explicit strides, so the same `gemm` launch serves linear, im2col convolution,
 the Winograd batched GEMM (sdsim.kernels.conv) and attention's products.
@@ -37,8 +40,10 @@ def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None) -> Launch:
 
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
-              bias: bool = False, gelu: bool = False, kernel_class: str = "gemm") -> KernelCost:
-    """One dispatch of the gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU)."""
+              bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
+              caller: str = "gemm") -> KernelCost:
+    """One dispatch of the gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU);
+    timed under the model key `caller.<config>` (module doc)."""
     cfg = tuning.current().gemm_config(batch, m, n)
     e = BYTES[precision]
     row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
@@ -48,7 +53,7 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     if bias:
         read += batch * n * row_blocks * e
     return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e),
-                      launch=gemm_launch(batch, m, k, n, cfg), model=f"gemm.{cfg.name}")
+                      launch=gemm_launch(batch, m, k, n, cfg), model=f"{caller}.{cfg.name}")
 
 
 def dummy(rt, precision):
