@@ -191,6 +191,8 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
     """time_events(cold=True) enqueues the cache flush (keeping the activation inputs cached)
     before each run's dispatches (in-order queue: it finishes before the timed kernel starts);
     the flush writes only its own buffer."""
+    import pyopencl as cl
+
     from sdsim.cl.bench import time_events
 
     x = np.arange(1000, dtype=np.float32)
@@ -206,14 +208,13 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
         order.append("launch")
         return [cl.enqueue_marker(rt.queue)]
 
-    import pyopencl as cl
-
     rt.flush_caches = flush
     try:
-        t = time_events(rt, launch, 3, cold=True, keep=[buf])
+        t = time_events(rt, launch, 3, cold_keeping=[buf])
     finally:
         del rt.flush_caches
     assert order == [("flush", [buf]), "launch"] * 3
     assert t.shape == (3, 1)
-    assert rt._flush.size >= min(64 << 20, rt.max_alloc)
+    flush, _ = rt.constant("flush", None)
+    assert flush.size == min(256 << 20, rt.max_alloc)
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)

@@ -130,3 +130,21 @@ def test_parse_profile_does_not_mutate_input():
     before = copy.deepcopy(d)
     parse_profile(d, "x.yaml")
     assert d == before
+
+
+def test_profile_without_per_caller_gemm_models_warns(tmp_path):
+    """A profile calibrated before im2col and Winograd GEMMs had their own timing models says
+    which are missing and how to recalibrate; the committed, recalibrated one does not."""
+    from sdsim.cost.profile import stale_calibration
+
+    committed = load_profile("nvidia-h200-opencl")
+    assert stale_calibration(committed) is None
+    with open(committed.path) as fh:
+        d = yaml.safe_load(fh)
+    kernels = d["coefficients"]["kernels"]
+    for key in [k for k in kernels if k.startswith(("im2col_gemm.", "wino_gemm."))]:
+        del kernels[key]
+    f = tmp_path / "old.yaml"
+    f.write_text(yaml.safe_dump(d))
+    msg = stale_calibration(read_profile(f))
+    assert msg and "im2col_gemm, wino_gemm" in msg and f"sdsim calibrate --out {f}" in msg

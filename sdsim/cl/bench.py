@@ -97,14 +97,14 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
     return cases
 
 
-def time_events(rt, launch, repeat: int, cold: bool = False, keep=()) -> np.ndarray:
+def time_events(rt, launch, repeat: int, cold_keeping=None) -> np.ndarray:
     """Seconds of each dispatch (columns) in `repeat` runs (rows) of `launch()` (which enqueues
-    and returns its events), each waited for; event times, not wall time. With `cold`, every run
-    starts after `rt.flush_caches(keep)` (not timed)."""
+    and returns its events), each waited for; event times, not wall time. With `cold_keeping`
+    (buffers), every run starts after `rt.flush_caches(cold_keeping)` (not timed)."""
     runs = []
     for _ in range(repeat):
-        if cold:
-            rt.flush_caches(keep)
+        if cold_keeping is not None:
+            rt.flush_caches(cold_keeping)
         events = launch()
         rt.finish()
         runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
@@ -115,8 +115,8 @@ def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: s
                   repeat: int, cold: bool = False) -> np.ndarray:
     """time_events of a record's launcher on uploaded buffers (ins, params, out); `cold`: from
     the pipeline's cache state (weights evicted, activation inputs cached)."""
-    return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat, cold,
-                       keep=buffers[0])
+    return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat,
+                       buffers[0] if cold else None)
 
 
 def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | None = None,

@@ -159,7 +159,6 @@ class Runtime:
         self._programs: dict[tuple, cl.Program] = {}
         self._kernels: dict[tuple, cl.Kernel] = {}
         self._constants: dict = {}
-        self._flush = None
         from sdsim.kernels import tuning
 
         tuning.activate_default(tuning.DEFAULTS[tuning.device_type(self.device)])
@@ -273,12 +272,11 @@ class Runtime:
         buffer of `keep`: the state a pipeline's dispatch starts in, its weights last read a
         whole network earlier (cold) and its activations just written by the previous dispatch
         (cached), not the inputs its previous repeat left cached."""
-        if self._flush is None:
-            self._flush = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE,
-                                    min(FLUSH_BYTES, self.max_alloc))
-            self._touch = cl.Program(self.ctx, TOUCH_SOURCE).build().touch
-        cl.enqueue_fill_buffer(self.queue, self._flush, np.uint32(0), 0, self._flush.size)
+        flush, touch = self.constant("flush", lambda: (
+            cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, min(FLUSH_BYTES, self.max_alloc)),
+            cl.Program(self.ctx, TOUCH_SOURCE).build().touch))
+        cl.enqueue_fill_buffer(self.queue, flush, np.uint32(0), 0, flush.size)
         for buf in keep:
             n = buf.size // 4
             if n:
-                self._touch(self.queue, (min(65536, n),), None, buf, np.uint32(n), self._flush)
+                touch(self.queue, (min(65536, n),), None, buf, np.uint32(n), flush)

@@ -210,6 +210,15 @@ def stale_calibration(profile: Profile) -> str | None:
             return (f"{profile.path}: no timing coefficients for the tuned GEMM builds "
                     f"{', '.join(missing)} (tuned after the calibration); they are predicted "
                     f"from specifications until `sdsim calibrate --out {profile.path}`")
+        from sdsim.kernels.gemm import CALLERS
+
+        have = {k.split(".", 1)[0] for k in profile.coefficients}
+        absent = [c for c in CALLERS if c not in have]
+        if "gemm" in have and absent:
+            return (f"{profile.path}: no timing coefficients for the GEMMs of "
+                    f"{', '.join(absent)} (calibrated before each GEMM caller had its own "
+                    f"model); they are predicted from specifications until "
+                    f"`sdsim calibrate --out {profile.path}`")
     return None
 
 

@@ -5,12 +5,13 @@ registers), K streamed in steps of TK through local memory on GPUs or read strai
 memory by a SIMD micro-kernel on CPUs. The tile configuration is chosen per call from the active
 device tuning (sdsim/kernels/tuning.py: per shape class, measured by `sdsim tune`); the launch
 geometry, byte counts and timing-model key ("<caller>.<config>") follow the chosen config, so the
-cost model prices the build that runs; the caller (`gemm` for linear layers, `im2col_gemm`,
-`wino_gemm`) is part of the key because each lays its operands out differently and finds a
-different one cold (linear: B, the weights; im2col: A, the weights; Winograd: 36 separate weight
-matrices with no reuse between batches), which changes a step's time at the same geometry. A is read once per column block of C (ceil(n/TN) times), B
-once per row block (ceil(m/TM) times); C is written once, the bias once per row block. Operands
-are addressed by explicit strides, so the same `gemm` launch serves linear, im2col convolution,
+cost model prices the build that runs; the caller (CALLERS: `gemm` for linear layers,
+`im2col_gemm`, `wino_gemm`) is part of the key because each lays its operands out differently
+and finds a different one cold (linear: B, the weights; im2col: A, the weights; Winograd: 36
+separate weight matrices with no reuse between batches), which changes a step's time at the same
+geometry. A is read once per column block of C (ceil(n/TN) times), B once per row block
+(ceil(m/TM) times); C is written once, the bias once per row block. Operands are addressed by
+explicit strides, so the same `gemm` launch serves linear, im2col convolution,
 the Winograd batched GEMM (sdsim.kernels.conv) and attention's products.
 
 Variants of family "linear" (y (m x n) = x (m x k) @ W^T + b, W (n x k) as in PyTorch; the
@@ -29,6 +30,9 @@ import numpy as np
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
 from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
 from sdsim.precision import BYTES, stored
+
+#: the callers of the GEMM kernel, each with its own timing models ("<caller>.<config>")
+CALLERS = ("gemm", "im2col_gemm", "wino_gemm")
 
 
 def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None) -> Launch:
