@@ -13,17 +13,33 @@
 //   and held in WN / VW vector registers per row, B's row segment is WN / VW vector loads and
 //   A's element a broadcast: the micro-kernel of a CPU BLAS (e.g. 6 x 16 on AVX2), which the
 //   OpenCL compiler maps to SIMD instructions directly.
+// Split K (a call with too few work-groups to fill the device): work-group z = b * S + s sums
+// only K's slice s (kslice elements; S = ceil(K / kslice)); with SPLIT = 1 the build writes those
+// partial sums, times alpha, as float to a dense workspace P[b * S + s][M][N], and
+// `gemm_split_reduce` adds the S slices, the bias and the activation and stores C. Without SPLIT,
+// kslice = K and z = b.
 // Products are written a * b + acc, not fma(): compilers contract them to FMA instructions where
 // the device has them, while PoCL lowers an explicit fma() to a slow library call.
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
-// ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU).
+// ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU); SPLIT = 0 | 1 (partial sums, above).
 
 #ifndef BIAS
 #define BIAS 0
 #endif
 #ifndef ACT
 #define ACT 0
+#endif
+#ifndef SPLIT
+#define SPLIT 0
+#endif
+#if SPLIT   // partial sums: float, dense (b * S + s, row, col), no epilogue
+typedef float out_t;
+#define PUT(C, b, gi, gj, v) (C)[(((long)(b) * M + (gi)) * N) + (gj)] = (v)
+#else
+typedef store_t out_t;
+#define PUT(C, b, gi, gj, v) STORE(C, (long)(b) * sCb + (long)(gi) * sCm + (long)(gj) * sCn, \
+                                   epilogue(v, bias, gi, gj))
 #endif
 #if !defined(TM) || !defined(TN) || !defined(TK) || !defined(RTM) || !defined(RTN) || \
     !defined(VW) || !defined(LOCAL)
@@ -76,14 +92,16 @@ inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 #define LB ((TN * TK) / (RTM * RTN))
 __kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
-          __global store_t* C, const int M, const int N, const int K, const float alpha,
+          __global out_t* C, const int M, const int N, const int K, const int kslice,
+          const float alpha,
           const int sAb, const int sAm, const int sAk,
           const int sBb, const int sBk, const int sBn,
           const int sCb, const int sCm, const int sCn)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int j0 = get_group_id(0) * TN, i0 = get_group_id(1) * TM;
-    const int b = get_group_id(2);
+    const int z = get_group_id(2), S = (K + kslice - 1) / kslice;
+    const int b = z / S, kb = (z % S) * kslice, ke = min(K, kb + kslice);
     const int tid = ty * RTN + tx;
     __local realV AsV[TK][(TM + PAD) / VW];
     __local realV BsV[TK][(TN + PAD) / VW];
@@ -114,20 +132,20 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
 #define FETCH(k0)                                                                               \
     for (int l = 0; l < LA; l++) {                                                              \
         const int gi = i0 + la_m[l], gk = (k0) + la_k[l];                                       \
-        ra[l] = (gi < M && gk < K) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;   \
+        ra[l] = (gi < M && gk < ke) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;   \
     }                                                                                           \
     for (int l = 0; l < LB; l++) {                                                              \
         const int gj = j0 + lb_n[l], gk = (k0) + lb_k[l];                                       \
-        rb[l] = (gj < N && gk < K) ? LOAD(B, bBase + (long)gk * sBk + (long)gj * sBn) : 0.0f;   \
+        rb[l] = (gj < N && gk < ke) ? LOAD(B, bBase + (long)gk * sBk + (long)gj * sBn) : 0.0f;   \
     }
-    FETCH(0)
-    for (int k0 = 0; k0 < K; k0 += TK) {
+    FETCH(kb)
+    for (int k0 = kb; k0 < ke; k0 += TK) {
         #pragma unroll
         for (int l = 0; l < LA; l++) As[la_k[l] * (TM + PAD) + la_m[l]] = ra[l];
         #pragma unroll
         for (int l = 0; l < LB; l++) Bs[lb_k[l] * (TN + PAD) + lb_n[l]] = rb[l];
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (k0 + TK < K) {
+        if (k0 + TK < ke) {
             FETCH(k0 + TK)
         }
         #pragma unroll
@@ -157,8 +175,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + ((j / VW) * RTN + tx) * VW + j % VW;
             if (gj >= N) continue;
-            STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn,
-                  epilogue(alpha * acc[i][j], bias, gi, gj));
+            PUT(C, z, gi, gj, alpha * acc[i][j]);
         }
     }
 }
@@ -170,13 +187,15 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
 #define NV (WN / VW)
 __kernel __attribute__((reqd_work_group_size(RTN, RTM, 1)))
 void gemm(__global const store_t* A, __global const store_t* B, __global const store_t* bias,
-          __global store_t* C, const int M, const int N, const int K, const float alpha,
+          __global out_t* C, const int M, const int N, const int K, const int kslice,
+          const float alpha,
           const int sAb, const int sAm, const int sAk,
           const int sBb, const int sBk, const int sBn,
           const int sCb, const int sCm, const int sCn)
 {
     const int j0 = get_global_id(0) * WN, i0 = get_global_id(1) * WM;
-    const int b = get_group_id(2);
+    const int z = get_group_id(2), S = (K + kslice - 1) / kslice;
+    const int b = z / S, kb = (z % S) * kslice, ke = min(K, kb + kslice);
     if (j0 >= N || i0 >= M) return;
     const long aBase = (long)b * sAb, bBase = (long)b * sBb;
     const bool fullN = j0 + WN <= N && sBn == 1;
@@ -189,7 +208,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         #pragma unroll
         for (int v = 0; v < NV; v++) acc[i][v] = (realV)(0.0f);
     #pragma unroll 4
-    for (int k = 0; k < K; k++) {
+    for (int k = kb; k < ke; k++) {
         const long brow = bBase + (long)k * sBk;
         realV bv[NV];
         if (fullN) {
@@ -220,10 +239,24 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         #pragma unroll
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + j;
-            if (gj < N)
-                STORE(C, (long)b * sCb + (long)gi * sCm + (long)gj * sCn,
-                      epilogue(alpha * o[j], bias, gi, gj));
+            if (gj < N) PUT(C, z, gi, gj, alpha * o[j]);
         }
     }
 }
 #endif
+
+// C[b] = act(sum over s < S of P[b * S + s] + bias): the second dispatch of a split-K GEMM.
+// One work-item per element of C, (j, i, b) = global id (0, 1, 2); its S partial sums are S
+// serial reads, each coalesced across the work-group's columns.
+__kernel void gemm_split_reduce(__global const float* P, __global const store_t* bias,
+                                __global store_t* C, const int M, const int N, const int S,
+                                const int sCb, const int sCm, const int sCn)
+{
+    const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
+    if (j >= N || i >= M) return;
+    const long plane = (long)M * N;
+    __global const float* p = P + (long)b * S * plane + (long)i * N + j;
+    float v = 0.0f;
+    for (int s = 0; s < S; s++) v += p[s * plane];
+    STORE(C, (long)b * sCb + (long)i * sCm + (long)j * sCn, epilogue(v, bias, i, j));
+}

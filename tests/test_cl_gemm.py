@@ -19,10 +19,10 @@ def matmul_host(rt, a, b, *, trans_b=False, alpha=1.0, precision="fp32"):
     n = b.shape[1] if trans_b else b.shape[2]
     c = rt.alloc(batch * m * n, precision, "c")
     sb = (n * k, 1, k) if trans_b else (k * n, n, 1)
-    ev = gemm(rt, rt.to_device(a, precision), rt.to_device(b, precision), c, m, n, k, batch=batch,
-              strides_a=(m * k, k, 1), strides_b=sb, strides_c=(m * n, n, 1), alpha=alpha,
-              precision=precision)
-    return rt.from_device(c, (batch, m, n), precision, wait_for=[ev]), [ev]
+    evs = gemm(rt, rt.to_device(a, precision), rt.to_device(b, precision), c, m, n, k,
+               batch=batch, strides_a=(m * k, k, 1), strides_b=sb, strides_c=(m * n, n, 1),
+               alpha=alpha, precision=precision)
+    return rt.from_device(c, (batch, m, n), precision, wait_for=evs), evs
 
 U16 = 2.0 ** -11   # unit roundoff of fp16 storage
 U32 = 2.0 ** -24   # unit roundoff of float32 accumulation
@@ -159,7 +159,8 @@ def test_every_tuning_candidate(rt, cfg):
     with tuning.use(every):
         for (batch, m, k, n), trans_b, precision in [((2, 37, 45, 70), False, "fp32"),
                                                       ((1, 130, 17, 129), True, "fp16"),
-                                                      ((3, 1, 5, 3), True, "fp32")]:
+                                                      ((3, 1, 5, 3), True, "fp32"),
+                                                      ((2, 70, 45, 5), True, "fp16")]:
             a = rng.standard_normal((batch, m, k)).astype(np.float32)
             b = rng.standard_normal((batch, k, n)).astype(np.float32)
             bb = np.ascontiguousarray(b.transpose(0, 2, 1)) if trans_b else b
@@ -176,6 +177,71 @@ def test_every_tuning_candidate(rt, cfg):
         absprod = np.abs(x).astype(np.float64) @ np.abs(w).T + np.abs(bias)
         assert np.all(np.abs(out - gelu64(pre)) <= bound(absprod, gelu64(pre), 33, "fp32",
                                                           gelu=True))
+
+
+_SPLIT_CONFIGS = [c for c in _all_configs() if c.name in ("l32x32x16-8x8-v4", "r6x16x1-1x1-v8")]
+
+
+@settings(max_examples=20, deadline=None)
+@given(cfg=st.sampled_from(_SPLIT_CONFIGS), batch=st.integers(1, 2), m=sizes,
+       k=st.integers(256, 700), n=sizes, bias=st.booleans(), gelu=st.booleans(),
+       precision=st.sampled_from(["fp32", "fp16"]), seed=st.integers(0, 2**31))
+def test_split_k(rt, cfg, batch, m, k, n, bias, gelu, precision, seed):
+    """A call split along K (a tuning whose work-group target the call falls short of) runs as
+    the gemm's partial sums plus `gemm_split_reduce`, and computes the same product, bias and
+    GELU as the float64 reference within the unsplit error bound (a slice's sum plus the sum of
+    the slices is a shorter chain than the whole of K)."""
+    from sdsim.kernels import tuning
+    from sdsim.kernels.gemm import gemm
+
+    split = tuning.Tuning("gpu" if cfg.local else "cpu", {c: cfg for c in tuning.CLASS_NAMES},
+                          "test", split_groups=10_000)
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((batch, m, k)).astype(np.float32)
+    b = rng.standard_normal((batch, k, n)).astype(np.float32)
+    bv = rng.standard_normal(n).astype(np.float32)
+    with tuning.use(split):
+        slices = split.gemm_split(batch, m, k, n, cfg)
+        c = rt.alloc(batch * m * n, precision, "c")
+        evs = gemm(rt, rt.to_device(a, precision), rt.to_device(b, precision), c, m, n, k,
+                   batch=batch, strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
+                   strides_c=(m * n, n, 1), bias=rt.to_device(bv, precision) if bias else None,
+                   bias_mode=int(bias), act=int(gelu), precision=precision)
+        out = rt.from_device(c, (batch, m, n), precision, wait_for=evs)
+    assert slices >= 2 and len(evs) == 2
+    stored = (lambda x: x.astype(np.float16).astype(np.float64)) if precision == "fp16" else \
+        (lambda x: x.astype(np.float64))
+    pre = np.einsum("bmk,bkn->bmn", stored(a), stored(b)) + (stored(bv) if bias else 0)
+    ref = gelu64(pre) if gelu else pre
+    absprod = np.einsum("bmk,bkn->bmn", np.abs(a).astype(np.float64), np.abs(b)) + \
+        (np.abs(bv) if bias else 0)
+    err = np.abs(out - ref)
+    tol = bound(absprod, ref, k, precision, gelu)
+    assert np.all(err <= tol), f"{slices} slices: max excess {np.max(err - tol):.3g}"
+
+
+def test_split_rule():
+    """K is split only where a call has at most half the target's work-groups, into equal slices
+    of at least SPLIT_MIN_STEPS k-steps that keep it within the target; CPUs never split."""
+    from math import ceil
+
+    from sdsim.kernels import tuning
+    cfg = tuning.GemmConfig(128, 128, 8, 16, 16, 4)
+    t = tuning.Tuning("gpu", {c: cfg for c in tuning.CLASS_NAMES}, "test",
+                      split_groups=tuning.split_groups("gpu", 132))
+    assert t.split_groups == 264 and tuning.split_groups("cpu", 2) == 0
+    assert t.gemm_split(1, 8192, 320, 2560, cfg) == 1          # 1280 work-groups
+    assert t.gemm_split(1, 2000, 900, 2000, cfg) == 1          # 256 of 264
+    assert t.gemm_split(1, 1500, 900, 1100, cfg) == 2          # 108 of 264: twice as many
+    for m, k, n in [(512, 5120, 1280), (2, 1280, 1280), (154, 768, 320), (64, 70, 64)]:
+        s = t.gemm_split(1, m, k, n, cfg)
+        groups = ceil(m / 128) * ceil(n / 128)
+        steps = ceil(k / 8)
+        assert 1 <= s and groups * s <= 264 and (s == 1 or steps / s >= tuning.SPLIT_MIN_STEPS)
+        assert ceil(steps / ceil(steps / s)) == s               # equal whole slices
+    assert t.gemm_split(1, 512, 5120, 1280, cfg) == 6           # 40 work-groups -> 240
+    assert t.gemm_split(1, 64, 70, 64, cfg) == 1                # 9 k-steps: too short to split
+    assert tuning.for_device("cpu", 2).split_groups == 0
 
 
 def test_tuning_configs_parse_and_refuse():

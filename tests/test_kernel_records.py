@@ -12,7 +12,7 @@ import pytest
 from sdsim import kernels
 from sdsim.backends.trace import trace_pipeline
 from sdsim.calibration import sweep
-from sdsim.cl.bench import SIZES, all_cases, upload
+from sdsim.cl.bench import SIZES, BenchCase, all_cases, upload
 from sdsim.cost.traffic import TRAFFIC
 from sdsim.lower.options import CHOICES, RULES, SETS, SWITCHES, Options, parse_opt
 from sdsim.lower.plan import lower_graph
@@ -110,10 +110,51 @@ def test_no_variant_name_is_typed_outside_the_records():
 
 
 @pytest.mark.opencl
-def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch):
+@pytest.mark.parametrize("split", [False, True], ids=["device-defaults", "gpu-split-k"])
+def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch, split):
     """At every tiny and quick bench shape, a record's launcher enqueues exactly the dispatches
     its cost formula lists, each with the global and local size the cost's launch geometry
-    states (so measured and predicted calls pair one to one, with the same geometry)."""
+    states (so measured and predicted calls pair one to one, with the same geometry); under the
+    device's own defaults, and under GPU builds that split K wherever they can."""
+    import contextlib
+
+    from sdsim.kernels import tuning
+    splitting = dataclasses.replace(tuning.DEFAULTS["gpu"], split_groups=100_000)
+    deep = _deep_k_cases("fp32")
+    with tuning.use(splitting) if split else contextlib.nullcontext():
+        reduces = _enqueued_geometry(rt, monkeypatch, deep)
+    assert (reduces >= len(deep)) == split
+
+
+def _deep_k_cases(precision):
+    """Deep-K calls of each GEMM caller (the bench shapes are too shallow to split)."""
+    return [BenchCase(kernels.get(f, v), shape, precision) for f, v, shape in [
+        ("linear", "tiled", dict(m=2, k=512, n=40, bias=True)),
+        ("linear", "tiled_gelu", dict(m=3, k=300, n=70, bias=True)),
+        *[("conv2d", v, dict(batch=1, cin=256, cout=8, h=4, w=4, k=3, stride=1, padding=1,
+                             bias=True)) for v in ("im2col_gemm", "winograd_f4")]]]
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_split_k_callers_match_their_references(rt, precision):
+    """Linear (bias, GELU epilogue), im2col and Winograd convolutions split along K give their
+    records' float64 references within the bench tolerance."""
+    import dataclasses
+
+    from sdsim.kernels import tuning
+    with tuning.use(dataclasses.replace(tuning.DEFAULTS["gpu"], split_groups=100_000)):
+        for case in _deep_k_cases(precision):
+            assert any(k.model_key == "gemm_split_reduce" for k in case.cost)
+            inputs = case.make_inputs(np.random.default_rng(1))
+            out, _ = case.run(rt, inputs)
+            err, ok = case.check(out, case.reference(inputs))
+            assert ok, (case.record.key, precision, err)
+
+
+def _enqueued_geometry(rt, monkeypatch, extra) -> int:
+    """Check every bench case's launches against its costs; how many were split-K reductions."""
+    reduces = 0
     launched = []
     real = rt.launch
 
@@ -123,8 +164,8 @@ def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch):
         return real(kernel, global_size, local_size, *args, wait_for=wait_for)
 
     monkeypatch.setattr(rt, "launch", launch)
-    for case in all_cases("tiny", precisions=("fp32",)) + all_cases("quick",
-                                                                     precisions=("fp16",)):
+    for case in all_cases("tiny", precisions=("fp32",)) + all_cases(
+            "quick", precisions=("fp16",)) + extra:
         inputs = case.make_inputs(np.random.default_rng(0))
         ins, params, out = upload(rt, case.record, case.shape, inputs, case.precision)
         launched.clear()
@@ -132,6 +173,8 @@ def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch):
         want = [(k.launch.global_size, k.launch.local_size) for k in case.cost]
         assert len(events) == len(case.cost), case.record.key
         assert launched == want, (case.record.key, case.shape)
+        reduces += sum(k.model_key == "gemm_split_reduce" for k in case.cost)
+    return reduces
 
 
 def test_launch_geometry_counts():
@@ -142,6 +185,13 @@ def test_launch_geometry_counts():
     assert (gemm.launch.work_groups, gemm.launch.steps) == (4 * 5, 3)        # k/16
     assert gemm.launch.active == pytest.approx(100 * 130 / (128 * 160))
     assert gemm.model_key == "gemm.l32x32x16-8x8-v4"
+    split = tuning.Tuning("gpu", tuning.DEFAULTS["gpu"].gemm, "test", split_groups=264)
+    with tuning.use(split):   # 40 32x32 tiles; 264 // 40 = 6 slices of 14 of the 80 k-steps
+        gemm, red = kernels.costs("linear", "tiled", m=2, k=1280, n=1280)
+    assert (gemm.launch.work_groups, gemm.launch.steps) == (40 * 6, 14)
+    assert (red.launch.work_groups, red.launch.steps, red.model_key) == (
+        2 * 1280 // 64, 6, "gemm_split_reduce")
+    assert gemm.workspace == red.bytes_read - 1280 * 4 == 4 * 6 * 2 * 1280
     with tuning.use(tuning.DEFAULTS["cpu"]):   # 6x16 blocks, one work-item each, k one at a time
         (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
     assert (gemm.launch.work_groups, gemm.launch.steps) == (17 * 9, 40)

@@ -64,13 +64,15 @@ class Tuned:
     flash_times: dict = field(default_factory=dict)   # (shape, (rows, unroll)) -> s
     flash_scores: dict = field(default_factory=dict)  # (rows, unroll) -> geometric-mean ratio
     flash: tuple = (32, False)                        # the chosen (rows, unroll)
+    split_groups: int = 0                             # the split-K target (tuning.split_groups)
     load_before: float | None = None
     load_after: float | None = None
     commit: str | None = None
     seconds: float = 0.0
 
     def tuning(self, report: str) -> tuning.Tuning:
-        return tuning.Tuning(self.device_type, dict(self.chosen), report, *self.flash)
+        return tuning.Tuning(self.device_type, dict(self.chosen), report, *self.flash,
+                             self.split_groups)
 
 
 def _median_s(rt, launch, repeat: int) -> float:
@@ -90,9 +92,9 @@ def _run_one(rt, cfg, shape, bufs, repeat):
     a, b, c = bufs
     every = tuning.Tuning("tune", {cl: cfg for cl in tuning.CLASS_NAMES}, "tune")
     with tuning.use(every):
-        t = _median_s(rt, lambda: [gemm(rt, a, b, c, m, n, k, batch=batch,
-                                        strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
-                                        strides_c=(m * n, n, 1))], repeat)
+        t = _median_s(rt, lambda: gemm(rt, a, b, c, m, n, k, batch=batch,
+                                       strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
+                                       strides_c=(m * n, n, 1)), repeat)
     return t, rt.from_device(c, (batch, m, n), "fp32")
 
 
@@ -105,7 +107,8 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
     cands = tuning.CANDIDATES[dtype]
     out = Tuned(rt.name, rt.device.driver_version.strip(), dtype,
                 datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                command, size, repeat, load_before=provenance.load(), commit=provenance.commit())
+                command, size, repeat, load_before=provenance.load(), commit=provenance.commit(),
+                split_groups=tuning.split_groups(dtype, rt.device.max_compute_units))
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     total = sum(len(s) for s in SHAPES[size].values()) * len(cands)
@@ -195,7 +198,12 @@ def report_markdown(t: Tuned, profile: str) -> str:
              f"{t.load_before} before, {t.load_after} after. The choice per class is recorded "
              f"in `{profile}` (`tuning:`), which the lowering and the launchers read.", "",
              "Score: geometric mean over the class's shapes of time / the best time on that "
-             "shape (1.00 = fastest everywhere). GFLOP/s per shape in the table.", ""]
+             "shape (1.00 = fastest everywhere). GFLOP/s per shape in the table.", "",
+             (f"Split K: a GEMM call with at most half of {t.split_groups} work-groups "
+              f"({tuning.SPLIT_GROUPS_PER_CU} per compute unit) walks K in as many slices as keep "
+              f"it within that many (each at least {tuning.SPLIT_MIN_STEPS} k-steps), their "
+              "partial sums added by `gemm_split_reduce`; recorded as `split_groups`."
+              if t.split_groups else "Split K: never (CPU cores each walk whole tiles)."), ""]
     cands = tuning.CANDIDATES[t.device_type]
     for cls, shapes in SHAPES[t.size].items():
         lines += [f"## {cls}: chosen `{t.chosen[cls].name}`", "",

@@ -161,7 +161,8 @@ class Runtime:
         self._constants: dict = {}
         from sdsim.kernels import tuning
 
-        tuning.activate_default(tuning.DEFAULTS[tuning.device_type(self.device)])
+        tuning.activate_default(tuning.for_device(tuning.device_type(self.device),
+                                                    self.device.max_compute_units))
 
     @property
     def name(self) -> str:

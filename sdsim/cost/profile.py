@@ -99,7 +99,8 @@ COEFFICIENTS_SCHEMA = {
     },
 }
 
-#: `sdsim tune`'s choices: a GEMM config (sdsim/kernels/tuning.py GemmConfig.name) per shape class
+#: `sdsim tune`'s choices: a GEMM config (sdsim/kernels/tuning.py GemmConfig.name) per shape class,
+#: the FlashAttention build and the split-K work-group target
 TUNING_SCHEMA = {
     "type": "object",
     "required": ["report", "device_type", "gemm"],
@@ -110,6 +111,7 @@ TUNING_SCHEMA = {
         "gemm": {"type": "object", "additionalProperties": {"type": "string"}},
         "flash_rows": {"type": "integer"},
         "flash_unroll": {"type": "boolean"},
+        "split_groups": {"type": "integer", "minimum": 0},
     },
 }
 

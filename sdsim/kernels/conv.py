@@ -141,7 +141,7 @@ def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
         out.append(KernelCost("im2col", "elementwise", 0.0, float(batch * cin * h * w * e),
                               float(col * e), workspace=col * e,
                               launch=im2col_launch(batch, cin, k, ho, wo)))
-    out.append(gemm_mod.gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision,
+    out.extend(gemm_mod.gemm_cost("gemm_bias", batch, cout, cin * k * k, ho * wo, precision,
                                   bias=True, caller="im2col_gemm"))
     return out
 
@@ -156,12 +156,13 @@ def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
     p = batch * ceil(ho / m) * ceil(wo / m)
     v = a * a * cin * p
     mm = a * a * cout * p
+    *body, last = gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision,
+                                     caller="wino_gemm")
     return [
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),
                    workspace=v * e, launch=winograd_launch(batch, cin, ho, wo, m)),
-        replace(gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision,
-                                   caller="wino_gemm"), workspace=mm * e),
+        *body, replace(last, workspace=mm * e),
         KernelCost(f"wino_output_transform_f{m}", "winograd_transform",
                    (2.0 * (m * a * a + m * m * a) + m * m) * cout * p,
                    float((mm + cout) * e), float(batch * cout * ho * wo * e),
@@ -219,7 +220,7 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
             evs.append(im2col_launch(n, cin, k, ho, wo).enqueue(
                 rt, kern, x, col, i32(n), i32(cin), i32(h), i32(wd), i32(ho), i32(wo), i32(k),
                 i32(stride), i32(pt), i32(pl)))
-        evs.append(gemm_mod.gemm(rt, w, col, y, cout, npix, rows, batch=n,
+        evs.extend(gemm_mod.gemm(rt, w, col, y, cout, npix, rows, batch=n,
                                  strides_a=(0, rows, 1), strides_b=(rows * npix, npix, 1),
                                  strides_c=(cout * npix, npix, 1), bias=b,
                                  bias_mode=2 if b is not None else 0, precision=precision,
@@ -247,8 +248,8 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
         kout = rt.kernel("conv", "wino_output", precision, {"ALPHA": a})
         e3 = winograd_launch(n, cout, ho, wo, m).enqueue(
             rt, kout, mm, bias, y, at, i32(n), i32(cout), i32(ho), i32(wo), i32(th), i32(tw),
-            has_bias, wait_for=[e2])
-        return y, [e1, e2, e3]
+            has_bias, wait_for=e2[-1:])
+        return y, [e1, *e2, e3]
     raise SdsimError(f"unknown conv2d variant '{variant}'; expected one of "
                      f"{', '.join(r.name for r in RECORDS)}")
 

@@ -33,31 +33,67 @@ from sdsim.precision import BYTES, stored
 
 #: the callers of the GEMM kernel, each with its own timing models ("<caller>.<config>")
 CALLERS = ("gemm", "im2col_gemm", "wino_gemm")
+#: columns of C per work-group of `gemm_split_reduce`
+REDUCE_LOCAL = 64
 
 
-def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None) -> Launch:
-    """The geometry of one call under `cfg` (default: the active tuning's choice for it)."""
+def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None, split: int = 1) -> Launch:
+    """The geometry of one call under `cfg` (default: the active tuning's choice for it), its K
+    walked in `split` slices by as many times the work-groups."""
     cfg = cfg or tuning.current().gemm_config(batch, m, n)
     wm, wn = cfg.tm // cfg.rtm, cfg.tn // cfg.rtn
-    return Launch.grid((ceil(n / wn), ceil(m / wm), batch), (cfg.rtn, cfg.rtm, 1),
-                       steps=ceil(k / cfg.tk), useful=m * n * batch / (wm * wn))
+    return Launch.grid((ceil(n / wn), ceil(m / wm), batch * split), (cfg.rtn, cfg.rtm, 1),
+                       steps=ceil(ceil(k / cfg.tk) / split),
+                       useful=m * n * batch * split / (wm * wn))
+
+
+def reduce_launch(batch: int, m: int, n: int, split: int) -> Launch:
+    """The geometry of a split call's `gemm_split_reduce`: one work-item per element of C, rows of
+    REDUCE_LOCAL columns, the `split` partial sums walked serially."""
+    return Launch.grid((n, m, batch), (REDUCE_LOCAL, 1, 1), steps=split)
+
+
+def transposed(batch: int, m: int, n: int) -> bool:
+    """Whether a call runs as C^T = B^T A^T: a narrow C with fewer columns than rows (a
+    Winograd GEMM over the few tiles of a small latent), so the narrow builds, whose tiles are
+    short in rows, get the short side."""
+    return tuning.gemm_class(batch, m, n) == "narrow" and n < m
+
+
+def plan(batch: int, m: int, k: int, n: int):
+    """The active tuning's (config, K slices) for a call of C (m x n), after `transposed`."""
+    if transposed(batch, m, n):
+        m, n = n, m
+    cfg = tuning.current().gemm_config(batch, m, n)
+    return cfg, tuning.current().gemm_split(batch, m, k, n, cfg)
 
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
-              caller: str = "gemm") -> KernelCost:
-    """One dispatch of the gemm: C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU);
-    timed under the model key `caller.<config>` (module doc)."""
-    cfg = tuning.current().gemm_config(batch, m, n)
+              caller: str = "gemm") -> list[KernelCost]:
+    """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
+    timed under the model key `caller.<config>` (module doc), and for a split-K call the
+    reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue."""
+    cfg, split = plan(batch, m, k, n)
+    if transposed(batch, m, n):
+        m, n = n, m
     e = BYTES[precision]
     row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
-    flops = 2.0 * batch * m * n * k
-    flops += batch * m * n * (1 if bias else 0) + batch * m * n * (GELU_FLOPS if gelu else 0)
+    mac = 2.0 * batch * m * n * k
+    epi = batch * m * n * (1 if bias else 0) + batch * m * n * (GELU_FLOPS if gelu else 0)
     read = batch * (m * k * col_blocks + k * n * row_blocks) * e
-    if bias:
-        read += batch * n * row_blocks * e
-    return KernelCost(kernel, kernel_class, flops, float(read), float(batch * m * n * e),
-                      launch=gemm_launch(batch, m, k, n, cfg), model=f"{caller}.{cfg.name}")
+    bias_read = batch * n * (row_blocks if split == 1 else 1) * e if bias else 0
+    out = float(batch * m * n * e)
+    launch = gemm_launch(batch, m, k, n, cfg, split)
+    if split == 1:
+        return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
+                           launch=launch, model=f"{caller}.{cfg.name}")]
+    partial = 4 * batch * split * m * n   # float partial sums
+    return [KernelCost(kernel, kernel_class, mac, float(read), float(partial),
+                       workspace=partial, launch=launch, model=f"{caller}.{cfg.name}"),
+            KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
+                       float(partial + bias_read), out,
+                       launch=reduce_launch(batch, m, n, split), model="gemm_split_reduce")]
 
 
 def dummy(rt, precision):
@@ -69,24 +105,37 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
          bias_mode=0, act=0, alpha=1.0, precision="fp32", wait_for=None):
     """C[i] = act(alpha * A[i] @ B[i] + bias) for i < batch on device buffers; strides are
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
-    exact erf GELU. Returns the event."""
-    cfg = tuning.current().gemm_config(batch, m, n)
-    kern = rt.kernel("gemm", "gemm", precision, dict(cfg.defines, BIAS=bias_mode, ACT=act))
+    exact erf GELU. Returns the events (two when the active tuning splits the call's K)."""
+    cfg, split = plan(batch, m, k, n)
+    if transposed(batch, m, n):   # C^T = B^T A^T: swap the operands, their strides and the bias
+        a, b, m, n = b, a, n, m
+        (sbb, sbr, sbc), (sab, sar, sac), (scb, scr, scc) = strides_b, strides_a, strides_c
+        strides_a, strides_b, strides_c = (sbb, sbc, sbr), (sab, sac, sar), (scb, scc, scr)
+        bias_mode = {1: 2, 2: 1}.get(bias_mode, 0)
+    defines = dict(cfg.defines, BIAS=bias_mode, ACT=act)
     i32 = np.int32
-    return gemm_launch(batch, m, k, n, cfg).enqueue(
-        rt, kern, a, b, bias if bias is not None else dummy(rt, precision), c, i32(m), i32(n),
-        i32(k), np.float32(alpha), *map(i32, strides_a), *map(i32, strides_b),
-        *map(i32, strides_c), wait_for=wait_for)
+    bias = bias if bias is not None else dummy(rt, precision)
+    kslice = ceil(ceil(k / cfg.tk) / split) * cfg.tk if split > 1 else k
+    target = rt.alloc(split * batch * m * n, "fp32", "split-K partial sums") if split > 1 else c
+    kern = rt.kernel("gemm", "gemm", precision, dict(defines, SPLIT=int(split > 1)))
+    ev = gemm_launch(batch, m, k, n, cfg, split).enqueue(
+        rt, kern, a, b, bias, target, i32(m), i32(n), i32(k), i32(kslice), np.float32(alpha),
+        *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c), wait_for=wait_for)
+    if split == 1:
+        return [ev]
+    red = rt.kernel("gemm", "gemm_split_reduce", precision, dict(defines, SPLIT=1))
+    return [ev, reduce_launch(batch, m, n, split).enqueue(
+        rt, red, target, bias, c, i32(m), i32(n), i32(split), *map(i32, strides_c),
+        wait_for=[ev])]
 
 
 def linear(rt, x, wt, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
     """y (m, n) = x (m, k) @ wt + bias with the weight already transposed (wt is (k, n), see
     `transposed_weight`), GELU'd in the epilogue if `gelu`."""
     out = out if out is not None else rt.alloc(m * n, precision, "linear output")
-    ev = gemm(rt, x, wt, out, m, n, k, strides_a=(0, k, 1), strides_b=(0, n, 1),
-              strides_c=(0, n, 1), bias=bias, bias_mode=1 if bias is not None else 0,
-              act=int(gelu), precision=precision, wait_for=wait_for)
-    return out, [ev]
+    return out, gemm(rt, x, wt, out, m, n, k, strides_a=(0, k, 1), strides_b=(0, n, 1),
+                     strides_c=(0, n, 1), bias=bias, bias_mode=1 if bias is not None else 0,
+                     act=int(gelu), precision=precision, wait_for=wait_for)
 
 
 def transposed_weight(rt, w, n, k, precision="fp32"):
@@ -114,8 +163,8 @@ def linear_host(rt, x, w, bias=None, *, gelu=False, precision="fp32"):
 # --- the records -------------------------------------------------------------------------------
 def _record(name, gelu, option, bench, cal):
     def cost(m, k, n, bias=True, precision="fp32"):
-        return [gemm_cost("gemm_gelu" if gelu else ("gemm_bias" if bias else "gemm"), 1, m, k, n,
-                          precision, bias=bias, gelu=gelu)]
+        return gemm_cost("gemm_gelu" if gelu else ("gemm_bias" if bias else "gemm"), 1, m, k, n,
+                         precision, bias=bias, gelu=gelu)
 
     def launch(rt, a, ins, p, out, precision):
         return linear(rt, ins[0], p["wt"], p.get("b"), a["m"], a["k"], a["n"], gelu=gelu,

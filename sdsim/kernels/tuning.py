@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil
 
 from sdsim.errors import SdsimError
@@ -113,14 +113,37 @@ class Tuning:
     source: str           # the tuning report, or "defaults for <type> devices"
     flash_rows: int = 32  # query rows (work-items) per FlashAttention work-group
     flash_unroll: bool = False   # FlashAttention key tiles fully unrolled (GPUs) or looped
+    split_groups: int = 0        # split K of GEMM calls with fewer work-groups (0: never)
 
     def gemm_config(self, batch: int, m: int, n: int) -> GemmConfig:
         return self.gemm[gemm_class(batch, m, n)]
 
+    def gemm_split(self, batch: int, m: int, k: int, n: int, cfg: GemmConfig) -> int:
+        """How many K slices a call runs as (1: not split). A call with fewer than
+        `split_groups` work-groups is split into as many slices as keep it within that many
+        (no partial extra wave), each of at least SPLIT_MIN_STEPS k-steps."""
+        groups = batch * ceil(m / cfg.tm) * ceil(n / cfg.tn)
+        steps = ceil(k / cfg.tk)
+        s = min(self.split_groups // groups, steps // SPLIT_MIN_STEPS)
+        return 1 if s < 2 else ceil(steps / ceil(steps / s))   # slices of equal k-step counts
+
     def to_yaml(self, report: str) -> dict:
         return {"report": report, "device_type": self.device_type,
                 "gemm": {c: self.gemm[c].name for c in CLASS_NAMES},
-                "flash_rows": self.flash_rows, "flash_unroll": self.flash_unroll}
+                "flash_rows": self.flash_rows, "flash_unroll": self.flash_unroll,
+                "split_groups": self.split_groups}
+
+
+#: fewest k-steps a split-K slice walks (shorter slices spend more on partial sums than they save)
+SPLIT_MIN_STEPS = 8
+#: a GPU's split-K target: this many work-groups per compute unit
+SPLIT_GROUPS_PER_CU = 2
+
+
+def split_groups(device_type: str, compute_units: int) -> int:
+    """The split-K target of a device: GPUs want SPLIT_GROUPS_PER_CU work-groups per compute
+    unit; CPUs (a few cores, each walking whole tiles) never split."""
+    return SPLIT_GROUPS_PER_CU * int(compute_units) if device_type == "gpu" else 0
 
 
 _GPU_BIG = GemmConfig(128, 128, 16, 16, 16, 4)
@@ -191,17 +214,28 @@ def parse(data: dict, where: str) -> Tuning:
     rows = data.get("flash_rows", 32)
     if rows not in (8, 16, 32, 64, 128, 256):
         raise SdsimError(f"{where}: tuning.flash_rows: {rows!r} is not a power of two in 8..256")
+    split = data.get("split_groups", 0)
+    if not isinstance(split, int) or isinstance(split, bool) or split < 0:
+        raise SdsimError(f"{where}: tuning.split_groups: {split!r} is not a work-group count "
+                         "(0: never split K)")
     return Tuning(data.get("device_type", "gpu"),
                   {c: GemmConfig.parse(gemm[c], f"{where}: tuning.gemm.{c}: ")
                    for c in CLASS_NAMES}, data.get("report", where), rows,
-                  bool(data.get("flash_unroll", False)))
+                  bool(data.get("flash_unroll", False)), split)
 
 
 def for_profile(profile) -> Tuning:
-    """The profile's tuned choices, or the defaults for its device type."""
+    """The profile's tuned choices, or the defaults for its device type (splitting K by its
+    compute units)."""
     if profile.tuning:
         return parse(profile.tuning, profile.path)
-    return DEFAULTS[profile.device_type]
+    return for_device(profile.device_type, profile.geometry["compute_units"])
+
+
+def for_device(device_type: str, compute_units: int) -> Tuning:
+    """The untuned defaults of a device of `device_type` with `compute_units`."""
+    return replace(DEFAULTS[device_type],
+                   split_groups=split_groups(device_type, compute_units))
 
 
 def activate_profile(name_or_path: str) -> Tuning:
