@@ -5,7 +5,9 @@ The shapes are off SD1.4's dimensions (SD's layers are what validation holds out
 (sdsim/kernels/tuning.py CANDIDATES for the device type) runs each shape of a class after a
 warm-up; its result is checked against NumPy (a config that fails to build or to compute the
 product is dropped, and said so); the class's winner is the config with the smallest geometric
-mean of (time / the best time on that shape) over the class's shapes.
+mean of (time / the best time on that shape) over the class's shapes. Each config runs as the
+tuned device would run it: K split where it leaves too few work-groups (`split_groups`, a rule of
+the device's compute units), narrow C transposed (sdsim/kernels/gemm.py).
 """
 
 from __future__ import annotations
@@ -84,13 +86,15 @@ def _median_s(rt, launch, repeat: int) -> float:
     return float(np.median(time_events(rt, launch, repeat).sum(axis=1)))
 
 
-def _run_one(rt, cfg, shape, bufs, repeat):
-    """Median seconds of `repeat` runs of `cfg` on `shape` after a warm-up, and its result."""
+def _run_one(rt, cfg, shape, bufs, repeat, split_groups=0):
+    """Median seconds of `repeat` runs of `cfg` on `shape` after a warm-up, and its result; the
+    call runs as it would under the tuning (K split towards `split_groups` work-groups)."""
     from sdsim.kernels.gemm import gemm
 
     batch, m, k, n = shape
     a, b, c = bufs
-    every = tuning.Tuning("tune", {cl: cfg for cl in tuning.CLASS_NAMES}, "tune")
+    every = tuning.Tuning("tune", {cl: cfg for cl in tuning.CLASS_NAMES}, "tune",
+                          split_groups=split_groups)
     with tuning.use(every):
         t = _median_s(rt, lambda: gemm(rt, a, b, c, m, n, k, batch=batch,
                                        strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
@@ -129,7 +133,7 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
                 if cfg.name in out.failed:
                     continue
                 try:
-                    t, c = _run_one(rt, cfg, shape, bufs, repeat)
+                    t, c = _run_one(rt, cfg, shape, bufs, repeat, out.split_groups)
                 except Exception as e:  # a build or launch the device refuses drops the config
                     out.failed[cfg.name] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
                     continue

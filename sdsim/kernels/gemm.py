@@ -14,6 +14,13 @@ geometry. A is read once per column block of C (ceil(n/TN) times), B once per ro
 explicit strides, so the same `gemm` launch serves linear, im2col convolution,
 the Winograd batched GEMM (sdsim.kernels.conv) and attention's products.
 
+Two choices per call keep small problems from idling the device, both decided here for the cost
+model and the launcher alike (`plan`): a narrow C with fewer columns than rows runs transposed
+(C^T = B^T A^T, `transposed`), so the narrow builds' short tile side meets the short side of C;
+and a call with too few work-groups to fill the device (the tuning's `split_groups`) walks K in
+slices, one work-group per tile and slice, writing float partial sums that a second dispatch,
+`gemm_split_reduce` (its own timing model), adds up with the bias and the epilogue.
+
 Variants of family "linear" (y (m x n) = x (m x k) @ W^T + b, W (n x k) as in PyTorch; the
 weight is transposed once at load time (`prepare`) so every GEMM reads B along its rows):
 - tiled: one dispatch;
