@@ -257,3 +257,26 @@ def test_tuning_configs_parse_and_refuse():
             tuning.gemm_class(36, 1280, 8), tuning.gemm_class(1, 77, 320),
             tuning.gemm_class(16, 4096, 4096)] == ["narrow", "medium", "narrow", "small",
                                                    "large"]
+
+
+def test_transposed_rule():
+    """A narrow C with fewer columns than rows runs transposed on local-memory (GPU) builds, its
+    launch laid over C^T; never on the CPU micro-kernel, nor for narrow-row or wide calls."""
+    from sdsim.kernels import tuning
+    from sdsim.kernels.gemm import gemm_launch, transposed
+    with tuning.use(tuning.DEFAULTS["gpu"]):   # narrow: 32x32 tiles of 8x8 work-items
+        assert transposed(36, 1280, 8) and not transposed(1, 2, 1280)
+        assert not transposed(1, 4096, 320)
+        (cost,) = kernels_costs_wino()
+        assert cost.launch.work_groups == 36 * 1 * (1280 // 32)    # C^T: 8 rows, 1280 columns
+        assert cost.launch.active == pytest.approx(8 / 32)
+        assert gemm_launch(36, 8, 1280, 1280).work_groups == cost.launch.work_groups
+    with tuning.use(tuning.DEFAULTS["cpu"]):
+        assert not transposed(36, 1280, 8)
+
+
+def kernels_costs_wino():
+    """The GEMM dispatch of a Winograd F(4x4) conv over an 8x8 latent (36 x (1280 x 8) C)."""
+    from sdsim import kernels
+    return [k for k in kernels.costs("conv2d", "winograd_f4", batch=2, cin=1280, cout=1280, h=8,
+                                     w=8, k=3, stride=1, padding=1) if k.kernel_class == "gemm"]

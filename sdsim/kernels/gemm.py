@@ -16,7 +16,8 @@ the Winograd batched GEMM (sdsim.kernels.conv) and attention's products.
 
 Two choices per call keep small problems from idling the device, both decided here for the cost
 model and the launcher alike (`plan`): a narrow C with fewer columns than rows runs transposed
-(C^T = B^T A^T, `transposed`), so the narrow builds' short tile side meets the short side of C;
+(C^T = B^T A^T, `transposed`; local-memory builds), so the narrow builds' short tile side meets
+the short side of C;
 and a call with too few work-groups to fill the device (the tuning's `split_groups`) walks K in
 slices, one work-group per tile and slice, writing float partial sums that a second dispatch,
 `gemm_split_reduce` (its own timing model), adds up with the bias and the epilogue.
@@ -63,8 +64,11 @@ def reduce_launch(batch: int, m: int, n: int, split: int) -> Launch:
 def transposed(batch: int, m: int, n: int) -> bool:
     """Whether a call runs as C^T = B^T A^T: a narrow C with fewer columns than rows (a
     Winograd GEMM over the few tiles of a small latent), so the narrow builds, whose tiles are
-    short in rows, get the short side."""
-    return tuning.gemm_class(batch, m, n) == "narrow" and n < m
+    short in rows, get the short side. Only local-memory builds: they stage either operand
+    layout at full speed, while the CPU micro-kernel needs B's rows contiguous (transposed, the
+    Winograd GEMMs of a 256x256 UNet ran 1.2-2.4x slower on PoCL)."""
+    return (tuning.gemm_class(batch, m, n) == "narrow" and n < m
+            and tuning.current().gemm["narrow"].local)
 
 
 def plan(batch: int, m: int, k: int, n: int):
