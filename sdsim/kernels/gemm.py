@@ -51,8 +51,12 @@ def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None, split: int = 1) ->
     cfg = cfg or tuning.current().gemm_config(batch, m, n)
     wm, wn = cfg.tm // cfg.rtm, cfg.tn // cfg.rtn
     return Launch.grid((ceil(n / wn), ceil(m / wm), batch * split), (cfg.rtn, cfg.rtm, 1),
-                       steps=ceil(ceil(k / cfg.tk) / split),
-                       useful=m * n * batch * split / (wm * wn))
+                       steps=slice_steps(k, cfg, split), useful=m * n * batch * split / (wm * wn))
+
+
+def slice_steps(k: int, cfg, split: int) -> int:
+    """The k-steps (of TK) each of a call's `split` K slices walks (all of K when 1)."""
+    return ceil(ceil(k / cfg.tk) / split)
 
 
 def reduce_launch(batch: int, m: int, n: int, split: int) -> Launch:
@@ -72,11 +76,13 @@ def transposed(batch: int, m: int, n: int) -> bool:
 
 
 def plan(batch: int, m: int, k: int, n: int):
-    """The active tuning's (config, K slices) for a call of C (m x n), after `transposed`."""
-    if transposed(batch, m, n):
+    """The active tuning's (config, K slices, transposed) for a call of C (m x n); config and
+    slices are those of C^T when transposed."""
+    swap = transposed(batch, m, n)
+    if swap:
         m, n = n, m
     cfg = tuning.current().gemm_config(batch, m, n)
-    return cfg, tuning.current().gemm_split(batch, m, k, n, cfg)
+    return cfg, tuning.current().gemm_split(batch, m, k, n, cfg), swap
 
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
@@ -85,8 +91,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue."""
-    cfg, split = plan(batch, m, k, n)
-    if transposed(batch, m, n):
+    cfg, split, swap = plan(batch, m, k, n)
+    if swap:
         m, n = n, m
     e = BYTES[precision]
     row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
@@ -117,8 +123,8 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     """C[i] = act(alpha * A[i] @ B[i] + bias) for i < batch on device buffers; strides are
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
     exact erf GELU. Returns the events (two when the active tuning splits the call's K)."""
-    cfg, split = plan(batch, m, k, n)
-    if transposed(batch, m, n):   # C^T = B^T A^T: swap the operands, their strides and the bias
+    cfg, split, swap = plan(batch, m, k, n)
+    if swap:   # C^T = B^T A^T: swap the operands, their strides and the bias
         a, b, m, n = b, a, n, m
         (sbb, sbr, sbc), (sab, sar, sac), (scb, scr, scc) = strides_b, strides_a, strides_c
         strides_a, strides_b, strides_c = (sbb, sbc, sbr), (sab, sac, sar), (scb, scc, scr)
@@ -126,7 +132,7 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     defines = dict(cfg.defines, BIAS=bias_mode, ACT=act)
     i32 = np.int32
     bias = bias if bias is not None else dummy(rt, precision)
-    kslice = ceil(ceil(k / cfg.tk) / split) * cfg.tk if split > 1 else k
+    kslice = slice_steps(k, cfg, split) * cfg.tk if split > 1 else k
     target = rt.alloc(split * batch * m * n, "fp32", "split-K partial sums") if split > 1 else c
     kern = rt.kernel("gemm", "gemm", precision, dict(defines, SPLIT=int(split > 1)))
     ev = gemm_launch(batch, m, k, n, cfg, split).enqueue(
