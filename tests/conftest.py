@@ -2,9 +2,27 @@
 
 import pytest
 
+import sdsim.cl  # noqa: F401  (registers Intel's CPU runtime before any test asks the loader)
 
-@pytest.fixture(scope="module")
-def rt():
-    """An OpenCL runtime on the default device (PoCL on a fresh install; Oclgrind is skipped)."""
+#: the CPU OpenCL platforms the kernel tests run on wherever they are installed (the test extra
+#: installs both on x86-64 Linux): PoCL, the default device, and Intel's runtime, which has
+#: native half arithmetic (cl_khr_fp16)
+KERNEL_PLATFORMS = {"pocl": "Portable Computing Language", "intel": "Intel(R) OpenCL"}
+
+
+def _installed() -> list:
+    try:
+        import pyopencl as cl
+        names = [p.name.strip() for p in cl.get_platforms()]
+    except Exception:  # no loader or no platform: the fixture then fails with the runtime's error
+        return [None]
+    found = [key for key, name in KERNEL_PLATFORMS.items() if name in names]
+    return found or [None]
+
+
+@pytest.fixture(scope="module", params=_installed())
+def rt(request):
+    """An OpenCL runtime on each CPU platform of KERNEL_PLATFORMS that is installed (the default
+    device when none is)."""
     from sdsim.cl.runtime import Runtime
-    return Runtime()
+    return Runtime(KERNEL_PLATFORMS.get(request.param))

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sdsim.cl.vendors import intel_library
 from sdsim.errors import SdsimError
 
 pytestmark = pytest.mark.opencl
@@ -32,29 +33,75 @@ def kernels_dir(tmp_path_factory):
     mp.undo()
 
 
-def test_default_device_is_first_of_first_platform(rt):
-    from sdsim.cl.runtime import SIMULATORS
-    plats = [p for p in cl.get_platforms() if p.name.strip() not in SIMULATORS]
-    assert rt.device == plats[0].get_devices()[0]
+class FakeDevice:
+    def __init__(self, name, kind):
+        self.name, self.type = name, kind
+
+    def __eq__(self, other):
+        return self.name == other
+
+    __hash__ = None
 
 
 class FakePlatform:
-    def __init__(self, name):
+    def __init__(self, name, kind=None):
         self.name = name
+        self.kind = cl.device_type.CPU if kind is None else kind
 
     def get_devices(self):
-        return [f"{self.name} device"]
+        return [FakeDevice(f"{self.name} device", self.kind)]
 
 
-def test_default_passes_over_oclgrind_unless_it_is_alone_or_asked_for(monkeypatch):
+@pytest.mark.parametrize("names,expected", [
+    (["Oclgrind", "Intel(R) OpenCL", "Portable Computing Language", "NVIDIA CUDA"], "NVIDIA CUDA"),
+    (["Oclgrind", "Intel(R) OpenCL", "Portable Computing Language"], "Portable Computing Language"),
+    (["Oclgrind", "Intel(R) OpenCL"], "Intel(R) OpenCL"),
+    (["Oclgrind"], "Oclgrind"),
+])
+def test_default_is_a_gpu_then_pocl_then_other_cpus_then_simulators(monkeypatch, names, expected):
+    from sdsim.cl import runtime
+    gpu = {"NVIDIA CUDA": cl.device_type.GPU}
+    monkeypatch.setattr(runtime.cl, "get_platforms",
+                        lambda: [FakePlatform(n, gpu.get(n)) for n in names])
+    assert runtime.select_device() == f"{expected} device"
+
+
+def test_default_passes_over_oclgrind_unless_it_is_asked_for(monkeypatch):
     from sdsim.cl import runtime
     monkeypatch.setattr(runtime.cl, "get_platforms",
                         lambda: [FakePlatform("Oclgrind"), FakePlatform("Portable Computing Language")])
     assert runtime.select_device() == "Portable Computing Language device"
     assert runtime.select_device("oclgrind") == "Oclgrind device"
     assert runtime.select_device(0) == "Oclgrind device"
-    monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [FakePlatform("Oclgrind")])
-    assert runtime.select_device() == "Oclgrind device"
+
+
+def _platforms_in_fresh_process(env):
+    import json
+    import subprocess
+    import sys
+    code = ("import json, os, sdsim.cl, pyopencl as cl; print(json.dumps("
+            "[os.environ.get('OCL_ICD_VENDORS'), [p.name.strip() for p in cl.get_platforms()]]))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.skipif(intel_library() is None,
+                    reason="Intel's OpenCL CPU runtime (intel-opencl-rt) is not installed")
+def test_intel_runtime_is_registered_without_icd_files(tmp_path):
+    """With intel-opencl-rt installed, importing sdsim.cl makes Intel's runtime a platform beside
+    PoCL (the wheel's own ICD file names a path that does not exist); a loader folder the user
+    set is left alone."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "OCL_ICD_VENDORS"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    folder, names = _platforms_in_fresh_process(env)
+    assert folder.startswith(str(tmp_path / "cache"))
+    assert "Intel(R) OpenCL" in names and "Portable Computing Language" in names
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    folder, names = _platforms_in_fresh_process({**env, "OCL_ICD_VENDORS": str(mine)})
+    assert folder == str(mine) and "Intel(R) OpenCL" not in names
 
 
 def test_select_by_index_and_name_substring():

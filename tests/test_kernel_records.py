@@ -109,9 +109,16 @@ def test_no_variant_name_is_typed_outside_the_records():
     assert not found, found
 
 
+@pytest.fixture(scope="module")
+def default_rt():
+    """Launch geometry does not depend on the platform: the default device only."""
+    from sdsim.cl.runtime import Runtime
+    return Runtime()
+
+
 @pytest.mark.opencl
 @pytest.mark.parametrize("split", [False, True], ids=["device-defaults", "gpu-split-k"])
-def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch, split):
+def test_runtime_enqueues_the_geometry_the_cost_model_sees(default_rt, monkeypatch, split):
     """At every tiny and quick bench shape, a record's launcher enqueues exactly the dispatches
     its cost formula lists, each with the global and local size the cost's launch geometry
     states (so measured and predicted calls pair one to one, with the same geometry); under the
@@ -122,7 +129,7 @@ def test_runtime_enqueues_the_geometry_the_cost_model_sees(rt, monkeypatch, spli
     splitting = dataclasses.replace(tuning.DEFAULTS["gpu"], split_groups=100_000)
     deep = _deep_k_cases("fp32")
     with tuning.use(splitting) if split else contextlib.nullcontext():
-        reduces = _enqueued_geometry(rt, monkeypatch, deep)
+        reduces = _enqueued_geometry(default_rt, monkeypatch, deep)
     assert (reduces >= len(deep)) == split
 
 

@@ -3,8 +3,8 @@
 API (everything an `sdsim/cl/<family>.py` module needs):
 
 - `Runtime(platform=None, device=None)`: pick a device (index or name substring for each; default
-  the first device of the first platform, passing over the Oclgrind debugging simulator, which is
-  thousands of times slower, unless it is the only one); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
+  the first GPU, else PoCL's CPU device, passing over Intel's CPU runtime and the Oclgrind
+  debugging simulator, which is thousands of times slower, unless nothing else is there); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
   `rt.has_fp16` (cl_khr_fp16), `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
@@ -51,6 +51,9 @@ PRECISIONS = ("fp32", "fp16")
 DTYPES = {"fp32": np.float32, "fp16": np.float16, "int32": np.int32}
 #: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
 SIMULATORS = ("Oclgrind",)
+#: CPU platforms a default choice passes over for PoCL, the documented default CPU device (the
+#: bundled pocl-cpu profile is calibrated on it); chosen by name: `--platform Intel`
+LATER = ("Intel(R) OpenCL",)
 #: bytes `flush_caches` writes: several times any GPU's L2 (H100/H200: 50 MB) or CPU's last-level
 #: cache, so none of a dispatch's inputs stays cached
 FLUSH_BYTES = 256 << 20
@@ -130,10 +133,23 @@ def platforms():
     return plats
 
 
+def _default_rank(plat, dev) -> tuple:
+    """Sort key of the default device: GPUs and accelerators first, then CPUs in loader order
+    with the CPU runtimes of LATER after PoCL, debugging simulators last."""
+    name = plat.name.strip()
+    return (name in SIMULATORS, bool(dev.type & cl.device_type.CPU), name in LATER)
+
+
 def select_device(platform=None, device=None):
-    """The device chosen by platform/device index or name substring (default: first device of the
-    first platform that is not a debugging simulator)."""
+    """The device chosen by platform/device index or name substring (default: see
+    `_default_rank`)."""
     plats = platforms()
+    if (platform is None or platform == "") and (device is None or device == ""):
+        pairs = [(p, d) for p in plats for d in p.get_devices()]
+        if not pairs:
+            raise SdsimError("no OpenCL device found on platforms "
+                             + ", ".join(p.name.strip() for p in plats))
+        return min(pairs, key=lambda pd: _default_rank(*pd))[1]
     if platform is None or platform == "":
         plats = [p for p in plats if p.name.strip() not in SIMULATORS] or plats
     plat = _pick(plats, platform, "platform", lambda p: p.name)
