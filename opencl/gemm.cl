@@ -20,6 +20,10 @@
 // kslice = K and z = b.
 // Products are written a * b + acc, not fma(): compilers contract them to FMA instructions where
 // the device has them, while PoCL lowers an explicit fma() to a slow library call.
+// Arithmetic (ARITH, with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16): 0 float
+// multiply-add; 1 half multiplies (each product rounded to half) added into float accumulators;
+// 2 half fma into half accumulators, as a mobile engine's fp16 mode runs it. The operands sit in
+// float registers holding exact halves; sdsim/sim/gemm.py mirrors each rounding point.
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU); SPLIT = 0 | 1 (partial sums, above).
@@ -41,6 +45,10 @@ typedef store_t out_t;
 #define PUT(C, b, gi, gj, v) STORE(C, (long)(b) * sCb + (long)(gi) * sCm + (long)(gj) * sCn, \
                                    epilogue(v, bias, gi, gj))
 #endif
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#undef ARITH
+#define ARITH 0
+#endif
 #if !defined(TM) || !defined(TN) || !defined(TK) || !defined(RTM) || !defined(RTN) || \
     !defined(VW) || !defined(LOCAL)
 #error "gemm.cl needs -DTM -DTN -DTK -DRTM -DRTN -DVW -DLOCAL from sdsim/kernels/tuning.py"
@@ -48,6 +56,30 @@ typedef store_t out_t;
 #define WM (TM / RTM)
 #define WN (TN / RTN)
 
+#if ARITH == 2
+typedef half acc_t;
+#else
+typedef float acc_t;
+#endif
+// acc <- a * b + acc for scalars (MAC) and VW-wide vectors (MACV; accV the accumulator vector)
+#if ARITH == 0
+#define MAC(a, b, c) ((a) * (b) + (c))
+#define MACV(a, b, c) ((a) * (b) + (c))
+#define ACCF(v) (v)
+#elif ARITH == 1
+#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
+#define MACV(a, b, c) (CAT(convert_float, VWS)(CAT(convert_half, VWS)(a) * CAT(convert_half, VWS)(b)) + (c))
+#define ACCF(v) (v)
+#else
+#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
+#define MACV(a, b, c) fma(CAT(convert_half, VWS)(a), CAT(convert_half, VWS)(b), (c))
+#define ACCF(v) CAT(convert_float, VWS)(v)
+#endif
+#if VW == 1
+#define VWS
+#else
+#define VWS VW
+#endif
 #if VW == 1
 typedef float realV;
 #define UNPACK(v, arr, o) arr[o] = (v);
@@ -72,6 +104,11 @@ typedef float8 realV;
 #endif
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
+#if ARITH == 2
+typedef CAT(half, VWS) accV;
+#else
+typedef realV accV;
+#endif
 
 inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 {
@@ -107,11 +144,11 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
     __local realV BsV[TK][(TN + PAD) / VW];
     __local float* As = (__local float*)AsV;
     __local float* Bs = (__local float*)BsV;
-    float acc[WM][WN];
+    acc_t acc[WM][WN];
     #pragma unroll
     for (int i = 0; i < WM; i++)
         #pragma unroll
-        for (int j = 0; j < WN; j++) acc[i][j] = 0.0f;
+        for (int j = 0; j < WN; j++) acc[i][j] = (acc_t)0.0f;
     const long aBase = (long)b * sAb, bBase = (long)b * sBb;
 
     // Each work-item loads LA elements of the A tile and LB of the B tile per K step; the next
@@ -162,7 +199,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
             #pragma unroll
             for (int i = 0; i < WM; i++)
                 #pragma unroll
-                for (int j = 0; j < WN; j++) acc[i][j] = a[i] * bv[j] + acc[i][j];
+                for (int j = 0; j < WN; j++) acc[i][j] = MAC(a[i], bv[j], acc[i][j]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
@@ -175,7 +212,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + ((j / VW) * RTN + tx) * VW + j % VW;
             if (gj >= N) continue;
-            PUT(C, z, gi, gj, alpha * acc[i][j]);
+            PUT(C, z, gi, gj, alpha * (float)acc[i][j]);
         }
     }
 }
@@ -202,11 +239,11 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
     long arow[WM];
     #pragma unroll
     for (int i = 0; i < WM; i++) arow[i] = aBase + (long)min(i0 + i, M - 1) * sAm;
-    realV acc[WM][NV];
+    accV acc[WM][NV];
     #pragma unroll
     for (int i = 0; i < WM; i++)
         #pragma unroll
-        for (int v = 0; v < NV; v++) acc[i][v] = (realV)(0.0f);
+        for (int v = 0; v < NV; v++) acc[i][v] = (accV)((acc_t)0.0f);
     #pragma unroll 4
     for (int k = kb; k < ke; k++) {
         const long brow = bBase + (long)k * sBk;
@@ -226,7 +263,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int i = 0; i < WM; i++) {
             const realV a = (realV)(LOAD(A, arow[i] + (long)k * sAk));
             #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = a * bv[v] + acc[i][v];
+            for (int v = 0; v < NV; v++) acc[i][v] = MACV(a, bv[v], acc[i][v]);
         }
     }
     #pragma unroll
@@ -235,7 +272,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         if (gi >= M) break;
         float o[WN];
         #pragma unroll
-        for (int v = 0; v < NV; v++) CAT(vstore, VW)(acc[i][v], v, o);
+        for (int v = 0; v < NV; v++) CAT(vstore, VW)(ACCF(acc[i][v]), v, o);
         #pragma unroll
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + j;

@@ -130,6 +130,16 @@ def test_no_platform_names_what_to_install(monkeypatch):
         runtime.Runtime()
 
 
+def test_arith_defaults_to_half_where_the_device_has_it(rt):
+    from sdsim.cl.runtime import Runtime
+    assert rt.arith == ("fp16" if rt.has_fp16 else "fp32")
+    with pytest.raises(SdsimError, match="unknown arithmetic 'fp8'"):
+        Runtime(arith="fp8")
+    if not rt.has_fp16:
+        with pytest.raises(SdsimError, match="no cl_khr_fp16"):
+            Runtime(arith="fp16")
+
+
 def test_build_failure_shows_log_and_device(rt, kernels_dir):
     with pytest.raises(SdsimError) as e:
         rt.kernel("broken", "broken")
@@ -187,14 +197,17 @@ def test_local_size_fits_device_and_kernel(rt, kernels_dir, pref):
     assert np.prod(ls) <= rt.device.max_work_group_size
 
 
-def test_build_options_select_storage_and_native_half(rt, monkeypatch):
-    """fp16 storage is -DSTORE_HALF=1; native half arithmetic is enabled only where the device
-    reports cl_khr_fp16; defines follow in a fixed (sorted) order so the cache key is stable."""
+def test_build_options_select_storage_and_arithmetic(rt, monkeypatch):
+    """fp16 storage is -DSTORE_HALF=1; half arithmetic (-DNATIVE_HALF -DARITH=1|2) follows the
+    runtime's arith, fp32 storage always computes in float; defines follow in a fixed (sorted)
+    order so the cache key is stable."""
     assert rt.build_options("fp32", {"B": 2, "A": 1}) == ("-DSTORE_HALF=0", "-DA=1", "-DB=2")
-    monkeypatch.setattr(rt, "has_fp16", False)
+    monkeypatch.setattr(rt, "arith", "fp32")
     assert rt.build_options("fp16") == ("-DSTORE_HALF=1",)
-    monkeypatch.setattr(rt, "has_fp16", True)
-    assert rt.build_options("fp16") == ("-DSTORE_HALF=1", "-DNATIVE_HALF")
+    monkeypatch.setattr(rt, "arith", "fp16")
+    assert rt.build_options("fp16") == ("-DSTORE_HALF=1", "-DNATIVE_HALF", "-DARITH=1")
+    monkeypatch.setattr(rt, "arith", "fp16acc")
+    assert rt.build_options("fp16") == ("-DSTORE_HALF=1", "-DNATIVE_HALF", "-DARITH=2")
     assert rt.build_options("fp32") == ("-DSTORE_HALF=0",)
 
 

@@ -8,8 +8,11 @@ API (everything an `sdsim/cl/<family>.py` module needs):
   `rt.has_fp16` (cl_khr_fp16), `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
-- `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`, `-DNATIVE_HALF`
-  where the device has cl_khr_fp16, plus `-DNAME=value` per define).
+- `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`; with fp16
+  storage and half arithmetic `-DNATIVE_HALF -DARITH=1|2`; plus `-DNAME=value` per define).
+- `rt.arith`: the arithmetic of fp16-storage builds (ARITHS): "fp32" float; "fp16" half
+  multiplies, float accumulators; "fp16acc" half accumulators too. Default "fp16" where the device
+  has cl_khr_fp16, else "fp32"; fp32 storage always computes in float.
 - `rt.launch(kernel, global_size, local_size, *args, wait_for=None) -> cl.Event`: enqueue with the
   global size rounded up to a multiple of the local size (kernels bound-check their indices).
 - `rt.local_size(kernel, preferred)`: a work-group shape that fits the device and kernel limits.
@@ -27,8 +30,9 @@ unless a tuning (a profile's) is already active.
 Every kernel source is compiled with `PRELUDE` in front: it defines `store_t` (float or half),
 `LOAD(p, i)` / `STORE(p, i, v)` (float value in, float value out; `vload_half`/`vstore_half` with
 fp16 storage, so PoCL without cl_khr_fp16 runs it) and `ROUND_UP`. Accumulation is float.
-With `-DNATIVE_HALF` (fp16 storage on a device with cl_khr_fp16) the extension is enabled and
-`half_t` is `half` for kernels that want native half arithmetic; otherwise `half_t` is float.
+With `-DNATIVE_HALF` (fp16 storage and half arithmetic on a device with cl_khr_fp16) the
+extension is enabled and `half_t` is `half` for kernels that want native half arithmetic;
+otherwise `half_t` is float.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ except ImportError as e:  # pragma: no cover - depends on the install
                      "pocl-binary-distribution'") from None
 
 PRECISIONS = ("fp32", "fp16")
+#: arithmetic of fp16-storage builds -> the ARITH define of the kernels (see `Runtime.arith`)
+ARITHS = {"fp32": 0, "fp16": 1, "fp16acc": 2}
 DTYPES = {"fp32": np.float32, "fp16": np.float16, "int32": np.int32}
 #: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
 SIMULATORS = ("Oclgrind",)
@@ -162,12 +168,13 @@ def select_device(platform=None, device=None):
 class Runtime:
     """One device, one context, one profiling queue, and the programs built for it."""
 
-    def __init__(self, platform=None, device=None):
+    def __init__(self, platform=None, device=None, arith: str | None = None):
         self.device = select_device(platform, device)
         self.ctx = cl.Context([self.device])
         self.queue = cl.CommandQueue(
             self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.has_fp16 = "cl_khr_fp16" in self.device.extensions
+        self.arith = self._arith(arith)
         self.max_alloc = int(self.device.max_mem_alloc_size)
         self.max_wg = int(self.device.max_work_group_size)
         self.max_wg_dims = [int(s) for s in self.device.max_work_item_sizes]
@@ -180,6 +187,17 @@ class Runtime:
         tuning.activate_default(tuning.for_device(tuning.device_type(self.device),
                                                     self.device.max_compute_units))
 
+    def _arith(self, arith: str | None) -> str:
+        if arith is None:
+            return "fp16" if self.has_fp16 else "fp32"
+        if arith not in ARITHS:
+            raise SdsimError(f"unknown arithmetic '{arith}'; expected one of {', '.join(ARITHS)}")
+        if arith != "fp32" and not self.has_fp16:
+            raise SdsimError(f"arithmetic '{arith}' needs half precision, and "
+                             f"{self.device.name.strip()} has no cl_khr_fp16 (use --arith fp32, or "
+                             "a device that has it: --platform Intel)")
+        return arith
+
     @property
     def name(self) -> str:
         return f"{self.device.platform.name.strip()} / {self.device.name.strip()}"
@@ -189,8 +207,8 @@ class Runtime:
         if precision not in PRECISIONS:
             raise SdsimError(f"unknown precision '{precision}'; expected one of {PRECISIONS}")
         opts = [f"-DSTORE_HALF={int(precision == 'fp16')}"]
-        if precision == "fp16" and self.has_fp16:
-            opts.append("-DNATIVE_HALF")
+        if precision == "fp16" and self.arith != "fp32":
+            opts += ["-DNATIVE_HALF", f"-DARITH={ARITHS[self.arith]}"]
         for k, v in sorted((defines or {}).items()):
             opts.append(f"-D{k}={v}")
         return tuple(opts)

@@ -14,14 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from sdsim.kernels.winograd_transforms import matrices
+from sdsim.sim import gemm
 from sdsim.precision import stored
 
 
-def conv3x3(x, w, b=None, m: int = 4, precision: str = "fp32", dtype=np.float32):
+def conv3x3(x, w, b=None, m: int = 4, precision: str = "fp32", dtype=np.float32,
+            arith: str = "fp32"):
     """Winograd F(m x m, 3x3) conv, stride 1, padding 1, NCHW; x (N, C, H, W), w (K, C, 3, 3).
 
     With precision "fp16" the storage roundings of the kernel are applied (see module doc);
     `dtype=np.float64` with "fp32" gives the exact-arithmetic algorithm (for checking matrices).
+    `arith` "fp16" / "fp16acc" (fp16 storage) computes the batched GEMM with the half
+    arithmetic of sdsim.sim.gemm, summing the channels in order (an unsplit GEMM).
     """
     def keep(a):   # a value as the kernel stores it
         return stored(a, precision, dtype)
@@ -42,7 +46,13 @@ def conv3x3(x, w, b=None, m: int = 4, precision: str = "fp32", dtype=np.float32)
                                         (sn, sc, sh * m, sw * m, sh, sw))
     v = keep(np.einsum("ij,nctujk,lk->nctuil", bt, d, bt, optimize=True).astype(dtype))
     u = keep(np.einsum("ij,kcjl,ml->kcim", g, w, g, optimize=True).astype(dtype))
-    mm = keep(np.einsum("kcij,nctuij->nktuij", u, v, optimize=True).astype(dtype))
+    if arith == "fp32":
+        mm = keep(np.einsum("kcij,nctuij->nktuij", u, v, optimize=True).astype(dtype))
+    else:   # per (i, j): U (K, C) @ V (C, N * tiles) through the half GEMM's rounding points
+        ua = u.transpose(2, 3, 0, 1).reshape(alpha * alpha, k, c)
+        va = v.transpose(4, 5, 1, 0, 2, 3).reshape(alpha * alpha, c, n * th * tw)
+        mm = gemm.gemm(ua, va, arith=arith).astype(dtype)
+        mm = mm.reshape(alpha, alpha, k, n, th, tw).transpose(3, 2, 4, 5, 0, 1)
     y = np.einsum("ai,nktuij,bj->nktuab", at, mm, at, optimize=True).astype(dtype)
     if b is not None:
         y = y + keep(np.asarray(b, dtype))[None, :, None, None, None, None]

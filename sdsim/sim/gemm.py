@@ -1,0 +1,66 @@
+"""The GEMM kernel of opencl/gemm.cl in NumPy, rounding exactly where the kernel rounds, so that a
+device with native half arithmetic can be checked against it bit for bit.
+
+C[b] = act(alpha * A[b] @ B[b] + bias), fp16 storage. Rounding points per arithmetic (ARITH):
+- inputs A, B (and bias) are stored in fp16; every output element walks its K slice in order
+  k = kb, kb + 1, ... (both kernel bodies; a transposed call sums the same products in the same
+  order);
+- "fp16": each product a * b rounded to half (the float product of two halves is exact, so this
+  is the half multiply), added to a float32 accumulator;
+- "fp16acc": acc = fma(a, b, acc) in half, one rounding per step (the exact value fits float64);
+- "fp32": float32 multiply-add (the device may contract to FMA: not a bit-exact mirror);
+- each slice's accumulator times alpha in float32; a split call's slices summed in float32 in
+  slice order from 0; then + bias in float32, the erf GELU in float32, one rounding to fp16.
+The GELU's erf is the device's library function here and SciPy's there: the one documented
+source of a one-ulp difference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+from sdsim.errors import SdsimError
+from sdsim.precision import stored
+
+ARITHS = ("fp32", "fp16", "fp16acc")
+
+
+def _slice(a, b, kb, ke, arith):
+    shape = np.broadcast_shapes(a.shape[:-1] + (1,), b.shape[:-2] + (1, b.shape[-1]))
+    acc = np.zeros(shape, np.float16 if arith == "fp16acc" else np.float32)
+    for k in range(kb, ke):
+        prod = a[..., :, k, None] * b[..., None, k, :]       # float32: exact for half operands
+        if arith == "fp16":
+            acc = acc + prod.astype(np.float16).astype(np.float32)
+        elif arith == "fp16acc":
+            acc = (prod.astype(np.float64) + acc).astype(np.float16)
+        else:
+            acc = prod + acc
+    return acc.astype(np.float32)
+
+
+def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int = 0,
+         alpha: float = 1.0, kslice: int | None = None) -> np.ndarray:
+    """C (batch, M, N) as the fp16-storage GEMM kernel computes it from A (batch, M, K) and
+    B (batch, K, N); bias_mode 1 adds bias[col], 2 bias[row]; act 1 is the erf GELU; `kslice` is
+    the split-K slice length (None: the whole of K). Returned as float16."""
+    if arith not in ARITHS:
+        raise SdsimError(f"gemm sim: unknown arithmetic '{arith}'; expected one of {ARITHS}")
+    a, b = (stored(x, "fp16", np.float32) for x in (a, b))
+    k = a.shape[-1]
+    if b.shape[-2] != k:
+        raise SdsimError(f"gemm sim: A has {k} columns but B has {b.shape[-2]} rows")
+    step = kslice or max(k, 1)
+    alpha = np.float32(alpha)
+    parts = [alpha * _slice(a, b, kb, min(k, kb + step), arith) for kb in range(0, k, step)]
+    v = parts[0]
+    for part in parts[1:]:   # gemm_split_reduce: slice order, float32
+        v = v + part
+    if bias_mode:
+        bias = stored(bias, "fp16", np.float32)
+        v = v + (bias[None, None, :] if bias_mode == 1 else bias[None, :, None])
+    if act:
+        v = np.float32(0.5) * v * (np.float32(1) + erf(v * np.float32(0.70710678118654752))
+                                   .astype(np.float32))
+    return v.astype(np.float32).astype(np.float16)
