@@ -68,6 +68,24 @@ def test_user_errors_are_one_line(capsys, argv, msg):
     assert msg in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_arith_needs_half_hardware_and_is_named(capsys):
+    """--arith picks the arithmetic of the fp16 builds; a device without cl_khr_fp16 refuses
+    half arithmetic in one line; the arithmetic a run used is printed."""
+    from sdsim.cl.runtime import Runtime
+    from sdsim.cl.vendors import intel_library
+    rt = Runtime()
+    if not rt.has_fp16:
+        assert main(["bench", "--quick", "--arith", "fp16", "--family", "linear"]) == 2
+        err = capsys.readouterr().err
+        assert "no cl_khr_fp16" in err and err.count("\n") == 1
+    if intel_library() is None:
+        pytest.skip("Intel's OpenCL CPU runtime is not installed")
+    rc, rows, err = run_json(capsys, "--platform", "Intel", "--arith", "fp16acc", "--family",
+                             "linear", "--precision", "fp16")
+    assert rc == 0 and rows and all(r["ok"] for r in rows)
+    assert "fp16 builds in fp16acc arithmetic" in err
+
+
 def test_table_format(capsys):
     assert main(["bench", "--quick", "--family", "linear", "--precision", "fp32",
                  "--repeat", "1"]) == 0

@@ -44,6 +44,7 @@ import numpy as np
 
 from sdsim import paths
 from sdsim.errors import SdsimError
+from sdsim.precision import ARITHS
 
 try:  # pyopencl is a hard dependency, but keep import errors readable
     import pyopencl as cl
@@ -52,8 +53,6 @@ except ImportError as e:  # pragma: no cover - depends on the install
                      "pocl-binary-distribution'") from None
 
 PRECISIONS = ("fp32", "fp16")
-#: arithmetic of fp16-storage builds -> the ARITH define of the kernels (see `Runtime.arith`)
-ARITHS = {"fp32": 0, "fp16": 1, "fp16acc": 2}
 DTYPES = {"fp32": np.float32, "fp16": np.float16, "int32": np.int32}
 #: platforms chosen only by name or index: they interpret kernels to find bugs, not to run them
 SIMULATORS = ("Oclgrind",)

@@ -9,6 +9,7 @@ import time
 
 from sdsim.errors import SdsimError
 from sdsim.output import FORMATS, dumps, render_rows
+from sdsim.precision import ARITH_HELP, ARITHS
 
 HELP = "run and time every OpenCL kernel variant, checked against the NumPy reference"
 DESCRIPTION = (
@@ -53,6 +54,7 @@ def add_arguments(p):
     p.add_argument("--precision", choices=("fp32", "fp16", "both"), default=NOT_GIVEN,
                    help="storage precision of the runs (default: both for --suite records, "
                         "fp32 for --suite sd)")
+    p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per variant (median)")
     p.add_argument("--tuning", metavar="PROFILE",
@@ -112,12 +114,13 @@ def run_records(args) -> int:
     from sdsim.cl.bench import all_cases, run_case
     from sdsim.cl.runtime import Runtime
 
-    rt = Runtime(args.platform, args.device)
+    rt = Runtime(args.platform, args.device, args.arith)
     precision = args.precision or "both"
     precisions = ("fp32", "fp16") if precision == "both" else (precision,)
     cases = all_cases("quick" if args.quick else "full", args.family, precisions)
     if not cases:
         raise SdsimError(f"no bench cases for --family {' '.join(args.family or [])}")
+    print(f"bench on {rt.name}, fp16 builds in {rt.arith} arithmetic", file=sys.stderr)
     rows = []
     bar = tqdm(cases, desc=f"bench on {rt.device.name.strip()}", unit="kernel", file=sys.stderr,
                disable=None)
@@ -178,7 +181,8 @@ def run_sd(args) -> int:
     cfg = load_model_config(model)
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
-    rt = Runtime(args.platform, args.device)
+    rt = Runtime(args.platform, args.device, args.arith)
+    print(f"bench sd on {rt.name}, fp16 builds in {rt.arith} arithmetic", file=sys.stderr)
     kind = tuning.device_type(rt.device).upper()
     point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
     budget = args.budget_s or math.inf
@@ -211,7 +215,7 @@ def run_sd(args) -> int:
                       "precision": p} for pt in left]
     bar.close()
 
-    meta = {"device": rt.name, "model": cfg.name, "component": "unet",
+    meta = {"device": rt.name, "arith": rt.arith, "model": cfg.name, "component": "unet",
             "resolution": resolution, "batch": batch,
             "peak_gflops": {p: v / 1e9 for p, v in peaks.items()},
             "peak_source": "--peak" if args.peak else "measured: calibrate.cl fma_rate",
@@ -261,7 +265,8 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
             f"{ctx['driver']}, {ctx['seconds']} s; 1-minute load {ctx['load_before']} before, "
             f"{ctx['load_after']} after. GEMM builds: {ctx['tuning']['source']} "
             f"({', '.join(f'{c} {g}' for c, g in ctx['tuning']['gemm'].items())}; FlashAttention "
-            f"{ctx['tuning']['flash_rows']} rows). `vs_base`: speed-up over the family's "
+            f"{ctx['tuning']['flash_rows']} rows); fp16 builds in {meta['arith']} arithmetic. "
+            "`vs_base`: speed-up over the family's "
             "baseline at that shape (conv2d direct, attention naive); `paper`: the variant "
             "`--opt paper` runs there.\n\n")
     md, js = write_pair(path, head + buf.getvalue(),

@@ -12,6 +12,7 @@ from sdsim.errors import SdsimError
 from sdsim.model.components import OPENCL
 from sdsim.output import dumps, render_rows
 from sdsim.paths import REPORTS_DIR
+from sdsim.precision import ARITH_HELP, ARITHS
 
 HELP = "run a component on an OpenCL device and compare every kernel call with its prediction"
 DESCRIPTION = (
@@ -50,6 +51,7 @@ def add_arguments(p):
     p.add_argument("--replay", metavar="JSON",
                    help="re-render the report from the .json a previous run wrote beside its "
                         "report (no device needed), e.g. to draw the plot on another machine")
+    p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -87,7 +89,7 @@ def run(args) -> int:
     from sdsim.kernels import tuning
 
     tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
-    rt = Runtime(args.platform, args.cl_device)
+    rt = Runtime(args.platform, args.cl_device, args.arith)
     runs = []
     weights = None
     for text, opt in opts:
@@ -118,7 +120,8 @@ def run(args) -> int:
                if "validate" in sys.argv else "sdsim validate (API)",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "device": rt.name, "component": args.component, "resolution": args.resolution,
-               "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
+               "batch": args.batch, "precision": args.precision, "arith": rt.arith,
+               "warmup": args.warmup,
                "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
                "calibration": profile.calibration.get("report"),
                "heldout": _heldout(profile.calibration.get("report")),
@@ -127,14 +130,15 @@ def run(args) -> int:
     first = runs[0]["metrics"]
     if args.format == "json":
         obj = {"device": profile.name, "opencl_device": rt.name, "component": args.component,
-               "resolution": args.resolution, "precision": args.precision, "opt": runs[0]["opt"],
+               "resolution": args.resolution, "precision": args.precision, "arith": rt.arith,
+               "opt": runs[0]["opt"],
                **first,
                "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
                "optimization_effect": effect, "report": str(path) if path else None}
         print(dumps(obj))
         return 0
-    print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} on {rt.name}, "
-          f"profile {profile.name}")
+    print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} storage, "
+          f"{rt.arith} arithmetic on {rt.name}, profile {profile.name}")
     print(render_rows([{"opt": r["opt"], **{k: v for k, v in r["metrics"].items()},
                         **{f"noise_{k}": v for k, v in (r["noise"] or {}).items()
                            if k in ("e2e_error_pct", "acc10_time_pct")}}

@@ -65,7 +65,9 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- Profile: `{ctx['profile_path']}` (calibrated separately on synthetic shapes; not "
          "fitted to this run)",
          f"- Workload: {ctx['component']} at {ctx['resolution']}x{ctx['resolution']} pixels, "
-         f"batch {ctx['batch']}, {ctx['precision']} storage, random seeded weights (timing does "
+         f"batch {ctx['batch']}, {ctx['precision']} storage"
+         + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
+         + ", random seeded weights (timing does "
          "not depend on values)",
          f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
