@@ -27,16 +27,18 @@ ARITHS = ("fp32", "fp16", "fp16acc")
 
 
 def _slice(a, b, kb, ke, arith):
+    """One K slice's accumulator, walked in order k = kb .. ke - 1, as float32."""
     shape = np.broadcast_shapes(a.shape[:-1] + (1,), b.shape[:-2] + (1, b.shape[-1]))
     acc = np.zeros(shape, np.float16 if arith == "fp16acc" else np.float32)
-    for k in range(kb, ke):
-        prod = a[..., :, k, None] * b[..., None, k, :]       # float32: exact for half operands
-        if arith == "fp16":
-            acc = acc + prod.astype(np.float16).astype(np.float32)
-        elif arith == "fp16acc":
-            acc = (prod.astype(np.float64) + acc).astype(np.float16)
-        else:
-            acc = prod + acc
+    with np.errstate(over="ignore", invalid="ignore"):   # inf and NaN are what half gives
+        for k in range(kb, ke):
+            prod = a[..., :, k, None] * b[..., None, k, :]   # float32: exact for half operands
+            if arith == "fp16":
+                acc = acc + prod.astype(np.float16).astype(np.float32)
+            elif arith == "fp16acc":
+                acc = (prod.astype(np.float64) + acc).astype(np.float16)
+            else:
+                acc = prod + acc
     return acc.astype(np.float32)
 
 
