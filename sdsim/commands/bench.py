@@ -120,13 +120,13 @@ def run_records(args) -> int:
     cases = all_cases("quick" if args.quick else "full", args.family, precisions)
     if not cases:
         raise SdsimError(f"no bench cases for --family {' '.join(args.family or [])}")
-    print(f"bench on {rt.name}, fp16 builds in {rt.arith} arithmetic", file=sys.stderr)
     rows = []
-    bar = tqdm(cases, desc=f"bench on {rt.device.name.strip()}", unit="kernel", file=sys.stderr,
-               disable=None)
+    bar = tqdm(cases, desc=f"bench on {rt.device.name.strip()} (fp16 in {rt.arith} arithmetic)",
+               unit="kernel", file=sys.stderr, disable=None)
     for case in bar:
         bar.set_postfix_str(f"{case.family}/{case.variant} {case.precision}")
-        rows.append(run_case(rt, case, repeat=args.repeat))
+        row = run_case(rt, case, repeat=args.repeat)
+        rows.append(dict(row, arith=rt.arith if case.precision == "fp16" else "fp32"))
     print(render_rows(rows, args.format))
     return _exit_status(rows)
 
@@ -182,7 +182,6 @@ def run_sd(args) -> int:
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
     rt = Runtime(args.platform, args.device, args.arith)
-    print(f"bench sd on {rt.name}, fp16 builds in {rt.arith} arithmetic", file=sys.stderr)
     kind = tuning.device_type(rt.device).upper()
     point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
     budget = args.budget_s or math.inf
@@ -197,7 +196,8 @@ def run_sd(args) -> int:
     if not any(kept for kept, _ in plan.values()):
         raise SdsimError(f"no UNet op of --family {' '.join(args.family)}")
     total = sum(len(pt.variants(args.family)) for kept, _ in plan.values() for pt in kept)
-    bar = tqdm(total=total, desc=f"bench sd on {rt.device.name.strip()}", unit="case",
+    bar = tqdm(total=total, desc=f"bench sd on {rt.device.name.strip()} (fp16 in {rt.arith} "
+               "arithmetic)", unit="case",
                file=sys.stderr, disable=None)
 
     def progress(case):
