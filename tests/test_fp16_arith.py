@@ -73,7 +73,7 @@ def test_gemm_half_arithmetic_is_the_simulation_bit_for_bit(half_rt, batch, m, k
                      else None, bias_mode=bias_mode, alpha=alpha, precision="fp16")
         got = half_rt.from_device(c, (batch, m, n), "fp16", wait_for=evs).astype(np.float16)
     want = sim.gemm(a, b, arith=half_rt.arith, bias=bias, bias_mode=bias_mode, alpha=alpha,
-                    kslice=kslice)
+                    kslice=kslice, k_step=cfg.tk if cfg.local else None)
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
 
 
@@ -97,6 +97,29 @@ def test_gemm_gelu_epilogue_within_the_erf_difference(half_rt):
     err = np.abs(got - want)
     assert (err <= allowed).all(), f"worst excess {np.max(err - allowed)} at v = {v.flat[np.argmax(err - allowed)]}"
     assert (err == 0).mean() > 0.9
+
+
+@needs_half
+@pytest.mark.parametrize("build", ["cpu-microkernel", "local-memory"])
+def test_gemm_sign_of_a_zero_sum(half_rt, build):
+    """A single product that rounds to -0 in half: a float accumulator (from +0) makes it +0; a
+    half accumulator keeps -0 in the micro-kernel, while the local-memory body's zero-padded K
+    steps add +0 and store +0; device and simulation agree on the sign."""
+    from sdsim.kernels import gemm as g
+    from sdsim.kernels import tuning
+    from sdsim.sim import gemm as sim
+
+    a, b = np.full((1, 1, 1), -2.0 ** -12, np.float16), np.full((1, 1, 1), 2.0 ** -13, np.float16)
+    with tuning.use(_tunings()[build]):
+        cfg = g.plan(1, 1, 1, 1)[0]
+        c = half_rt.alloc(1, "fp16", "c")
+        evs = g.gemm(half_rt, half_rt.to_device(a, "fp16"), half_rt.to_device(b, "fp16"), c,
+                     1, 1, 1, strides_a=(1, 1, 1), strides_b=(1, 1, 1), strides_c=(1, 1, 1),
+                     precision="fp16")
+        got = half_rt.from_device(c, (1, 1, 1), "fp16", wait_for=evs).astype(np.float16)
+    want = sim.gemm(a, b, arith=half_rt.arith, k_step=cfg.tk if cfg.local else None)
+    assert got.view(np.uint16)[0, 0, 0] == want.view(np.uint16)[0, 0, 0]
+    assert np.signbit(want[0, 0, 0]) == (half_rt.arith == "fp16acc" and not cfg.local)
 
 
 def test_simulated_half_products_round_once():

@@ -4,7 +4,8 @@ device with native half arithmetic can be checked against it bit for bit.
 C[b] = act(alpha * A[b] @ B[b] + bias), fp16 storage. Rounding points per arithmetic (ARITH):
 - inputs A, B (and bias) are stored in fp16; every output element walks its K slice in order
   k = kb, kb + 1, ... (both kernel bodies; a transposed call sums the same products in the same
-  order);
+  order); the local-memory body goes on to a whole number of TK steps, adding 0 * 0, which
+  turns a -0 sum into +0;
 - "fp16": each product a * b rounded to half (the float product of two halves is exact, so this
   is the half multiply), added to a float32 accumulator;
 - "fp16acc": acc = fma(a, b, acc) in half, one rounding per step (the exact value fits float64);
@@ -26,7 +27,7 @@ from sdsim.precision import stored
 ARITHS = ("fp32", "fp16", "fp16acc")
 
 
-def _slice(a, b, kb, ke, arith):
+def _slice(a, b, kb, ke, arith, k_step):
     """One K slice's accumulator, walked in order k = kb .. ke - 1, as float32."""
     shape = np.broadcast_shapes(a.shape[:-1] + (1,), b.shape[:-2] + (1, b.shape[-1]))
     acc = np.zeros(shape, np.float16 if arith == "fp16acc" else np.float32)
@@ -39,14 +40,19 @@ def _slice(a, b, kb, ke, arith):
                 acc = (prod.astype(np.float64) + acc).astype(np.float16)
             else:
                 acc = prod + acc
+        if k_step and (ke - kb) % k_step:   # steps past the end add 0 * 0: -0 becomes +0
+            acc = acc + acc.dtype.type(0)
     return acc.astype(np.float32)
 
 
 def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int = 0,
-         alpha: float = 1.0, kslice: int | None = None) -> np.ndarray:
+         alpha: float = 1.0, kslice: int | None = None, k_step: int | None = None
+         ) -> np.ndarray:
     """C (batch, M, N) as the fp16-storage GEMM kernel computes it from A (batch, M, K) and
     B (batch, K, N); bias_mode 1 adds bias[col], 2 bias[row]; act 1 is the erf GELU; `kslice` is
-    the split-K slice length (None: the whole of K). Returned as float16."""
+    the split-K slice length (None: the whole of K); `k_step` the TK of a local-memory build,
+    which walks each slice in whole steps with zero operands past its end (None: the CPU
+    micro-kernel, which stops at the end). Returned as float16."""
     if arith not in ARITHS:
         raise SdsimError(f"gemm sim: unknown arithmetic '{arith}'; expected one of {ARITHS}")
     a, b = (stored(x, "fp16", np.float32) for x in (a, b))
@@ -55,7 +61,8 @@ def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int =
         raise SdsimError(f"gemm sim: A has {k} columns but B has {b.shape[-2]} rows")
     step = kslice or max(k, 1)
     alpha = np.float32(alpha)
-    parts = [alpha * _slice(a, b, kb, min(k, kb + step), arith) for kb in range(0, k, step)]
+    parts = [alpha * _slice(a, b, kb, min(k, kb + step), arith, k_step)
+             for kb in range(0, k, step)]
     v = parts[0]
     for part in parts[1:]:   # gemm_split_reduce: slice order, float32
         v = v + part
