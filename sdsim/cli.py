@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -60,6 +61,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"sdsim {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader (e.g. `| head`) closed the pipe: stop quietly
+        # stdout's pending output would fail again at exit: point it at the null device
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141   # 128 + SIGPIPE, as a shell reports a writer that the pipe ended
 
 
 if __name__ == "__main__":

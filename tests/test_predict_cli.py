@@ -97,3 +97,18 @@ def test_workspace_over_max_allocation_is_flagged(capsys, tmp_path):
     rc, out, _ = run(capsys, "predict", "--device", str(f), "--model", "tiny", "--resolution", "64",
                      "--opt", "none")
     assert rc == 0 and "over the device's max single allocation (1.0 KiB)" in out
+
+
+def test_closed_pipe_ends_quietly():
+    """`sdsim ... | head -1`: the reader closes the pipe after one line; sdsim stops without a
+    traceback or an error message (exit 141, as a shell reports SIGPIPE)."""
+    import subprocess
+    import sys
+    argv = ["predict", "--device", "s23ultra", "--by", "kernel"]   # more than a pipe holds
+    p = subprocess.Popen([sys.executable, "-m", "sdsim", *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) in (0, 141)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err, err
