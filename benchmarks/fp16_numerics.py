@@ -27,7 +27,7 @@ from sdsim import paths, provenance
 from sdsim.cl.runtime import Runtime
 from sdsim.kernels.conv import conv2d_host
 from sdsim.kernels.gemm import gemm as gemm_launch
-from sdsim.kernels.gemm import linear_host
+from sdsim.kernels.gemm import k_walk, linear_host
 from sdsim.output import render_rows, write_pair
 from sdsim.precision import ARITHS
 from sdsim.sim import gemm as gemm_sim
@@ -64,7 +64,9 @@ def _linear(rt, rng, shape, scale):
     b = _half(rng.standard_normal(n) * 0.1)
     ref = x.astype(np.float64) @ w.astype(np.float64).T + b
     dev = linear_host(rt, x, w, b, precision="fp16")[0]
-    sim = gemm_sim.gemm(x[None], w.T[None], arith=rt.arith, bias=b, bias_mode=1)[0]
+    kslice, k_step = k_walk(1, m, k, n)
+    sim = gemm_sim.gemm(x[None], w.T[None], arith=rt.arith, bias=b, bias_mode=1, kslice=kslice,
+                        k_step=k_step)[0]
     return ref, dev, sim
 
 
@@ -79,7 +81,9 @@ def _scores(rt, rng, shape, scale):
                       batch=heads, strides_a=(nq * d, d, 1), strides_b=(nk * d, 1, d),
                       strides_c=(nq * nk, nk, 1), alpha=alpha, precision="fp16")
     dev = rt.from_device(c, (heads, nq, nk), "fp16", wait_for=evs)
-    sim = gemm_sim.gemm(q, k.transpose(0, 2, 1), arith=rt.arith, alpha=alpha)
+    kslice, k_step = k_walk(heads, nq, d, nk)
+    sim = gemm_sim.gemm(q, k.transpose(0, 2, 1), arith=rt.arith, alpha=alpha, kslice=kslice,
+                        k_step=k_step)
     return ref, dev, sim
 
 
@@ -101,8 +105,10 @@ def _conv(rt, rng, shape, scale, variant):
               for ky in range(3) for kx in range(3)) + b[None, :, None, None]
     dev = conv2d_host(rt, x, w, b, variant=variant, precision="fp16")[0]
     if variant == "im2col_gemm":
+        kslice, k_step = k_walk(1, cout, cin * 9, side * side)
         sim = gemm_sim.gemm(w.reshape(1, cout, cin * 9), _im2col(x), arith=rt.arith, bias=b,
-                            bias_mode=2).reshape(1, cout, side, side)
+                            bias_mode=2, kslice=kslice, k_step=k_step
+                            ).reshape(1, cout, side, side)
     else:
         m = int(variant[-1])
         sim = conv3x3(x, w, b, m, "fp16", arith=rt.arith)

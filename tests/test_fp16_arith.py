@@ -64,8 +64,7 @@ def test_gemm_half_arithmetic_is_the_simulation_bit_for_bit(half_rt, batch, m, k
     a, b = _operands(rng, (batch, m, k), spread), _operands(rng, (batch, k, n), spread)
     bias = _operands(rng, (n if bias_mode == 1 else m,), 0)
     with tuning.use(_tunings()[build]):
-        cfg, split, _ = g.plan(batch, m, k, n)
-        kslice = g.slice_steps(k, cfg, split) * cfg.tk if split > 1 else None
+        kslice, k_step = g.k_walk(batch, m, k, n)
         c = half_rt.alloc(batch * m * n, "fp16", "c")
         evs = g.gemm(half_rt, half_rt.to_device(a, "fp16"), half_rt.to_device(b, "fp16"), c,
                      m, n, k, batch=batch, strides_a=(m * k, k, 1), strides_b=(k * n, n, 1),
@@ -73,7 +72,7 @@ def test_gemm_half_arithmetic_is_the_simulation_bit_for_bit(half_rt, batch, m, k
                      else None, bias_mode=bias_mode, alpha=alpha, precision="fp16")
         got = half_rt.from_device(c, (batch, m, n), "fp16", wait_for=evs).astype(np.float16)
     want = sim.gemm(a, b, arith=half_rt.arith, bias=bias, bias_mode=bias_mode, alpha=alpha,
-                    kslice=kslice, k_step=cfg.tk if cfg.local else None)
+                    kslice=kslice, k_step=k_step)
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
 
 
@@ -111,15 +110,15 @@ def test_gemm_sign_of_a_zero_sum(half_rt, build):
 
     a, b = np.full((1, 1, 1), -2.0 ** -12, np.float16), np.full((1, 1, 1), 2.0 ** -13, np.float16)
     with tuning.use(_tunings()[build]):
-        cfg = g.plan(1, 1, 1, 1)[0]
+        _, k_step = g.k_walk(1, 1, 1, 1)
         c = half_rt.alloc(1, "fp16", "c")
         evs = g.gemm(half_rt, half_rt.to_device(a, "fp16"), half_rt.to_device(b, "fp16"), c,
                      1, 1, 1, strides_a=(1, 1, 1), strides_b=(1, 1, 1), strides_c=(1, 1, 1),
                      precision="fp16")
         got = half_rt.from_device(c, (1, 1, 1), "fp16", wait_for=evs).astype(np.float16)
-    want = sim.gemm(a, b, arith=half_rt.arith, k_step=cfg.tk if cfg.local else None)
+    want = sim.gemm(a, b, arith=half_rt.arith, k_step=k_step)
     assert got.view(np.uint16)[0, 0, 0] == want.view(np.uint16)[0, 0, 0]
-    assert np.signbit(want[0, 0, 0]) == (half_rt.arith == "fp16acc" and not cfg.local)
+    assert np.signbit(want[0, 0, 0]) == (half_rt.arith == "fp16acc" and k_step is None)
 
 
 def test_simulated_half_products_round_once():

@@ -2,17 +2,19 @@
 
 API (everything an `sdsim/cl/<family>.py` module needs):
 
-- `Runtime(platform=None, device=None)`: pick a device (index or name substring for each; default
-  the first GPU, else PoCL's CPU device, passing over Intel's CPU runtime and the Oclgrind
-  debugging simulator, which is thousands of times slower, unless nothing else is there); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`,
-  `rt.has_fp16` (cl_khr_fp16), `rt.name`.
+- `Runtime(platform=None, device=None, arith=None)`: pick a device (index or name substring for
+  each; default the first GPU, else PoCL's CPU device, passing over Intel's CPU runtime and the
+  Oclgrind debugging simulator, which is thousands of times slower, unless nothing else is
+  there); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`, `rt.has_fp16` (cl_khr_fp16),
+  `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
 - `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`; with fp16
   storage and half arithmetic `-DNATIVE_HALF -DARITH=1|2`; plus `-DNAME=value` per define).
 - `rt.arith`: the arithmetic of fp16-storage builds (ARITHS): "fp32" float; "fp16" half
   multiplies, float accumulators; "fp16acc" half accumulators too. Default "fp16" where the device
-  has cl_khr_fp16, else "fp32"; fp32 storage always computes in float.
+  has cl_khr_fp16, else "fp32"; `rt.arith_for(precision)` is what a build of that storage
+  computes in (fp32 storage always float).
 - `rt.launch(kernel, global_size, local_size, *args, wait_for=None) -> cl.Event`: enqueue with the
   global size rounded up to a multiple of the local size (kernels bound-check their indices).
 - `rt.local_size(kernel, preferred)`: a work-group shape that fits the device and kernel limits.
@@ -197,6 +199,10 @@ class Runtime:
                              "a device that has it: --platform Intel)")
         return arith
 
+    def arith_for(self, precision: str) -> str:
+        """The arithmetic builds of `precision` storage run: the runtime's for fp16, else fp32."""
+        return self.arith if precision == "fp16" else "fp32"
+
     @property
     def name(self) -> str:
         return f"{self.device.platform.name.strip()} / {self.device.name.strip()}"
@@ -206,7 +212,7 @@ class Runtime:
         if precision not in PRECISIONS:
             raise SdsimError(f"unknown precision '{precision}'; expected one of {PRECISIONS}")
         opts = [f"-DSTORE_HALF={int(precision == 'fp16')}"]
-        if precision == "fp16" and self.arith != "fp32":
+        if self.arith_for(precision) != "fp32":
             opts += ["-DNATIVE_HALF", f"-DARITH={ARITHS[self.arith]}"]
         for k, v in sorted((defines or {}).items()):
             opts.append(f"-D{k}={v}")

@@ -126,7 +126,7 @@ def run_records(args) -> int:
     for case in bar:
         bar.set_postfix_str(f"{case.family}/{case.variant} {case.precision}")
         row = run_case(rt, case, repeat=args.repeat)
-        rows.append(dict(row, arith=rt.arith if case.precision == "fp16" else "fp32"))
+        rows.append(dict(row, arith=rt.arith_for(case.precision)))
     print(render_rows(rows, args.format))
     return _exit_status(rows)
 

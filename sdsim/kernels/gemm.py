@@ -59,6 +59,19 @@ def slice_steps(k: int, cfg, split: int) -> int:
     return ceil(ceil(k / cfg.tk) / split)
 
 
+def slice_length(k: int, cfg, split: int) -> int:
+    """The K elements each slice sums: the kernel's `kslice` argument (K when unsplit)."""
+    return slice_steps(k, cfg, split) * cfg.tk if split > 1 else k
+
+
+def k_walk(batch: int, m: int, k: int, n: int) -> tuple:
+    """How the active tuning's call walks K, in the terms of sdsim.sim.gemm: the slice length
+    (None: one slice) and the local-memory build's step, to which each slice is zero-padded
+    (None: the CPU micro-kernel, which stops at K)."""
+    cfg, split, _ = plan(batch, m, k, n)
+    return (slice_length(k, cfg, split) if split > 1 else None, cfg.tk if cfg.local else None)
+
+
 def reduce_launch(batch: int, m: int, n: int, split: int) -> Launch:
     """The geometry of a split call's `gemm_split_reduce`: one work-item per element of C, rows of
     REDUCE_LOCAL columns, the `split` partial sums walked serially."""
@@ -132,7 +145,7 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     defines = dict(cfg.defines, BIAS=bias_mode, ACT=act)
     i32 = np.int32
     bias = bias if bias is not None else dummy(rt, precision)
-    kslice = slice_steps(k, cfg, split) * cfg.tk if split > 1 else k
+    kslice = slice_length(k, cfg, split)
     target = rt.alloc(split * batch * m * n, "fp32", "split-K partial sums") if split > 1 else c
     kern = rt.kernel("gemm", "gemm", precision, dict(defines, SPLIT=int(split > 1)))
     ev = gemm_launch(batch, m, k, n, cfg, split).enqueue(

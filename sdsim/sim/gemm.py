@@ -22,9 +22,7 @@ import numpy as np
 from scipy.special import erf
 
 from sdsim.errors import SdsimError
-from sdsim.precision import stored
-
-ARITHS = ("fp32", "fp16", "fp16acc")
+from sdsim.precision import ARITHS, stored
 
 
 def _slice(a, b, kb, ke, arith, k_step):
@@ -54,7 +52,8 @@ def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int =
     which walks each slice in whole steps with zero operands past its end (None: the CPU
     micro-kernel, which stops at the end). Returned as float16."""
     if arith not in ARITHS:
-        raise SdsimError(f"gemm sim: unknown arithmetic '{arith}'; expected one of {ARITHS}")
+        raise SdsimError(f"gemm sim: unknown arithmetic '{arith}'; expected one of "
+                         f"{', '.join(ARITHS)}")
     a, b = (stored(x, "fp16", np.float32) for x in (a, b))
     k = a.shape[-1]
     if b.shape[-2] != k:
