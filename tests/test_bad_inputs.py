@@ -362,7 +362,7 @@ ROWS = [
     Row("validate-platform-unknown", [*TINY_VALIDATE, "--platform", "nosuch"], ("nosuch",)),
     # the tiny preset downsamples 2x in the VAE and 2x in the UNet: sizes must be multiples of 4
     Row("validate-resolution-not-multiple", [*TINY_VALIDATE, "--resolution", "102"],
-        ("resolution", "4")),
+        ("102x102", "multiple of 4")),
     Row("validate-allocation-too-large", [*TINY_VALIDATE, "--resolution", "4096"],
         ("conv_in output", "MAX_MEM_ALLOC"), env=SMALL_POCL),
     Row("validate-warmup-negative", ["validate", "--device", "pixel7", "--warmup", "-1"],

@@ -43,7 +43,7 @@ def test_guidance_mixes_the_two_predictions(sd, monkeypatch):
         assert x.shape[0] == text.shape[0]
         return np.broadcast_to(text[:, 1, :1, None, None], x.shape).astype(np.float32)
 
-    monkeypatch.setattr(sd, "unet", fake_unet)
+    monkeypatch.setitem(sd.stages.models, "unet", fake_unet)
     from sdsim.model import schedulers
 
     real_step = schedulers.PNDMScheduler.step

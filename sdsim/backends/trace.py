@@ -211,18 +211,16 @@ def _broadcast(a, b):
     return tuple(out)
 
 
-def trace_component(name: str, model_cfg, resolution: int = 512, batch: int = 2,
+def trace_component(name: str, model_cfg, resolution=512, batch: int = 2,
                     precision: str = "fp16", seq_len: int | None = None) -> Graph:
-    """Trace one component call at `resolution` (pixels) and `batch`.
+    """Trace one component call at `resolution` (pixels: an int for a square image, or
+    (height, width)) and `batch`.
 
     The UNet and text encoder run at the classifier-free-guidance batch; the VAE at batch // 2
     for the UNet's batch of 2 (one image), i.e. `max(1, batch // 2)` (sdsim.model.components)."""
     comp = components.get(name)
     if comp.spatial:
-        need = model_cfg.vae.downscale * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
-        if resolution <= 0 or resolution % need:
-            raise SdsimError(f"resolution {resolution} must be a positive multiple of {need} "
-                             f"(VAE factor {model_cfg.vae.downscale} x UNet downsampling)")
+        check_size(model_cfg, *components.image_hw(resolution))
     if batch <= 0:
         raise SdsimError(f"batch must be at least 1, got {batch}")
     F = TraceBackend(precision)
@@ -233,6 +231,21 @@ def trace_component(name: str, model_cfg, resolution: int = 512, batch: int = 2,
     nparams = sum(p.numel for _, p in comp.params(model))
     return Graph(name=name, ops=F.ops, inputs=inputs, outputs=[out], tensors=F.tensors,
                  params=nparams, param_bytes=nparams * F.itemsize)
+
+
+def size_multiple(model_cfg) -> int:
+    """Image sizes must be multiples of this: the VAE factor times the UNet's downsampling."""
+    return model_cfg.vae.downscale * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
+
+
+def check_size(model_cfg, height: int, width: int) -> None:
+    """An error unless the UNet's skip connections line up at height x width pixels."""
+    need = size_multiple(model_cfg)
+    for what, s in (("height", height), ("width", width)):
+        if s <= 0 or s % need:
+            raise SdsimError(f"image size {height}x{width}: the {what} must be a positive "
+                             f"multiple of {need} (VAE factor {model_cfg.vae.downscale} x UNet "
+                             "downsampling)")
 
 
 def trace_pipeline(model_cfg, resolution: int = 512, batch: int = 2, precision: str = "fp16") -> dict:

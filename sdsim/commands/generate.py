@@ -10,14 +10,20 @@ import numpy as np
 
 from sdsim import atomic
 from sdsim.errors import SdsimError
+from sdsim.output import dumps, render_rows
+from sdsim.precision import ARITH_HELP, ARITHS
 
-HELP = "generate an image with the NumPy reference model"
+HELP = "generate an image with the NumPy reference model or the OpenCL kernels"
 DESCRIPTION = (
-    "Run Stable Diffusion text-to-image on the NumPy reference backend, step for step as diffusers' "
-    "StableDiffusionPipeline. --model is a diffusers folder (unet/ vae/ text_encoder/ tokenizer/ "
-    "scheduler/) or a single-file CompVis .safetensors; --random-weights runs the sd14 preset with "
-    "seeded random weights instead (noise in, noise out, every op runs). --precision fp16 stores "
-    "every op's output as float16 and names the first op that overflows."
+    "Run Stable Diffusion text-to-image step for step as diffusers' StableDiffusionPipeline. "
+    "--model is a diffusers folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/) or a "
+    "single-file CompVis .safetensors; --random-weights runs a preset with seeded random weights "
+    "instead (noise in, noise out, every op runs). --backend numpy (default) is the reference; "
+    "--backend opencl runs the text encoder, every UNet call and the VAE decoder through the "
+    "kernel plan of --opt on an OpenCL device, and prints each component's measured kernel and "
+    "wall time, next to the cost model's prediction when --device names a profile. "
+    "--precision fp16 stores every op's output as float16 (NumPy: names the first op that "
+    "overflows)."
 )
 
 
@@ -36,9 +42,27 @@ def add_arguments(p):
     p.add_argument("--scheduler", default="pndm", choices=["pndm", "ddim", "euler", "dpmpp2m"])
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (and random weights)")
     p.add_argument("--latents", metavar="FILE.npy", help="initial noise (1, 4, H/8, W/8) instead of --seed")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--height", type=int, help="image height in pixels (default: the model's "
+                   "sample size, 512 for SD1.x); a multiple of 64 for SD1.x")
+    p.add_argument("--width", type=int, help="image width in pixels (default as --height)")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="storage precision of every op's output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="IMAGE.png", help="output PNG")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="how to print the summary (the OpenCL timing table included)")
+    cl = p.add_argument_group("OpenCL backend")
+    cl.add_argument("--backend", choices=("numpy", "opencl"), default="numpy",
+                    help="numpy: the reference; opencl: the kernel plan on an OpenCL device")
+    cl.add_argument("--platform", help="OpenCL platform index or name substring (default: the "
+                    "first GPU, else PoCL)")
+    cl.add_argument("--cl-device", help="OpenCL device index or name substring")
+    cl.add_argument("--opt", default="paper",
+                    help="optimization set (paper, none) or list of switch=value, as in predict")
+    cl.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
+    cl.add_argument("--device", metavar="PROFILE",
+                    help="device profile (name or YAML): print its prediction of the same calls "
+                         "beside the measured times, and run the kernel builds it was tuned with")
 
 
 def _load_latents(path):
@@ -58,34 +82,85 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"sdsim generate: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _opencl(sd, args):
+    """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
+    from sdsim.cl.runtime import Runtime
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+    from sdsim.lower.options import parse_opt
+
+    opt = parse_opt(args.opt)
+    profile = load_profile(args.device) if args.device else None
+    if profile is not None:
+        tuning.activate(tuning.for_profile(profile))
+    rt = Runtime(args.platform, args.cl_device, args.arith)
+    sd.use_opencl(rt, opt)
+    return rt, profile
+
+
+def _check_args(args):
+    if not args.out.lower().endswith(".png"):
+        raise SdsimError(f"--out {args.out}: expected a .png file name")
+    if args.steps < 1:
+        raise SdsimError(f"--steps must be at least 1, got {args.steps}")
+    for flag in ("platform", "cl_device", "arith", "device"):
+        if getattr(args, flag) is not None and args.backend != "opencl":
+            raise SdsimError(f"--{flag.replace('_', '-')} applies to --backend opencl only")
+    if args.opt != "paper" and args.backend != "opencl":
+        raise SdsimError("--opt applies to --backend opencl only (the NumPy reference runs "
+                         "every op one way)")
+
+
 def run(args) -> int:
     from PIL import Image
 
     from sdsim.model.pipeline import StableDiffusion
     from sdsim.model.presets import PRESETS
 
-    if not args.out.lower().endswith(".png"):
-        raise SdsimError(f"--out {args.out}: expected a .png file name")
-    if args.steps < 1:
-        raise SdsimError(f"--steps must be at least 1, got {args.steps}")
+    _check_args(args)
     latents = _load_latents(args.latents) if args.latents else None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
+        warnings.filterwarnings("ignore", message="Non-empty compiler output")  # PyOpenCL's
         if args.random_weights:
             if args.preset not in PRESETS:
                 raise SdsimError(f"--preset {args.preset}: unknown; choose one of {', '.join(PRESETS)}")
             sd = StableDiffusion.random(args.preset, args.seed, args.precision)
         else:
             sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer)
-        if latents is not None and tuple(latents.shape) != sd.latent_shape():
+        shape = sd.latent_shape(args.height, args.width or args.height)
+        if latents is not None and tuple(latents.shape) != shape:
             raise SdsimError(f"{args.latents}: latents have shape {tuple(latents.shape)}, "
-                             f"expected {sd.latent_shape()}")
+                             f"expected {shape} for a {shape[2] * sd.cfg.vae.downscale}x"
+                             f"{shape[3] * sd.cfg.vae.downscale} image (set --height/--width)")
+        rt = profile = None
+        if args.backend == "opencl":
+            rt, profile = _opencl(sd, args)
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
-                   args.seed, latents, progress=not args.no_progress)
+                   args.seed, latents, args.height, args.width or args.height,
+                   progress=not args.no_progress)
     with atomic.atomic_path(args.out) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     where = sd.nonfinite_report()
+    times = []
+    if rt is not None:
+        from sdsim.backends.opencl.stages import time_rows
+
+        times = time_rows(sd.stages, profile)
+    if args.format == "json":
+        print(dumps({"image": args.out, "height": image.shape[0], "width": image.shape[1],
+                     "backend": args.backend, "precision": args.precision,
+                     "arith": rt.arith if rt else None, "opencl_device": rt.name if rt else None,
+                     "opt": args.opt if rt else None, "profile": profile.name if profile else None,
+                     "nonfinite": where, "times": times}))
+        return 0
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]})"
           + (f"; first inf/NaN ({args.precision}): {where}" if where else ""))
+    if rt is not None:
+        print(f"{args.backend} on {rt.name}, {args.precision} storage, {rt.arith} arithmetic, "
+              f"--opt {args.opt}" + (f", predicted with profile {profile.name}" if profile else ""))
+        print(render_rows(times, "table"))
+        print("kernel_s: sum of the dispatches' OpenCL event times; wall_s: host time per call "
+              "(uploads, read-back; the first call also builds kernels and uploads weights)")
     return 0

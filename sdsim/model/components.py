@@ -60,24 +60,32 @@ class GraphInput:
     dtype: str | None = None
 
 
+def image_hw(resolution) -> tuple[int, int]:
+    """(height, width) in pixels of a resolution given as one int (square) or (height, width)."""
+    if isinstance(resolution, int):
+        return resolution, resolution
+    h, w = resolution
+    return int(h), int(w)
+
+
 # (shape, dtype) of each input of a call, in `Component.input_names` order
 def _text_encoder_inputs(cfg: ModelConfig, resolution: int, batch: int, seq_len: int):
     return [((batch, seq_len), "int32")]
 
 
-def _unet_inputs(cfg: ModelConfig, resolution: int, batch: int, seq_len: int):
-    lat = resolution // cfg.vae.downscale
-    return [((batch, cfg.unet.in_channels, lat, lat), None), ((batch,), "fp32"),
+def _unet_inputs(cfg: ModelConfig, resolution, batch: int, seq_len: int):
+    h, w = (s // cfg.vae.downscale for s in image_hw(resolution))
+    return [((batch, cfg.unet.in_channels, h, w), None), ((batch,), "fp32"),
             ((batch, seq_len, cfg.unet.cross_attention_dim), None)]
 
 
-def _vae_decoder_inputs(cfg: ModelConfig, resolution: int, batch: int, seq_len: int):
-    lat = resolution // cfg.vae.downscale
-    return [((max(1, batch // 2), cfg.vae.latent_channels, lat, lat), None)]
+def _vae_decoder_inputs(cfg: ModelConfig, resolution, batch: int, seq_len: int):
+    h, w = (s // cfg.vae.downscale for s in image_hw(resolution))
+    return [((max(1, batch // 2), cfg.vae.latent_channels, h, w), None)]
 
 
-def _vae_encoder_inputs(cfg: ModelConfig, resolution: int, batch: int, seq_len: int):
-    return [((max(1, batch // 2), cfg.vae.in_channels, resolution, resolution), None)]
+def _vae_encoder_inputs(cfg: ModelConfig, resolution, batch: int, seq_len: int):
+    return [((max(1, batch // 2), cfg.vae.in_channels, *image_hw(resolution)), None)]
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class Component:
     entry: str                  # method of the model object that runs it
     weight_prefixes: tuple      # the folder's parameters this call reads; () = all of them
     input_names: tuple          # the entry's arguments after the backend, in order
-    input_shapes: Callable      # (ModelConfig, resolution, batch, seq_len) -> [(shape, dtype)]
+    input_shapes: Callable      # (ModelConfig, resolution or (h, w), batch, seq_len) -> [(shape, dtype)]
     spatial: bool               # inputs scale with the image resolution
     in_loop: bool = False       # runs once per scheduler evaluation, not once per image
     opencl: bool = False        # the OpenCL backend (sdsim.backends.opencl) can run it

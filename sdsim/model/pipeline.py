@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sdsim.backends.numpy_backend import NumpyBackend
+from sdsim.backends.trace import check_size
 from sdsim.errors import SdsimError
 from sdsim.model.components import FOLDERS
 from sdsim.model.config import ModelConfig
@@ -40,8 +41,40 @@ class FallbackTokenizer:
         return np.array(ids + [self.eos] * (self.length - len(ids)), np.int64)
 
 
+class NumpyStages:
+    """The three calls of a text-to-image run on the NumPy reference backend."""
+
+    name = "numpy"
+
+    def __init__(self, models: dict, params: dict, precision: str):
+        self.models = models
+        self.F = {comp: NumpyBackend(params[comp], precision) for comp in models}
+
+    def text_encoder(self, ids: np.ndarray) -> np.ndarray:
+        return self.models["text_encoder"](self.F["text_encoder"], ids)
+
+    def unet(self, x: np.ndarray, t: np.ndarray, context: np.ndarray) -> np.ndarray:
+        F = self.F["unet"]
+        return self.models["unet"](F, F.input(x), t, context).astype(np.float32)
+
+    def vae_decoder(self, z: np.ndarray) -> np.ndarray:
+        F = self.F["vae"]
+        return self.models["vae"].decode(F, F.input(z)).astype(np.float32)
+
+    def nonfinite_report(self) -> str | None:
+        """Where the first inf/NaN appeared (component, op, scope), if anywhere."""
+        for comp, F in self.F.items():
+            if F.first_nonfinite:
+                op, scope = F.first_nonfinite
+                return f"{comp}: {op} in {scope or '<top>'}"
+        return None
+
+
 class StableDiffusion:
-    """The three components bound to their weights, ready to generate images."""
+    """The three components bound to their weights, ready to generate images.
+
+    The calls run on NumPy by default; `use_opencl` moves them to an OpenCL device through the
+    kernel plan (sdsim.backends.opencl.stages), the rest of the loop stays the same."""
 
     def __init__(self, cfg: ModelConfig, weights: dict, tokenizer, scheduler_config: dict | None,
                  precision: str = "fp32"):
@@ -52,11 +85,17 @@ class StableDiffusion:
                                                   models["vae"])
         self.tokenizer = tokenizer
         self.scheduler_config = scheduler_config
-        self.F = {}
+        self.params = {}
         for comp, module in models.items():
             w = weights[comp]
-            params = w.check(module) if hasattr(w, "check") else w
-            self.F[comp] = NumpyBackend(params, precision)
+            self.params[comp] = w.check(module) if hasattr(w, "check") else w
+        self.stages = NumpyStages(models, self.params, precision)
+
+    def use_opencl(self, rt, opt) -> None:
+        """Run the text encoder, the UNet and the VAE decoder on `rt` with the plan of `opt`."""
+        from sdsim.backends.opencl.stages import OpenCLStages
+
+        self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision)
 
     @classmethod
     def from_pretrained(cls, path, precision="fp32", tokenizer_path=None) -> "StableDiffusion":
@@ -95,21 +134,20 @@ class StableDiffusion:
     # --- the stages --------------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str]) -> np.ndarray:
         ids = np.concatenate([np.atleast_2d(self.tokenizer(p)).astype(np.int64) for p in prompts])
-        return self.text_encoder(self.F["text_encoder"], ids)
+        return self.stages.text_encoder(ids)
 
     def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple:
-        """(1, C, H/8, W/8); the size defaults to the UNet's sample_size in pixels."""
+        """(1, C, H/8, W/8); the size defaults to the UNet's sample_size in pixels, and must be
+        a multiple of the VAE factor times the UNet's downsampling (64 for SD1.x)."""
         f = self.cfg.vae.downscale
         height = height or self.cfg.unet.sample_size * f
         width = width or self.cfg.unet.sample_size * f
-        if height % f or width % f:
-            raise SdsimError(f"height and width must be multiples of {f}, got {height}x{width}")
+        check_size(self.cfg, height, width)
         return (1, self.cfg.unet.in_channels, height // f, width // f)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents to uint8 images (B, H, W, 3)."""
-        z = self.F["vae"].input(latents / np.float32(self.cfg.vae.scaling_factor))
-        x = self.vae.decode(self.F["vae"], z).astype(np.float32)
+        x = self.stages.vae_decoder(latents / np.float32(self.cfg.vae.scaling_factor))
         x = np.clip(x / 2 + 0.5, 0, 1)
         return (x.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
 
@@ -128,12 +166,11 @@ class StableDiffusion:
         latents = latents.astype(np.float32) * np.float32(sched.init_noise_sigma)
         cfg_guidance = guidance > 1.0
         text = self.encode_prompt([negative_prompt, prompt] if cfg_guidance else [prompt])
-        F = self.F["unet"]
         for t in tqdm(sched.timesteps, desc="denoising", unit="step", disable=not progress):
             x = np.concatenate([latents] * 2) if cfg_guidance else latents
             x = sched.scale_model_input(x, t)
             tt = np.full(x.shape[0], t, dtype=np.float32)
-            noise = self.unet(F, F.input(x), tt, text).astype(np.float32)
+            noise = self.stages.unet(x, tt, text)
             if cfg_guidance:
                 uncond, cond = noise[:1], noise[1:]
                 noise = uncond + np.float32(guidance) * (cond - uncond)
@@ -141,9 +178,5 @@ class StableDiffusion:
         return self.decode(latents)[0]
 
     def nonfinite_report(self) -> str | None:
-        """Where the first inf/NaN appeared (component, op, scope), if anywhere."""
-        for comp, F in self.F.items():
-            if F.first_nonfinite:
-                op, scope = F.first_nonfinite
-                return f"{comp}: {op} in {scope or '<top>'}"
-        return None
+        """Where the first inf/NaN appeared (component, and op where the backend tracks it)."""
+        return self.stages.nonfinite_report()

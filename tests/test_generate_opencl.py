@@ -1,0 +1,121 @@
+"""Text to image through the OpenCL kernel plan gives the NumPy reference's image.
+
+The tiny preset with seeded random weights runs every op family of SD1.4 (CLIP, every UNet and
+VAE block type), so each scheduler's loop and each --opt plan is checked end to end: fp32 storage
+within 2/255 of the reference, fp16 storage within the tolerance documented in the README.
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from sdsim.errors import SdsimError
+from sdsim.lower.options import parse_opt
+from sdsim.model.pipeline import StableDiffusion
+from sdsim.model.schedulers import SCHEDULERS, make_scheduler
+
+#: max |OpenCL - NumPy| in 1/255 steps: fp32 storage; fp16 storage (each op's output rounded to
+#: half on both sides, the kernels' float arithmetic and reduction order differ from NumPy's)
+FP32_TOL, FP16_TOL = 2, 8
+
+
+def _sd(precision="fp32"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return StableDiffusion.random("tiny", seed=3, precision=precision)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """NumPy images per (scheduler, precision), computed once."""
+    cache = {}
+
+    def get(scheduler, precision="fp32", **kw):
+        key = (scheduler, precision, tuple(sorted(kw.items())))
+        if key not in cache:
+            cache[key] = _sd(precision)("a red cube", steps=2, scheduler=scheduler, seed=5,
+                                        progress=False, **kw)
+        return cache[key]
+    return get
+
+
+def _opencl(rt, opt, precision="fp32"):
+    sd = _sd(precision)
+    sd.use_opencl(rt, parse_opt(opt))
+    return sd
+
+
+def _diff(a, b) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+@pytest.mark.parametrize("opt", ["paper", "none"])
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_opencl_image_equals_numpy_fp32(rt, reference, scheduler, opt):
+    sd = _opencl(rt, opt)
+    img = sd("a red cube", steps=2, scheduler=scheduler, seed=5, progress=False)
+    ref = reference(scheduler)
+    assert img.shape == ref.shape == (16, 16, 3)
+    assert ref.std() > 10                      # not a flat image: the comparison can fail
+    assert _diff(img, ref) <= FP32_TOL
+    times = sd.stages.times
+    calls = sd.stages.runners
+    assert times["unet"].calls == len(times["unet"].per_call) >= 2
+    assert times["text_encoder"].calls == times["vae_decoder"].calls == 1
+    assert all(t.kernel_s > 0 for t in times.values())
+    assert len(calls) == 3                     # one runner (weights uploaded once) per component
+
+
+def test_opencl_image_equals_numpy_fp16_storage(rt, reference):
+    sd = _opencl(rt, "paper", "fp16")
+    img = sd("a red cube", steps=2, seed=5, progress=False)
+    assert sd.nonfinite_report() is None
+    assert _diff(img, reference("pndm", "fp16")) <= FP16_TOL
+
+
+def test_non_square_size(rt, reference):
+    """--height/--width: a 16x24 image (tiny preset: multiples of 4), same on both backends."""
+    sd = _opencl(rt, "paper")
+    img = sd("a red cube", steps=2, scheduler="ddim", seed=5, height=16, width=24,
+             progress=False)
+    ref = reference("ddim", height=16, width=24)
+    assert img.shape == ref.shape == (16, 24, 3)
+    assert _diff(img, ref) <= FP32_TOL
+    with pytest.raises(SdsimError, match="16x18: the width must be a positive multiple of 4"):
+        sd("x", steps=1, height=16, width=18, progress=False)
+
+
+def test_generate_cli_prints_times_beside_the_prediction(tmp_path, capsys):
+    from sdsim.cli import main
+
+    out = tmp_path / "x.png"
+    assert main(["generate", "--random-weights", "--preset", "tiny", "--steps", "2",
+                 "--backend", "opencl", "--device", "pocl-cpu", "--no-progress",
+                 "--format", "json", "--out", str(out)]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert out.is_file() and obj["backend"] == "opencl" and obj["profile"] == "pocl-cpu"
+    rows = {r["component"]: r for r in obj["times"]}
+    assert set(rows) == {"text_encoder", "unet", "vae_decoder", "total"}
+    # PNDM runs one more UNet call than steps (its first step is a PLMS warm-up); predict counts
+    # the same calls
+    assert rows["unet"]["calls"] == make_scheduler("pndm").unet_calls(2) == 3
+    for r in rows.values():
+        assert r["predicted_s"] > 0 and r["kernel_s"] > 0
+        assert r["error_pct"] == pytest.approx(100 * (r["predicted_s"] / r["kernel_s"] - 1))
+    assert rows["total"]["kernel_s"] == pytest.approx(
+        sum(rows[c]["kernel_s"] for c in ("text_encoder", "unet", "vae_decoder")))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--opt", "none"], "--opt applies to --backend opencl"),
+    (["--backend", "opencl", "--opt", "attention=nope"], "attention=nope"),
+    (["--device", "pocl-cpu"], "--device applies to --backend opencl"),
+])
+def test_generate_cli_bad_options(tmp_path, capsys, argv, words):
+    from sdsim.cli import main
+
+    rc = main(["generate", "--random-weights", "--preset", "tiny", "--steps", "1",
+               "--no-progress", "--out", str(tmp_path / "x.png"), *argv])
+    assert rc != 0 and words in capsys.readouterr().err
