@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sdsim.errors import SdsimError
-from sdsim.model.compvis import Source, compvis_to_diffusers
+from sdsim.model.compvis import Source, compvis_to_diffusers, ema_key
 
 
 def unet_to_ldm(names, levels, layers, up_attn):
@@ -199,3 +199,28 @@ def test_reshape_and_unknown_names():
         compvis_to_diffusers(["model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.label_emb.0.weight"])
     with pytest.raises(SdsimError, match="not an SD1.x"):
         compvis_to_diffusers(["first_stage_model.encoder.conv_in.weight"])
+
+
+@pytest.mark.crosscheck
+def test_ema_copies_are_the_keys_diffusers_extracts(checkpoint):
+    """With EMA copies in the file, sdsim's UNet Sources are the tensors diffusers' converter takes
+    with extract_ema=True (which builds the flattened model_ema.* keys itself)."""
+    torch = pytest.importorskip("torch")
+    from diffusers.loaders import single_file_utils as sfu
+
+    ldm, sd, _ = checkpoint
+    gen = torch.Generator().manual_seed(1)
+    ema = {ema_key(k): torch.randn(v.shape, generator=gen) for k, v in ldm.items()
+           if k.startswith("model.diffusion_model.")}
+    assert len(ema) > 100  # diffusers takes the EMA weights only from files with over 100
+    full = ldm | ema
+    unet_config = {"layers_per_block": 2, "block_out_channels": (8, 16, 16),
+                   "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                   "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")}
+    theirs = sfu.convert_ldm_unet_checkpoint(dict(full), unet_config, extract_ema=True)
+    mapping = compvis_to_diffusers(full.keys())["unet"]
+    assert set(mapping) == set(theirs) == set(sd["unet"])
+    for name, src in mapping.items():
+        assert src.key.startswith("model_ema.")
+        np.testing.assert_array_equal(full[src.key].numpy(), theirs[name].numpy(), err_msg=name)
+    assert all(not s.key.startswith("model_ema.") for s in compvis_to_diffusers(full.keys(), ema=False)["unet"].values())

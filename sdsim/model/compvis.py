@@ -4,8 +4,13 @@
 diffusers parameter name -> the CompVis key holding it, with a flag for the tensors whose shape
 differs: the VAE mid-block attention q/k/v/proj_out are 1x1 convolutions (C, C, 1, 1) in CompVis
 and linear layers (C, C) in diffusers. The UNet transformers' proj_in/proj_out stay 1x1 convs in
-SD1 (diffusers' use_linear_projection=False), so they keep their shape. Keys outside the three
-components (EMA copies, the ldm noise schedule buffers) are ignored.
+SD1 (diffusers' use_linear_projection=False), so they keep their shape.
+
+Training checkpoints also hold EMA copies of the UNet (ldm's LitEma): `model_ema.` + the UNet key
+after `model.` with its dots removed, e.g. `model_ema.diffusion_modelinput_blocks00weight` for
+`model.diffusion_model.input_blocks.0.0.weight` (as diffusers' convert_ldm_unet_checkpoint reads
+them with extract_ema). They are the weights the original scripts sample with, so they are chosen
+when present unless `ema=False`. Other keys (the ldm noise schedule buffers) are ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sdsim.errors import SdsimError
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
+EMA_PREFIX = "model_ema."
+_EMA_BUFFERS = ("model_ema.decay", "model_ema.num_updates")  # LitEma's own state, not weights
 
 _UNET_RESNET = (("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("out_layers.0.", "norm2."),
                 ("out_layers.3.", "conv2."), ("emb_layers.1.", "time_emb_proj."),
@@ -121,9 +128,22 @@ def _vae_source(name: str, n_up: int) -> tuple[str, bool]:
     raise SdsimError(f"tensor {VAE_PREFIX}{name}: not a Stable Diffusion 1.x VAE parameter name")
 
 
-def compvis_to_diffusers(keys) -> dict[str, dict[str, Source]]:
-    """{component: {diffusers name: Source}} for the unet, vae and text_encoder keys of an SD1.x file."""
+def ema_key(key: str) -> str:
+    """The key of the EMA copy of UNet tensor `key` (`model.` dropped, then every dot)."""
+    return EMA_PREFIX + key[len("model."):].replace(".", "")
+
+
+def has_ema(keys) -> bool:
+    """Whether a checkpoint's keys include EMA weights (not just LitEma's decay/num_updates)."""
+    return any(k.startswith(EMA_PREFIX) and k not in _EMA_BUFFERS for k in keys)
+
+
+def compvis_to_diffusers(keys, ema: bool = True) -> dict[str, dict[str, Source]]:
+    """{component: {diffusers name: Source}} for the unet, vae and text_encoder keys of an SD1.x
+    file; the UNet's Sources are its EMA copies when the file has them and `ema` is True."""
     keys = list(keys)
+    use_ema = ema and has_ema(keys)
+    present = set(keys) if use_ema else ()
     unet = [k[len(UNET_PREFIX):] for k in keys if k.startswith(UNET_PREFIX)]
     vae = [k[len(VAE_PREFIX):] for k in keys if k.startswith(VAE_PREFIX)]
     text = [k[len(TEXT_PREFIX):] for k in keys if k.startswith(TEXT_PREFIX)]
@@ -132,7 +152,13 @@ def compvis_to_diffusers(keys) -> dict[str, dict[str, Source]]:
     out: dict[str, dict[str, Source]] = {"unet": {}, "vae": {}, "text_encoder": {}}
     stride = _unet_blocks_per_level(unet)
     for name in unet:
-        out["unet"][_unet_name(name, stride)] = Source(UNET_PREFIX + name)
+        key = UNET_PREFIX + name
+        if use_ema:
+            key = ema_key(key)
+            if key not in present:
+                raise SdsimError(f"tensor {key} (the EMA copy of {UNET_PREFIX}{name}) is missing: the "
+                                 "EMA weights are incomplete; load with ema=False for the non-EMA weights")
+        out["unet"][_unet_name(name, stride)] = Source(key)
     n_up = 1 + max((int(m.group(1)) for n in vae if (m := re.match(r"decoder\.up\.(\d+)\.", n))), default=0)
     for name in vae:
         target, reshape = _vae_source(name, n_up)

@@ -1,10 +1,17 @@
 """Checkpoint weights: safetensors files memory-mapped (never copied, never unpickled).
 
 A diffusers-layout folder has `unet/`, `vae/`, `text_encoder/`, each with `config.json` and one or
-more `*.safetensors` (shards are merged; a `.fp16` variant is used only when it is the only one).
+more `*.safetensors` (shards are merged). As in diffusers, `variant="fp16"` picks the
+`*.fp16.safetensors` files (a component without them uses its plain ones; none at all is an
+error); without a variant the plain files win and a variant is used only when it is alone.
+Older diffusers files (SD1.x's published vae/ among them) name the VAE's mid-block attention
+`query`/`key`/`value`/`proj_attn`; those are read for `to_q`/`to_k`/`to_v`/`to_out.0` when the
+current names are absent, as diffusers does on load.
 A single-file CompVis checkpoint (`*.safetensors` with the original key names) is mapped to the
-diffusers names by sdsim.model.compvis. The safetensors header is parsed here and each tensor is
-a NumPy view into one read-only `np.memmap` of its file, so the OS pages weights in on use.
+diffusers names by sdsim.model.compvis, its UNet from the EMA copies when it has them
+(`ema=False` picks the others); the unet ComponentWeights' `ema` says which were used.
+The safetensors header is parsed here and each tensor is a NumPy view into one read-only
+`np.memmap` of its file, so the OS pages weights in on use.
 Every tensor a model needs is checked up front: a missing name, a wrong shape or dtype, or a file
 shorter than its header says gives an SdsimError naming the tensor and the file.
 """
@@ -30,6 +37,11 @@ _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.u
 _FLOAT = ("F64", "F32", "F16", "BF16")
 # transformers >= 5 saves CLIPTextModel without its "text_model." prefix; older files have it
 _OPTIONAL_PREFIXES = ("text_model.",)
+# diffusers < 0.14 named the VAE mid-block attention (its AttentionBlock) differently; SD1.x's
+# published vae/ weights still do: current name -> older name, per component
+_LEGACY_NAMES = {"vae": (("to_q.", "query."), ("to_k.", "key."), ("to_v.", "value."),
+                         ("to_out.0.", "proj_attn."))}
+_LEGACY_SCOPE = re.compile(r"(encoder|decoder)\.mid_block\.attentions\.\d+\.")
 
 
 def refuse_pickle(path: Path):
@@ -101,11 +113,24 @@ class SafetensorsFile:
         return self.header[key].get("dtype", "?")
 
 
-class ComponentWeights(Mapping):
-    """Diffusers parameter name -> array for one component, gathered from one or more files."""
+def _linear_weight(array: np.ndarray) -> np.ndarray:
+    """A linear weight stored as a 1x1 convolution ((C, C, 1) or (C, C, 1, 1)) as (C, C); other
+    shapes are returned as they are (the shape check then names the tensor)."""
+    if array.ndim > 2 and all(d == 1 for d in array.shape[2:]):
+        return array.reshape(array.shape[:2])
+    return array
 
-    def __init__(self, component: str):
+
+class ComponentWeights(Mapping):
+    """Diffusers parameter name -> array for one component, gathered from one or more files.
+
+    `ema` is True when the arrays are the EMA copies of a CompVis checkpoint's UNet (`model_ema.*`),
+    False otherwise (diffusers folders keep one set of weights).
+    """
+
+    def __init__(self, component: str, ema: bool = False):
         self.component = component
+        self.ema = ema
         self._where: dict[str, tuple] = {}
 
     def add(self, f: SafetensorsFile, name: str, key: str | None = None, transform=None):
@@ -129,18 +154,32 @@ class ComponentWeights(Mapping):
     def __len__(self):
         return len(self._where)
 
+    def _alias(self, name: str):
+        """(other name, transform or None) that parameter `name` may be stored under: without its
+        optional prefix, or the older diffusers name of a VAE attention tensor (whose weight may
+        be a 1x1 convolution); None when there is none."""
+        if name.startswith(_OPTIONAL_PREFIXES):
+            return name.split(".", 1)[1], None
+        m = _LEGACY_SCOPE.match(name)
+        for new, old in _LEGACY_NAMES.get(self.component, ()) if m else ():
+            if name.startswith(new, m.end()):
+                other = name[:m.end()] + old + name[m.end() + len(new):]
+                return other, _linear_weight if name.endswith(".weight") else None
+        return None
+
     def check(self, module) -> dict[str, np.ndarray]:
         """Every Param of `module` resolved and checked: name -> array (memory-mapped views)."""
         out = {}
         files = ", ".join(str(p) for p in self.files()) or f"the {self.component} weights"
         for name, p in module.named_params():
-            if name not in self._where and name.startswith(_OPTIONAL_PREFIXES):
-                short = name.split(".", 1)[1]
-                if short in self._where:
-                    self._where[name] = self._where[short]
+            alias = None if name in self._where else self._alias(name)
+            if alias and alias[0] in self._where:
+                f, key, transform = self._where[alias[0]]
+                self._where[name] = (f, key, alias[1] or transform)
             if name not in self._where:
+                also = f", nor {alias[0]!r}" if alias else ""
                 raise SdsimError(f"{files}: missing tensor {name!r} ({self.component}, shape "
-                                 f"{list(p.shape)})")
+                                 f"{list(p.shape)}){also}")
             f, key, _ = self._where[name]
             if f.dtype_of(key) not in _FLOAT:
                 raise SdsimError(f"{f.path}: tensor {key!r} has dtype {f.dtype_of(key)}, "
@@ -164,21 +203,39 @@ def _variant_of(f: Path):
     return re.sub(r"-\d+-of-\d+$", "", parts[1]) if len(parts) > 1 else None
 
 
-def _component_files(folder: Path, variant: str | None) -> list[Path]:
+def _by_variant(folder: Path) -> dict[str | None, list[Path]]:
+    """The *.safetensors files of a component folder by variant (None: the plain files)."""
     files = sorted(folder.glob("*.safetensors"))
-    variants = {_variant_of(f) for f in files}
-    # the asked variant, else the plain files, else the only variant there is (e.g. fp16 alone)
-    for want in (variant, None, next(iter(variants)) if len(variants) == 1 else None):
-        chosen = [f for f in files if _variant_of(f) == want]
-        if chosen:
-            return chosen
-    pickles = [f for f in sorted(folder.iterdir()) if f.suffix in PICKLE_SUFFIXES]
-    if pickles:
-        refuse_pickle(pickles[0])
-    if files:
-        raise SdsimError(f"{folder}: several weight variants ({', '.join(sorted(variants))}); "
-                         "choose one")
-    raise SdsimError(f"{folder}: no *.safetensors weights")
+    if not files:
+        pickles = [f for f in sorted(folder.iterdir()) if f.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            refuse_pickle(pickles[0])
+        raise SdsimError(f"{folder}: no *.safetensors weights")
+    out: dict[str | None, list[Path]] = {}
+    for f in files:
+        out.setdefault(_variant_of(f), []).append(f)
+    return out
+
+
+def _describe(variants) -> str:
+    return ", ".join(sorted(f"{v!r} (*.{v}.safetensors)" if v else "plain (*.safetensors)"
+                            for v in variants))
+
+
+def _component_files(folder: Path, variant: str | None) -> list[Path]:
+    """The files to read in `folder`: the asked variant's (an error when absent), else the plain
+    ones, else those of the only variant there is (e.g. fp16 alone)."""
+    by_variant = _by_variant(folder)
+    if variant is not None:
+        if variant not in by_variant:
+            raise SdsimError(f"{folder}: no weights of variant {variant!r} "
+                             f"(*.{variant}.safetensors); present: {_describe(by_variant)}")
+        return by_variant[variant]
+    if None in by_variant:
+        return by_variant[None]
+    if len(by_variant) == 1:
+        return next(iter(by_variant.values()))
+    raise SdsimError(f"{folder}: several weight variants, choose one: {_describe(by_variant)}")
 
 
 def load_component(folder, variant: str | None = None) -> ComponentWeights:
@@ -193,37 +250,51 @@ def load_component(folder, variant: str | None = None) -> ComponentWeights:
 
 
 def load_folder(path, variant: str | None = None) -> dict[str, ComponentWeights]:
-    """The weights of a diffusers-layout folder, one ComponentWeights per component."""
+    """The weights of a diffusers-layout folder, one ComponentWeights per component.
+
+    As diffusers' pipelines do, a `variant` is an error only when no component has it; a
+    component without it uses its plain files (see each ComponentWeights' files()).
+    """
     path = Path(path)
-    out = {}
     for comp in COMPONENTS:
         if not (path / comp).is_dir():
             raise SdsimError(f"{path}: missing folder {comp}/ (expected a diffusers-layout folder)")
-        out[comp] = load_component(path / comp, variant)
-    return out
+    found = {comp: set(_by_variant(path / comp)) for comp in COMPONENTS}
+    if variant is not None and not any(variant in v for v in found.values()):
+        raise SdsimError(f"{path}: no weights of variant {variant!r} (*.{variant}.safetensors) in "
+                         f"{', '.join(c + '/' for c in COMPONENTS)}; present: "
+                         f"{_describe(set().union(*found.values()))}")
+    return {comp: load_component(path / comp, variant if variant in found[comp] else None)
+            for comp in COMPONENTS}
 
 
-def load_single_file(path) -> dict[str, ComponentWeights]:
-    """A CompVis-named single .safetensors checkpoint, split into components by diffusers name."""
-    from sdsim.model.compvis import compvis_to_diffusers
+def load_single_file(path, ema: bool = True) -> dict[str, ComponentWeights]:
+    """A CompVis-named single .safetensors checkpoint, split into components by diffusers name.
+
+    The UNet comes from the file's EMA copies (`model_ema.*`) when it has them and `ema` is True,
+    as the original CompVis scripts do; `result["unet"].ema` says whether they were used.
+    """
+    from sdsim.model.compvis import EMA_PREFIX, compvis_to_diffusers
 
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
         refuse_pickle(path)
     f = SafetensorsFile(path)
     try:
-        mapping = compvis_to_diffusers(list(f.keys()))
+        mapping = compvis_to_diffusers(list(f.keys()), ema)
     except SdsimError as e:
         raise SdsimError(f"{path}: {e}") from None
     out = {comp: ComponentWeights(comp) for comp in COMPONENTS}
     for comp, names in mapping.items():
         for name, src in names.items():
             out[comp].add(f, name, src.key, src.apply if src.reshape else None)
+    out["unet"].ema = any(src.key.startswith(EMA_PREFIX) for src in mapping["unet"].values())
     return out
 
 
-def load_weights(path, variant: str | None = None) -> dict[str, ComponentWeights]:
-    """Weights of a diffusers folder or of a single-file CompVis .safetensors checkpoint."""
+def load_weights(path, variant: str | None = None, ema: bool = True) -> dict[str, ComponentWeights]:
+    """Weights of a diffusers folder (`variant`, e.g. "fp16", picks its *.fp16.safetensors) or
+    of a single-file CompVis .safetensors checkpoint (`ema` picks its EMA UNet when present)."""
     path = Path(path)
     if path.is_dir():
         return load_folder(path, variant)
@@ -233,7 +304,10 @@ def load_weights(path, variant: str | None = None) -> dict[str, ComponentWeights
         raise SdsimError(f"{path}: no such file or folder")
     if path.suffix != ".safetensors":
         raise SdsimError(f"{path}: expected a diffusers folder or a .safetensors checkpoint")
-    return load_single_file(path)
+    if variant is not None:
+        raise SdsimError(f"{path}: a single-file checkpoint has no variants (variant {variant!r} "
+                         "picks files in a diffusers folder)")
+    return load_single_file(path, ema)
 
 
 class RandomWeights(Mapping):
