@@ -112,6 +112,8 @@ CONFIGS = {
     "trailing": dict(SD14_CONFIG, timestep_spacing="trailing"),
     "vpred_prk_linspace": dict(SD14_CONFIG, skip_prk_steps=False, prediction_type="v_prediction",
                                timestep_spacing="linspace"),
+    # stabilityai/stable-diffusion-2-1 (768): SD1's fields with v-prediction
+    "sd21_vpred": dict(SD14_CONFIG, prediction_type="v_prediction"),
 }
 
 

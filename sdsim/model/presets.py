@@ -1,4 +1,10 @@
-"""Built-in model configurations (`sd14`, `tiny`) and loading them from a diffusers-style folder."""
+"""Built-in model configurations (`sd14`, `sd15`, `sd21-base`, `tiny`) and loading them from a
+diffusers-style folder.
+
+Every preset's checkpoint ships diffusers' PNDMScheduler with SD14_CONFIG's fields (scaled_linear
+betas 0.00085-0.012, steps_offset 1, skip_prk_steps, prediction_type epsilon), which is what
+`make_scheduler` uses when no scheduler_config.json is given.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,30 @@ from sdsim.model.config import CLIPTextConfig, ModelConfig, UNetConfig, VAEConfi
 PRESETS = {
     # Stable Diffusion 1.4 (CompVis/stable-diffusion-v1-4): the defaults of the config dataclasses.
     "sd14": ModelConfig(name="sd14"),
+    # Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5): SD1.4's architecture, retrained weights.
+    # Its unet/config.json (attention_head_dim 8, cross_attention_dim 768, use_linear_projection
+    # false) and scheduler/scheduler_config.json (PNDM, fields of SD14_CONFIG) are as SD1.4's;
+    # checked against copies in KiritoFD/dreambooth_ (stable-diffusion-v1-5/unet/config.json) and
+    # Chinmay6824/AutoMedVis-Text-to-Video-Ad-Generation (stable-diffusion-v1-5/scheduler/).
+    "sd15": ModelConfig(name="sd15"),
+    # Stable Diffusion 2.1-base (stabilityai/stable-diffusion-2-1-base, 512x512, epsilon prediction;
+    # the 768 model stable-diffusion-2-1 predicts v). Values from the checkpoint's config.json files
+    # (copies in Wakals/GASCOL, stable-diffusion-2-1-base/{unet,text_encoder,vae}/config.json;
+    # scheduler_config.json as in huggingface.co/glowforge-dev/stable-diffusion-2-1-img2img-jonathan2,
+    # "Duplicate from stabilityai/stable-diffusion-2-1-base": PNDMScheduler, SD14_CONFIG's fields):
+    # - unet: attention_head_dim [5, 10, 20, 20] (head counts: head dim 64 in every block),
+    #   use_linear_projection true, cross_attention_dim 1024, upcast_attention false;
+    # - text_encoder: OpenCLIP ViT-H/14 as a CLIPTextModel: hidden_act gelu, hidden_size 1024,
+    #   intermediate_size 4096, 16 heads, 23 layers (the penultimate layer of the 24, baked in),
+    #   projection_dim 512 (unused: last_hidden_state feeds the UNet);
+    # - vae: SD1's; its config says sample_size 768.
+    "sd21-base": ModelConfig(
+        name="sd21-base",
+        text_encoder=CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                    num_attention_heads=16, hidden_act="gelu"),
+        unet=UNetConfig(cross_attention_dim=1024, heads=(5, 10, 20, 20), use_linear_projection=True),
+        vae=VAEConfig(sample_size=768),
+    ),
     # A few-MB model with every block type of SD1.4, for tests and cross-checks.
     "tiny": ModelConfig(
         name="tiny",
