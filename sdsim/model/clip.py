@@ -1,5 +1,6 @@
-"""CLIP ViT-L/14 text encoder (transformers' CLIPTextModel): pre-LN, causal self-attention,
-quick_gelu MLP; returns last_hidden_state (B, 77, 768) after the final LayerNorm."""
+"""CLIP text encoder (transformers' CLIPTextModel): pre-LN, causal self-attention, an MLP with
+`hidden_act` (quick_gelu in SD1's CLIP ViT-L/14, erf gelu in SD2's OpenCLIP ViT-H/14); returns
+last_hidden_state (B, 77, hidden_size) after the final LayerNorm."""
 
 from __future__ import annotations
 
