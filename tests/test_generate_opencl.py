@@ -119,3 +119,32 @@ def test_generate_cli_bad_options(tmp_path, capsys, argv, words):
     rc = main(["generate", "--random-weights", "--preset", "tiny", "--steps", "1",
                "--no-progress", "--out", str(tmp_path / "x.png"), *argv])
     assert rc != 0 and words in capsys.readouterr().err
+
+
+def test_find_overflow_names_the_op_numpy_names(rt):
+    """A conv whose weights are scaled x1e5 overflows half storage: the watched OpenCL run names
+    the same op as the NumPy backend, and an unwatched run still says which component."""
+    from sdsim.model.components import FOLDERS
+    from sdsim.model.pipeline import FallbackTokenizer
+    from sdsim.model.presets import PRESETS
+    from sdsim.model.weights import RandomWeights
+
+    cfg = PRESETS["tiny"]
+    weights = {c: dict(RandomWeights(f.build(cfg), 3)) for c, f in FOLDERS.items()}
+    name = "down_blocks.0.resnets.0.conv1.weight"
+    weights["unet"][name] = weights["unet"][name] * np.float32(1e5)
+
+    def run(backend, watch=False):
+        sd = StableDiffusion(cfg, weights, FallbackTokenizer(cfg.text_encoder.vocab_size), None,
+                             "fp16")
+        if backend == "opencl":
+            sd.use_opencl(rt, parse_opt("paper"), watch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sd("x", steps=1, seed=5, progress=False)
+        return sd.nonfinite_report()
+
+    expect = "unet: conv2d in down_blocks.0.resnets.0.conv1"
+    assert run("numpy") == expect
+    assert run("opencl", watch=True) == expect
+    assert run("opencl") == "unet: its output (rerun with --find-overflow to name the op)"

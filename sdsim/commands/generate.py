@@ -60,6 +60,9 @@ def add_arguments(p):
     cl.add_argument("--opt", default="paper",
                     help="optimization set (paper, none) or list of switch=value, as in predict")
     cl.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
+    cl.add_argument("--find-overflow", action="store_true",
+                    help="read every op's output back to name the first op that gives inf/NaN "
+                         "(as the NumPy backend does; slower wall time, kernel times unchanged)")
     cl.add_argument("--device", metavar="PROFILE",
                     help="device profile (name or YAML): print its prediction of the same calls "
                          "beside the measured times, and run the kernel builds it was tuned with")
@@ -94,7 +97,7 @@ def _opencl(sd, args):
     if profile is not None:
         tuning.activate(tuning.for_profile(profile))
     rt = Runtime(args.platform, args.cl_device, args.arith)
-    sd.use_opencl(rt, opt)
+    sd.use_opencl(rt, opt, args.find_overflow)
     return rt, profile
 
 
@@ -103,8 +106,8 @@ def _check_args(args):
         raise SdsimError(f"--out {args.out}: expected a .png file name")
     if args.steps < 1:
         raise SdsimError(f"--steps must be at least 1, got {args.steps}")
-    for flag in ("platform", "cl_device", "arith", "device"):
-        if getattr(args, flag) is not None and args.backend != "opencl":
+    for flag in ("platform", "cl_device", "arith", "device", "find_overflow"):
+        if getattr(args, flag) not in (None, False) and args.backend != "opencl":
             raise SdsimError(f"--{flag.replace('_', '-')} applies to --backend opencl only")
     if args.opt != "paper" and args.backend != "opencl":
         raise SdsimError("--opt applies to --backend opencl only (the NumPy reference runs "

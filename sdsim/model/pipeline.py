@@ -91,11 +91,12 @@ class StableDiffusion:
             self.params[comp] = w.check(module) if hasattr(w, "check") else w
         self.stages = NumpyStages(models, self.params, precision)
 
-    def use_opencl(self, rt, opt) -> None:
-        """Run the text encoder, the UNet and the VAE decoder on `rt` with the plan of `opt`."""
+    def use_opencl(self, rt, opt, watch: bool = False) -> None:
+        """Run the text encoder, the UNet and the VAE decoder on `rt` with the plan of `opt`;
+        `watch` reads every op's output back to name the first one holding inf/NaN."""
         from sdsim.backends.opencl.stages import OpenCLStages
 
-        self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision)
+        self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision, watch)
 
     @classmethod
     def from_pretrained(cls, path, precision="fp32", tokenizer_path=None) -> "StableDiffusion":

@@ -72,7 +72,8 @@ class OpenCLBackend(Backend):
 
     name = "opencl"
 
-    def __init__(self, rt, graph, plan, weights, precision: str = "fp32", pool=None):
+    def __init__(self, rt, graph, plan, weights, precision: str = "fp32", pool=None,
+                 watch: bool = False):
         super().__init__()
         if precision not in ("fp32", "fp16"):
             raise SdsimError(f"precision must be fp32 or fp16, not {precision!r}")
@@ -91,6 +92,9 @@ class OpenCLBackend(Backend):
         self._wcache: dict[tuple, object] = {}
         self._live: dict[int, CLTensor] = {}
         self._i = 0
+        # with `watch`, every op's output is read back until one holds inf/NaN: (kind, scope)
+        self.watch = watch
+        self.first_nonfinite: tuple | None = None
 
     def reset(self) -> None:
         """Start a new run of the component: op counter and events cleared, activations back in
@@ -184,6 +188,9 @@ class OpenCLBackend(Backend):
         self.events += list(zip(calls, evs))
         self._live[out.tid] = out
         self._release(i)
+        if self.watch and self.first_nonfinite is None \
+                and not np.isfinite(self.download(out)).all():
+            self.first_nonfinite = (kind, op.scope)
         return out
 
     def _release(self, i):

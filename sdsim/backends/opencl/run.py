@@ -44,7 +44,7 @@ class ComponentRunner:
     """A component prepared on a device (model, plan, weights uploaded on the first run)."""
 
     def __init__(self, rt, name, model_cfg, opt, precision="fp32", resolution=512, batch=2,
-                 weights=None, seed=0):
+                 weights=None, seed=0, watch=False):
         from sdsim.model.weights import RandomWeights
 
         comp = components.get(name, components.OPENCL)
@@ -54,7 +54,7 @@ class ComponentRunner:
         self.model, self.fn = comp.build(model_cfg)
         weights = weights if weights is not None else RandomWeights(self.model, seed)
         self.weights = weights
-        self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision)
+        self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision, watch=watch)
         self.rt, self.seed = rt, seed
 
     def run(self, inputs=None) -> DeviceRun:

@@ -36,8 +36,9 @@ class OpenCLStages:
 
     name = "opencl"
 
-    def __init__(self, rt, cfg, params: dict, opt, precision: str):
+    def __init__(self, rt, cfg, params: dict, opt, precision: str, watch: bool = False):
         self.rt, self.cfg, self.params, self.opt, self.precision = rt, cfg, params, opt, precision
+        self.watch = watch      # read every op's output back to name the first inf/NaN
         self.runners: dict[tuple, ComponentRunner] = {}
         self.times: dict[str, StageTimes] = {}
 
@@ -47,7 +48,7 @@ class OpenCLStages:
         if runner is None:
             folder = components.COMPONENTS[name].folder
             runner = ComponentRunner(self.rt, name, self.cfg, self.opt, self.precision, size,
-                                     batch, weights=self.params[folder])
+                                     batch, weights=self.params[folder], watch=self.watch)
             self.runners[key] = runner
         run = runner.run(inputs)
         t = self.times.setdefault(name, StageTimes(name, runner.graph))
@@ -75,12 +76,16 @@ class OpenCLStages:
         return self._run("vae_decoder", [z], self._size(z), 2 * z.shape[0])
 
     def nonfinite_report(self) -> str | None:
-        """The first component whose output held inf/NaN (the device does not say which op)."""
+        """The first component whose output held inf/NaN, and the op when watched."""
         for name in components.TEXT_TO_IMAGE:
+            where = [r.backend.first_nonfinite for key, r in self.runners.items()
+                     if key[0] == name and r.backend.first_nonfinite]
+            if where:
+                op, scope = where[0]
+                return f"{name}: {op} in {scope or '<top>'}"
             t = self.times.get(name)
             if t is not None and t.nonfinite:
-                return f"{name}: output (inf/NaN inside the call; the OpenCL backend does not " \
-                       "track which op)"
+                return f"{name}: its output (rerun with --find-overflow to name the op)"
         return None
 
 
