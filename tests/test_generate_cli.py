@@ -61,3 +61,48 @@ def test_sd14_random_weights_two_steps_write_512_png(tmp_path):
     img = Image.open(out)
     assert img.size == (512, 512) and img.mode == "RGB"
     assert np.asarray(img).std() > 0
+
+
+def test_checkpoint_choices_reach_the_loader(tmp_path, capsys, monkeypatch):
+    """--variant fp16 reads *.fp16.safetensors, a repo id resolves in the Hugging Face cache,
+    --no-ema takes a CompVis file's training weights: three different images from one seed,
+    each equal to the image of the weights it says it used."""
+    from safetensors.numpy import load_file, save_file
+    from test_load_formats import cache_repo, write_compvis
+
+    from sdsim.model.components import FOLDERS
+    from sdsim.model.presets import PRESETS
+    from sdsim.testing.fixtures import component_modules, write_tiny_model
+
+    model = write_tiny_model(tmp_path / "m", seed=0)
+    other = write_tiny_model(tmp_path / "o", seed=1)
+    for comp, f in FOLDERS.items():   # the fp16 variant holds the seed-1 weights
+        save_file({k: v.astype(np.float16) for k, v in
+                   load_file(str(other / comp / f.weights_file)).items()},
+                  str(model / comp / f.weights_file.replace(".safetensors", ".fp16.safetensors")))
+    run = ["generate", "--steps", "1", "--no-progress", "--seed", "3"]
+
+    def image(*argv):
+        out = tmp_path / f"{len(list(tmp_path.glob('*.png')))}.png"
+        assert main(run + [*argv, "--out", str(out)]) == 0
+        return np.asarray(Image.open(out))
+
+    plain, fp16 = image("--model", str(model)), image("--model", str(model), "--variant", "fp16")
+    assert not np.array_equal(plain, fp16)
+    assert np.abs(fp16.astype(int) - image("--model", str(other)).astype(int)).max() <= 2
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    cache_repo(tmp_path / "cache", "someone/tiny-sd", model, "c" * 40)
+    assert np.array_equal(image("--model", "someone/tiny-sd"), plain)
+    assert f"weights: {tmp_path / 'cache'}" in capsys.readouterr().out
+
+    ckpt = write_compvis(tmp_path / "sd.safetensors", component_modules("tiny"), ema_seed=7)
+    # a single CompVis file is read with the SD1.4 config: let it be the tiny one here
+    monkeypatch.setitem(PRESETS, "sd14", PRESETS["tiny"])
+    ema, train = image("--model", str(ckpt)), image("--model", str(ckpt), "--no-ema")
+    assert "(EMA UNet weights)" in capsys.readouterr().out
+    assert not np.array_equal(ema, train)
+
+
+def test_variant_and_no_ema_refused_with_random_weights(tmp_path, capsys):
+    assert main(TINY + ["--variant", "fp16", "--out", str(tmp_path / "x.png")]) == 2
+    assert "do not apply to --random-weights" in capsys.readouterr().err

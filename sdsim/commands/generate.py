@@ -10,6 +10,7 @@ import numpy as np
 
 from sdsim import atomic
 from sdsim.errors import SdsimError
+from sdsim.model.presets import PRESETS
 from sdsim.output import dumps, render_rows
 from sdsim.precision import ARITH_HELP, ARITHS
 
@@ -29,10 +30,18 @@ DESCRIPTION = (
 
 def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", metavar="PATH", help="diffusers folder or CompVis .safetensors file")
+    src.add_argument("--model", metavar="PATH|REPO",
+                     help="diffusers folder, CompVis .safetensors file, or a repo id already in "
+                          "the Hugging Face cache (e.g. CompVis/stable-diffusion-v1-4; never "
+                          "downloaded)")
     src.add_argument("--random-weights", action="store_true",
                      help="seeded random weights for the --preset config, no checkpoint")
-    p.add_argument("--preset", default="sd14", help="model preset for --random-weights (sd14, tiny)")
+    p.add_argument("--preset", default="sd14", choices=tuple(PRESETS),
+                   help="model preset for --random-weights")
+    p.add_argument("--variant", metavar="NAME", help="weight variant of a diffusers folder, "
+                   "e.g. fp16 for *.fp16.safetensors (as diffusers' variant=)")
+    p.add_argument("--no-ema", action="store_true", help="a CompVis checkpoint's non-EMA UNet "
+                   "weights (default: its EMA weights when it has them, as the original scripts)")
     p.add_argument("--tokenizer", metavar="DIR", help="folder with vocab.json and merges.txt; "
                    "if not given, the model folder's tokenizer/")
     p.add_argument("--prompt", default="", help="text prompt")
@@ -118,7 +127,6 @@ def run(args) -> int:
     from PIL import Image
 
     from sdsim.model.pipeline import StableDiffusion
-    from sdsim.model.presets import PRESETS
 
     _check_args(args)
     latents = _load_latents(args.latents) if args.latents else None
@@ -127,11 +135,13 @@ def run(args) -> int:
         warnings.showwarning = _show_warning
         warnings.filterwarnings("ignore", message="Non-empty compiler output")  # PyOpenCL's
         if args.random_weights:
-            if args.preset not in PRESETS:
-                raise SdsimError(f"--preset {args.preset}: unknown; choose one of {', '.join(PRESETS)}")
+            if args.variant or args.no_ema:
+                raise SdsimError("--variant and --no-ema choose checkpoint weights; they do not "
+                                 "apply to --random-weights")
             sd = StableDiffusion.random(args.preset, args.seed, args.precision)
         else:
-            sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer)
+            sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer,
+                                                 args.variant, not args.no_ema)
         shape = sd.latent_shape(args.height, args.width or args.height)
         if latents is not None and tuple(latents.shape) != shape:
             raise SdsimError(f"{args.latents}: latents have shape {tuple(latents.shape)}, "
@@ -156,8 +166,12 @@ def run(args) -> int:
                      "backend": args.backend, "precision": args.precision,
                      "arith": rt.arith if rt else None, "opencl_device": rt.name if rt else None,
                      "opt": args.opt if rt else None, "profile": profile.name if profile else None,
-                     "nonfinite": where, "times": times}))
+                     "weights": getattr(sd, "source", None), "nonfinite": where,
+                     "times": times}))
         return 0
+    if getattr(sd, "source", None):
+        print(f"weights: {sd.source['path']}"
+              + (" (EMA UNet weights)" if sd.source["ema"] else ""))
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]})"
           + (f"; first inf/NaN ({args.precision}): {where}" if where else ""))
     if rt is not None:

@@ -21,6 +21,7 @@ from sdsim.backends.trace import check_size
 from sdsim.errors import SdsimError
 from sdsim.model.components import FOLDERS
 from sdsim.model.config import ModelConfig
+from sdsim.model.hub import resolve_model
 from sdsim.model.presets import PRESETS, load_model_config
 from sdsim.model.schedulers import make_scheduler
 from sdsim.model.tokenizer import ClipTokenizer
@@ -99,10 +100,13 @@ class StableDiffusion:
         self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision, watch)
 
     @classmethod
-    def from_pretrained(cls, path, precision="fp32", tokenizer_path=None) -> "StableDiffusion":
-        """A diffusers folder, or a single-file CompVis .safetensors (SD1.4 config)."""
-        path = Path(path)
-        weights = load_weights(path)
+    def from_pretrained(cls, path, precision="fp32", tokenizer_path=None,
+                        variant: str | None = None, ema: bool = True) -> "StableDiffusion":
+        """A diffusers folder, a single-file CompVis .safetensors (SD1.4 config), or a repo id
+        already in the Hugging Face cache; `variant` ("fp16") picks a folder's variant files,
+        `ema` a CompVis file's EMA UNet weights when it has them."""
+        path = resolve_model(path)
+        weights = load_weights(path, variant, ema)
         cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
         tok_dir = Path(tokenizer_path) if tokenizer_path else path / "tokenizer"
         if tokenizer_path and not tok_dir.is_dir():
@@ -121,7 +125,10 @@ class StableDiffusion:
                 sched = json.loads(sched_file.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise SdsimError(f"{sched_file}: cannot read JSON ({e})") from None
-        return cls(cfg, weights, tokenizer, sched, precision)
+        sd = cls(cfg, weights, tokenizer, sched, precision)
+        sd.source = {"path": str(path), "ema": bool(getattr(weights["unet"], "ema", False)),
+                     "files": sorted({str(f) for w in weights.values() for f in w.files()})}
+        return sd
 
     @classmethod
     def random(cls, preset="sd14", seed=0, precision="fp32") -> "StableDiffusion":
