@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from sdsim.validation.compare import CallRow, metrics, noise
@@ -68,3 +69,47 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
                  "--report", str(again)]) == 0
     assert again.read_text().split("## Summary")[1].replace("again.png", "validation-t.png") \
         == text.split("## Summary")[1]
+
+
+def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, capsys):
+    """--weights PATH times a checkpoint: the plan and every dispatch's launch are those of the
+    seeded random run (so the time cannot depend on the values), the prediction is the same, and
+    the device computes with the checkpoint's values (its output is the NumPy reference's on
+    them)."""
+    import pyopencl as cl
+
+    from sdsim.backends.numpy_backend import NumpyBackend
+    from sdsim.backends.opencl.run import ComponentRunner, random_inputs
+    from sdsim.cl.runtime import Runtime
+    from sdsim.cli import main
+    from sdsim.commands.validate import _checkpoint
+    from sdsim.lower.options import parse_opt
+    from sdsim.model.presets import PRESETS
+    from sdsim.testing.fixtures import write_tiny_model
+
+    folder = write_tiny_model(tmp_path / "m", seed=4)
+    cfg, weights = _checkpoint(str(folder), "unet")
+    assert cfg.unet.block_out_channels == PRESETS["tiny"].unet.block_out_channels  # its config
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None
+    rt = Runtime(plat)
+    real = ComponentRunner(rt, "unet", cfg, parse_opt("paper"), "fp32", 32, 2, weights=weights)
+    rand = ComponentRunner(rt, "unet", cfg, parse_opt("paper"), "fp32", 32, 2)
+    inputs = random_inputs("unet", real.graph, cfg, 0)
+    got, base = real.run(inputs), rand.run(inputs)
+    launch = [(c.identity, c.launch) for c, _ in got.timings]
+    assert launch == [(c.identity, c.launch) for c, _ in base.timings] and len(launch) > 50
+    F = NumpyBackend(weights, "fp32")
+    want = real.fn(F, *(F.input(a) if a.ndim > 1 else a for a in inputs))
+    np.testing.assert_allclose(got.output, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    assert not np.allclose(got.output, base.output)
+
+    outs = []
+    for extra in ([], ["--weights", str(folder)]):
+        rep = tmp_path / f"v{len(extra)}.md"
+        assert main(["validate", "--device", "s23ultra", *(["--platform", plat] if plat else []),
+                     "--model", "tiny", "--resolution", "32", "--precision", "fp32",
+                     "--warmup", "0", "--repeat", "1", "--report", str(rep),
+                     "--format", "json", *extra]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["predicted_s"] == outs[1]["predicted_s"]
+    assert f"weights of `{folder}`" in rep.read_text()

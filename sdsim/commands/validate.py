@@ -35,7 +35,13 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                    help="storage precision")
-    p.add_argument("--model", default="sd14", help="model preset")
+    p.add_argument("--model", default="sd14", help="model preset (or the folder --weights "
+                   "gives)")
+    p.add_argument("--weights", metavar="PATH|REPO",
+                   help="time a checkpoint's weights instead of seeded random ones: a diffusers "
+                        "folder (its config replaces --model), a CompVis .safetensors (SD1.4), "
+                        "or a repo id in the Hugging Face cache; the kernels and their times "
+                        "do not depend on the values")
     p.add_argument("--opt", nargs="+", default=["paper"],
                    help="one or more optimization settings (paper, none, or switch lists); with "
                         "two or more the report adds each switch's measured vs predicted speed-up")
@@ -86,12 +92,14 @@ def run(args) -> int:
         return 0
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
+    weights = None
+    if args.weights:
+        cfg, weights = _checkpoint(args.weights, args.component)
     from sdsim.kernels import tuning
 
     tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
     rt = Runtime(args.platform, args.cl_device, args.arith)
     runs = []
-    weights = None
     for text, opt in opts:
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                                  args.batch, weights=weights, seed=args.seed)
@@ -121,7 +129,7 @@ def run(args) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "device": rt.name, "component": args.component, "resolution": args.resolution,
                "batch": args.batch, "precision": args.precision, "arith": rt.arith,
-               "warmup": args.warmup,
+               "warmup": args.warmup, "weights": args.weights,
                "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
                "calibration": profile.calibration.get("report"),
                "heldout": _heldout(profile.calibration.get("report")),
@@ -148,6 +156,19 @@ def run(args) -> int:
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+def _checkpoint(name: str, component: str):
+    """(model config, checked weights of `component`'s folder) of a checkpoint."""
+    from sdsim.model.components import COMPONENTS, FOLDERS
+    from sdsim.model.hub import resolve_model
+    from sdsim.model.presets import PRESETS, load_model_config
+    from sdsim.model.weights import load_weights
+
+    path = resolve_model(name)
+    cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
+    folder = COMPONENTS[component].folder
+    return cfg, load_weights(path)[folder].check(FOLDERS[folder].build(cfg))
 
 
 def _heldout(report: str | None) -> str | None:

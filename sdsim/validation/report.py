@@ -67,8 +67,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- Workload: {ctx['component']} at {ctx['resolution']}x{ctx['resolution']} pixels, "
          f"batch {ctx['batch']}, {ctx['precision']} storage"
          + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
-         + ", random seeded weights (timing does "
-         "not depend on values)",
+         + (f", weights of `{ctx['weights']}`" if ctx.get("weights")
+            else ", random seeded weights (timing does not depend on values)"),
          f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
          "their sum (device time). Predicted: sdsim/cost/waves.py per call of the same kernel "
