@@ -84,6 +84,7 @@ def main() -> int:
     sd_cl.use_opencl(rt, parse_opt(args.opt))
     img_cl, wall_cl = generate(sd_cl)
     times = time_rows(sd_cl.stages, profile)
+    load_opencl = provenance.load()
     nonfinite_cl = sd_cl.nonfinite_report()
     del sd_cl
     sd_np = make()
@@ -95,7 +96,8 @@ def main() -> int:
                    + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": provenance.commit(), "host": f"{platform.node()} ({platform.machine()})",
-        "load_before": load_before, "load_after": provenance.load(),
+        "load_before": load_before, "load_after_opencl": load_opencl,
+        "load_after": provenance.load(),
         "opencl_device": rt.name, "driver": rt.device.driver_version,
         "model": args.model or f"{args.preset} (seeded random weights, seed {args.seed})",
         "image": f"{img_np.shape[1]}x{img_np.shape[0]}", "steps": args.steps,
@@ -114,7 +116,8 @@ def main() -> int:
 
 Command: `{result['command']}`
 Date: {result['date']}; commit {result['commit']}; host {result['host']}; load average
-(1 min) {load_before} before, {result['load_after']} after.
+(1 min) {load_before} before the OpenCL run, {load_opencl} after it, {result['load_after']} after
+the NumPy run (its own threads).
 OpenCL device: {rt.name} (driver {result['driver']}); {args.precision} storage, {rt.arith}
 arithmetic; `--opt {args.opt}`.
 Model: {result['model']}; {result['image']}, {args.steps} steps of {args.scheduler}, guidance 7.5,
