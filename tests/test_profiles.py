@@ -74,6 +74,8 @@ def mutate(path, value):
     (("peak_fp32", "value"), 5e9, "peak_fp32", "implausibly large"),
     (("geometry", "clock", "unit"), "Hz", "geometry.clock.unit", "MHz"),
     (("geometry", "residency"), KeyError, "geometry.residency", "missing"),
+    (("native_half",), {"value": "yes", "source": "test"}, "native_half.value", "boolean"),
+    (("native_half",), {"value": True}, "native_half.source", "missing"),
 ])
 def test_schema_errors_name_file_and_field(tmp_path, path, value, field, words):
     f = write(tmp_path, mutate(path, value))
@@ -148,3 +150,67 @@ def test_profile_without_per_caller_gemm_models_warns(tmp_path):
     f.write_text(yaml.safe_dump(d))
     msg = stale_calibration(read_profile(f))
     assert msg and "im2col_gemm, wino_gemm" in msg and f"sdsim calibrate --out {f}" in msg
+
+
+def test_fp16_rate_only_for_half_arithmetic_builds_on_native_half(tmp_path):
+    """An fp16-storage GEMM (opencl/gemm.cl has a half build) runs at peak_fp16 on a device with
+    native half; FlashAttention, whose kernel computes in float, and every fp32-storage call run
+    at peak_fp32; without native half nothing gets the fp16 rate. Absent, native_half follows
+    peak_fp16 > 1.2 x peak_fp32."""
+    from sdsim import kernels
+
+    gemm = kernels.get("linear", "tiled").costs("fp16", m=4096, k=320, n=320, bias=True)[0]
+    flash = kernels.get("attention", "flash").costs(
+        "fp16", batch=2, heads=8, nq=4096, nk=4096, head_dim=40)[0]
+    assert gemm.half_arith and not flash.half_arith
+    rates = {}
+    for native in (True, False, None):
+        d = toy()
+        if native is not None:
+            d["native_half"] = {"value": native, "source": "test"}
+        p = read_profile(write(tmp_path, d, f"t{native}.yaml"))
+        rates[native] = (p.rate(gemm, "fp16"), p.rate(flash, "fp16"), p.rate(gemm, "fp32"))
+    assert rates[True] == (2e12, 1e12, 1e12)
+    assert rates[False] == (1e12, 1e12, 1e12)
+    assert rates[None] == rates[True]          # toy: peak_fp16 = 2 x peak_fp32
+
+
+def test_shipped_profiles_say_whether_the_device_has_native_half():
+    for name in known_profiles():
+        p = load_profile(name)
+        assert "native_half" in yaml.safe_load(open(p.path)), name
+    assert load_profile("s23ultra").native_half and not load_profile("pocl-cpu").native_half
+
+
+def test_precision_mismatch_warns_when_coefficients_are_of_the_other_storage():
+    from sdsim.cost.profile import precision_mismatch
+
+    pocl = load_profile("pocl-cpu")
+    measured = pocl.calibration["precision"]
+    other = "fp32" if measured == "fp16" else "fp16"
+    assert precision_mismatch(pocl, measured) is None
+    msg = precision_mismatch(pocl, other)
+    assert f"measured at {measured} storage" in msg and f"--precision {other}" in msg
+    assert precision_mismatch(load_profile("s23ultra"), "fp32") is None   # no coefficients
+
+
+def test_profiles_by_name_from_the_search_path_first(tmp_path, monkeypatch):
+    """$SDSIM_PROFILE_PATH, then the user profile folder, then the bundled profiles: a profile
+    of a bundled name in an earlier folder shadows it; `devices` lists every name once."""
+    from sdsim.paths import PROFILES_DIR
+
+    mine, user = tmp_path / "mine", tmp_path / "data" / "sdsim" / "profiles"
+    mine.mkdir()
+    user.mkdir(parents=True)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("SDSIM_PROFILE_PATH", str(mine))
+    d = yaml.safe_load((PROFILES_DIR / "pixel7.yaml").read_text())
+    write(user, dict(d, name="lab-gpu"), "lab-gpu.yaml")
+    write(user, dict(d, name="s23ultra-user"), "s23ultra.yaml")
+    write(mine, dict(d, name="s23ultra-mine"), "s23ultra.yaml")
+    assert load_profile("lab-gpu").path == str(user / "lab-gpu.yaml")
+    assert load_profile("s23ultra").name == "s23ultra-mine"
+    monkeypatch.delenv("SDSIM_PROFILE_PATH")
+    assert load_profile("s23ultra").name == "s23ultra-user"
+    names = known_profiles()
+    assert "lab-gpu" in names and names.count("s23ultra") == 1 and "pixel7" in names

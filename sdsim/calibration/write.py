@@ -59,6 +59,9 @@ def profile_dict(cal, report_rel: str) -> dict:
             "arithmetic rate: the same chains in the fp16 build, "
             + ("native half arithmetic (cl_khr_fp16)" if info["fp16"] else
                "float arithmetic since the device lacks cl_khr_fp16, as fp16-storage kernels do"))),
+        "native_half": {"value": bool(info["fp16"]), "source": (
+            f"cl_khr_fp16: {'yes' if info['fp16'] else 'no'}, queried by sdsim calibrate "
+            f"({report_rel})")},
         "dram_bandwidth": _q(m["bandwidth"] / 1e9, "GB/s", src(
             f"streaming float4 copy of {m['bandwidth_bytes'] / 2**20:.0f} MiB, read+write")),
         "local_memory": _q(info["local_mem"], "B", "CL_DEVICE_LOCAL_MEM_SIZE queried by sdsim "

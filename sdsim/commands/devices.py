@@ -20,7 +20,7 @@ def run(args) -> int:
         p = load_profile(name)
         rows.append({"name": p.name, "gpu": p.gpu, "soc": p.soc, "api": p.api,
                      "fp16_TFLOPs": p.peak_flops["fp16"] / 1e12,
-                     "fp32_TFLOPs": p.peak_flops["fp32"] / 1e12,
+                     "fp32_TFLOPs": p.peak_flops["fp32"] / 1e12, "native_half": p.native_half,
                      "DRAM_GBps": p.dram_bandwidth / 1e9, "launch_us": p.launch_overhead * 1e6})
     print(render_rows(rows, args.format, floatfmt=".3g"))
     return 0

@@ -22,7 +22,7 @@ import yaml
 from sdsim.cost.waves import Coefficients
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES, tuning
-from sdsim.paths import OPENCL_DIR, PROFILES_DIR
+from sdsim.paths import OPENCL_DIR, profile_dirs
 
 #: the profile schema this version reads
 SCHEMA_VERSION = 2
@@ -137,6 +137,10 @@ SCHEMA = {
             "properties": {c: _quantity_schema("fraction") for c in KERNEL_CLASSES},
         },
         "coefficients": COEFFICIENTS_SCHEMA,
+        "native_half": {"type": "object", "required": ["value", "source"],
+                        "additionalProperties": False,
+                        "properties": {"value": {"type": "boolean"},
+                                       "source": {"type": "string", "minLength": 3}}},
         "device_type": {"enum": ["gpu", "cpu"]},
         "tuning": TUNING_SCHEMA,
     },
@@ -177,6 +181,14 @@ class Profile:
     bands: dict = field(default_factory=dict)      # field -> (low, high) in SI units
     device_type: str = "gpu"                       # "gpu" | "cpu": the untuned kernel defaults
     tuning: dict = field(default_factory=dict)     # `sdsim tune`'s section, as written
+    native_half: bool = False                      # the GPU executes half arithmetic natively
+
+    def rate(self, k, precision: str) -> float:
+        """The arithmetic rate a dispatch runs at (FLOP/s): the fp16 rate only for an
+        fp16-storage call of a kernel with a half-arithmetic build (KernelCost.half_arith) on a
+        device with native half, as the runtime's default `--arith` runs it; float otherwise."""
+        half = precision == "fp16" and self.native_half and getattr(k, "half_arith", False)
+        return self.peak_flops["fp16" if half else "fp32"]
 
     def corner(self, fast: bool) -> "Profile":
         """The profile at one end of its bands: every disagreeing specification at its fastest
@@ -195,6 +207,20 @@ class Profile:
             launch_overhead=pick("launch_overhead", self.launch_overhead),
             step_latency=pick("step_latency", self.step_latency), geometry=geo,
             efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
+
+
+def precision_mismatch(profile: Profile, precision: str) -> str | None:
+    """A warning when calls at `precision` storage are predicted with timing coefficients
+    measured at the other one: kernels load, convert and store differently per storage type
+    (fp16 storage on a device without cl_khr_fp16 converts every element), so the coefficients
+    do not carry over."""
+    measured = profile.calibration.get("precision")
+    if not profile.coefficients or not measured or measured == precision:
+        return None
+    return (f"{profile.path}: its timing coefficients were measured at {measured} storage; "
+            f"{precision}-storage calls are predicted with them and may be far off; for "
+            f"{precision} predictions calibrate a profile with `sdsim calibrate --precision "
+            f"{precision} --out NAME.yaml`")
 
 
 def stale_calibration(profile: Profile) -> str | None:
@@ -329,6 +355,8 @@ def parse_profile(data, file: str) -> Profile:
         step_latency=si["step_latency"], coefficients=coefficients,
         calibration={k: v for k, v in cal.items() if k != "kernels"}, bands=bands,
         device_type=data.get("device_type", (data.get("tuning") or {}).get("device_type", "gpu")),
+        native_half=(data["native_half"]["value"] if "native_half" in data
+                     else si["peak_fp16"] > 1.2 * si["peak_fp32"]),
         tuning=data.get("tuning") or {})
 
 
@@ -362,18 +390,28 @@ def read_profile(path) -> Profile:
     return parse_profile(data, str(path))
 
 
+def profile_files() -> dict[str, Path]:
+    """Every profile found by name: name -> file, the first folder of `profile_dirs()` that has
+    it winning (so a user's calibrated profile can shadow a bundled one of the same name)."""
+    found: dict[str, Path] = {}
+    for folder in profile_dirs():
+        for p in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+            found.setdefault(p.stem, p)
+    return found
+
+
 def known_profiles() -> list[str]:
-    """Names of the profiles shipped in device_profiles/."""
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    """Names of the profiles found: $SDSIM_PROFILE_PATH, the user profile folder, bundled."""
+    return sorted(profile_files())
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (device_profiles/<name>.yaml) or by path to a YAML file."""
+    """A profile by name (see `profile_dirs`) or by path to a YAML file."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists() or "/" in str(name_or_path):
         return read_profile(p)
-    candidate = PROFILES_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
+    candidate = profile_files().get(str(name_or_path))
+    if candidate is not None:
         return read_profile(candidate)
     known = known_profiles()
     close = difflib.get_close_matches(name_or_path, known, n=1)

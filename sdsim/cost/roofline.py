@@ -1,6 +1,8 @@
 """Per-dispatch latency: the geometry model of sdsim/cost/waves.py, with the roofline beside it.
 
-    t_compute = flops / peak_flops[precision]          (the roofline: a bound and a sanity check)
+    t_compute = flops / rate                (the roofline: a bound and a sanity check; the rate is
+                                             peak_fp16 only for half-arithmetic builds on a
+                                             device with native half, Profile.rate)
     t_memory  = dram_bytes / dram_bandwidth
     t         = t0 + steps x max(latency, waves x step)   (sdsim/cost/waves.py)
 
@@ -24,7 +26,7 @@ def roofline(k, peak_flops: float, bandwidth: float) -> tuple[float, float]:
 def kernel_time(k, profile: Profile, precision: str) -> KernelTime:
     """Predicted latency of one dispatch (a KernelCall or KernelCost with its launch geometry)
     on `profile` at `precision` ("fp16" | "fp32")."""
-    tc, tm = roofline(k, profile.peak_flops[precision], profile.dram_bandwidth)
+    tc, tm = roofline(k, profile.rate(k, precision), profile.dram_bandwidth)
     c = profile.coefficients.get(k.model_key) or spec_coefficients(k, profile, precision)
     t, why = geometry_time(c, k.launch, profile.geometry["compute_units"])
     return KernelTime(tc, tm, t, "compute" if tc >= tm else "memory", why)

@@ -90,7 +90,7 @@ def spec_coefficients(k, profile, precision: str) -> Coefficients:
     per = min(slots, launch.work_groups) / max(1, launch.work_groups * launch.steps)
     per /= max(launch.active, 1e-6)
     eff = profile.efficiency[k.kernel_class]
-    compute = k.flops * per / profile.peak_flops[precision]
+    compute = k.flops * per / profile.rate(k, precision)
     memory = k.dram_bytes * per / profile.dram_bandwidth
     return Coefficients(profile.launch_overhead, profile.step_latency,
                         max(compute, memory) / eff, g["residency"], "spec", 1.0)

@@ -75,6 +75,9 @@ class KernelCost:
     workspace: int = 0   # bytes of intermediate global buffers this dispatch writes for a later one
     launch: Launch | None = None
     model: str = ""      # the timing model's key (one per OpenCL kernel body); default: `kernel`
+    # its multiply-adds have a half-arithmetic build (opencl/gemm.cl's ARITH): at fp16 storage on
+    # a device with native half they run at the fp16 rate; every other kernel computes in float
+    half_arith: bool = False
 
     @property
     def dram_bytes(self) -> float:

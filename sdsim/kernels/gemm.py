@@ -117,10 +117,11 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     launch = gemm_launch(batch, m, k, n, cfg, split)
     if split == 1:
         return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
-                           launch=launch, model=f"{caller}.{cfg.name}")]
+                           launch=launch, model=f"{caller}.{cfg.name}", half_arith=True)]
     partial = 4 * batch * split * m * n   # float partial sums
     return [KernelCost(kernel, kernel_class, mac, float(read), float(partial),
-                       workspace=partial, launch=launch, model=f"{caller}.{cfg.name}"),
+                       workspace=partial, launch=launch, model=f"{caller}.{cfg.name}",
+                       half_arith=True),
             KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
                        float(partial + bias_read), out,
                        launch=reduce_launch(batch, m, n, split), model="gemm_split_reduce")]

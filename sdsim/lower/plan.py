@@ -40,6 +40,7 @@ class KernelCall:
     identity: str          # component/scope:kernel[#n], unique within the component
     launch: Launch | None = None   # the dispatch's launch geometry
     model_key: str = ""            # the timing model's key (sdsim/cost/waves.py)
+    half_arith: bool = False       # has a half-arithmetic build (KernelCost.half_arith)
 
     @property
     def dram_bytes(self) -> float:
@@ -148,5 +149,6 @@ def lower_graph(graph, opt: Options, precision: str) -> list[KernelCall]:
         identity = name if total[name] == 1 else f"{name}#{seen[name]}"
         plan.append(KernelCall(graph.name, op.index, op.kind, op.scope, family, variant, i,
                                k.kernel, k.kernel_class, k.flops, k.bytes_read, k.bytes_written,
-                               k.workspace, switch, identity, k.launch, k.model_key))
+                               k.workspace, switch, identity, k.launch, k.model_key,
+                               k.half_arith))
     return plan
