@@ -1,8 +1,41 @@
-"""Where the data folders that sit beside the package live (kernel sources, device profiles, reports)."""
+"""Where sdsim finds its data: kernel sources, device profiles, reports.
 
+In a source checkout (or an editable install) the kernel sources (opencl/) and bundled profiles
+(device_profiles/) sit beside the package; a wheel carries copies in sdsim/_data/ (setup.py).
+Profiles are also looked up in the folders of `$SDSIM_PROFILE_PATH` (os.pathsep-separated) and
+in the user profile folder (`sdsim calibrate --out NAME` writes there), in that order, before
+the bundled ones.
+"""
+
+import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OPENCL_DIR = ROOT / "opencl"
-PROFILES_DIR = ROOT / "device_profiles"
-REPORTS_DIR = ROOT / "reports"
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent       # the source checkout, when sdsim runs from one
+_BUNDLED = PACKAGE / "_data"
+
+
+def _data(name: str) -> Path:
+    bundled = _BUNDLED / name
+    return bundled if bundled.is_dir() else ROOT / name
+
+
+OPENCL_DIR = _data("opencl")
+PROFILES_DIR = _data("device_profiles")
+#: committed reports of a source checkout; an installed sdsim writes reports to the current folder
+REPORTS_DIR = ROOT / "reports" if (ROOT / "reports").is_dir() and not _BUNDLED.is_dir() \
+    else Path("reports")
+
+
+def user_profiles_dir() -> Path:
+    """The user's own profiles (platformdirs' user data folder, e.g. ~/.local/share/sdsim)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sdsim")) / "profiles"
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for a profile by name, first match wins."""
+    extra = [Path(p).expanduser() for p in os.environ.get("SDSIM_PROFILE_PATH", "").split(
+        os.pathsep) if p]
+    return [*extra, user_profiles_dir(), PROFILES_DIR]

@@ -31,19 +31,23 @@ def test_efficiency_is_time_weighted_roofline_over_busy_time():
 
 
 @pytest.mark.opencl
-def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys):
+def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys, monkeypatch):
+    """`--out NAME` writes to the user profile folder, the report beside it, and the profile is
+    then found by name."""
     import pyopencl as cl
 
     from sdsim.cli import main
-    from sdsim.cost.profile import load_profile
+    from sdsim.cost.profile import known_profiles, load_profile
     from sdsim.kernels import KERNEL_CLASSES
 
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))   # platformdirs' user data folder
     plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
-    out, rep = tmp_path / "dev.yaml", tmp_path / "calibration-dev.md"
-    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", str(out),
-                 "--report", str(rep)]) == 0
-    prof = load_profile(str(out))          # the schema of device_profiles/README.md
-    assert prof.name == "dev"
+    out = tmp_path / "sdsim" / "profiles" / "dev.yaml"
+    rep = out.parent / "calibration-dev.md"
+    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", "dev"]) == 0
+    assert out.is_file() and rep.is_file() and "dev" in known_profiles()
+    prof = load_profile("dev")             # the schema of device_profiles/README.md
+    assert prof.name == "dev" and prof.path == str(out)
     assert set(prof.efficiency) == set(KERNEL_CLASSES)
     assert all(0 < v <= 1 for v in prof.efficiency.values())
     assert prof.dram_bandwidth > 0 and prof.peak_flops["fp32"] > 0 and prof.launch_overhead > 0
@@ -60,6 +64,9 @@ def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys):
     assert used <= set(prof.coefficients) and all(
         prof.coefficients[k].source == "calibrated" for k in used)
     assert data["coefficients"]["kernels_hash"] and data["schema"] == 2
+    dev = next(p for p in cl.get_platforms() if plat == "0" or plat in p.name).get_devices()[0]
+    assert data["native_half"]["value"] is ("cl_khr_fp16" in dev.extensions)
+    assert rep.name in data["native_half"]["source"]
 
 
 def test_fit_recovers_the_coefficients_that_made_the_points():

@@ -26,10 +26,13 @@ DESCRIPTION = (
 def add_arguments(p):
     p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
     p.add_argument("--device", help="OpenCL device index or name substring; None: the first")
-    p.add_argument("--out", required=True, help="profile to write, e.g. device_profiles/NAME.yaml")
+    p.add_argument("--out", required=True, metavar="NAME|FILE.yaml",
+                   help="profile to write: a bare NAME goes to the user profile folder (found "
+                        "by name afterwards, see 'sdsim devices'), or a .yaml path")
     p.add_argument("--name", help="profile name (default: the --out file's stem)")
-    p.add_argument("--report", help="calibration report path (default: "
-                                    "reports/calibration-NAME.md)")
+    p.add_argument("--report", help="calibration report path (default: calibration-NAME.md "
+                                    "next to the profile; reports/ for a profile in a source "
+                                    "checkout's device_profiles/)")
     p.add_argument("--quick", action="store_true",
                    help="small buffers and the small shape mix (CPU devices, tests)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
@@ -42,13 +45,11 @@ def run(args) -> int:
     from sdsim.calibration.write import write
     from sdsim.cl.runtime import Runtime
 
-    out = Path(args.out)
-    if out.suffix not in (".yaml", ".yml"):
-        raise SdsimError(f"--out {out}: a device profile is a .yaml file")
+    out = _out_path(args.out)
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     name = args.name or out.stem
-    report = Path(args.report) if args.report else REPORTS_DIR / f"calibration-{name}.md"
+    report = Path(args.report) if args.report else _report_path(out, name)
     if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
         from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
@@ -78,3 +79,26 @@ def run(args) -> int:
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
     print(f"wrote {out} and {report}")
     return 0
+
+
+def _out_path(text: str) -> Path:
+    """--out: a .yaml path as given, or a bare name in the user profile folder."""
+    from sdsim.paths import user_profiles_dir
+
+    out = Path(text)
+    if out.suffix in (".yaml", ".yml"):
+        return out
+    if out.suffix or len(out.parts) > 1 or not text.strip():
+        raise SdsimError(f"--out {text}: a device profile is a .yaml file, or a bare NAME for "
+                         "the user profile folder")
+    return user_profiles_dir() / f"{text}.yaml"
+
+
+def _report_path(out: Path, name: str) -> Path:
+    """The calibration report's default place: the source checkout's reports/ for its own
+    device_profiles/, else next to the profile."""
+    from sdsim.paths import PROFILES_DIR
+
+    if out.resolve().parent == PROFILES_DIR.resolve() and REPORTS_DIR.is_absolute():
+        return REPORTS_DIR / f"calibration-{name}.md"
+    return out.parent / f"calibration-{name}.md"
