@@ -8,6 +8,7 @@ Each command module defines HELP (one line), DESCRIPTION (optional), `add_argume
 from __future__ import annotations
 
 import argparse
+import contextvars
 import importlib
 import os
 import pkgutil
@@ -54,7 +55,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._run(args) or 0)
+        # a command's settings (the kernel tuning it activates) end with it, so one process
+        # can run several commands (tests, notebooks) without one leaking into the next
+        return int(contextvars.copy_context().run(args._run, args) or 0)
     except SdsimError as e:
         print(f"sdsim {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

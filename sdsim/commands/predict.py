@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
-from sdsim.cost.profile import load_profile, stale_calibration
+from sdsim.cost.profile import load_profile, precision_mismatch, stale_calibration
 from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
@@ -46,6 +46,10 @@ def add_arguments(p):
     p.add_argument("--opt", default="paper", help="optimization set or list of switch=value")
     p.add_argument("--by", choices=("component", "op", "kernel"), default="component",
                    help="rows: pipeline components, ops of one call of each, or kernel dispatches")
+    p.add_argument("--trace", metavar="FILE.json",
+                   help="also write the predicted kernel timeline as a Chrome/Perfetto trace "
+                        "(open it in https://ui.perfetto.dev): a track per component, a slice "
+                        "per dispatch with its FLOPs, bytes and explanation")
 
 
 def check_steps(args):
@@ -59,6 +63,13 @@ def run(args) -> int:
     pred = predict(profile, parse_opt(args.opt), args.steps, args.scheduler, args.resolution,
                    args.precision, args.model, traffic=args.traffic)
     rows = {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred)
+    if args.trace:
+        from sdsim import timeline
+
+        timeline.write(args.trace, timeline.predicted_events(profile.name, pred.components),
+                       {"device": profile.name, "model": args.model, "steps": args.steps,
+                        "scheduler": args.scheduler, "resolution": args.resolution,
+                        "precision": args.precision, "opt": args.opt})
     if args.format == "json":
         obj = to_json(pred)
         if args.by != "component":
@@ -73,9 +84,9 @@ def run(args) -> int:
     if args.format == "table" and pred.band:
         print(f"band: {pred.total_s_low:.3g}-{pred.total_s_high:.3g} s end to end, over the "
               f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")
-    stale = stale_calibration(profile)
-    if stale:
-        print(f"warning: {stale}", file=sys.stderr)
+    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
+        if warn:
+            print(f"warning: {warn}", file=sys.stderr)
     for c in pred.components:
         for ident, size in c.oversized:
             if args.format == "table":

@@ -58,6 +58,9 @@ def add_arguments(p):
                    help="re-render the report from the .json a previous run wrote beside its "
                         "report (no device needed), e.g. to draw the plot on another machine")
     p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
+    p.add_argument("--trace", metavar="FILE.json",
+                   help="also write the first --opt run as a Chrome/Perfetto trace: predicted "
+                        "and measured timelines of the same dispatches side by side")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -74,12 +77,12 @@ def run(args) -> int:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    from sdsim.cost.profile import stale_calibration
+    from sdsim.cost.profile import precision_mismatch, stale_calibration
 
     profile = load_profile(args.device)
-    stale = stale_calibration(profile)
-    if stale:
-        print(f"warning: {stale}", file=sys.stderr)
+    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
+        if warn:
+            print(f"warning: {warn}", file=sys.stderr)
     if args.replay:
         ctx, runs, effect = report.load(args.replay)
         if "heldout" not in ctx:
@@ -109,7 +112,17 @@ def run(args) -> int:
         results = [runner.run() for _ in range(args.repeat)]
         res = results[0]
         pred = predict_component(runner.graph, 1, profile, opt, args.precision)
-        rows = compare.join(compare.median_timings([r.timings for r in results]), pred.kernels)
+        measured = compare.median_timings([r.timings for r in results])
+        rows = compare.join(measured, pred.kernels)
+        if args.trace and not runs:
+            from sdsim import timeline
+
+            timeline.write(args.trace, timeline.predicted_events(profile.name, [pred])
+                           + timeline.measured_events(f"measured on {rt.name}",
+                                                      args.component, measured),
+                           {"device": rt.name, "profile": profile.name, "opt": text,
+                            "component": args.component, "resolution": args.resolution,
+                            "precision": args.precision})
         runs.append({"opt": text, "options": opt, "rows": rows, "metrics": compare.metrics(rows),
                      "noise": compare.noise([r.timings for r in results]),
                      "wall_s": res.wall_s, "buffers": res.pool_buffers,

@@ -1,0 +1,89 @@
+"""Kernel timelines as Chrome/Perfetto trace files: the format, the tracks, and the slices
+matching the kernel plan."""
+
+import json
+from collections import Counter
+
+import jsonschema
+import pytest
+
+from sdsim.cli import main
+from sdsim.cost.predict import predict
+from sdsim.cost.profile import load_profile
+from sdsim.lower.options import parse_opt
+from sdsim.timeline import MEASURED, PREDICTED, SCHEMA
+
+
+def _tracks(obj, pid):
+    """{track name: [X events]} of one process, and the process name."""
+    names = {e["tid"]: e["args"]["name"] for e in obj["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == pid}
+    proc = next(e["args"]["name"] for e in obj["traceEvents"]
+                if e["ph"] == "M" and e["name"] == "process_name" and e["pid"] == pid)
+    out = {n: [] for n in names.values()}
+    for e in obj["traceEvents"]:
+        if e["ph"] == "X" and e["pid"] == pid:
+            out[names[e["tid"]]].append(e)
+    return proc, out
+
+
+def _no_overlap(events):
+    """Slices of one track follow each other (a viewer would otherwise nest or hide them)."""
+    ev = sorted(events, key=lambda e: e["ts"])
+    assert all(a["ts"] + a["dur"] <= b["ts"] + 1e-6 for a, b in zip(ev, ev[1:]))
+
+
+def test_predict_trace_tracks_match_the_plan(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    assert main(["predict", "--device", "s23ultra", "--trace", str(out), "--format",
+                 "json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total_s"]
+    obj = json.loads(out.read_text())
+    jsonschema.validate(obj, SCHEMA)
+    proc, tracks = _tracks(obj, PREDICTED)
+    assert proc == "predicted on s23ultra"
+    pred = predict(load_profile("s23ultra"), parse_opt("paper"))
+    assert set(tracks) == {"pipeline", "text_encoder", "unet", "vae_decoder"}
+    for c in pred.components:
+        slices = tracks[c.name]
+        assert len(slices) == len(c.kernels)
+        assert Counter(e["args"]["identity"] for e in slices) == Counter(
+            k.call.identity for k in c.kernels)
+        assert sum(e["dur"] for e in slices) == pytest.approx(c.latency_per_call * 1e6)
+        assert all(e["args"]["why"] and e["args"]["flops"] >= 0 for e in slices)
+        _no_overlap(slices)
+    pipeline = tracks["pipeline"]
+    assert [e["name"] for e in pipeline][:2] == ["text_encoder", "unet 1/21"]
+    assert len(pipeline) == 1 + 21 + 1
+    _no_overlap(pipeline)
+    end = max(e["ts"] + e["dur"] for e in pipeline)
+    assert end == pytest.approx(total * 1e6, rel=1e-9)
+    unet_start = next(e["ts"] for e in pipeline if e["name"] == "unet 1/21")
+    assert min(e["ts"] for e in tracks["unet"]) == pytest.approx(unet_start)
+
+
+def test_validate_trace_has_measured_beside_predicted(tmp_path, capsys):
+    import pyopencl as cl
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    out = tmp_path / "v.json"
+    assert main(["validate", "--device", "pocl-cpu", "--platform", plat, "--model", "tiny",
+                 "--resolution", "32", "--precision", "fp32", "--warmup", "0", "--repeat", "1",
+                 "--report", "none", "--trace", str(out), "--format", "json"]) == 0
+    obj = json.loads(out.read_text())
+    jsonschema.validate(obj, SCHEMA)
+    _, pred = _tracks(obj, PREDICTED)
+    proc, meas = _tracks(obj, MEASURED)
+    assert proc.startswith("measured on ")
+    assert len(pred["unet"]) == len(meas["unet"]) > 50
+    assert [e["args"]["identity"] for e in pred["unet"]] == \
+        [e["args"]["identity"] for e in meas["unet"]]
+    assert all(e["dur"] > 0 for e in meas["unet"])
+    _no_overlap(meas["unet"])
+
+
+def test_schema_rejects_what_viewers_reject():
+    bad = {"traceEvents": [{"name": "k", "cat": "gemm", "ph": "X", "ts": 0, "dur": -1,
+                            "pid": 1, "tid": 1}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)
