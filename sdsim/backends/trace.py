@@ -243,7 +243,7 @@ def check_size(model_cfg, height: int, width: int) -> None:
     need = size_multiple(model_cfg)
     for what, s in (("height", height), ("width", width)):
         if s <= 0 or s % need:
-            raise SdsimError(f"image size {height}x{width}: the {what} must be a positive "
+            raise SdsimError(f"resolution {height}x{width}: the {what} must be a positive "
                              f"multiple of {need} (VAE factor {model_cfg.vae.downscale} x UNet "
                              "downsampling)")
 

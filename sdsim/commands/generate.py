@@ -36,8 +36,8 @@ def add_arguments(p):
                           "downloaded)")
     src.add_argument("--random-weights", action="store_true",
                      help="seeded random weights for the --preset config, no checkpoint")
-    p.add_argument("--preset", default="sd14", choices=tuple(PRESETS),
-                   help="model preset for --random-weights")
+    p.add_argument("--preset", default="sd14",
+                   help=f"model preset for --random-weights ({', '.join(PRESETS)})")
     p.add_argument("--variant", metavar="NAME", help="weight variant of a diffusers folder, "
                    "e.g. fp16 for *.fp16.safetensors (as diffusers' variant=)")
     p.add_argument("--no-ema", action="store_true", help="a CompVis checkpoint's non-EMA UNet "
@@ -97,7 +97,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def _opencl(sd, args):
     """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile
+    from sdsim.cost.profile import load_profile, precision_mismatch, stale_calibration
     from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
 
@@ -105,6 +105,9 @@ def _opencl(sd, args):
     profile = load_profile(args.device) if args.device else None
     if profile is not None:
         tuning.activate(tuning.for_profile(profile))
+        for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
+            if warn:
+                warnings.warn(warn, stacklevel=1)
     rt = Runtime(args.platform, args.cl_device, args.arith)
     sd.use_opencl(rt, opt, args.find_overflow)
     return rt, profile
@@ -135,6 +138,9 @@ def run(args) -> int:
         warnings.showwarning = _show_warning
         warnings.filterwarnings("ignore", message="Non-empty compiler output")  # PyOpenCL's
         if args.random_weights:
+            if args.preset not in PRESETS:
+                raise SdsimError(f"--preset {args.preset}: unknown; choose one of "
+                                 f"{', '.join(PRESETS)}")
             if args.variant or args.no_ema:
                 raise SdsimError("--variant and --no-ema choose checkpoint weights; they do not "
                                  "apply to --random-weights")
