@@ -4,6 +4,7 @@ older diffusers VAE attention names, fp16 variant files, text encoders with and 
 cache's snapshot folders of symlinks into blobs/."""
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -319,3 +320,18 @@ def test_partly_downloaded_snapshot_names_the_dangling_file(tmp_path, model, hub
     with pytest.raises(SdsimError, match=r"snapshots/r/unet/diffusion_pytorch_model\.safetensors: "
                                          r"cannot read"):
         load_weights(resolve_model("me/tiny"))
+
+
+def test_info_and_predict_take_a_cached_repo_id(tmp_path, model, hub_env, capsys):
+    from sdsim.cli import main
+
+    hub_env.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    cache_repo(tmp_path / "cache", "me/tiny-sd", model, "r1")
+    assert main(["info", "--model", "me/tiny-sd", "--resolution", "32", "--format", "json"]) == 0
+    assert "unet" in capsys.readouterr().out
+    assert main(["predict", "--device", "pixel7", "--model", "me/tiny-sd", "--resolution", "32",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_s"] > 0
+    assert main(["info", "--model", "me/absent"]) == 2
+    err = capsys.readouterr().err
+    assert "me/absent" in err and "huggingface-cli download me/absent" in err

@@ -59,10 +59,19 @@ PRESETS = {
 
 
 def load_model_config(name_or_path: str) -> ModelConfig:
-    """A preset by name, or the config.json files of a diffusers-style folder."""
+    """A preset by name, or the config.json files of a diffusers-style folder (a path, or a
+    repo id already in the Hugging Face cache)."""
+    from sdsim.model.hub import resolve_model
+
     if name_or_path in PRESETS:
         return PRESETS[name_or_path]
     path = Path(name_or_path)
+    if not path.exists() and "/" in str(name_or_path):
+        try:
+            path = resolve_model(name_or_path)
+        except SdsimError as e:
+            raise SdsimError(f"unknown model '{name_or_path}': not a preset "
+                             f"({', '.join(PRESETS)}); {e}") from None
     if not path.exists():
         raise SdsimError(f"unknown model '{name_or_path}': not a preset ({', '.join(PRESETS)}) "
                          "and no such folder")
