@@ -58,7 +58,9 @@ def test_failing_case_exits_1(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--device", "no-such-gpu"], "no OpenCL device matches 'no-such-gpu'"),
+    (["--cl-device", "no-such-gpu"], "no OpenCL device matches 'no-such-gpu'"),
+    (["--device", "no-such-gpu"], "unknown device 'no-such-gpu'"),   # a profile, as in predict
+    (["--device", "pocl-cpu", "--tuning", "pixel7"], "name different profiles"),
     (["--family", "no_such_family"], "no bench cases for --family no_such_family"),
     (["--repeat", "0"], "--repeat must be at least 1"),
 ])

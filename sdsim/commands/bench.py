@@ -45,7 +45,10 @@ def add_arguments(p):
                    help="records: each variant at its record's bench shapes; sd: each variant at "
                         "the UNet's own layer shapes")
     p.add_argument("--platform", help="OpenCL platform index or name substring (default: first)")
-    p.add_argument("--device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: first)")
+    p.add_argument("--device", metavar="PROFILE",
+                   help="a device profile, as in predict: run the GEMM builds tuned into it "
+                        "(sdsim tune; default: the defaults for the device's type)")
     p.add_argument("--quick", action="store_true",
                    help="small shapes (seconds on a CPU); --suite records only")
     p.add_argument("--family", nargs="+", metavar="F",
@@ -57,9 +60,7 @@ def add_arguments(p):
     p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per variant (median)")
-    p.add_argument("--tuning", metavar="PROFILE",
-                   help="run the GEMM builds tuned into this device profile (sdsim tune; "
-                        "default: the defaults for the device's type)")
+    p.add_argument("--tuning", metavar="PROFILE", help="the same as --device")
     g = p.add_argument_group("--suite sd")
     g.add_argument("--model", default=NOT_GIVEN,
                    help="model preset or diffusers folder (default: sd14)")
@@ -96,10 +97,18 @@ def run(args) -> int:
                          f"{', '.join(SUITES)}")
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    if args.tuning:
+    profile = args.device or args.tuning
+    if args.device and args.tuning and args.device != args.tuning:
+        raise SdsimError(f"--device {args.device} and --tuning {args.tuning} name different "
+                         "profiles; give one (the OpenCL device is --cl-device)")
+    if profile:
         from sdsim.kernels import tuning
 
-        tuning.activate_profile(args.tuning)
+        try:
+            tuning.activate_profile(profile)
+        except SdsimError as e:
+            raise SdsimError(f"{e} (--device names a profile; pick the OpenCL device with "
+                             "--cl-device)") from None
     if args.suite == "sd":
         return run_sd(args)
     given = [o for o in SD_ONLY if getattr(args, o, None) is not None]
@@ -114,7 +123,7 @@ def run_records(args) -> int:
     from sdsim.cl.bench import all_cases, run_case
     from sdsim.cl.runtime import Runtime
 
-    rt = Runtime(args.platform, args.device, args.arith)
+    rt = Runtime(args.platform, args.cl_device, args.arith)
     precision = args.precision or "both"
     precisions = ("fp32", "fp16") if precision == "both" else (precision,)
     cases = all_cases("quick" if args.quick else "full", args.family, precisions)
@@ -181,7 +190,7 @@ def run_sd(args) -> int:
     cfg = load_model_config(model)
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
-    rt = Runtime(args.platform, args.device, args.arith)
+    rt = Runtime(args.platform, args.cl_device, args.arith)
     kind = tuning.device_type(rt.device).upper()
     point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
     budget = args.budget_s or math.inf

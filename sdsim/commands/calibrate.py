@@ -25,7 +25,7 @@ DESCRIPTION = (
 
 def add_arguments(p):
     p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
-    p.add_argument("--device", help="OpenCL device index or name substring; None: the first")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
     p.add_argument("--out", required=True, metavar="NAME|FILE.yaml",
                    help="profile to write: a bare NAME goes to the user profile folder (found "
                         "by name afterwards, see 'sdsim devices'), or a .yaml path")
@@ -61,7 +61,7 @@ def run(args) -> int:
         else:
             if old.tuning:
                 tuning.activate(tuning.for_profile(old))
-    rt = Runtime(args.platform, args.device)
+    rt = Runtime(args.platform, args.cl_device)
     command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if sys.argv and "calibrate" in sys.argv else f"sdsim calibrate --out {out}"
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
