@@ -27,13 +27,28 @@ def _command_modules():
     return [(n, importlib.import_module(f"sdsim.commands.{n}")) for n in names]
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows an option's default where there is one to show: not on required options,
+    flags, options whose default is None, or help texts that already say their default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if (action.required or not action.option_strings or d is None or d is False
+                or d is argparse.SUPPRESS or "default" in text.lower()
+                or type(d).__repr__ is object.__repr__):     # a sentinel object, not a value
+            return text
+        shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else d
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdsim",
         description=(
             "Simulate Stable Diffusion on mobile GPUs: predict latency and memory from a device "
-            "profile (predict, ablate, devices), inspect the model (info), run the NumPy reference "
-            "(generate), and run and time the OpenCL kernels of each optimization (bench, "
+            "profile (predict, ablate, devices), inspect the model (info), make an image with the "
+            "NumPy reference or the OpenCL kernels (generate), and run and time the OpenCL kernels of each optimization (bench, "
             "tune, calibrate, validate)."
         ),
         epilog="Run 'sdsim COMMAND --help' for a command's options.",
@@ -42,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _command_modules():
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -58,7 +58,8 @@ def add_arguments(p):
                    help="storage precision of the runs (default: both for --suite records, "
                         "fp32 for --suite sd)")
     p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: a table for reading, or json/csv/markdown for scripts and reports")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per variant (median)")
     p.add_argument("--tuning", metavar="PROFILE", help="the same as --device")
     g = p.add_argument_group("--suite sd")

@@ -11,7 +11,8 @@ DESCRIPTION = ("One line per shipped profile: GPU, SoC, API, peak FP16/FP32 rate
 
 
 def add_arguments(p):
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: a table for reading, or json/csv/markdown for scripts and reports")
 
 
 def run(args) -> int:

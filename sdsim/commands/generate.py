@@ -48,7 +48,8 @@ def add_arguments(p):
     p.add_argument("--negative-prompt", default="", help="text to steer away from")
     p.add_argument("--steps", type=int, default=20, help="inference steps")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
-    p.add_argument("--scheduler", default="pndm", choices=["pndm", "ddim", "euler", "dpmpp2m"])
+    p.add_argument("--scheduler", default="pndm", choices=["pndm", "ddim", "euler", "dpmpp2m"],
+                   help="diffusers' scheduler of that name (pndm makes steps+1 UNet calls)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (and random weights)")
     p.add_argument("--latents", metavar="FILE.npy", help="initial noise (1, 4, H/8, W/8) instead of --seed")
     p.add_argument("--height", type=int, help="image height in pixels (default: the model's "

@@ -25,7 +25,8 @@ def add_arguments(p):
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--batch", type=int, default=2, help="UNet batch (2 = one image with classifier-free guidance)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="storage precision for byte counts")
-    p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table",
+                   help="output: a table for reading, or json/csv/markdown for scripts and reports")
 
 
 def peak_live_bytes(g: Graph) -> int:

@@ -38,7 +38,8 @@ def add_common(p):
                         "(re-reads charged only where the profile's cache cannot serve them), or "
                         "compulsory (each op's bytes once: the lower bound); see "
                         "sdsim/cost/traffic.py")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: a table for reading, or json/csv/markdown for scripts and reports")
 
 
 def add_arguments(p):

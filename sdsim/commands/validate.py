@@ -30,7 +30,8 @@ def add_arguments(p):
     p.add_argument("--device", required=True, help="profile name or path to a YAML profile")
     p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
     p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
-    p.add_argument("--component", choices=OPENCL, default="unet")
+    p.add_argument("--component", choices=OPENCL, default="unet",
+                   help="which model call to run")
     p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
     p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
@@ -49,7 +50,7 @@ def add_arguments(p):
     p.add_argument("--repeat", type=int, default=3,
                    help="measured runs; each call's time is the median, and the first run "
                         "against the median of the others is the noise ceiling (needs >= 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--name", help="report name: reports/validation-NAME.md (default: the "
                                   "profile's name)")
     p.add_argument("--report", help="report path (overrides --name); 'none' writes no report")
@@ -61,7 +62,8 @@ def add_arguments(p):
     p.add_argument("--trace", metavar="FILE.json",
                    help="also write the first --opt run as a Chrome/Perfetto trace: predicted "
                         "and measured timelines of the same dispatches side by side")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="output: a table for reading, or json for scripts")
 
 
 def run(args) -> int:

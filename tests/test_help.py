@@ -1,0 +1,28 @@
+"""`sdsim COMMAND --help` explains every option and shows only defaults worth showing."""
+
+import re
+
+import pytest
+
+from sdsim.cli import _command_modules, main
+
+
+@pytest.mark.parametrize("name", [n for n, _ in _command_modules()])
+def test_help_has_text_for_every_option_and_no_empty_defaults(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    flat = re.sub(r"\s+", " ", text)
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    options = re.findall(r"^  (-[-\w]+)(?:[ ,].*)?$", text, re.M)
+    assert options, text
+    # every option line has help text after it (same line or an indented next line)
+    blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+    for b in blocks[1:]:
+        head, *rest = b.split("\n")
+        described = len(re.split(r"\s{2,}", head.strip(), maxsplit=1)) > 1 or any(
+            r.startswith(" " * 10) and r.strip() for r in rest)
+        assert described, f"{name}: option without help: {head}"
+        said = re.sub(r"\s+", " ", b).lower()
+        assert not ("(default:" in said and said.count("default") > 1), f"{name}: twice: {b}"
