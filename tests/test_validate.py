@@ -113,3 +113,21 @@ def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, cap
         outs.append(json.loads(capsys.readouterr().out))
     assert outs[0]["predicted_s"] == outs[1]["predicted_s"]
     assert f"weights of `{folder}`" in rep.read_text()
+
+
+def test_validate_names_the_device_and_warns_before_a_long_cpu_run(capsys):
+    from types import SimpleNamespace
+
+    import pyopencl as cl
+
+    from sdsim.cl.runtime import Runtime
+    from sdsim.commands.validate import _slow_warning
+
+    rt = Runtime("Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None)
+    cpu = bool(rt.device.type & cl.device_type.CPU)
+    args = SimpleNamespace(component="unet", resolution=512, model="sd14")
+    assert (_slow_warning(rt, args) is not None) == cpu
+    assert _slow_warning(rt, SimpleNamespace(component="unet", resolution=256, model="sd14")) \
+        is None
+    assert _slow_warning(rt, SimpleNamespace(component="text_encoder", resolution=512,
+                                             model="sd14")) is None

@@ -138,6 +138,8 @@ def run_records(args) -> int:
         row = run_case(rt, case, repeat=args.repeat)
         rows.append(dict(row, arith=rt.arith_for(case.precision)))
     print(render_rows(rows, args.format))
+    if args.format == "table":
+        print(f"on {rt.name}; fp16 storage in {rt.arith} arithmetic")
     return _exit_status(rows)
 
 

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.model.components import OPENCL
@@ -104,14 +106,26 @@ def run(args) -> int:
 
     tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
     rt = Runtime(args.platform, args.cl_device, args.arith)
+    print(f"sdsim validate: {args.component} at {args.resolution}x{args.resolution} on "
+          f"{rt.name}, {len(opts) * (args.warmup + args.repeat)} runs", file=sys.stderr)
+    slow = _slow_warning(rt, args)
+    if slow:
+        print(f"warning: {slow}", file=sys.stderr)
+    bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run",
+               desc=f"{args.component} {args.opt[0]}", disable=args.format == "json")
     runs = []
     for text, opt in opts:
+        bar.set_description(f"{args.component} --opt {text}")
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                                  args.batch, weights=weights, seed=args.seed)
         weights = runner.weights
         for _ in range(args.warmup):
             runner.run()
-        results = [runner.run() for _ in range(args.repeat)]
+            bar.update()
+        results = []
+        for _ in range(args.repeat):
+            results.append(runner.run())
+            bar.update()
         res = results[0]
         pred = predict_component(runner.graph, 1, profile, opt, args.precision)
         measured = compare.median_timings([r.timings for r in results])
@@ -130,6 +144,7 @@ def run(args) -> int:
                      "wall_s": res.wall_s, "buffers": res.pool_buffers,
                      "buffer_bytes": res.pool_bytes, "repeat": args.repeat})
         del runner
+    bar.close()
     effect = []
     if len(runs) >= 2:
         effect = compare.optimization_effect(runs[1]["rows"], runs[0]["rows"],
@@ -171,6 +186,18 @@ def run(args) -> int:
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+def _slow_warning(rt, args) -> str | None:
+    """A heads-up before a run that takes minutes: a full-size UNet or VAE on a CPU device."""
+    import pyopencl as cl
+
+    spatial = args.component in ("unet", "vae_decoder") and args.resolution >= 512
+    if not (rt.device.type & cl.device_type.CPU and spatial and args.model != "tiny"):
+        return None
+    return (f"{args.component} at {args.resolution}x{args.resolution} on a CPU device takes "
+            "minutes per run (a 2-core PoCL machine: 15-30 s per UNet call at 256x256, 4x "
+            "that at 512x512); --resolution 256 or --model tiny for a quick look")
 
 
 def _checkpoint(name: str, component: str):
