@@ -148,3 +148,41 @@ def test_find_overflow_names_the_op_numpy_names(rt):
     assert run("numpy") == expect
     assert run("opencl", watch=True) == expect
     assert run("opencl") == "unet: its output (rerun with --find-overflow to name the op)"
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler"])
+def test_sd2_style_model_through_opencl(rt, scheduler):
+    """SD2.x's differences at toy size, through the kernel plan: per-block head counts, linear
+    proj_in/proj_out, an erf-GELU (OpenCLIP) text encoder and v-prediction."""
+    import dataclasses
+
+    from sdsim.model.components import FOLDERS
+    from sdsim.model.config import UNetConfig
+    from sdsim.model.pipeline import FallbackTokenizer
+    from sdsim.model.presets import PRESETS
+    from sdsim.model.weights import RandomWeights
+
+    tiny = PRESETS["tiny"]
+    cfg = dataclasses.replace(
+        tiny, name="tiny-sd2",
+        text_encoder=dataclasses.replace(tiny.text_encoder, hidden_size=48, hidden_act="gelu"),
+        unet=UNetConfig.from_dict(dict(
+            sample_size=8, block_out_channels=(32, 64, 64), layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=48, attention_head_dim=(2, 4, 8), use_linear_projection=True,
+            norm_num_groups=8)))
+    weights = {c: RandomWeights(f.build(cfg), 3) for c, f in FOLDERS.items()}
+    sched = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+             "num_train_timesteps": 1000, "steps_offset": 1, "prediction_type": "v_prediction",
+             "set_alpha_to_one": False, "clip_sample": False}
+
+    def image(backend):
+        sd = StableDiffusion(cfg, weights, FallbackTokenizer(cfg.text_encoder.vocab_size), sched)
+        if backend:
+            sd.use_opencl(rt, parse_opt("paper"))
+        return sd("x", steps=2, scheduler=scheduler, seed=5, progress=False)
+
+    ref = image(None)
+    assert ref.shape == (16, 16, 3) and ref.std() > 10
+    assert _diff(image("opencl"), ref) <= FP32_TOL
