@@ -8,6 +8,7 @@ import yaml
 from sdsim.cost.profile import known_profiles, load_profile, parse_profile, read_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
+from sdsim.lower.options import parse_opt
 
 EXPECTED = {"s23ultra", "s22", "s24", "pixel7", "dimensity9200", "iphone14promax"}
 
@@ -214,3 +215,59 @@ def test_profiles_by_name_from_the_search_path_first(tmp_path, monkeypatch):
     assert load_profile("s23ultra").name == "s23ultra-user"
     names = known_profiles()
     assert "lab-gpu" in names and names.count("s23ultra") == 1 and "pixel7" in names
+
+
+def _with_fp32_set(scale):
+    """pocl-cpu's profile plus an fp32 set: its fp16 coefficients with every time x `scale`."""
+    from sdsim.paths import PROFILES_DIR
+
+    d = yaml.safe_load((PROFILES_DIR / "pocl-cpu.yaml").read_text())
+    extra = copy.deepcopy(d["coefficients"])
+    extra["precision"] = "fp32"
+    for c in extra["kernels"].values():
+        for k in ("t0_us", "latency_us", "step_us", "group_us"):
+            if k in c:
+                c[k] *= scale
+    d["coefficients_fp32"] = extra
+    return d
+
+
+def test_a_coefficient_set_per_storage_precision(tmp_path):
+    """fp32-storage calls are timed with the fp32 set when the profile has one (no warning),
+    fp16 calls with the fp16 set; a set filed under the wrong precision is refused."""
+    from sdsim.backends.trace import trace_component
+    from sdsim.cost.predict import predict_component
+    from sdsim.cost.profile import precision_mismatch
+    from sdsim.model.presets import PRESETS
+
+    one = load_profile("pocl-cpu")
+    two = read_profile(write(tmp_path, _with_fp32_set(0.5), "two.yaml"))
+    assert set(two.coefficient_sets) == {"fp16", "fp32"}
+    assert precision_mismatch(two, "fp32") is None and precision_mismatch(one, "fp32")
+    opt = parse_opt("paper")
+
+    def total(profile, precision):
+        g = trace_component("unet", PRESETS["tiny"], 32, 2, precision)
+        return predict_component(g, 1, profile, opt, precision).latency_per_call
+
+    assert total(two, "fp16") == pytest.approx(total(one, "fp16"))
+    assert total(two, "fp32") == pytest.approx(0.5 * total(one, "fp32"), rel=0.02)
+    bad = _with_fp32_set(1.0)
+    bad["coefficients_fp32"]["precision"] = "fp16"
+    with pytest.raises(SdsimError, match="coefficients_fp32"):
+        read_profile(write(tmp_path, bad, "bad.yaml"))
+
+
+def test_calibrate_keeps_the_other_precisions_set_of_the_same_kernels(tmp_path):
+    from types import SimpleNamespace
+
+    from sdsim.calibration.write import _other_precision
+
+    d = _with_fp32_set(1.0)
+    path = write(tmp_path, d, "p.yaml")
+    h = d["coefficients"]["kernels_hash"]
+    kept = _other_precision(path, SimpleNamespace(precision="fp32", kernels_hash=h))
+    assert list(kept) == ["coefficients_fp16"] and kept["coefficients_fp16"]["precision"] == "fp16"
+    kept = _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash=h))
+    assert list(kept) == ["coefficients_fp32"]
+    assert _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash="other")) == {}

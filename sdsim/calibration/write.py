@@ -222,12 +222,28 @@ def write(cal, profile_path, report_path) -> dict:
     profile_path, report_path = Path(profile_path), Path(report_path)
     rel = lambda p: _relative(p)
     data = profile_dict(cal, rel(report_path))
+    data.update(_other_precision(profile_path, cal))
     parse_profile(data, str(profile_path))   # never write a profile that would not load
     header = (f"# {cal.name}: calibrated by sdsim calibrate on {cal.date}. Schema: "
               "device_profiles/README.md; sources: the calibration report.\n")
     atomic.write_text(profile_path, header + yaml.safe_dump(data, sort_keys=False, width=200))
     atomic.write_text(report_path, report_markdown(cal, rel(profile_path)))
     return data
+
+
+def _other_precision(profile_path: Path, cal) -> dict:
+    """The coefficients an existing profile holds for the other storage precision, kept when
+    they were measured on the same kernel sources (a profile can carry one set per precision)."""
+    if not profile_path.is_file():
+        return {}
+    try:
+        old = yaml.safe_load(profile_path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    sections = [old.get("coefficients")] + [old.get(f"coefficients_{p}") for p in ("fp16", "fp32")]
+    return {f"coefficients_{s['precision']}": s for s in sections
+            if isinstance(s, dict) and s.get("precision") not in (None, cal.precision)
+            and s.get("kernels_hash") == cal.kernels_hash}
 
 
 def _relative(p: Path) -> str:

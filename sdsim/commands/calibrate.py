@@ -36,7 +36,9 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true",
                    help="small buffers and the small shape mix (CPU devices, tests)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                   help="storage precision of the sweep")
+                   help="storage precision of the sweep; the profile keeps the coefficients an "
+                        "earlier run measured at the other precision (same kernel sources), so "
+                        "one profile predicts both")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
 
 
@@ -49,7 +51,7 @@ def run(args) -> int:
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     name = args.name or out.stem
-    report = Path(args.report) if args.report else _report_path(out, name)
+    report = Path(args.report) if args.report else _report_path(out, name, args.precision)
     if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
         from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
@@ -94,11 +96,12 @@ def _out_path(text: str) -> Path:
     return user_profiles_dir() / f"{text}.yaml"
 
 
-def _report_path(out: Path, name: str) -> Path:
+def _report_path(out: Path, name: str, precision: str) -> Path:
     """The calibration report's default place: the source checkout's reports/ for its own
-    device_profiles/, else next to the profile."""
+    device_profiles/, else next to the profile; an fp32-storage sweep's name says so."""
     from sdsim.paths import PROFILES_DIR
 
+    file = f"calibration-{name}{'' if precision == 'fp16' else '-' + precision}.md"
     if out.resolve().parent == PROFILES_DIR.resolve() and REPORTS_DIR.is_absolute():
-        return REPORTS_DIR / f"calibration-{name}.md"
-    return out.parent / f"calibration-{name}.md"
+        return REPORTS_DIR / file
+    return out.parent / file

@@ -137,6 +137,8 @@ SCHEMA = {
             "properties": {c: _quantity_schema("fraction") for c in KERNEL_CLASSES},
         },
         "coefficients": COEFFICIENTS_SCHEMA,
+        # the other storage precision's coefficients (a second `sdsim calibrate --precision`)
+        **{f"coefficients_{p}": COEFFICIENTS_SCHEMA for p in ("fp16", "fp32")},
         "native_half": {"type": "object", "required": ["value", "source"],
                         "additionalProperties": False,
                         "properties": {"value": {"type": "boolean"},
@@ -182,6 +184,13 @@ class Profile:
     device_type: str = "gpu"                       # "gpu" | "cpu": the untuned kernel defaults
     tuning: dict = field(default_factory=dict)     # `sdsim tune`'s section, as written
     native_half: bool = False                      # the GPU executes half arithmetic natively
+    # storage precision -> (coefficients, calibration meta); `coefficients` is one of them
+    coefficient_sets: dict = field(default_factory=dict)
+
+    def coefficients_for(self, precision: str) -> dict:
+        """The timing coefficients measured at `precision` storage, else the primary set."""
+        found = self.coefficient_sets.get(precision)
+        return found[0] if found else self.coefficients
 
     def rate(self, k, precision: str) -> float:
         """The arithmetic rate a dispatch runs at (FLOP/s): the fp16 rate only for an
@@ -215,7 +224,7 @@ def precision_mismatch(profile: Profile, precision: str) -> str | None:
     (fp16 storage on a device without cl_khr_fp16 converts every element), so the coefficients
     do not carry over."""
     measured = profile.calibration.get("precision")
-    if not profile.coefficients or not measured or measured == precision:
+    if not profile.coefficients or not measured or precision in profile.coefficient_sets:
         return None
     return (f"{profile.path}: its timing coefficients were measured at {measured} storage; "
             f"{precision}-storage calls are predicted with them and may be far off; for "
@@ -226,8 +235,9 @@ def precision_mismatch(profile: Profile, precision: str) -> str | None:
 def stale_calibration(profile: Profile) -> str | None:
     """A warning when the profile's coefficients were measured on other kernel sources, or under
     GEMM tile configurations other than the ones it is now tuned for."""
-    was = profile.calibration.get("kernels_hash")
-    if was and was != kernels_hash():
+    hashes = [m.get("kernels_hash") for _, m in profile.coefficient_sets.values()]
+    was = next((h for h in hashes if h and h != kernels_hash()), None)
+    if was:
         return (f"{profile.path}: its timing coefficients were measured with kernel sources "
                 f"{was}, the kernels are now {kernels_hash()} (opencl/*.cl changed); "
                 f"recalibrate with `sdsim calibrate --out {profile.path}`")
@@ -338,10 +348,17 @@ def parse_profile(data, file: str) -> Profile:
     if data.get("tuning"):
         tuning.parse(data["tuning"], file)   # refuses unknown classes or malformed configs
     cal = data.get("coefficients") or {}
-    coefficients = {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6,
-                                      c["step_us"] * 1e-6, c["residency"], "calibrated",
-                                      c.get("padding", 1.0), c.get("group_us", 0.0) * 1e-6)
-                    for key, c in cal.get("kernels", {}).items()}
+    coefficients = _coefficient_set(cal)
+    sets = {cal["precision"]: (coefficients, _meta(cal))} if cal else {}
+    for p in ("fp16", "fp32"):
+        extra = data.get(f"coefficients_{p}")
+        if extra is None:
+            continue
+        if extra["precision"] != p or p in sets:
+            raise SdsimError(f"{file}: field 'coefficients_{p}': holds {extra['precision']} "
+                             f"coefficients; expected {p} ones, other than those under "
+                             "'coefficients'")
+        sets[p] = (_coefficient_set(extra), _meta(extra))
     return Profile(
         name=data["name"], soc=data["soc"], gpu=data["gpu"], api=data["api"],
         peak_flops={"fp32": si["peak_fp32"], "fp16": si["peak_fp16"]},
@@ -353,11 +370,23 @@ def parse_profile(data, file: str) -> Profile:
         geometry={g: (int(si[f"geometry.{g}"]) if k == "count" else si[f"geometry.{g}"])
                   for g, k in GEOMETRY.items()},
         step_latency=si["step_latency"], coefficients=coefficients,
-        calibration={k: v for k, v in cal.items() if k != "kernels"}, bands=bands,
+        calibration=_meta(cal), coefficient_sets=sets, bands=bands,
         device_type=data.get("device_type", (data.get("tuning") or {}).get("device_type", "gpu")),
         native_half=(data["native_half"]["value"] if "native_half" in data
                      else si["peak_fp16"] > 1.2 * si["peak_fp32"]),
         tuning=data.get("tuning") or {})
+
+
+def _coefficient_set(section: dict) -> dict:
+    """model key -> Coefficients of one `coefficients` section."""
+    return {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6, c["step_us"] * 1e-6,
+                              c["residency"], "calibrated", c.get("padding", 1.0),
+                              c.get("group_us", 0.0) * 1e-6)
+            for key, c in section.get("kernels", {}).items()}
+
+
+def _meta(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k != "kernels"}
 
 
 def _band(file: str, f: str, q: dict, kind: str, value: float) -> tuple[float, float]:

@@ -27,6 +27,7 @@ def kernel_time(k, profile: Profile, precision: str) -> KernelTime:
     """Predicted latency of one dispatch (a KernelCall or KernelCost with its launch geometry)
     on `profile` at `precision` ("fp16" | "fp32")."""
     tc, tm = roofline(k, profile.rate(k, precision), profile.dram_bandwidth)
-    c = profile.coefficients.get(k.model_key) or spec_coefficients(k, profile, precision)
+    c = profile.coefficients_for(precision).get(k.model_key) or \
+        spec_coefficients(k, profile, precision)
     t, why = geometry_time(c, k.launch, profile.geometry["compute_units"])
     return KernelTime(tc, tm, t, "compute" if tc >= tm else "memory", why)
