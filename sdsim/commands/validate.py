@@ -151,6 +151,9 @@ def run(args) -> int:
                                              runs[1]["options"], runs[0]["options"])
     name = args.name or profile.name
     path = None
+    # the calibration whose coefficients timed these calls (the set of this storage precision)
+    cal_report = profile.coefficient_sets.get(args.precision, (None, profile.calibration))[1] \
+        .get("report")
     if (args.report or "").lower() != "none":
         path = Path(args.report) if args.report else REPORTS_DIR / f"validation-{name}.md"
         ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
@@ -161,8 +164,7 @@ def run(args) -> int:
                "batch": args.batch, "precision": args.precision, "arith": rt.arith,
                "warmup": args.warmup, "weights": args.weights,
                "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
-               "calibration": profile.calibration.get("report"),
-               "heldout": _heldout(profile.calibration.get("report")),
+               "calibration": cal_report, "heldout": _heldout(cal_report),
                "notes": args.notes}
         report.write(path, ctx, runs, effect, profile)
     first = runs[0]["metrics"]
