@@ -27,6 +27,7 @@ def atomic_path(path, suffix: str | None = None):
     try:
         yield Path(tmp)
         _fsync(tmp)  # the data reaches the disk before the name does
+        os.chmod(tmp, 0o666 & ~_umask())   # as open() would make it (mkstemp makes 0600)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
@@ -34,6 +35,12 @@ def atomic_path(path, suffix: str | None = None):
         if isinstance(e, OSError) and e.filename == tmp and e.filename2 is not None:  # os.replace
             raise SdsimError(f"{path}: cannot replace it ({e.strerror})") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(name) -> None:

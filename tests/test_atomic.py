@@ -5,7 +5,9 @@ package goes through sdsim.atomic."""
 from __future__ import annotations
 
 import ast
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -176,3 +178,16 @@ def test_every_writer_in_the_package_is_atomic():
 ])
 def test_writer_scan_is_right_on_snippets(snippet, bad):
     assert bool(direct_writes(snippet, "<s>")) == bad
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_files_get_the_mode_open_would_give_under_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        atomic.write_text(tmp_path / "a.txt", "x")
+        with open(tmp_path / "b.txt", "w") as f:   # what any other program would make
+            f.write("x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "a.txt") == mode(tmp_path / "b.txt") == 0o666 & ~mask

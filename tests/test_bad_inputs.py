@@ -360,6 +360,7 @@ ROWS = [
     Row("validate-profile-missing-field", ["validate", *P7, "--report", "rep.md"],
         ("dev.yaml", "peak_fp16"), lambda t: profile(t, _del("peak_fp16"))),
     Row("validate-unknown-device", ["validate", "--device", "pixle7"], ("pixle7",)),
+    Row("validate-no-device", ["validate", "--model", "tiny"], ("--device PROFILE",)),
     Row("validate-no-opencl-platform", TINY_VALIDATE, ("OpenCL platform",), module=NO_CL),
     Row("validate-platform-unknown", [*TINY_VALIDATE, "--platform", "nosuch"], ("nosuch",)),
     # the tiny preset downsamples 2x in the VAE and 2x in the UNet: sizes must be multiples of 4

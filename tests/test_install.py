@@ -21,7 +21,6 @@ SOURCES = ("sdsim", "opencl", "device_profiles", "pyproject.toml", "setup.py", "
 def installed(tmp_path_factory):
     """The wheel unpacked into a folder of its own (the test's interpreter provides the
     dependencies), and the wheel's file list."""
-    pytest.importorskip("setuptools")
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     for name in SOURCES:

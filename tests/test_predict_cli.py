@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -112,3 +113,38 @@ def test_closed_pipe_ends_quietly():
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) in (0, 141)
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err, err
+
+
+def test_table_says_what_bounds_the_time_and_where_it_goes(capsys):
+    """The default table ends with the split of the time by bound and the kernels that take
+    most of it; the shares agree with the per-dispatch predictions summed independently."""
+    from sdsim.cost.predict import predict
+    from sdsim.cost.profile import load_profile
+    from sdsim.lower.options import parse_opt
+
+    assert main(["predict", "--device", "s23ultra"]) == 0
+    out = capsys.readouterr().out
+    bound = next(ln for ln in out.splitlines() if ln.startswith("bound: "))
+    most = next(ln for ln in out.splitlines() if ln.startswith("most time: "))
+    p = predict(load_profile("s23ultra"), parse_opt("paper"))
+    per = {}
+    for c in p.components:
+        for k in c.kernels:
+            name = f"{k.call.family}/{k.call.variant} {k.call.kernel}"
+            per[name] = per.get(name, 0.0) + k.time.total_s * c.calls
+    first = max(per, key=per.get)
+    assert most.startswith(f"most time: {first} {100 * per[first] / p.total_s:.0f}%")
+    shares = [float(x) for x in re.findall(r"(\d+)% ", bound)]
+    assert len(shares) == 3 and abs(sum(shares) - 100) <= 2
+
+
+def test_sort_and_top_pick_the_largest_rows(capsys):
+    assert main(["predict", "--device", "s23ultra", "--by", "kernel", "--format", "json"]) == 0
+    every = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["predict", "--device", "s23ultra", "--by", "kernel", "--sort", "latency",
+                 "--top", "5", "--format", "json"]) == 0
+    top = json.loads(capsys.readouterr().out)["rows"]
+    want = sorted(every, key=lambda r: r["latency_us"], reverse=True)[:5]
+    assert [r["id"] for r in top] == [r["id"] for r in want]
+    assert main(["predict", "--device", "s23ultra", "--top", "3"]) == 2
+    assert "--by op or --by kernel" in capsys.readouterr().err

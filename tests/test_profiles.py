@@ -183,15 +183,16 @@ def test_shipped_profiles_say_whether_the_device_has_native_half():
     assert load_profile("s23ultra").native_half and not load_profile("pocl-cpu").native_half
 
 
-def test_precision_mismatch_warns_when_coefficients_are_of_the_other_storage():
+def test_precision_mismatch_warns_when_coefficients_are_of_the_other_storage(tmp_path):
     from sdsim.cost.profile import precision_mismatch
 
-    pocl = load_profile("pocl-cpu")
-    measured = pocl.calibration["precision"]
-    other = "fp32" if measured == "fp16" else "fp16"
-    assert precision_mismatch(pocl, measured) is None
-    msg = precision_mismatch(pocl, other)
-    assert f"measured at {measured} storage" in msg and f"--precision {other}" in msg
+    pocl = read_profile(write(tmp_path, _fp16_only(), "one.yaml"))
+    assert precision_mismatch(pocl, "fp16") is None
+    msg = precision_mismatch(pocl, "fp32")
+    assert "measured at fp16 storage" in msg and "--precision fp32" in msg
+    both = load_profile("pocl-cpu")            # the shipped profile has a set per precision
+    assert set(both.coefficient_sets) == {"fp16", "fp32"}
+    assert precision_mismatch(both, "fp32") is None and precision_mismatch(both, "fp16") is None
     assert precision_mismatch(load_profile("s23ultra"), "fp32") is None   # no coefficients
 
 
@@ -217,11 +218,20 @@ def test_profiles_by_name_from_the_search_path_first(tmp_path, monkeypatch):
     assert "lab-gpu" in names and names.count("s23ultra") == 1 and "pixel7" in names
 
 
-def _with_fp32_set(scale):
-    """pocl-cpu's profile plus an fp32 set: its fp16 coefficients with every time x `scale`."""
+def _fp16_only():
+    """pocl-cpu's profile with only its fp16 coefficient set, as `coefficients`."""
     from sdsim.paths import PROFILES_DIR
 
     d = yaml.safe_load((PROFILES_DIR / "pocl-cpu.yaml").read_text())
+    sets = [d.pop(k) for k in ("coefficients", "coefficients_fp16", "coefficients_fp32") if k in d]
+    d["coefficients"] = next(s for s in sets if s["precision"] == "fp16")
+    return d
+
+
+def _with_fp32_set(scale):
+    """pocl-cpu's fp16-only profile plus an fp32 set: its fp16 coefficients with every time x
+    `scale`."""
+    d = _fp16_only()
     extra = copy.deepcopy(d["coefficients"])
     extra["precision"] = "fp32"
     for c in extra["kernels"].values():
@@ -240,7 +250,7 @@ def test_a_coefficient_set_per_storage_precision(tmp_path):
     from sdsim.cost.profile import precision_mismatch
     from sdsim.model.presets import PRESETS
 
-    one = load_profile("pocl-cpu")
+    one = read_profile(write(tmp_path, _fp16_only(), "one.yaml"))
     two = read_profile(write(tmp_path, _with_fp32_set(0.5), "two.yaml"))
     assert set(two.coefficient_sets) == {"fp16", "fp32"}
     assert precision_mismatch(two, "fp32") is None and precision_mismatch(one, "fp32")

@@ -69,6 +69,15 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
                  "--report", str(again)]) == 0
     assert again.read_text().split("## Summary")[1].replace("again.png", "validation-t.png") \
         == text.split("## Summary")[1]
+    # without --device the stored run's profile is used; --report none is refused with --replay
+    third = tmp_path / "third.md"
+    assert main(["validate", "--replay", str(rep.with_suffix(".json")), "--report",
+                 str(third)]) == 0
+    assert third.read_text().split("## Summary")[1] == again.read_text().split("## Summary")[1] \
+        .replace("again.png", "third.png")
+    assert main(["validate", "--replay", str(rep.with_suffix(".json")), "--report", "none"]) == 2
+    assert "--report none would write nothing" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() and not (tmp_path / "none.json").exists()
 
 
 def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, capsys):

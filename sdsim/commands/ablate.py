@@ -8,6 +8,7 @@ from sdsim.commands.predict import add_common, check_steps
 from sdsim.cost.predict import predict, trace
 from sdsim.cost.profile import load_profile
 from sdsim.lower.options import SETS, SWITCHES
+from sdsim.model.presets import resolve_resolution
 from sdsim.output import dumps, render_rows
 
 HELP = "ablation table: latency with all, none, each optimization removed and each one alone"
@@ -34,6 +35,7 @@ def configurations() -> list[tuple[str, object]]:
 
 def run(args) -> int:
     check_steps(args)
+    resolve_resolution(args)
     profile = load_profile(args.device)
     graphs = trace(args.model, args.resolution, args.precision)
     rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from sdsim.backends.trace import Graph, trace_pipeline
-from sdsim.model.presets import PRESETS, load_model_config
+from sdsim.model.presets import PRESETS, load_model_config, resolve_resolution
 from sdsim.output import dumps, human_bytes, render_rows
 
 HELP = "show parameters, FLOPs per call, op counts and activation bytes of each model component"
@@ -22,9 +22,11 @@ KEY_OPS = ("conv2d", "linear", "attention", "group_norm", "layer_norm", "geglu")
 def add_arguments(p):
     p.add_argument("--model", default="sd14",
                    help=f"preset ({', '.join(PRESETS)}) or a diffusers-style folder (only config.json files are read)")
-    p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    p.add_argument("--resolution", type=int,
+                   help="image size in pixels (default: the model's own, 512 for SD1.x)")
     p.add_argument("--batch", type=int, default=2, help="UNet batch (2 = one image with classifier-free guidance)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="storage precision for byte counts")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp16",
+                   help="storage precision for byte counts (as predict)")
     p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table",
                    help="output: a table for reading, or json/csv/markdown for scripts and reports")
 
@@ -64,6 +66,7 @@ def summarize(g: Graph) -> dict:
 
 def run(args) -> int:
     cfg = load_model_config(args.model)
+    resolve_resolution(args)
     graphs = trace_pipeline(cfg, args.resolution, args.batch, args.precision)
     result = {name: summarize(g) for name, g in graphs.items()}
     if args.format == "json":

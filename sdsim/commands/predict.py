@@ -6,7 +6,8 @@ import sys
 
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
 from sdsim.cost.profile import load_profile, precision_mismatch, stale_calibration
-from sdsim.cost.report import component_rows, kernel_rows, op_rows, to_json
+from sdsim.model.presets import resolve_resolution
+from sdsim.cost.report import component_rows, explain, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
 from sdsim.output import FORMATS, dumps, human_bytes, render_rows
@@ -30,7 +31,8 @@ def add_common(p):
     p.add_argument("--steps", type=int, default=20, help="inference steps")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="pndm",
                    help="decides the UNet calls: pndm makes steps+1, the others steps")
-    p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    p.add_argument("--resolution", type=int,
+                   help="image size in pixels (default: the model's own, 512 for SD1.x)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="storage precision")
     p.add_argument("--model", default="sd14", help="model preset or diffusers-style folder")
     p.add_argument("--traffic", choices=TRAFFIC, default=DEFAULT_TRAFFIC,
@@ -47,10 +49,30 @@ def add_arguments(p):
     p.add_argument("--opt", default="paper", help="optimization set or list of switch=value")
     p.add_argument("--by", choices=("component", "op", "kernel"), default="component",
                    help="rows: pipeline components, ops of one call of each, or kernel dispatches")
+    p.add_argument("--sort", choices=tuple(SORT_KEYS),
+                   help="with --by op|kernel: order rows by this, largest first (default: "
+                        "execution order)")
+    p.add_argument("--top", type=int, metavar="N",
+                   help="with --by op|kernel: only the first N rows (after --sort)")
     p.add_argument("--trace", metavar="FILE.json",
                    help="also write the predicted kernel timeline as a Chrome/Perfetto trace "
                         "(open it in https://ui.perfetto.dev): a track per component, a slice "
                         "per dispatch with its FLOPs, bytes and explanation")
+
+
+#: --sort choice -> the row field it orders by (op rows, kernel rows)
+SORT_KEYS = {"latency": "latency_us", "flops": "MFLOPs", "dram": "DRAM_MB"}
+
+
+def select_rows(rows: list[dict], args) -> list[dict]:
+    """--sort and --top applied to op or kernel rows."""
+    if (args.sort or args.top is not None) and args.by == "component":
+        raise SdsimError("--sort and --top apply to --by op or --by kernel")
+    if args.top is not None and args.top < 1:
+        raise SdsimError(f"--top must be at least 1, got {args.top}")
+    if args.sort:
+        rows = sorted(rows, key=lambda r: -r[SORT_KEYS[args.sort]])
+    return rows[:args.top] if args.top else rows
 
 
 def check_steps(args):
@@ -60,10 +82,12 @@ def check_steps(args):
 
 def run(args) -> int:
     check_steps(args)
+    resolve_resolution(args)
     profile = load_profile(args.device)
     pred = predict(profile, parse_opt(args.opt), args.steps, args.scheduler, args.resolution,
                    args.precision, args.model, traffic=args.traffic)
-    rows = {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred)
+    rows = select_rows(
+        {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred), args)
     if args.trace:
         from sdsim import timeline
 
@@ -85,6 +109,8 @@ def run(args) -> int:
     if args.format == "table" and pred.band:
         print(f"band: {pred.total_s_low:.3g}-{pred.total_s_high:.3g} s end to end, over the "
               f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")
+    if args.format == "table" and args.by == "component":
+        print("\n".join(explain(pred)))
     for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
         if warn:
             print(f"warning: {warn}", file=sys.stderr)

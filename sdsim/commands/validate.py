@@ -29,12 +29,14 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("--device", required=True, help="profile name or path to a YAML profile")
+    p.add_argument("--device", help="profile name or path to a YAML profile (required, except "
+                   "with --replay: then the profile the stored run names)")
     p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
     p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
     p.add_argument("--component", choices=OPENCL, default="unet",
                    help="which model call to run")
-    p.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    p.add_argument("--resolution", type=int,
+                   help="image size in pixels (default: the model's own, 512 for SD1.x)")
     p.add_argument("--batch", type=int, default=2, help="UNet/text-encoder batch (CFG: 2)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                    help="storage precision")
@@ -74,7 +76,9 @@ def run(args) -> int:
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
     from sdsim.lower.options import parse_opt
-    from sdsim.model.presets import load_model_config
+    from sdsim.backends.trace import check_size
+    from sdsim.model.components import COMPONENTS
+    from sdsim.model.presets import load_model_config, native_resolution
     from sdsim.validation import compare, report
 
     if args.warmup < 0:
@@ -83,12 +87,11 @@ def run(args) -> int:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     from sdsim.cost.profile import precision_mismatch, stale_calibration
 
-    profile = load_profile(args.device)
-    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
-        if warn:
-            print(f"warning: {warn}", file=sys.stderr)
     if args.replay:
+        if (args.report or "").lower() == "none":
+            raise SdsimError("--replay re-renders a report; --report none would write nothing")
         ctx, runs, effect = report.load(args.replay)
+        profile = load_profile(args.device or _replay_profile(ctx, args.replay))
         if "heldout" not in ctx:
             ctx = dict(ctx, heldout=_heldout(ctx.get("calibration")))
         if args.notes:
@@ -97,8 +100,19 @@ def run(args) -> int:
         report.write(path, ctx, runs, effect, profile)
         print(f"wrote {_rel(path)}")
         return 0
+    if not args.device:
+        raise SdsimError("--device PROFILE is required: the profile whose predictions the run "
+                         "is compared with (see 'sdsim devices')")
+    profile = load_profile(args.device)
+    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
+        if warn:
+            print(f"warning: {warn}", file=sys.stderr)
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
+    if args.resolution is None:
+        args.resolution = native_resolution(cfg)
+    if COMPONENTS[args.component].spatial:   # before any output: a bad size is one error line
+        check_size(cfg, args.resolution, args.resolution)
     weights = None
     if args.weights:
         cfg, weights = _checkpoint(args.weights, args.component)
@@ -106,16 +120,15 @@ def run(args) -> int:
 
     tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
     rt = Runtime(args.platform, args.cl_device, args.arith)
-    print(f"sdsim validate: {args.component} at {args.resolution}x{args.resolution} on "
-          f"{rt.name}, {len(opts) * (args.warmup + args.repeat)} runs", file=sys.stderr)
     slow = _slow_warning(rt, args)
     if slow:
         print(f"warning: {slow}", file=sys.stderr)
-    bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run",
-               desc=f"{args.component} {args.opt[0]}", disable=args.format == "json")
+    device = rt.device.name.strip()
+    bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run", file=sys.stderr,
+               disable=True if args.format == "json" else None)   # None: only on a terminal
     runs = []
     for text, opt in opts:
-        bar.set_description(f"{args.component} --opt {text}")
+        bar.set_description(f"{args.component} --opt {text} on {device}")
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                                  args.batch, weights=weights, seed=args.seed)
         weights = runner.weights
@@ -188,6 +201,20 @@ def run(args) -> int:
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+def _replay_profile(ctx: dict, replay: str) -> str:
+    """The profile a stored run was predicted with: its path when it still exists, else its
+    name."""
+    from sdsim.paths import ROOT
+
+    stored = ctx.get("profile_path")
+    for candidate in (Path(stored) if stored else None, ROOT / stored if stored else None):
+        if candidate is not None and candidate.is_file():
+            return str(candidate)
+    if ctx.get("profile"):
+        return ctx["profile"]
+    raise SdsimError(f"{replay}: names no profile; give --device")
 
 
 def _slow_warning(rt, args) -> str | None:

@@ -71,6 +71,33 @@ def class_breakdown(p: Prediction) -> dict:
     return dict(out)
 
 
+def time_split(p: Prediction) -> tuple[dict, dict]:
+    """Seconds over the whole run by what bounds each dispatch ("compute" | "memory" by the
+    roofline, "latency" where too few work-groups walk their steps at the step latency), and by
+    kernel ("family/variant kernel")."""
+    bound, kernel = defaultdict(float), defaultdict(float)
+    for c in p.components:
+        for k in c.kernels:
+            t = k.time.total_s * c.calls
+            bound["latency" if "latency-bound" in k.time.why else k.time.bound] += t
+            kernel[f"{k.call.family}/{k.call.variant} {k.call.kernel}"] += t
+    return dict(bound), dict(kernel)
+
+
+def explain(p: Prediction, top: int = 3) -> list[str]:
+    """Two lines on why the total is what it is: what bounds the time, and where most of it
+    goes."""
+    total = p.total_s or 1.0
+    bound, kernel = time_split(p)
+    pct = {b: 100 * bound.get(b, 0.0) / total for b in ("compute", "memory", "latency")}
+    most = sorted(kernel.items(), key=lambda kv: -kv[1])[:top]
+    return [f"bound: {pct['compute']:.0f}% of the time in compute-bound dispatches, "
+            f"{pct['memory']:.0f}% memory-bound, {pct['latency']:.0f}% latency-bound (too few "
+            "work-groups to fill the GPU)",
+            "most time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in most)
+            + " ('--by kernel' explains each call)"]
+
+
 def to_json(p: Prediction) -> dict:
     return {
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,
@@ -80,6 +107,7 @@ def to_json(p: Prediction) -> dict:
         "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
                                     + max(c.activations_naive for c in p.components)),
         "seconds_by_kernel_class": class_breakdown(p),
+        "seconds_by_bound": time_split(p)[0],
         "components": {c.name: {
             "calls": c.calls, "latency_s": c.latency_per_call * c.calls,
             "latency_per_call_s": c.latency_per_call, "flops": c.flops_per_call * c.calls,

@@ -58,6 +58,19 @@ PRESETS = {
 }
 
 
+def native_resolution(cfg: ModelConfig) -> int:
+    """The image size a model makes by default (diffusers' too): the UNet's sample size times
+    the VAE factor, 512 for SD1.x and SD2.1-base."""
+    return cfg.unet.sample_size * cfg.vae.downscale
+
+
+def resolve_resolution(args) -> int:
+    """`args.resolution`, or the model's native size when the option was not given."""
+    if args.resolution is None:
+        args.resolution = native_resolution(load_model_config(args.model))
+    return args.resolution
+
+
 def load_model_config(name_or_path: str) -> ModelConfig:
     """A preset by name, or the config.json files of a diffusers-style folder (a path, or a
     repo id already in the Hugging Face cache)."""
