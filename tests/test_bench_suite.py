@@ -206,7 +206,7 @@ def test_limit_keeps_the_heaviest_shapes_per_family():
     (["--suite", "sd", "--quick"], "--quick selects the small shapes of --suite records"),
     (["--resolution", "256"], "--resolution applies to --suite sd only"),
     (["--suite", "sd", "--limit", "0"], "--limit must be at least 1"),
-    (["--suite", "sd", "--model", "tiny", "--resolution", "30"], "resolution 30 must be"),
+    (["--suite", "sd", "--model", "tiny", "--resolution", "30"], "resolution 30x30: the height must be"),
     (["--suite", "sd", "--family", "nosuch"], "unknown family or variant 'nosuch'"),
     (["--suite", "sd", "--peak", "0"], "--peak must be a positive number"),
 ])

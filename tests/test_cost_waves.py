@@ -47,11 +47,15 @@ def test_full_device_compute_bound_gemm_is_the_roofline(prof):
     # = 32 waves, 64 k-steps each
     n = 1024
     k = KernelCost("gemm", "gemm", flops=2.0 * n**3, bytes_read=3 * n * n * 4,
-                   bytes_written=n * n * 4, launch=Launch((16 * 16, 16 * 16, 1), (16, 16, 1), 64))
+                   bytes_written=n * n * 4, launch=Launch((16 * 16, 16 * 16, 1), (16, 16, 1), 64),
+                   half_arith=True)
     t = kernel_time(k, prof, "fp32")
     assert t.bound == "compute"
     assert t.total_s == pytest.approx(2 * 1024**3 / 1e12 / 0.8 + 10e-6, rel=1e-12)
+    # fp16 storage: the fp16 rate for a kernel with a half build (native half: peak_fp16 is 2x)
     assert kernel_time(k, prof, "fp16").compute_s == pytest.approx(2 * 1024**3 / 2e12)
+    floats = dataclasses.replace(k, half_arith=False)   # a kernel that computes in float
+    assert kernel_time(floats, prof, "fp16").compute_s == pytest.approx(2 * 1024**3 / 1e12)
 
 
 def test_few_work_groups_are_latency_bound(prof):
