@@ -148,3 +148,18 @@ def test_sort_and_top_pick_the_largest_rows(capsys):
     assert [r["id"] for r in top] == [r["id"] for r in want]
     assert main(["predict", "--device", "s23ultra", "--top", "3"]) == 2
     assert "--by op or --by kernel" in capsys.readouterr().err
+
+
+def test_a_published_time_is_set_beside_the_prediction(capsys):
+    """The S23 Ultra profile carries the paper's 11.5 s with its source; predict prints it with
+    the ratio, and JSON carries it."""
+    assert main(["predict", "--device", "s23ultra", "--format", "json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    (pub,) = obj["published"]
+    assert pub["value"] == 11.5 and "arXiv:2304.11267" in pub["source"]
+    assert main(["predict", "--device", "s23ultra"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("published:"))
+    assert line.startswith("published: 11.5 s for SD1.4") and \
+        f"({obj['total_s'] / 11.5:.2f}x)" in line
+    assert main(["predict", "--device", "pixel7"]) == 0
+    assert "published:" not in capsys.readouterr().out

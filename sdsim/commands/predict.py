@@ -111,6 +111,9 @@ def run(args) -> int:
               f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")
     if args.format == "table" and args.by == "component":
         print("\n".join(explain(pred)))
+        for pub in pred.published:
+            print(f"published: {pub['value']:g} s for {pub['workload']} ({pub['source']}); "
+                  f"predicted here {pred.total_s:.3g} s ({pred.total_s / pub['value']:.2f}x)")
     for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
         if warn:
             print(f"warning: {warn}", file=sys.stderr)

@@ -76,6 +76,7 @@ class Prediction:
     components: list
     traffic: str = DEFAULT_TRAFFIC
     band: tuple | None = None   # (fastest, slowest) total seconds over the profile's bands
+    published: list = field(default_factory=list)   # the profile's published end-to-end times
 
     @property
     def total_s(self) -> float:
@@ -156,7 +157,7 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
     comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
              for n, k in calls.items()]
     return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic,
-                      band(comps, profile, precision))
+                      band(comps, profile, precision), profile.published)
 
 
 def band(comps: list, profile: Profile, precision: str) -> tuple | None:

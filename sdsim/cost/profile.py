@@ -139,6 +139,14 @@ SCHEMA = {
         "coefficients": COEFFICIENTS_SCHEMA,
         # the other storage precision's coefficients (a second `sdsim calibrate --precision`)
         **{f"coefficients_{p}": COEFFICIENTS_SCHEMA for p in ("fp16", "fp32")},
+        # end-to-end times published for this device: what a prediction can be set against
+        "published": {"type": "array", "items": {
+            "type": "object", "required": ["value", "unit", "workload", "source"],
+            "additionalProperties": False,
+            "properties": {"value": {"type": "number", "exclusiveMinimum": 0},
+                           "unit": {"const": "s"},
+                           "workload": {"type": "string", "minLength": 3},
+                           "source": {"type": "string", "minLength": 3}}}},
         "native_half": {"type": "object", "required": ["value", "source"],
                         "additionalProperties": False,
                         "properties": {"value": {"type": "boolean"},
@@ -184,6 +192,7 @@ class Profile:
     device_type: str = "gpu"                       # "gpu" | "cpu": the untuned kernel defaults
     tuning: dict = field(default_factory=dict)     # `sdsim tune`'s section, as written
     native_half: bool = False                      # the GPU executes half arithmetic natively
+    published: list = field(default_factory=list)  # [{value, unit, workload, source}]
     # storage precision -> (coefficients, calibration meta); `coefficients` is one of them
     coefficient_sets: dict = field(default_factory=dict)
 
@@ -371,6 +380,7 @@ def parse_profile(data, file: str) -> Profile:
                   for g, k in GEOMETRY.items()},
         step_latency=si["step_latency"], coefficients=coefficients,
         calibration=_meta(cal), coefficient_sets=sets, bands=bands,
+        published=data.get("published") or [],
         device_type=data.get("device_type", (data.get("tuning") or {}).get("device_type", "gpu")),
         native_half=(data["native_half"]["value"] if "native_half" in data
                      else si["peak_fp16"] > 1.2 * si["peak_fp32"]),

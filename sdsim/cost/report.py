@@ -108,6 +108,7 @@ def to_json(p: Prediction) -> dict:
                                     + max(c.activations_naive for c in p.components)),
         "seconds_by_kernel_class": class_breakdown(p),
         "seconds_by_bound": time_split(p)[0],
+        "published": p.published,
         "components": {c.name: {
             "calls": c.calls, "latency_s": c.latency_per_call * c.calls,
             "latency_per_call_s": c.latency_per_call, "flops": c.flops_per_call * c.calls,
