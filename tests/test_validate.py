@@ -81,10 +81,10 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
 
 
 def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, capsys):
-    """--weights PATH times a checkpoint: the plan and every dispatch's launch are those of the
-    seeded random run (so the time cannot depend on the values), the prediction is the same, and
-    the device computes with the checkpoint's values (its output is the NumPy reference's on
-    them)."""
+    """--weights PATH times a checkpoint: the device computes with the checkpoint's values (its
+    output is the NumPy reference's on them, not the random run's), and the report names them.
+    The kernel plan depends on shapes only, so the dispatches and their prediction are the
+    random run's by construction; the CLI run checks the prediction through the whole command."""
     import pyopencl as cl
 
     from sdsim.backends.numpy_backend import NumpyBackend
@@ -105,8 +105,6 @@ def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, cap
     rand = ComponentRunner(rt, "unet", cfg, parse_opt("paper"), "fp32", 32, 2)
     inputs = random_inputs("unet", real.graph, cfg, 0)
     got, base = real.run(inputs), rand.run(inputs)
-    launch = [(c.identity, c.launch) for c, _ in got.timings]
-    assert launch == [(c.identity, c.launch) for c, _ in base.timings] and len(launch) > 50
     F = NumpyBackend(weights, "fp32")
     want = real.fn(F, *(F.input(a) if a.ndim > 1 else a for a in inputs))
     np.testing.assert_allclose(got.output, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())

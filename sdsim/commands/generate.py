@@ -98,7 +98,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def _opencl(sd, args):
     """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile, precision_mismatch, stale_calibration
+    from sdsim.cost.profile import load_profile, profile_warnings
     from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
 
@@ -106,9 +106,8 @@ def _opencl(sd, args):
     profile = load_profile(args.device) if args.device else None
     if profile is not None:
         tuning.activate(tuning.for_profile(profile))
-        for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
-            if warn:
-                warnings.warn(warn, stacklevel=1)
+        for warn in profile_warnings(profile, args.precision):
+            warnings.warn(warn, stacklevel=1)
     rt = Runtime(args.platform, args.cl_device, args.arith)
     sd.use_opencl(rt, opt, args.find_overflow)
     return rt, profile

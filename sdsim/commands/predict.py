@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
-from sdsim.cost.profile import load_profile, precision_mismatch, stale_calibration
+from sdsim.cost.profile import load_profile, profile_warnings
 from sdsim.model.presets import resolve_resolution
 from sdsim.cost.report import component_rows, explain, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
@@ -114,9 +114,8 @@ def run(args) -> int:
         for pub in pred.published:
             print(f"published: {pub['value']:g} s for {pub['workload']} ({pub['source']}); "
                   f"predicted here {pred.total_s:.3g} s ({pred.total_s / pub['value']:.2f}x)")
-    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
-        if warn:
-            print(f"warning: {warn}", file=sys.stderr)
+    for warn in profile_warnings(profile, args.precision):
+        print(f"warning: {warn}", file=sys.stderr)
     for c in pred.components:
         for ident, size in c.oversized:
             if args.format == "table":

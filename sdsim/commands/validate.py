@@ -85,7 +85,7 @@ def run(args) -> int:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    from sdsim.cost.profile import precision_mismatch, stale_calibration
+    from sdsim.cost.profile import profile_warnings
 
     if args.replay:
         if (args.report or "").lower() == "none":
@@ -104,9 +104,8 @@ def run(args) -> int:
         raise SdsimError("--device PROFILE is required: the profile whose predictions the run "
                          "is compared with (see 'sdsim devices')")
     profile = load_profile(args.device)
-    for warn in (stale_calibration(profile), precision_mismatch(profile, args.precision)):
-        if warn:
-            print(f"warning: {warn}", file=sys.stderr)
+    for warn in profile_warnings(profile, args.precision):
+        print(f"warning: {warn}", file=sys.stderr)
     opts = [(o, parse_opt(o)) for o in args.opt]
     cfg = load_model_config(args.model)
     if args.resolution is None:
@@ -209,9 +208,10 @@ def _replay_profile(ctx: dict, replay: str) -> str:
     from sdsim.paths import ROOT
 
     stored = ctx.get("profile_path")
-    for candidate in (Path(stored) if stored else None, ROOT / stored if stored else None):
-        if candidate is not None and candidate.is_file():
-            return str(candidate)
+    if stored:   # stored relative to the source checkout, or absolute
+        for candidate in (Path(stored), ROOT / stored):
+            if candidate.is_file():
+                return str(candidate)
     if ctx.get("profile"):
         return ctx["profile"]
     raise SdsimError(f"{replay}: names no profile; give --device")

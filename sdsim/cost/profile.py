@@ -227,6 +227,11 @@ class Profile:
             efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
 
 
+def profile_warnings(profile: Profile, precision: str) -> list[str]:
+    """What a user should know before trusting this profile's predictions at `precision`."""
+    return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision)) if w]
+
+
 def precision_mismatch(profile: Profile, precision: str) -> str | None:
     """A warning when calls at `precision` storage are predicted with timing coefficients
     measured at the other one: kernels load, convert and store differently per storage type
