@@ -67,6 +67,42 @@ def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys, monkeypatch):
     dev = next(p for p in cl.get_platforms() if plat == "0" or plat in p.name).get_devices()[0]
     assert data["native_half"]["value"] is ("cl_khr_fp16" in dev.extensions)
     assert rep.name in data["native_half"]["source"]
+    _check_refit(rep.with_suffix(".json"), prof, tmp_path, capsys)
+
+
+def _check_refit(measurements, prof, tmp_path, capsys):
+    """The measurements stored beside the report fit again, without a device, to the same
+    coefficients; measurements of other kernels are refused, naming the point."""
+    import json
+
+    from sdsim.cli import main
+    from sdsim.cost.profile import load_profile
+
+    stored = json.loads(measurements.read_text())
+    fitted = yaml.safe_load(open(prof.path))["coefficients"]["kernels"]
+    assert len(stored["points"]) == sum(k["points"] for k in fitted.values())
+    out = tmp_path / "again.yaml"
+    assert main(["calibrate", "--refit", str(measurements), "--out", str(out)]) == 0
+    again = load_profile(str(out))
+    assert set(again.coefficients) == set(prof.coefficients)
+    for key, c in prof.coefficients.items():
+        a = again.coefficients[key]
+        assert (a.t0, a.latency, a.step, a.residency) == pytest.approx(
+            (c.t0, c.latency, c.step, c.residency), rel=1e-3), key
+    report = (tmp_path / "calibration-again.md").read_text()
+    assert "refit by `sdsim" in report and stored["date"] in report
+    stored["points"][0]["launch"]["steps"] += 1          # not what today's kernels launch
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert main(["calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "points[0]" in err and stored["points"][0]["kernel"] in err
+    stored["points"][0]["launch"]["steps"] -= 1
+    stored["kernels_hash"] = "000000000000"
+    bad.write_text(json.dumps(stored))
+    assert main(["calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "calibrate again" in capsys.readouterr().err
 
 
 def test_fit_recovers_the_coefficients_that_made_the_points():

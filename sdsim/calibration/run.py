@@ -39,6 +39,7 @@ class Calibration:
     sweep: dict = field(default_factory=dict)           # counts, load, time
     kernels_hash: str = ""
     tuning: object = None   # sdsim.kernels.tuning.Tuning the sweep ran under
+    refit: str = ""         # set when these measurements were fitted again (store.load)
 
     @property
     def launch_s(self) -> float:
@@ -92,6 +93,13 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
                  "load_before": load0, "load_after": provenance.load(), "commit": provenance.commit(),
                  "seconds": time.perf_counter() - t0}
-    cal.coefficients = fit.fit_all(cal.points, info["compute_units"])
-    cal.classes = classes.efficiencies(cal.points, peak, bw, cal.launch_s)
+    return fitted(cal)
+
+
+def fitted(cal: Calibration) -> Calibration:
+    """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
+    its points (a fresh sweep, or stored measurements fitted again)."""
+    cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"])
+    cal.classes = classes.efficiencies(cal.points, cal.micro["rates"][cal.precision],
+                                       cal.micro["bandwidth"], cal.launch_s)
     return cal

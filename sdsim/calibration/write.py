@@ -9,14 +9,14 @@ import yaml
 
 import statistics
 
-from sdsim import atomic
-from sdsim.calibration import fit
+from sdsim import atomic, provenance
+from sdsim.calibration import fit, store
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
 from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
-from sdsim.output import render_rows
+from sdsim.output import dumps, render_rows
 
 
 def _q(value, unit, source):
@@ -50,9 +50,11 @@ def profile_dict(cal, report_rel: str) -> dict:
         "gpu": cal.device.split(" / ", 1)[-1],
         "api": f"{' '.join(info['opencl'].split()[:2])} ({cal.device.split(' / ', 1)[0]}, "
                f"driver {cal.driver})",
-        "notes": (f"Calibrated by `{cal.command}` on {cal.date}; every figure is a measurement in "
-                  f"{report_rel}. Peak rates and bandwidth are what microbenchmarks reach through "
-                  "this OpenCL implementation, not spec-sheet numbers."),
+        "notes": (f"Calibrated by `{cal.command}` on {cal.date}"
+                  + (f", {cal.refit}" if cal.refit else "")
+                  + f"; every figure is a measurement in {report_rel}. Peak rates and bandwidth "
+                  "are what microbenchmarks reach through this OpenCL implementation, not "
+                  "spec-sheet numbers."),
         "peak_fp32": _q(m["rates"]["fp32"] / 1e9, "GFLOP/s", src(
             "arithmetic rate: independent multiply-add chains, fp32")),
         "peak_fp16": _q(m["rates"]["fp16"] / 1e9, "GFLOP/s", src(
@@ -115,7 +117,7 @@ def _g(v: float) -> float:
     return float(f"{v:.4g}")
 
 
-def report_markdown(cal, profile_rel: str) -> str:
+def report_markdown(cal, profile_rel: str, report_path) -> str:
     from sdsim.calibration import run, sweep
 
     m, info, w = cal.micro, cal.device_info, cal.sweep
@@ -138,6 +140,10 @@ def report_markdown(cal, profile_rel: str) -> str:
         f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
+        *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "
+           f"{provenance.commit()})"] if cal.refit else []),
+        f"- Measurements: `{store.json_path(report_path).name}` (every dispatch with its launch "
+        "geometry; `sdsim calibrate --refit` fits them again without the device)",
         "",
         "## Device microbenchmarks (opencl/calibrate.cl)",
         "",
@@ -218,7 +224,8 @@ def report_markdown(cal, profile_rel: str) -> str:
 
 
 def write(cal, profile_path, report_path) -> dict:
-    """Write the profile (validated against the schema before it lands) and the report."""
+    """Write the profile (validated against the schema before it lands), the report and the
+    measurements beside it (sdsim/calibration/store.py)."""
     profile_path, report_path = Path(profile_path), Path(report_path)
     rel = lambda p: _relative(p)
     data = profile_dict(cal, rel(report_path))
@@ -227,7 +234,8 @@ def write(cal, profile_path, report_path) -> dict:
     header = (f"# {cal.name}: calibrated by sdsim calibrate on {cal.date}. Schema: "
               "device_profiles/README.md; sources: the calibration report.\n")
     atomic.write_text(profile_path, header + yaml.safe_dump(data, sort_keys=False, width=200))
-    atomic.write_text(report_path, report_markdown(cal, rel(profile_path)))
+    atomic.write_text(report_path, report_markdown(cal, rel(profile_path), report_path))
+    atomic.write_text(store.json_path(report_path), dumps(store.dump(cal)) + "\n")
     return data
 
 

@@ -40,6 +40,10 @@ def add_arguments(p):
                         "earlier run measured at the other precision (same kernel sources), so "
                         "one profile predicts both")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
+    p.add_argument("--refit", metavar="FILE.json",
+                   help="fit the timing model again to the measurements an earlier calibration "
+                        "stored beside its report (calibration-NAME.json), without a device: "
+                        "for a newer sdsim's model, or a device measured once")
 
 
 def run(args) -> int:
@@ -50,6 +54,10 @@ def run(args) -> int:
     out = _out_path(args.out)
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
+    command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv and "calibrate" in sys.argv else f"sdsim calibrate --out {out}"
+    if args.refit:
+        return _refit(args, out, command)
     name = args.name or out.stem
     report = Path(args.report) if args.report else _report_path(out, name, args.precision)
     if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
@@ -64,11 +72,29 @@ def run(args) -> int:
             if old.tuning:
                 tuning.activate(tuning.for_profile(old))
     rt = Runtime(args.platform, args.cl_device)
-    command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-        if sys.argv and "calibrate" in sys.argv else f"sdsim calibrate --out {out}"
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
                     command=command)
-    data = write(cal, out, report)
+    _summary(cal, write(cal, out, report), out, report)
+    return 0
+
+
+def _refit(args, out: Path, command: str) -> int:
+    """--refit: the stored measurements fitted again; the profile and report are rewritten."""
+    from sdsim.calibration import store
+    from sdsim.calibration.run import fitted
+    from sdsim.calibration.write import write
+
+    cal = store.load(args.refit, command)
+    cal.name = args.name or out.stem
+    report = Path(args.report) if args.report else _report_path(out, cal.name, cal.precision)
+    fitted(cal)
+    _summary(cal, write(cal, out, report), out, report)
+    return 0
+
+
+def _summary(cal, data: dict, out: Path, report: Path) -> None:
+    """What a calibration wrote, in a few lines."""
+    name = cal.name
     print(f"{name}: {cal.device}")
     print(f"  bandwidth {data['dram_bandwidth']['value']} GB/s, fp32 "
           f"{data['peak_fp32']['value']} GFLOP/s, fp16 {data['peak_fp16']['value']} GFLOP/s, "
@@ -79,8 +105,7 @@ def run(args) -> int:
     print(f"  {cal.sweep['cases']} cases, {len(cal.coefficients)} kernel bodies fitted; held-out "
           f"median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
-    print(f"wrote {out} and {report}")
-    return 0
+    print(f"wrote {out}, {report} and its measurements")
 
 
 def _out_path(text: str) -> Path:

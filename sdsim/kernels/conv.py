@@ -38,8 +38,10 @@ from sdsim.ops import conv_out_hw, padding4
 from sdsim.precision import BYTES, stored
 
 #: (output channels per work-item, work-group size in pixels) configurations of the direct
-#: kernel: each work-group computes 1024 (pixel, channel) outputs, so a serial step (one input
-#: channel tap) is the same work in every configuration and one timing model serves them all
+#: kernel: each work-group computes 1024 (pixel, channel) outputs, but a work-item's serial step
+#: (one input channel tap) is COB dependent multiply-adds, so a step with few work-groups in
+#: flight takes longer at COB 16 than at 4 (on the H200, 0.105 vs 0.05 us): each blocking has its
+#: own timing coefficients (DirectConfig.model_key)
 DIRECT_BLOCKS = ((16, 64), (8, 128), (4, 256))
 #: input channels x output channels of the weights the direct kernel stages in local memory at a
 #: time (CB = DIRECT_STAGE // COB input channels: 64 * k * k floats of local memory)
@@ -65,6 +67,12 @@ class DirectConfig:
 
     def defines(self, k: int) -> dict:
         return {"COB": self.cob, "CB": self.cb, "KS": k}
+
+    @property
+    def model_key(self) -> str:
+        """The timing model's key of this blocking: a work-item's serial step is COB
+        multiply-adds per input load, so each blocking is timed as its own kernel body."""
+        return f"conv_direct.c{self.cob}x{self.group}"
 
 
 @lru_cache(maxsize=1024)
@@ -129,7 +137,7 @@ def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp3
             + batch * pixel_groups * (cout * cin * k * k + cout))
     return [KernelCost("conv_direct", "conv", flops, float(read * e),
                        float(batch * cout * ho * wo * e),
-                       launch=direct_launch(batch, cin, cout, ho, wo, k))]
+                       launch=direct_launch(batch, cin, cout, ho, wo, k), model=c.model_key)]
 
 
 def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
@@ -386,10 +394,33 @@ _CAL_POINTWISE = {
                   cin=[24, 96, 224, 576, 896], cout=[24, 96, 224, 576, 896],
                   hw=[10, 28, 56, 100]),
 }
+# Channel counts past 1024 at small images (SD's deepest levels run 1280-2560 channels at 8x8
+# to 32x32 latents): hundreds of work-groups each walking a hundred or more k-steps, a regime the
+# shapes above reach only in part.
+_DEEP = [1152, 1536, 1792, 2304]
+_CAL_DEEP = {
+    "quick": [],
+    "full": sweep(_conv_point, 16, seed=13, batch=[1, 2], cin=_DEEP, cout=_DEEP,
+                  hw=[6, 10, 14, 18, 24, 28]),
+}
+_CAL_DEEP_POINTWISE = {
+    "quick": [],
+    "full": sweep(lambda **a: _conv_point(**a, k=1), 10, seed=14, batch=[1, 2], cin=_DEEP,
+                  cout=[576] + _DEEP, hw=[6, 10, 14, 18, 24]),
+}
+# The direct kernel's narrower blockings (4 and 8 output channels per work-item, chosen for
+# cout <= 8): enough points for each blocking's own coefficients.
+_CAL_DIRECT_BLOCKS = {
+    "quick": [],
+    "full": [*sweep(_conv_point, 16, seed=12, batch=[1, 2], cin=[12, 48, 160, 384, 896, 1152],
+                    cout=[1, 2, 3, 4], hw=[20, 40, 72, 100, 128]),
+             *sweep(_conv_point, 12, seed=15, batch=[1, 2], cin=[12, 48, 160, 384, 896, 1152],
+                    cout=[5, 6, 7, 8], hw=[10, 20, 40, 72, 100, 128])],
+}
 _CAL_WINOGRAD = {
     "quick": _CAL_3X3["quick"][:4],
     "full": sweep(_conv_point, 30, seed=4, batch=[1, 2], cin=_CHANNELS[3:], cout=_CHANNELS[3:],
-                  hw=[6, 10, 20, 28, 40, 56, 72, 100]),
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"],
 }
 
 
@@ -414,9 +445,9 @@ POINTWISE = "im2col_gemm"
 
 RECORDS = (
     _record("direct", direct_cost, "direct", _TOL, _join(_BENCH_3X3, _BENCH_OTHER, _BENCH_DIRECT),
-            _join(_CAL_3X3, _CAL_STRIDED)),
+            _join(_CAL_3X3, _CAL_STRIDED, _CAL_DIRECT_BLOCKS, _CAL_DEEP)),
     _record("im2col_gemm", im2col_gemm_cost, "im2col", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
-            _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE)),
+            _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE, _CAL_DEEP_POINTWISE)),
     *(_winograd_record(name, m) for name, m in WINOGRAD_M.items()),
 )
 register(*RECORDS)
