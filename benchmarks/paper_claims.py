@@ -53,17 +53,17 @@ def conv_rows(rows, kernels):
         if a.get("k") != 3 or a.get("stride") != 1 or "winograd_f4" not in vs:
             continue
         d, w = vs["direct"], vs["winograd_f4"]
-        if d["time_ms"] is None or w["time_ms"] is None:
+        if d["time_s"] is None or w["time_s"] is None:
             raise SystemExit(f"{shape}: direct or F4 was not measured ({d['status']}; "
                              f"{w['status']}); rerun the bench with a larger --point-budget-s")
         ks = kernels.costs("conv2d", "winograd_f4", "fp32", **a)
         gemm = [k for k in ks if k.kernel_class == "gemm"]
         tf = sum(k.flops for k in ks if k not in gemm) / sum(k.flops for k in ks)
         tb = sum(k.dram_bytes for k in ks if k not in gemm) / sum(k.dram_bytes for k in ks)
-        faster = w["time_ms"] < d["time_ms"]
+        faster = w["time_s"] < d["time_s"]
         out.append({"shape": f"{a['cin']}->{a['cout']} @ {a['h']}x{a['w']}",
-                    "calls": d["calls"], "direct ms": d["time_ms"], "F4 ms": w["time_ms"],
-                    "F4 speed-up": d["time_ms"] / w["time_ms"],
+                    "calls": d["calls"], "direct ms": d["time_s"] * 1e3,
+                    "F4 ms": w["time_s"] * 1e3, "F4 speed-up": d["time_s"] / w["time_s"],
                     "verdict": "F4 faster" if faster else "direct faster",
                     "F4 GEMM depth (cin)": a["cin"], "F4 transforms % FLOPs": 100 * tf,
                     "F4 transforms % bytes": 100 * tb})
@@ -78,16 +78,16 @@ def attention_rows(rows, kernels, compute_units):
     out = []
     for shape, vs in by.items():
         a = parse_shape(shape)
-        n = vs["naive"]["time_ms"]
+        n = vs["naive"]["time_s"]
         (fl,) = kernels.costs("attention", "flash", "fp32", **a)
         from sdsim.kernels.attention import TILE, flash_key_tile
         paper = next((v for v, r in vs.items() if r["paper"]), "")
-        fastest = min(vs, key=lambda v: vs[v]["time_ms"])
+        fastest = min(vs, key=lambda v: vs[v]["time_s"])
         out.append({"shape": f"{a['batch']}x{a['heads']} heads, {a['nq']}x{a['nk']}, "
                              f"d={a['head_dim']}",
-                    "calls": vs["naive"]["calls"], "naive ms": n,
-                    "partial softmax x": n / vs["partial_softmax"]["time_ms"],
-                    "flash x": n / vs["flash"]["time_ms"], "paper runs": paper,
+                    "calls": vs["naive"]["calls"], "naive ms": n * 1e3,
+                    "partial softmax x": n / vs["partial_softmax"]["time_s"],
+                    "flash x": n / vs["flash"]["time_s"], "paper runs": paper,
                     "fastest": fastest,
                     "partial softmax exp per score": -(-a["head_dim"] // TILE),
                     "flash work-groups": fl.launch.work_groups,
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     cmd = "python benchmarks/paper_claims.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     lines = [
-        f"# The paper's kernel claims on {data['device']}, layer by layer", "",
+        f"# The paper's kernel claims on {data['opencl_device']}, layer by layer", "",
         f"Produced by `{cmd}` from the measurements of `{ctx['command']}` ({ctx['date']}, "
         f"sdsim {ctx['commit']}, 1-minute load {ctx['load_before']} before and "
         f"{ctx['load_after']} after the run; {data['model']} UNet at {data['resolution']}x"

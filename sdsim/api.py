@@ -36,8 +36,9 @@ class PredictResult:
         return self.prediction.peak_memory_bytes
 
     def rows(self, by: str = "component") -> list[dict]:
-        """Table rows: by "component", "op" (one call of each) or "kernel" (every dispatch,
-        with the one-line explanation of its time)."""
+        """Rows of the table, in SI units (seconds, FLOPs, bytes) as in JSON: by "component",
+        "op" (one call of each) or "kernel" (every dispatch, with the one-line explanation of
+        its time)."""
         from sdsim.cost.report import component_rows, kernel_rows, op_rows
 
         table = {"component": component_rows, "op": op_rows, "kernel": kernel_rows}

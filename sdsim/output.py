@@ -26,6 +26,18 @@ def render_rows(rows: list[dict], fmt: str, floatfmt: str = ".4g") -> str:
     return tabulate(rows, headers="keys", tablefmt=tablefmt, floatfmt=floatfmt, intfmt=",")
 
 
+def in_units(rows: list[dict], units: dict) -> list[dict]:
+    """Rows with fields renamed and scaled, e.g. SI fields into the units a table reads best
+    (JSON keeps SI): `units` maps a key to (new key, factor); other fields pass through, None
+    stays None."""
+    def conv(k, v):
+        if k not in units:
+            return k, v
+        name, factor = units[k]
+        return name, None if v is None else v * factor
+    return [dict(conv(k, v) for k, v in r.items()) for r in rows]
+
+
 def dumps(obj) -> str:
     """JSON for any result object (NumPy scalars included)."""
     return json.dumps(obj, indent=2, default=_jsonable)

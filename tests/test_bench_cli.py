@@ -8,14 +8,15 @@ from sdsim.cli import main
 
 pytestmark = pytest.mark.opencl
 
-FIELDS = {"family", "variant", "shape", "precision", "time_ms", "gflops", "gbps", "max_abs_err",
-          "ok"}
+FIELDS = {"family", "variant", "shape", "precision", "time_s", "flops_per_s", "bytes_per_s",
+          "max_abs_err", "ok"}
 
 
 def run_json(capsys, *argv):
+    """Exit status, the JSON's rows and stderr of a quick bench."""
     rc = main(["bench", "--quick", "--format", "json", "--repeat", "1", *argv])
     out = capsys.readouterr()
-    return rc, json.loads(out.out), out.err
+    return rc, json.loads(out.out)["rows"], out.err
 
 
 def test_quick_conv_and_gemm_json(capsys):
@@ -30,12 +31,12 @@ def test_quick_conv_and_gemm_json(capsys):
     for r in rows:
         assert FIELDS <= set(r)
         assert r["ok"] is True
-        assert r["time_ms"] > 0 and r["gflops"] > 0 and r["gbps"] > 0
+        assert r["time_s"] > 0 and r["flops_per_s"] > 0 and r["bytes_per_s"] > 0
         assert 0 <= r["max_abs_err"] < float("inf")   # within tolerance is what "ok" says
 
 
-def test_gflops_is_cost_flops_over_time(capsys):
-    """GFLOP/s in a record is the variant's cost-formula FLOPs over its measured time."""
+def test_flops_per_s_is_cost_flops_over_time(capsys):
+    """FLOP/s in a record is the variant's cost-formula FLOPs over its measured time."""
     from sdsim.kernels import costs
     rc, rows, _ = run_json(capsys, "--family", "linear/tiled", "--precision", "fp32")
     assert rc == 0 and len(rows) == 1
@@ -44,7 +45,7 @@ def test_gflops_is_cost_flops_over_time(capsys):
     m, k, n = (int(shape[d]) for d in "mkn")
     flops = sum(c.flops for c in costs("linear", "tiled", precision="fp32", m=m, k=k, n=n))
     assert flops == 2 * m * k * n + m * n   # multiply-adds and the bias
-    assert r["gflops"] == pytest.approx(flops / (r["time_ms"] * 1e6), rel=1e-9)
+    assert r["flops_per_s"] == pytest.approx(flops / r["time_s"], rel=1e-9)
 
 
 def test_failing_case_exits_1(capsys, monkeypatch):

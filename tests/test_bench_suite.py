@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from sdsim import schemas
 from sdsim.cli import main
 
 pytestmark = pytest.mark.opencl
@@ -73,11 +74,12 @@ def unet_ops():
 def test_every_case_ran_and_passed_its_check(suite):
     rc, res, _ = suite
     assert rc == 0
+    schemas.validate("bench", res)
     rows = res["rows"]
     assert rows and res["peak_source"].startswith("measured")
     for r in rows:
         assert r["status"] == "ran" and r["ok"] is True, r
-        assert r["repeat"] == 1 and r["time_ms"] > 0
+        assert r["repeat"] == 1 and r["time_s"] > 0
         assert 0 <= r["max_abs_err"] < float("inf")
     assert {r["family"] for r in rows} == set(FAMILY_KINDS) | {"elementwise"}
 
@@ -123,30 +125,30 @@ def test_variants_per_shape(suite):
 def test_fractions_speedups_and_fastest(suite):
     res = suite[1]
     rows = res["rows"]
-    bw = res["bandwidth_gbps"]
+    bw = res["bandwidth_bytes_per_s"]
     shapes = {}
     for r in rows:
-        peak = res["peak_gflops"][r["precision"]]
-        assert r["frac_peak"] == pytest.approx(r["gflops"] / peak, rel=1e-9)
+        peak = res["peak_flops_per_s"][r["precision"]]
+        assert r["frac_peak"] == pytest.approx(r["flops_per_s"] / peak, rel=1e-9)
         if r["bound"] == "memory":
-            assert r["frac_bw"] == pytest.approx(r["gbps"] / bw, rel=1e-9)
+            assert r["frac_bw"] == pytest.approx(r["bytes_per_s"] / bw, rel=1e-9)
         else:
             assert r["bound"] == "compute" and r["frac_bw"] is None
         shapes.setdefault((r["op"], r["shape"]), []).append(r)
     for group in shapes.values():
         base = next(r for r in group if r["variant"] == r["baseline"])
         for r in group:
-            assert r["speedup"] == pytest.approx(base["time_ms"] / r["time_ms"], rel=1e-9)
+            assert r["speedup"] == pytest.approx(base["time_s"] / r["time_s"], rel=1e-9)
         fastest = [r for r in group if r["fastest"]]
         assert len(fastest) == 1
-        assert fastest[0]["time_ms"] == min(r["time_ms"] for r in group)
+        assert fastest[0]["time_s"] == min(r["time_s"] for r in group)
 
 
 def test_summary_is_time_weighted(suite):
     """Each family/variant summary: total FLOPs over total time (by calls), over the peak."""
     res = suite[1]
     rows = res["rows"]
-    peak = res["peak_gflops"]["fp32"] * 1e9
+    peak = res["peak_flops_per_s"]["fp32"]
     for s in res["summary"]:
         if s["family"] == "all":
             sel = [r for r in rows if r["fastest"]]
@@ -154,15 +156,15 @@ def test_summary_is_time_weighted(suite):
             sel = [r for r in rows if r["family"] == s["family"] and r["fastest"]]
         else:
             sel = [r for r in rows if (r["family"], r["variant"]) == (s["family"], s["variant"])]
-        t = sum(r["calls"] * r["time_ms"] for r in sel) * 1e-3
-        flops = sum(r["calls"] * r["gflops"] * 1e9 * r["time_ms"] * 1e-3 for r in sel)
+        t = sum(r["calls"] * r["time_s"] for r in sel)
+        flops = sum(r["calls"] * r["flops_per_s"] * r["time_s"] for r in sel)
         assert s["shapes_run"] == s["shapes"] == len(sel)
         assert s["calls"] == sum(r["calls"] for r in sel)
-        assert s["ms_per_call"] == pytest.approx(t * 1e3, rel=1e-9)
+        assert s["time_per_call_s"] == pytest.approx(t, rel=1e-9)
         assert s["frac_peak"] == pytest.approx(flops / t / peak, rel=1e-9)
     conv = {s["variant"]: s for s in res["summary"] if s["family"] == "conv2d"}
-    assert conv["(fastest)"]["ms_per_call"] <= min(
-        conv[v]["ms_per_call"] for v in ("direct", "im2col_gemm"))
+    assert conv["(fastest)"]["time_per_call_s"] <= min(
+        conv[v]["time_per_call_s"] for v in ("direct", "im2col_gemm"))
 
 
 def test_over_budget_cases_are_listed_as_skipped():
@@ -170,11 +172,12 @@ def test_over_budget_cases_are_listed_as_skipped():
     rc, res, _ = bench("--family", "group_norm", "--peak", "10", "--bandwidth", "10",
                        "--point-budget-s", "1e-9")
     assert rc == 0
+    schemas.validate("bench", res)   # nulls where nothing ran
     rows = res["rows"]
     assert rows and all(r["status"].startswith("skipped: ") and "per point" in r["status"]
-                        and r["ok"] is None and r["time_ms"] is None for r in rows)
+                        and r["ok"] is None and r["time_s"] is None for r in rows)
     assert {r["variant"] for r in rows} == {"naive", "fused"}
-    assert res["peak_source"] == "--peak" and res["peak_gflops"] == {"fp32": 10.0}
+    assert res["peak_source"] == "--peak" and res["peak_flops_per_s"] == {"fp32": 10e9}
     assert not any(r["fastest"] for r in rows)
 
 
@@ -225,7 +228,7 @@ def test_slow_case_is_timed_by_its_check_run(rt):
     case = BenchCase(kernels.get("linear", "tiled"), {"m": 5, "k": 7, "n": 9, "bias": True},
                      "fp32")
     slow = run_case(rt, case, repeat=3, max_timed_s=1e-12)
-    assert slow["repeat"] == 0 and slow["ok"] and slow["time_ms"] > 0
+    assert slow["repeat"] == 0 and slow["ok"] and slow["time_s"] > 0
     assert run_case(rt, case, repeat=3, max_timed_s=1000)["repeat"] == 3
     assert "repeat" not in run_case(rt, case, repeat=1)   # the records suite's rows as before
 
@@ -239,6 +242,7 @@ def test_report_records_where_and_how_it_was_measured(tmp_path):
     text = rep.read_text()
     assert text.startswith("# Kernel variants at the UNet's own layer shapes: ")
     assert "Produced by `sdsim bench --suite sd" in text and "GEMM builds: " in text
-    assert "1-minute load" in text and data["device"] in text
+    assert "1-minute load" in text and data["opencl_device"] in text
     stored = json.loads(rep.with_suffix(".json").read_text())
     assert stored["rows"] == data["rows"] and stored["context"]["tuning"]["gemm"]
+    schemas.validate("bench", stored)

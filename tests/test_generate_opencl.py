@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+from sdsim import schemas
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
 from sdsim.model.pipeline import StableDiffusion
@@ -95,6 +96,7 @@ def test_generate_cli_prints_times_beside_the_prediction(tmp_path, capsys):
                  "--backend", "opencl", "--device", "pocl-cpu", "--no-progress",
                  "--format", "json", "--out", str(out)]) == 0
     obj = json.loads(capsys.readouterr().out)
+    schemas.validate("generate", obj)
     assert out.is_file() and obj["backend"] == "opencl" and obj["profile"] == "pocl-cpu"
     rows = {r["component"]: r for r in obj["times"]}
     assert set(rows) == {"text_encoder", "unet", "vae_decoder", "total"}

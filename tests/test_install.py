@@ -1,5 +1,5 @@
 """A regular (non-editable) install works away from the source tree: the wheel carries the kernel
-sources and bundled profiles, and predict, devices and bench find them."""
+sources, bundled profiles and JSON Schemas, and predict, devices and bench find them."""
 
 import json
 import os
@@ -51,6 +51,8 @@ def test_wheel_carries_kernels_and_profiles(installed):
     profiles = {Path(n).stem for n in names if n.startswith("sdsim/_data/device_profiles/")}
     assert cl == {p.name for p in (ROOT / "opencl").glob("*.cl")}
     assert {p.stem for p in (ROOT / "device_profiles").glob("*.yaml")} <= profiles
+    schemas = {Path(n).name for n in names if n.startswith("sdsim/schemas/")}
+    assert {p.name for p in (ROOT / "sdsim" / "schemas").glob("*.schema.json")} <= schemas
 
 
 def test_installed_sdsim_runs_from_another_folder(installed, tmp_path):
@@ -61,11 +63,18 @@ def test_installed_sdsim_runs_from_another_folder(installed, tmp_path):
     assert probe.stdout.strip() == str(site / "sdsim" / "_data" / "opencl")   # not the checkout
     r = _sdsim(site, "devices", "--format", "json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "s23ultra" in {d["name"] for d in json.loads(r.stdout)}
+    assert "s23ultra" in {d["name"] for d in json.loads(r.stdout)["devices"]}
     r = _sdsim(site, "predict", "--device", "s23ultra", "--format", "json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["total_s"] > 1
+    check = ("import json, sys, sdsim.schemas as s; s.validate('predict', json.load(sys.stdin)); "
+             "print(s.path('predict'))")   # the installed package's schema, not the checkout's
+    probe = subprocess.run([sys.executable, "-c", check], input=r.stdout, cwd=tmp_path,
+                           env=dict(os.environ, PYTHONPATH=str(site)), capture_output=True,
+                           text=True)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str(site / "sdsim" / "schemas" / "predict.schema.json")
     r = _sdsim(site, "bench", "--quick", "--family", "gelu", "--format", "json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    rows = json.loads(r.stdout)["rows"]
     assert rows and all(row["ok"] for row in rows)

@@ -56,12 +56,13 @@ def test_presets_resolve_by_name():
 
 
 def test_info_counts_sd21_base_parameters():
-    info = cli_json("info", "--model", "sd21-base", "--format", "json")
+    info = cli_json("info", "--model", "sd21-base", "--format", "json")["components"]
     # the counts of diffusers' / transformers' models built from the checkpoint's configs (below)
     assert info["unet"]["params"] == 865_910_724
     assert info["text_encoder"]["params"] == 340_387_840
     assert info["unet"]["input_shapes"][2] == [2, 77, 1024]
-    assert cli_json("info", "--model", "sd15", "--format", "json")["unet"]["params"] == 859_520_964
+    assert cli_json("info", "--model", "sd15", "--format", "json")["components"]["unet"][
+        "params"] == 859_520_964
 
 
 def _strings(x):

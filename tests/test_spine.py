@@ -144,7 +144,7 @@ def _cli(*args):
 def test_info_json():
     r = _cli("info", "--model", "sd14", "--format", "json")
     assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+    d = json.loads(r.stdout)["components"]
     assert d["unet"]["params"] == 859_520_964
     assert d["unet"]["flops"] == pytest.approx(1606.55e9, rel=0.005)
     assert set(d) == {"text_encoder", "unet", "vae_decoder"}

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from sdsim import schemas
 from sdsim.validation.compare import CallRow, metrics, noise
 
 
@@ -51,6 +52,7 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
                  "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
                  "--warmup", "0", "--repeat", "2", "--report", str(rep), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    schemas.validate("validate", out)
     for key in ("e2e_error_pct", "rmspe_pct", "acc10_calls_pct", "acc10_time_pct", "measured_s",
                 "predicted_s"):
         assert isinstance(out[key], float)
@@ -66,7 +68,10 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
     # the raw results re-render the same report without a device
     again = tmp_path / "again.md"
     assert main(["validate", "--device", "s23ultra", "--replay", str(rep.with_suffix(".json")),
-                 "--report", str(again)]) == 0
+                 "--report", str(again), "--format", "json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)   # the run's JSON again, from its file
+    schemas.validate("validate", replayed)
+    assert dict(replayed, report=out["report"]) == out and replayed["report"] == str(again)
     assert again.read_text().split("## Summary")[1].replace("again.png", "validation-t.png") \
         == text.split("## Summary")[1]
     # without --device the stored run's profile is used; --report none is refused with --replay

@@ -147,7 +147,7 @@ def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | 
         times = time_launches(rt, case.record, case.shape, buffers, case.precision, repeat)
     else:
         times = np.array([first])
-    t = float(np.median(times.sum(axis=1))) * 1e3
+    t = float(np.median(times.sum(axis=1)))
     cost = case.cost
     flops = sum(c.flops for c in cost)
     nbytes = sum(c.dram_bytes for c in cost)
@@ -156,9 +156,9 @@ def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | 
         "variant": case.variant,
         "shape": describe(case.shape),
         "precision": case.precision,
-        "time_ms": t,
-        "gflops": flops / (t * 1e6) if t > 0 else 0.0,
-        "gbps": nbytes / (t * 1e6) if t > 0 else 0.0,
+        "time_s": t,
+        "flops_per_s": flops / t if t > 0 else 0.0,
+        "bytes_per_s": nbytes / t if t > 0 else 0.0,
         "max_abs_err": err,
         "ok": ok,
         **({"repeat": repeat} if max_timed_s is not None else {}),
@@ -341,9 +341,9 @@ def suite_rows(rt, points: list[ModelShape], precision: str, peak: float, bw: fl
         shape_rows = []
         for r in recs:
             row = {"family": pt.family, "variant": r.name, "op": pt.kind, "shape": pt.label(),
-                   "precision": precision, "calls": pt.calls, "time_ms": None, "gflops": None,
-                   "frac_peak": None, "gbps": None, "frac_bw": None, "bound": None,
-                   "max_abs_err": None, "ok": None, "repeat": 0, "speedup": None,
+                   "precision": precision, "calls": pt.calls, "time_s": None,
+                   "flops_per_s": None, "frac_peak": None, "bytes_per_s": None, "frac_bw": None,
+                   "bound": None, "max_abs_err": None, "ok": None, "repeat": 0, "speedup": None,
                    "fastest": False,
                    "baseline": pt.baseline, "paper": r.name == pt.paper, "status": "ran"}
             cost = r.costs(precision, **pt.shape)
@@ -364,40 +364,40 @@ def suite_rows(rt, points: list[ModelShape], precision: str, peak: float, bw: fl
                 except (SdsimError, cl.Error, MemoryError) as e:
                     row["status"] = f"not run: {(str(e).splitlines() or [type(e).__name__])[0]}"
                 else:
-                    t = res["time_ms"]
-                    row.update(time_ms=t, gflops=res["gflops"], gbps=res["gbps"],
+                    row.update(time_s=res["time_s"], flops_per_s=res["flops_per_s"],
+                               bytes_per_s=res["bytes_per_s"],
                                max_abs_err=res["max_abs_err"], ok=res["ok"], repeat=res["repeat"],
                                status="ran" if res["ok"] else "outside tolerance")
-                    row["frac_peak"] = res["gflops"] * 1e9 / peak
+                    row["frac_peak"] = res["flops_per_s"] / peak
                     if row["bound"] == "memory":
-                        row["frac_bw"] = res["gbps"] * 1e9 / bw
+                        row["frac_bw"] = res["bytes_per_s"] / bw
             shape_rows.append(row)
         # the fastest variant, only where every variant ran and passed its check
         base = shape_rows[0]
         if all(x["ok"] for x in shape_rows):
-            min(shape_rows, key=lambda x: x["time_ms"])["fastest"] = True
+            min(shape_rows, key=lambda x: x["time_s"])["fastest"] = True
         for x in shape_rows:
-            if base["ok"] and x["ok"] is not None and x["time_ms"] > 0:
-                x["speedup"] = base["time_ms"] / x["time_ms"]
+            if base["ok"] and x["ok"] is not None and x["time_s"] > 0:
+                x["speedup"] = base["time_s"] / x["time_s"]
         rows += shape_rows
     return rows
 
 
 def suite_summary(rows: list[dict], peak: float, bw: float) -> list[dict]:
-    """Per family and variant: shapes run out of those it applies to, calls covered, ms per
+    """Per family and variant: shapes run out of those it applies to, calls covered, seconds per
     model call (sum of calls x time), the time-weighted (by calls) fractions of peak and of
     bandwidth (total FLOPs or bytes over total time), and how many shapes it was fastest at;
     plus, per family and overall, the same for the fastest variant at each shape."""
     out = []
 
     def agg(family, variant, sel, shapes):
-        ran = [r for r in sel if r["time_ms"] is not None]
-        t = sum(r["calls"] * r["time_ms"] for r in ran) * 1e-3
-        flops = sum(r["calls"] * r["gflops"] * r["time_ms"] * 1e6 for r in ran)
-        nbytes = sum(r["calls"] * r["gbps"] * r["time_ms"] * 1e6 for r in ran)
+        ran = [r for r in sel if r["time_s"] is not None]
+        t = sum(r["calls"] * r["time_s"] for r in ran)
+        flops = sum(r["calls"] * r["flops_per_s"] * r["time_s"] for r in ran)
+        nbytes = sum(r["calls"] * r["bytes_per_s"] * r["time_s"] for r in ran)
         out.append({"family": family, "variant": variant, "shapes_run": len(ran),
                     "shapes": shapes, "calls": sum(r["calls"] for r in ran),
-                    "ms_per_call": t * 1e3, "frac_peak": flops / (t * peak) if t else None,
+                    "time_per_call_s": t, "frac_peak": flops / (t * peak) if t else None,
                     "frac_bw": nbytes / (t * bw) if t else None,
                     "fastest_at": sum(r["fastest"] for r in sel)})
 

@@ -9,7 +9,8 @@ from sdsim.cost.predict import predict, trace
 from sdsim.cost.profile import load_profile
 from sdsim.lower.options import SETS, SWITCHES
 from sdsim.model.presets import resolve_resolution
-from sdsim.output import dumps, render_rows
+from sdsim.output import dumps, in_units, render_rows
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "ablation table: latency with all, none, each optimization removed and each one alone"
 DESCRIPTION = (
@@ -17,6 +18,10 @@ DESCRIPTION = (
     "configuration with one switch set back to its baseline, and the baselines with one switch "
     "set to the paper's kernel. The trace is shared, only lowering and costing are redone."
 )
+
+
+#: SI field -> (table column, factor)
+UNITS = {"dram_bytes": ("DRAM_GB", 1e-9), "peak_memory_bytes": ("peak_memory_MiB", 2**-20)}
 
 
 def add_arguments(p):
@@ -48,19 +53,21 @@ def run(args) -> int:
         unet = next(c for c in p.components if c.name == "unet")
         rows.append({"configuration": label, "opt": opt.describe(), "total_s": p.total_s,
                      "vs_paper": p.total_s / base, "unet_per_call_s": unet.latency_per_call,
-                     "DRAM_GB": sum(c.dram_per_call * c.calls for c in p.components) / 1e9,
-                     "peak_memory_MiB": p.peak_memory_bytes / 2**20})
+                     "dram_bytes": sum(c.dram_per_call * c.calls for c in p.components),
+                     "peak_memory_bytes": p.peak_memory_bytes})
     none_s = rows[1]["total_s"]
     for r in rows:
         r["speedup_vs_none"] = none_s / r["total_s"]
     if args.format == "json":
-        print(dumps({"device": profile.name, "precision": args.precision, "steps": args.steps,
-                     "scheduler": args.scheduler, "resolution": args.resolution, "rows": rows}))
+        print(dumps({"schema_version": SCHEMA_VERSION, "device": profile.name,
+                     "model": args.model, "precision": args.precision, "steps": args.steps,
+                     "scheduler": args.scheduler, "resolution": args.resolution,
+                     "traffic": args.traffic, "rows": rows}))
         return 0
     if args.format == "table":
         print(f"{profile.name}: {profile.gpu}, {args.precision}, {args.resolution}x{args.resolution}, "
               f"{args.steps} steps {args.scheduler}, {args.traffic} traffic")
     if args.format in ("table", "markdown"):
         rows = [{k: v for k, v in r.items() if k != "opt"} for r in rows]
-    print(render_rows(rows, args.format))
+    print(render_rows(in_units(rows, UNITS), args.format))
     return 0

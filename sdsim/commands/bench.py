@@ -8,8 +8,9 @@ import sys
 import time
 
 from sdsim.errors import SdsimError
-from sdsim.output import FORMATS, dumps, render_rows
+from sdsim.output import FORMATS, dumps, in_units, render_rows
 from sdsim.precision import ARITH_HELP, ARITHS
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "run and time every OpenCL kernel variant, checked against the NumPy reference"
 DESCRIPTION = (
@@ -32,6 +33,9 @@ DESCRIPTION = (
 )
 
 SUITES = ("records", "sd")
+#: SI field of a row or summary row -> (table and CSV column, factor)
+UNITS = {"time_s": ("time_ms", 1e3), "flops_per_s": ("gflops", 1e-9),
+         "bytes_per_s": ("gbps", 1e-9), "time_per_call_s": ("ms_per_call", 1e3)}
 #: options whose default depends on the suite are absent from args unless given (and the help
 #: shows the defaults in words, not argparse's "None")
 NOT_GIVEN = argparse.SUPPRESS
@@ -137,7 +141,11 @@ def run_records(args) -> int:
         bar.set_postfix_str(f"{case.family}/{case.variant} {case.precision}")
         row = run_case(rt, case, repeat=args.repeat)
         rows.append(dict(row, arith=rt.arith_for(case.precision)))
-    print(render_rows(rows, args.format))
+    if args.format == "json":
+        print(dumps({"schema_version": SCHEMA_VERSION, "suite": "records",
+                     "opencl_device": rt.name, "arith": rt.arith, "rows": rows}))
+    else:
+        print(render_rows(in_units(rows, UNITS), args.format))
     if args.format == "table":
         print(f"on {rt.name}; fp16 storage in {rt.arith} arithmetic")
     return _exit_status(rows)
@@ -227,11 +235,11 @@ def run_sd(args) -> int:
                       "precision": p} for pt in left]
     bar.close()
 
-    meta = {"device": rt.name, "arith": rt.arith, "model": cfg.name, "component": "unet",
-            "resolution": resolution, "batch": batch,
-            "peak_gflops": {p: v / 1e9 for p, v in peaks.items()},
+    meta = {"schema_version": SCHEMA_VERSION, "suite": "sd", "opencl_device": rt.name,
+            "arith": rt.arith, "model": cfg.name, "component": "unet",
+            "resolution": resolution, "batch": batch, "peak_flops_per_s": peaks,
             "peak_source": "--peak" if args.peak else "measured: calibrate.cl fma_rate",
-            "bandwidth_gbps": bw / 1e9,
+            "bandwidth_bytes_per_s": bw,
             "bandwidth_source": "--bandwidth" if args.bandwidth else "measured: calibrate.cl copy4",
             "point_budget_s": point_budget, "budget_s": budget if budget < math.inf else None,
             "limit": args.limit}
@@ -272,7 +280,7 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         _print_sd("markdown", meta, rows, summary, left_out, both)
-    head = (f"# Kernel variants at the UNet's own layer shapes: {meta['device']}\n\n"
+    head = (f"# Kernel variants at the UNet's own layer shapes: {meta['opencl_device']}\n\n"
             f"Produced by `{ctx['command']}` on {ctx['date']} (sdsim {ctx['commit']}), driver "
             f"{ctx['driver']}, {ctx['seconds']} s; 1-minute load {ctx['load_before']} before, "
             f"{ctx['load_after']} after. GEMM builds: {ctx['tuning']['source']} "
@@ -289,14 +297,14 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
 
 def _print_sd(fmt, meta, rows, summary, left_out, both):
     if fmt == "csv":
-        print(render_rows(rows, fmt))
+        print(render_rows(in_units(rows, UNITS), fmt))
         print()
-        print(render_rows(summary, fmt))
+        print(render_rows(in_units(summary, UNITS), fmt))
         return
-    peaks = ", ".join(f"{v:.4g} GFLOP/s {p}" for p, v in meta["peak_gflops"].items())
+    peaks = ", ".join(f"{v / 1e9:.4g} GFLOP/s {p}" for p, v in meta["peak_flops_per_s"].items())
     print(f"UNet of {meta['model']} at {meta['resolution']}x{meta['resolution']}, batch "
-          f"{meta['batch']}, on {meta['device']}: peak {peaks} ({meta['peak_source']}), "
-          f"bandwidth {meta['bandwidth_gbps']:.4g} GB/s ({meta['bandwidth_source']})")
+          f"{meta['batch']}, on {meta['opencl_device']}: peak {peaks} ({meta['peak_source']}), "
+          f"bandwidth {meta['bandwidth_bytes_per_s'] / 1e9:.4g} GB/s ({meta['bandwidth_source']})")
     print()
     print(render_rows([_display(r, both) for r in rows], fmt))
     print()
@@ -316,12 +324,16 @@ def _pct(x):
     return None if x is None else 100.0 * x
 
 
+def _scaled(x, factor):
+    return None if x is None else x * factor
+
+
 def _display_summary(s: dict, both: bool) -> dict:
     out = {"family": s["family"], "variant": s["variant"]}
     if both:
         out["precision"] = s["precision"]
     out.update({"shapes run": f"{s['shapes_run']}/{s['shapes']}", "calls": s["calls"],
-                "ms per UNet call": s["ms_per_call"], "%peak": _pct(s["frac_peak"]),
+                "ms per UNet call": s["time_per_call_s"] * 1e3, "%peak": _pct(s["frac_peak"]),
                 "%bw": _pct(s["frac_bw"]), "fastest at": s["fastest_at"]})
     return out
 
@@ -338,8 +350,9 @@ def _display(r: dict, both: bool) -> dict:
     out = {"variant": f"{r['family']}/{r['variant']}", "shape": r["shape"]}
     if both:
         out["precision"] = r["precision"]
-    out.update({"calls": r["calls"], "ms": r["time_ms"], "GFLOP/s": r["gflops"],
-                "%peak": pct(r["frac_peak"]), "GB/s": r["gbps"], "%bw": pct(r["frac_bw"]),
+    out.update({"calls": r["calls"], "ms": _scaled(r["time_s"], 1e3),
+                "GFLOP/s": _scaled(r["flops_per_s"], 1e-9), "%peak": pct(r["frac_peak"]),
+                "GB/s": _scaled(r["bytes_per_s"], 1e-9), "%bw": pct(r["frac_bw"]),
                 "vs_base": r["speedup"], "fastest": "*" if r["fastest"] else "",
                 "paper": "p" if r["paper"] else "", "max_abs_err": r["max_abs_err"],
                 "check": check})

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from sdsim.cost.profile import known_profiles, load_profile
-from sdsim.output import FORMATS, render_rows
+from sdsim.output import FORMATS, dumps, in_units, render_rows
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "list the device profiles (device_profiles/*.yaml), one line each"
 DESCRIPTION = ("One line per shipped profile: GPU, SoC, API, peak FP16/FP32 rate, DRAM bandwidth "
                "and launch overhead. Every number's source is in the YAML file.")
+
+#: SI field -> (table column, factor)
+UNITS = {"peak_fp16_flops_per_s": ("fp16_TFLOPs", 1e-12),
+         "peak_fp32_flops_per_s": ("fp32_TFLOPs", 1e-12),
+         "dram_bandwidth_bytes_per_s": ("DRAM_GBps", 1e-9), "launch_overhead_s": ("launch_us", 1e6)}
 
 
 def add_arguments(p):
@@ -20,8 +26,12 @@ def run(args) -> int:
     for name in known_profiles():
         p = load_profile(name)
         rows.append({"name": p.name, "gpu": p.gpu, "soc": p.soc, "api": p.api,
-                     "fp16_TFLOPs": p.peak_flops["fp16"] / 1e12,
-                     "fp32_TFLOPs": p.peak_flops["fp32"] / 1e12, "native_half": p.native_half,
-                     "DRAM_GBps": p.dram_bandwidth / 1e9, "launch_us": p.launch_overhead * 1e6})
-    print(render_rows(rows, args.format, floatfmt=".3g"))
+                     "peak_fp16_flops_per_s": p.peak_flops["fp16"],
+                     "peak_fp32_flops_per_s": p.peak_flops["fp32"], "native_half": p.native_half,
+                     "dram_bandwidth_bytes_per_s": p.dram_bandwidth,
+                     "launch_overhead_s": p.launch_overhead})
+    if args.format == "json":
+        print(dumps({"schema_version": SCHEMA_VERSION, "devices": rows}))
+    else:
+        print(render_rows(in_units(rows, UNITS), args.format, floatfmt=".3g"))
     return 0

@@ -13,6 +13,7 @@ from sdsim.errors import SdsimError
 from sdsim.model.presets import PRESETS
 from sdsim.output import dumps, render_rows
 from sdsim.precision import ARITH_HELP, ARITHS
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "generate an image with the NumPy reference model or the OpenCL kernels"
 DESCRIPTION = (
@@ -168,7 +169,7 @@ def run(args) -> int:
 
         times = time_rows(sd.stages, profile)
     if args.format == "json":
-        print(dumps({"image": args.out, "height": image.shape[0], "width": image.shape[1],
+        print(dumps({"schema_version": SCHEMA_VERSION, "image": args.out, "height": image.shape[0], "width": image.shape[1],
                      "backend": args.backend, "precision": args.precision,
                      "arith": rt.arith if rt else None, "opencl_device": rt.name if rt else None,
                      "opt": args.opt if rt else None, "profile": profile.name if profile else None,

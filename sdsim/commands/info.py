@@ -7,6 +7,7 @@ from collections import Counter
 from sdsim.backends.trace import Graph, trace_pipeline
 from sdsim.model.presets import PRESETS, load_model_config, resolve_resolution
 from sdsim.output import dumps, human_bytes, render_rows
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "show parameters, FLOPs per call, op counts and activation bytes of each model component"
 DESCRIPTION = (
@@ -70,7 +71,9 @@ def run(args) -> int:
     graphs = trace_pipeline(cfg, args.resolution, args.batch, args.precision)
     result = {name: summarize(g) for name, g in graphs.items()}
     if args.format == "json":
-        print(dumps(result))
+        print(dumps({"schema_version": SCHEMA_VERSION, "model": cfg.name,
+                     "resolution": args.resolution, "batch": args.batch,
+                     "precision": args.precision, "components": result}))
         return 0
     rows = []
     for name, s in result.items():

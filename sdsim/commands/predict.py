@@ -7,10 +7,10 @@ import sys
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
 from sdsim.cost.profile import load_profile, profile_warnings
 from sdsim.model.presets import resolve_resolution
-from sdsim.cost.report import component_rows, explain, kernel_rows, op_rows, to_json
+from sdsim.cost.report import UNITS, component_rows, explain, kernel_rows, op_rows, to_json
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
-from sdsim.output import FORMATS, dumps, human_bytes, render_rows
+from sdsim.output import FORMATS, dumps, human_bytes, in_units, render_rows
 
 HELP = "predict latency, DRAM traffic and peak memory of a text-to-image run on a device profile"
 DESCRIPTION = (
@@ -61,7 +61,7 @@ def add_arguments(p):
 
 
 #: --sort choice -> the row field it orders by (op rows, kernel rows)
-SORT_KEYS = {"latency": "latency_us", "flops": "MFLOPs", "dram": "DRAM_MB"}
+SORT_KEYS = {"latency": "latency_s", "flops": "flops", "dram": "dram_bytes"}
 
 
 def select_rows(rows: list[dict], args) -> list[dict]:
@@ -105,7 +105,7 @@ def run(args) -> int:
         print(f"{profile.name}: {profile.gpu}, {args.precision}, {args.resolution}x{args.resolution}, "
               f"{args.steps} steps {args.scheduler}, opt {pred.options.describe()}, "
               f"{args.traffic} traffic")
-    print(render_rows(rows, args.format))
+    print(render_rows(in_units(rows, UNITS[args.by]), args.format))
     if args.format == "table" and pred.band:
         print(f"band: {pred.total_s_low:.3g}-{pred.total_s_high:.3g} s end to end, over the "
               f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")

@@ -12,9 +12,10 @@ from tqdm import tqdm
 from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.model.components import OPENCL
-from sdsim.output import dumps, render_rows
+from sdsim.output import dumps, in_units, render_rows
 from sdsim.paths import REPORTS_DIR
 from sdsim.precision import ARITH_HELP, ARITHS
+from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "run a component on an OpenCL device and compare every kernel call with its prediction"
 DESCRIPTION = (
@@ -98,7 +99,10 @@ def run(args) -> int:
             ctx = dict(ctx, notes=args.notes)
         path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
         report.write(path, ctx, runs, effect, profile)
-        print(f"wrote {_rel(path)}")
+        if args.format == "json":
+            print(dumps(_to_json(ctx, profile.name, runs, effect, path)))
+        else:
+            print(f"wrote {_rel(path)}")
         return 0
     if not args.device:
         raise SdsimError("--device PROFILE is required: the profile whose predictions the run "
@@ -166,28 +170,21 @@ def run(args) -> int:
     # the calibration whose coefficients timed these calls (the set of this storage precision)
     cal_report = profile.coefficient_sets.get(args.precision, (None, profile.calibration))[1] \
         .get("report")
+    ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
+           "command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+           if "validate" in sys.argv else "sdsim validate (API)",
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "device": rt.name, "component": args.component, "resolution": args.resolution,
+           "batch": args.batch, "precision": args.precision, "arith": rt.arith,
+           "warmup": args.warmup, "weights": args.weights,
+           "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
+           "calibration": cal_report, "heldout": _heldout(cal_report),
+           "notes": args.notes}
     if (args.report or "").lower() != "none":
         path = Path(args.report) if args.report else REPORTS_DIR / f"validation-{name}.md"
-        ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
-               "command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-               if "validate" in sys.argv else "sdsim validate (API)",
-               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "device": rt.name, "component": args.component, "resolution": args.resolution,
-               "batch": args.batch, "precision": args.precision, "arith": rt.arith,
-               "warmup": args.warmup, "weights": args.weights,
-               "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
-               "calibration": cal_report, "heldout": _heldout(cal_report),
-               "notes": args.notes}
         report.write(path, ctx, runs, effect, profile)
-    first = runs[0]["metrics"]
     if args.format == "json":
-        obj = {"device": profile.name, "opencl_device": rt.name, "component": args.component,
-               "resolution": args.resolution, "precision": args.precision, "arith": rt.arith,
-               "opt": runs[0]["opt"],
-               **first,
-               "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
-               "optimization_effect": effect, "report": str(path) if path else None}
-        print(dumps(obj))
+        print(dumps(_to_json(ctx, profile.name, runs, effect, path)))
         return 0
     print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} storage, "
           f"{rt.arith} arithmetic on {rt.name}, profile {profile.name}")
@@ -200,6 +197,24 @@ def run(args) -> int:
     if path:
         print(f"wrote {_rel(path)}")
     return 0
+
+
+#: optimization_effect's fields -> their SI names in JSON
+EFFECT_SI = {f"{side}_{end}_ms": (f"{side}_{end}_s", 1e-3)
+             for side in ("measured", "predicted") for end in ("baseline", "optimized")}
+
+
+def _to_json(ctx: dict, profile: str, runs: list, effect: list, path) -> dict:
+    """The object `--format json` prints (sdsim/schemas/validate.schema.json), from a run's
+    context, its runs and the optimizations' effect (live or replayed): the first --opt's
+    metrics at the top level, every --opt's in `runs`."""
+    return {"schema_version": SCHEMA_VERSION, "device": profile, "opencl_device": ctx["device"],
+            "component": ctx["component"], "resolution": ctx["resolution"],
+            "batch": ctx["batch"], "precision": ctx["precision"], "arith": ctx.get("arith"),
+            "opt": runs[0]["opt"], **runs[0]["metrics"],
+            "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
+            "optimization_effect": in_units(effect, EFFECT_SI),
+            "report": str(path) if path else None}
 
 
 def _replay_profile(ctx: dict, replay: str) -> str:

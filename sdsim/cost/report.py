@@ -1,4 +1,7 @@
-"""Rows and JSON objects of a Prediction, shared by `sdsim predict` and `sdsim ablate`."""
+"""Rows and JSON objects of a Prediction, shared by `sdsim predict` and `sdsim ablate`.
+
+Rows and JSON are in SI units (seconds, bytes, FLOPs); `UNITS` gives the human units the tables
+(and CSV) show them in (`sdsim.output.in_units`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,15 @@ from collections import defaultdict
 from sdsim.cost.predict import Prediction
 
 LABELS = {"text_encoder": "text encoder", "unet": "UNet", "vae_decoder": "VAE decoder"}
-GB, MIB = 1e9, 2**20
+#: row kind -> SI field -> (table column, factor): what `--format table|csv|markdown` shows
+UNITS = {
+    "component": {"flops": ("GFLOPs", 1e-9), "dram_bytes": ("DRAM_GB", 1e-9),
+                  "peak_memory_bytes": ("peak_memory_MiB", 2**-20)},
+    "op": {"latency_s": ("latency_us", 1e6), "flops": ("MFLOPs", 1e-6),
+           "dram_bytes": ("DRAM_MB", 1e-6)},
+    "kernel": {"latency_s": ("latency_us", 1e6), "flops": ("MFLOPs", 1e-6),
+               "dram_bytes": ("DRAM_MB", 1e-6)},
+}
 
 
 def component_rows(p: Prediction) -> list[dict]:
@@ -15,8 +26,8 @@ def component_rows(p: Prediction) -> list[dict]:
     rows = []
 
     def row(label, calls, lat, flops, dram, peak):
-        rows.append({"component": label, "calls": calls, "latency_s": lat, "GFLOPs": flops / 1e9,
-                     "DRAM_GB": dram / GB, "peak_memory_MiB": peak / MIB})
+        rows.append({"component": label, "calls": calls, "latency_s": lat, "flops": flops,
+                     "dram_bytes": dram, "peak_memory_bytes": peak})
 
     for c in p.components:
         if c.calls == 1:
@@ -44,21 +55,21 @@ def op_rows(p: Prediction) -> list[dict]:
                 r = acc[key] = {"component": c.name, "scope": k.call.scope,
                                 "kind": k.call.op_kind,
                                 "variant": f"{k.call.family}/{k.call.variant}",
-                                "dispatches": 0, "latency_us": 0.0, "MFLOPs": 0.0, "DRAM_MB": 0.0,
+                                "dispatches": 0, "latency_s": 0.0, "flops": 0.0, "dram_bytes": 0.0,
                                 "op": k.call.op_index}
             r["dispatches"] += 1
-            r["latency_us"] += k.time.total_s * 1e6
-            r["MFLOPs"] += k.call.flops / 1e6
-            r["DRAM_MB"] += k.call.dram_bytes / 1e6
+            r["latency_s"] += k.time.total_s
+            r["flops"] += k.call.flops
+            r["dram_bytes"] += k.call.dram_bytes
     return list(acc.values())
 
 
 def kernel_rows(p: Prediction) -> list[dict]:
     """One row per dispatch of one component call, with its identity and roofline bound."""
     return [{"id": k.call.identity, "class": k.call.kernel_class,
-             "variant": f"{k.call.family}/{k.call.variant}", "latency_us": k.time.total_s * 1e6,
-             "bound": k.time.bound, "MFLOPs": k.call.flops / 1e6,
-             "DRAM_MB": k.call.dram_bytes / 1e6, "why": k.time.why}
+             "variant": f"{k.call.family}/{k.call.variant}", "latency_s": k.time.total_s,
+             "bound": k.time.bound, "flops": k.call.flops, "dram_bytes": k.call.dram_bytes,
+             "why": k.time.why}
             for c in p.components for k in c.kernels]
 
 
@@ -99,16 +110,21 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
 
 
 def to_json(p: Prediction) -> dict:
+    """The object `sdsim predict --format json` prints (sdsim/schemas/predict.schema.json)."""
+    from sdsim.schemas import SCHEMA_VERSION
+
     return {
+        "schema_version": SCHEMA_VERSION,
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,
         "resolution": p.resolution, "steps": p.steps, "scheduler": p.scheduler,
         "traffic": p.traffic, "total_s": p.total_s, "total_s_low": p.total_s_low,
         "total_s_high": p.total_s_high, "peak_memory_bytes": p.peak_memory_bytes,
         "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
                                     + max(c.activations_naive for c in p.components)),
-        "seconds_by_kernel_class": class_breakdown(p),
-        "seconds_by_bound": time_split(p)[0],
-        "published": p.published,
+        "time_by_kernel_class_s": class_breakdown(p),
+        "time_by_bound_s": time_split(p)[0],
+        "published": [{"time_s": pub["value"], "workload": pub["workload"],
+                       "source": pub["source"]} for pub in p.published],
         "components": {c.name: {
             "calls": c.calls, "latency_s": c.latency_per_call * c.calls,
             "latency_per_call_s": c.latency_per_call, "flops": c.flops_per_call * c.calls,
