@@ -4,6 +4,7 @@
     r = sdsim.predict(device="s23ultra", opt="paper", steps=20)
     r.total_s, r.rows("component"), r.rows("kernel")[0]["why"], r.to_json()
     r.write_trace("s23ultra.json")        # Chrome/Perfetto timeline
+    r.plot("s23ultra.png")                # time per component and kernel class (matplotlib)
 
 `sdsim.load_profile`, `sdsim.trace_pipeline` and `sdsim.StableDiffusion` are re-exported too.
 """
@@ -51,6 +52,13 @@ class PredictResult:
         from sdsim.cost.report import to_json
 
         return to_json(self.prediction)
+
+    def plot(self, path) -> None:
+        """A PNG of where the time goes: a bar per component, split by kernel class (needs
+        matplotlib, the `plot` extra)."""
+        from sdsim import plot
+
+        plot.write(self.prediction, path)
 
     def write_trace(self, path) -> None:
         """The predicted kernel timeline as a Chrome/Perfetto trace file."""

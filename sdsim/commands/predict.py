@@ -58,6 +58,9 @@ def add_arguments(p):
                    help="also write the predicted kernel timeline as a Chrome/Perfetto trace "
                         "(open it in https://ui.perfetto.dev): a track per component, a slice "
                         "per dispatch with its FLOPs, bytes and explanation")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw where the time goes: a bar per component, split by kernel "
+                        "class (needs matplotlib: pip install sdsim[plot])")
 
 
 #: --sort choice -> the row field it orders by (op rows, kernel rows)
@@ -95,6 +98,10 @@ def run(args) -> int:
                        {"device": profile.name, "model": args.model, "steps": args.steps,
                         "scheduler": args.scheduler, "resolution": args.resolution,
                         "precision": args.precision, "opt": args.opt})
+    if args.plot:
+        from sdsim import plot
+
+        plot.write(pred, args.plot)
     if args.format == "json":
         obj = to_json(pred)
         if args.by != "component":
