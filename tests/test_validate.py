@@ -83,6 +83,37 @@ def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
     assert main(["validate", "--replay", str(rep.with_suffix(".json")), "--report", "none"]) == 2
     assert "--report none would write nothing" in capsys.readouterr().err
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.json").exists()
+    _check_repredict(rep.with_suffix(".json"), tmp_path, capsys)
+
+
+def _check_repredict(stored, tmp_path, capsys):
+    """--replay --repredict keeps every measured time and predicts each call again with the
+    profile given: the cost model's own prediction of the same plan on that profile."""
+    from sdsim.backends.trace import trace_component
+    from sdsim.cli import main
+    from sdsim.cost.predict import predict_component
+    from sdsim.cost.profile import load_profile
+    from sdsim.lower.options import parse_opt
+    from sdsim.model.presets import load_model_config
+    from sdsim.validation import report
+
+    other = tmp_path / "other.md"
+    assert main(["validate", "--device", "pixel7", "--replay", str(stored), "--repredict",
+                 "--report", str(other)]) == 0
+    _, before, _ = report.load(stored)
+    ctx, after, _ = report.load(other.with_suffix(".json"))
+    assert ctx["repredicted"].startswith("every call predicted again") and \
+        "Predictions: every call predicted again" in other.read_text()
+    graph = trace_component("unet", load_model_config("tiny"), 64, 2, "fp32")
+    for old, new in zip(before, after):
+        want = {c.call.identity: c.time.total_s for c in predict_component(
+            graph, 1, load_profile("pixel7"), parse_opt(new["opt"]), "fp32").kernels}
+        assert [r.measured_s for r in new["rows"]] == [r.measured_s for r in old["rows"]]
+        assert {r.identity: r.predicted_s for r in new["rows"]} == pytest.approx(want)
+        assert any(a.predicted_s != b.predicted_s for a, b in zip(old["rows"], new["rows"]))
+    capsys.readouterr()
+    assert main(["validate", "--repredict", "--device", "pixel7"]) == 2
+    assert "--replay" in capsys.readouterr().err
 
 
 def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, capsys):

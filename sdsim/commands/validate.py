@@ -63,6 +63,10 @@ def add_arguments(p):
     p.add_argument("--replay", metavar="JSON",
                    help="re-render the report from the .json a previous run wrote beside its "
                         "report (no device needed), e.g. to draw the plot on another machine")
+    p.add_argument("--repredict", action="store_true",
+                   help="with --replay: predict every stored call again with the profile "
+                        "(today's model and coefficients, e.g. after 'sdsim calibrate --refit'); "
+                        "the measured times stay")
     p.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
     p.add_argument("--trace", metavar="FILE.json",
                    help="also write the first --opt run as a Chrome/Perfetto trace: predicted "
@@ -88,6 +92,9 @@ def run(args) -> int:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     from sdsim.cost.profile import profile_warnings
 
+    if args.repredict and not args.replay:
+        raise SdsimError("--repredict predicts the calls of a stored run again; give --replay "
+                         "JSON")
     if args.replay:
         if (args.report or "").lower() == "none":
             raise SdsimError("--replay re-renders a report; --report none would write nothing")
@@ -97,6 +104,9 @@ def run(args) -> int:
             ctx = dict(ctx, heldout=_heldout(ctx.get("calibration")))
         if args.notes:
             ctx = dict(ctx, notes=args.notes)
+        if args.repredict:
+            runs, effect = compare.repredict(ctx, runs, profile)
+            ctx = dict(ctx, repredicted=_repredicted(profile))
         path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
         report.write(path, ctx, runs, effect, profile)
         if args.format == "json":
@@ -174,7 +184,8 @@ def run(args) -> int:
            "command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
            if "validate" in sys.argv else "sdsim validate (API)",
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "device": rt.name, "component": args.component, "resolution": args.resolution,
+           "device": rt.name, "model": args.model, "component": args.component,
+           "resolution": args.resolution,
            "batch": args.batch, "precision": args.precision, "arith": rt.arith,
            "warmup": args.warmup, "weights": args.weights,
            "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
@@ -215,6 +226,16 @@ def _to_json(ctx: dict, profile: str, runs: list, effect: list, path) -> dict:
             "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
             "optimization_effect": in_units(effect, EFFECT_SI),
             "report": str(path) if path else None}
+
+
+def _repredicted(profile) -> str:
+    """The line a re-predicted report states: the command, date, commit and profile."""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = ("sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+           if "validate" in sys.argv else "sdsim validate --replay --repredict (API)")
+    return (f"every call predicted again by `{cmd}` on {when}, sdsim commit "
+            f"{provenance.commit()}, profile {_rel(profile.path)}; the measured times are "
+            "those of the run above")
 
 
 def _replay_profile(ctx: dict, replay: str) -> str:

@@ -137,3 +137,35 @@ def optimization_effect(base_rows, opt_rows, base_opt, opt_opt) -> list[dict]:
                     "predicted_baseline_ms": pb * 1e3, "predicted_optimized_ms": po * 1e3,
                     "predicted_speedup": pb / po if po else float("nan")})
     return out
+
+
+
+def repredict(ctx: dict, runs: list, profile) -> tuple[list, list]:
+    """Stored runs (sdsim/validation/report.py load) with every call predicted again by
+    `profile`: the measured times stay, the predictions follow today's model and coefficients
+    (after `sdsim calibrate --refit`, say). Returns (runs, optimization effect)."""
+    from dataclasses import replace
+
+    from sdsim.backends.trace import trace_component
+    from sdsim.cost.predict import predict_component
+    from sdsim.model.presets import load_model_config
+
+    # runs stored before the context named its model ran the default, SD1.4
+    cfg = load_model_config(ctx.get("model") or "sd14")
+    graph = trace_component(ctx["component"], cfg, ctx["resolution"], ctx["batch"],
+                            ctx["precision"])
+    out = []
+    for run in runs:
+        pred = {c.call.identity: c for c in predict_component(
+            graph, 1, profile, run["options"], ctx["precision"]).kernels}
+        if set(pred) != {r.identity for r in run["rows"]}:
+            raise SdsimError("the stored run's calls are not today's plan of the same "
+                             f"{ctx['component']} (--opt {run['opt']}); it cannot be predicted "
+                             "again")
+        rows = [replace(r, bound=pred[r.identity].time.bound,
+                        predicted_s=pred[r.identity].time.total_s, why=pred[r.identity].time.why)
+                for r in run["rows"]]
+        out.append(dict(run, rows=rows, metrics=metrics(rows)))
+    effect = (optimization_effect(out[1]["rows"], out[0]["rows"], out[1]["options"],
+                                  out[0]["options"]) if len(out) >= 2 else [])
+    return out, effect

@@ -64,6 +64,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- OpenCL device: {ctx['device']}",
          f"- Profile: `{ctx['profile_path']}` (calibrated separately on synthetic shapes; not "
          "fitted to this run)",
+         *([f"- Predictions: {ctx['repredicted']}"] if ctx.get("repredicted") else []),
          f"- Workload: {ctx['component']} at {ctx['resolution']}x{ctx['resolution']} pixels, "
          f"batch {ctx['batch']}, {ctx['precision']} storage"
          + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
