@@ -1,12 +1,17 @@
 """`sdsim generate` end to end on the tiny preset, and its user errors."""
 
+import io
+import json
 import re
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sdsim import schemas
 from sdsim.cli import main
+from sdsim.progress import Progress
 
 TINY = ["generate", "--random-weights", "--preset", "tiny", "--steps", "2", "--no-progress"]
 
@@ -21,6 +26,40 @@ def test_writes_png_and_same_seed_gives_same_bits(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: random weights and no tokenizer" in err
     assert not list(tmp_path.glob(".*tmp"))
+
+
+#: the phase lines of a NumPy run, in order
+PHASES = ("making seeded random weights", "encoding the prompt", "denoising: 3 UNet calls",
+          "decoding the latents")
+
+
+def test_progress_reports_phases_only_when_on():
+    on, off, auto = io.StringIO(), io.StringIO(), io.StringIO()   # StringIO: not a terminal
+    for out, enabled in ((on, True), (off, False), (auto, None)):
+        p = Progress(enabled, "x: ", file=out)
+        p.phase("loading")
+        assert list(p.bar(range(3), "steps", "step")) == [0, 1, 2]
+    assert re.match(r"x: loading \[\d+\.\d s\]\n", on.getvalue()) and "3/3" in on.getvalue()
+    assert off.getvalue() == auto.getvalue() == ""
+
+
+def test_every_phase_on_a_terminal_and_json_stays_pure(tmp_path, capsys, monkeypatch):
+    """On a terminal, stderr says when each phase starts (and shows the denoising bar); with
+    --format json it stays quiet but for warnings, and stdout is the JSON object alone."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv = ["generate", "--random-weights", "--preset", "tiny", "--steps", "2",
+            "--out", str(tmp_path / "x.png")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    where = [err.find(f"sdsim generate: {p}") for p in PHASES]
+    assert -1 not in where and where == sorted(where), err
+    assert "denoising: 100%" in err
+    assert main(argv + ["--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    schemas.validate("generate", json.loads(out))
+    assert not any(p in err for p in PHASES) and "denoising" not in err
+    assert main(argv + ["--no-progress"]) == 0
+    assert "denoising" not in capsys.readouterr().err
 
 
 def test_latents_file_is_used(tmp_path):

@@ -110,6 +110,31 @@ def test_generate_cli_prints_times_beside_the_prediction(tmp_path, capsys):
         sum(rows[c]["kernel_s"] for c in ("text_encoder", "unet", "vae_decoder")))
 
 
+def test_progress_names_each_components_set_up_once(rt, reference):
+    """With progress on, each component says when its kernels are built and weights uploaded:
+    once, at its first call (PNDM runs the UNet three times for two steps), between the
+    pipeline's phases; the image is the one without progress."""
+    import io
+    import re
+
+    from sdsim.progress import Progress
+
+    out = io.StringIO()
+    sd = _sd()
+    progress = Progress(True, file=out)
+    sd.use_opencl(rt, parse_opt("paper"), progress=progress)
+    img = sd("a red cube", steps=2, seed=5, progress=progress)
+    assert _diff(img, reference("pndm")) <= FP32_TOL
+    lines = [re.sub(r" \[[\d.]+ s\]$", "", ln) for ln in out.getvalue().splitlines()
+             if ln.endswith(" s]")]
+    device = rt.device.name.strip()
+    setup = [f"{c}: lowering, building kernels and uploading weights on {device}"
+             for c in ("text_encoder", "unet", "vae_decoder")]
+    assert lines == ["encoding the prompt (text encoder)", setup[0],
+                     "denoising: 3 UNet calls (pndm)", setup[1],
+                     "decoding the latents (VAE decoder)", setup[2]]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--opt", "none"], "--opt applies to --backend opencl"),
     (["--backend", "opencl", "--opt", "attention=nope"], "attention=nope"),

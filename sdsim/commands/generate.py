@@ -58,7 +58,9 @@ def add_arguments(p):
     p.add_argument("--width", type=int, help="image width in pixels (default as --height)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="storage precision of every op's output")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (shown only on a terminal, never with "
+                        "--format json): a line per phase, a bar over the denoising steps")
     p.add_argument("--out", required=True, metavar="IMAGE.png", help="output PNG")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="how to print the summary (the OpenCL timing table included)")
@@ -96,7 +98,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"sdsim generate: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _opencl(sd, args):
+def _opencl(sd, args, progress):
     """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.profile import load_profile, profile_warnings
@@ -109,8 +111,9 @@ def _opencl(sd, args):
         tuning.activate(tuning.for_profile(profile))
         for warn in profile_warnings(profile, args.precision):
             warnings.warn(warn, stacklevel=1)
+    progress.phase("opening the OpenCL device")
     rt = Runtime(args.platform, args.cl_device, args.arith)
-    sd.use_opencl(rt, opt, args.find_overflow)
+    sd.use_opencl(rt, opt, args.find_overflow, progress)
     return rt, profile
 
 
@@ -131,8 +134,11 @@ def run(args) -> int:
     from PIL import Image
 
     from sdsim.model.pipeline import StableDiffusion
+    from sdsim.progress import Progress
 
     _check_args(args)
+    progress = Progress(False if args.no_progress or args.format == "json" else None,
+                        "sdsim generate: ")
     latents = _load_latents(args.latents) if args.latents else None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -145,8 +151,10 @@ def run(args) -> int:
             if args.variant or args.no_ema:
                 raise SdsimError("--variant and --no-ema choose checkpoint weights; they do not "
                                  "apply to --random-weights")
+            progress.phase(f"making seeded random weights ({args.preset})")
             sd = StableDiffusion.random(args.preset, args.seed, args.precision)
         else:
+            progress.phase(f"loading weights from {args.model}")
             sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer,
                                                  args.variant, not args.no_ema)
         shape = sd.latent_shape(args.height, args.width or args.height)
@@ -156,10 +164,10 @@ def run(args) -> int:
                              f"{shape[3] * sd.cfg.vae.downscale} image (set --height/--width)")
         rt = profile = None
         if args.backend == "opencl":
-            rt, profile = _opencl(sd, args)
+            rt, profile = _opencl(sd, args, progress)
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
                    args.seed, latents, args.height, args.width or args.height,
-                   progress=not args.no_progress)
+                   progress=progress)
     with atomic.atomic_path(args.out) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     where = sd.nonfinite_report()

@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sdsim.backends.numpy_backend import NumpyBackend
 from sdsim.backends.trace import check_size
@@ -26,6 +25,7 @@ from sdsim.model.presets import PRESETS, load_model_config
 from sdsim.model.schedulers import make_scheduler
 from sdsim.model.tokenizer import ClipTokenizer
 from sdsim.model.weights import RandomWeights, load_weights
+from sdsim.progress import Progress
 
 
 class FallbackTokenizer:
@@ -92,12 +92,14 @@ class StableDiffusion:
             self.params[comp] = w.check(module) if hasattr(w, "check") else w
         self.stages = NumpyStages(models, self.params, precision)
 
-    def use_opencl(self, rt, opt, watch: bool = False) -> None:
+    def use_opencl(self, rt, opt, watch: bool = False, progress: Progress | None = None) -> None:
         """Run the text encoder, the UNet and the VAE decoder on `rt` with the plan of `opt`;
-        `watch` reads every op's output back to name the first one holding inf/NaN."""
+        `watch` reads every op's output back to name the first one holding inf/NaN; `progress`
+        says when a component's kernels are built and its weights uploaded."""
         from sdsim.backends.opencl.stages import OpenCLStages
 
-        self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision, watch)
+        self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision, watch,
+                                   progress)
 
     @classmethod
     def from_pretrained(cls, path, precision="fp32", tokenizer_path=None,
@@ -162,8 +164,11 @@ class StableDiffusion:
     def __call__(self, prompt: str, negative_prompt: str = "", steps: int = 20,
                  guidance: float = 7.5, scheduler: str = "pndm", seed: int = 0,
                  latents: np.ndarray | None = None, height: int | None = None,
-                 width: int | None = None, progress: bool = True) -> np.ndarray:
-        """One image for `prompt`: uint8 (H, W, 3)."""
+                 width: int | None = None, progress: Progress | bool = True) -> np.ndarray:
+        """One image for `prompt`: uint8 (H, W, 3). `progress` reports each phase on stderr (a
+        Progress, or True: when stderr is a terminal; False: never)."""
+        if not isinstance(progress, Progress):
+            progress = Progress(None if progress else False)
         shape = self.latent_shape(height, width)
         sched = make_scheduler(scheduler, self.scheduler_config)
         sched.set_timesteps(steps)
@@ -173,8 +178,10 @@ class StableDiffusion:
             raise SdsimError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
         latents = latents.astype(np.float32) * np.float32(sched.init_noise_sigma)
         cfg_guidance = guidance > 1.0
+        progress.phase("encoding the prompt (text encoder)")
         text = self.encode_prompt([negative_prompt, prompt] if cfg_guidance else [prompt])
-        for t in tqdm(sched.timesteps, desc="denoising", unit="step", disable=not progress):
+        progress.phase(f"denoising: {len(sched.timesteps)} UNet calls ({scheduler})")
+        for t in progress.bar(sched.timesteps, desc="denoising", unit="step"):
             x = np.concatenate([latents] * 2) if cfg_guidance else latents
             x = sched.scale_model_input(x, t)
             tt = np.full(x.shape[0], t, dtype=np.float32)
@@ -183,6 +190,7 @@ class StableDiffusion:
                 uncond, cond = noise[:1], noise[1:]
                 noise = uncond + np.float32(guidance) * (cond - uncond)
             latents = sched.step(noise, t, latents)
+        progress.phase("decoding the latents (VAE decoder)")
         return self.decode(latents)[0]
 
     def nonfinite_report(self) -> str | None:

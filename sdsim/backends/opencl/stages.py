@@ -36,9 +36,11 @@ class OpenCLStages:
 
     name = "opencl"
 
-    def __init__(self, rt, cfg, params: dict, opt, precision: str, watch: bool = False):
+    def __init__(self, rt, cfg, params: dict, opt, precision: str, watch: bool = False,
+                 progress=None):
         self.rt, self.cfg, self.params, self.opt, self.precision = rt, cfg, params, opt, precision
         self.watch = watch      # read every op's output back to name the first inf/NaN
+        self.progress = progress   # a sdsim.progress.Progress told of each component's set-up
         self.runners: dict[tuple, ComponentRunner] = {}
         self.times: dict[str, StageTimes] = {}
 
@@ -46,6 +48,9 @@ class OpenCLStages:
         key = (name, size, batch)
         runner = self.runners.get(key)
         if runner is None:
+            if self.progress is not None:
+                self.progress.phase(f"{name}: lowering, building kernels and uploading weights "
+                                    f"on {self.rt.device.name.strip()}")
             folder = components.COMPONENTS[name].folder
             runner = ComponentRunner(self.rt, name, self.cfg, self.opt, self.precision, size,
                                      batch, weights=self.params[folder], watch=self.watch)
