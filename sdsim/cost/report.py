@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sdsim.cost.predict import Prediction
+from sdsim.schemas import SCHEMA_VERSION
 
 LABELS = {"text_encoder": "text encoder", "unet": "UNet", "vae_decoder": "VAE decoder"}
 #: row kind -> SI field -> (table column, factor): what `--format table|csv|markdown` shows
@@ -111,8 +112,6 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
 
 def to_json(p: Prediction) -> dict:
     """The object `sdsim predict --format json` prints (sdsim/schemas/predict.schema.json)."""
-    from sdsim.schemas import SCHEMA_VERSION
-
     return {
         "schema_version": SCHEMA_VERSION,
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,

@@ -9,7 +9,7 @@ seconds `_s`, bytes `_bytes`, FLOPs `flops`, rates `_per_s`.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from sdsim.errors import SdsimError
@@ -27,7 +27,7 @@ def path(command: str):
     return resources.files(__name__) / f"{command}.schema.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(command: str) -> dict:
     """The JSON Schema of `sdsim COMMAND --format json`."""
     return json.loads(path(command).read_text(encoding="utf-8"))
