@@ -14,7 +14,8 @@ from sdsim.cli import build_parser, main
 from sdsim.errors import SdsimError
 
 #: key endings of non-SI units (ms, us, MB, GiB, GFLOP/s, ...): none may name a JSON value
-NOT_SI = re.compile(r"(_ms|_us|_[kMGT]i?B|MiB|GiB|[kMGT]FLOPs?|gflops|gbps|GBps)$", re.IGNORECASE)
+NOT_SI = re.compile(r"(_ms|_us|_[kMGT]i?B|MiB|GiB|[kMGT]FLOPs?|gflops|gbps|GBps)$",
+                    re.IGNORECASE)
 
 
 def cli_json(capsys, *argv) -> dict:
