@@ -45,7 +45,8 @@ def test_progress_reports_phases_only_when_on():
 
 def test_every_phase_on_a_terminal_and_json_stays_pure(tmp_path, capsys, monkeypatch):
     """On a terminal, stderr says when each phase starts (and shows the denoising bar); with
-    --format json it stays quiet but for warnings, and stdout is the JSON object alone."""
+    --format json it stays quiet but for warnings unless --progress asks, and stdout is the
+    JSON object alone either way."""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     argv = ["generate", "--random-weights", "--preset", "tiny", "--steps", "2",
             "--out", str(tmp_path / "x.png")]
@@ -60,6 +61,11 @@ def test_every_phase_on_a_terminal_and_json_stays_pure(tmp_path, capsys, monkeyp
     assert not any(p in err for p in PHASES) and "denoising" not in err
     assert main(argv + ["--no-progress"]) == 0
     assert "denoising" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert main(argv + ["--format", "json", "--progress"]) == 0   # forced on, off a terminal
+    out, err = capsys.readouterr()
+    schemas.validate("generate", json.loads(out))
+    assert all(f"sdsim generate: {p}" in err for p in PHASES), err
 
 
 def test_latents_file_is_used(tmp_path):

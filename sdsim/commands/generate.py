@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -58,9 +59,10 @@ def add_arguments(p):
     p.add_argument("--width", type=int, help="image width in pixels (default as --height)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="storage precision of every op's output")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress on stderr (shown only on a terminal, never with "
-                        "--format json): a line per phase, a bar over the denoising steps")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="progress on stderr: a line as each phase starts, a bar over the "
+                        "denoising steps (default: only on a terminal, and not with --format "
+                        "json)")
     p.add_argument("--out", required=True, metavar="IMAGE.png", help="output PNG")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="how to print the summary (the OpenCL timing table included)")
@@ -137,8 +139,8 @@ def run(args) -> int:
     from sdsim.progress import Progress
 
     _check_args(args)
-    progress = Progress(False if args.no_progress or args.format == "json" else None,
-                        "sdsim generate: ")
+    auto = False if args.format == "json" else None   # None: on a terminal only
+    progress = Progress(auto if args.progress is None else args.progress, "sdsim generate: ")
     latents = _load_latents(args.latents) if args.latents else None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
