@@ -120,6 +120,30 @@ def test_fit_recovers_the_coefficients_that_made_the_points():
     assert (c.t0, c.latency, c.step) == pytest.approx((t0, lat, step), rel=1e-3)
 
 
+def test_fit_finds_the_device_cache_and_each_body_s_spill():
+    """Points of two kernel bodies sweeping their data twice, made with a 16 MiB cache, one
+    body's steps 3x dearer on the bytes past it (spill 2) and the other's not: the fit picks
+    16 MiB for the device, recovers the spill, and leaves the other body without one."""
+    from sdsim.calibration.fit import fit_all
+    from sdsim.cost.waves import miss
+
+    cu, cache, pts = 8, 16 * 2**20, []
+    for key, spill in (("sweeps", 2.0), ("flat", 0.0)):
+        for wgs in (1, 16, 100):
+            for steps in (5, 60):
+                for mib in (1, 8, 24, 64, 300):
+                    launch = Launch((wgs * 64,), (64,), steps, sweeps=2)
+                    nbytes = mib * 2**20
+                    t = 4e-6 + steps * max(1e-6, math.ceil(wgs / cu) * 0.3e-6 * (
+                        1 + spill * float(miss(nbytes, cache))))
+                    pts.append(Point(key, "f/v", {}, key, launch, t, 0.0, dram_bytes=nbytes))
+    c = fit_all(pts, cu)
+    assert c["sweeps"].cache == c["flat"].cache == cache
+    assert c["sweeps"].spill == pytest.approx(2.0, rel=1e-3)
+    assert c["flat"].spill < 1e-3
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+
+
 def test_sd_layers_are_rejected_from_the_sweep():
     from sdsim import kernels
     from sdsim.calibration import sweep

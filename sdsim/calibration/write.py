@@ -95,6 +95,7 @@ def profile_dict(cal, report_rel: str) -> dict:
            if not cal.tuning.source.startswith("defaults") else {}),
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
+            "cache_bytes": _cache(cal),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -110,7 +111,14 @@ def _coefficients(cal, key, c) -> dict:
            "fit_error_pct": _g(train.get("median_abs_error_pct", 0.0))}
     if held["points"]:
         out["heldout_error_pct"] = _g(held["median_abs_error_pct"])
+    if c.spill:
+        out["spill"] = _g(c.spill)
     return out
+
+
+def _cache(cal) -> float:
+    """The device cache size (bytes) the fit chose, one for every kernel body (0: none)."""
+    return max((c.cache for c in cal.coefficients.values()), default=0.0)
 
 
 def _g(v: float) -> float:
@@ -164,10 +172,14 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         "## Timing coefficients per kernel body (sdsim/cost/waves.py)",
         "",
         "t = t0 + waves x group + steps x max(latency, waves x step x (padding + (1 - padding) x "
-        "active lanes)), waves = ceil(work-groups / (compute units x residency)); "
+        "active lanes) x (1 + spill x miss)), waves = ceil(work-groups / (compute units x "
+        "residency)), miss = max(0, 1 - cache / the dispatch's DRAM bytes); "
         f"fitted on log times of the training points ({100 - int(run.HELDOUT * 100)}% of the "
         f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
-        "by the fit. Errors are (predicted - measured) / measured.",
+        "by the fit. Errors are (predicted - measured) / measured. Device cache size: "
+        + (f"{_cache(cal) / 2**20:.0f} MiB" if _cache(cal) else "none")
+        + f" (of {', '.join(f'{c / 2**20:.0f}' for c in fit.CACHES)} MiB, the one whose fits "
+        "of all kernel bodies together leave the least training error).",
         "",
     ]
     rows = []
@@ -175,7 +187,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         tr, ho = fit.key_errors(cal.points, key)
         rows.append({"kernel body": key, "t0 us": c.t0 * 1e6, "latency us": c.latency * 1e6,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
-                     "padding": c.padding, "residency": c.residency,
+                     "padding": c.padding, "residency": c.residency, "spill": c.spill,
                      "train points": tr["points"],
                      "train median err %": tr.get("median_abs_error_pct"),
                      "held-out points": ho["points"],

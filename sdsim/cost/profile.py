@@ -86,6 +86,7 @@ COEFFICIENTS_SCHEMA = {
         "report": {"type": "string", "minLength": 3},
         "kernels_hash": {"type": "string", "minLength": 6},
         "precision": {"enum": ["fp16", "fp32"]},
+        "cache_bytes": _POSITIVE,
         "kernels": {"type": "object", "additionalProperties": {
             "type": "object",
             "required": ["t0_us", "latency_us", "step_us", "residency"],
@@ -93,7 +94,7 @@ COEFFICIENTS_SCHEMA = {
             "properties": {"t0_us": _POSITIVE, "latency_us": _POSITIVE, "step_us": _POSITIVE,
                            "residency": {"type": "integer", "minimum": 1},
                            "padding": {"type": "number", "minimum": 0, "maximum": 1},
-                           "group_us": _POSITIVE,
+                           "group_us": _POSITIVE, "spill": _POSITIVE,
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
                            "heldout_error_pct": _POSITIVE}}},
     },
@@ -394,9 +395,10 @@ def parse_profile(data, file: str) -> Profile:
 
 def _coefficient_set(section: dict) -> dict:
     """model key -> Coefficients of one `coefficients` section."""
+    cache = float(section.get("cache_bytes", 0.0))
     return {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6, c["step_us"] * 1e-6,
                               c["residency"], "calibrated", c.get("padding", 1.0),
-                              c.get("group_us", 0.0) * 1e-6)
+                              c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache)
             for key, c in section.get("kernels", {}).items()}
 
 

@@ -4,7 +4,7 @@
                                              peak_fp16 only for half-arithmetic builds on a
                                              device with native half, Profile.rate)
     t_memory  = dram_bytes / dram_bandwidth
-    t         = t0 + steps x max(latency, waves x step)   (sdsim/cost/waves.py)
+    t         = t0 + steps x max(latency, waves x step x (1 + spill x miss))   (sdsim/cost/waves.py)
 
 The coefficients are the profile's calibrated ones for the dispatch's kernel body, or transferred
 from the profile's specifications where none were measured. `bound` says which roofline term is
@@ -29,5 +29,5 @@ def kernel_time(k, profile: Profile, precision: str) -> KernelTime:
     tc, tm = roofline(k, profile.rate(k, precision), profile.dram_bandwidth)
     c = profile.coefficients_for(precision).get(k.model_key) or \
         spec_coefficients(k, profile, precision)
-    t, why = geometry_time(c, k.launch, profile.geometry["compute_units"])
+    t, why = geometry_time(c, k.launch, profile.geometry["compute_units"], k.dram_bytes)
     return KernelTime(tc, tm, t, "compute" if tc >= tm else "memory", why)

@@ -36,16 +36,20 @@ class Launch:
     local_size: tuple
     steps: int = 1
     active: float = 1.0
+    # times each work-group reads its data: a second sweep finds it in the cache only while the
+    # dispatch's data fits there (the cache term of sdsim/cost/waves.py)
+    sweeps: int = 1
 
     @classmethod
-    def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None):
+    def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None,
+             sweeps: int = 1):
         """The launch covering `work` items per dimension with work-groups of `local`; `useful`
         lanes (default: the work items) out of the launched ones are active."""
         glob = tuple(-(-int(w) // int(l)) * int(l) for w, l in zip(work, local))
         launched = math.prod(glob)
         useful = math.prod(int(w) for w in work) if useful is None else useful
         return cls(glob, tuple(int(x) for x in local), max(1, int(steps)),
-                   min(1.0, useful / launched) if launched else 0.0)
+                   min(1.0, useful / launched) if launched else 0.0, sweeps)
 
     @property
     def work_groups(self) -> int:

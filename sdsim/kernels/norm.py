@@ -35,7 +35,7 @@ def group_launch(groups, n, wg=WG, sweeps=1) -> Launch:
     """One `wg` work-group per group of `n` elements, each work-item striding over it `sweeps`
     times."""
     return Launch.grid((groups * wg,), (wg,), steps=sweeps * ceil(n / wg),
-                       useful=groups * min(n, wg))
+                       useful=groups * min(n, wg), sweeps=sweeps)
 
 
 def normalize_launch(total) -> Launch:
