@@ -152,3 +152,15 @@ def test_matches_diffusers_step_by_step(name, n, config):
         x = ours.step(e, t, x)
         assert x.dtype == np.float32
         close(x, x_ref.numpy())
+
+
+def test_steps_past_the_training_timesteps_are_refused_with_the_limit():
+    """SD's PNDM config (steps_offset 1, leading spacing) at 1000 steps would reach timestep
+    1000 of a 1000-step training schedule: one error naming the most steps that fit, which run."""
+    from sdsim.model.schedulers import PNDMScheduler
+
+    s = PNDMScheduler()
+    with pytest.raises(SdsimError, match="reach timestep 1000.*at most 999"):
+        s.set_timesteps(1000)
+    s.set_timesteps(999)
+    assert max(s.timesteps) == 999

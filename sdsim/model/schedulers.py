@@ -129,8 +129,15 @@ class Scheduler:
         if not 1 <= n <= self.config["num_train_timesteps"]:
             raise SdsimError(f"steps: {n} is outside 1..{self.config['num_train_timesteps']} "
                              "(num_train_timesteps of the scheduler config)")
+        timesteps, limit = self._timesteps_for(n), self.config["num_train_timesteps"]
+        if max(timesteps, default=0) >= limit:   # steps_offset pushes the last one past it
+            fits = next(m for m in range(n - 1, 0, -1) if max(self._timesteps_for(m)) < limit)
+            raise SdsimError(
+                f"steps: {n} {self.name} steps with steps_offset "
+                f"{self.config.get('steps_offset', 0)} reach timestep {max(timesteps)}, past the "
+                f"{limit} the model was trained on; use at most {fits}")
         self.num_inference_steps = n
-        self.timesteps = self._timesteps_for(n)
+        self.timesteps = timesteps
 
     @property
     def init_noise_sigma(self):
