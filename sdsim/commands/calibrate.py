@@ -19,7 +19,8 @@ DESCRIPTION = (
     "device profile whose every number cites the calibration report written beside it "
     "(reports/calibration-NAME.md) and the hash of the kernel sources it measured. The old "
     "profile is replaced only when the calibration completes. About 5 minutes on a GPU, under "
-    "20 on a 2-core CPU device (measurements stored beside the report; --refit fits them again); --quick is a small sweep for tests."
+    "20 on a 2-core CPU device; the measurements are stored beside the report, and --refit "
+    "fits them again without the device; --quick is a small sweep for tests."
 )
 
 
