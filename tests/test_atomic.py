@@ -92,7 +92,7 @@ def test_interrupted_generate_leaves_previous_image_intact(tmp_path):
     out.write_bytes(b"\x89PNG\r\n\x1a\n an earlier, complete image")
     before = out.read_bytes()
     p = subprocess.Popen([sys.executable, "-m", "sdsim", "generate", "--random-weights", "--preset",
-                          "tiny", "--steps", "1000", "--progress", "--out", str(out)],
+                          "tiny", "--steps", "999", "--progress", "--out", str(out)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.time() + 120
     err = ""
