@@ -23,7 +23,19 @@ def render_rows(rows: list[dict], fmt: str, floatfmt: str = ".4g") -> str:
             w.writerows(rows)
         return buf.getvalue().rstrip("\n")
     tablefmt = "github" if fmt == "markdown" else "simple"
-    return tabulate(rows, headers="keys", tablefmt=tablefmt, floatfmt=floatfmt, intfmt=",")
+    return tabulate(rows, headers="keys", tablefmt=tablefmt, floatfmt=_floatfmts(rows, floatfmt),
+                    intfmt=",")
+
+
+def _floatfmts(rows: list[dict], default: str) -> list[str]:
+    """Per column: `default`, or grouped digits with one decimal where the column reaches
+    10,000 (so a table reads 21,710.4 GFLOP where `default` would print 2.171e+04)."""
+    keys = list(rows[0]) if rows else []
+    out = []
+    for k in keys:
+        big = [v for r in rows if isinstance(v := r.get(k), float) and abs(v) >= 1e4]
+        out.append(",.1f" if big else default)
+    return out
 
 
 def in_units(rows: list[dict], units: dict) -> list[dict]:
