@@ -17,7 +17,6 @@ Writes reports/fp16-numerics.md and .json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import shlex
 import sys
 
@@ -171,7 +170,7 @@ def main(argv=None) -> int:
                                  "device_rel_rms": r["device_rel_rms"],
                                  "bit_identical_pct": r["bit_identical_pct"]})
     device = rt.name
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = provenance.now()
     command = "python benchmarks/fp16_numerics.py " + " ".join(shlex.quote(a) for a in
                                                                (argv or sys.argv[1:]))
     text = "\n".join([

@@ -15,7 +15,6 @@ a run that stays finite but loses precision shows as a large pixel difference.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import shlex
@@ -88,7 +87,7 @@ def main() -> int:
                              "max_diff_vs_fp16": int(np.abs(img.astype(int) - ref["fp16"]).max())})
     bar.close()
     cmd = "python benchmarks/fp16_overflow.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = provenance.now()
     sizes = ", ".join(f"{m} at {SIZES[m] or 'its own size'}" for m in args.models)
     md = f"""# fp16 overflow and precision loss in whole text-to-image runs
 

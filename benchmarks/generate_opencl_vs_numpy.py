@@ -17,7 +17,6 @@ run's wall time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import shlex
@@ -94,7 +93,7 @@ def main() -> int:
     result = {
         "command": "python benchmarks/generate_opencl_vs_numpy.py "
                    + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": provenance.now(),
         "commit": provenance.commit(), "host": f"{platform.node()} ({platform.machine()})",
         "load_before": load_before, "load_after_opencl": load_opencl,
         "load_after": provenance.load(),

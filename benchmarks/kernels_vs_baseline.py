@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import platform
@@ -308,7 +307,7 @@ def main(argv=None) -> int:
     cur, base = summarize(results["current"]), summarize(results["baseline"])
     res = {"command": "python benchmarks/kernels_vs_baseline.py "
                       + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv)),
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "date": provenance.now(),
            "host": platform.node(), "device": cur["device"], "commits": commits,
            "baseline_commit_full": base_full, "subjects": subjects, "loads": loads,
            "settings": dict({k: v for k, v in params.items() if k != "mark"},

@@ -10,7 +10,6 @@ in verbatim) and computes the summary figures with the same cost model in proces
 from __future__ import annotations
 
 import argparse
-import datetime
 import platform
 import statistics
 import subprocess
@@ -70,7 +69,7 @@ def main() -> int:
                       f"{a.total_s_high:.2f} | {b.total_s:.2f} | {b.total_s / a.total_s:.2f}x |")
     transfer = [r for r in _transfer_rows() if r["kind"] == "spec-only"]
     commit = provenance.commit()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = provenance.now()
     pct = lambda s: f"{100 * (s / PAPER_S - 1):+.0f}%"
     where = ("below the band's fast end" if PAPER_S < lo else
              "above the band's slow end" if PAPER_S > hi else "inside the band")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import platform
 import sys
 from pathlib import Path
@@ -71,7 +70,7 @@ def main() -> int:
         raise SystemExit("no validation run of a device with a spec-only twin "
                          f"({', '.join(TWINS)}) among {', '.join(map(str, files))}")
     commit = provenance.commit()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = provenance.now()
     spec = [r for r in rows if r["kind"] == "spec-only"]
     inside = sum(r["in_band"] for r in spec)
     worst = max(abs(r["e2e_error_%"]) for r in spec)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import inspect
 import math
 import platform
@@ -469,7 +468,7 @@ def main(argv=None) -> int:
     argv_used = sys.argv[1:] if argv is None else argv
     result = {"command": "python3 benchmarks/unet_opencl_vs_torch.py "
                          + " ".join(shlex.quote(a) for a in argv_used),
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "date": provenance.now(),
               "host": platform.node(), "sdsim_commit": provenance.commit(),
               "load_before": load_before, "opencl": ocl, "torch": tinfo,
               "settings": {"model": args.model, "resolution": args.resolution,

@@ -8,7 +8,7 @@ without pyplot, so a caller's own matplotlib backend and figures are left alone.
 from __future__ import annotations
 
 from sdsim.cost.predict import Prediction
-from sdsim.cost.report import LABELS
+from sdsim.cost.report import LABELS, timed
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
 
@@ -20,12 +20,10 @@ COLORS = dict(zip(KERNEL_CLASSES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "
 def breakdown(p: Prediction) -> dict[str, dict[str, float]]:
     """Seconds over the whole run per component (all its calls) and, within it, per kernel
     class, in the pipeline's order."""
-    out: dict[str, dict[str, float]] = {}
-    for c in p.components:
-        by = out.setdefault(c.name, {})
-        for k in c.kernels:
-            cls = k.call.kernel_class
-            by[cls] = by.get(cls, 0.0) + k.time.total_s * c.calls
+    out: dict[str, dict[str, float]] = {c.name: {} for c in p.components}
+    for c, k, t in timed(p):
+        by = out[c.name]
+        by[k.call.kernel_class] = by.get(k.call.kernel_class, 0.0) + t
     return out
 
 

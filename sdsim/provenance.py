@@ -31,3 +31,21 @@ def load() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def now() -> str:
+    """The time a report states: UTC, to the minute."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def command(name: str, fallback: str) -> str:
+    """The command line a report names: `sdsim NAME ...` as typed when this process is the CLI
+    running `name`, else `fallback` (a call from Python), spelled as the CLI would be."""
+    import shlex
+    import sys
+
+    if sys.argv[1:2] == [name]:
+        return "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return fallback

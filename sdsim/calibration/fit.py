@@ -63,9 +63,7 @@ def _fit_residency(points, cu, r, cache):
     active = np.array([p.launch.active for p in points], float)
     t = np.array([p.measured_s for p in points])
     missed = miss([p.dram_bytes for p in points], cache)
-    # spill is fitted only for bodies that sweep their data more than once (what the cache
-    # term models) and only where some point passes the cache
-    spills = bool(missed.max() > 0) and all(p.launch.sweeps > 1 for p in points)
+    spills = _spills(points, cache)
 
     def coefficients(x):
         t0, lat, step, group = np.exp(x[:4])
@@ -95,10 +93,17 @@ def _fit_residency(points, cu, r, cache):
                          float(group), spill, float(cache)), float(best.cost))
 
 
-def fit_key(points: list[Point], compute_units: int, cache: float = 0.0) -> Coefficients:
-    """The coefficients of one model key from its training points (needs at least 1), with the
-    device's cache of `cache` bytes (0: no cache term)."""
-    return _fit_key(points, compute_units, cache)[0]
+def _spills(points, cache) -> bool:
+    """Whether the cache term applies to a body's points: it sweeps its data more than once
+    (what the term models) and some point's bytes pass the cache."""
+    return bool(cache) and all(p.launch.sweeps > 1 for p in points) \
+        and max(p.dram_bytes for p in points) > cache
+
+
+def fit_key(points: list[Point], compute_units: int) -> Coefficients:
+    """The coefficients of one model key from its training points (needs at least 1), without
+    a cache term."""
+    return _fit_key(points, compute_units, 0.0)[0]
 
 
 def _fit_key(points, compute_units, cache) -> tuple[Coefficients, float]:
@@ -117,9 +122,7 @@ def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
     best = None
     for cache in CACHES:
         # a body none of whose points passes this cache fits as without one
-        fits = {k: _fit_key(train[k], compute_units, cache)
-                if cache and max(p.dram_bytes for p in train[k]) > cache
-                and all(p.launch.sweeps > 1 for p in train[k])
+        fits = {k: _fit_key(train[k], compute_units, cache) if _spills(train[k], cache)
                 else (replace(plain[k][0], cache=cache), plain[k][1]) for k in keys}
         cost = sum(c for _, c in fits.values())
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache

@@ -4,7 +4,6 @@ variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing 
 
 from __future__ import annotations
 
-import datetime
 import platform as _platform
 import random
 import sys
@@ -73,7 +72,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     run = [(r, s) for r, s in todo if sweep.affordable(r, s, precision, peak, bw, budget)]
     cal = Calibration(
         name=name, device=rt.name, driver=rt.device.driver_version.strip(), precision=precision,
-        mix=size, date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        mix=size, date=provenance.now(),
         command=command, device_info=info, micro=micro, kernels_hash=kernels_hash(),
         tuning=tuning.current())
     heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))

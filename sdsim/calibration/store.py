@@ -14,12 +14,14 @@ other kernels, so the refit refuses it rather than fit the new kernels to old ti
 
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import asdict
 from pathlib import Path
 
+from sdsim import kernels, provenance
+from sdsim.calibration.fit import Point
 from sdsim.errors import SdsimError
+from sdsim.kernels import tuning
 
 #: version of the JSON layout below
 FORMAT = 1
@@ -34,7 +36,7 @@ def dump(cal) -> dict:
         "kernels_hash": cal.kernels_hash, "refit": cal.refit,
         "tuning": cal.tuning.to_yaml(cal.tuning.source),
         "points": [{"variant": p.variant, "shape": p.shape, "kernel": p.kernel,
-                    "model_key": p.key, "launch": asdict(p.launch), "measured_s": p.measured_s,
+                    "launch": asdict(p.launch), "measured_s": p.measured_s,
                     "cv": p.cv, "heldout": p.heldout} for p in cal.points],
     }
 
@@ -42,11 +44,8 @@ def dump(cal) -> dict:
 def load(path, command: str):
     """The Calibration stored in `path`, its points re-derived from today's kernel records (see
     the module doc), ready to be fitted again; `command` is the refit's command line."""
-    from sdsim import kernels
-    from sdsim.calibration.fit import Point
     from sdsim.calibration.run import Calibration
     from sdsim.cost.profile import kernels_hash
-    from sdsim.kernels import tuning
 
     path = Path(path)
     try:
@@ -57,27 +56,26 @@ def load(path, command: str):
         raise SdsimError(f"{path}: not a calibration measurements file of format {FORMAT} "
                          "(written beside a calibration report as calibration-NAME.json)")
     try:
+        if data["kernels_hash"] != kernels_hash():
+            raise SdsimError(f"{path}: measured on kernel sources {data['kernels_hash']}, but "
+                             f"opencl/*.cl now hash to {kernels_hash()}; the kernels changed, so "
+                             "calibrate again")
         tune = tuning.parse(data["tuning"], str(path))
-        points = []
         with tuning.use(tune):
-            for i, d in enumerate(data["points"]):
-                points.append(_point(kernels, Point, d, data["precision"], f"{path}: points[{i}]"))
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            points = [_point(d, data["precision"], f"{path}: points[{i}]")
+                      for i, d in enumerate(data["points"])]
         cal = Calibration(
             name=data["name"], device=data["device"], driver=data["driver"],
             precision=data["precision"], mix=data["mix"], date=data["date"],
             command=data["command"], device_info=data["device_info"], micro=data["micro"],
             points=points, sweep=data["sweep"], kernels_hash=data["kernels_hash"], tuning=tune,
-            refit=f"refit by `{command}` on {now}")
+            refit=f"refit by `{command}` on {provenance.now()}")
     except KeyError as e:
         raise SdsimError(f"{path}: calibration measurements lack the field {e}") from None
-    if cal.kernels_hash != kernels_hash():
-        raise SdsimError(f"{path}: measured on kernel sources {cal.kernels_hash}, but opencl/*.cl "
-                         f"now hash to {kernels_hash()}; the kernels changed, so calibrate again")
     return cal
 
 
-def _point(kernels, Point, d: dict, precision: str, where: str):
+def _point(d: dict, precision: str, where: str) -> Point:
     """One stored dispatch as a fit Point, with today's record's model key and geometry."""
     family, name = d["variant"].split("/", 1)
     record = kernels.get(family, name)

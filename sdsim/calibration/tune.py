@@ -12,7 +12,6 @@ the device's compute units), narrow C transposed (sdsim/kernels/gemm.py).
 
 from __future__ import annotations
 
-import datetime
 import math
 import sys
 import time
@@ -110,7 +109,7 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
     dtype = tuning.device_type(rt.device)
     cands = tuning.CANDIDATES[dtype]
     out = Tuned(rt.name, rt.device.driver_version.strip(), dtype,
-                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                provenance.now(),
                 command, size, repeat, load_before=provenance.load(), commit=provenance.commit(),
                 split_groups=tuning.split_groups(dtype, rt.device.max_compute_units))
     t0 = time.perf_counter()

@@ -257,21 +257,18 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
     """The suite's tables as Markdown (and JSON beside it), with where and how they were
     measured."""
     import contextlib
-    import datetime
     import io
-    import shlex
 
     from sdsim import provenance
     from sdsim.kernels import tuning
     from sdsim.output import write_pair
 
     t = tuning.current()
-    called = sys.argv[1:2] == ["bench"]   # else called from Python: the settings that matter
-    command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if called else (
+    # called from Python: the settings that matter
+    command = provenance.command("bench", (
         f"sdsim bench --suite sd --model {meta['model']} --resolution {meta['resolution']} "
-        f"--batch {meta['batch']}" + (f" --limit {meta['limit']}" if meta["limit"] else ""))
-    ctx = {"command": command,
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        f"--batch {meta['batch']}" + (f" --limit {meta['limit']}" if meta["limit"] else "")))
+    ctx = {"command": command, "date": provenance.now(),
            "commit": provenance.commit(), "load_before": load_before,
            "load_after": provenance.load(), "seconds": round(seconds, 1),
            "driver": rt.device.driver_version.strip(),
@@ -324,23 +321,20 @@ def _pct(x):
     return None if x is None else 100.0 * x
 
 
-def _scaled(x, factor):
-    return None if x is None else x * factor
-
-
 def _display_summary(s: dict, both: bool) -> dict:
+    s = in_units([s], UNITS)[0]
     out = {"family": s["family"], "variant": s["variant"]}
     if both:
         out["precision"] = s["precision"]
     out.update({"shapes run": f"{s['shapes_run']}/{s['shapes']}", "calls": s["calls"],
-                "ms per UNet call": s["time_per_call_s"] * 1e3, "%peak": _pct(s["frac_peak"]),
+                "ms per UNet call": s["ms_per_call"], "%peak": _pct(s["frac_peak"]),
                 "%bw": _pct(s["frac_bw"]), "fastest at": s["fastest_at"]})
     return out
 
 
 def _display(r: dict, both: bool) -> dict:
     pct = _pct
-
+    r = in_units([r], UNITS)[0]
     if r["ok"]:
         check = "ok"
     elif r["ok"] is False:
@@ -350,9 +344,9 @@ def _display(r: dict, both: bool) -> dict:
     out = {"variant": f"{r['family']}/{r['variant']}", "shape": r["shape"]}
     if both:
         out["precision"] = r["precision"]
-    out.update({"calls": r["calls"], "ms": _scaled(r["time_s"], 1e3),
-                "GFLOP/s": _scaled(r["flops_per_s"], 1e-9), "%peak": pct(r["frac_peak"]),
-                "GB/s": _scaled(r["bytes_per_s"], 1e-9), "%bw": pct(r["frac_bw"]),
+    out.update({"calls": r["calls"], "ms": r["time_ms"],
+                "GFLOP/s": r["gflops"], "%peak": pct(r["frac_peak"]),
+                "GB/s": r["gbps"], "%bw": pct(r["frac_bw"]),
                 "vs_base": r["speedup"], "fastest": "*" if r["fastest"] else "",
                 "paper": "p" if r["paper"] else "", "max_abs_err": r["max_abs_err"],
                 "check": check})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
+from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.paths import REPORTS_DIR
 
@@ -55,8 +55,7 @@ def run(args) -> int:
     out = _out_path(args.out)
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    command = "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-        if sys.argv and "calibrate" in sys.argv else f"sdsim calibrate --out {out}"
+    command = provenance.command("calibrate", f"sdsim calibrate --out {out}")
     if args.refit:
         return _refit(args, out, command)
     name = args.name or out.stem

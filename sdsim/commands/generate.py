@@ -179,7 +179,8 @@ def run(args) -> int:
 
         times = time_rows(sd.stages, profile)
     if args.format == "json":
-        print(dumps({"schema_version": SCHEMA_VERSION, "image": args.out, "height": image.shape[0], "width": image.shape[1],
+        print(dumps({"schema_version": SCHEMA_VERSION, "image": args.out,
+                     "height": image.shape[0], "width": image.shape[1],
                      "backend": args.backend, "precision": args.precision,
                      "arith": rt.arith if rt else None, "opencl_device": rt.name if rt else None,
                      "opt": args.opt if rt else None, "profile": profile.name if profile else None,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
+from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.paths import REPORTS_DIR
 
@@ -43,8 +43,7 @@ def run(args) -> int:
     path = Path(profile.path)
     report = Path(args.report) if args.report else REPORTS_DIR / f"tuning-{path.stem}.md"
     rt = Runtime(args.platform, args.cl_device)
-    command = "sdsim tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if sys.argv[1:2] == ["tune"] else f"sdsim tune --device {args.device}"
+    command = provenance.command("tune", f"sdsim tune --device {args.device}")
     t = tune(rt, quick=args.quick, repeat=args.repeat, command=command)
     write(t, path, report)
     print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import shlex
 import sys
 from pathlib import Path
 
@@ -171,19 +169,15 @@ def run(args) -> int:
                      "buffer_bytes": res.pool_bytes, "repeat": args.repeat})
         del runner
     bar.close()
-    effect = []
-    if len(runs) >= 2:
-        effect = compare.optimization_effect(runs[1]["rows"], runs[0]["rows"],
-                                             runs[1]["options"], runs[0]["options"])
+    effect = compare.effect(runs)
     name = args.name or profile.name
     path = None
     # the calibration whose coefficients timed these calls (the set of this storage precision)
     cal_report = profile.coefficient_sets.get(args.precision, (None, profile.calibration))[1] \
         .get("report")
     ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
-           "command": "sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-           if "validate" in sys.argv else "sdsim validate (API)",
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "command": provenance.command("validate", "sdsim validate (API)"),
+           "date": provenance.now(),
            "device": rt.name, "model": args.model, "component": args.component,
            "resolution": args.resolution,
            "batch": args.batch, "precision": args.precision, "arith": rt.arith,
@@ -230,10 +224,8 @@ def _to_json(ctx: dict, profile: str, runs: list, effect: list, path) -> dict:
 
 def _repredicted(profile) -> str:
     """The line a re-predicted report states: the command, date, commit and profile."""
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = ("sdsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-           if "validate" in sys.argv else "sdsim validate --replay --repredict (API)")
-    return (f"every call predicted again by `{cmd}` on {when}, sdsim commit "
+    cmd = provenance.command("validate", "sdsim validate --replay --repredict (API)")
+    return (f"every call predicted again by `{cmd}` on {provenance.now()}, sdsim commit "
             f"{provenance.commit()}, profile {_rel(profile.path)}; the measured times are "
             "those of the run above")
 

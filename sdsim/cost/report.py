@@ -74,12 +74,19 @@ def kernel_rows(p: Prediction) -> list[dict]:
             for c in p.components for k in c.kernels]
 
 
+def timed(p: Prediction):
+    """(component, dispatch, seconds over the whole run: its time x the component's calls) of
+    every dispatch: what every breakdown of the total sums."""
+    for c in p.components:
+        for k in c.kernels:
+            yield c, k, k.time.total_s * c.calls
+
+
 def class_breakdown(p: Prediction) -> dict:
     """Seconds per kernel class over the whole run (all calls)."""
     out = defaultdict(float)
-    for c in p.components:
-        for k in c.kernels:
-            out[k.call.kernel_class] += k.time.total_s * c.calls
+    for _, k, t in timed(p):
+        out[k.call.kernel_class] += t
     return dict(out)
 
 
@@ -88,11 +95,9 @@ def time_split(p: Prediction) -> tuple[dict, dict]:
     roofline, "latency" where too few work-groups walk their steps at the step latency), and by
     kernel ("family/variant kernel")."""
     bound, kernel = defaultdict(float), defaultdict(float)
-    for c in p.components:
-        for k in c.kernels:
-            t = k.time.total_s * c.calls
-            bound["latency" if "latency-bound" in k.time.why else k.time.bound] += t
-            kernel[f"{k.call.family}/{k.call.variant} {k.call.kernel}"] += t
+    for _, k, t in timed(p):
+        bound["latency" if "latency-bound" in k.time.why else k.time.bound] += t
+        kernel[f"{k.call.family}/{k.call.variant} {k.call.kernel}"] += t
     return dict(bound), dict(kernel)
 
 

@@ -139,6 +139,14 @@ def optimization_effect(base_rows, opt_rows, base_opt, opt_opt) -> list[dict]:
     return out
 
 
+def effect(runs: list) -> list[dict]:
+    """The optimizations' effect between a run's first --opt (optimized) and second (baseline);
+    none with a single --opt."""
+    if len(runs) < 2:
+        return []
+    return optimization_effect(runs[1]["rows"], runs[0]["rows"], runs[1]["options"],
+                               runs[0]["options"])
+
 
 def repredict(ctx: dict, runs: list, profile) -> tuple[list, list]:
     """Stored runs (sdsim/validation/report.py load) with every call predicted again by
@@ -166,6 +174,4 @@ def repredict(ctx: dict, runs: list, profile) -> tuple[list, list]:
                         predicted_s=pred[r.identity].time.total_s, why=pred[r.identity].time.why)
                 for r in run["rows"]]
         out.append(dict(run, rows=rows, metrics=metrics(rows)))
-    effect = (optimization_effect(out[1]["rows"], out[0]["rows"], out[1]["options"],
-                                  out[0]["options"]) if len(out) >= 2 else [])
-    return out, effect
+    return out, effect(out)
