@@ -174,3 +174,20 @@ def test_validate_names_the_device_and_warns_before_a_long_cpu_run(capsys):
         is None
     assert _slow_warning(rt, SimpleNamespace(component="text_encoder", resolution=512,
                                              model="sd14")) is None
+
+
+def test_text_encoder_workload_names_no_image_size():
+    """The text encoder's runs take no image: its report's workload line states no pixel size
+    (a stored run re-rendered from its JSON)."""
+    from sdsim.cost.profile import load_profile
+    from sdsim.paths import ROOT
+    from sdsim.validation import report
+
+    ctx, runs, effect = report.load(ROOT / "reports/validation-pocl-cpu-text_encoder-77.json")
+    line = next(l for l in report.markdown(ctx, runs, effect, load_profile("pocl-cpu"), "x.png")
+                .splitlines() if l.startswith("- Workload:"))
+    assert "pixels" not in line and "token" in line
+    ctx_unet = dict(ctx, component="unet", resolution=256)
+    line = next(l for l in report.markdown(ctx_unet, runs, effect, load_profile("pocl-cpu"),
+                                           "x.png").splitlines() if l.startswith("- Workload:"))
+    assert "256x256 pixels" in line

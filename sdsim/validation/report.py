@@ -11,6 +11,7 @@ from pathlib import Path
 from sdsim import atomic
 from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
+from sdsim.model.components import COMPONENTS
 from sdsim.output import dumps, render_rows
 from sdsim.validation.compare import CallRow, by_class
 
@@ -65,8 +66,10 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- Profile: `{ctx['profile_path']}` (calibrated separately on synthetic shapes; not "
          "fitted to this run)",
          *([f"- Predictions: {ctx['repredicted']}"] if ctx.get("repredicted") else []),
-         f"- Workload: {ctx['component']} at {ctx['resolution']}x{ctx['resolution']} pixels, "
-         f"batch {ctx['batch']}, {ctx['precision']} storage"
+         f"- Workload: {ctx['component']}"
+         + (f" at {ctx['resolution']}x{ctx['resolution']} pixels"
+            if COMPONENTS[ctx["component"]].spatial else " (the prompt's full token length)")
+         + f", batch {ctx['batch']}, {ctx['precision']} storage"
          + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
          + (f", weights of `{ctx['weights']}`" if ctx.get("weights")
             else ", random seeded weights (timing does not depend on values)"),
