@@ -106,24 +106,52 @@ def _check_refit(measurements, prof, tmp_path, capsys):
 
 
 def test_fit_recovers_the_coefficients_that_made_the_points():
-    """Points made by t = t0 + steps * max(L, waves * s) at residency 2 on 8 compute units are
-    fitted back to those coefficients (latency-bound and throughput-bound points both present)."""
-    t0, lat, step, cu = 5e-6, 2e-6, 0.5e-6, 8
+    """Points made by t = t0 + steps * waves * max(L, s), every wave at least L a step, at
+    residency 2 on 8 compute units are fitted back to those coefficients (idle lanes cost
+    nothing, so the step binds where half or more of the lanes work and the wave latency where
+    a quarter or fewer do)."""
+    t0, lat, step, cu = 5e-6, 0.2e-6, 0.5e-6, 8
     pts = []
-    for wgs in (1, 3, 16, 40, 100, 333):
+    for wgs in (1, 3, 16, 20, 40, 100, 333):
         for steps in (1, 7, 50):
-            launch = Launch((wgs * 64,), (64,), steps)
-            t = t0 + steps * max(lat, math.ceil(wgs / (cu * 2)) * step)
-            pts.append(Point("k", "f/v", {}, "k", launch, t, 0.0))
+            for active in (1.0, 0.5, 0.25, 0.1):
+                launch = Launch((wgs * 64,), (64,), steps, active)
+                t = t0 + math.ceil(wgs / (cu * 2)) * steps * max(lat, active * step)
+                pts.append(Point("k", "f/v", {}, "k", launch, t, 0.0))
     c = fit_key(pts, cu)
     assert c.residency == 2
-    assert (c.t0, c.latency, c.step) == pytest.approx((t0, lat, step), rel=1e-3)
+    assert (c.t0, c.wave_latency, c.step) == pytest.approx((t0, lat, step), rel=1e-3)
+    assert c.padding == pytest.approx(0.0, abs=1e-3)
+
+
+def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order():
+    """A body whose registers allow 6 work-groups per compute unit (the H200's 16x64 direct
+    conv): points made at residency 6 are fitted back to 6, and shuffling the points (the
+    sweep's random order) changes nothing."""
+    import random
+
+    t0, lat, step, cu = 4e-6, 0.1e-6, 0.6e-6, 8
+    pts = []
+    for wgs in (1, 20, 47, 49, 96, 100, 150, 200, 333):
+        for steps in (3, 20, 90):
+            launch = Launch((wgs * 64,), (64,), steps)
+            t = t0 + math.ceil(wgs / (cu * 6)) * steps * max(lat, step)
+            pts.append(Point("k", "f/v", {}, "k", launch, t, 0.0))
+    c = fit_key(pts, cu)
+    assert c.residency == 6
+    # every lane works in every point: a wave's step costs max(wave latency, step), which of the
+    # two is moot
+    assert (c.t0, max(c.wave_latency, c.step)) == pytest.approx((t0, step), rel=1e-3)
+    random.Random(0).shuffle(pts)
+    again = fit_key(pts, cu)
+    assert (again.residency, again.t0, max(again.wave_latency, again.step)) == pytest.approx(
+        (c.residency, c.t0, max(c.wave_latency, c.step)), rel=1e-6)
 
 
 def test_fit_finds_the_device_cache_and_each_body_s_spill():
     """Points of two kernel bodies sweeping their data twice, made with a 16 MiB cache, one
     body's steps 3x dearer on the bytes past it (spill 2) and the other's not: the fit picks
-    16 MiB for the device, recovers the spill, and leaves the other body without one."""
+    16 MiB for the device, recovers the spill, and leaves the other body's steps as they are."""
     from sdsim.calibration.fit import fit_all
     from sdsim.cost.waves import miss
 
@@ -134,13 +162,15 @@ def test_fit_finds_the_device_cache_and_each_body_s_spill():
                 for mib in (1, 8, 24, 64, 300):
                     launch = Launch((wgs * 64,), (64,), steps, sweeps=2)
                     nbytes = mib * 2**20
-                    t = 4e-6 + steps * max(1e-6, math.ceil(wgs / cu) * 0.3e-6 * (
+                    t = 4e-6 + math.ceil(wgs / cu) * steps * max(0.1e-6, 0.3e-6 * (
                         1 + spill * float(miss(nbytes, cache))))
                     pts.append(Point(key, "f/v", {}, key, launch, t, 0.0, dram_bytes=nbytes))
     c = fit_all(pts, cu)
     assert c["sweeps"].cache == c["flat"].cache == cache
     assert c["sweeps"].spill == pytest.approx(2.0, rel=1e-3)
-    assert c["flat"].spill < 1e-3
+    f = c["flat"]     # its steps cost as much past the cache as within it
+    floor = max(f.latency / 13, f.wave_latency)     # 13 waves of 100 work-groups on 8 units
+    assert max(floor, f.step * (1 + f.spill)) == pytest.approx(max(floor, f.step))
     assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
 
 

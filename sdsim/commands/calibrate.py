@@ -15,7 +15,7 @@ DESCRIPTION = (
     "overhead, then sweeps every kernel variant over synthetic shapes (SD1.4's own layer shapes "
     "are rejected: they are the validation's held-out test) in random order with warm-up, "
     "repeats and a spread check, and fits each kernel body's timing coefficients "
-    "(t = t0 + steps x max(latency, waves x step)) with 20% of the cases held out. Writes a "
+    "(t = t0 + steps x max(latency, waves x max(wave latency, step))) with 20% of the cases held out. Writes a "
     "device profile whose every number cites the calibration report written beside it "
     "(reports/calibration-NAME.md) and the hash of the kernel sources it measured. The old "
     "profile is replaced only when the calibration completes. About 5 minutes on a GPU, under "

@@ -95,6 +95,7 @@ COEFFICIENTS_SCHEMA = {
                            "residency": {"type": "integer", "minimum": 1},
                            "padding": {"type": "number", "minimum": 0, "maximum": 1},
                            "group_us": _POSITIVE, "spill": _POSITIVE,
+                           "wave_latency_us": _POSITIVE,
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
                            "heldout_error_pct": _POSITIVE}}},
     },
@@ -398,7 +399,8 @@ def _coefficient_set(section: dict) -> dict:
     cache = float(section.get("cache_bytes", 0.0))
     return {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6, c["step_us"] * 1e-6,
                               c["residency"], "calibrated", c.get("padding", 1.0),
-                              c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache)
+                              c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache,
+                              c.get("wave_latency_us", 0.0) * 1e-6)
             for key, c in section.get("kernels", {}).items()}
 
 

@@ -5,29 +5,33 @@ work-group walking its serial steps.
     waves = ceil(work_groups / slots)
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
     miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
-    t     = t0 + waves x group + steps x max(latency, waves x step x lanes x (1 + spill x miss))
+    s     = step x lanes x (1 + spill x miss)  (one wave's step)
+    t     = t0 + waves x group + steps x max(latency, waves x max(wave_latency, s))
 
 `step` is the time one wave of resident work-groups takes for one serial step with every lane
 doing useful work (a k-tile of the GEMM, a key tile of FlashAttention, an input-channel tap of
 the direct conv); `padding` is the share of that cost idle lanes still pay (1 on a GPU whose
 lanes run in lockstep, near 0 on a CPU whose work-item loops skip them); `latency` is the
 shortest a step can be however few work-groups run (a partly filled device is latency-bound, not
-throughput-bound); `group` is what a wave costs outside its steps (a work-group's prologue and
+throughput-bound); `wave_latency` is the shortest one wave's step can be, paid by every wave
+(waves run one after another): a kernel latency-bound at full occupancy pays a whole wave for a
+few work-groups past it (the H200's 16x64 direct conv steps in 0.13 us up to 792 work-groups, 6
+per compute unit, and in 0.23 us at 864), where `latency` alone would let later waves overlap
+it; `group` is what a wave costs outside its steps (a work-group's prologue and
 epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
 how much dearer a step gets when the dispatch's data no longer fits the device's last-level
 cache (`cache`, one size per device, fitted by calibration), for kernels that sweep their data
 more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice reads its second
 sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step costs 0.07 and
-0.23 us). So a
-40-work-group GEMM of 80 k-steps
-costs 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
+0.23 us). So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
+GEMM of 3 waves costs 3 x 80 x step.
 
-The coefficients (t0, group, latency, step, padding, residency) of each kernel body
+The coefficients (t0, group, latency, wave_latency, step, padding, residency) of each kernel body
 (`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps); a kernel
 without them gets coefficients transferred from the profile's specifications: `step` is the
 roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
 lanes in lockstep), `latency` the profile's `step_latency`, `t0` its launch overhead,
-`residency` its geometry's, `group` 0. With many waves that is the roofline over the efficiency,
+`residency` its geometry's, `group` and `wave_latency` 0 (no specification gives them). With many waves that is the roofline over the efficiency,
 wave-quantized; with few it is latency-bound. Each predicted time explains itself in one line.
 """
 
@@ -48,6 +52,7 @@ class Coefficients:
     group: float = 0.0     # s, one wave's cost outside its serial steps (prologue, epilogue)
     spill: float = 0.0     # extra step cost per share of the bytes past the cache
     cache: float = 0.0     # bytes, the device's cache size the fit found (0: no cache term)
+    wave_latency: float = 0.0   # s, shortest step of each wave
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,14 @@ def miss(dram_bytes, cache):
     return np.maximum(0.0, 1.0 - cache / np.maximum(np.asarray(dram_bytes, float), 1.0))
 
 
-def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0):
+def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
+               wave_latency=0.0):
     """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
     the calibration fit both evaluate this one."""
     import numpy as np
 
-    return t0 + waves * group + steps * np.maximum(
-        latency, waves * step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed))
+    s = step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed)
+    return t0 + waves * group + steps * np.maximum(latency, waves * np.maximum(wave_latency, s))
 
 
 def geometry_time(c: Coefficients, launch, compute_units: int,
@@ -90,14 +96,15 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     m = float(miss(dram_bytes, c.cache)) if c.spill else 0.0
     step = c.step * (c.padding + (1.0 - c.padding) * launch.active) * (1.0 + c.spill * m)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
-                         launch.active, c.spill, m))
+                         launch.active, c.spill, m, c.wave_latency))
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
         lanes += (f", {m:.0%} of {dram_bytes / 2**20:.0f} MiB past the {c.cache / 2**20:.0f} MiB "
                   f"cache (x{1 + c.spill * m:.2f})")
-    if w * step >= c.latency:
-        why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x {_us(step)} "
-               f"+ {_group(w, c)}{_us(c.t0)}")
+    if w * max(step, c.wave_latency) >= c.latency:
+        bound = " wave-latency-bound" if c.wave_latency > step else ""
+        why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x "
+               f"{_us(max(step, c.wave_latency))}{bound} + {_group(w, c)}{_us(c.t0)}")
     else:
         why = (f"{launch.steps} steps x {_us(c.latency)} latency-bound "
                f"({launch.work_groups} work-groups, {compute_units * c.residency} slots) "
