@@ -104,6 +104,9 @@ def _check_repredict(stored, tmp_path, capsys):
     ctx, after, _ = report.load(other.with_suffix(".json"))
     assert ctx["repredicted"].startswith("every call predicted again") and \
         "Predictions: every call predicted again" in other.read_text()
+    # the calibration cited is the new profile's (pixel7 has none), not the stored run's
+    assert ctx["calibration"] == load_profile("pixel7").calibration.get("report")
+    assert ctx["heldout"] is None and "held-out synthetic error" not in other.read_text()
     graph = trace_component("unet", load_model_config("tiny"), 64, 2, "fp32")
     for old, new in zip(before, after):
         want = {c.call.identity: c.time.total_s for c in predict_component(

@@ -104,7 +104,9 @@ def run(args) -> int:
             ctx = dict(ctx, notes=args.notes)
         if args.repredict:
             runs, effect = compare.repredict(ctx, runs, profile)
-            ctx = dict(ctx, repredicted=_repredicted(profile))
+            cal_report = _calibration_report(profile, ctx["precision"])
+            ctx = dict(ctx, repredicted=_repredicted(profile), calibration=cal_report,
+                       heldout=_heldout(cal_report))
         path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
         report.write(path, ctx, runs, effect, profile)
         if args.format == "json":
@@ -172,9 +174,7 @@ def run(args) -> int:
     effect = compare.effect(runs)
     name = args.name or profile.name
     path = None
-    # the calibration whose coefficients timed these calls (the set of this storage precision)
-    cal_report = profile.coefficient_sets.get(args.precision, (None, profile.calibration))[1] \
-        .get("report")
+    cal_report = _calibration_report(profile, args.precision)
     ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
            "command": provenance.command("validate", "sdsim validate (API)"),
            "date": provenance.now(),
@@ -268,6 +268,11 @@ def _checkpoint(name: str, component: str):
     cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
     folder = COMPONENTS[component].folder
     return cfg, load_weights(path)[folder].check(FOLDERS[folder].build(cfg))
+
+
+def _calibration_report(profile, precision: str) -> str | None:
+    """The calibration report whose coefficients time calls at this storage precision."""
+    return profile.coefficient_sets.get(precision, (None, profile.calibration))[1].get("report")
 
 
 def _heldout(report: str | None) -> str | None:
