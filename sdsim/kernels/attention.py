@@ -317,7 +317,10 @@ _CAL = {
                              nq=[36, 100], nk=[60, 100], head_dim=[40]),
               "full": [p for d in (40, 64, 80, 160, 512)
                        for p in sweep(_attn_point, 12 if d == 40 else 6, seed=d, **_GENERAL,
-                                      head_dim=[d]) + _with_dim(_MANY_WAVES, d)]},
+                                      head_dim=[d]) + _with_dim(_MANY_WAVES, d)]
+              # head dim 40 (the one SD runs it at) also over 2 to 8 waves of long key walks
+              + sweep(_attn_point, 12, seed=41, batch=[1, 2], heads=[3, 6, 10, 12],
+                      nq=[2500, 3600, 5000, 7000], nk=[2500, 3600, 5000, 7000], head_dim=[40])},
 }
 _CAL["partial_softmax"] = _CAL["naive"]
 

@@ -225,13 +225,16 @@ def _gn_point(batch, channels, hw, act):
 
 
 # Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): group sizes from a few
-# hundred elements (one strided step) to hundreds of thousands, and group counts from 32 (under
-# one wave on a large GPU) to 64.
+# hundred elements (one strided step) to about a million, and group counts from 32 (under one
+# wave on a large GPU) to 64; the largest images reach the VAE decoder's sweeps of hundreds of MB
+# (past any GPU cache) with few channels per group, as its last blocks have.
 _GN_CAL = {
     "quick": sweep(_gn_point, 3, seed=8, batch=[1, 2], channels=[96, 192], hw=[36, 144],
                    act=["silu", None]),
     "full": sweep(_gn_point, 24, seed=8, batch=[1, 2], channels=[64, 96, 192, 384, 768, 1536],
-                  hw=[16, 100, 576, 2304, 6400, 16384, 40000], act=["silu", None]),
+                  hw=[16, 100, 576, 2304, 6400, 16384, 40000], act=["silu", None])
+    + sweep(_gn_point, 8, seed=9, batch=[1, 2], channels=[64, 96, 192],
+            hw=[90000, 160000, 250000], act=["silu", None]),
 }
 
 
