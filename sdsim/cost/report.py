@@ -92,7 +92,7 @@ def class_breakdown(p: Prediction) -> dict:
 
 def time_split(p: Prediction) -> tuple[dict, dict]:
     """Seconds over the whole run by what bounds each dispatch ("compute" | "memory" by the
-    roofline, "latency" where too few work-groups walk their steps at the step latency), and by
+    roofline, "latency" where the steps go at the step or wave latency), and by
     kernel ("family/variant kernel")."""
     bound, kernel = defaultdict(float), defaultdict(float)
     for _, k, t in timed(p):
@@ -110,7 +110,7 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
     most = sorted(kernel.items(), key=lambda kv: -kv[1])[:top]
     return [f"bound: {pct['compute']:.0f}% of the time in compute-bound dispatches, "
             f"{pct['memory']:.0f}% memory-bound, {pct['latency']:.0f}% latency-bound (too few "
-            "work-groups to fill the GPU)",
+            "work-groups to fill the GPU, or a wave's steps too short to hide its latency)",
             "most time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in most)
             + " ('--by kernel' explains each call)"]
 
