@@ -9,6 +9,7 @@ import yaml
 
 from sdsim.calibration.classes import efficiencies
 from sdsim.calibration.fit import Point, fit_key
+from sdsim.cost.waves import geometry_time
 from sdsim.kernels import Launch
 
 
@@ -146,6 +147,27 @@ def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order(
     again = fit_key(pts, cu)
     assert (again.residency, again.t0, max(again.wave_latency, again.step)) == pytest.approx(
         (c.residency, c.t0, max(c.wave_latency, c.step)), rel=1e-6)
+
+
+def test_fit_recovers_what_a_partly_filled_last_wave_saves():
+    """Points whose last wave steps faster the emptier it is (tail 0.4: a half-full last wave
+    costs 80% of a full one) at residency 2 on 8 compute units: the fit keeps the residency the
+    wave steps place and recovers the tail. (The residency is chosen without the tail, so a tail
+    strong enough to hide the wave steps, 0.5 here, is not recovered: a finer residency
+    explains those points instead.)"""
+    from sdsim.cost.waves import last_wave
+
+    t0, step, tail, cu, pts = 4e-6, 0.5e-6, 0.4, 8, []
+    for wgs in (1, 4, 8, 12, 16, 20, 24, 40, 56, 100, 200, 333):
+        for steps in (5, 30, 120):
+            w, last = math.ceil(wgs / 16), float(last_wave(wgs, cu, 2))
+            t = t0 + steps * step * (w - 1 + 1 - tail * (1 - last))
+            pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+    c = fit_key(pts, cu)
+    assert c.residency == 2
+    assert (c.t0, c.step, c.tail) == pytest.approx((t0, step, tail), rel=1e-3)
+    assert all(p.measured_s == pytest.approx(geometry_time(c, p.launch, cu)[0], rel=1e-6)
+               for p in pts)
 
 
 def test_fit_finds_the_device_cache_and_each_body_s_spill():

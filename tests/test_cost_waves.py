@@ -75,3 +75,15 @@ def test_calibrated_coefficients_win_over_the_transfer(prof):
     t = kernel_time(k, p, "fp16")
     assert t.total_s == pytest.approx(1e-6 + 10 * max(3e-6, 3 * 5e-6))   # 9 groups, 4 slots
     assert t.why.endswith("[calibrated]")
+
+
+def test_a_partly_filled_last_wave_steps_faster_by_its_tail(prof):
+    # 6 work-groups on 4 slots: one full wave, then a half-full one whose steps cost
+    # 1 - 0.5 x (1 - 0.5) = 0.75 of a full wave's
+    c = Coefficients(1e-6, 0.0, 4e-6, 1, "calibrated", tail=0.5)
+    p = dataclasses.replace(prof, coefficients={"gemm": c})
+    k = KernelCost("gemm_bias", "gemm", 1e9, 1e6, 1e6, launch=Launch((6 * 64,), (64,), 10),
+                   model="gemm")
+    t = kernel_time(k, p, "fp16")
+    assert t.total_s == pytest.approx(1e-6 + 10 * (4e-6 + 0.75 * 4e-6))
+    assert "last wave 50% full (its steps x0.75)" in t.why

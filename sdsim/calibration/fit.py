@@ -3,14 +3,15 @@
 For each model key (one OpenCL kernel body: "gemm", "conv_direct", "attn_flash_d40", ...) the
 measured synthetic points (launch geometry, seconds) give
 
-    t = t0 + waves x group + steps x max(latency, waves x max(wave_latency, step x lanes))
-    lanes = padding + (1 - padding) x active
-    waves = ceil(work_groups / (compute_units x residency))
+    t = t0 + waves x group + steps x max(latency, per)
+    per = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
+    s = step x (padding + (1 - padding) x active),  waves = ceil(work_groups / slots)
 
 (`sdsim.cost.waves.model_time`, with its cache term) with t0, group, latency, wave_latency,
 step, spill >= 0 and padding in (0, 1) fitted by least squares on log times (every point weighs
 by its relative error, small dispatches as much as large ones) for each residency in
-RESIDENCIES, the best residency kept. The max() makes the error surface kinked, with local
+RESIDENCIES, the best residency kept; then `tail` in (0, 1) at that residency (fitted alongside
+the residency, it blurs the wave steps that place it). The max() makes the error surface kinked, with local
 minima a descent from one start falls into differently on different SciPy builds; so each fit
 starts from the best few points of a fixed grid (`_starts`), and refits of the same
 measurements on other machines land in the same minimum, but for coefficients the points do not
@@ -28,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import least_squares
 
-from sdsim.cost.waves import Coefficients, geometry_time, miss, model_time
+from sdsim.cost.waves import Coefficients, geometry_time, last_wave, miss, model_time
 
 #: residencies (work-groups resident per compute unit) tried by the fit: every count to 8 (a
 #: kernel's registers or local memory can cap it at 6, as the H200's 16x64 direct conv shows),
@@ -77,11 +78,13 @@ class Point:
         return (self.predicted_s - self.measured_s) / self.measured_s
 
 
-def _fit_residency(points, cu, r, cache):
-    """(Coefficients, training cost) of one body at residency r."""
+def _fit_residency(points, cu, r, cache, tails=False):
+    """(Coefficients, training cost) of one body at residency r, with the tail term where
+    `tails`."""
     steps = np.array([p.launch.steps for p in points], float)
     waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
     active = np.array([p.launch.active for p in points], float)
+    last = last_wave([p.launch.work_groups for p in points], cu, r)
     t = np.array([p.measured_s for p in points])
     missed = miss([p.dram_bytes for p in points], cache)
     spills = _spills(points, cache)
@@ -92,23 +95,24 @@ def _fit_residency(points, cu, r, cache):
         x = np.asarray(x)
         t0, lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(5))
         pad = 1.0 / (1.0 + np.exp(-x[..., 5]))                  # padding in (0, 1)
-        spill = SPILL_MAX / (1.0 + np.exp(-x[..., 6])) if spills else 0.0 * pad  # (0, max)
-        return t0, lat, step, group, wlat, pad, spill
+        tail = 1.0 / (1.0 + np.exp(-x[..., 6])) if tails else 0.0 * pad          # (0, 1)
+        spill = SPILL_MAX / (1.0 + np.exp(-x[..., 6 + tails])) if spills else 0.0 * pad
+        return t0, lat, step, group, wlat, pad, spill, tail
 
     def resid(x):
-        t0, lat, step, group, wlat, pad, spill = (np.asarray(v)[..., None]   # rows broadcast
-                                                  for v in coefficients(x))   # over points
+        t0, lat, step, group, wlat, pad, spill, tail = (
+            np.asarray(v)[..., None] for v in coefficients(x))   # rows broadcast over points
         return np.log(model_time(t0, group, lat, step, pad, steps, waves, active, spill,
-                                 missed, wlat)) - np.log(t)
+                                 missed, wlat, tail, last)) - np.log(t)
 
     best = min((least_squares(resid, x, method="trf")
-                for x in _starts(resid, t, steps, waves, spills)), key=lambda res: res.cost)
-    t0, lat, step, group, wlat, pad, spill = (float(v) for v in coefficients(best.x))
-    return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat),
-            float(best.cost))
+                for x in _starts(resid, t, steps, waves, spills, tails)), key=lambda res: res.cost)
+    t0, lat, step, group, wlat, pad, spill, tail = (float(v) for v in coefficients(best.x))
+    return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat,
+                         tail), float(best.cost))
 
 
-def _starts(resid, t, steps, waves, spills):
+def _starts(resid, t, steps, waves, spills, tails):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
     before any descent (module doc)."""
     per = t / steps
@@ -117,6 +121,8 @@ def _starts(resid, t, steps, waves, spills):
     axes = [base[0] + np.log(_T0_SCALES), base[1] + np.log(_SCALES),
             base[2] + np.log(_SCALES), base[3] + np.log(_GROUP_SCALES),
             base[2] + np.log(_WAVE_SCALES), _LOGITS]
+    if tails:
+        axes.append(_LOGITS)
     if spills:
         axes.append(_LOGITS)
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
@@ -146,7 +152,11 @@ def _fit_key(points, compute_units, cache) -> tuple[Coefficients, float]:
             for r in RESIDENCIES if fine or r & (r - 1) == 0]
     least = min(cost for _, cost in fits)
     # residencies that fit equally well (points that cannot tell them apart): the smallest
-    return next(f for f in fits if f[1] <= least * (1 + 1e-6) + 1e-12)
+    c, cost = next(f for f in fits if f[1] <= least * (1 + 1e-6) + 1e-12)
+    # then, at that residency, how much a partly filled last wave saves: fitted alongside the
+    # residency it would blur the wave steps that place it
+    tailed = _fit_residency(points, compute_units, c.residency, cache, tails=True)
+    return tailed if tailed[1] < cost else (c, cost)
 
 
 def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:

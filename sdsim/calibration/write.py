@@ -106,7 +106,7 @@ def _coefficients(cal, key, c) -> dict:
     train, held = fit.key_errors(cal.points, key)
     out = {"t0_us": _g(c.t0 * 1e6), "latency_us": _g(c.latency * 1e6),
            "step_us": _g(c.step * 1e6), "group_us": _g(c.group * 1e6),
-           "wave_latency_us": _g(c.wave_latency * 1e6),
+           "wave_latency_us": _g(c.wave_latency * 1e6), "tail": _g(c.tail),
            "residency": c.residency, "padding": _g(c.padding),
            "points": train["points"] + held["points"],
            "fit_error_pct": _g(train.get("median_abs_error_pct", 0.0))}
@@ -172,8 +172,9 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         "",
         "## Timing coefficients per kernel body (sdsim/cost/waves.py)",
         "",
-        "t = t0 + waves x group + steps x max(latency, waves x max(wave latency, step x (padding "
-        "+ (1 - padding) x active lanes) x (1 + spill x miss))), waves = ceil(work-groups / (compute units x "
+        "t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave latency, s) + "
+        "max(wave latency, (1 - tail x (1 - last)) x s)), s = step x (padding + (1 - padding) x "
+        "active lanes) x (1 + spill x miss), last = the last wave's work-groups / slots, waves = ceil(work-groups / (compute units x "
         "residency)), miss = max(0, 1 - cache / the dispatch's DRAM bytes); "
         f"fitted on log times of the training points ({100 - int(run.HELDOUT * 100)}% of the "
         f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
@@ -187,7 +188,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
     for key, c in sorted(cal.coefficients.items()):
         tr, ho = fit.key_errors(cal.points, key)
         rows.append({"kernel body": key, "t0 us": c.t0 * 1e6, "latency us": c.latency * 1e6,
-                     "wave latency us": c.wave_latency * 1e6,
+                     "wave latency us": c.wave_latency * 1e6, "tail": c.tail,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
                      "padding": c.padding, "residency": c.residency, "spill": c.spill,
                      "train points": tr["points"],

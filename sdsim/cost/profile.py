@@ -96,6 +96,7 @@ COEFFICIENTS_SCHEMA = {
                            "padding": {"type": "number", "minimum": 0, "maximum": 1},
                            "group_us": _POSITIVE, "spill": _POSITIVE,
                            "wave_latency_us": _POSITIVE,
+                           "tail": {"type": "number", "minimum": 0, "maximum": 1},
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
                            "heldout_error_pct": _POSITIVE}}},
     },
@@ -400,7 +401,7 @@ def _coefficient_set(section: dict) -> dict:
     return {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6, c["step_us"] * 1e-6,
                               c["residency"], "calibrated", c.get("padding", 1.0),
                               c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache,
-                              c.get("wave_latency_us", 0.0) * 1e-6)
+                              c.get("wave_latency_us", 0.0) * 1e-6, c.get("tail", 0.0))
             for key, c in section.get("kernels", {}).items()}
 
 

@@ -5,8 +5,10 @@ work-group walking its serial steps.
     waves = ceil(work_groups / slots)
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
     miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
-    s     = step x lanes x (1 + spill x miss)  (one wave's step)
-    t     = t0 + waves x group + steps x max(latency, waves x max(wave_latency, s))
+    last  = work-groups of the last wave / slots   (how full it is, (0, 1])
+    s     = step x lanes x (1 + spill x miss)  (one full wave's step)
+    per   = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
+    t     = t0 + waves x group + steps x max(latency, per)
 
 `step` is the time one wave of resident work-groups takes for one serial step with every lane
 doing useful work (a k-tile of the GEMM, a key tile of FlashAttention, an input-channel tap of
@@ -17,7 +19,9 @@ throughput-bound); `wave_latency` is the shortest one wave's step can be, paid b
 (waves run one after another): a kernel latency-bound at full occupancy pays a whole wave for a
 few work-groups past it (the H200's 16x64 direct conv steps in 0.13 us up to 792 work-groups, 6
 per compute unit, and in 0.23 us at 864), where `latency` alone would let later waves overlap
-it; `group` is what a wave costs outside its steps (a work-group's prologue and
+it; `tail` is the share of its empty slots a partly filled last wave saves (the H200's d40
+FlashAttention walks 157 key tiles in 1,245 us with 120 work-groups and in 1,529 us with 240, in
+one wave of 264 slots); `group` is what a wave costs outside its steps (a work-group's prologue and
 epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
 how much dearer a step gets when the dispatch's data no longer fits the device's last-level
 cache (`cache`, one size per device, fitted by calibration), for kernels that sweep their data
@@ -26,12 +30,12 @@ sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step cost
 0.23 us). So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
 GEMM of 3 waves costs 3 x 80 x step.
 
-The coefficients (t0, group, latency, wave_latency, step, padding, residency) of each kernel body
+The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency) of each kernel body
 (`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps); a kernel
 without them gets coefficients transferred from the profile's specifications: `step` is the
 roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
 lanes in lockstep), `latency` the profile's `step_latency`, `t0` its launch overhead,
-`residency` its geometry's, `group` and `wave_latency` 0 (no specification gives them). With many waves that is the roofline over the efficiency,
+`residency` its geometry's, `group`, `wave_latency` and `tail` 0 (no specification gives them). With many waves that is the roofline over the efficiency,
 wave-quantized; with few it is latency-bound. Each predicted time explains itself in one line.
 """
 
@@ -53,6 +57,7 @@ class Coefficients:
     spill: float = 0.0     # extra step cost per share of the bytes past the cache
     cache: float = 0.0     # bytes, the device's cache size the fit found (0: no cache term)
     wave_latency: float = 0.0   # s, shortest step of each wave
+    tail: float = 0.0      # share of a partly filled last wave's empty slots it saves (0: none)
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,25 @@ def miss(dram_bytes, cache):
 
 
 def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
-               wave_latency=0.0):
+               wave_latency=0.0, tail=0.0, last=1.0):
     """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
     the calibration fit both evaluate this one."""
     import numpy as np
 
     s = step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed)
-    return t0 + waves * group + steps * np.maximum(latency, waves * np.maximum(wave_latency, s))
+    per = (waves - 1) * np.maximum(wave_latency, s) \
+        + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
+    return t0 + waves * group + steps * np.maximum(latency, per)
+
+
+def last_wave(work_groups, compute_units: int, residency: int):
+    """How full the last wave is, in (0, 1]: its work-groups over the slots; numbers or NumPy
+    arrays alike."""
+    import numpy as np
+
+    slots = compute_units * max(1, residency)
+    wg = np.maximum(np.asarray(work_groups, float), 1.0)
+    return (wg - (np.ceil(wg / slots) - 1) * slots) / slots
 
 
 def geometry_time(c: Coefficients, launch, compute_units: int,
@@ -93,15 +110,20 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     """(seconds, one-line explanation) of a dispatch of `launch` geometry moving `dram_bytes`
     under `c`."""
     w = waves(launch.work_groups, compute_units, c.residency)
+    last = float(last_wave(launch.work_groups, compute_units, c.residency))
     m = float(miss(dram_bytes, c.cache)) if c.spill else 0.0
     step = c.step * (c.padding + (1.0 - c.padding) * launch.active) * (1.0 + c.spill * m)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
-                         launch.active, c.spill, m, c.wave_latency))
+                         launch.active, c.spill, m, c.wave_latency, c.tail, last))
+    full = max(step, c.wave_latency)
+    shrink = max(c.wave_latency, (1.0 - c.tail * (1.0 - last)) * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
         lanes += (f", {m:.0%} of {dram_bytes / 2**20:.0f} MiB past the {c.cache / 2**20:.0f} MiB "
                   f"cache (x{1 + c.spill * m:.2f})")
-    if w * max(step, c.wave_latency) >= c.latency:
+    if shrink <= 0.98:
+        lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"
+    if (w - 1 + shrink) * full >= c.latency:
         bound = " wave-latency-bound" if c.wave_latency > step else ""
         why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x "
                f"{_us(max(step, c.wave_latency))}{bound} + {_group(w, c)}{_us(c.t0)}")
