@@ -242,12 +242,17 @@ _BENCH = {"tiny": [_lin(5, 7, 9)], "quick": [_lin(77, 96, 130)],
 
 # Calibration sweeps (synthetic, off SD1.4's dimensions): rows from a couple (a timestep
 # embedding) to many thousands, so the work-groups span a fraction of one wave to many waves and
-# the k-steps span 1 to ~200; shared with every use of the gemm kernel (im2col, Winograd).
+# the k-steps span 1 to ~200; shared with every use of the gemm kernel (im2col, Winograd). The
+# large class's build also gets the low end of its range (1,100-2,300 blocks of 64 x 64, a few
+# hundred of its own work-groups), where SD's feed-forward layers fall and a random draw rarely
+# lands.
 _CAL = {
     "quick": sweep(_lin, 10, seed=5, m=[2, 60, 300], k=[24, 200, 450], n=[40, 300, 700]),
     "full": sweep(_lin, 70, seed=5, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
                   k=[24, 96, 200, 450, 900, 1800, 2900],
-                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),
+                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200])
+    + [_lin(m, k, n) for m, n in ((1100, 4000), (500, 9000), (1500, 3000), (2500, 2200),
+                                  (700, 9000), (3000, 3000)) for k in (300, 2000)],
 }
 
 RECORDS = (
