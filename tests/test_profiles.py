@@ -235,7 +235,7 @@ def _with_fp32_set(scale):
     extra = copy.deepcopy(d["coefficients"])
     extra["precision"] = "fp32"
     for c in extra["kernels"].values():
-        for k in ("t0_us", "latency_us", "step_us", "group_us"):
+        for k in ("t0_us", "latency_us", "step_us", "group_us", "wave_latency_us"):
             if k in c:
                 c[k] *= scale
     d["coefficients_fp32"] = extra
