@@ -1,18 +1,14 @@
 """Fit the geometry model of sdsim/cost/waves.py to measured dispatches, one kernel body at a time.
 
 For each model key (one OpenCL kernel body: "gemm", "conv_direct", "attn_flash_d40", ...) the
-measured synthetic points (launch geometry, seconds) give
-
-    t = t0 + waves x group + steps x max(latency, per)
-    per = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
-    s = step x (padding + (1 - padding) x active),  waves = ceil(work_groups / slots)
-
-(`sdsim.cost.waves.model_time`, with its cache term) with t0, group, latency, wave_latency,
-step, spill >= 0 and padding in (0, 1) fitted by least squares on log times (every point weighs
+measured synthetic points (launch geometry, seconds) give the coefficients of the model of
+sdsim/cost/waves.py (`model_time`, its formula there): t0, group, latency, wave_latency, step,
+spill >= 0 and padding in (0, 1) fitted by least squares on log times (every point weighs
 by its relative error, small dispatches as much as large ones) for each residency in
 RESIDENCIES, the best residency kept; then `tail` in (0, 1) at that residency (fitted alongside
-the residency, it blurs the wave steps that place it). The max() makes the error surface kinked, with local
-minima a descent from one start falls into differently on different SciPy builds; so each fit
+the residency, it blurs the wave steps that place it). The max() makes the error surface kinked,
+with local minima a descent from one start falls into differently on different SciPy builds; so
+each fit
 starts from the best few points of a fixed grid (`_starts`), and refits of the same
 measurements on other machines land in the same minimum, but for coefficients the points do not
 determine (the padding of a body whose sweep always fills its lanes).

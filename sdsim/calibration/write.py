@@ -13,6 +13,7 @@ from sdsim import atomic, provenance
 from sdsim.calibration import fit, store
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
+from sdsim.cost import waves
 from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
@@ -172,10 +173,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         "",
         "## Timing coefficients per kernel body (sdsim/cost/waves.py)",
         "",
-        "t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave latency, s) + "
-        "max(wave latency, (1 - tail x (1 - last)) x s)), s = step x (padding + (1 - padding) x "
-        "active lanes) x (1 + spill x miss), last = the last wave's work-groups / slots, waves = ceil(work-groups / (compute units x "
-        "residency)), miss = max(0, 1 - cache / the dispatch's DRAM bytes); "
+        f"{waves.FORMULA}; "
         f"fitted on log times of the training points ({100 - int(run.HELDOUT * 100)}% of the "
         f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
         "by the fit. Errors are (predicted - measured) / measured. Device cache size: "

@@ -16,8 +16,9 @@ HELP = "predict latency, DRAM traffic and peak memory of a text-to-image run on 
 DESCRIPTION = (
     "Trace SD (text encoder, UNet, VAE decoder), lower every op to kernel calls under the chosen "
     "optimizations, and time each call from its launch geometry "
-    "(t0 + steps x max(latency, waves x max(wave latency, step)), sdsim/cost/waves.py) with the profile's calibrated "
-    "coefficients, or coefficients transferred from its specifications where none were measured; "
+    "(waves of work-groups, each walking its serial steps: sdsim/cost/waves.py) with the "
+    "profile's calibrated coefficients, or coefficients transferred from its specifications "
+    "where none were measured; "
     "where the specification sources disagree the total comes with a band. --opt takes 'paper' (the "
     "paper's kernels), 'none' (baselines) or a list like attention=flash,conv3x3=direct applied "
     "on top of paper (or on top of a set named first: none,groupnorm=fused)."

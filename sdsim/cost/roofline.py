@@ -4,8 +4,7 @@
                                              peak_fp16 only for half-arithmetic builds on a
                                              device with native half, Profile.rate)
     t_memory  = dram_bytes / dram_bandwidth
-    t         = t0 + steps x max(latency, waves x max(wave latency, step x (1 + spill x miss)))
-                                            (sdsim/cost/waves.py)
+    t         = the geometry model of sdsim/cost/waves.py (waves x steps, with its latencies)
 
 The coefficients are the profile's calibrated ones for the dispatch's kernel body, or transferred
 from the profile's specifications where none were measured. `bound` says which roofline term is

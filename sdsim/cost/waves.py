@@ -21,8 +21,8 @@ few work-groups past it (the H200's 16x64 direct conv steps in 0.13 us up to 792
 per compute unit, and in 0.23 us at 864), where `latency` alone would let later waves overlap
 it; `tail` is the share of its empty slots a partly filled last wave saves (the H200's d40
 FlashAttention walks 157 key tiles in 1,245 us with 120 work-groups and in 1,529 us with 240, in
-one wave of 264 slots); `group` is what a wave costs outside its steps (a work-group's prologue and
-epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
+one wave of 264 slots); `group` is what a wave costs outside its steps (a work-group's prologue
+and epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
 how much dearer a step gets when the dispatch's data no longer fits the device's last-level
 cache (`cache`, one size per device, fitted by calibration), for kernels that sweep their data
 more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice reads its second
@@ -30,19 +30,27 @@ sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step cost
 0.23 us). So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
 GEMM of 3 waves costs 3 x 80 x step.
 
-The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency) of each kernel body
-(`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps); a kernel
-without them gets coefficients transferred from the profile's specifications: `step` is the
-roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
+The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency) of each
+kernel body (`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps);
+a kernel without them gets coefficients transferred from the profile's specifications: `step` is
+the roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
 lanes in lockstep), `latency` the profile's `step_latency`, `t0` its launch overhead,
-`residency` its geometry's, `group`, `wave_latency` and `tail` 0 (no specification gives them). With many waves that is the roofline over the efficiency,
-wave-quantized; with few it is latency-bound. Each predicted time explains itself in one line.
+`residency` its geometry's, `group`, `wave_latency` and `tail` 0 (no specification gives
+them). With many waves that is the roofline over the efficiency, wave-quantized; with few it is
+latency-bound. Each predicted time explains itself in one line.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+#: the formula above in one line, for help texts and reports (this module owns it)
+FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
+           "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
+           "miss), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
+           "work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
+           "miss = max(0, 1 - cache / the dispatch's DRAM bytes)")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
          "their sum (device time). Predicted: sdsim/cost/waves.py per call of the same kernel "
-         "plan (t0 + steps x max(latency, waves x max(wave latency, step))).",
+         "plan.",
          f"- Machine load (1-min average) at the end of the run: {ctx.get('load', 'not recorded')}",
          f"- Calibration: {ctx.get('calibration') or 'none (coefficients from specifications)'}"
          + (f"; its held-out synthetic error: {ctx['heldout']}" if ctx.get("heldout") else ""),
