@@ -152,9 +152,10 @@ def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order(
 def test_fit_recovers_what_a_partly_filled_last_wave_saves():
     """Points whose last wave steps faster the emptier it is (tail 0.4: a half-full last wave
     costs 80% of a full one) at residency 2 on 8 compute units: the fit keeps the residency the
-    wave steps place and recovers the tail. (The residency is chosen without the tail, so a tail
-    strong enough to hide the wave steps, 0.5 here, is not recovered: a finer residency
-    explains those points instead.)"""
+    wave steps place and recovers the tail. (The residency is chosen without the tail, and a
+    rival takes its place only if it fits nearly as well without one; a tail strong enough to
+    hide the wave steps of these points, 0.6, is not recovered: a finer residency explains them
+    instead.)"""
     from sdsim.cost.waves import last_wave
 
     t0, step, tail, cu, pts = 4e-6, 0.5e-6, 0.4, 8, []
@@ -168,6 +169,27 @@ def test_fit_recovers_what_a_partly_filled_last_wave_saves():
     assert (c.t0, c.step, c.tail) == pytest.approx((t0, step, tail), rel=1e-3)
     assert all(p.measured_s == pytest.approx(geometry_time(c, p.launch, cu)[0], rel=1e-6)
                for p in pts)
+
+
+def test_a_tail_can_move_the_residency_to_a_rival_that_fits_nearly_as_well_without_it():
+    """Waves of 16 work-groups (residency 2 on 8 compute units) whose half-full waves step
+    faster (tail 0.3 and 0.5), swept at work-group counts where residency 1 without a tail
+    fits them better than residency 2 without one (as on the H200's d40 FlashAttention): the
+    tail fitted at each rival residency takes the fit back to 2 and recovers the tail."""
+    from sdsim.calibration.fit import _fit_residency
+    from sdsim.cost.waves import last_wave
+
+    t0, step, cu = 4e-6, 0.5e-6, 8
+    for tail in (0.3, 0.5):
+        pts = []
+        for wgs in (1, 4, 7, 8, 14, 15, 19, 21, 30, 36, 41, 70):
+            for steps in (5, 30, 120):
+                w, last = math.ceil(wgs / 16), float(last_wave(wgs, cu, 2))
+                t = t0 + steps * step * (w - 1 + 1 - tail * (1 - last))
+                pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+        assert _fit_residency(pts, cu, 1, 0.0)[1] < _fit_residency(pts, cu, 2, 0.0)[1]
+        c = fit_key(pts, cu)
+        assert (c.residency, c.t0, c.step, c.tail) == pytest.approx((2, t0, step, tail), rel=1e-3)
 
 
 def test_fit_finds_the_device_cache_and_each_body_s_spill():

@@ -33,6 +33,10 @@ from sdsim.cost.waves import Coefficients, geometry_time, last_wave, miss, model
 RESIDENCIES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
 #: the fewest training points with which a body picks among all RESIDENCIES (`_fit_key`)
 FINE_POINTS = 20
+#: a residency whose fit without the tail costs within TAIL_RIVAL of the best one's is a rival,
+#: and takes the best one's place if its fit with the tail costs TAIL_GAIN-fold less (`_fit_key`)
+TAIL_RIVAL = 2.0
+TAIL_GAIN = 2.0
 #: the most a step may cost past the cache, as a multiple of its cost within: DRAM against
 #: last-level-cache bandwidth is a few times (4x bounds what the sweeps show: the H200's fused
 #: GroupNorm step costs 0.07 us at 10 MB and 0.23 us at 300 MB); unbounded, a body with a few
@@ -142,17 +146,23 @@ def fit_key(points: list[Point], compute_units: int) -> Coefficients:
 def _fit_key(points, compute_units, cache) -> tuple[Coefficients, float]:
     """(coefficients, training cost) at the residency that fits the points best. A body with
     fewer than FINE_POINTS points cannot tell neighbouring residencies apart (each adds a wave
-    step somewhere among a few points): it picks among the powers of two."""
+    step somewhere among a few points): it picks among the powers of two. The residency is
+    chosen without the tail, which fitted alongside it blurs the wave steps that place it; then
+    the tail is fitted at that residency and at its rivals (those fitting within TAIL_RIVAL of
+    its cost), and a rival wins only if its tail cuts the cost TAIL_GAIN-fold: the H200's d40
+    FlashAttention steps in waves of 264 work-groups (residency 2) whose half-full waves run
+    faster, which residency 1 without a tail mimics at 7x the error."""
     fine = len(points) >= FINE_POINTS
-    fits = [_fit_residency(points, compute_units, r, cache)
-            for r in RESIDENCIES if fine or r & (r - 1) == 0]
-    least = min(cost for _, cost in fits)
+    fits = {r: _fit_residency(points, compute_units, r, cache)
+            for r in RESIDENCIES if fine or r & (r - 1) == 0}
+    least = min(cost for _, cost in fits.values())
     # residencies that fit equally well (points that cannot tell them apart): the smallest
-    c, cost = next(f for f in fits if f[1] <= least * (1 + 1e-6) + 1e-12)
-    # then, at that residency, how much a partly filled last wave saves: fitted alongside the
-    # residency it would blur the wave steps that place it
-    tailed = _fit_residency(points, compute_units, c.residency, cache, tails=True)
-    return tailed if tailed[1] < cost else (c, cost)
+    r = next(r for r, (_, cost) in fits.items() if cost <= least * (1 + 1e-6) + 1e-12)
+    tailed = {q: _fit_residency(points, compute_units, q, cache, tails=True)
+              for q, (_, cost) in fits.items() if q == r or cost <= least * TAIL_RIVAL}
+    best = min((fits[r], tailed[r]), key=lambda f: f[1])
+    rival = min(tailed.values(), key=lambda f: f[1])
+    return rival if rival[1] * TAIL_GAIN <= best[1] else best
 
 
 def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
