@@ -417,10 +417,23 @@ _CAL_DIRECT_BLOCKS = {
              *sweep(_conv_point, 12, seed=15, batch=[1, 2], cin=[12, 48, 160, 384, 896, 1152],
                     cout=[5, 6, 7, 8], hw=[10, 20, 40, 72, 100, 128])],
 }
+# Large images (128 to 512 pixels a side) with a few hundred channels, as SD1.4's VAE decoder
+# runs its 3x3 and 1x1 convs: tens of thousands of work-groups with every lane of a tile row
+# active (the sizes above leave a quarter or more of a Winograd transform's lanes idle).
+_CAL_LARGE = {
+    "quick": [],
+    "full": sweep(_conv_point, 8, seed=16, batch=[1], cin=[24, 48, 96, 160, 224, 384],
+                  cout=[24, 48, 96, 160, 224, 384], hw=[128, 192, 256, 384, 512]),
+}
+_CAL_LARGE_POINTWISE = {
+    "quick": [],
+    "full": sweep(lambda **a: _conv_point(**a, k=1), 6, seed=17, batch=[1],
+                  cin=[48, 96, 224, 384], cout=[24, 96, 224, 384], hw=[192, 256, 384, 512]),
+}
 _CAL_WINOGRAD = {
     "quick": _CAL_3X3["quick"][:4],
     "full": sweep(_conv_point, 30, seed=4, batch=[1, 2], cin=_CHANNELS[3:], cout=_CHANNELS[3:],
-                  hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"],
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"] + _CAL_LARGE["full"],
 }
 
 
@@ -447,7 +460,8 @@ RECORDS = (
     _record("direct", direct_cost, "direct", _TOL, _join(_BENCH_3X3, _BENCH_OTHER, _BENCH_DIRECT),
             _join(_CAL_3X3, _CAL_STRIDED, _CAL_DIRECT_BLOCKS, _CAL_DEEP)),
     _record("im2col_gemm", im2col_gemm_cost, "im2col", _TOL, _join(_BENCH_3X3, _BENCH_OTHER),
-            _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE, _CAL_DEEP_POINTWISE)),
+            _join(_CAL_3X3, _CAL_STRIDED, _CAL_POINTWISE, _CAL_DEEP_POINTWISE,
+                  _CAL_LARGE_POINTWISE)),
     *(_winograd_record(name, m) for name, m in WINOGRAD_M.items()),
 )
 register(*RECORDS)
