@@ -5,13 +5,13 @@ measured synthetic points (launch geometry, seconds) give the coefficients of th
 sdsim/cost/waves.py (`model_time`, its formula there): t0, group, latency, wave_latency, step,
 spill >= 0 and padding in (0, 1) fitted by least squares on log times (every point weighs
 by its relative error, small dispatches as much as large ones) for each residency in
-RESIDENCIES, the best residency kept; then `tail` in (0, 1) at that residency (fitted alongside
-the residency, it blurs the wave steps that place it). The max() makes the error surface kinked,
-with local minima a descent from one start falls into differently on different SciPy builds; so
-each fit
-starts from the best few points of a fixed grid (`_starts`), and refits of the same
-measurements on other machines land in the same minimum, but for coefficients the points do not
-determine (the padding of a body whose sweep always fills its lanes).
+RESIDENCIES, the best residency kept; then `tail` in (0, 1) at that residency and at its close
+rivals, a rival winning only if its tail halves the error (`_fit_key`; fitted alongside every
+residency, the tail blurs the wave steps that place it). The max() makes the error surface
+kinked, with local minima a descent from one start falls into differently on different SciPy
+builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
+the same measurements on other machines land in the same minimum, but for coefficients the
+points do not determine (the padding of a body whose sweep always fills its lanes).
 The device's cache size is the one of CACHES whose fits of all kernel bodies together leave the
 least error. Points are split once into a training set (80%) and a held-out set (20%, never seen
 by the fit): the held-out error is what the model does on shapes it did not see.
