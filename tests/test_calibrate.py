@@ -149,6 +149,20 @@ def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order(
         (c.residency, c.t0, max(c.wave_latency, c.step)), rel=1e-6)
 
 
+def _tailed_points(work_groups, t0, step, tail, cu):
+    """Points at residency 2 on `cu` compute units, written out from the formula of
+    sdsim/cost/waves.py by hand: every full wave walks its steps at `step`, the last one at
+    (1 - tail x its empty share) x step."""
+    pts = []
+    for wgs in work_groups:
+        for steps in (5, 30, 120):
+            w = math.ceil(wgs / (2 * cu))
+            last = (wgs - (w - 1) * 2 * cu) / (2 * cu)     # the last wave's share of its slots
+            t = t0 + steps * step * (w - 1 + 1 - tail * (1 - last))
+            pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+    return pts
+
+
 def test_fit_recovers_what_a_partly_filled_last_wave_saves():
     """Points whose last wave steps faster the emptier it is (tail 0.4: a half-full last wave
     costs 80% of a full one) at residency 2 on 8 compute units: the fit keeps the residency the
@@ -156,14 +170,8 @@ def test_fit_recovers_what_a_partly_filled_last_wave_saves():
     rival takes its place only if it fits nearly as well without one; a tail strong enough to
     hide the wave steps of these points, 0.6, is not recovered: a finer residency explains them
     instead.)"""
-    from sdsim.cost.waves import last_wave
-
-    t0, step, tail, cu, pts = 4e-6, 0.5e-6, 0.4, 8, []
-    for wgs in (1, 4, 8, 12, 16, 20, 24, 40, 56, 100, 200, 333):
-        for steps in (5, 30, 120):
-            w, last = math.ceil(wgs / 16), float(last_wave(wgs, cu, 2))
-            t = t0 + steps * step * (w - 1 + 1 - tail * (1 - last))
-            pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+    t0, step, tail, cu = 4e-6, 0.5e-6, 0.4, 8
+    pts = _tailed_points((1, 4, 8, 12, 16, 20, 24, 40, 56, 100, 200, 333), t0, step, tail, cu)
     c = fit_key(pts, cu)
     assert c.residency == 2
     assert (c.t0, c.step, c.tail) == pytest.approx((t0, step, tail), rel=1e-3)
@@ -177,16 +185,10 @@ def test_a_tail_can_move_the_residency_to_a_rival_that_fits_nearly_as_well_witho
     fits them better than residency 2 without one (as on the H200's d40 FlashAttention): the
     tail fitted at each rival residency takes the fit back to 2 and recovers the tail."""
     from sdsim.calibration.fit import _fit_residency
-    from sdsim.cost.waves import last_wave
 
     t0, step, cu = 4e-6, 0.5e-6, 8
     for tail in (0.3, 0.5):
-        pts = []
-        for wgs in (1, 4, 7, 8, 14, 15, 19, 21, 30, 36, 41, 70):
-            for steps in (5, 30, 120):
-                w, last = math.ceil(wgs / 16), float(last_wave(wgs, cu, 2))
-                t = t0 + steps * step * (w - 1 + 1 - tail * (1 - last))
-                pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+        pts = _tailed_points((1, 4, 7, 8, 14, 15, 19, 21, 30, 36, 41, 70), t0, step, tail, cu)
         assert _fit_residency(pts, cu, 1, 0.0)[1] < _fit_residency(pts, cu, 2, 0.0)[1]
         c = fit_key(pts, cu)
         assert (c.residency, c.t0, c.step, c.tail) == pytest.approx((2, t0, step, tail), rel=1e-3)

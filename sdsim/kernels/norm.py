@@ -77,7 +77,7 @@ def group_norm_fused(batch, channels, hw, groups, precision, act=None):
 def _body(kernel: str, act) -> str:
     """The timing model's key: the fused SiLU is built in (-DACT=1), a body of its own whose
     exp costs each step about a tenth more on the H200's fused GroupNorm."""
-    return f"{kernel}.silu" if act == "silu" else kernel
+    return f"{kernel}.silu" if _act_flag(act) else kernel
 
 
 def layer_norm_rowwise(rows, dim, precision):
@@ -232,16 +232,16 @@ def _gn_point(batch, channels, hw, act):
     return _gn_shape(batch, channels, hw, 1, 32, act)
 
 
-# Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): group sizes from a few
-# hundred elements (one strided step) to about a million, and group counts from 32 (under one
-# wave on a large GPU) to 64; the largest images reach the VAE decoder's sweeps of hundreds of MB
-# (past any GPU cache) with few channels per group, as its last blocks have.
 # 64 groups (a batch of 2) walking a hundred to a few thousand steps over 10-100 MB, on both
-# sides of a large GPU's cache, where SD1.4's UNet runs its GroupNorms; the draw above has few
+# sides of a large GPU's cache, where SD1.4's UNet runs its GroupNorms; the draw below has few
 # points there, and each activation (a kernel body of its own) gets half of them.
 _GN_MID = [_gn_point(2, c, hw, act) for act in ("silu", None)
            for c, hw in ((96, 3600), (192, 2500), (192, 10000), (384, 3600), (768, 2500),
                          (96, 40000))]
+# Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): group sizes from a few
+# hundred elements (one strided step) to about a million, and group counts from 32 (under one
+# wave on a large GPU) to 64; the largest images reach the VAE decoder's sweeps of hundreds of MB
+# (past any GPU cache) with few channels per group, as its last blocks have.
 _GN_CAL = {
     "quick": sweep(_gn_point, 3, seed=8, batch=[1, 2], channels=[96, 192], hw=[36, 144],
                    act=["silu", None]),
