@@ -55,6 +55,10 @@ def transpose_launch(batch, rows, cols) -> Launch:
     return Launch.grid((cols, rows, batch), (16, 16, 1))
 
 
+#: columns per work-item of opencl/gelu.cl's GEGLU kernels (its -DVEC: float8 arithmetic)
+GELU_VEC = 8
+
+
 # --- float64 references of the activations ----------------------------------------------------
 def gelu_ref(x):
     """Exact erf GELU in float64."""
@@ -82,7 +86,7 @@ def activation(rt, x, n, kind, *, precision="fp32", out=None, wait_for=None):
     if kind not in ACTIVATIONS:
         raise SdsimError(f"unknown activation '{kind}'; expected one of {', '.join(ACTIVATIONS)}")
     out = out if out is not None else rt.alloc(n, precision, f"{kind} output")
-    k = rt.kernel("gelu", kind, precision)
+    k = rt.kernel("gelu", kind, precision, {"VEC": GELU_VEC})
     ev = flat_launch(n).enqueue(rt, k, x, out, i32(n), wait_for=wait_for)
     return out, [ev]
 

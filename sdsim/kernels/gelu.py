@@ -15,15 +15,16 @@ import numpy as np
 
 from sdsim.errors import SdsimError
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
-from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
+from sdsim.kernels.elementwise import GELU_FLOPS, GELU_VEC, gelu_ref
 from sdsim.precision import BYTES, stored
 
 LOCAL = (64, 1)
+DEFINES = {"VEC": GELU_VEC}
 
 
 def rows_launch(tokens, dim) -> Launch:
-    """One work-item per output element of a (tokens, dim) result."""
-    return Launch.grid((dim, tokens), LOCAL)
+    """One work-item per GELU_VEC consecutive columns of a row of the (tokens, dim) result."""
+    return Launch.grid((-(-dim // GELU_VEC), tokens), LOCAL)
 
 
 def standalone_cost(tokens, dim, precision):
@@ -47,17 +48,17 @@ def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None
     i32 = np.int32
     out = out if out is not None else rt.alloc(rows * dim, precision, "geglu output")
     if variant == "geglu_fused":
-        k = rt.kernel("gelu", "geglu", precision)
+        k = rt.kernel("gelu", "geglu", precision, DEFINES)
         return out, [rows_launch(rows, dim).enqueue(rt, k, x, out, i32(rows), i32(dim),
                                                     wait_for=wait_for)]
     if variant != "standalone":
         raise SdsimError(f"geglu: unknown variant '{variant}'; expected one of "
                          f"{', '.join(r.name for r in RECORDS)}")
     g = rt.alloc(rows * dim, precision, "gelu(gate) temporary")
-    k1 = rt.kernel("gelu", "gelu_gate", precision)
+    k1 = rt.kernel("gelu", "gelu_gate", precision, DEFINES)
     events = [rows_launch(rows, dim).enqueue(rt, k1, x, g, i32(rows), i32(dim),
                                              wait_for=wait_for)]
-    k2 = rt.kernel("gelu", "mul_rows", precision)
+    k2 = rt.kernel("gelu", "mul_rows", precision, DEFINES)
     events.append(rows_launch(rows, dim).enqueue(rt, k2, x, g, out, i32(rows), i32(dim),
                                                  i32(2 * dim), wait_for=events[-1:]))
     return out, events
