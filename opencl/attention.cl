@@ -6,7 +6,8 @@
 // Variants (see sdsim/kernels/attention.py for their costs):
 //   naive:           attn_qk -> softmax_max -> softmax_sum -> softmax_normalize -> attn_pv
 //   partial softmax: attn_qk -> softmax_stats -> attn_pv (built with -DSOFTMAX_IN_PV=1)
-//   flash:           attn_flash (built with -DD=<head dim> -DBQ=<rows per group> -DBK=<key tile>)
+//   flash:           attn_flash (built with -DD=<head dim> -DBQ=<rows per group> -DBK=<key tile>,
+//                    -DFLASH_CPU=1 for the CPU body: one work-item per group walks its BQ rows)
 
 #ifndef TILE
 #define TILE 16
@@ -161,6 +162,102 @@ __kernel void attn_pv(__global const store_t* p, __global const store_t* v,
 }
 
 #ifdef D
+#if FLASH_CPU
+// FlashAttention on a CPU: a work-group of one work-item owns BQ query rows of one (batch, head)
+// and walks them row by row over each key tile; K is staged transposed and V padded to DP
+// columns, so a row's scores for the tile are BK / 8 float8 multiply-adds per query element and
+// its accumulators DP / 8 float8 vectors: the SIMD micro-kernel shape of a CPU BLAS, with exp
+// on whole vectors. (Work-groups of many work-items run as loops over them on a CPU, and their
+// per-row state goes through memory at every barrier.)
+#if BK % 8
+#error "the CPU FlashAttention body walks key tiles 8 keys at a time (BK a multiple of 8)"
+#endif
+#define DP ((D + 7) / 8 * 8)
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void attn_flash(__global const store_t* q, __global const store_t* k, __global const store_t* v,
+                __global store_t* o, int nq, int nk, int heads, float scale, int causal)
+{
+    const int qt = get_group_id(0), bh = get_group_id(1);
+    const int b = bh / heads, h = bh % heads, C = heads * D;
+    const int i0 = qt * BQ, rows = min(BQ, nq - i0);
+    __local float8 ktT8[D][BK / 8];                    // read as aligned vectors
+    __local float8 vt8[BK][DP / 8];
+    __local float (*ktT)[BK] = (__local float (*)[BK])ktT8;
+    __local float (*vt)[DP] = (__local float (*)[DP])vt8;
+    float qr[BQ][D], m[BQ], l[BQ];
+    float8 acc[BQ][DP / 8];
+    for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < D; ++c) qr[r][c] = LOAD(q, (size_t)(b * nq + i0 + r) * C + h * D + c);
+        for (int c = 0; c < DP / 8; ++c) acc[r][c] = (float8)0.0f;
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    const int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7), cmask = (int8)(causal ? -1 : 0);
+    const int kend = causal ? min(nk, i0 + rows) : nk;
+    for (int j0 = 0; j0 < kend; j0 += BK) {
+        const int jn = min(BK, kend - j0);
+        for (int jj = 0; jj < BK; ++jj) {
+            const size_t g = (size_t)(b * nk + j0 + jj) * C + h * D;
+            for (int c = 0; c < D; ++c) {
+                ktT[c][jj] = jj < jn ? LOAD(k, g + c) : 0.0f;
+                vt[jj][c] = jj < jn ? LOAD(v, g + c) : 0.0f;
+            }
+            for (int c = D; c < DP; ++c) vt[jj][c] = 0.0f;
+        }
+        for (int r = 0; r < rows; ++r) {
+            const int i = i0 + r;
+            float8 s[BK / 8];
+            _Pragma("unroll")
+            for (int t = 0; t < BK / 8; ++t) s[t] = (float8)0.0f;
+            for (int c = 0; c < D; ++c) {
+                const float a = qr[r][c];
+                _Pragma("unroll")
+                for (int t = 0; t < BK / 8; ++t) s[t] = a * ktT8[c][t] + s[t];
+            }
+            float8 mv = (float8)(-INFINITY);
+            _Pragma("unroll")
+            for (int t = 0; t < BK / 8; ++t) {
+                const int8 j = lane + (j0 + t * 8);
+                s[t] = select(s[t] * scale, (float8)(-INFINITY), (j >= j0 + jn) | ((j > i) & cmask));
+                mv = fmax(mv, s[t]);
+            }
+            const float4 m4 = fmax(mv.lo, mv.hi);
+            const float2 m2 = fmax(m4.lo, m4.hi);
+            const float mt = fmax(m[r], fmax(m2.x, m2.y));
+            if (mt == -INFINITY) continue;              // every key of this tile masked
+            const float alpha = (m[r] == -INFINITY) ? 0.0f : exp(m[r] - mt);
+            float p[BK];
+            float8 lv = (float8)0.0f;
+            _Pragma("unroll")
+            for (int t = 0; t < BK / 8; ++t) {
+                const float8 e = exp(s[t] - mt);        // masked keys: exp(-inf) = 0
+                lv += e;
+                vstore8(e, t, p);
+            }
+            const float4 l4 = lv.lo + lv.hi;
+            const float2 l2 = l4.lo + l4.hi;
+            l[r] = l[r] * alpha + (l2.x + l2.y);
+            float8 a[DP / 8];
+            _Pragma("unroll")
+            for (int c = 0; c < DP / 8; ++c) a[c] = acc[r][c] * alpha;
+            for (int jj = 0; jj < BK; ++jj) {
+                const float pj = p[jj];
+                _Pragma("unroll")
+                for (int c = 0; c < DP / 8; ++c) a[c] = pj * vt8[jj][c] + a[c];
+            }
+            _Pragma("unroll")
+            for (int c = 0; c < DP / 8; ++c) acc[r][c] = a[c];
+            m[r] = mt;
+        }
+    }
+    for (int r = 0; r < rows; ++r) {
+        float out[DP];
+        const float inv = 1.0f / l[r];
+        for (int c = 0; c < DP / 8; ++c) vstore8(acc[r][c] * inv, c, out);
+        for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i0 + r) * C + h * D + c, out[c]);
+    }
+}
+#else   // the GPU body
 #if FLASH_UNROLL
 #define TILE_KEYS BK
 #define TILE_UNROLL _Pragma("unroll")
@@ -232,4 +329,5 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i) * C + h * D + c, acc[c] * inv);
     }
 }
+#endif   // FLASH_CPU
 #endif

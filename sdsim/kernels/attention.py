@@ -9,7 +9,8 @@ precision; per-row statistics (max, sum of exponentials) are fp32.
 - "partial_softmax": QK^T (writes S), one reduction pass writing row max and sum of exponentials
   (online), and P·V that loads each score as exp(s - max) / sum so P is never written.
 - "flash": one dispatch; a work-group owns `flash_rows()` query rows and streams K/V tiles through local
-  memory with the online softmax; K and V are re-read once per query tile. With `causal`, key
+  memory with the online softmax; K and V are re-read once per query tile. GPUs give each row a
+  work-item; CPUs run one work-item per group that walks the rows with vector arithmetic. With `causal`, key
   tiles wholly after a query tile's last row are skipped.
 """
 
@@ -44,9 +45,17 @@ _NORM_FLOPS = 3
 
 
 def flash_key_tile(head_dim: int, local_mem: int = FLASH_LOCAL_BUDGET) -> int:
-    """Key rows per local-memory tile of the flash kernel: K and V tiles of BK x head_dim floats."""
+    """Key rows per local-memory tile of the flash kernel: K and V tiles of BK x head_dim floats,
+    a multiple of 8 keys where 8 fit (the CPU body walks a tile 8 keys at a time)."""
     budget = min(local_mem, FLASH_LOCAL_BUDGET)
-    return max(1, min(32, budget // (8 * head_dim)))
+    bk = max(1, min(32, budget // (8 * head_dim)))
+    return bk - bk % 8 if bk >= 8 else bk
+
+
+def flash_cpu() -> bool:
+    """Whether FlashAttention runs its CPU body (one work-item per work-group walking the
+    group's query rows with vector arithmetic): the active tuning's device type."""
+    return tuning.current().device_type == "cpu"
 
 
 # --- launch geometry (read by the launcher and the costs alike) ---------------------------------
@@ -71,12 +80,15 @@ def normalize_launch(rows, nk) -> Launch:
 
 
 def flash_launch(bh, nq, nk, d, causal) -> Launch:
-    """One work-group of flash_rows() work-items per query tile, one work-item per query row,
-    walking key tiles."""
+    """One work-group per tile of flash_rows() query rows, walking key tiles: on a GPU one
+    work-item per row; on a CPU (flash_cpu()) one work-item walking the tile's rows."""
     bq = flash_rows()
     keys, _ = flash_visits(nq, nk, causal)
     tiles = ceil(nq / bq)
-    return Launch.grid((nq, bh), (bq, 1), steps=ceil(keys / (tiles * flash_key_tile(d))))
+    steps = ceil(keys / (tiles * flash_key_tile(d)))
+    if flash_cpu():
+        return Launch.grid((tiles, bh), (1, 1), steps=steps, useful=bh * nq / bq)
+    return Launch.grid((nq, bh), (bq, 1), steps=steps)
 
 
 def _qk(bh, nq, nk, d, b):
@@ -172,11 +184,15 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
         out = rt.alloc(batch * nq * heads * d, precision, "attention output")
     if variant == "flash":
         bq, bk = flash_rows(), flash_key_tile(d)
+        cpu = flash_cpu()
         if rt.local_mem < 8 * d * bk:
             raise SdsimError(f"attention: flash needs {8 * d * bk} bytes of local memory for "
                              f"head_dim {d}; {rt.name} has {rt.local_mem}")
+        if cpu and bk % 8:
+            raise SdsimError(f"attention: flash on a CPU walks key tiles of 8 keys; head_dim {d} "
+                             f"leaves room for {bk} (head_dim at most {FLASH_LOCAL_BUDGET // 64})")
         kern = rt.kernel("attention", "attn_flash", precision,
-                         {"D": d, "BQ": bq, "BK": bk,
+                         {"D": d, "BQ": bq, "BK": bk, "FLASH_CPU": int(cpu),
                           "FLASH_UNROLL": int(tuning.current().flash_unroll)})
         ev = flash_launch(bh, nq, nk, d, causal).enqueue(
             rt, kern, q, k, v, out, i32(nq), i32(nk), i32(heads), scale, i32(causal),
