@@ -3,48 +3,16 @@
 // storage precision (store_t); row statistics are fp32; all arithmetic is fp32.
 // Causal masking (key j visible to query i iff j <= i) is an argument.
 //
-// Variants (see sdsim/kernels/attention.py for their costs):
-//   naive:           attn_qk -> softmax_max -> softmax_sum -> softmax_normalize -> attn_pv
-//   partial softmax: attn_qk -> softmax_stats -> attn_pv (built with -DSOFTMAX_IN_PV=1)
+// Variants (see sdsim/kernels/attention.py for their costs); QK^T and P.V are opencl/gemm.cl's
+// register-tiled GEMM on each (batch, head)'s matrices:
+//   naive:           QK^T -> softmax_max -> softmax_sum -> softmax_normalize -> P.V
+//   partial softmax: QK^T -> softmax_stats -> P.V loading exp(s - max) / sum (gemm.cl SOFTMAX_A)
 //   flash:           attn_flash (built with -DD=<head dim> -DBQ=<rows per group> -DBK=<key tile>,
 //                    -DFLASH_CPU=1 for the CPU body: one work-item per group walks its BQ rows)
 
-#ifndef TILE
-#define TILE 16
-#endif
 #ifndef WG
 #define WG 64
 #endif
-#ifndef SOFTMAX_IN_PV
-#define SOFTMAX_IN_PV 0
-#endif
-
-// S[bh, i, j] = scale * q_i . k_j  (16x16 output tile per work-group, d in steps of TILE)
-__kernel void attn_qk(__global const store_t* q, __global const store_t* k, __global store_t* s,
-                      int nq, int nk, int heads, int d, float scale, int causal)
-{
-    const int lj = get_local_id(0), li = get_local_id(1);
-    const int j0 = get_group_id(0) * TILE, i0 = get_group_id(1) * TILE;
-    const int bh = get_global_id(2), b = bh / heads, h = bh % heads, C = heads * d;
-    __local float qt[TILE][TILE + 1];
-    __local float kt[TILE][TILE + 1];
-    float acc = 0.0f;
-    for (int c0 = 0; c0 < d; c0 += TILE) {
-        const int c = c0 + lj;
-        const int qi = i0 + li, kj = j0 + li;
-        qt[li][lj] = (qi < nq && c < d) ? LOAD(q, (size_t)(b * nq + qi) * C + h * d + c) : 0.0f;
-        kt[li][lj] = (kj < nk && c < d) ? LOAD(k, (size_t)(b * nk + kj) * C + h * d + c) : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int t = 0; t < TILE; ++t) acc += qt[li][t] * kt[lj][t];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const int i = i0 + li, j = j0 + lj;
-    if (i < nq && j < nk) {
-        float v = acc * scale;
-        if (causal && j > i) v = -INFINITY;
-        STORE(s, ((size_t)bh * nq + i) * nk + j, v);
-    }
-}
 
 // Work-group tree reduction helpers over WG floats in local memory.
 #define REDUCE(buf, l, OP)                                                \
@@ -123,42 +91,6 @@ __kernel void softmax_stats(__global const store_t* s, __global float* mx, __glo
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     if (l == 0) { mx[row] = rm[0]; sm[row] = rs[0]; }
-}
-
-// O[b, i, h*d + c] = sum_j P[bh, i, j] V[b, j, h*d + c]; with SOFTMAX_IN_PV the loaded score s
-// becomes exp(s - max[row]) / sum[row] on the way into local memory (P is never stored).
-__kernel void attn_pv(__global const store_t* p, __global const store_t* v,
-                      __global const float* mx, __global const float* sm,
-                      __global store_t* o, int nq, int nk, int heads, int d)
-{
-    const int lc = get_local_id(0), li = get_local_id(1);
-    const int c0 = get_group_id(0) * TILE, i0 = get_group_id(1) * TILE;
-    const int bh = get_global_id(2), b = bh / heads, h = bh % heads, C = heads * d;
-    __local float pt[TILE][TILE + 1];
-    __local float vt[TILE][TILE + 1];
-    const int pi = i0 + li;
-#if SOFTMAX_IN_PV
-    const float rmax = pi < nq ? mx[(size_t)bh * nq + pi] : 0.0f;
-    const float rinv = pi < nq ? 1.0f / sm[(size_t)bh * nq + pi] : 0.0f;
-#endif
-    float acc = 0.0f;
-    for (int j0 = 0; j0 < nk; j0 += TILE) {
-        const int pj = j0 + lc, vj = j0 + li, vc = c0 + lc;
-        float pv = 0.0f;
-        if (pi < nq && pj < nk) {
-            pv = LOAD(p, ((size_t)bh * nq + pi) * nk + pj);
-#if SOFTMAX_IN_PV
-            pv = exp(pv - rmax) * rinv;
-#endif
-        }
-        pt[li][lc] = pv;
-        vt[li][lc] = (vj < nk && vc < d) ? LOAD(v, (size_t)(b * nk + vj) * C + h * d + vc) : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int t = 0; t < TILE; ++t) acc += pt[li][t] * vt[t][lc];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const int c = c0 + lc;
-    if (pi < nq && c < d) STORE(o, (size_t)(b * nq + pi) * C + h * d + c, acc);
 }
 
 #ifdef D

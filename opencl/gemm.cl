@@ -24,9 +24,16 @@
 // multiply-add; 1 half multiplies (each product rounded to half) added into float accumulators;
 // 2 half fma into half accumulators, as a mobile engine's fp16 mode runs it. The operands sit in
 // float registers holding exact halves; sdsim/sim/gemm.py mirrors each rounding point.
+// Batches: matrix b of a call is at (b / hb) * sXb + (b % hb) * sXh in each operand (hb = 1:
+// one stride; attention's per-(batch, head) matrices of in-place (B, N, heads * d) tensors: hb
+// heads, sXh the head's offset).
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
-// ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU); SPLIT = 0 | 1 (partial sums, above).
+// ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU) | 2 causal mask (C[i][j] = -inf for
+// j > i: attention's scores); SPLIT = 0 | 1 (partial sums, above);
+// SOFTMAX_A = 1: A holds attention scores and each is loaded as exp(a - rmax[row]) / rsum[row]
+// (per-row statistics of matrix b at b * M + row, two extra arguments): the partially fused
+// softmax's P.V, which never stores P; FLOAT_ARITH = 1: float arithmetic at any storage.
 
 #ifndef BIAS
 #define BIAS 0
@@ -37,15 +44,25 @@
 #ifndef SPLIT
 #define SPLIT 0
 #endif
+#ifndef SOFTMAX_A
+#define SOFTMAX_A 0
+#endif
+#if SOFTMAX_A   // the statistics arguments, and A's element a of row gi as loaded
+#define STATS_ARGS , __global const float* rmax, __global const float* rsum
+#define PRO_A(a, gi) (exp((a) - rmax[rowb + (gi)]) / rsum[rowb + (gi)])
+#else
+#define STATS_ARGS
+#define PRO_A(a, gi) (a)
+#endif
 #if SPLIT   // partial sums: float, dense (b * S + s, row, col), no epilogue
 typedef float out_t;
-#define PUT(C, b, gi, gj, v) (C)[(((long)(b) * M + (gi)) * N) + (gj)] = (v)
+#define PUT(gi, gj, v) C[(((long)z * M + (gi)) * N) + (gj)] = (v)
 #else
 typedef store_t out_t;
-#define PUT(C, b, gi, gj, v) STORE(C, (long)(b) * sCb + (long)(gi) * sCm + (long)(gj) * sCn, \
-                                   epilogue(v, bias, gi, gj))
+#define PUT(gi, gj, v) STORE(C, cBase + (long)(gi) * sCm + (long)(gj) * sCn, \
+                             epilogue(v, bias, gi, gj))
 #endif
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH) || defined(FLOAT_ARITH)
 #undef ARITH
 #define ARITH 0
 #endif
@@ -119,6 +136,8 @@ inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 #endif
 #if ACT == 1
     v = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+#elif ACT == 2
+    if (gj > gi) v = -INFINITY;
 #endif
     return v;
 }
@@ -133,7 +152,8 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
           const float alpha,
           const int sAb, const int sAm, const int sAk,
           const int sBb, const int sBk, const int sBn,
-          const int sCb, const int sCm, const int sCn)
+          const int sCb, const int sCm, const int sCn,
+          const int hb, const int sAh, const int sBh, const int sCh STATS_ARGS)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int j0 = get_group_id(0) * TN, i0 = get_group_id(1) * TM;
@@ -149,7 +169,9 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
     for (int i = 0; i < WM; i++)
         #pragma unroll
         for (int j = 0; j < WN; j++) acc[i][j] = (acc_t)0.0f;
-    const long aBase = (long)b * sAb, bBase = (long)b * sBb;
+    const int bo = b / hb, bi = b % hb;
+    const long aBase = (long)bo * sAb + (long)bi * sAh, bBase = (long)bo * sBb + (long)bi * sBh;
+    const long cBase = (long)bo * sCb + (long)bi * sCh, rowb = (long)b * M;
 
     // Each work-item loads LA elements of the A tile and LB of the B tile per K step; the next
     // step's elements are loaded into registers before this step's products, so the global
@@ -169,7 +191,8 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
 #define FETCH(k0)                                                                               \
     for (int l = 0; l < LA; l++) {                                                              \
         const int gi = i0 + la_m[l], gk = (k0) + la_k[l];                                       \
-        ra[l] = (gi < M && gk < ke) ? LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk) : 0.0f;   \
+        ra[l] = (gi < M && gk < ke) ? PRO_A(LOAD(A, aBase + (long)gi * sAm + (long)gk * sAk), gi) \
+                                    : 0.0f;                                                     \
     }                                                                                           \
     for (int l = 0; l < LB; l++) {                                                              \
         const int gj = j0 + lb_n[l], gk = (k0) + lb_k[l];                                       \
@@ -212,7 +235,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + ((j / VW) * RTN + tx) * VW + j % VW;
             if (gj >= N) continue;
-            PUT(C, z, gi, gj, alpha * (float)acc[i][j]);
+            PUT(gi, gj, alpha * (float)acc[i][j]);
         }
     }
 }
@@ -228,13 +251,16 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
           const float alpha,
           const int sAb, const int sAm, const int sAk,
           const int sBb, const int sBk, const int sBn,
-          const int sCb, const int sCm, const int sCn)
+          const int sCb, const int sCm, const int sCn,
+          const int hb, const int sAh, const int sBh, const int sCh STATS_ARGS)
 {
     const int j0 = get_global_id(0) * WN, i0 = get_global_id(1) * WM;
     const int z = get_group_id(2), S = (K + kslice - 1) / kslice;
     const int b = z / S, kb = (z % S) * kslice, ke = min(K, kb + kslice);
     if (j0 >= N || i0 >= M) return;
-    const long aBase = (long)b * sAb, bBase = (long)b * sBb;
+    const int bo = b / hb, bi = b % hb;
+    const long aBase = (long)bo * sAb + (long)bi * sAh, bBase = (long)bo * sBb + (long)bi * sBh;
+    const long cBase = (long)bo * sCb + (long)bi * sCh, rowb = (long)b * M;
     const bool fullN = j0 + WN <= N && sBn == 1;
     long arow[WM];
     #pragma unroll
@@ -261,7 +287,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         }
         #pragma unroll
         for (int i = 0; i < WM; i++) {
-            const realV a = (realV)(LOAD(A, arow[i] + (long)k * sAk));
+            const realV a = (realV)(PRO_A(LOAD(A, arow[i] + (long)k * sAk), min(i0 + i, M - 1)));
             #pragma unroll
             for (int v = 0; v < NV; v++) acc[i][v] = MACV(a, bv[v], acc[i][v]);
         }
@@ -276,7 +302,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         #pragma unroll
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + j;
-            if (gj < N) PUT(C, z, gi, gj, alpha * o[j]);
+            if (gj < N) PUT(gi, gj, alpha * o[j]);
         }
     }
 }
@@ -287,7 +313,8 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
 // serial reads, each coalesced across the work-group's columns.
 __kernel void gemm_split_reduce(__global const float* P, __global const store_t* bias,
                                 __global store_t* C, const int M, const int N, const int S,
-                                const int sCb, const int sCm, const int sCn)
+                                const int sCb, const int sCm, const int sCn, const int hb,
+                                const int sCh)
 {
     const int j = get_global_id(0), i = get_global_id(1), b = get_global_id(2);
     if (j >= N || i >= M) return;
@@ -295,5 +322,6 @@ __kernel void gemm_split_reduce(__global const float* P, __global const store_t*
     __global const float* p = P + (long)b * S * plane + (long)i * N + j;
     float v = 0.0f;
     for (int s = 0; s < S; s++) v += p[s * plane];
-    STORE(C, (long)b * sCb + (long)i * sCm + (long)j * sCn, epilogue(v, bias, i, j));
+    STORE(C, (long)(b / hb) * sCb + (long)(b % hb) * sCh + (long)i * sCm + (long)j * sCn,
+          epilogue(v, bias, i, j));
 }

@@ -4,8 +4,10 @@ costs as those kernels tile the work, launchers and records.
 kwargs: batch, heads, nq, nk, head_dim, causal (bool), precision. Inputs are (B, N, heads*head_dim)
 tensors read in place (no head transposes). Scores and probabilities are stored in the storage
 precision; per-row statistics (max, sum of exponentials) are fp32.
-- "naive": QK^T (16x16 output tiles, writes S), row max, row exp-sum, normalize (writes P over S),
-  P·V (16x16 output tiles). Causal entries are masked in QK^T, the full matrix is still computed.
+- "naive": QK^T (writes S), row max, row exp-sum, normalize (writes P over S), P·V. QK^T and P·V
+  are the register-tiled GEMM (opencl/gemm.cl, sdsim.kernels.gemm) on each (batch, head)'s
+  matrices in place; causal entries are masked in QK^T's epilogue, the full matrix is still
+  computed.
 - "partial_softmax": QK^T (writes S), one reduction pass writing row max and sum of exponentials
   (online), and P·V that loads each score as exp(s - max) / sum so P is never written.
 - "flash": one dispatch; a work-group owns `flash_rows()` query rows and streams K/V tiles through local
@@ -17,16 +19,16 @@ precision; per-row statistics (max, sum of exponentials) are fp32.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
 
 from sdsim.errors import SdsimError
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
+from sdsim.kernels.gemm import gemm, gemm_cost
 from sdsim.precision import BYTES, stored
 
-#: output tile edge of the QK^T and P·V kernels (local size TILE x TILE)
-TILE = 16
 def flash_rows() -> int:
     """Query rows per FlashAttention work-group (one work-item per row): the active device
     tuning's choice (sdsim/kernels/tuning.py; `sdsim tune` measures it)."""
@@ -59,16 +61,6 @@ def flash_cpu() -> bool:
 
 
 # --- launch geometry (read by the launcher and the costs alike) ---------------------------------
-def qk_launch(bh, nq, nk, d) -> Launch:
-    """One work-item per score, TILE x TILE tiles walking d in TILE-deep steps."""
-    return Launch.grid((nk, nq, bh), (TILE, TILE, 1), steps=ceil(d / TILE))
-
-
-def pv_launch(bh, nq, nk, d) -> Launch:
-    """One work-item per output element, TILE x TILE tiles walking the keys in TILE-deep steps."""
-    return Launch.grid((d, nq, bh), (TILE, TILE, 1), steps=ceil(nk / TILE))
-
-
 def reduce_launch(rows, nk) -> Launch:
     """One SOFTMAX_WG work-group per score row, each work-item striding over the row."""
     return Launch.grid((rows * SOFTMAX_WG,), (SOFTMAX_WG,), steps=ceil(nk / SOFTMAX_WG),
@@ -91,20 +83,16 @@ def flash_launch(bh, nq, nk, d, causal) -> Launch:
     return Launch.grid((nq, bh), (bq, 1), steps=steps)
 
 
-def _qk(bh, nq, nk, d, b):
-    # 2 per multiply-add, plus the 1/sqrt(d) scaling of each score
-    flops = bh * nq * nk * (2 * d + 1)
-    read = bh * d * b * (nq * ceil(nk / TILE) + nk * ceil(nq / TILE))
-    s = bh * nq * nk * b
-    return KernelCost("attn_qk", "gemm", flops, read, s, workspace=s,
-                      launch=qk_launch(bh, nq, nk, d))
+def _qk(bh, nq, nk, d, precision):
+    """S = scale * Q K^T per (batch, head); S is a workspace P·V reads."""
+    calls = gemm_cost("attn_qk", bh, nq, d, nk, precision, caller="attn_qk", attention=True)
+    return calls[:-1] + [replace(calls[-1], workspace=bh * nq * nk * BYTES[precision])]
 
 
-def _pv(bh, nq, nk, d, b, name, extra_read=0, extra_flops=0):
-    flops = bh * nq * nk * (2 * d + extra_flops)
-    read = bh * b * (nq * nk * ceil(d / TILE) + nk * d * ceil(nq / TILE)) + extra_read
-    return KernelCost(name, "gemm", flops, read, bh * nq * d * b,
-                      launch=pv_launch(bh, nq, nk, d))
+def _pv(bh, nq, nk, d, precision, name, softmax=False):
+    """O = P V per (batch, head); with `softmax` each score is loaded as its probability."""
+    return gemm_cost(name, bh, nq, nk, d, precision, caller=name, attention=True,
+                     prologue_flops=_NORM_FLOPS if softmax else 0, stats=softmax)
 
 
 def _sizes(batch, heads, nq, nk, precision):
@@ -117,27 +105,26 @@ def naive_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     b, bh, s, rows = _sizes(batch, heads, nq, nk, precision)
     d = head_dim
     return [
-        _qk(bh, nq, nk, d, b),
+        *_qk(bh, nq, nk, d, precision),
         KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows,
                    launch=reduce_launch(bh * nq, nk)),
         KernelCost("softmax_sum", "reduction", 3 * s, s * b + rows, rows, workspace=rows,
                    launch=reduce_launch(bh * nq, nk)),
         KernelCost("softmax_normalize", "elementwise", _NORM_FLOPS * s, s * b + 2 * rows, s * b,
                    launch=normalize_launch(bh * nq, nk)),
-        _pv(bh, nq, nk, d, b, "attn_pv"),
+        *_pv(bh, nq, nk, d, precision, "attn_pv"),
     ]
 
 
 def partial_softmax_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     b, bh, s, rows = _sizes(batch, heads, nq, nk, precision)
     d = head_dim
-    # P·V re-derives each probability once per d-tile of the output it feeds
+    # P·V re-derives each probability once per column tile of the output it feeds
     return [
-        _qk(bh, nq, nk, d, b),
+        *_qk(bh, nq, nk, d, precision),
         KernelCost("softmax_stats", "reduction", _STATS_FLOPS * s, s * b, 2 * rows,
                    workspace=2 * rows, launch=reduce_launch(bh * nq, nk)),
-        _pv(bh, nq, nk, d, b, "attn_pv_softmax", extra_read=2 * rows * ceil(d / TILE),
-            extra_flops=_NORM_FLOPS * ceil(d / TILE)),
+        *_pv(bh, nq, nk, d, precision, "attn_pv_softmax", softmax=True),
     ]
 
 
@@ -198,14 +185,17 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
             rt, kern, q, k, v, out, i32(nq), i32(nk), i32(heads), scale, i32(causal),
             wait_for=wait_for)
         return out, [ev]
-    t = TILE
     s = rt.alloc(bh * nq * nk, precision, f"attention scores ({bh}x{nq}x{nk})")
     mx = rt.alloc(bh * nq, "fp32", "row max")
     sm = rt.alloc(bh * nq, "fp32", "row sum")
-    defs = {"TILE": t, "WG": SOFTMAX_WG}
-    qk = rt.kernel("attention", "attn_qk", precision, defs)
-    events = [qk_launch(bh, nq, nk, d).enqueue(rt, qk, q, k, s, i32(nq), i32(nk), i32(heads),
-                                               i32(d), scale, i32(causal), wait_for=wait_for)]
+    defs = {"WG": SOFTMAX_WG}
+    # per (batch, head): Q (nq x d) and K^T (d x nk) read in place from (B, N, heads * d) rows,
+    # S (nq x nk) dense; P·V reads S and V (nk x d) in place and writes O like Q
+    c, plane = heads * d, nq * nk
+    events = gemm(rt, q, k, s, nq, nk, d, batch=bh, heads=heads, strides_a=(nq * c, c, 1),
+                  strides_b=(nk * c, 1, c), strides_c=(heads * plane, nk, 1),
+                  head_strides=(d, d, plane), act=2 if causal else 0, alpha=float(scale),
+                  precision=precision, wait_for=wait_for)
     rows = bh * nq
     red = reduce_launch(rows, nk)
     if variant == "naive":
@@ -216,13 +206,14 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
         k3 = rt.kernel("attention", "softmax_normalize", precision, defs)
         events.append(normalize_launch(rows, nk).enqueue(rt, k3, s, mx, sm, i32(nk), i32(rows),
                                                          wait_for=events[-1:]))
-        pv = rt.kernel("attention", "attn_pv", precision, defs)
     else:
         k1 = rt.kernel("attention", "softmax_stats", precision, defs)
         events.append(red.enqueue(rt, k1, s, mx, sm, i32(nk), wait_for=events[-1:]))
-        pv = rt.kernel("attention", "attn_pv", precision, dict(defs, SOFTMAX_IN_PV=1))
-    events.append(pv_launch(bh, nq, nk, d).enqueue(rt, pv, s, v, mx, sm, out, i32(nq), i32(nk),
-                                                   i32(heads), i32(d), wait_for=events[-1:]))
+    events += gemm(rt, s, v, out, nq, d, nk, batch=bh, heads=heads,
+                   strides_a=(heads * plane, nk, 1), strides_b=(nk * c, c, 1),
+                   strides_c=(nq * c, c, 1), head_strides=(plane, d, d),
+                   stats=(mx, sm) if variant == "partial_softmax" else None,
+                   precision=precision, wait_for=events[-1:])
     return out, events
 
 

@@ -39,8 +39,10 @@ from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
 from sdsim.kernels.elementwise import GELU_FLOPS, gelu_ref
 from sdsim.precision import BYTES, stored
 
-#: the callers of the GEMM kernel, each with its own timing models ("<caller>.<config>")
-CALLERS = ("gemm", "im2col_gemm", "wino_gemm")
+#: the callers of the GEMM kernel, each with its own timing models ("<caller>.<config>"):
+#: attention's QK^T (K read across its rows), P.V and the partially fused softmax's P.V (an exp
+#: per loaded score) among them
+CALLERS = ("gemm", "im2col_gemm", "wino_gemm", "attn_qk", "attn_pv", "attn_pv_softmax")
 #: columns of C per work-group of `gemm_split_reduce`
 REDUCE_LOCAL = 64
 
@@ -88,10 +90,11 @@ def transposed(batch: int, m: int, n: int) -> bool:
             and tuning.current().gemm["narrow"].local)
 
 
-def plan(batch: int, m: int, k: int, n: int):
+def plan(batch: int, m: int, k: int, n: int, may_swap: bool = True):
     """The active tuning's (config, K slices, transposed) for a call of C (m x n); config and
-    slices are those of C^T when transposed."""
-    swap = transposed(batch, m, n)
+    slices are those of C^T when transposed (never when not `may_swap`: attention's causal mask
+    and score prologue are per row of C)."""
+    swap = may_swap and transposed(batch, m, n)
     if swap:
         m, n = n, m
     cfg = tuning.current().gemm_config(batch, m, n)
@@ -100,28 +103,33 @@ def plan(batch: int, m: int, k: int, n: int):
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
-              caller: str = "gemm") -> list[KernelCost]:
+              caller: str = "gemm", attention: bool = False, prologue_flops: int = 0,
+              stats: bool = False) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
-    reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue."""
-    cfg, split, swap = plan(batch, m, k, n)
+    reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
+    `attention`: float arithmetic and never transposed (`gemm`'s `heads`); `prologue_flops`
+    per element of A as loaded, `stats` the fp32 row statistics read with them."""
+    cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:
         m, n = n, m
     e = BYTES[precision]
     row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
-    mac = 2.0 * batch * m * n * k
+    mac = 2.0 * batch * m * n * k + batch * m * k * col_blocks * prologue_flops
     epi = batch * m * n * (1 if bias else 0) + batch * m * n * (GELU_FLOPS if gelu else 0)
     read = batch * (m * k * col_blocks + k * n * row_blocks) * e
+    read += batch * m * 8 * col_blocks * split if stats else 0
     bias_read = batch * n * (row_blocks if split == 1 else 1) * e if bias else 0
     out = float(batch * m * n * e)
     launch = gemm_launch(batch, m, k, n, cfg, split)
     if split == 1:
         return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
-                           launch=launch, model=f"{caller}.{cfg.name}", half_arith=True)]
+                           launch=launch, model=f"{caller}.{cfg.name}",
+                           half_arith=not attention)]
     partial = 4 * batch * split * m * n   # float partial sums
     return [KernelCost(kernel, kernel_class, mac, float(read), float(partial),
                        workspace=partial, launch=launch, model=f"{caller}.{cfg.name}",
-                       half_arith=True),
+                       half_arith=not attention),
             KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
                        float(partial + bias_read), out,
                        launch=reduce_launch(batch, m, n, split), model="gemm_split_reduce")]
@@ -133,17 +141,27 @@ def dummy(rt, precision):
 
 
 def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias=None,
-         bias_mode=0, act=0, alpha=1.0, precision="fp32", wait_for=None):
+         bias_mode=0, act=0, alpha=1.0, precision="fp32", wait_for=None, heads=None,
+         head_strides=(0, 0, 0), stats=None):
     """C[i] = act(alpha * A[i] @ B[i] + bias) for i < batch on device buffers; strides are
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
-    exact erf GELU. Returns the events (two when the active tuning splits the call's K)."""
-    cfg, split, swap = plan(batch, m, k, n)
+    exact erf GELU, 2 the causal mask. Attention's calls give `heads`: matrix i is head i % heads
+    of batch i // heads, at that batch's stride plus the head's (`head_strides`, for A, B, C);
+    they run in float arithmetic and never transposed; `stats` = (row max, row sum) buffers
+    loads each score of A as its softmax probability. Returns the events (two when the active
+    tuning splits the call's K)."""
+    attention = heads is not None
+    cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:   # C^T = B^T A^T: swap the operands, their strides and the bias
         a, b, m, n = b, a, n, m
         (sbb, sbr, sbc), (sab, sar, sac), (scb, scr, scc) = strides_b, strides_a, strides_c
         strides_a, strides_b, strides_c = (sbb, sbc, sbr), (sab, sac, sar), (scb, scc, scr)
         bias_mode = {1: 2, 2: 1}.get(bias_mode, 0)
     defines = dict(cfg.defines, BIAS=bias_mode, ACT=act)
+    if attention:
+        defines.update(FLOAT_ARITH=1, SOFTMAX_A=int(stats is not None))
+    hb = np.int32(heads or 1)
+    extra = tuple(stats or ())
     i32 = np.int32
     bias = bias if bias is not None else dummy(rt, precision)
     kslice = slice_length(k, cfg, split)
@@ -151,13 +169,14 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     kern = rt.kernel("gemm", "gemm", precision, dict(defines, SPLIT=int(split > 1)))
     ev = gemm_launch(batch, m, k, n, cfg, split).enqueue(
         rt, kern, a, b, bias, target, i32(m), i32(n), i32(k), i32(kslice), np.float32(alpha),
-        *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c), wait_for=wait_for)
+        *map(i32, strides_a), *map(i32, strides_b), *map(i32, strides_c), hb,
+        *map(i32, head_strides), *extra, wait_for=wait_for)
     if split == 1:
         return [ev]
     red = rt.kernel("gemm", "gemm_split_reduce", precision, dict(defines, SPLIT=1))
     return [ev, reduce_launch(batch, m, n, split).enqueue(
-        rt, red, target, bias, c, i32(m), i32(n), i32(split), *map(i32, strides_c),
-        wait_for=[ev])]
+        rt, red, target, bias, c, i32(m), i32(n), i32(split), *map(i32, strides_c), hb,
+        i32(head_strides[2]), wait_for=[ev])]
 
 
 def linear(rt, x, wt, bias, m, k, n, *, gelu=False, precision="fp32", out=None, wait_for=None):
