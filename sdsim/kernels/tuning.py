@@ -111,7 +111,7 @@ class Tuning:
     device_type: str
     gemm: dict            # class name -> GemmConfig
     source: str           # the tuning report, or "defaults for <type> devices"
-    flash_rows: int = 32  # query rows (work-items) per FlashAttention work-group
+    flash_rows: int = 32  # query rows per FlashAttention work-group (GPU: a work-item each)
     flash_unroll: bool = False   # FlashAttention key tiles fully unrolled (GPUs) or looped
     split_groups: int = 0        # split K of GEMM calls with fewer work-groups (0: never)
 
