@@ -10,10 +10,10 @@ precision; per-row statistics (max, sum of exponentials) are fp32.
   computed.
 - "partial_softmax": QK^T (writes S), one reduction pass writing row max and sum of exponentials
   (online), and P·V that loads each score as exp(s - max) / sum so P is never written.
-- "flash": one dispatch; a work-group owns `flash_rows()` query rows and streams K/V tiles through local
-  memory with the online softmax; K and V are re-read once per query tile. GPUs give each row a
-  work-item; CPUs run one work-item per group that walks the rows with vector arithmetic. With `causal`, key
-  tiles wholly after a query tile's last row are skipped.
+- "flash": one dispatch; a work-group owns `flash_rows()` query rows and streams K/V tiles through
+  local memory with the online softmax; K and V are re-read once per query tile. GPUs give each
+  row a work-item; CPUs run one work-item per group that walks the rows with vector arithmetic.
+  With `causal`, key tiles wholly after a query tile's last row are skipped.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _qk(bh, nq, nk, d, precision):
 def _pv(bh, nq, nk, d, precision, name, softmax=False):
     """O = P V per (batch, head); with `softmax` each score is loaded as its probability."""
     return gemm_cost(name, bh, nq, nk, d, precision, caller=name, attention=True,
-                     prologue_flops=_NORM_FLOPS if softmax else 0, stats=softmax)
+                     prologue_flops=_NORM_FLOPS if softmax else 0)
 
 
 def _sizes(batch, heads, nq, nk, precision):

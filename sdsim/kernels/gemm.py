@@ -103,13 +103,13 @@ def plan(batch: int, m: int, k: int, n: int, may_swap: bool = True):
 
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
-              caller: str = "gemm", attention: bool = False, prologue_flops: int = 0,
-              stats: bool = False) -> list[KernelCost]:
+              caller: str = "gemm", attention: bool = False,
+              prologue_flops: int = 0) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
-    `attention`: float arithmetic and never transposed (`gemm`'s `heads`); `prologue_flops`
-    per element of A as loaded, `stats` the fp32 row statistics read with them."""
+    `attention`: float arithmetic and never transposed (`gemm`'s `heads`); `prologue_flops` per
+    element of A as loaded (the softmax prologue, which also reads two fp32 row statistics)."""
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:
         m, n = n, m
@@ -118,7 +118,7 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     mac = 2.0 * batch * m * n * k + batch * m * k * col_blocks * prologue_flops
     epi = batch * m * n * (1 if bias else 0) + batch * m * n * (GELU_FLOPS if gelu else 0)
     read = batch * (m * k * col_blocks + k * n * row_blocks) * e
-    read += batch * m * 8 * col_blocks * split if stats else 0
+    read += batch * m * 8 * col_blocks * split if prologue_flops else 0
     bias_read = batch * n * (row_blocks if split == 1 else 1) * e if bias else 0
     out = float(batch * m * n * e)
     launch = gemm_launch(batch, m, k, n, cfg, split)
