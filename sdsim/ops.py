@@ -72,13 +72,25 @@ class Backend:
     def quick_gelu(self, x): raise NotImplementedError
     def silu(self, x): raise NotImplementedError
     def add(self, a, b): raise NotImplementedError
-    def upsample_nearest2x(self, x): raise NotImplementedError
+    def upsample_nearest2x(self, x, size=None): raise NotImplementedError
     def concat(self, xs, axis=1): raise NotImplementedError
     def nchw_to_nlc(self, x): raise NotImplementedError
     def nlc_to_nchw(self, x, h, w): raise NotImplementedError
     def embedding(self, ids, table, position_table=None): raise NotImplementedError
     def reshape(self, x, shape): raise NotImplementedError
     def timestep_embedding(self, t, dim, flip_sin_to_cos, shift): raise NotImplementedError
+
+
+def upsample_size(h: int, w: int, size=None) -> tuple[int, int]:
+    """The (height, width) a nearest 2x upsample of h x w makes: 2h x 2w, or `size` where a UNet
+    skip connection is one less (odd latents, as diffusers' `upsample_size`). Nearest resizing
+    of h rows to 2h - 1 reads row floor(i h / (2h - 1)) = floor(i / 2) for i < 2h - 1: the 2x
+    image with its last row cropped, so every backend upsamples 2x and crops."""
+    oh, ow = (2 * h, 2 * w) if size is None else (int(size[0]), int(size[1]))
+    if oh not in (2 * h - 1, 2 * h) or ow not in (2 * w - 1, 2 * w):
+        raise SdsimError(f"nearest 2x upsample of {h}x{w} to {oh}x{ow}: the output is twice the "
+                         "input, or one less where a skip connection is odd")
+    return oh, ow
 
 
 def padding4(padding) -> tuple[int, int, int, int]:

@@ -220,7 +220,7 @@ ROWS = [
     Row("info-config-wrong-block-count", ["info", "--model", "model"],
         ("unet/config.json", "transformer_layers_per_block"),
         _config_edit("unet", "transformer_layers_per_block", [1, 1, 1])),
-    Row("info-resolution-not-multiple", ["info", "--resolution", "520"], ("resolution", "64")),
+    Row("info-resolution-not-multiple", ["info", "--resolution", "516"], ("resolution", "8")),
     Row("info-resolution-zero", ["info", "--resolution", "0"], ("resolution",)),
     Row("info-batch-zero", ["info", "--batch", "0"], ("batch",)),
     # predict: device profiles
@@ -264,7 +264,7 @@ ROWS = [
     Row("predict-steps-zero", ["predict", "--device", "pixel7", "--steps", "0"], ("--steps",)),
     Row("predict-steps-negative", ["predict", "--device", "pixel7", "--steps", "-3"], ("--steps",)),
     Row("predict-resolution-not-multiple", ["predict", "--device", "pixel7", "--resolution",
-                                            "100"], ("resolution", "64")),
+                                            "100"], ("resolution", "multiple of 8")),
     Row("predict-model-missing", ["predict", "--device", "pixel7", "--model", "nowhere"],
         ("nowhere",)),
     Row("predict-opt-unknown", ["predict", "--device", "pixel7", "--opt", "bogus"], ("bogus",)),
@@ -275,7 +275,7 @@ ROWS = [
         lambda t: profile(t, text="name: [x\n")),
     Row("ablate-unknown-device", ["ablate", "--device", "pixle7"], ("pixle7",)),
     Row("ablate-steps-zero", ["ablate", "--device", "pixel7", "--steps", "0"], ("--steps",)),
-    Row("ablate-resolution-not-multiple", ["ablate", "--device", "pixel7", "--resolution", "520"],
+    Row("ablate-resolution-not-multiple", ["ablate", "--device", "pixel7", "--resolution", "516"],
         ("resolution",)),
     # generate: checkpoints, tokenizer, latents, output
     Row("generate-model-missing", [*GEN, "--model", "nowhere"], ("nowhere",)),
@@ -363,9 +363,13 @@ ROWS = [
     Row("validate-no-device", ["validate", "--model", "tiny"], ("--device PROFILE",)),
     Row("validate-no-opencl-platform", TINY_VALIDATE, ("OpenCL platform",), module=NO_CL),
     Row("validate-platform-unknown", [*TINY_VALIDATE, "--platform", "nosuch"], ("nosuch",)),
-    # the tiny preset downsamples 2x in the VAE and 2x in the UNet: sizes must be multiples of 4
-    Row("validate-resolution-not-multiple", [*TINY_VALIDATE, "--resolution", "102"],
-        ("102x102", "multiple of 4")),
+    # the tiny preset's VAE downsamples 2x: sizes must be even
+    Row("validate-resolution-not-multiple", [*TINY_VALIDATE, "--resolution", "101"],
+        ("101x101", "multiple of 2")),
+    # latents of 3x3: the tiny UNet's skip is 3x3 after a 2x2 level, which the OpenCL upsample
+    # kernel (2x only) cannot make
+    Row("validate-odd-skip-on-opencl", [*TINY_VALIDATE, "--resolution", "6"],
+        ("upsamplers.0", "3x3 from 2x2", "multiples of 64")),
     Row("validate-allocation-too-large", [*TINY_VALIDATE, "--resolution", "4096"],
         ("conv_in output", "MAX_MEM_ALLOC"), env=SMALL_POCL),
     Row("validate-warmup-negative", ["validate", "--device", "pixel7", "--warmup", "-1"],

@@ -51,7 +51,8 @@ def run_unet(torch, diffusers, cfg_kwargs, folder, batch, size, seed):
     cfg, weights = saved(ref, folder)
     ours = UNet2DConditionModel(UNetConfig.from_dict(cfg))
     r = np.random.default_rng(seed)
-    x = r.standard_normal((batch, 4, size, size), dtype=np.float32)
+    h, w = size if isinstance(size, tuple) else (size, size)
+    x = r.standard_normal((batch, 4, h, w), dtype=np.float32)
     t = np.array([981, 1][:batch] if batch <= 2 else [500] * batch, dtype=np.int64)
     ctx = r.standard_normal((batch, 77, cfg["cross_attention_dim"]), dtype=np.float32)
     got = ours(NumpyBackend(weights.check(ours)), x, t.astype(np.float32), ctx)
@@ -65,6 +66,17 @@ def test_tiny_unet_matches_diffusers(tmp_path):
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
     got, want = run_unet(torch, diffusers, TINY_UNET, tmp_path, 2, 8, 0)
+    assert_matches(got, want)
+
+
+def test_tiny_unet_at_odd_latents_matches_diffusers(tmp_path):
+    """Latents of 7x5 (56x40 pixels): the downsampling conv rounds up to 4x3, and the upsampler
+    resizes back to the skip's 7x5 (diffusers' forward_upsample_size), which sdsim does as 2x
+    then crop."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    got, want = run_unet(torch, diffusers, TINY_UNET, tmp_path, 2, (7, 5), 3)
+    assert got.shape == (2, 4, 7, 5)
     assert_matches(got, want)
 
 

@@ -40,13 +40,15 @@ def saved_pipe(tmp_path_factory):
     return torch, diffusers, folder, unet, vae, te
 
 
-@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
-def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler):
+@pytest.mark.parametrize("scheduler,height,width", [(s, 16, 16) for s in SCHEDULERS]
+                         + [("euler", 24, 40)])
+def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler, height, width):
     torch, diffusers, folder, unet, vae, te = saved_pipe
     ids = {"a prompt": np.r_[998, np.arange(5, 20), np.full(61, 999)],
            "": np.r_[998, np.full(76, 999)]}
     sched = getattr(diffusers, SCHEDULERS[scheduler]).from_config(SD14_SCHED)
-    latents = np.random.default_rng(4).standard_normal((1, 4, 8, 8), dtype=np.float32)
+    latents = np.random.default_rng(4).standard_normal((1, 4, height // 2, width // 2),
+                                                       dtype=np.float32)
 
     ref = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet,
                                             scheduler=sched, safety_checker=None,
@@ -55,14 +57,14 @@ def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler):
     with torch.no_grad():
         emb = {k: te(torch.from_numpy(v[None])).last_hidden_state for k, v in ids.items()}
         want = ref(prompt_embeds=emb["a prompt"], negative_prompt_embeds=emb[""],
-                   num_inference_steps=4, guidance_scale=7.5, height=16, width=16,
+                   num_inference_steps=4, guidance_scale=7.5, height=height, width=width,
                    latents=torch.from_numpy(latents), output_type="np").images[0]
     want = (want * 255).round().astype(np.uint8)
 
     ours = StableDiffusion(load_model_config(str(folder)), load_weights(folder), ids.__getitem__,
                            json.loads(json.dumps(dict(sched.config))))
     got = ours("a prompt", "", steps=4, guidance=7.5, scheduler=scheduler, latents=latents,
-               progress=False)
-    assert got.shape == want.shape == (16, 16, 3)
+               height=height, width=width, progress=False)
+    assert got.shape == want.shape == (height, width, 3)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert np.unique(want).size > 20  # a real image, not saturated to a constant

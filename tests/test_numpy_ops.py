@@ -154,6 +154,14 @@ def test_linear_and_shape_ops():
     for i in range(8):
         for j in range(10):
             assert np.array_equal(up[:, :, i, j], img[:, :, i // 2, j // 2])
+    # to an odd skip's size: nearest resizing by its definition (PyTorch's 'nearest'), source
+    # row floor(i * h / oh)
+    odd = F.upsample_nearest2x(img, (7, 10))
+    assert odd.shape == (2, 3, 7, 10)
+    for i in range(7):
+        assert np.array_equal(odd[:, :, i], np.repeat(img[:, :, (i * 4) // 7], 2, axis=-1))
+    with pytest.raises(SdsimError, match="4x5 to 6x10"):
+        F.upsample_nearest2x(img, (6, 10))
     nlc = F.nchw_to_nlc(img)
     assert np.array_equal(nlc[1, 4 * 5 - 1], img[1, :, 3, 4])
     assert np.array_equal(F.nlc_to_nchw(nlc, 4, 5), img)

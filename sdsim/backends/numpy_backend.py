@@ -32,7 +32,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from sdsim.errors import SdsimError
-from sdsim.ops import Backend, conv_out_hw, padding4
+from sdsim.ops import Backend, conv_out_hw, padding4, upsample_size
 
 #: cap on the im2col column buffer of conv2d (bytes)
 WORKSPACE_BYTES = 64 << 20
@@ -293,10 +293,11 @@ class NumpyBackend(Backend):
     def add(self, a, b):
         return self._store(np.add(_f32(a), _f32(b)), "add")
 
-    def upsample_nearest2x(self, x):
+    def upsample_nearest2x(self, x, size=None):
         bsz, c, h, w = x.shape
+        oh, ow = upsample_size(h, w, size)
         out = np.broadcast_to(x[:, :, :, None, :, None], (bsz, c, h, 2, w, 2))
-        return self._store(out.reshape(bsz, c, 2 * h, 2 * w), "upsample_nearest2x")
+        return self._store(out.reshape(bsz, c, 2 * h, 2 * w)[:, :, :oh, :ow], "upsample_nearest2x")
 
     def concat(self, xs, axis=1):
         return self._store(np.concatenate([_f32(x) for x in xs], axis=axis), "concat")

@@ -16,7 +16,7 @@ from math import prod
 from sdsim.errors import SdsimError
 from sdsim.kernels import BYTES
 from sdsim.model import components
-from sdsim.ops import Backend, conv_out_hw, padding4
+from sdsim.ops import Backend, conv_out_hw, padding4, upsample_size
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,10 @@ class TraceBackend(Backend):
             raise SdsimError(f"shape error: add of {a.shape} and {b.shape} in {self.current_scope}") from None
         return self._record("add", [a, b], shape, numel=prod(shape))
 
-    def upsample_nearest2x(self, x):
+    def upsample_nearest2x(self, x, size=None):
         b, c, h, w = x.shape
-        return self._record("upsample_nearest2x", [x], (b, c, 2 * h, 2 * w), numel=b * c * 4 * h * w)
+        oh, ow = upsample_size(h, w, size)
+        return self._record("upsample_nearest2x", [x], (b, c, oh, ow), numel=b * c * oh * ow)
 
     def concat(self, xs, axis=1):
         shape = list(xs[0].shape)
@@ -234,18 +235,18 @@ def trace_component(name: str, model_cfg, resolution=512, batch: int = 2,
 
 
 def size_multiple(model_cfg) -> int:
-    """Image sizes must be multiples of this: the VAE factor times the UNet's downsampling."""
-    return model_cfg.vae.downscale * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
+    """Image sizes must be multiples of this: the VAE factor (the UNet takes any latent size,
+    rounding odd sizes up on the way down and cropping on the way up, as diffusers does)."""
+    return model_cfg.vae.downscale
 
 
 def check_size(model_cfg, height: int, width: int) -> None:
-    """An error unless the UNet's skip connections line up at height x width pixels."""
+    """An error unless height x width pixels make whole latents."""
     need = size_multiple(model_cfg)
     for what, s in (("height", height), ("width", width)):
         if s <= 0 or s % need:
             raise SdsimError(f"resolution {height}x{width}: the {what} must be a positive "
-                             f"multiple of {need} (VAE factor {model_cfg.vae.downscale} x UNet "
-                             "downsampling)")
+                             f"multiple of {need} (the VAE's downscale factor)")
 
 
 def trace_pipeline(model_cfg, resolution: int = 512, batch: int = 2, precision: str = "fp16") -> dict:

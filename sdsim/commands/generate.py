@@ -55,7 +55,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (and random weights)")
     p.add_argument("--latents", metavar="FILE.npy", help="initial noise (1, 4, H/8, W/8) instead of --seed")
     p.add_argument("--height", type=int, help="image height in pixels (default: the model's "
-                   "sample size, 512 for SD1.x); a multiple of 64 for SD1.x")
+                   "sample size, 512 for SD1.x); a multiple of 8, as in diffusers")
     p.add_argument("--width", type=int, help="image width in pixels (default as --height)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="storage precision of every op's output")

@@ -126,8 +126,8 @@ class Upsample2D(Module):
     def __init__(self, channels):
         self.conv = Conv2d(channels, channels, 3)
 
-    def forward(self, F, x):
-        return self.conv(F, F.upsample_nearest2x(x))
+    def forward(self, F, x, size=None):
+        return self.conv(F, F.upsample_nearest2x(x, size))
 
 
 class DownBlock(Module):
@@ -174,8 +174,10 @@ class UpBlock(Module):
             x = resnet(F, F.concat([x, skips.pop()], axis=1), temb)
             if self.attentions:
                 x = self.attentions[j](F, x, context)
+        # the next block's first skip sets the size (odd where the latents are)
+        size = tuple(skips[-1].shape[-2:]) if skips else None
         for up in self.upsamplers:
-            x = up(F, x)
+            x = up(F, x, size)
         return x
 
 

@@ -25,7 +25,7 @@ from sdsim import kernels
 from sdsim.cl.runtime import DTYPES
 from sdsim.errors import SdsimError
 from sdsim.lower.plan import op_shape
-from sdsim.ops import Backend
+from sdsim.ops import Backend, upsample_size
 
 
 @dataclass
@@ -239,7 +239,14 @@ class OpenCLBackend(Backend):
     def add(self, a, b):
         return self._run("add", [a, b])
 
-    def upsample_nearest2x(self, x):
+    def upsample_nearest2x(self, x, size=None):
+        h, w = x.shape[-2:]
+        if upsample_size(h, w, size) != (2 * h, 2 * w):
+            raise SdsimError(f"{self.current_scope}: the OpenCL upsample kernel makes 2x images "
+                             f"only, and this skip connection is {size[0]}x{size[1]} from {h}x{w} "
+                             "(latents not divisible by the UNet's downsampling): on OpenCL use "
+                             "image sizes whose latents are (multiples of 64 for SD1.x); the NumPy "
+                             "backend takes any multiple of 8")
         return self._run("upsample_nearest2x", [x])
 
     def concat(self, xs, axis=1):
