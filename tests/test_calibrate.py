@@ -58,6 +58,7 @@ def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys, monkeypatch):
     text = rep.read_text()
     assert "## Kernel-class efficiency" in text and "conv2d/winograd_f4" in text
     assert "## Held-out error per variant" in text
+    assert "off the first fit measured again after the sweep" in text
     from sdsim.kernels import tuning
     cpu = tuning.DEFAULTS["cpu"]   # PoCL runs the CPU defaults; the keys name the build
     assert data["device_type"] == "cpu" and "tuning" not in data
@@ -268,3 +269,36 @@ def test_interrupted_calibration_leaves_the_old_profile(tmp_path, monkeypatch):
                  "--report", str(rep)]) == 130          # the CLI's "interrupted" exit status
     assert len(calls) == 4
     assert out.read_text() == "old profile\n" and rep.read_text() == "old report\n"
+
+
+def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeypatch):
+    """A case more than RECHECK off the first fit is measured again; it keeps the second pass
+    only when that is faster (interference only adds time), and both passes are recorded; cases
+    the fit agrees with are not measured again."""
+    from types import SimpleNamespace
+
+    from sdsim.calibration import run, sweep
+
+    def point(measured, predicted):
+        p = Point("k", "f/v", {}, "k", None, measured, 0.01)
+        p.predicted_s = predicted
+        return p
+
+    by_case = [[point(5.6e-3, 1.6e-3)],             # slowed by other work: 3.5x the fit
+               [point(1.0e-3, 2.0e-3)],             # genuinely faster than the fit
+               [point(1.05e-3, 1.0e-3)]]            # within RECHECK: left alone
+    second = {0: 1.7e-3, 1: 1.1e-3}
+    asked = []
+
+    def measure(rt, record, shape, precision, repeat):
+        asked.append(record)
+        return [Point("k", "f/v", {}, "k", None, second[record], 0.02)], False
+
+    monkeypatch.setattr(sweep, "measure", measure)
+    cal = SimpleNamespace(precision="fp32")
+    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0)
+    assert todo == [0, 1] and sorted(asked) == [0, 1]
+    assert by_case[0][0].measured_s == 1.7e-3 and by_case[0][0].passes == (5.6e-3, 1.7e-3)
+    assert by_case[0][0].cv == 0.02
+    assert by_case[1][0].measured_s == 1.0e-3 and by_case[1][0].passes == (1.0e-3, 1.1e-3)
+    assert by_case[2][0].passes == ()

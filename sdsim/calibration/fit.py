@@ -83,6 +83,7 @@ class Point:
     dram_bytes: float = 0.0
     heldout: bool = False
     predicted_s: float = 0.0
+    passes: tuple = ()   # (first, second) medians of a case measured again (run._recheck)
 
     @property
     def error(self) -> float:

@@ -37,7 +37,8 @@ def dump(cal) -> dict:
         "tuning": cal.tuning.to_yaml(cal.tuning.source),
         "points": [{"variant": p.variant, "shape": p.shape, "kernel": p.kernel,
                     "launch": asdict(p.launch), "measured_s": p.measured_s,
-                    "cv": p.cv, "heldout": p.heldout} for p in cal.points],
+                    "cv": p.cv, "heldout": p.heldout,
+                    **({"passes": list(p.passes)} if p.passes else {})} for p in cal.points],
     }
 
 
@@ -88,7 +89,8 @@ def _point(d: dict, precision: str, where: str) -> Point:
                          f"{[_launch_dict(k.launch) for k in costs]}; calibrate again")
     k = same[0]
     return Point(k.model_key, d["variant"], d["shape"], k.kernel, k.launch, float(d["measured_s"]),
-                 float(d["cv"]), k.kernel_class, k.flops, k.dram_bytes, bool(d["heldout"]))
+                 float(d["cv"]), k.kernel_class, k.flops, k.dram_bytes, bool(d["heldout"]),
+                 passes=tuple(float(s) for s in d.get("passes", ())))
 
 
 def _launch_dict(launch) -> dict:

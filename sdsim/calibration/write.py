@@ -123,6 +123,19 @@ def _cache(cal) -> float:
     return max((c.cache for c in cal.coefficients.values()), default=0.0)
 
 
+def _rechecked(w: dict) -> str:
+    """The report's words on the cases measured again after the sweep (calibrations before the
+    recheck existed have none)."""
+    if "rechecked" not in w:
+        return ""
+    from sdsim.calibration.run import RECHECK
+
+    return (f"{w['rechecked']} cases ({w['rechecked_heldout']} of them held out) with a "
+            f"dispatch more than {RECHECK:.0%} off the first fit measured again after the sweep, "
+            f"each keeping the faster pass ({w['rechecked_faster']} were faster the second "
+            "time); ")
+
+
 def _g(v: float) -> float:
     return float(f"{v:.4g}")
 
@@ -147,6 +160,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
+        f"{_rechecked(w)}"
         f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
