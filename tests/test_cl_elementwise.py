@@ -71,6 +71,7 @@ def test_add_rejects_non_broadcastable(rt):
        h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 2**31))
 def test_data_movement_is_exact(rt, precision, b, c, h, w, seed):
     """upsample, concat (channels and last axis), both transposes: bit-exact copies."""
+    from sdsim.errors import SdsimError
     from sdsim.kernels import elementwise as E
 
     rng = np.random.default_rng(seed)
@@ -79,6 +80,8 @@ def test_data_movement_is_exact(rt, precision, b, c, h, w, seed):
     xr, yr = rounded(x, precision), rounded(y, precision)
     up, _ = E.upsample_host(rt, x, precision=precision)
     np.testing.assert_array_equal(up, np.repeat(np.repeat(xr, 2, axis=2), 2, axis=3))
+    with pytest.raises(SdsimError, match="2x images only"):   # no crop to an odd skip's size
+        E.upsample_nearest2x(rt, rt.to_device(x, precision), x.shape, size=(2 * h - 1, 2 * w))
     cat, _ = E.concat_host(rt, [x, y], 1, precision=precision)
     np.testing.assert_array_equal(cat, np.concatenate([xr, yr], 1))
     cat3, _ = E.concat_host(rt, [x, x, y[:, :c]], -1, precision=precision)

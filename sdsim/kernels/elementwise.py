@@ -133,9 +133,13 @@ def add(rt, a, b, a_shape, b_shape, *, precision="fp32", out=None, wait_for=None
     return out, [ev]
 
 
-def upsample_nearest2x(rt, x, shape, *, precision="fp32", out=None, wait_for=None):
-    """(B, C, H, W) -> (B, C, 2H, 2W) nearest neighbour."""
+def upsample_nearest2x(rt, x, shape, *, precision="fp32", out=None, wait_for=None, size=None):
+    """(B, C, H, W) -> (B, C, 2H, 2W) nearest neighbour; `size`, when given, must be that
+    (the kernel cannot crop to an odd skip connection's size)."""
     b, c, h, w = shape
+    if size is not None and tuple(size) != (2 * h, 2 * w):
+        raise SdsimError(f"nearest 2x upsample of {h}x{w} to {size[0]}x{size[1]}: the OpenCL "
+                         "kernel makes 2x images only")
     out = out if out is not None else rt.alloc(b * c * 4 * h * w, precision, "upsample output")
     k = rt.kernel("elementwise", "upsample_nearest2x", precision)
     ev = upsample_launch(b * c, h, w).enqueue(rt, k, x, out, i32(b * c), i32(h), i32(w),
@@ -462,7 +466,8 @@ RECORDS = (
     *(_activation_record(k) for k in ACTIVATIONS),
     _record("upsample_nearest2x", _upsample_cost,
             lambda rt, a, ins, p, out, prec: upsample_nearest2x(
-                rt, ins[0], a["in_shapes"][0], precision=prec, out=out)[1],
+                rt, ins[0], a["in_shapes"][0], precision=prec, out=out,
+                size=a["out_shape"][-2:])[1],
             lambda a, i, p: _x(i, p).repeat(2, 2).repeat(2, 3), _EXACT, _make_scaled(1.0),
             _sd([{"in_shapes": [(1, 2, 3, 5)], "out_shape": (1, 2, 6, 10)}],
                 [{"in_shapes": [(1, 32, 2, 2)], "out_shape": (1, 32, 4, 4)}],
