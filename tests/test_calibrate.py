@@ -195,7 +195,7 @@ def test_a_tail_can_move_the_residency_to_a_rival_that_fits_nearly_as_well_witho
         assert (c.residency, c.t0, c.step, c.tail) == pytest.approx((2, t0, step, tail), rel=1e-3)
 
 
-def test_fit_finds_the_device_cache_and_each_body_s_spill():
+def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
     """Points of two kernel bodies sweeping their data twice, made with a 16 MiB cache, one
     body's steps 3x dearer on the bytes past it (spill 2) and the other's not: the fit picks
     16 MiB for the device, recovers the spill, and leaves the other body's steps as they are."""
@@ -219,6 +219,9 @@ def test_fit_finds_the_device_cache_and_each_body_s_spill():
     floor = max(f.latency / 13, f.wave_latency)     # 13 waves of 100 work-groups on 8 units
     assert max(floor, f.step * (1 + f.spill)) == pytest.approx(max(floor, f.step))
     assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+    # the bodies fit in processes of their own; in this one alone, to the same bits
+    monkeypatch.setattr("sdsim.calibration.fit.os.cpu_count", lambda: 1)
+    assert fit_all(pts, cu) == c
 
 
 def test_sd_layers_are_rejected_from_the_sweep():

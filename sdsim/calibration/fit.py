@@ -22,6 +22,7 @@ by the fit): the held-out error is what the model does on shapes it did not see.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -184,11 +185,15 @@ def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
-    plain = {k: _fit_key(train[k], compute_units, 0.0) for k in keys}
+    # every body without a cache term, and those that sweep their data at each cache size
+    tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in keys
+                                        if _spills(train[k], c)]
+    done = dict(zip(tasks, _in_parallel([(train[k], compute_units, c) for k, c in tasks])))
+    plain = {k: done[(k, 0.0)] for k in keys}
     best = None
     for cache in CACHES:
         # a body none of whose points passes this cache fits as without one
-        fits = {k: _fit_key(train[k], compute_units, cache) if _spills(train[k], cache)
+        fits = {k: done[(k, cache)] if (k, cache) in done
                 else (replace(plain[k][0], cache=cache), plain[k][1]) for k in keys}
         cost = sum(c for _, c in fits.values())
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
@@ -197,6 +202,25 @@ def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
     for p in points:
         p.predicted_s = geometry_time(out[p.key], p.launch, compute_units, p.dram_bytes)[0]
     return out
+
+
+def _fit_args(args):
+    return _fit_key(*args)
+
+
+def _in_parallel(jobs: list) -> list:
+    """`_fit_key(*job)` for each job, in order, on every core the machine has: the bodies fit
+    independently, and a fit is pure Python and NumPy on small arrays (the H200's 808 cases take
+    a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
+    runtime whose threads a fork would copy mid-flight."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        return [_fit_args(j) for j in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_fit_args, jobs))
 
 
 def key_errors(points: list[Point], key: str) -> tuple[dict, dict]:
