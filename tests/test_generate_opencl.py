@@ -78,7 +78,8 @@ def test_opencl_image_equals_numpy_fp16_storage(rt, reference):
 
 def test_non_square_size(rt, reference):
     """--height/--width: a 16x24 image (tiny preset: latents of 8x12), same on both backends;
-    latents the UNet cannot halve (8x9) take the NumPy backend, and OpenCL says so."""
+    latents the UNet cannot halve (8x9) take the NumPy backend, and OpenCL says so before any
+    work."""
     sd = _opencl(rt, "paper")
     img = sd("a red cube", steps=2, scheduler="ddim", seed=5, height=16, width=24,
              progress=False)
@@ -87,7 +88,7 @@ def test_non_square_size(rt, reference):
     assert _diff(img, ref) <= FP32_TOL
     with pytest.raises(SdsimError, match="16x17: the width must be a positive multiple of 2"):
         sd("x", steps=1, height=16, width=17, progress=False)
-    with pytest.raises(SdsimError, match="8x9 from 4x5.*NumPy backend"):
+    with pytest.raises(SdsimError, match="16x18: on OpenCL the width must be a multiple of 4.*NumPy backend"):
         sd("x", steps=1, height=16, width=18, progress=False)
 
 

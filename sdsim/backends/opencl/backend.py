@@ -242,11 +242,8 @@ class OpenCLBackend(Backend):
     def upsample_nearest2x(self, x, size=None):
         h, w = x.shape[-2:]
         if upsample_size(h, w, size) != (2 * h, 2 * w):
-            raise SdsimError(f"{self.current_scope}: the OpenCL upsample kernel makes 2x images "
-                             f"only, and this skip connection is {size[0]}x{size[1]} from {h}x{w} "
-                             "(latents not divisible by the UNet's downsampling): on OpenCL use "
-                             "image sizes whose latents are (multiples of 64 for SD1.x); the NumPy "
-                             "backend takes any multiple of 8")
+            raise SdsimError(f"{self.current_scope}: nearest 2x upsample of {h}x{w} to "
+                             f"{size[0]}x{size[1]}: the OpenCL kernel makes 2x images only")
         return self._run("upsample_nearest2x", [x])
 
     def concat(self, xs, axis=1):
