@@ -238,6 +238,41 @@ def test_sd_layers_are_rejected_from_the_sweep():
     assert cases and not any(sweep.is_sd_layer(r, s) for r, s in cases)
 
 
+def test_top_up_gives_every_kernel_body_its_cases_from_the_pools():
+    """Under a large GPU's default builds, the 128x128 tile runs only the largest GEMMs, and
+    the variants' own draws give some of its bodies few cases: the top-up brings each body a
+    pool can reach to MIN_CASES (or uses every pool case that reaches it), adds no SD layer, no
+    case twice and none the budget refuses."""
+    from collections import Counter
+
+    from sdsim import kernels
+    from sdsim.calibration import sweep
+    from sdsim.kernels import shape_key, tuning
+
+    def keys(r, s):
+        return {k.model_key for k in r.costs("fp16", **s)}
+
+    with tuning.use(tuning.for_device("gpu", 132)):
+        run, _ = sweep.cases("full")
+        refused = kernels.get("attention", "flash")
+        extra = sweep.top_up(run, "fp16", lambda r, s: r is not refused)
+        before = Counter(k for r, s in run for k in keys(r, s))
+        after = Counter(k for r, s in run + extra for k in keys(r, s))
+        pool = [(r, s) for r in kernels.records() if r is not refused
+                for s in r.calibrate.get("pool", ()) if not sweep.is_sd_layer(r, s)]
+        reachable = Counter(k for r, s in pool for k in keys(r, s))
+    starved = {k for k in reachable if before[k] < sweep.MIN_CASES}
+    assert starved and extra
+    for k in starved:
+        assert after[k] >= sweep.MIN_CASES or after[k] - before[k] == reachable[k], k
+    added = [(r.key, shape_key(s)) for r, s in extra]
+    assert len(set(added)) == len(added)
+    assert not set(added) & {(r.key, shape_key(s)) for r, s in run}
+    assert not any(sweep.is_sd_layer(r, s) or r is refused for r, s in extra)
+    # every added case brings a dispatch of a body that was short when it was drawn
+    assert all(keys(r, s) & starved for r, s in extra)
+
+
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
     from sdsim.cli import main
 

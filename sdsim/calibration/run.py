@@ -72,7 +72,14 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     micro = microbench.measure(rt, quick, lambda what: None)
     peak, bw = micro["rates"][precision], micro["bandwidth"]
     budget = BUDGET_S["CPU" if "CPU" in info["type"] else "GPU"]
-    run = [(r, s) for r, s in todo if sweep.affordable(r, s, precision, peak, bw, budget)]
+    def affordable(r, s):
+        return sweep.affordable(r, s, precision, peak, bw, budget)
+
+    run = [(r, s) for r, s in todo if affordable(r, s)]
+    over = len(todo) - len(run)
+    topped = [] if quick else sweep.top_up(run, precision, affordable, seed)
+    run += topped
+    random.Random(seed).shuffle(run)
     cal = Calibration(
         name=name, device=rt.name, driver=rt.device.driver_version.strip(), precision=precision,
         mix=size, date=provenance.now(),
@@ -94,7 +101,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     bar.close()
     rechecked = _recheck(rt, fitted(cal), run, by_case, repeat, seed)
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
-                 "over_budget": len(todo) - len(run), "budget_s": budget,
+                 "over_budget": over, "budget_s": budget,
+                 "topped_up": len(topped),
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
                  "rechecked": len(rechecked),
                  "rechecked_heldout": sum(by_case[i][0].heldout for i in rechecked),

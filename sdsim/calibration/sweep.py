@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections import Counter
 
 import numpy as np
 
@@ -31,6 +32,11 @@ FAMILY_OPS = {"conv2d": ("conv2d",), "linear": ("linear",), "attention": ("atten
               "group_norm": ("group_norm",), "layer_norm": ("layer_norm",), "gelu": ("geglu",)}
 #: coefficient of variation above which a point is measured again with more repeats
 MAX_CV = 0.1
+#: the fewest cases the sweep gives each kernel body (`top_up`): a tuned build runs only on
+#: its shape class (the H200's 128x128 tile on GEMMs of 1,024 or more 64x64 blocks), and a
+#: variant's random draw left it a handful: 4 points for the 8 coefficients of the H200's
+#: 128x128 P.V, which then predicted SD's largest P.V 31% short and a smaller one 13x long
+MIN_CASES = 12
 
 
 def _args(record, shape) -> tuple:
@@ -81,6 +87,31 @@ def cases(size: str, seed: int = 0) -> tuple[list, int]:
                 out.append((r, dict(s)))
     random.Random(seed).shuffle(out)
     return out, rejected
+
+
+def top_up(run: list, precision: str, keep, seed: int = 0) -> list:
+    """Cases drawn from the records' pools (`calibrate["pool"]`, more synthetic shapes of the
+    same kinds) for every kernel body `run` gives fewer than MIN_CASES cases, under the kernel
+    builds active now; a pool case counts if it adds a dispatch of such a body, is not one of
+    SD's layers, is not in `run` already and passes `keep` (the per-case time budget). Returns
+    the cases added, in the pools' shuffled order."""
+    def keys(record, shape):
+        return {k.model_key for k in record.costs(precision, **shape)}
+
+    count = Counter(k for r, s in run for k in keys(r, s))
+    seen = {(r.key, shape_key(s)) for r, s in run}
+    pool = [(r, dict(s)) for r in kernels.records() for s in r.calibrate.get("pool", ())]
+    random.Random(seed + 3).shuffle(pool)
+    out = []
+    for r, s in pool:
+        ks = keys(r, s)
+        if (r.key, shape_key(s)) in seen or all(count[k] >= MIN_CASES for k in ks) \
+                or is_sd_layer(r, s) or not keep(r, s):
+            continue
+        seen.add((r.key, shape_key(s)))
+        count.update(ks)
+        out.append((r, s))
+    return out
 
 
 def pessimistic_s(record, shape, precision, peak, bw) -> float:

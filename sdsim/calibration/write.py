@@ -123,6 +123,16 @@ def _cache(cal) -> float:
     return max((c.cache for c in cal.coefficients.values()), default=0.0)
 
 
+def _topped(w: dict) -> str:
+    """The sweep's top-up from the pools, where the calibration made one (older ones did not)."""
+    from sdsim.calibration import sweep
+
+    if "topped_up" not in w:
+        return ""
+    return (f"; {w['topped_up']} drawn from the variants' pools so that every kernel body has "
+            f"at least {sweep.MIN_CASES} cases")
+
+
 def _rechecked(w: dict) -> str:
     """The report's words on the cases measured again after the sweep (calibrations before the
     recheck existed have none)."""
@@ -156,7 +166,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"- Profile written: `{profile_rel}`",
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
-        f"{w['budget_s']:g} s per-case budget), warm-up then median of {w['repeat']} runs, each "
+        f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then median of {w['repeat']} runs, each "
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "

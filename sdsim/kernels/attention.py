@@ -304,7 +304,8 @@ def _attn_point(batch, heads, nq, nk, head_dim):
 # waves on a large GPU and the key-tile steps 2 to ~200 (each head dim's sweep also gets a few
 # points at the many-waves end, which a random draw can miss); FlashAttention's timing is per
 # head dim (one model each), so its sweep covers each head dim SD runs attention at (40, 80, 160
-# in the UNet, 64 in CLIP, 512 in the VAE).
+# in the UNet, 64 in CLIP, 512 in the VAE). The pools are more draws of the same kinds, for
+# kernel bodies the sweep leaves short of cases (sdsim.calibration.sweep.top_up).
 _TOKENS = [60, 150, 500, 900, 1500, 2500, 5000, 7000]
 _GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 10, 15], nq=_TOKENS, nk=[50, *_TOKENS])
 _MANY_WAVES = [_attn_point(2, h, nq, nk, 0) for h, nq, nk in
@@ -319,7 +320,8 @@ _CAL = {
     "naive": {"quick": sweep(_attn_point, 3, seed=6, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40, 96]),
               "full": sweep(_attn_point, 24, seed=6, **_GENERAL, head_dim=[40, 64, 96, 160])
-              + _with_dim(_MANY_WAVES[:2], 96)},
+              + _with_dim(_MANY_WAVES[:2], 96),
+              "pool": sweep(_attn_point, 300, seed=60, **_GENERAL, head_dim=[40, 64, 96, 160])},
     "flash": {"quick": sweep(_attn_point, 4, seed=7, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40]),
               "full": [p for d in (40, 64, 80, 160, 512)
@@ -327,7 +329,9 @@ _CAL = {
                                       head_dim=[d]) + _with_dim(_MANY_WAVES, d)]
               # head dim 40 (the one SD runs it at) also over 2 to 8 waves of long key walks
               + sweep(_attn_point, 12, seed=41, batch=[1, 2], heads=[3, 6, 10, 12],
-                      nq=[2500, 3600, 5000, 7000], nk=[2500, 3600, 5000, 7000], head_dim=[40])},
+                      nq=[2500, 3600, 5000, 7000], nk=[2500, 3600, 5000, 7000], head_dim=[40]),
+              "pool": [p for d in (40, 64, 80, 160, 512)
+                       for p in sweep(_attn_point, 60, seed=100 + d, **_GENERAL, head_dim=[d])]},
 }
 _CAL["partial_softmax"] = _CAL["naive"]
 

@@ -382,6 +382,10 @@ _CAL_3X3 = {
                    hw=[6, 12, 20]),
     "full": sweep(_conv_point, 44, seed=1, batch=[1, 2], cin=_CHANNELS, cout=_CHANNELS,
                   hw=[6, 10, 20, 28, 40, 56, 72, 100, 128]),
+    # more draws of the same kind, for kernel bodies the sweep leaves short of cases
+    # (sdsim.calibration.sweep.top_up)
+    "pool": sweep(_conv_point, 300, seed=40, batch=[1, 2], cin=_CHANNELS, cout=_CHANNELS,
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100, 128]),
 }
 _CAL_STRIDED = {
     "quick": [_conv_point(2, 24, 24, 12, stride=2)],
@@ -434,6 +438,7 @@ _CAL_WINOGRAD = {
     "quick": _CAL_3X3["quick"][:4],
     "full": sweep(_conv_point, 30, seed=4, batch=[1, 2], cin=_CHANNELS[3:], cout=_CHANNELS[3:],
                   hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"] + _CAL_LARGE["full"],
+    "pool": _CAL_3X3["pool"],
 }
 
 

@@ -265,7 +265,8 @@ _BENCH = {"tiny": [_lin(5, 7, 9)], "quick": [_lin(77, 96, 130)],
 # large class's build also gets the low end of its range (1,100-2,300 blocks of 64 x 64, a few
 # hundred of its own work-groups), where SD's feed-forward layers fall and a random draw rarely
 # lands; and a draw of its own over thousands of rows by a few hundred to two thousand columns
-# and k, the range of SD's projections and 1x1 convs.
+# and k, the range of SD's projections and 1x1 convs. The pool holds more draws of the first
+# kind, for kernel bodies the sweep leaves short of cases (sdsim.calibration.sweep.top_up).
 _CAL = {
     "quick": sweep(_lin, 10, seed=5, m=[2, 60, 300], k=[24, 200, 450], n=[40, 300, 700]),
     "full": sweep(_lin, 70, seed=5, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
@@ -275,6 +276,9 @@ _CAL = {
                                   (700, 9000), (3000, 3000)) for k in (300, 2000)]
     + sweep(_lin, 16, seed=6, m=[1800, 3000, 5000, 7000, 9000], k=[250, 400, 700, 1100, 1600],
             n=[250, 400, 700, 1100, 2000, 2800]),
+    "pool": sweep(_lin, 300, seed=50, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
+                  k=[24, 96, 200, 450, 900, 1800, 2900],
+                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),
 }
 
 RECORDS = (
