@@ -224,6 +224,28 @@ def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
     assert fit_all(pts, cu) == c
 
 
+def test_fit_from_a_script_without_a_main_guard_falls_back_to_one_core(tmp_path):
+    """Spawned workers run the calling script again, so a script without an
+    `if __name__ == "__main__":` guard cannot use them: the fit says so and still finishes."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit_me.py"
+    script.write_text(
+        "import os\n"
+        "os.cpu_count = lambda: 2   # workers whatever the machine\n"
+        "from sdsim.calibration.fit import Point, fit_all\n"
+        "from sdsim.kernels import Launch\n"
+        "pts = [Point(k, 'f/v', {}, k, Launch((64 * w,), (64,), s), 1e-6 * (3 + w * s * c), 0.0)\n"
+        "       for k, c in (('a', 0.1), ('b', 0.2)) for w in (1, 4, 40) for s in (2, 20)]\n"
+        "print(sorted(fit_all(pts, 8)))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "['a', 'b']"
+    assert "fitting on one core" in run.stderr
+
+
 def test_sd_layers_are_rejected_from_the_sweep():
     from sdsim import kernels
     from sdsim.calibration import sweep

@@ -217,10 +217,20 @@ def _in_parallel(jobs: list) -> list:
     if workers <= 1:
         return [_fit_args(j) for j in jobs]
     import multiprocessing
+    import warnings
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_fit_args, jobs))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_fit_args, jobs))
+    except BrokenProcessPool:
+        # a script without an `if __name__ == "__main__":` guard cannot spawn (its workers
+        # would run it again): same fits, one core
+        warnings.warn("calibration fit: could not start worker processes (a script calling it "
+                      "needs an `if __name__ == \"__main__\":` guard to use every core); "
+                      "fitting on one core", stacklevel=2)
+        return [_fit_args(j) for j in jobs]
 
 
 def key_errors(points: list[Point], key: str) -> tuple[dict, dict]:
