@@ -275,7 +275,11 @@ _CAL = {
     + [_lin(m, k, n) for m, n in ((1100, 4000), (500, 9000), (1500, 3000), (2500, 2200),
                                   (700, 9000), (3000, 3000)) for k in (300, 2000)]
     + sweep(_lin, 16, seed=6, m=[1800, 3000, 5000, 7000, 9000], k=[250, 400, 700, 1100, 1600],
-            n=[250, 400, 700, 1100, 2000, 2800]),
+            n=[250, 400, 700, 1100, 2000, 2800])
+    # a hundred to a few hundred rows by under a thousand k: under one wave of work-groups on
+    # a large GPU, split along K where they are fewest (a text encoder's projections)
+    + sweep(_lin, 10, seed=7, m=[100, 130, 180, 250], k=[500, 640, 900, 1100],
+            n=[500, 900, 2500, 3500]),
     "pool": sweep(_lin, 300, seed=50, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
                   k=[24, 96, 200, 450, 900, 1800, 2900],
                   n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),

@@ -238,6 +238,12 @@ def _gn_point(batch, channels, hw, act):
 _GN_MID = [_gn_point(2, c, hw, act) for act in ("silu", None)
            for c, hw in ((96, 3600), (192, 2500), (192, 10000), (384, 3600), (768, 2500),
                          (96, 40000))]
+# 32 groups (a batch of 1: a quarter of a large GPU's compute units) walking thousands of steps
+# over 30-200 MB, on both sides of its cache, as the VAE decoder's last blocks run at batch 1;
+# the draw below has two such points.
+_GN_ONE = [_gn_point(1, c, hw, act) for act in ("silu", None)
+           for c, hw in ((96, 120000), (96, 300000), (160, 120000), (160, 200000),
+                         (224, 90000), (224, 200000))]
 # Calibration sweeps (synthetic, channel counts and sizes off SD1.4's): group sizes from a few
 # hundred elements (one strided step) to about a million, and group counts from 32 (under one
 # wave on a large GPU) to 64; the largest images reach the VAE decoder's sweeps of hundreds of MB
@@ -249,7 +255,7 @@ _GN_CAL = {
                   hw=[16, 100, 576, 2304, 6400, 16384, 40000], act=["silu", None])
     + sweep(_gn_point, 8, seed=9, batch=[1, 2], channels=[64, 96, 192],
             hw=[90000, 160000, 250000], act=["silu", None])
-    + _GN_MID,
+    + _GN_MID + _GN_ONE,
 }
 
 
