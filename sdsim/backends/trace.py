@@ -253,7 +253,7 @@ def check_opencl_size(model_cfg, height: int, width: int) -> None:
     """check_size, and an error unless the UNet halves the latents at every level: its OpenCL
     upsample kernel makes 2x images only, so odd skip connections need the NumPy backend."""
     check_size(model_cfg, height, width)
-    need = size_multiple(model_cfg) * 2 ** (len(model_cfg.unet.block_out_channels) - 1)
+    need = size_multiple(model_cfg) * model_cfg.unet.downscale
     for what, s in (("height", height), ("width", width)):
         if s % need:
             raise SdsimError(f"resolution {height}x{width}: on OpenCL the {what} must be a "
