@@ -6,7 +6,8 @@
 // Variants (see sdsim/kernels/attention.py for their costs); QK^T and P.V are opencl/gemm.cl's
 // register-tiled GEMM on each (batch, head)'s matrices:
 //   naive:           QK^T -> softmax_max -> softmax_sum -> softmax_normalize -> P.V
-//   partial softmax: QK^T -> softmax_stats -> P.V loading exp(s - max) / sum (gemm.cl SOFTMAX_A)
+//   partial softmax: QK^T -> softmax_stats -> P.V loading exp(s - max) * (1 / sum) (gemm.cl
+//                    SOFTMAX_A)
 //   flash:           attn_flash (built with -DD=<head dim> -DBQ=<rows per group> -DBK=<key tile>,
 //                    -DFLASH_CPU=1 for the CPU body: one work-item per group walks its BQ rows)
 
@@ -61,8 +62,9 @@ __kernel void softmax_normalize(__global store_t* s, __global const float* mx,
     STORE(s, idx, exp(LOAD(s, idx) - mx[row]) / sm[row]);
 }
 
-// partial softmax: one pass, online max and sum of exponentials per row (merged across items)
-__kernel void softmax_stats(__global const store_t* s, __global float* mx, __global float* sm,
+// partial softmax: one pass, online max and sum of exponentials per row (merged across items);
+// stores the max and the sum's reciprocal, which P.V multiplies each exponential by
+__kernel void softmax_stats(__global const store_t* s, __global float* mx, __global float* inv,
                             int n)
 {
     const size_t row = get_group_id(0);
@@ -90,7 +92,7 @@ __kernel void softmax_stats(__global const store_t* s, __global float* mx, __glo
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (l == 0) { mx[row] = rm[0]; sm[row] = rs[0]; }
+    if (l == 0) { mx[row] = rm[0]; inv[row] = 1.0f / rs[0]; }
 }
 
 #ifdef D

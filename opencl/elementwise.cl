@@ -20,13 +20,15 @@ __kernel void add_bcast(__global const store_t* a, __global const store_t* b, __
 #endif
 }
 
-// nearest 2x upsample of (planes, h, w) to (planes, 2h, 2w); one work-item per output element
+// nearest 2x upsample of (planes, h, w) to (planes, oh, ow), oh = 2h or 2h - 1 (ow alike): the
+// 2x image, cropped by a row or column where a UNet skip connection is odd; one work-item per
+// output element
 __kernel void upsample_nearest2x(__global const store_t* x, __global store_t* y, int planes,
-                                 int h, int w)
+                                 int h, int w, int oh, int ow)
 {
     const int ox = get_global_id(0), oy = get_global_id(1), p = get_global_id(2);
-    if (ox >= 2 * w || oy >= 2 * h || p >= planes) return;
-    STORE(y, ((size_t)p * 2 * h + oy) * 2 * w + ox, LOAD(x, ((size_t)p * h + oy / 2) * w + ox / 2));
+    if (ox >= ow || oy >= oh || p >= planes) return;
+    STORE(y, ((size_t)p * oh + oy) * ow + ox, LOAD(x, ((size_t)p * h + oy / 2) * w + ox / 2));
 }
 
 // copy-only kernels move storage bits: ushort for half (no cl_khr_fp16 needed), float otherwise

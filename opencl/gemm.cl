@@ -31,9 +31,11 @@
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
 // ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU) | 2 causal mask (C[i][j] = -inf for
 // j > i: attention's scores); SPLIT = 0 | 1 (partial sums, above);
-// SOFTMAX_A = 1: A holds attention scores and each is loaded as exp(a - rmax[row]) / rsum[row]
-// (per-row statistics of matrix b at b * M + row, two extra arguments): the partially fused
-// softmax's P.V, which never stores P; FLOAT_ARITH = 1: float arithmetic at any storage.
+// SOFTMAX_A = 1: A holds attention scores and each is loaded as exp(a - rmax[row]) * rinv[row]
+// (per-row statistics of matrix b at b * M + row, two extra arguments: the row max and the
+// reciprocal of the row's sum of exponentials, so a score costs a multiply, not a divide): the
+// partially fused softmax's P.V, which never stores P; FLOAT_ARITH = 1: float arithmetic at any
+// storage.
 
 #ifndef BIAS
 #define BIAS 0
@@ -47,12 +49,15 @@
 #ifndef SOFTMAX_A
 #define SOFTMAX_A 0
 #endif
-#if SOFTMAX_A   // the statistics arguments, and A's element a of row gi as loaded
-#define STATS_ARGS , __global const float* rmax, __global const float* rsum
-#define PRO_A(a, gi) (exp((a) - rmax[rowb + (gi)]) / rsum[rowb + (gi)])
+#if SOFTMAX_A   // the statistics arguments, A's element a of row gi as loaded, and of the CPU
+                // body's row i, whose statistics it holds in registers (pmax, pinv)
+#define STATS_ARGS , __global const float* rmax, __global const float* rinv
+#define PRO_A(a, gi) (exp((a) - rmax[rowb + (gi)]) * rinv[rowb + (gi)])
+#define PRO_ROW(a, i) (exp((a) - pmax[i]) * pinv[i])
 #else
 #define STATS_ARGS
 #define PRO_A(a, gi) (a)
+#define PRO_ROW(a, i) (a)
 #endif
 #if SPLIT   // partial sums: float, dense (b * S + s, row, col), no epilogue
 typedef float out_t;
@@ -265,6 +270,14 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
     long arow[WM];
     #pragma unroll
     for (int i = 0; i < WM; i++) arow[i] = aBase + (long)min(i0 + i, M - 1) * sAm;
+#if SOFTMAX_A
+    float pmax[WM], pinv[WM];
+    #pragma unroll
+    for (int i = 0; i < WM; i++) {
+        pmax[i] = rmax[rowb + min(i0 + i, M - 1)];
+        pinv[i] = rinv[rowb + min(i0 + i, M - 1)];
+    }
+#endif
     accV acc[WM][NV];
     #pragma unroll
     for (int i = 0; i < WM; i++)
@@ -287,7 +300,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         }
         #pragma unroll
         for (int i = 0; i < WM; i++) {
-            const realV a = (realV)(PRO_A(LOAD(A, arow[i] + (long)k * sAk), min(i0 + i, M - 1)));
+            const realV a = (realV)(PRO_ROW(LOAD(A, arow[i] + (long)k * sAk), i));
             #pragma unroll
             for (int v = 0; v < NV; v++) acc[i][v] = MACV(a, bv[v], acc[i][v]);
         }

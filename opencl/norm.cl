@@ -3,7 +3,10 @@
 // ACT=1 fuses SiLU after the affine. WG is the work-group size (a power of two).
 //
 // naive GroupNorm:  gn_mean -> gn_var -> gn_normalize   (fp32 mean/var tensors in between)
-// fused GroupNorm:  gn_fused (one work-group per (batch, group), two sweeps over the slice)
+// fused GroupNorm:  gn_fused (one work-group per (batch, group), two sweeps over the slice);
+//                   a slice longer than a chunk: gn_partial -> gn_apply, each slice split into
+//                   chunks of one work-group each, so few groups (a batch of 1 on a large GPU)
+//                   still fill the device
 // LayerNorm:        ln_rowwise (one work-group per row)
 //
 // Accuracy of the one-pass statistics: sums are taken of x - K, with K the slice's first
@@ -80,6 +83,25 @@ __kernel void gn_normalize(__global const store_t* x, __global const float* mean
     STORE(y, i, activate((LOAD(x, i) - mean[g]) * r * LOAD(gamma, c) + LOAD(beta, c)));
 }
 
+// y = (x - shift - dm) * r * gamma[c] + beta[c] [then SiLU] over elements e0, e0 + WG, ... <
+// end of the slice at `base` (channel c0 first, hw elements per channel); the channel is carried
+// along (WG = dc channels + dp elements) instead of divided out per element, as an integer
+// divide costs a GPU more than the load
+inline void normalize_range(__global const store_t* x, __global const store_t* gamma,
+                            __global const store_t* beta, __global store_t* y, size_t base,
+                            int e0, int end, int c0, int hw, float shift, float dm, float r)
+{
+    const int dc = WG / hw, dp = WG % hw;
+    int c = c0 + e0 / hw, p = e0 % hw;
+    for (int e = e0; e < end; e += WG) {
+        const float t = (LOAD(x, base + e) - shift - dm) * r;
+        STORE(y, base + e, activate(t * LOAD(gamma, c) + LOAD(beta, c)));
+        c += dc;
+        p += dp;
+        if (p >= hw) { p -= hw; c++; }
+    }
+}
+
 // the specialised kernel: sweep 1 accumulates shifted sum and sum of squares, sweep 2 normalizes
 __kernel void gn_fused(__global const store_t* x, __global const store_t* gamma,
                        __global const store_t* beta, __global store_t* y,
@@ -108,11 +130,67 @@ __kernel void gn_fused(__global const store_t* x, __global const store_t* gamma,
     const float dm = r1[0] / n;                           // mean - shift
     const float var = fmax(r2[0] / n - dm * dm, 0.0f);
     const float r = rsqrt(var + eps);
-    for (int e = l; e < n; e += WG) {
-        const int c = c0 + e / hw;
-        const float t = (LOAD(x, base + e) - shift - dm) * r;
-        STORE(y, base + e, activate(t * LOAD(gamma, c) + LOAD(beta, c)));
+    normalize_range(x, gamma, beta, y, base, l, n, c0, hw, shift, dm, r);
+}
+
+// the shifted sums (s1, s2) of chunk `s` of a slice: partial[2 * (g * splits + s) + {0, 1}];
+// every chunk of a slice shifts by the slice's first element, so the partials add up exactly
+__kernel void gn_partial(__global const store_t* x, __global float* partial, int n, int chunk,
+                         int splits)
+{
+    const int w = get_group_id(0), l = get_local_id(0);
+    const int g = w / splits, s = w % splits;
+    __local float r1[WG];
+    __local float r2[WG];
+    const size_t base = (size_t)g * n;
+    const float shift = LOAD(x, base);
+    const int end = min(n, (s + 1) * chunk);
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int e = s * chunk + l; e < end; e += WG) {
+        const float t = LOAD(x, base + e) - shift;
+        s1 += t;
+        s2 += t * t;
     }
+    r1[l] = s1;
+    r2[l] = s2;
+    for (int o = WG / 2; o > 0; o >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (l < o) { r1[l] += r1[l + o]; r2[l] += r2[l + o]; }
+    }
+    if (l == 0) {
+        partial[2 * w] = r1[0];
+        partial[2 * w + 1] = r2[0];
+    }
+}
+
+// normalize chunk `s` of a slice with the statistics its slice's partials add up to
+__kernel void gn_apply(__global const store_t* x, __global const float* partial,
+                       __global const store_t* gamma, __global const store_t* beta,
+                       __global store_t* y, int hw, int cpg, int groups, int chunk, int splits,
+                       float eps)
+{
+    const int w = get_group_id(0), l = get_local_id(0);
+    const int g = w / splits, s = w % splits;
+    const int n = hw * cpg;
+    __local float r1[WG];
+    __local float r2[WG];
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int i = l; i < splits; i += WG) {
+        s1 += partial[2 * (g * splits + i)];
+        s2 += partial[2 * (g * splits + i) + 1];
+    }
+    r1[l] = s1;
+    r2[l] = s2;
+    for (int o = WG / 2; o > 0; o >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (l < o) { r1[l] += r1[l + o]; r2[l] += r2[l + o]; }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const size_t base = (size_t)g * n;
+    const float dm = r1[0] / n;                           // mean - shift
+    const float r = rsqrt(fmax(r2[0] / n - dm * dm, 0.0f) + eps);
+    normalize_range(x, gamma, beta, y, base, s * chunk + l, min(n, (s + 1) * chunk),
+                    (g % groups) * cpg, hw, LOAD(x, base), dm, r);
 }
 
 // LayerNorm of one row of n elements per work-group, shifted one-pass statistics as gn_fused;

@@ -80,8 +80,14 @@ def test_data_movement_is_exact(rt, precision, b, c, h, w, seed):
     xr, yr = rounded(x, precision), rounded(y, precision)
     up, _ = E.upsample_host(rt, x, precision=precision)
     np.testing.assert_array_equal(up, np.repeat(np.repeat(xr, 2, axis=2), 2, axis=3))
-    with pytest.raises(SdsimError, match="2x images only"):   # no crop to an odd skip's size
-        E.upsample_nearest2x(rt, rt.to_device(x, precision), x.shape, size=(2 * h - 1, 2 * w))
+    # cropped to an odd skip connection's size: the 2x image less its last row or column
+    for oh, ow in ((2 * h - 1, 2 * w), (2 * h, 2 * w - 1), (2 * h - 1, 2 * w - 1)):
+        buf, ev = E.upsample_nearest2x(rt, rt.to_device(x, precision), x.shape, size=(oh, ow),
+                                       precision=precision)
+        np.testing.assert_array_equal(rt.from_device(buf, (b, c, oh, ow), precision, wait_for=ev),
+                                      np.repeat(np.repeat(xr, 2, axis=2), 2, axis=3)[..., :oh, :ow])
+    with pytest.raises(SdsimError, match="twice the input, or one less"):
+        E.upsample_nearest2x(rt, rt.to_device(x, precision), x.shape, size=(2 * h + 1, 2 * w))
     cat, _ = E.concat_host(rt, [x, y], 1, precision=precision)
     np.testing.assert_array_equal(cat, np.concatenate([xr, yr], 1))
     cat3, _ = E.concat_host(rt, [x, x, y[:, :c]], -1, precision=precision)

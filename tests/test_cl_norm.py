@@ -88,8 +88,53 @@ def test_group_norm_large_mean_small_variance_fp32(rt, variant):
     assert err <= tol, (err, tol)
 
 
+@settings(max_examples=25, deadline=None)
+@given(chunk=st.sampled_from([1, 7, 64, 300, 1000]), precision=st.sampled_from(["fp32", "fp16"]),
+       act=st.sampled_from([None, "silu"]), b=st.integers(1, 2),
+       groups=st.sampled_from([1, 3, 32]), cpg=st.integers(1, 3), h=st.integers(1, 24),
+       w=st.integers(1, 24), seed=st.integers(0, 2**31))
+def test_group_norm_split_into_chunks_matches_float64(rt, chunk, precision, act, b, groups, cpg,
+                                                      h, w, seed):
+    """The fused GroupNorm's split form (partial sums per chunk, then normalize): chunks shorter
+    than a work-group, an uneven last chunk, channels that cross chunk boundaries and more chunks
+    per slice than lanes in a work-group (chunk 1)."""
+    from sdsim.kernels import norm
+
+    rng = np.random.default_rng(seed)
+    c = groups * cpg
+    x = (rng.standard_normal((b, c, h, w)) * 3 + 1).astype(np.float32)
+    gamma = rng.standard_normal(c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(norm, "CHUNK", chunk)
+        out, events = norm.group_norm_host(rt, x, gamma, beta, groups, 1e-5, act=act,
+                                           variant="fused", precision=precision)
+    assert len(events) == (2 if cpg * h * w > chunk else 1)
+    xr, gr, br = (rounded(a, precision) for a in (x, gamma, beta))
+    ref = gn64(xr, gr, br, groups, 1e-5, act)
+    assert (np.abs(out - ref) <= tolerance(ref, gr, br, cpg * h * w, precision)).all()
+
+
+def test_group_norm_split_keeps_the_shift(rt, monkeypatch):
+    """Mean 1e3, std 1e-2 through the split form: every chunk shifts by its slice's first
+    element, so the partial sums add up to the one-dispatch kernel's and z keeps its digits."""
+    from sdsim.kernels import norm
+
+    monkeypatch.setattr(norm, "CHUNK", 100)
+    rng = np.random.default_rng(7)
+    x = (1e3 + 1e-2 * rng.standard_normal((2, 64, 16, 16))).astype(np.float32)
+    gamma, beta = np.ones(64, np.float32), np.zeros(64, np.float32)
+    out, events = norm.group_norm_host(rt, x, gamma, beta, 32, 1e-12, precision="fp32")
+    assert len(events) == 2
+    xg = np.asarray(x, np.float64).reshape(2, 32, -1)
+    tol = 2 * (512 / 64 + 16) * U32 * float(np.abs(xg - xg[:, :, :1]).max()) \
+        / float(xg.std(-1).min())
+    assert float(np.abs(out - gn64(x, gamma, beta, 32, 1e-12, None)).max()) <= tol
+
+
 def test_group_norm_sd14_shape(rt):
-    """SD1.4's first up/down GroupNorm: 320 channels, 64x64, 32 groups, fused SiLU."""
+    """SD1.4's first up/down GroupNorm: 320 channels, 64x64, 32 groups, fused SiLU (slices of
+    40,960 elements: the fused kernel's split form)."""
     from sdsim.kernels.norm import group_norm_host
 
     rng = np.random.default_rng(8)

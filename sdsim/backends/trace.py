@@ -249,19 +249,6 @@ def check_size(model_cfg, height: int, width: int) -> None:
                              f"multiple of {need} (the VAE's downscale factor)")
 
 
-def check_opencl_size(model_cfg, height: int, width: int) -> None:
-    """check_size, and an error unless the UNet halves the latents at every level: its OpenCL
-    upsample kernel makes 2x images only, so odd skip connections need the NumPy backend."""
-    check_size(model_cfg, height, width)
-    need = size_multiple(model_cfg) * model_cfg.unet.downscale
-    for what, s in (("height", height), ("width", width)):
-        if s % need:
-            raise SdsimError(f"resolution {height}x{width}: on OpenCL the {what} must be a "
-                             f"multiple of {need} (latents the UNet halves at every level: its "
-                             "upsample kernel makes 2x images only); the NumPy backend takes any "
-                             f"multiple of {size_multiple(model_cfg)}")
-
-
 def trace_pipeline(model_cfg, resolution: int = 512, batch: int = 2, precision: str = "fp16") -> dict:
     """Text encoder, UNet (one call) and VAE decoder of a text-to-image run."""
     return {name: trace_component(name, model_cfg, resolution, batch, precision)

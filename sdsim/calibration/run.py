@@ -8,6 +8,7 @@ import platform as _platform
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sdsim import provenance
@@ -89,17 +90,22 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     load0, t0, again = provenance.load(), time.perf_counter(), 0
     bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
                disable=None)
-    by_case = []
+    by_case, clock = [], Counter()
     for i, (record, shape) in enumerate(bar):
         bar.set_postfix_str(record.key)
-        points, remeasured = sweep.measure(rt, record, shape, precision, repeat)
+        points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock)
         again += remeasured
         for p in points:
             p.heldout = i in heldout
         by_case.append(points)
         cal.points += points
     bar.close()
-    rechecked = _recheck(rt, fitted(cal), run, by_case, repeat, seed)
+    t = time.perf_counter()
+    first = fitted(cal)
+    clock["first fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rechecked = _recheck(rt, first, run, by_case, repeat, seed)
+    clock["recheck"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),
@@ -109,7 +115,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "rechecked_faster": sum(by_case[i][0].passes[1] < by_case[i][0].passes[0]
                                          for i in rechecked),
                  "load_before": load0, "load_after": provenance.load(), "commit": provenance.commit(),
-                 "seconds": time.perf_counter() - t0}
+                 "seconds": time.perf_counter() - t0,
+                 "host_s": {k: round(v, 1) for k, v in clock.items()}}
     return fitted(cal)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+import time
 from collections import Counter
 
 import numpy as np
@@ -126,6 +127,38 @@ def affordable(record, shape, precision, peak, bw, budget_s) -> bool:
     return pessimistic_s(record, shape, precision, peak, bw) <= budget_s
 
 
+class TilingRng:
+    """numpy's Generator for timing runs: normal and uniform draws tile one block of BLOCK draws
+    (a kernel's time does not depend on the values, drawing them does: the sweep's 40 GB of
+    inputs took 86 s of a 2-core host's normals), integers are drawn (indices stay in range)."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.normal = {np.dtype(np.float64): self.rng.standard_normal(self.BLOCK)}
+        self.normal[np.dtype(np.float32)] = self.normal[np.dtype(np.float64)].astype(np.float32)
+        self.unit = self.rng.random(self.BLOCK)
+
+    @staticmethod
+    def _tile(block, size):
+        size = () if size is None else size
+        out = np.empty(size, block.dtype).reshape(-1)
+        whole = out.size - out.size % block.size
+        out[:whole].reshape(-1, block.size)[:] = block
+        out[whole:] = block[:out.size - whole]
+        return out.reshape(size)
+
+    def standard_normal(self, size=None, dtype=np.float64):
+        return self._tile(self.normal[np.dtype(dtype)], size)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return low + (high - low) * self._tile(self.unit, size)
+
+    def integers(self, *args, **kwargs):
+        return self.rng.integers(*args, **kwargs)
+
+
 def _time(rt, record, shape, buffers, precision, repeat):
     """(median seconds per dispatch, coefficient of variation per dispatch)."""
     from sdsim.cl.bench import time_launches
@@ -134,20 +167,36 @@ def _time(rt, record, shape, buffers, precision, repeat):
     return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 
-def measure(rt, record, shape, precision, repeat=5, seed=0) -> tuple[list[Point], bool]:
+def measure(rt, record, shape, precision, repeat=5, seed=0,
+            clock: Counter | None = None) -> tuple[list[Point], bool]:
     """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up;
     a case whose spread exceeds MAX_CV is measured again with twice the repeats. Returns
-    (points, whether it was re-measured)."""
+    (points, whether it was re-measured). `clock` adds up the host's seconds per phase (inputs,
+    upload, warm-up with the program builds, timed runs)."""
     from sdsim.cl.bench import upload
 
-    inputs = record.make_inputs(shape, np.random.default_rng(seed))
+    clock = Counter() if clock is None else clock
+    t = time.perf_counter()
+
+    def lap(phase):
+        nonlocal t
+        now = time.perf_counter()
+        clock[phase] += now - t
+        t = now
+
+    inputs = record.make_inputs(shape, TilingRng(seed))
+    lap("inputs")
     buffers = upload(rt, record, shape, inputs, precision)
+    rt.finish()
+    lap("upload")
     costs = record.costs(precision, **shape)
     _time(rt, record, shape, buffers, precision, 1)   # warm-up (and program build)
+    lap("warm-up")
     med, cv = _time(rt, record, shape, buffers, precision, repeat)
     again = bool(cv.max() > MAX_CV)
     if again:
         med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat)
+    lap("timed")
     if len(med) != len(costs):
         raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "
                            f"{len(costs)}")

@@ -146,6 +146,14 @@ def _rechecked(w: dict) -> str:
             "time); ")
 
 
+def _split(w: dict) -> str:
+    """Where the sweep's seconds went, where the calibration timed its phases (older ones did
+    not)."""
+    if "host_s" not in w:
+        return ""
+    return " (" + ", ".join(f"{k} {v:.0f} s" for k, v in w["host_s"].items()) + ")"
+
+
 def _g(v: float) -> float:
     return float(f"{v:.4g}")
 
@@ -171,7 +179,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
         f"{_rechecked(w)}"
-        f"{w['seconds']:.0f} s; machine load (1-min average) {w['load_before']} before, "
+        f"{w['seconds']:.0f} s{_split(w)}; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
         *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "

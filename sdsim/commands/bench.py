@@ -199,9 +199,9 @@ def run_sd(args) -> int:
             raise SdsimError(f"--family: unknown family or variant '{unknown[0]}'; families: "
                              f"{', '.join(sorted({r.family for r in kernels.records()}))}")
     cfg = load_model_config(model)
-    from sdsim.backends.trace import check_opencl_size
+    from sdsim.backends.trace import check_size
 
-    check_opencl_size(cfg, resolution, resolution)
+    check_size(cfg, resolution, resolution)
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
     rt = Runtime(args.platform, args.cl_device, args.arith)

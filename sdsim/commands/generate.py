@@ -166,10 +166,6 @@ def run(args) -> int:
                              f"{shape[3] * sd.cfg.vae.downscale} image (set --height/--width)")
         rt = profile = None
         if args.backend == "opencl":
-            from sdsim.backends.trace import check_opencl_size
-
-            check_opencl_size(sd.cfg, shape[2] * sd.cfg.vae.downscale,
-                              shape[3] * sd.cfg.vae.downscale)
             rt, profile = _opencl(sd, args, progress)
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
                    args.seed, latents, args.height, args.width or args.height,

@@ -79,7 +79,7 @@ def run(args) -> int:
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
     from sdsim.lower.options import parse_opt
-    from sdsim.backends.trace import check_opencl_size, check_size
+    from sdsim.backends.trace import check_size
     from sdsim.model.components import COMPONENTS
     from sdsim.model.presets import load_model_config, native_resolution
     from sdsim.validation import compare, report
@@ -125,8 +125,7 @@ def run(args) -> int:
     if args.resolution is None:
         args.resolution = native_resolution(cfg)
     if COMPONENTS[args.component].spatial:   # before any output: a bad size is one error line
-        check = check_opencl_size if args.component == "unet" else check_size
-        check(cfg, args.resolution, args.resolution)
+        check_size(cfg, args.resolution, args.resolution)
     weights = None
     if args.weights:
         cfg, weights = _checkpoint(args.weights, args.component)

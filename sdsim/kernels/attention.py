@@ -41,7 +41,8 @@ SOFTMAX_WG = 64
 #: local size of the normalize pass
 NORM_LOCAL = (64, 1)
 
-# per score element: max, subtract, exp, add (stats); subtract, exp, divide (normalize)
+# per score element: max, subtract, exp, add (stats); subtract, exp, divide (normalize; the
+# partially fused P.V multiplies by the reciprocal of the sum instead)
 _STATS_FLOPS = 4
 _NORM_FLOPS = 3
 
@@ -187,7 +188,7 @@ def attention(rt, q, k, v, batch, nq, nk, heads, head_dim, *, causal=False, vari
         return out, [ev]
     s = rt.alloc(bh * nq * nk, precision, f"attention scores ({bh}x{nq}x{nk})")
     mx = rt.alloc(bh * nq, "fp32", "row max")
-    sm = rt.alloc(bh * nq, "fp32", "row sum")
+    sm = rt.alloc(bh * nq, "fp32", "row sum (partial softmax: its reciprocal)")
     defs = {"WG": SOFTMAX_WG}
     # per (batch, head): Q (nq x d) and K^T (d x nk) read in place from (B, N, heads * d) rows,
     # S (nq x nk) dense; P·V reads S and V (nk x d) in place and writes O like Q

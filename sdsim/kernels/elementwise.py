@@ -22,6 +22,7 @@ from scipy.special import erf
 
 from sdsim.errors import SdsimError
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
+from sdsim.ops import upsample_size
 from sdsim.precision import BYTES, stored
 
 #: x / (1 + exp(-x)): negate, exp, add, divide
@@ -43,8 +44,9 @@ def flat_launch(n) -> Launch:
     return Launch.grid((max(1, n),), (WG,))
 
 
-def upsample_launch(planes, h, w) -> Launch:
-    return Launch.grid((2 * w, 2 * h, planes), (16, 4, 1))
+def upsample_launch(planes, oh, ow) -> Launch:
+    """One work-item per element of the (planes, oh, ow) output."""
+    return Launch.grid((ow, oh, planes), (16, 4, 1))
 
 
 def rows_launch(cols, rows) -> Launch:
@@ -134,16 +136,14 @@ def add(rt, a, b, a_shape, b_shape, *, precision="fp32", out=None, wait_for=None
 
 
 def upsample_nearest2x(rt, x, shape, *, precision="fp32", out=None, wait_for=None, size=None):
-    """(B, C, H, W) -> (B, C, 2H, 2W) nearest neighbour; `size`, when given, must be that
-    (the kernel cannot crop to an odd skip connection's size)."""
+    """(B, C, H, W) -> (B, C, 2H, 2W) nearest neighbour, or to `size` one row or column less
+    where a UNet skip connection is odd (`sdsim.ops.upsample_size`)."""
     b, c, h, w = shape
-    if size is not None and tuple(size) != (2 * h, 2 * w):
-        raise SdsimError(f"nearest 2x upsample of {h}x{w} to {size[0]}x{size[1]}: the OpenCL "
-                         "kernel makes 2x images only")
-    out = out if out is not None else rt.alloc(b * c * 4 * h * w, precision, "upsample output")
+    oh, ow = upsample_size(h, w, size)
+    out = out if out is not None else rt.alloc(b * c * oh * ow, precision, "upsample output")
     k = rt.kernel("elementwise", "upsample_nearest2x", precision)
-    ev = upsample_launch(b * c, h, w).enqueue(rt, k, x, out, i32(b * c), i32(h), i32(w),
-                                              wait_for=wait_for)
+    ev = upsample_launch(b * c, oh, ow).enqueue(rt, k, x, out, i32(b * c), i32(h), i32(w),
+                                                i32(oh), i32(ow), wait_for=wait_for)
     return out, [ev]
 
 
@@ -304,9 +304,9 @@ def _activation_record(kind):
 
 def _upsample_cost(in_shapes, out_shape, precision):
     e, n = BYTES[precision], _numel(in_shapes[0])
-    *planes, h, w = in_shapes[0]
-    return _one("ew_upsample_nearest2x", 0, n * e, 4 * n * e,
-                upsample_launch(_numel(planes), h, w))
+    *planes, oh, ow = out_shape
+    return _one("ew_upsample_nearest2x", 0, n * e, _numel(out_shape) * e,
+                upsample_launch(_numel(planes), oh, ow))
 
 
 def _concat_cost(in_shapes, out_shape, precision, axis=1):
@@ -468,8 +468,10 @@ RECORDS = (
             lambda rt, a, ins, p, out, prec: upsample_nearest2x(
                 rt, ins[0], a["in_shapes"][0], precision=prec, out=out,
                 size=a["out_shape"][-2:])[1],
-            lambda a, i, p: _x(i, p).repeat(2, 2).repeat(2, 3), _EXACT, _make_scaled(1.0),
-            _sd([{"in_shapes": [(1, 2, 3, 5)], "out_shape": (1, 2, 6, 10)}],
+            lambda a, i, p: _x(i, p).repeat(2, 2).repeat(2, 3)[
+                ..., :a["out_shape"][-2], :a["out_shape"][-1]], _EXACT, _make_scaled(1.0),
+            _sd([{"in_shapes": [(1, 2, 3, 5)], "out_shape": (1, 2, 6, 10)},
+                 {"in_shapes": [(1, 2, 3, 5)], "out_shape": (1, 2, 5, 9)}],
                 [{"in_shapes": [(1, 32, 2, 2)], "out_shape": (1, 32, 4, 4)}],
                 [{"in_shapes": [(2, 1280, 16, 16)], "out_shape": (2, 1280, 32, 32)}])),
     _record("concat", _concat_cost,

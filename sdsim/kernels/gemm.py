@@ -147,8 +147,8 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
     exact erf GELU, 2 the causal mask. Attention's calls give `heads`: matrix i is head i % heads
     of batch i // heads, at that batch's stride plus the head's (`head_strides`, for A, B, C);
-    they run in float arithmetic and never transposed; `stats` = (row max, row sum) buffers
-    loads each score of A as its softmax probability. Returns the events (two when the active
+    they run in float arithmetic and never transposed; `stats` = (row max, reciprocal of the row's
+    sum of exponentials) buffers loads each score of A as its softmax probability. Returns the events (two when the active
     tuning splits the call's K)."""
     attention = heads is not None
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)

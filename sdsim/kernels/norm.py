@@ -6,7 +6,11 @@ group_norm kwargs: batch, channels, hw, groups, act (None | "silu"), precision.
 - "fused": the paper's specialised kernel, one dispatch, one work-group per (batch, group): a
   first sweep accumulates shifted sum and sum of squares in fp32, a second sweep normalizes with
   affine [+ SiLU]. The group slice (channels/groups * hw elements, 160 KiB at SD1.4's 320 ch 64x64
-  in fp32) does not fit in local memory, so x is read twice.
+  in fp32) does not fit in local memory, so x is read twice. A slice longer than CHUNK elements
+  is split into chunks of one work-group each, in two dispatches (partial sums per chunk, then
+  normalize with the slice's sums): the VAE decoder's last blocks (a batch of 1, 32 slices of a
+  million elements) otherwise walk 4,096 steps on 32 work-groups, a quarter of an H200's
+  compute units, 4x slower than the naive chain's fully parallel normalize.
 layer_norm kwargs: rows, dim, precision. "rowwise": one work-group per row; a row (<= a few KiB)
 stays in cache between the statistics and normalize sweeps, so x is read once.
 """
@@ -29,6 +33,10 @@ WG = 256
 LN_WG = 64
 #: local size of the naive chain's normalize pass
 NORMALIZE_LOCAL = 256
+#: elements per work-group of the fused GroupNorm's split form (64 steps of WG lanes): longer
+#: slices are cut into chunks of this many, so the SD1.4 UNet's slices at 512x512 (40,960
+#: elements) run on 3 work-groups each and the VAE's (a million) on 64
+CHUNK = 16384
 
 
 def group_launch(groups, n, wg=WG, sweeps=1) -> Launch:
@@ -64,14 +72,34 @@ def group_norm_naive(batch, channels, hw, groups, precision, act=None):
     ]
 
 
+def splits(per_group: int) -> int:
+    """Chunks of the fused GroupNorm's split form per slice of `per_group` elements (1: the
+    one-dispatch kernel)."""
+    return max(1, ceil(per_group / CHUNK))
+
+
 def group_norm_fused(batch, channels, hw, groups, precision, act=None):
     b = BYTES[precision]
     n = batch * channels * hw
-    # sweep 1: shift-subtract, add, multiply-add per element; sweep 2: normalize
-    return [KernelCost("gn_fused", "reduction", (4 + _normalize_flops(act)) * n,
-                       2 * n * b + 2 * channels * b, n * b,
-                       launch=group_launch(batch * groups, n // (batch * groups), sweeps=2),
-                       model=_body("gn_fused", act))]
+    ng = batch * groups
+    per_group = n // ng
+    s = splits(per_group)
+    if s == 1:
+        # sweep 1: shift-subtract, add, multiply-add per element; sweep 2: normalize
+        return [KernelCost("gn_fused", "reduction", (4 + _normalize_flops(act)) * n,
+                           2 * n * b + 2 * channels * b, n * b,
+                           launch=group_launch(ng, per_group, sweeps=2),
+                           model=_body("gn_fused", act))]
+    parts = ng * s * 2 * STAT          # a (sum, sum of squares) pair per chunk
+    chunk = group_launch(ng * s, CHUNK)
+    return [
+        KernelCost("gn_partial", "reduction", 4 * n, n * b, parts, workspace=parts,
+                   launch=chunk),
+        # each work-group first adds its slice's s pairs, then normalizes its chunk
+        KernelCost("gn_apply", "elementwise", _normalize_flops(act) * n + 2 * ng * s * s,
+                   n * b + s * parts + 2 * channels * b, n * b, launch=chunk,
+                   model=_body("gn_apply", act)),
+    ]
 
 
 def _body(kernel: str, act) -> str:
@@ -111,11 +139,23 @@ def group_norm(rt, x, gamma, beta, shape, groups, eps, *, act=None, variant="fus
     if out is None:
         out = rt.alloc(total, precision, "group_norm output")
     defs = {"WG": WG, "ACT": _act_flag(act)}
-    if variant == "fused":
+    if variant == "fused" and splits(n) == 1:
         k = rt.kernel("norm", "gn_fused", precision, defs)
         ev = group_launch(ng, n, sweeps=2).enqueue(rt, k, x, gamma, beta, out, i32(hw), i32(cpg),
                                                    i32(groups), f32(eps), wait_for=wait_for)
         return out, [ev]
+    if variant == "fused":
+        s = splits(n)
+        parts = rt.alloc(ng * s * 2, "fp32", "group_norm partial sums")
+        chunk = group_launch(ng * s, CHUNK)
+        k1 = rt.kernel("norm", "gn_partial", precision, defs)
+        events = [chunk.enqueue(rt, k1, x, parts, i32(n), i32(CHUNK), i32(s),
+                                wait_for=wait_for)]
+        k2 = rt.kernel("norm", "gn_apply", precision, defs)
+        events.append(chunk.enqueue(rt, k2, x, parts, gamma, beta, out, i32(hw), i32(cpg),
+                                    i32(groups), i32(CHUNK), i32(s), f32(eps),
+                                    wait_for=events))
+        return out, events
     mean = rt.alloc(ng, "fp32", "group mean")
     var = rt.alloc(ng, "fp32", "group variance")
     k1 = rt.kernel("norm", "gn_mean", precision, defs)
@@ -232,15 +272,19 @@ def _gn_point(batch, channels, hw, act):
     return _gn_shape(batch, channels, hw, 1, 32, act)
 
 
-# 64 groups (a batch of 2) walking a hundred to a few thousand steps over 10-100 MB, on both
-# sides of a large GPU's cache, where SD1.4's UNet runs its GroupNorms; the draw below has few
-# points there, and each activation (a kernel body of its own) gets half of them.
+# slices that fit one chunk (the one-dispatch kernel), 1,800 to 15,000 elements, 32 and 64 of
+# them: the draw below gives that kernel's two bodies (with and without SiLU) 10 and 7 points.
+_GN_WHOLE = [_gn_point(b, c, hw, act) for act in ("silu", None)
+             for b, c, hw in ((1, 64, 900), (2, 160, 1600), (2, 448, 1024), (1, 1024, 196),
+                              (2, 96, 5000), (1, 224, 2000))]
+# 64 slices (a batch of 2) of 10,000 to 120,000 elements over 10-100 MB, on both sides of a
+# large GPU's cache, where SD1.4's UNet runs its GroupNorms (1 to 8 chunks per slice); each
+# activation (a kernel body of its own) gets half of them.
 _GN_MID = [_gn_point(2, c, hw, act) for act in ("silu", None)
            for c, hw in ((96, 3600), (192, 2500), (192, 10000), (384, 3600), (768, 2500),
                          (96, 40000))]
-# 32 groups (a batch of 1: a quarter of a large GPU's compute units) walking thousands of steps
-# over 30-200 MB, on both sides of its cache, as the VAE decoder's last blocks run at batch 1;
-# the draw below has two such points.
+# 32 slices (a batch of 1) of 300,000 to 1.4 million elements over 30-200 MB, on both sides of a
+# large GPU's cache, as the VAE decoder's last blocks run (20 to 90 chunks per slice).
 _GN_ONE = [_gn_point(1, c, hw, act) for act in ("silu", None)
            for c, hw in ((96, 120000), (96, 300000), (160, 120000), (160, 200000),
                          (224, 90000), (224, 200000))]
@@ -255,7 +299,7 @@ _GN_CAL = {
                   hw=[16, 100, 576, 2304, 6400, 16384, 40000], act=["silu", None])
     + sweep(_gn_point, 8, seed=9, batch=[1, 2], channels=[64, 96, 192],
             hw=[90000, 160000, 250000], act=["silu", None])
-    + _GN_MID + _GN_ONE,
+    + _GN_WHOLE + _GN_MID + _GN_ONE,
 }
 
 

@@ -91,12 +91,6 @@ class UNetConfig:
             sample_size=d.get("sample_size", 64),
         )
 
-    @property
-    def downscale(self) -> int:
-        """Latent pixels per pixel of the deepest level (8 for SD): each down block but the
-        last halves the latents."""
-        return 2 ** (len(self.block_out_channels) - 1)
-
 
 @dataclass(frozen=True)
 class VAEConfig:

@@ -46,7 +46,6 @@ class NumpyStages:
     """The three calls of a text-to-image run on the NumPy reference backend."""
 
     name = "numpy"
-    check_size = staticmethod(check_size)
 
     def __init__(self, models: dict, params: dict, precision: str):
         self.models = models
@@ -149,11 +148,12 @@ class StableDiffusion:
 
     def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple:
         """(1, C, H/8, W/8); the size defaults to the UNet's sample_size in pixels, and must be
-        one the stages' backend can run (a multiple of the VAE factor on NumPy)."""
+        a multiple of the VAE factor (odd latents included: the UNet rounds up on the way down
+        and crops on the way up, on every backend)."""
         f = self.cfg.vae.downscale
         height = height or self.cfg.unet.sample_size * f
         width = width or self.cfg.unet.sample_size * f
-        self.stages.check_size(self.cfg, height, width)
+        check_size(self.cfg, height, width)
         return (1, self.cfg.unet.in_channels, height // f, width // f)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:

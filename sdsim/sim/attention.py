@@ -5,8 +5,8 @@ Rounding points (fp16 storage; arithmetic is float32 unless `acc` says otherwise
 - inputs q, k, v are stored in fp16;
 - naive: S = fp16(scale * q.k); row max and sum of exp are fp32; P = fp16(exp(S - max) / sum);
   O = fp16(P @ V);
-- partial_softmax: S = fp16(scale * q.k); stats fp32; O = fp16((exp(S - max) / sum) @ V), the
-  probabilities never rounded;
+- partial_softmax: S = fp16(scale * q.k); stats fp32 (the max and 1 / sum); O =
+  fp16((exp(S - max) * (1 / sum)) @ V), the probabilities never rounded;
 - flash: nothing stored but O = fp16(acc / l); scores, running max, sum and the accumulators
   live in registers (float32, or float16 with acc="fp16" to model native-half accumulation),
   streamed over key tiles of `bk` rows with the online-softmax rescale per tile.
@@ -69,8 +69,8 @@ def partial_softmax(q, k, v, heads, causal=False, precision="fp16"):
     qh, kh, vh, scale = _prepare(q, k, v, heads, precision)
     s = stored(_scores(qh, kh, scale, causal), precision, np.float32)
     m = s.max(-1, keepdims=True)
-    l = np.exp(s - m).sum(-1, keepdims=True, dtype=np.float32)
-    return stored(_merge(np.matmul(np.exp(s - m) / l, vh)), precision, np.float32)
+    inv = np.float32(1) / np.exp(s - m).sum(-1, keepdims=True, dtype=np.float32)
+    return stored(_merge(np.matmul(np.exp(s - m) * inv, vh)), precision, np.float32)
 
 
 def flash(q, k, v, heads, causal=False, precision="fp16", bk=32, acc="fp32"):

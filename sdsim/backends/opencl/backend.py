@@ -240,7 +240,7 @@ class OpenCLBackend(Backend):
         return self._run("add", [a, b])
 
     def upsample_nearest2x(self, x, size=None):
-        # the traced op's output has `size`; the launcher refuses any but 2x
+        # the traced op's output has `size` (2x, or one less at an odd skip connection)
         return self._run("upsample_nearest2x", [x])
 
     def concat(self, xs, axis=1):

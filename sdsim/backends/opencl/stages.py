@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sdsim.backends.opencl.run import ComponentRunner
-from sdsim.backends.trace import check_opencl_size
 from sdsim.model import components
 
 
@@ -36,7 +35,6 @@ class OpenCLStages:
     """Text encoder, UNet and VAE decoder on `rt` with the kernel plan of `opt`."""
 
     name = "opencl"
-    check_size = staticmethod(check_opencl_size)
 
     def __init__(self, rt, cfg, params: dict, opt, precision: str, watch: bool = False,
                  progress=None):
