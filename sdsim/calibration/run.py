@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sdsim import provenance
 from sdsim.kernels import tuning
 from sdsim.calibration import classes, fit, microbench, sweep
+from sdsim.cl import dryrun
 from sdsim.cost.profile import kernels_hash
 
 #: share of the sweep's cases held out of the fit
@@ -88,9 +89,14 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         tuning=tuning.current())
     heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))
     load0, t0, again = provenance.load(), time.perf_counter(), 0
+    clock = Counter()
+    programs, _ = dryrun.programs(rt, run, precision)
+    print(f"building {len(programs)} kernel programs", file=sys.stderr)
+    rt.build(programs)     # all at once, in threads: one by one they took most of a GPU's sweep
+    clock["builds"] = time.perf_counter() - t0
     bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
                disable=None)
-    by_case, clock = [], Counter()
+    by_case = []
     for i, (record, shape) in enumerate(bar):
         bar.set_postfix_str(record.key)
         points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock)
@@ -115,7 +121,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "rechecked_faster": sum(by_case[i][0].passes[1] < by_case[i][0].passes[0]
                                          for i in rechecked),
                  "load_before": load0, "load_after": provenance.load(), "commit": provenance.commit(),
-                 "seconds": time.perf_counter() - t0,
+                 "programs": len(programs), "seconds": time.perf_counter() - t0,
                  "host_s": {k: round(v, 1) for k, v in clock.items()}}
     return fitted(cal)
 

@@ -9,6 +9,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
   `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
+- `rt.build(programs, workers=None)`: build many (family, options) programs at once, in
+  threads (a GPU compiler takes seconds per large kernel; sdsim/cl/dryrun.py finds which).
 - `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`; with fp16
   storage and half arithmetic `-DNATIVE_HALF -DARITH=1|2`; plus `-DNAME=value` per define).
 - `rt.arith`: the arithmetic of fp16-storage builds (ARITHS): "fp32" float; "fp16" half
@@ -40,6 +42,8 @@ otherwise `half_t` is float.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -218,25 +222,39 @@ class Runtime:
             opts.append(f"-D{k}={v}")
         return tuple(opts)
 
-    def program(self, family: str, options: tuple = ()) -> "cl.Program":
-        """`opencl/<family>.cl` built with `options`, cached per (device, file, options)."""
+    def _key(self, family: str, options: tuple) -> tuple:
+        return (self.device.int_ptr, str(Path(paths.OPENCL_DIR) / f"{family}.cl"), tuple(options))
+
+    def _compile(self, family: str, options: tuple) -> "cl.Program":
         path = Path(paths.OPENCL_DIR) / f"{family}.cl"
-        key = (self.device.int_ptr, str(path), tuple(options))
-        prog = self._programs.get(key)
-        if prog is not None:
-            return prog
         try:
             src = path.read_text()
         except OSError as e:
             raise SdsimError(f"cannot read kernel source {path}: {e.strerror}") from None
         try:
-            prog = cl.Program(self.ctx, PRELUDE + src).build(options=list(options))
+            return cl.Program(self.ctx, PRELUDE + src).build(options=list(options))
         except cl.RuntimeError as e:
             log = str(e)
             raise SdsimError(f"OpenCL build of {path.name} failed on {self.name} with options "
                              f"{' '.join(options)}:\n{log}") from None
-        self._programs[key] = prog
-        return prog
+
+    def program(self, family: str, options: tuple = ()) -> "cl.Program":
+        """`opencl/<family>.cl` built with `options`, cached per (device, file, options)."""
+        key = self._key(family, options)
+        if key not in self._programs:
+            self._programs[key] = self._compile(family, options)
+        return self._programs[key]
+
+    def build(self, programs, workers: int | None = None) -> int:
+        """Build the (family, options) `programs` not built yet, `workers` at a time (default:
+        one per host core; the OpenCL compiler runs outside Python's lock). Returns how many
+        were built."""
+        todo = sorted({(f, tuple(o)) for f, o in programs} - {
+            (f, o) for f, o in programs if self._key(f, o) in self._programs})
+        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            for (family, options), prog in zip(todo, pool.map(lambda p: self._compile(*p), todo)):
+                self._programs[self._key(family, options)] = prog
+        return len(todo)
 
     def kernel(self, family: str, name: str, precision: str = "fp32",
                defines: dict | None = None) -> "cl.Kernel":
