@@ -249,8 +249,7 @@ class Runtime:
         """Build the (family, options) `programs` not built yet, `workers` at a time (default:
         one per host core; the OpenCL compiler runs outside Python's lock). Returns how many
         were built."""
-        todo = sorted({(f, tuple(o)) for f, o in programs} - {
-            (f, o) for f, o in programs if self._key(f, o) in self._programs})
+        todo = sorted({(f, tuple(o)) for f, o in programs if self._key(f, o) not in self._programs})
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
             for (family, options), prog in zip(todo, pool.map(lambda p: self._compile(*p), todo)):
                 self._programs[self._key(family, options)] = prog
