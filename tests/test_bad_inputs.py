@@ -366,10 +366,6 @@ ROWS = [
     # the tiny preset's VAE downsamples 2x: sizes must be even
     Row("validate-resolution-not-multiple", [*TINY_VALIDATE, "--resolution", "101"],
         ("101x101", "multiple of 2")),
-    # latents of 3x3: the tiny UNet's skip is 3x3 after a 2x2 level, which the OpenCL upsample
-    # kernel (2x only) cannot make
-    Row("validate-odd-skip-on-opencl", [*TINY_VALIDATE, "--resolution", "6"],
-        ("6x6", "on OpenCL the height must be a multiple of 4", "NumPy backend")),
     Row("validate-allocation-too-large", [*TINY_VALIDATE, "--resolution", "4096"],
         ("conv_in output", "MAX_MEM_ALLOC"), env=SMALL_POCL),
     Row("validate-warmup-negative", ["validate", "--device", "pixel7", "--warmup", "-1"],

@@ -88,7 +88,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         command=command, device_info=info, micro=micro, kernels_hash=kernels_hash(),
         tuning=tuning.current())
     heldout = set(random.Random(seed + 1).sample(range(len(run)), int(HELDOUT * len(run))))
-    load0, t0, again = provenance.load(), time.perf_counter(), 0
+    # the load and the commit as the sweep starts (the tree may move on during a long one)
+    load0, commit, t0, again = provenance.load(), provenance.commit(), time.perf_counter(), 0
     clock = Counter()
     programs, _ = dryrun.programs(rt, run, precision)
     print(f"building {len(programs)} kernel programs", file=sys.stderr)
@@ -120,7 +121,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "rechecked_heldout": sum(by_case[i][0].heldout for i in rechecked),
                  "rechecked_faster": sum(by_case[i][0].passes[1] < by_case[i][0].passes[0]
                                          for i in rechecked),
-                 "load_before": load0, "load_after": provenance.load(), "commit": provenance.commit(),
+                 "load_before": load0, "load_after": provenance.load(), "commit": commit,
                  "programs": len(programs), "seconds": time.perf_counter() - t0,
                  "host_s": {k: round(v, 1) for k, v in clock.items()}}
     return fitted(cal)
