@@ -222,11 +222,15 @@ class Runtime:
             opts.append(f"-D{k}={v}")
         return tuple(opts)
 
+    @staticmethod
+    def _path(family: str) -> Path:
+        return Path(paths.OPENCL_DIR) / f"{family}.cl"
+
     def _key(self, family: str, options: tuple) -> tuple:
-        return (self.device.int_ptr, str(Path(paths.OPENCL_DIR) / f"{family}.cl"), tuple(options))
+        return (self.device.int_ptr, str(self._path(family)), tuple(options))
 
     def _compile(self, family: str, options: tuple) -> "cl.Program":
-        path = Path(paths.OPENCL_DIR) / f"{family}.cl"
+        path = self._path(family)
         try:
             src = path.read_text()
         except OSError as e:

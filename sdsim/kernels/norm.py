@@ -139,13 +139,13 @@ def group_norm(rt, x, gamma, beta, shape, groups, eps, *, act=None, variant="fus
     if out is None:
         out = rt.alloc(total, precision, "group_norm output")
     defs = {"WG": WG, "ACT": _act_flag(act)}
-    if variant == "fused" and splits(n) == 1:
+    s = splits(n)
+    if variant == "fused" and s == 1:
         k = rt.kernel("norm", "gn_fused", precision, defs)
         ev = group_launch(ng, n, sweeps=2).enqueue(rt, k, x, gamma, beta, out, i32(hw), i32(cpg),
                                                    i32(groups), f32(eps), wait_for=wait_for)
         return out, [ev]
     if variant == "fused":
-        s = splits(n)
         parts = rt.alloc(ng * s * 2, "fp32", "group_norm partial sums")
         chunk = group_launch(ng * s, CHUNK)
         k1 = rt.kernel("norm", "gn_partial", precision, defs)
