@@ -9,7 +9,10 @@ in one process and says where the difference comes from:
 
 - pipelined: as `validate` runs it (enqueue everything, wait once);
 - serialized: the queue drained (clFinish) after every op, so each dispatch starts on an idle
-  device, as in calibration;
+  device;
+- gated: every dispatch enqueued behind a gate that opens once all are enqueued
+  (`Runtime.gated`), so they run back to back however slow the host, as in calibration, where
+  each case runs right behind the cache-flush dispatches;
 
 and, for the pipelined run, how the event timestamps sit against each other: the gap from one
 dispatch's end to the next one's start (negative: the next dispatch's start is stamped before
@@ -42,8 +45,9 @@ def stamps(backend) -> list[tuple]:
              e.profile.end * 1e-9) for c, e in backend.events]
 
 
-def run_mode(runner, serialized: bool, warmup: int, repeat: int) -> list[list[tuple]]:
+def run_mode(runner, mode: str, warmup: int, repeat: int) -> list[list[tuple]]:
     """`repeat` runs' stamps of one mode (after `warmup` runs)."""
+    serialized = mode == "serialized"
     backend = runner.backend
     original = type(backend)._run
 
@@ -59,7 +63,7 @@ def run_mode(runner, serialized: bool, warmup: int, repeat: int) -> list[list[tu
             runner.run()
         runs = []
         for _ in range(repeat):
-            runner.run()
+            runner.run(gated=mode == "gated")
             runs.append(stamps(backend))
         return runs
     finally:
@@ -73,10 +77,7 @@ def summarize(runs: list[list[tuple]]) -> dict:
     dur = [statistics.median(r[i][4] - r[i][3] for r in runs) for i in range(n)]
     gaps = [r[i][3] - r[i - 1][4] for r in runs for i in range(1, n)]
     spans = [r[-1][4] - r[0][3] for r in runs]
-    # each dispatch's share of the span: from the later of its start and the previous end
-    excl = [statistics.median(r[i][4] - max(r[i][3], r[i - 1][4] if i else r[i][3])
-                              for r in runs) for i in range(n)]
-    return {"calls": [c for c, *_ in runs[0]], "duration_s": dur, "exclusive_s": excl,
+    return {"calls": [c for c, *_ in runs[0]], "duration_s": dur,
             "sum_s": sum(dur), "span_s": statistics.median(spans),
             "gap_median_us": statistics.median(gaps) * 1e6 if gaps else 0.0,
             "gap_negative_pct": 100 * sum(g < 0 for g in gaps) / max(1, len(gaps)),
@@ -134,8 +135,8 @@ def main(argv=None) -> int:
     load_before = provenance.load()
     runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                              args.batch)
-    modes = {m: summarize(run_mode(runner, m == "serialized", args.warmup, args.repeat))
-             for m in ("pipelined", "serialized")}
+    modes = {m: summarize(run_mode(runner, m, args.warmup, args.repeat))
+             for m in ("pipelined", "serialized", "gated")}
     calls = modes["pipelined"]["calls"]
     pred = None
     if profile:
@@ -143,13 +144,13 @@ def main(argv=None) -> int:
                   for c in predict_component(runner.graph, 1, profile, opt,
                                              args.precision).kernels}
         pred = [costed[c.identity] for c in calls]
-    pipe, ser = modes["pipelined"], modes["serialized"]
+    pipe, ser, gate = modes["pipelined"], modes["serialized"], modes["gated"]
     rows = []
-    for r in by_variant(calls, pipe["duration_s"], ser["duration_s"], pipe["exclusive_s"],
+    for r in by_variant(calls, pipe["duration_s"], ser["duration_s"], gate["duration_s"],
                         *([pred] if pred else [])):
         row = {"variant": r["variant"], "calls": r["calls"], "pipelined_ms": r["c0"] * 1e3,
-               "serialized_ms": r["c1"] * 1e3, "pipelined/serialized": r["c0"] / r["c1"],
-               "pipelined_exclusive_ms": r["c2"] * 1e3}
+               "serialized_ms": r["c1"] * 1e3, "gated_ms": r["c2"] * 1e3,
+               "pipelined/gated": r["c0"] / r["c2"]}
         if pred:
             row["predicted_ms"] = r["c3"] * 1e3
         rows.append(row)
@@ -167,10 +168,10 @@ def main(argv=None) -> int:
               "profile": profile.name if profile else None, "summary": summary,
               "by_variant": rows,
               "calls": [{"identity": c.identity, "pipelined_s": p, "serialized_s": s,
-                         "pipelined_exclusive_s": x, **({"predicted_s": pred[i]} if pred else {})}
-                        for i, (c, p, s, x) in enumerate(zip(calls, pipe["duration_s"],
+                         "gated_s": g, **({"predicted_s": pred[i]} if pred else {})}
+                        for i, (c, p, s, g) in enumerate(zip(calls, pipe["duration_s"],
                                                              ser["duration_s"],
-                                                             pipe["exclusive_s"]))]}
+                                                             gate["duration_s"]))]}
     text = (f"# Dispatch times in the pipeline and alone: {args.component} on {rt.name}\n\n"
             f"- Command: `{result['command']}`\n- Date: {result['date']}, sdsim commit "
             f"{result['sdsim_commit']}; 1-minute load {load_before} before, "
@@ -178,9 +179,10 @@ def main(argv=None) -> int:
             f"{args.resolution}x{args.resolution}, batch {args.batch}, {args.precision} "
             f"storage, --opt {args.opt}; {args.warmup} warm-up run(s), median of "
             f"{args.repeat}\n- pipelined: every dispatch enqueued back to back, one wait "
-            "(as `sdsim validate`); serialized: the queue drained after every op (as "
-            "`sdsim calibrate` times a case). exclusive: a dispatch's end minus the later of its "
-            "start and the previous dispatch's end (its share of the run's span)\n\n"
+            "(as `sdsim validate --launch host`); serialized: the queue drained after every op; "
+            "gated: all enqueued behind a gate, then released, so they run back to back (as "
+            "`sdsim validate` runs them by default, and as `sdsim calibrate` times a case "
+            "right behind its cache flush)\n\n"
             + tabulate(summary, headers="keys", tablefmt="github", floatfmt=".4g") + "\n\n"
             + tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g") + "\n")
     print(text)

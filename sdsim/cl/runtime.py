@@ -26,6 +26,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `rt.constant(key, make)`: a device object made once per runtime (e.g. transform matrices).
 - `rt.flush_caches(keep=())`: enqueue a fill of FLUSH_BYTES, evicting what the device caches
   hold, then a read of the `keep` buffers (a pipeline's state: weights cold, activations cached).
+- `with rt.gated() as gate:`: the queue held while the body enqueues, then released, so the
+  body's dispatches run back to back (see Gate).
 - `event_ms(event)`: a profiled event's duration in milliseconds.
 
 Making a Runtime activates the default kernel tuning of its device type (sdsim/kernels/tuning.py)
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,6 +100,51 @@ typedef float store_t;
 #define ROUND_UP(a, b) ((((a) + (b) - 1) / (b)) * (b))
 #line 1
 """
+
+
+#: seconds a gate waits for its body before a watchdog opens it (a driver whose queue filled up
+#: blocks the enqueueing host, which then could never open the gate)
+GATE_TIMEOUT_S = 60.0
+
+
+class Gate:
+    """Holds a queue while the host enqueues, then lets it run.
+
+    Entering enqueues a marker that waits on a user event, so every command enqueued after it
+    waits too; leaving completes the event. The device then runs the body's dispatches back to
+    back, as a host that keeps ahead of the device feeds them, instead of one at a time as a
+    slow host does (sdsim's Python host takes ~300 us to enqueue an op, and an H200 dispatch
+    that starts on an idle device measures up to twice what it does right behind another). The
+    body must not block on the queue (blocking copies, finish): it would wait for itself. A
+    watchdog opens the gate after `timeout_s` in case the driver blocks the enqueueing host;
+    `timed_out` says whether it did (the run was then fed by the host as it went)."""
+
+    def __init__(self, rt, timeout_s: float = GATE_TIMEOUT_S):
+        self.rt, self.timeout_s = rt, timeout_s
+        self.timed_out = False
+        self._lock = threading.Lock()
+        self._event = None
+        self._timer = None
+
+    def _open(self, by_watchdog: bool = False) -> None:
+        with self._lock:
+            if self._event is None:
+                return
+            self._event.set_status(cl.command_execution_status.COMPLETE)
+            self._event = None
+            self.timed_out = by_watchdog
+
+    def __enter__(self) -> "Gate":
+        self._event = cl.UserEvent(self.rt.ctx)
+        cl.enqueue_marker(self.rt.queue, wait_for=[self._event])
+        self._timer = threading.Timer(self.timeout_s, self._open, kwargs={"by_watchdog": True})
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        self._open()
 
 
 def event_ms(event) -> float:
@@ -327,6 +375,10 @@ class Runtime:
 
     def finish(self) -> None:
         self.queue.finish()
+
+    def gated(self, timeout_s: float = GATE_TIMEOUT_S) -> "Gate":
+        """A Gate on this runtime's queue (use as a context manager)."""
+        return Gate(self, timeout_s)
 
     def flush_caches(self, keep=()) -> None:
         """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation), then a read of each

@@ -38,6 +38,7 @@ class DeviceRun:
     wall_s: float
     pool_buffers: int
     pool_bytes: int
+    gated: bool = False   # whether the dispatches ran back to back behind a gate (Runtime.gated)
 
 
 class ComponentRunner:
@@ -56,8 +57,14 @@ class ComponentRunner:
         self.weights = weights
         self.backend = OpenCLBackend(rt, self.graph, self.plan, weights, precision, watch=watch)
         self.rt, self.seed = rt, seed
+        self.runs = 0
 
-    def run(self, inputs=None) -> DeviceRun:
+    def run(self, inputs=None, gated: bool = False) -> DeviceRun:
+        """One call of the component. With `gated`, its dispatches are enqueued behind a gate
+        and run back to back once all are enqueued (Runtime.gated); the first run uploads the
+        weights with blocking copies and is never gated, nor is a run that watches for inf/NaN
+        (it reads every op's output back)."""
+        import contextlib
         import time
 
         F = self.backend
@@ -66,11 +73,15 @@ class ComponentRunner:
                                                                    self.model_cfg, self.seed)
         t0 = time.perf_counter()
         ins = [F.upload(a, s) for a, s in zip(inputs, self.graph.inputs)]
-        out = self.fn(F, *ins)
+        gated = gated and self.runs > 0 and not F.watch
+        gate = self.rt.gated() if gated else contextlib.nullcontext()
+        with gate:
+            out = self.fn(F, *ins)
         timings = F.timings()
         wall = time.perf_counter() - t0
+        self.runs += 1
         if F.ops_run != len(self.graph.ops):
             raise SdsimError(f"{self.name}: ran {F.ops_run} ops, the trace has "
                              f"{len(self.graph.ops)}")
         return DeviceRun(F.download(out), self.plan, timings, wall, F.pool.allocated,
-                         F.pool.bytes)
+                         F.pool.bytes, gated=gated and not gate.timed_out)
