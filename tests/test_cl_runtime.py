@@ -278,3 +278,37 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
     flush, _ = rt.constant("flush", None)
     assert flush.size == min(256 << 20, rt.max_alloc)
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
+
+
+def test_gate_holds_the_queue_until_the_body_is_enqueued(rt, kernels_dir):
+    """Nothing enqueued inside a gate starts before the gate opens: the kernels' start stamps
+    all follow the moment the body finished enqueueing, and the results are the ungated ones."""
+    import time
+
+    x = np.arange(4096, dtype=np.float32)
+    a = rt.to_device(x, "fp32", "a")
+    b = rt.alloc(x.size, "fp32", "b")
+    k = rt.kernel("copy", "copy", "fp32", {"SCALE": 2.0})
+    rt.finish()
+    with rt.gated() as gate:
+        evs = [rt.launch(k, (x.size,), (64,), a, b, np.int32(x.size)) for _ in range(3)]
+        time.sleep(0.3)   # a slow host: ungated, the device would have run all three by now
+        statuses = [e.command_execution_status for e in evs]
+    rt.finish()
+    assert not gate.timed_out
+    assert all(s != cl.command_execution_status.COMPLETE for s in statuses)
+    np.testing.assert_array_equal(rt.from_device(b, x.shape, "fp32"), 2 * x)
+
+
+def test_gate_watchdog_opens_a_gate_whose_body_blocks(rt, kernels_dir):
+    """A body that waits on the queue (here: finish) would wait for itself; the watchdog opens
+    the gate after its timeout and says so."""
+    x = np.ones(64, dtype=np.float32)
+    a = rt.to_device(x, "fp32", "a")
+    b = rt.alloc(x.size, "fp32", "b")
+    k = rt.kernel("copy", "copy", "fp32", {"SCALE": 3.0})
+    with rt.gated(timeout_s=0.5) as gate:
+        rt.launch(k, (x.size,), (64,), a, b, np.int32(x.size))
+        rt.finish()
+    assert gate.timed_out
+    np.testing.assert_array_equal(rt.from_device(b, x.shape, "fp32"), 3 * x)

@@ -75,3 +75,21 @@ def test_second_run_reuses_buffers_and_weights(rt):
     assert b.pool_buffers == a.pool_buffers and b.pool_bytes == a.pool_bytes
     assert len(runner.backend._wcache) == weights
     np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_gated_run_is_the_ungated_run(rt):
+    """A gated run (Runtime.gated: every dispatch enqueued before any runs) gives the same
+    output and the same dispatches as the host-fed run; the first run (weight uploads) is never
+    gated."""
+    from sdsim.backends.opencl.run import ComponentRunner
+    from sdsim.lower.options import parse_opt
+    from sdsim.model.presets import load_model_config
+
+    runner = ComponentRunner(rt, "unet", load_model_config("tiny"), parse_opt("paper"), "fp32",
+                             64, 2)
+    first = runner.run(gated=True)
+    host = runner.run()
+    gated = runner.run(gated=True)
+    assert not first.gated and not host.gated and gated.gated
+    assert [c.identity for c, _ in gated.timings] == [c.identity for c, _ in host.timings]
+    np.testing.assert_array_equal(gated.output, host.output)

@@ -53,6 +53,11 @@ def add_arguments(p):
     p.add_argument("--repeat", type=int, default=3,
                    help="measured runs; each call's time is the median, and the first run "
                         "against the median of the others is the noise ceiling (needs >= 2)")
+    p.add_argument("--launch", choices=("gated", "host"), default="gated",
+                   help="gated: each measured run's dispatches are all enqueued behind a gate, "
+                        "then run back to back, as a host that keeps ahead of the device feeds "
+                        "them (and as calibration times them); host: as this Python host "
+                        "enqueues them, so a fast device idles between dispatches")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--name", help="report name: reports/validation-NAME.md (default: the "
                                   "profile's name)")
@@ -150,7 +155,7 @@ def run(args) -> int:
             bar.update()
         results = []
         for _ in range(args.repeat):
-            results.append(runner.run())
+            results.append(runner.run(gated=args.launch == "gated"))
             bar.update()
         res = results[0]
         pred = predict_component(runner.graph, 1, profile, opt, args.precision)
@@ -168,7 +173,8 @@ def run(args) -> int:
         runs.append({"opt": text, "options": opt, "rows": rows, "metrics": compare.metrics(rows),
                      "noise": compare.noise([r.timings for r in results]),
                      "wall_s": res.wall_s, "buffers": res.pool_buffers,
-                     "buffer_bytes": res.pool_bytes, "repeat": args.repeat})
+                     "buffer_bytes": res.pool_bytes, "repeat": args.repeat,
+                     "gated_runs": sum(r.gated for r in results)})
         del runner
     bar.close()
     effect = compare.effect(runs)
@@ -181,7 +187,7 @@ def run(args) -> int:
            "device": rt.name, "model": args.model, "component": args.component,
            "resolution": args.resolution,
            "batch": args.batch, "precision": args.precision, "arith": rt.arith,
-           "warmup": args.warmup, "weights": args.weights,
+           "warmup": args.warmup, "weights": args.weights, "launch": args.launch,
            "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
            "calibration": cal_report, "heldout": _heldout(cal_report),
            "notes": args.notes}

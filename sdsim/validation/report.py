@@ -16,6 +16,12 @@ from sdsim.output import dumps, render_rows
 from sdsim.validation.compare import CallRow, by_class
 
 GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
+#: how the measured runs were fed to the device (`validate --launch`), for the report's header
+LAUNCH = {"gated": "Launch: each measured run enqueued behind a gate and released at once, so "
+                   "its dispatches ran back to back as a host that keeps ahead of the device "
+                   "runs them (`--launch gated`). ",
+          "host": "Launch: as the Python host enqueued them (`--launch host`), so a device "
+                  "faster than the host idled between dispatches. "}
 
 
 def plot(rows_by_opt: dict, path, title: str) -> None:
@@ -56,6 +62,16 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
     plt.close(fig)
 
 
+def _launch(ctx: dict, runs: list) -> str:
+    """The report's launch sentence; it names the --opt runs a gate's watchdog had to open."""
+    launch = ctx.get("launch", "host")
+    opened = [r["opt"] for r in runs
+              if launch == "gated" and r.get("gated_runs", 0) < r.get("repeat", 1)]
+    return LAUNCH[launch] + (f"The gate's watchdog opened it in runs of --opt "
+                             f"{', '.join(opened)}: the host fed those as it went. "
+                             if opened else "")
+
+
 def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> str:
     """ctx: name, command, date, device, profile path, component, resolution, batch, precision."""
     L = [f"# Validation of `{ctx['profile']}` on {ctx['device']}", "",
@@ -75,8 +91,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
             else ", random seeded weights (timing does not depend on values)"),
          f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
-         "their sum (device time). Predicted: sdsim/cost/waves.py per call of the same kernel "
-         "plan.",
+         "their sum (device time). " + _launch(ctx, runs)
+         + "Predicted: sdsim/cost/waves.py per call of the same kernel plan.",
          f"- Machine load (1-min average) at the end of the run: {ctx.get('load', 'not recorded')}",
          f"- Calibration: {ctx.get('calibration') or 'none (coefficients from specifications)'}"
          + (f"; its held-out synthetic error: {ctx['heldout']}" if ctx.get("heldout") else ""),
