@@ -28,9 +28,14 @@ def _tracks(obj, pid):
 
 
 def _no_overlap(events):
-    """Slices of one track follow each other (a viewer would otherwise nest or hide them)."""
+    """Slices of one track follow each other exactly: Perfetto drops a complete event that
+    overlaps its neighbour by any amount (seen: 109 dispatches of the S23 Ultra trace dropped as
+    'slice_drop_overlapping_complete_event' when float sums overshot by a rounding error)."""
+    def ns(us):   # how Perfetto's JSON importer reads a time
+        return int(us * 1000.0)
+
     ev = sorted(events, key=lambda e: e["ts"])
-    assert all(a["ts"] + a["dur"] <= b["ts"] + 1e-6 for a, b in zip(ev, ev[1:]))
+    assert all(ns(a["ts"]) + ns(a["dur"]) <= ns(b["ts"]) for a, b in zip(ev, ev[1:]))
 
 
 def test_predict_trace_tracks_match_the_plan(tmp_path, capsys):
@@ -49,7 +54,9 @@ def test_predict_trace_tracks_match_the_plan(tmp_path, capsys):
         assert len(slices) == len(c.kernels)
         assert Counter(e["args"]["identity"] for e in slices) == Counter(
             k.call.identity for k in c.kernels)
-        assert sum(e["dur"] for e in slices) == pytest.approx(c.latency_per_call * 1e6)
+        # each rounded to the nanosecond and drawn 1 ns short of the next (sdsim.timeline._process)
+        assert sum(e["dur"] for e in slices) == pytest.approx(c.latency_per_call * 1e6,
+                                                              abs=1.5e-3 * len(slices))
         assert all(e["args"]["why"] and e["args"]["flops"] >= 0 for e in slices)
         _no_overlap(slices)
     pipeline = tracks["pipeline"]
@@ -57,9 +64,13 @@ def test_predict_trace_tracks_match_the_plan(tmp_path, capsys):
     assert len(pipeline) == 1 + 21 + 1
     _no_overlap(pipeline)
     end = max(e["ts"] + e["dur"] for e in pipeline)
-    assert end == pytest.approx(total * 1e6, rel=1e-9)
-    unet_start = next(e["ts"] for e in pipeline if e["name"] == "unet 1/21")
-    assert min(e["ts"] for e in tracks["unet"]) == pytest.approx(unet_start)
+    # every dispatch rounded to the nanosecond: 23 s of 17,000 dispatches stay within 3 us
+    assert end == pytest.approx(total * 1e6, rel=1e-7)
+    for c in pred.components:   # the first call's dispatches lie inside its pipeline slice
+        first = next(e for e in pipeline if e["name"].split()[0] == c.name)
+        assert min(e["ts"] for e in tracks[c.name]) == first["ts"]
+        assert max(e["ts"] + e["dur"] for e in tracks[c.name]) <= \
+            first["ts"] + first["dur"] + 1e-3
 
 
 def test_validate_trace_has_measured_beside_predicted(tmp_path, capsys):
@@ -82,8 +93,9 @@ def test_validate_trace_has_measured_beside_predicted(tmp_path, capsys):
     _no_overlap(meas["unet"])
 
 
-def test_schema_rejects_what_viewers_reject():
-    bad = {"traceEvents": [{"name": "k", "cat": "gemm", "ph": "X", "ts": 0, "dur": -1,
-                            "pid": 1, "tid": 1}]}
+@pytest.mark.parametrize("field,value", [("dur", -1), ("tid", 0)])
+def test_schema_rejects_what_viewers_reject(field, value):
+    bad = {"traceEvents": [{"name": "k", "cat": "gemm", "ph": "X", "ts": 0, "dur": 1,
+                            "pid": 1, "tid": 1, field: value}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
