@@ -434,10 +434,16 @@ _CAL_LARGE_POINTWISE = {
     "full": sweep(lambda **a: _conv_point(**a, k=1), 6, seed=17, batch=[1],
                   cin=[48, 96, 224, 384], cout=[24, 96, 224, 384], hw=[192, 256, 384, 512]),
 }
+# Winograd's batched GEMM over large images at batch 2 with ~100-160 channels: tens of waves
+# of its 128x128 tiles, each walking 12-20 k-steps (the points above pair many waves with 20+
+# k-steps, or few k-steps with few waves; a VAE decoder's last levels run 35 waves x 16 k-steps)
+_CAL_WINOGRAD_WIDE = sweep(_conv_point, 8, seed=18, batch=[2], cin=[96, 112, 144, 160],
+                           cout=[96, 112, 144, 160], hw=[256, 320, 384, 448])
 _CAL_WINOGRAD = {
     "quick": _CAL_3X3["quick"][:4],
     "full": sweep(_conv_point, 30, seed=4, batch=[1, 2], cin=_CHANNELS[3:], cout=_CHANNELS[3:],
-                  hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"] + _CAL_LARGE["full"],
+                  hw=[6, 10, 20, 28, 40, 56, 72, 100]) + _CAL_DEEP["full"] + _CAL_LARGE["full"]
+    + _CAL_WINOGRAD_WIDE,
     "pool": _CAL_3X3["pool"],
 }
 
