@@ -5,6 +5,9 @@ shape, lowered with the run's optimizations, its weights uploaded once and kept 
 call of the same shape. Every call's kernel time (the sum of its dispatches' OpenCL event times)
 and wall time (upload, run, read back; the first call also builds kernels and uploads weights)
 are kept per component, so a run can be set beside the cost model's prediction of the same calls.
+Every call after a component's first runs gated (`ComponentRunner.run(gated=True)`): its
+dispatches back to back, as a native host feeds them; a component's first call (weight uploads)
+runs as the host enqueues it.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class OpenCLStages:
             runner = ComponentRunner(self.rt, name, self.cfg, self.opt, self.precision, size,
                                      batch, weights=self.params[folder], watch=self.watch)
             self.runners[key] = runner
-        run = runner.run(inputs)
+        run = runner.run(inputs, gated=True)
         t = self.times.setdefault(name, StageTimes(name, runner.graph))
         kernel = sum(s for _, s in run.timings)
         t.calls += 1
