@@ -14,10 +14,11 @@ in one process and says where the difference comes from:
   (`Runtime.gated`), so they run back to back however slow the host, as in calibration, where
   each case runs right behind the cache-flush dispatches;
 
-and, for the pipelined run, how the event timestamps sit against each other: the gap from one
+and, for each mode, how the event timestamps sit against each other: the gap from one
 dispatch's end to the next one's start (negative: the next dispatch's start is stamped before
-the previous one ends), and the span of the whole run against the sum of the durations. With
-`--device PROFILE`, each mode's per-call times are set against the profile's predictions.
+the previous one ends), and the span of the whole run against the sum of the durations; each
+mode's per-call times are set against the predictions of the profile `--device` names, in the
+metrics `sdsim validate` reports (sdsim.validation.compare).
 
     PYTHONPATH=$PWD python3 benchmarks/pipeline_timing.py --platform NVIDIA \
         --device device_profiles/nvidia-h200-opencl.yaml --component text_encoder --precision fp32
@@ -30,7 +31,6 @@ import json
 import shlex
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,33 +71,22 @@ def run_mode(runner, mode: str, warmup: int, repeat: int) -> list[list[tuple]]:
             del backend._run
 
 
-def summarize(runs: list[list[tuple]]) -> dict:
-    """Median duration per dispatch, span and gap statistics of a mode's runs."""
+def summarize(runs: list[list[tuple]], costed) -> dict:
+    """A mode's runs against the prediction (`costed`: the component's predicted calls):
+    per-call rows and metrics as `sdsim validate` computes them (sdsim.validation.compare, on
+    each dispatch's median duration), with the span and the gaps between dispatches."""
+    from sdsim.validation import compare
+
     n = len(runs[0])
-    dur = [statistics.median(r[i][4] - r[i][3] for r in runs) for i in range(n)]
+    rows = compare.join(compare.median_timings([[(r[0], r[4] - r[3]) for r in run]
+                                                for run in runs]), costed)
     gaps = [r[i][3] - r[i - 1][4] for r in runs for i in range(1, n)]
-    spans = [r[-1][4] - r[0][3] for r in runs]
-    return {"calls": [c for c, *_ in runs[0]], "duration_s": dur,
-            "sum_s": sum(dur), "span_s": statistics.median(spans),
+    return {"rows": rows, "metrics": compare.metrics(rows),
+            "variants": {v["variant"]: v for v in compare.by_class(rows, "variant")},
+            "span_s": statistics.median(r[-1][4] - r[0][3] for r in runs),
             "gap_median_us": statistics.median(gaps) * 1e6 if gaps else 0.0,
             "gap_negative_pct": 100 * sum(g < 0 for g in gaps) / max(1, len(gaps)),
             "gap_min_us": min(gaps) * 1e6 if gaps else 0.0}
-
-
-def by_variant(calls, *columns) -> list[dict]:
-    acc = defaultdict(lambda: [0] + [0.0] * len(columns))
-    for i, c in enumerate(calls):
-        row = acc[f"{c.family}/{c.variant}"]
-        row[0] += 1
-        for j, col in enumerate(columns):
-            row[j + 1] += col[i]
-    return [{"variant": v, "calls": r[0], **{f"c{j}": x for j, x in enumerate(r[1:])}}
-            for v, r in sorted(acc.items(), key=lambda kv: -kv[1][1])]
-
-
-def within(pred, meas, tol=0.10) -> float:
-    ok = sum(m for p, m in zip(pred, meas) if abs(p - m) <= tol * m)
-    return 100 * ok / sum(meas)
 
 
 def main(argv=None) -> int:
@@ -115,7 +104,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--platform")
     ap.add_argument("--cl-device")
-    ap.add_argument("--device", help="profile whose predictions each mode is set against")
+    ap.add_argument("--device", required=True,
+                    help="profile whose predictions each mode is set against")
     ap.add_argument("--component", default="text_encoder")
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--batch", type=int, default=2)
@@ -126,52 +116,40 @@ def main(argv=None) -> int:
     ap.add_argument("--report", help="markdown path (a .json beside it)")
     args = ap.parse_args(argv)
 
-    profile = load_profile(args.device) if args.device else None
-    if profile:
-        tuning.activate(tuning.for_profile(profile))
+    profile = load_profile(args.device)
+    tuning.activate(tuning.for_profile(profile))
     rt = Runtime(args.platform, args.cl_device)
     cfg = load_model_config("sd14")
     opt = parse_opt(args.opt)
     load_before = provenance.load()
     runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                              args.batch)
-    modes = {m: summarize(run_mode(runner, m, args.warmup, args.repeat))
+    costed = predict_component(runner.graph, 1, profile, opt, args.precision).kernels
+    modes = {m: summarize(run_mode(runner, m, args.warmup, args.repeat), costed)
              for m in ("pipelined", "serialized", "gated")}
-    calls = modes["pipelined"]["calls"]
-    pred = None
-    if profile:
-        costed = {c.call.identity: c.time.total_s
-                  for c in predict_component(runner.graph, 1, profile, opt,
-                                             args.precision).kernels}
-        pred = [costed[c.identity] for c in calls]
     pipe, ser, gate = modes["pipelined"], modes["serialized"], modes["gated"]
-    rows = []
-    for r in by_variant(calls, pipe["duration_s"], ser["duration_s"], gate["duration_s"],
-                        *([pred] if pred else [])):
-        row = {"variant": r["variant"], "calls": r["calls"], "pipelined_ms": r["c0"] * 1e3,
-               "serialized_ms": r["c1"] * 1e3, "gated_ms": r["c2"] * 1e3,
-               "pipelined/gated": r["c0"] / r["c2"]}
-        if pred:
-            row["predicted_ms"] = r["c3"] * 1e3
-        rows.append(row)
-    summary = [{"mode": m, "sum_of_durations_ms": s["sum_s"] * 1e3, "span_ms": s["span_s"] * 1e3,
-                "median_gap_us": s["gap_median_us"], "min_gap_us": s["gap_min_us"],
-                "negative_gaps_pct": s["gap_negative_pct"],
-                **({"e2e_error_pct": 100 * (sum(pred) / s["sum_s"] - 1),
-                    "time_within_10pct": within(pred, s["duration_s"])} if pred else {})}
+    rows = [{"variant": v, "calls": p["calls"], "pipelined_ms": p["measured_ms"],
+             "serialized_ms": ser["variants"][v]["measured_ms"],
+             "gated_ms": gate["variants"][v]["measured_ms"],
+             "pipelined/gated": p["measured_ms"] / gate["variants"][v]["measured_ms"],
+             "predicted_ms": p["predicted_ms"]}
+            for v, p in sorted(pipe["variants"].items(), key=lambda kv: -kv[1]["measured_ms"])]
+    summary = [{"mode": m, "sum_of_durations_ms": s["metrics"]["measured_s"] * 1e3,
+                "span_ms": s["span_s"] * 1e3, "median_gap_us": s["gap_median_us"],
+                "min_gap_us": s["gap_min_us"], "negative_gaps_pct": s["gap_negative_pct"],
+                "e2e_error_pct": s["metrics"]["e2e_error_pct"],
+                "time_within_10pct": s["metrics"]["acc10_time_pct"]}
                for m, s in modes.items()]
     result = {"command": "python3 benchmarks/pipeline_timing.py " + shlex.join(argv or sys.argv[1:]),
               "date": provenance.now(), "sdsim_commit": provenance.commit(),
               "device": rt.name, "component": args.component, "precision": args.precision,
               "opt": args.opt, "resolution": args.resolution, "batch": args.batch,
               "load_before": load_before, "load_after": provenance.load(),
-              "profile": profile.name if profile else None, "summary": summary,
-              "by_variant": rows,
-              "calls": [{"identity": c.identity, "pipelined_s": p, "serialized_s": s,
-                         "gated_s": g, **({"predicted_s": pred[i]} if pred else {})}
-                        for i, (c, p, s, g) in enumerate(zip(calls, pipe["duration_s"],
-                                                             ser["duration_s"],
-                                                             gate["duration_s"]))]}
+              "profile": profile.name, "summary": summary, "by_variant": rows,
+              "calls": [{"identity": p.identity, "pipelined_s": p.measured_s,
+                         "serialized_s": s.measured_s, "gated_s": g.measured_s,
+                         "predicted_s": p.predicted_s}
+                        for p, s, g in zip(pipe["rows"], ser["rows"], gate["rows"])]}
     text = (f"# Dispatch times in the pipeline and alone: {args.component} on {rt.name}\n\n"
             f"- Command: `{result['command']}`\n- Date: {result['date']}, sdsim commit "
             f"{result['sdsim_commit']}; 1-minute load {load_before} before, "
