@@ -363,3 +363,75 @@ def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeyp
     assert by_case[0][0].cv == 0.02
     assert by_case[1][0].measured_s == 1.0e-3 and by_case[1][0].passes == (1.0e-3, 1.1e-3)
     assert by_case[2][0].passes == ()
+
+
+def _gemm_points(key, alias, ways_hit, cu=2):
+    """Points of a CPU GEMM body (one work-item per work-group, 2 compute units), made by the
+    formula by hand: waves x steps x step, each step (1 + alias) dearer where the launch's
+    conflict (12 rows in one set) passes 8 ways."""
+    pts = []
+    for wgs in (40, 300, 2000):
+        for steps in (100, 1000, 3000):
+            for conflict in ((12, 3) if ways_hit else (3,)):
+                launch = Launch((wgs,), (1,), steps, conflict=conflict)
+                t = 20e-6 + math.ceil(wgs / cu) * steps * 8e-9 * (1 + alias * (conflict > 8))
+                pts.append(Point(key, "f/v", {}, key, launch, t, 0.0))
+    return pts
+
+
+def test_fit_recovers_the_alias_of_rows_that_share_one_l1_set():
+    """A body whose steps cost 1.4x where 12 of a work-item's rows share one set of an 8-way L1:
+    the fit recovers alias 0.4 and the associativity it used, and predicts every point; with the
+    associativity unknown (0) there is no alias term, and a body whose points all miss the
+    conflict gets none either."""
+    from sdsim.calibration.fit import fit_all
+
+    pts = _gemm_points("hit", 0.4, True) + _gemm_points("clean", 0.0, False)
+    c = fit_all(pts, 2, ways=8)
+    assert c["hit"].alias == pytest.approx(0.4, rel=1e-3) and c["hit"].ways == 8
+    assert c["clean"].alias == 0.0 and c["clean"].ways == 0
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+    blind = fit_all(pts, 2, ways=0)["hit"]
+    assert blind.alias == 0.0 and blind.ways == 0
+    why = geometry_time(c["hit"], Launch((300,), (1,), 1000, conflict=12), 2)[1]
+    assert "12 rows in one 8-way L1 set (x1.40)" in why
+
+
+def test_fit_weighs_what_a_gemm_reads_again_not_its_dram_bytes():
+    """A GEMM body whose steps cost 2x more past a 16 MiB cache on the B it walks again
+    (Launch.reread): the fit finds the cache and the spill from the reread bytes, while points
+    of a single-sweep body with as many DRAM bytes but nothing read again get no cache term."""
+    from sdsim.calibration.fit import fit_all
+    from sdsim.cost.waves import miss
+
+    cu, cache, pts = 2, 16 * 2**20, []
+    for key, spill in (("gemm", 2.0), ("stream", 0.0)):
+        for wgs in (10, 100, 1000):
+            for steps in (20, 400):
+                for mib in (1, 8, 24, 64, 300):
+                    nbytes = mib * 2**20
+                    launch = Launch((wgs,), (1,), steps,
+                                    reread=float(nbytes) if key == "gemm" else 0.0)
+                    t = 5e-6 + math.ceil(wgs / cu) * steps * 0.3e-6 * (
+                        1 + spill * float(miss(nbytes, cache)))
+                    # the streaming body moves far more bytes than it rereads (none)
+                    pts.append(Point(key, "f/v", {}, key, launch, t, 0.0,
+                                     dram_bytes=4.0 * nbytes))
+    c = fit_all(pts, cu)
+    assert c["gemm"].cache == cache and c["gemm"].spill == pytest.approx(2.0, rel=1e-3)
+    assert c["stream"].spill == 0.0
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+
+
+def test_l1_ways_reads_the_level_1_data_cache_from_sysfs(tmp_path):
+    from sdsim.calibration.run import l1_ways
+
+    for i, (level, kind, ways) in enumerate((("1", "Instruction", 4), ("1", "Data", 12),
+                                             ("2", "Unified", 16))):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(level + "\n")
+        (d / "type").write_text(kind + "\n")
+        (d / "ways_of_associativity").write_text(f"{ways}\n")
+    assert l1_ways(str(tmp_path)) == 12
+    assert l1_ways(str(tmp_path / "absent")) == 0

@@ -213,3 +213,36 @@ def test_launch_geometry_counts():
     assert conv.launch.active == pytest.approx(2 * 272 * 20 / 8 / (384 * 6))
     (flash,) = kernels.costs("attention", "flash", batch=1, heads=2, nq=70, nk=100, head_dim=40)
     assert (flash.launch.work_groups, flash.launch.steps) == (3 * 2, 4)      # 32-row tiles, 32 keys
+
+
+def test_gemm_memory_geometry_by_hand():
+    """What the cache and alias terms see, worked out by hand: a CPU micro-kernel's 12 rows of
+    A at a pitch of 12 KiB (k = 3072, fp32) share one L1 set, at 10 KiB (k = 2560) they share
+    two in sixes, at 4000 bytes (k = 1000) none; fp16 halves the pitch (k = 3072: 6 KiB, two
+    sets); attention's Q rows are the heads' channels apart, not d; B (k x n) is walked again
+    by every row of tiles, and not at all by a single one; GPU builds stage A (no conflict)."""
+    from sdsim.kernels import tuning
+    from sdsim.kernels.gemm import conflict
+
+    cpu12 = dataclasses.replace(tuning.DEFAULTS["cpu"], gemm={
+        c: tuning.GemmConfig(12, 8, 1, 1, 1, 8, local=False) for c in tuning.CLASS_NAMES})
+    with tuning.use(cpu12):
+        for k, precision, rows in ((3072, "fp32", 12), (2560, "fp32", 6), (1000, "fp32", 1),
+                                   (3072, "fp16", 6), (4096, "fp16", 12)):
+            (g,) = kernels.costs("linear", "tiled", m=154, k=k, n=768, precision=precision)
+            assert g.launch.conflict == rows, (k, precision)
+            assert g.launch.reread == k * 768 * {"fp32": 4, "fp16": 2}[precision]
+        (one_row,) = kernels.costs("linear", "tiled", m=12, k=3072, n=768)
+        assert one_row.launch.reread == 0.0 and one_row.launch.conflict == 12
+        qk = kernels.costs("attention", "naive", batch=1, heads=8, nq=100, nk=100,
+                           head_dim=128)[0]
+        assert qk.kernel == "attn_qk" and qk.launch.conflict == 12   # 8 x 128 x 4 = 4 KiB
+        qk = kernels.costs("attention", "naive", batch=1, heads=5, nq=100, nk=100,
+                           head_dim=128)[0]
+        assert qk.launch.conflict == 2   # 2.5 KiB apart: the sets repeat every 8 rows
+    with tuning.use(tuning.DEFAULTS["gpu"]):
+        (g,) = kernels.costs("linear", "tiled", m=154, k=3072, n=768)
+        assert g.launch.conflict == 0 and g.launch.reread == 3072 * 768 * 4
+    # the sets of 4 KiB-periodic addresses, one row at a time
+    assert conflict(12, 3 * 4096) == 12 and conflict(12, 4096 + 64) == 1
+    assert conflict(8, 2048) == 4 and conflict(0, 4096) == 0

@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import least_squares
 
-from sdsim.cost.waves import Coefficients, geometry_time, last_wave, miss, model_time
+from sdsim.cost.waves import (Coefficients, footprint, geometry_time, last_wave, miss, model_time,
+                              thrashes)
 
 #: residencies (work-groups resident per compute unit) tried by the fit: every count to 8 (a
 #: kernel's registers or local memory can cap it at 6, as the H200's 16x64 direct conv shows),
@@ -45,6 +46,9 @@ TAIL_GAIN = 2.0
 #: GroupNorm step costs 0.07 us at 10 MB and 0.23 us at 300 MB); unbounded, a body with a few
 #: points just past the cache fits a step function there
 SPILL_MAX = 4.0
+#: the most a step may cost when a work-item's rows thrash one L1 set, as a multiple of its cost
+#: otherwise (PoCL's 12 x 8 micro-kernel: 1.4x at K = 3072, fp32)
+ALIAS_MAX = 4.0
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB
 CACHES = (0.0, *(float(2 ** i << 20) for i in range(9)))
 #: the fit's starting grid, as multiples of scales read off the data (`_starts`): fixed cost,
@@ -91,38 +95,45 @@ class Point:
         return (self.predicted_s - self.measured_s) / self.measured_s
 
 
-def _fit_residency(points, cu, r, cache, tails=False):
+def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     """(Coefficients, training cost) of one body at residency r, with the tail term where
-    `tails`."""
+    `tails`, the cache term where some point's footprint passes `cache`, and the alias term where
+    some points thrash an L1 of `ways` ways and others do not."""
     steps = np.array([p.launch.steps for p in points], float)
     waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
     active = np.array([p.launch.active for p in points], float)
     last = last_wave([p.launch.work_groups for p in points], cu, r)
     t = np.array([p.measured_s for p in points])
-    missed = miss([p.dram_bytes for p in points], cache)
+    missed = miss([footprint(p.launch, p.dram_bytes) for p in points], cache)
     spills = _spills(points, cache)
+    thrash = np.array([thrashes(p.launch, ways) for p in points], float)
+    aliases = bool(0 < thrash.sum() < len(points))
 
     def coefficients(x):
         # x (one start, or rows of them): log t0, log latency, log step, log group, log wave
-        # latency, logit padding and, where the cache term applies, logit spill
+        # latency, logit padding and, where they apply, logits of the tail, spill and alias
         x = np.asarray(x)
         t0, lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(5))
         pad = 1.0 / (1.0 + np.exp(-x[..., 5]))                  # padding in (0, 1)
         tail = 1.0 / (1.0 + np.exp(-x[..., 6])) if tails else 0.0 * pad          # (0, 1)
         spill = SPILL_MAX / (1.0 + np.exp(-x[..., 6 + tails])) if spills else 0.0 * pad
-        return t0, lat, step, group, wlat, pad, spill, tail
+        alias = (ALIAS_MAX / (1.0 + np.exp(-x[..., 6 + tails + spills])) if aliases
+                 else 0.0 * pad)
+        return t0, lat, step, group, wlat, pad, spill, tail, alias
 
     def resid(x):
-        t0, lat, step, group, wlat, pad, spill, tail = (
+        t0, lat, step, group, wlat, pad, spill, tail, alias = (
             np.asarray(v)[..., None] for v in coefficients(x))   # rows broadcast over points
         return np.log(model_time(t0, group, lat, step, pad, steps, waves, active, spill,
-                                 missed, wlat, tail, last)) - np.log(t)
+                                 missed, wlat, tail, last, alias, thrash)) - np.log(t)
 
     best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
-                for x in _starts(resid, t, steps, waves, spills, tails)), key=lambda res: res.cost)
-    t0, lat, step, group, wlat, pad, spill, tail = (float(v) for v in coefficients(best.x))
+                for x in _starts(resid, t, steps, waves, spills + aliases, tails)),
+               key=lambda res: res.cost)
+    t0, lat, step, group, wlat, pad, spill, tail, alias = (float(v)
+                                                           for v in coefficients(best.x))
     return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat,
-                         tail), float(best.cost))
+                         tail, alias, int(ways) if aliases else 0), float(best.cost))
 
 
 def _starts(resid, t, steps, waves, spills, tails):
@@ -136,27 +147,25 @@ def _starts(resid, t, steps, waves, spills, tails):
             base[2] + np.log(_WAVE_SCALES), _LOGITS]
     if tails:
         axes.append(_LOGITS)
-    if spills:
-        axes.append(_LOGITS)
+    axes += [_LOGITS] * spills    # the cache and alias terms' logits, where they apply
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
     cost = np.square(resid(grid)).sum(axis=-1)
     return grid[np.argsort(cost, kind="stable")[:POLISH]]
 
 
 def _spills(points, cache) -> bool:
-    """Whether the cache term applies to a body's points: it sweeps its data more than once
-    (what the term models) and some point's bytes pass the cache."""
-    return bool(cache) and all(p.launch.sweeps > 1 for p in points) \
-        and max(p.dram_bytes for p in points) > cache
+    """Whether the cache term applies to a body's points: some point reads data again (what
+    the term models, `footprint`) and more of it than the cache holds."""
+    return bool(cache) and max(footprint(p.launch, p.dram_bytes) for p in points) > cache
 
 
-def fit_key(points: list[Point], compute_units: int) -> Coefficients:
+def fit_key(points: list[Point], compute_units: int, ways: int = 0) -> Coefficients:
     """The coefficients of one model key from its training points (needs at least 1), without
     a cache term."""
-    return _fit_key(points, compute_units, 0.0)[0]
+    return _fit_key(points, compute_units, 0.0, ways)[0]
 
 
-def _fit_key(points, compute_units, cache) -> tuple[Coefficients, float]:
+def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]:
     """(coefficients, training cost) at the residency that fits the points best. A body with
     fewer than FINE_POINTS points cannot tell neighbouring residencies apart (each adds a wave
     step somewhere among a few points): it picks among the powers of two. The residency is
@@ -166,29 +175,31 @@ def _fit_key(points, compute_units, cache) -> tuple[Coefficients, float]:
     FlashAttention steps in waves of 264 work-groups (residency 2) whose half-full waves run
     faster, which residency 1 without a tail mimics at 7x the error."""
     fine = len(points) >= FINE_POINTS
-    fits = {r: _fit_residency(points, compute_units, r, cache)
+    fits = {r: _fit_residency(points, compute_units, r, cache, ways=ways)
             for r in RESIDENCIES if fine or r & (r - 1) == 0}
     least = min(cost for _, cost in fits.values())
     # residencies that fit equally well (points that cannot tell them apart): the smallest
     r = next(r for r, (_, cost) in fits.items() if cost <= least * (1 + 1e-6) + 1e-12)
-    tailed = {q: _fit_residency(points, compute_units, q, cache, tails=True)
+    tailed = {q: _fit_residency(points, compute_units, q, cache, tails=True, ways=ways)
               for q, (_, cost) in fits.items() if q == r or cost <= least * TAIL_RIVAL}
     best = min((fits[r], tailed[r]), key=lambda f: f[1])
     rival = min(tailed.values(), key=lambda f: f[1])
     return rival if rival[1] * TAIL_GAIN <= best[1] else best
 
 
-def fit_all(points: list[Point], compute_units: int) -> dict[str, Coefficients]:
+def fit_all(points: list[Point], compute_units: int, ways: int = 0) -> dict[str, Coefficients]:
     """{model key: Coefficients} fitted on the training points, under the device cache size of
-    CACHES that fits all of them best (one size per device: it is the device's, not a kernel's);
-    every point's `predicted_s` (training and held-out) is filled in."""
+    CACHES that fits all of them best (one size per device: it is the device's, not a kernel's)
+    and the device's L1 associativity `ways` (0: unknown, no alias term); every point's
+    `predicted_s` (training and held-out) is filled in."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
     # every body without a cache term, and those that sweep their data at each cache size
     tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in keys
                                         if _spills(train[k], c)]
-    done = dict(zip(tasks, _in_parallel([(train[k], compute_units, c) for k, c in tasks])))
+    done = dict(zip(tasks, _in_parallel([(train[k], compute_units, c, ways)
+                                         for k, c in tasks])))
     plain = {k: done[(k, 0.0)] for k in keys}
     best = None
     for cache in CACHES:

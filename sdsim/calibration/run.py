@@ -60,7 +60,24 @@ def device_info(rt) -> dict:
             "clock_mhz": int(d.max_clock_frequency), "simd": int(simd),
             "global_mem": int(d.global_mem_size), "local_mem": int(d.local_mem_size),
             "cache": int(d.global_mem_cache_size), "max_alloc": int(d.max_mem_alloc_size),
-            "fp16": rt.has_fp16, "opencl": d.version.strip(), "host": _platform.node()}
+            "fp16": rt.has_fp16, "opencl": d.version.strip(), "host": _platform.node(),
+            "l1_ways": l1_ways() if d.type & cl.device_type.CPU else 0}
+
+
+def l1_ways(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The L1 data cache's associativity of the host's first core (0 where the OS does not say):
+    a CPU OpenCL device is the host, and OpenCL has no query for it (the alias term of
+    sdsim/cost/waves.py)."""
+    from pathlib import Path
+
+    for index in sorted(Path(sysfs).glob("index*")):
+        try:
+            if (index / "level").read_text().strip() == "1" \
+                    and (index / "type").read_text().strip() == "Data":
+                return int((index / "ways_of_associativity").read_text())
+        except (OSError, ValueError):
+            return 0
+    return 0
 
 
 def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repeat: int = 5,
@@ -155,7 +172,8 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
 def fitted(cal: Calibration) -> Calibration:
     """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
     its points (a fresh sweep, or stored measurements fitted again)."""
-    cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"])
+    cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"],
+                                   cal.device_info.get("l1_ways", 0))
     cal.classes = classes.efficiencies(cal.points, cal.micro["rates"][cal.precision],
                                        cal.micro["bandwidth"], cal.launch_s)
     return cal

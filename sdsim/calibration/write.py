@@ -97,6 +97,7 @@ def profile_dict(cal, report_rel: str) -> dict:
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
             "cache_bytes": _cache(cal),
+            **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -115,7 +116,14 @@ def _coefficients(cal, key, c) -> dict:
         out["heldout_error_pct"] = _g(held["median_abs_error_pct"])
     if c.spill:
         out["spill"] = _g(c.spill)
+    if c.alias:
+        out["alias"] = _g(c.alias)
     return out
+
+
+def _ways(cal) -> int:
+    """The L1 associativity the alias term used (0: none used it)."""
+    return max((c.ways for c in cal.coefficients.values()), default=0)
 
 
 def _cache(cal) -> float:
@@ -211,7 +219,9 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         "by the fit. Errors are (predicted - measured) / measured. Device cache size: "
         + (f"{_cache(cal) / 2**20:.0f} MiB" if _cache(cal) else "none")
         + f" (of {', '.join(f'{c / 2**20:.0f}' for c in fit.CACHES)} MiB, the one whose fits "
-        "of all kernel bodies together leave the least training error).",
+        "of all kernel bodies together leave the least training error). L1 associativity: "
+        + (f"{cal.device_info['l1_ways']} ways (the host's, from sysfs)"
+           if cal.device_info.get("l1_ways") else "not known (no alias term)") + ".",
         "",
     ]
     rows = []
@@ -221,6 +231,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
                      "wave latency us": c.wave_latency * 1e6, "tail": c.tail,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
                      "padding": c.padding, "residency": c.residency, "spill": c.spill,
+                     "alias": c.alias,
                      "train points": tr["points"],
                      "train median err %": tr.get("median_abs_error_pct"),
                      "held-out points": ho["points"],

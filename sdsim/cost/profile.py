@@ -87,6 +87,7 @@ COEFFICIENTS_SCHEMA = {
         "kernels_hash": {"type": "string", "minLength": 6},
         "precision": {"enum": ["fp16", "fp32"]},
         "cache_bytes": _POSITIVE,
+        "l1_ways": {"type": "integer", "minimum": 0},
         "kernels": {"type": "object", "additionalProperties": {
             "type": "object",
             "required": ["t0_us", "latency_us", "step_us", "residency"],
@@ -97,6 +98,7 @@ COEFFICIENTS_SCHEMA = {
                            "group_us": _POSITIVE, "spill": _POSITIVE,
                            "wave_latency_us": _POSITIVE,
                            "tail": {"type": "number", "minimum": 0, "maximum": 1},
+                           "alias": _POSITIVE,
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
                            "heldout_error_pct": _POSITIVE}}},
     },
@@ -397,11 +399,12 @@ def parse_profile(data, file: str) -> Profile:
 
 def _coefficient_set(section: dict) -> dict:
     """model key -> Coefficients of one `coefficients` section."""
-    cache = float(section.get("cache_bytes", 0.0))
+    cache, ways = float(section.get("cache_bytes", 0.0)), int(section.get("l1_ways", 0))
     return {key: Coefficients(c["t0_us"] * 1e-6, c["latency_us"] * 1e-6, c["step_us"] * 1e-6,
                               c["residency"], "calibrated", c.get("padding", 1.0),
                               c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache,
-                              c.get("wave_latency_us", 0.0) * 1e-6, c.get("tail", 0.0))
+                              c.get("wave_latency_us", 0.0) * 1e-6, c.get("tail", 0.0),
+                              c.get("alias", 0.0), ways if c.get("alias") else 0)
             for key, c in section.get("kernels", {}).items()}
 
 

@@ -5,8 +5,9 @@ work-group walking its serial steps.
     waves = ceil(work_groups / slots)
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
     miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
+    thrash = 1 if conflict > ways else 0       (a work-item's rows evict each other from L1)
     last  = work-groups of the last wave / slots   (how full it is, (0, 1])
-    s     = step x lanes x (1 + spill x miss)  (one full wave's step)
+    s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash)   (one full wave's step)
     per   = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
     t     = t0 + waves x group + steps x max(latency, per)
 
@@ -27,7 +28,13 @@ how much dearer a step gets when the dispatch's data no longer fits the device's
 cache (`cache`, one size per device, fitted by calibration), for kernels that sweep their data
 more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice reads its second
 sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step costs 0.07 and
-0.23 us). So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
+0.23 us). A GEMM's every row of tiles walks B again (`Launch.reread`, its bytes the footprint in
+place of the dispatch's): on this 2-core PoCL CPU a GEGLU projection whose 52 MB B outgrows the
+32 MiB L3 runs 2.6x its in-cache step. `alias` is how much dearer a step gets when more of a
+work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
+the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
+walks 12 rows of A; at K = 1024, 2048 or 3072 (fp32) they lie a multiple of 4 KiB apart, all in
+one 8-way set, and its step costs 1.4x what it costs at K = 1000 or 2560. So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
 GEMM of 3 waves costs 3 x 80 x step.
 
 The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency) of each
@@ -48,9 +55,10 @@ from dataclasses import dataclass
 #: the formula above in one line, for help texts and reports (this module owns it)
 FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
            "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
-           "miss), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
+           "miss) x (1 + alias x thrash), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
            "work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
-           "miss = max(0, 1 - cache / the dispatch's DRAM bytes)")
+           "miss = max(0, 1 - cache / the bytes the dispatch reads again), thrash = 1 where "
+           "more of a work-item's rows share one L1 set than it has ways")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class Coefficients:
     cache: float = 0.0     # bytes, the device's cache size the fit found (0: no cache term)
     wave_latency: float = 0.0   # s, shortest step of each wave
     tail: float = 0.0      # share of a partly filled last wave's empty slots it saves (0: none)
+    alias: float = 0.0     # extra step cost when a work-item's rows thrash one L1 set
+    ways: int = 0          # the device's L1 associativity the fit used (0: no alias term)
 
 
 @dataclass(frozen=True)
@@ -86,18 +96,20 @@ def miss(dram_bytes, cache):
     numbers or NumPy arrays alike."""
     import numpy as np
 
+    size = np.asarray(dram_bytes, float)
     if not cache:
-        return np.zeros_like(np.asarray(dram_bytes, float))
-    return np.maximum(0.0, 1.0 - cache / np.maximum(np.asarray(dram_bytes, float), 1.0))
+        return np.zeros_like(size)
+    return np.where(size > 0, np.maximum(0.0, 1.0 - cache / np.maximum(size, 1.0)), 0.0)
 
 
 def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
-               wave_latency=0.0, tail=0.0, last=1.0):
+               wave_latency=0.0, tail=0.0, last=1.0, alias=0.0, thrash=0.0):
     """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
     the calibration fit both evaluate this one."""
     import numpy as np
 
-    s = step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed)
+    s = step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed) \
+        * (1.0 + alias * thrash)
     per = (waves - 1) * np.maximum(wave_latency, s) \
         + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
     return t0 + waves * group + steps * np.maximum(latency, per)
@@ -113,22 +125,40 @@ def last_wave(work_groups, compute_units: int, residency: int):
     return (wg - (np.ceil(wg / slots) - 1) * slots) / slots
 
 
+def footprint(launch, dram_bytes: float) -> float:
+    """The bytes whose cache residency the cache term weighs: what later work-groups read again
+    (`Launch.reread`) where the launch says, else the dispatch's DRAM bytes if its work-groups
+    sweep their data more than once, else none (nothing is read twice)."""
+    return launch.reread or (dram_bytes if launch.sweeps > 1 else 0.0)
+
+
+def thrashes(launch, ways: int) -> bool:
+    """Whether more of a work-item's row streams share one L1 set than it has `ways`."""
+    return bool(ways) and launch.conflict > ways
+
+
 def geometry_time(c: Coefficients, launch, compute_units: int,
                   dram_bytes: float = 0.0) -> tuple[float, str]:
     """(seconds, one-line explanation) of a dispatch of `launch` geometry moving `dram_bytes`
     under `c`."""
     w = waves(launch.work_groups, compute_units, c.residency)
     last = float(last_wave(launch.work_groups, compute_units, c.residency))
-    m = float(miss(dram_bytes, c.cache)) if c.spill else 0.0
-    step = c.step * (c.padding + (1.0 - c.padding) * launch.active) * (1.0 + c.spill * m)
+    size = footprint(launch, dram_bytes)
+    m = float(miss(size, c.cache)) if c.spill else 0.0
+    th = float(thrashes(launch, c.ways)) if c.alias else 0.0
+    step = c.step * (c.padding + (1.0 - c.padding) * launch.active) * (1.0 + c.spill * m) \
+        * (1.0 + c.alias * th)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
-                         launch.active, c.spill, m, c.wave_latency, c.tail, last))
+                         launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th))
     full = max(step, c.wave_latency)
     shrink = max(c.wave_latency, (1.0 - c.tail * (1.0 - last)) * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
-        lanes += (f", {m:.0%} of {dram_bytes / 2**20:.0f} MiB past the {c.cache / 2**20:.0f} MiB "
+        lanes += (f", {m:.0%} of {size / 2**20:.0f} MiB past the {c.cache / 2**20:.0f} MiB "
                   f"cache (x{1 + c.spill * m:.2f})")
+    if c.alias * th >= 0.02:
+        lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
+                  f"(x{1 + c.alias:.2f})")
     if shrink <= 0.98:
         lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"
     if (w - 1 + shrink) * full >= c.latency:

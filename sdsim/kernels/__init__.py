@@ -39,6 +39,13 @@ class Launch:
     # times each work-group reads its data: a second sweep finds it in the cache only while the
     # dispatch's data fits there (the cache term of sdsim/cost/waves.py)
     sweeps: int = 1
+    # bytes later work-groups read again after earlier ones (a GEMM's B, walked by every row of
+    # tiles): the cache term's footprint where set, in place of the dispatch's DRAM bytes
+    reread: float = 0.0
+    # the most of a work-item's concurrent row streams whose addresses are equal modulo 4 KiB
+    # (a CPU micro-kernel's A rows at a pitch of a multiple of 4 KiB): one L1 set holds them
+    # all, and past the cache's ways they evict each other every step (sdsim/cost/waves.py)
+    conflict: int = 0
 
     @classmethod
     def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None,

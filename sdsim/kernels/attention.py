@@ -84,9 +84,11 @@ def flash_launch(bh, nq, nk, d, causal) -> Launch:
     return Launch.grid((nq, bh), (bq, 1), steps=steps)
 
 
-def _qk(bh, nq, nk, d, precision):
-    """S = scale * Q K^T per (batch, head); S is a workspace P·V reads."""
-    calls = gemm_cost("attn_qk", bh, nq, d, nk, precision, caller="attn_qk", attention=True)
+def _qk(bh, nq, nk, d, heads, precision):
+    """S = scale * Q K^T per (batch, head); S is a workspace P·V reads. Q's rows are the heads'
+    channels apart."""
+    calls = gemm_cost("attn_qk", bh, nq, d, nk, precision, caller="attn_qk", attention=True,
+                      pitch_a=heads * d)
     return calls[:-1] + [replace(calls[-1], workspace=bh * nq * nk * BYTES[precision])]
 
 
@@ -106,7 +108,7 @@ def naive_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     b, bh, s, rows = _sizes(batch, heads, nq, nk, precision)
     d = head_dim
     return [
-        *_qk(bh, nq, nk, d, precision),
+        *_qk(bh, nq, nk, d, heads, precision),
         KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows,
                    launch=reduce_launch(bh * nq, nk)),
         KernelCost("softmax_sum", "reduction", 3 * s, s * b + rows, rows, workspace=rows,
@@ -122,7 +124,7 @@ def partial_softmax_cost(batch, heads, nq, nk, head_dim, precision, causal=False
     d = head_dim
     # P·V re-derives each probability once per column tile of the output it feeds
     return [
-        *_qk(bh, nq, nk, d, precision),
+        *_qk(bh, nq, nk, d, heads, precision),
         KernelCost("softmax_stats", "reduction", _STATS_FLOPS * s, s * b, 2 * rows,
                    workspace=2 * rows, launch=reduce_launch(bh * nq, nk)),
         *_pv(bh, nq, nk, d, precision, "attn_pv_softmax", softmax=True),

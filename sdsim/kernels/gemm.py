@@ -31,6 +31,7 @@ weight is transposed once at load time (`prepare`) so every GEMM reads B along i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
@@ -101,15 +102,29 @@ def plan(batch: int, m: int, k: int, n: int, may_swap: bool = True):
     return cfg, tuning.current().gemm_split(batch, m, k, n, cfg), swap
 
 
+#: addresses equal modulo this many bytes fall in one L1 set: the span of one way of the L1 data
+#: caches of current x86 and Arm cores (32-48 KiB in 8-12 ways), and the cache line
+WAY_BYTES, LINE_BYTES = 4096, 64
+
+
+def conflict(rows: int, pitch_bytes: int) -> int:
+    """The most of `rows` streams at `pitch_bytes` apart that share one L1 set (Launch.conflict):
+    12 rows of a K = 3072 fp32 matrix (12 KiB apart) all share one, and 12 rows of K = 2560
+    share one set in pairs of six."""
+    sets = [(i * pitch_bytes) % WAY_BYTES // LINE_BYTES for i in range(rows)]
+    return max(sets.count(s) for s in set(sets)) if rows else 0
+
+
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
               caller: str = "gemm", attention: bool = False,
-              prologue_flops: int = 0) -> list[KernelCost]:
+              prologue_flops: int = 0, pitch_a: int | None = None) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
     `attention`: float arithmetic and never transposed (`gemm`'s `heads`); `prologue_flops` per
-    element of A as loaded (the softmax prologue, which also reads two fp32 row statistics)."""
+    element of A as loaded (the softmax prologue, which also reads two fp32 row statistics);
+    `pitch_a`: elements between A's rows (default k, a dense A)."""
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:
         m, n = n, m
@@ -121,7 +136,12 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     read += batch * m * 8 * col_blocks * split if prologue_flops else 0
     bias_read = batch * n * (row_blocks if split == 1 else 1) * e if bias else 0
     out = float(batch * m * n * e)
-    launch = gemm_launch(batch, m, k, n, cfg, split)
+    # B is walked again by every row of tiles; the CPU micro-kernel streams its WM rows of A
+    # side by side (the local-memory builds stage A, and only they transpose)
+    launch = replace(gemm_launch(batch, m, k, n, cfg, split),
+                     reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
+                     conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
+                                                           (pitch_a or k) * e))
     if split == 1:
         return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
                            launch=launch, model=f"{caller}.{cfg.name}",
@@ -279,7 +299,15 @@ _CAL = {
     # a hundred to a few hundred rows by under a thousand k: under one wave of work-groups on
     # a large GPU, split along K where they are fewest (a text encoder's projections)
     + sweep(_lin, 10, seed=7, m=[100, 130, 180, 250], k=[500, 640, 900, 1100],
-            n=[500, 900, 2500, 3500]),
+            n=[500, 900, 2500, 3500])
+    # k a multiple of 1,024: rows of A a multiple of 4 KiB apart (fp32; of 2,048 for fp16), which
+    # share one L1 set in a CPU micro-kernel (the alias term of sdsim/cost/waves.py), in the
+    # small and large classes, beside neighbours that do not (k = 1,000 and 2,000 above)
+    + [_lin(m, k, n) for m, n in ((60, 700), (150, 300), (100, 1500), (250, 500))
+       for k in (1024, 2048, 3072, 4096)]
+    + [_lin(1200, k, 3500) for k in (1024, 2048)]
+    # a B of tens of MB walked by tens of rows of tiles: past a CPU's last-level cache
+    + [_lin(m, k, 5200) for m, k in ((130, 2900), (250, 1800))],
     "pool": sweep(_lin, 300, seed=50, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
                   k=[24, 96, 200, 450, 900, 1800, 2900],
                   n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),
