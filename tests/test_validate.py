@@ -194,3 +194,75 @@ def test_text_encoder_workload_names_no_image_size():
     line = next(l for l in report.markdown(ctx_unet, runs, effect, load_profile("pocl-cpu"),
                                            "x.png").splitlines() if l.startswith("- Workload:"))
     assert "256x256 pixels" in line
+
+
+def test_drift_reference_cases_are_the_longest_affordable_case_of_each_family():
+    """A case's time is the sum of its dispatches; held-out cases and cases over MAX_CASE_S are
+    passed over; one case per family, longest first, CASES at most."""
+    from sdsim.validation import drift
+
+    if drift.CASES < 5:
+        pytest.skip("the cases below hold five families")
+    def pt(variant, shape, t, heldout=False):
+        return {"variant": variant, "shape": shape, "measured_s": t, "heldout": heldout}
+
+    meas = {"points": [
+        pt("linear/tiled", {"m": 1}, 0.004), pt("linear/tiled", {"m": 1}, 0.005),   # 9 ms
+        pt("linear/tiled", {"m": 2}, 0.008),
+        pt("linear/tiled", {"m": 3}, 0.5),                                         # too long
+        pt("conv2d/direct", {"c": 1}, 0.002), pt("conv2d/direct", {"c": 2}, 0.02, heldout=True),
+        pt("attention/naive", {"n": 1}, 0.001), pt("group_norm/fused", {"g": 1}, 0.003),
+        pt("layer_norm/rowwise", {"r": 1}, 0.0005)]}
+    got = drift.reference_cases(meas)
+    assert [(v, s) for v, s, _ in got] == [("linear/tiled", {"m": 1}), ("group_norm/fused",
+                                           {"g": 1}), ("conv2d/direct", {"c": 1}),
+                                           ("attention/naive", {"n": 1}),
+                                           ("layer_norm/rowwise", {"r": 1})]
+    assert got[0][2] == pytest.approx(0.009)
+
+
+def test_drift_sentence_flags_a_device_off_its_calibration_speed():
+    from sdsim.validation import drift
+
+    def cases(r):
+        return [{"variant": "linear/tiled", "ratio": r}]
+
+    steady = drift.summary(cases(1.02), cases(0.98))
+    assert "**" not in drift.sentence(steady) and drift.warning(steady) is None
+    slow = drift.summary(cases(1.30), cases(1.25))
+    assert "30% slower than when it was calibrated" in drift.sentence(slow)
+    assert "1.30x / 1.25x" in drift.warning(slow)
+    assert "faster" in drift.sentence(drift.summary(cases(0.8), cases(0.9)))
+    assert drift.sentence(None).startswith("not checked")
+
+
+@pytest.mark.opencl
+def test_validate_measures_the_device_against_its_calibration(tmp_path, capsys):
+    """With a calibrated profile, validate measures calibration cases again before and after its
+    runs, and the report, its stored run and the JSON output all carry the ratios."""
+    import pyopencl as cl
+
+    from sdsim.cli import main
+    from sdsim.paths import ROOT
+    from sdsim.validation import drift
+
+    if not any("Portable" in p.name for p in cl.get_platforms()):
+        pytest.skip("the pocl-cpu profile's calibration cases need PoCL")
+    rep = tmp_path / "validation-d.md"
+    assert main(["validate", "--device", "pocl-cpu", "--platform", "Portable", "--model", "tiny",
+                 "--resolution", "64", "--opt", "paper", "--precision", "fp32", "--warmup", "0",
+                 "--repeat", "1", "--report", str(rep), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    schemas.validate("validate", out)
+    assert out["device_drift"]["ratio_before"] > 0 and out["device_drift"]["ratio_after"] > 0
+    ctx = json.loads(rep.with_suffix(".json").read_text())["ctx"]
+    cal = json.loads((ROOT / "reports/calibration-pocl-cpu-fp32.json").read_text())
+    for case in ctx["drift"]["before"]:   # calibrated times are the calibration's own
+        then = sum(p["measured_s"] for p in cal["points"] if p["variant"] == case["variant"]
+                   and p["shape"] == case["shape"])
+        assert case["calibrated_s"] == pytest.approx(then)
+        assert case["ratio"] == pytest.approx(case["now_s"] / then)
+    families = {p["variant"].split("/")[0] for p in cal["points"]}
+    n = min(len(families), drift.CASES)
+    assert len({c["variant"].split("/")[0] for c in ctx["drift"]["before"]}) == n
+    assert f"- Device speed against its calibration: {n} calibration cases" in rep.read_text()

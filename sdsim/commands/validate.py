@@ -87,7 +87,7 @@ def run(args) -> int:
     from sdsim.backends.trace import check_size
     from sdsim.model.components import COMPONENTS
     from sdsim.model.presets import load_model_config, native_resolution
-    from sdsim.validation import compare, report
+    from sdsim.validation import compare, drift, report
 
     if args.warmup < 0:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
@@ -142,6 +142,9 @@ def run(args) -> int:
     if slow:
         print(f"warning: {slow}", file=sys.stderr)
     device = rt.device.name.strip()
+    cal_report = _calibration_report(profile, args.precision)
+    refs = _drift_cases(cal_report, args.precision)
+    before = _drift(rt, refs, args, "before")
     bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run", file=sys.stderr,
                disable=True if args.format == "json" else None)   # None: only on a terminal
     runs = []
@@ -177,10 +180,12 @@ def run(args) -> int:
                      "gated_runs": sum(r.gated for r in results)})
         del runner
     bar.close()
+    drifted = drift.summary(before, _drift(rt, refs, args, "after")) if refs else None
+    if drift.warning(drifted):
+        print(f"warning: {drift.warning(drifted)}", file=sys.stderr)
     effect = compare.effect(runs)
     name = args.name or profile.name
     path = None
-    cal_report = _calibration_report(profile, args.precision)
     ctx = {"profile": profile.name, "profile_path": _rel(profile.path),
            "command": provenance.command("validate", "sdsim validate (API)"),
            "date": provenance.now(),
@@ -190,7 +195,7 @@ def run(args) -> int:
            "warmup": args.warmup, "weights": args.weights, "launch": args.launch,
            "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
            "calibration": cal_report, "heldout": _heldout(cal_report),
-           "notes": args.notes}
+           "drift": drifted, "notes": args.notes}
     if (args.report or "").lower() != "none":
         path = Path(args.report) if args.report else REPORTS_DIR / f"validation-{name}.md"
         report.write(path, ctx, runs, effect, profile)
@@ -225,7 +230,9 @@ def _to_json(ctx: dict, profile: str, runs: list, effect: list, path) -> dict:
             "opt": runs[0]["opt"], **runs[0]["metrics"],
             "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
             "optimization_effect": in_units(effect, EFFECT_SI),
-            "report": str(path) if path else None}
+            "report": str(path) if path else None,
+            "device_drift": ({k: ctx["drift"][k] for k in ("ratio_before", "ratio_after")}
+                             if ctx.get("drift") else None)}
 
 
 def _repredicted(profile) -> str:
@@ -274,6 +281,27 @@ def _checkpoint(name: str, component: str):
     cfg = load_model_config(str(path)) if path.is_dir() else PRESETS["sd14"]
     folder = COMPONENTS[component].folder
     return cfg, load_weights(path)[folder].check(FOLDERS[folder].build(cfg))
+
+
+def _drift_cases(cal_report: str | None, precision: str) -> list:
+    """The calibration cases the drift check measures again (none without the calibration's
+    measurements at this precision)."""
+    from sdsim.validation import drift
+
+    meas = drift.load_measurements(cal_report)
+    return drift.reference_cases(meas) if meas and meas["precision"] == precision else []
+
+
+def _drift(rt, refs: list, args, when: str) -> list:
+    """The reference cases measured now (sdsim/validation/drift.py)."""
+    from sdsim.validation import drift
+
+    if not refs:
+        return []
+    if args.format != "json":
+        print(f"checking the device's speed against its calibration ({when} the runs)",
+              file=sys.stderr)
+    return drift.measure(rt, refs, args.precision)
 
 
 def _calibration_report(profile, precision: str) -> str | None:

@@ -13,6 +13,7 @@ from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
 from sdsim.model.components import COMPONENTS
 from sdsim.output import dumps, render_rows
+from sdsim.validation import drift
 from sdsim.validation.compare import CallRow, by_class
 
 GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
@@ -94,6 +95,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          "their sum (device time). " + _launch(ctx, runs)
          + "Predicted: sdsim/cost/waves.py per call of the same kernel plan.",
          f"- Machine load (1-min average) at the end of the run: {ctx.get('load', 'not recorded')}",
+         *([f"- Device speed against its calibration: {drift.sentence(ctx['drift'])}."]
+           if "drift" in ctx else []),
          f"- Calibration: {ctx.get('calibration') or 'none (coefficients from specifications)'}"
          + (f"; its held-out synthetic error: {ctx['heldout']}" if ctx.get("heldout") else ""),
          f"- Goal: {GOAL}.", ""]
