@@ -246,3 +246,34 @@ def test_gemm_memory_geometry_by_hand():
     # the sets of 4 KiB-periodic addresses, one row at a time
     assert conflict(12, 3 * 4096) == 12 and conflict(12, 4096 + 64) == 1
     assert conflict(8, 2048) == 4 and conflict(0, 4096) == 0
+
+
+def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():
+    """A linear GEMM without bias is its own build (BIAS=0) with its own model key; a profile
+    calibrated before that key had points times it with the bias build's coefficients (the
+    committed H200 profile, by name in the explanation's [calibrated]), one with the key uses
+    its own."""
+    import dataclasses as dc
+
+    from sdsim.cost.profile import load_profile
+    from sdsim.cost.roofline import kernel_time
+    from sdsim.kernels import tuning
+    from sdsim.kernels.gemm import NO_BIAS
+
+    prof = load_profile("nvidia-h200-opencl")
+    with tuning.use(tuning.for_profile(prof)):
+        (plain,) = kernels.costs("linear", "tiled", m=3000, k=700, n=900, bias=False)
+        (biased,) = kernels.costs("linear", "tiled", m=3000, k=700, n=900, bias=True)
+        (gelu,) = kernels.costs("linear", "tiled_gelu", m=3000, k=700, n=900)
+    assert plain.model_key == biased.model_key + NO_BIAS == plain.model_alt + NO_BIAS
+    assert gelu.model_key == biased.model_key and not biased.model_alt
+    coeffs = prof.coefficients_for("fp32")
+    assert plain.model_key not in coeffs and biased.model_key in coeffs
+    t_plain, t_bias = kernel_time(plain, prof, "fp32"), kernel_time(biased, prof, "fp32")
+    assert t_plain.why == t_bias.why and "[calibrated]" in t_plain.why
+    own = dc.replace(coeffs[biased.model_key], step=2 * coeffs[biased.model_key].step)
+    coeffs[plain.model_key] = own
+    try:
+        assert kernel_time(plain, prof, "fp32").total_s > t_plain.total_s
+    finally:
+        del coeffs[plain.model_key]

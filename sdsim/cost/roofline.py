@@ -27,7 +27,8 @@ def kernel_time(k, profile: Profile, precision: str) -> KernelTime:
     """Predicted latency of one dispatch (a KernelCall or KernelCost with its launch geometry)
     on `profile` at `precision` ("fp16" | "fp32")."""
     tc, tm = roofline(k, profile.rate(k, precision), profile.dram_bandwidth)
-    c = profile.coefficients_for(precision).get(k.model_key) or \
+    coefficients = profile.coefficients_for(precision)
+    c = coefficients.get(k.model_key) or coefficients.get(getattr(k, "model_alt", "")) or \
         spec_coefficients(k, profile, precision)
     t, why = geometry_time(c, k.launch, profile.geometry["compute_units"], k.dram_bytes)
     return KernelTime(tc, tm, t, "compute" if tc >= tm else "memory", why)

@@ -89,6 +89,9 @@ class KernelCost:
     # its multiply-adds have a half-arithmetic build (opencl/gemm.cl's ARITH): at fp16 storage on
     # a device with native half they run at the fp16 rate; every other kernel computes in float
     half_arith: bool = False
+    # the key timed in `model`'s place by a profile calibrated before `model` had points of its
+    # own (a build the sweep did not measure apart then)
+    model_alt: str = ""
 
     @property
     def dram_bytes(self) -> float:

@@ -41,6 +41,7 @@ class KernelCall:
     launch: Launch | None = None   # the dispatch's launch geometry
     model_key: str = ""            # the timing model's key (sdsim/cost/waves.py)
     half_arith: bool = False       # has a half-arithmetic build (KernelCost.half_arith)
+    model_alt: str = ""            # the key timed in its place (KernelCost.model_alt)
 
     @property
     def dram_bytes(self) -> float:
@@ -150,5 +151,5 @@ def lower_graph(graph, opt: Options, precision: str) -> list[KernelCall]:
         plan.append(KernelCall(graph.name, op.index, op.kind, op.scope, family, variant, i,
                                k.kernel, k.kernel_class, k.flops, k.bytes_read, k.bytes_written,
                                k.workspace, switch, identity, k.launch, k.model_key,
-                               k.half_arith))
+                               k.half_arith, k.model_alt))
     return plan
