@@ -145,8 +145,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
                      reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
                      conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
                                                            (pitch_a or k) * e))
-    # a linear GEMM without bias or GELU is its own build (BIAS=0), timed apart: on PoCL's
-    # fp16 12x8 micro-kernel it runs 1.3x the bias build of the same call
+    # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
+    # timed apart so that neither build's fit absorbs the other's
     model = f"{caller}.{cfg.name}"
     plain = caller == "gemm" and not (bias or gelu)
     keys = dict(model=model + NO_BIAS, model_alt=model) if plain else dict(model=model)
