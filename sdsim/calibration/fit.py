@@ -128,7 +128,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                                  missed, wlat, tail, last, alias, thrash)) - np.log(t)
 
     best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
-                for x in _starts(resid, t, steps, waves, spills + aliases, tails)),
+                for x in _starts(resid, t, steps, waves, tails, spills + aliases)),
                key=lambda res: res.cost)
     t0, lat, step, group, wlat, pad, spill, tail, alias = (float(v)
                                                            for v in coefficients(best.x))
@@ -136,7 +136,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                          tail, alias, int(ways) if aliases else 0), float(best.cost))
 
 
-def _starts(resid, t, steps, waves, spills, tails):
+def _starts(resid, t, steps, waves, tails, extra):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
     before any descent (module doc)."""
     per = t / steps
@@ -147,7 +147,7 @@ def _starts(resid, t, steps, waves, spills, tails):
             base[2] + np.log(_WAVE_SCALES), _LOGITS]
     if tails:
         axes.append(_LOGITS)
-    axes += [_LOGITS] * spills    # the cache and alias terms' logits, where they apply
+    axes += [_LOGITS] * extra    # the cache and alias terms' logits, where they apply
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
     cost = np.square(resid(grid)).sum(axis=-1)
     return grid[np.argsort(cost, kind="stable")[:POLISH]]

@@ -28,7 +28,7 @@ def kernel_time(k, profile: Profile, precision: str) -> KernelTime:
     on `profile` at `precision` ("fp16" | "fp32")."""
     tc, tm = roofline(k, profile.rate(k, precision), profile.dram_bandwidth)
     coefficients = profile.coefficients_for(precision)
-    c = coefficients.get(k.model_key) or coefficients.get(getattr(k, "model_alt", "")) or \
+    c = coefficients.get(k.model_key) or coefficients.get(k.model_alt) or \
         spec_coefficients(k, profile, precision)
     t, why = geometry_time(c, k.launch, profile.geometry["compute_units"], k.dram_bytes)
     return KernelTime(tc, tm, t, "compute" if tc >= tm else "memory", why)

@@ -293,11 +293,12 @@ _BENCH = {"tiny": [_lin(5, 7, 9)], "quick": [_lin(77, 96, 130)],
 # lands; and a draw of its own over thousands of rows by a few hundred to two thousand columns
 # and k, the range of SD's projections and 1x1 convs. The pool holds more draws of the first
 # kind, for kernel bodies the sweep leaves short of cases (sdsim.calibration.sweep.top_up).
+_GRID = dict(m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
+             k=[24, 96, 200, 450, 900, 1800, 2900], n=[40, 100, 300, 700, 1500, 2200, 3500, 5200])
+_FIRST = sweep(_lin, 70, seed=5, **_GRID)
 _CAL = {
     "quick": sweep(_lin, 10, seed=5, m=[2, 60, 300], k=[24, 200, 450], n=[40, 300, 700]),
-    "full": sweep(_lin, 70, seed=5, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
-                  k=[24, 96, 200, 450, 900, 1800, 2900],
-                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200])
+    "full": _FIRST
     + [_lin(m, k, n) for m, n in ((1100, 4000), (500, 9000), (1500, 3000), (2500, 2200),
                                   (700, 9000), (3000, 3000)) for k in (300, 2000)]
     + sweep(_lin, 16, seed=6, m=[1800, 3000, 5000, 7000, 9000], k=[250, 400, 700, 1100, 1600],
@@ -315,13 +316,8 @@ _CAL = {
     # a B of tens of MB walked by tens of rows of tiles: past a CPU's last-level cache
     + [_lin(m, k, 5200) for m, k in ((130, 2900), (250, 1800))]
     # the bias-less build (attention's projections) over the first draws of the first sweep
-    + [dict(s, bias=False) for s in sweep(_lin, 48, seed=5, m=[1, 3, 8, 60, 150, 500, 1100,
-                                                                2500, 6000, 10000],
-                                          k=[24, 96, 200, 450, 900, 1800, 2900],
-                                          n=[40, 100, 300, 700, 1500, 2200, 3500, 5200])],
-    "pool": sweep(_lin, 300, seed=50, m=[1, 3, 8, 60, 150, 500, 1100, 2500, 6000, 10000],
-                  k=[24, 96, 200, 450, 900, 1800, 2900],
-                  n=[40, 100, 300, 700, 1500, 2200, 3500, 5200]),
+    + [dict(s, bias=False) for s in _FIRST[:48]],
+    "pool": sweep(_lin, 300, seed=50, **_GRID),
 }
 _CAL["pool"] += [dict(s, bias=False) for s in _CAL["pool"]]
 

@@ -49,6 +49,7 @@ def reference_cases(measurements: dict) -> list[tuple[str, dict, float]]:
 def load_measurements(report: str | None) -> dict | None:
     """The measurements stored beside a calibration report (None if unreadable or measured on
     other kernels than today's, whose times say nothing of the device now)."""
+    from sdsim.calibration.store import json_path
     from sdsim.cost.profile import kernels_hash
     from sdsim.paths import ROOT
 
@@ -56,7 +57,7 @@ def load_measurements(report: str | None) -> dict | None:
         return None
     path = Path(report) if Path(report).is_absolute() else ROOT / report
     try:
-        data = json.loads(path.with_suffix(".json").read_text())
+        data = json.loads(json_path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return data if data.get("kernels_hash") == kernels_hash() else None
@@ -93,7 +94,7 @@ def sentence(drift: dict | None) -> str:
     names = ", ".join(c["variant"] for c in drift["before"])
     text = (f"{len(drift['before'])} calibration cases ({names}) measured again took "
             f"{rb:.2f}x their calibration time before the runs and {ra:.2f}x after (median)")
-    off = max(abs(rb - 1.0), abs(ra - 1.0))
+    off = _off(drift)
     if off > TOLERANCE:
         text += (f". **The device ran up to {off:.0%} "
                  f"{'slower' if max(rb, ra) > 1 else 'faster'} than when it was calibrated**: "
@@ -101,12 +102,14 @@ def sentence(drift: dict | None) -> str:
     return text
 
 
+def _off(drift: dict) -> float:
+    """How far from its calibration speed the device ran, at the worse of the two passes."""
+    return max(abs(drift["ratio_before"] - 1.0), abs(drift["ratio_after"] - 1.0))
+
+
 def warning(drift: dict | None) -> str | None:
     """A one-line warning for the terminal when the device drifted past TOLERANCE."""
-    if not drift:
-        return None
-    off = max(abs(drift["ratio_before"] - 1.0), abs(drift["ratio_after"] - 1.0))
-    if off <= TOLERANCE:
+    if not drift or _off(drift) <= TOLERANCE:
         return None
     return (f"the device ran at {drift['ratio_before']:.2f}x / {drift['ratio_after']:.2f}x its "
             "calibration time on reference cases (before / after the runs): the model's errors "
