@@ -367,15 +367,19 @@ def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeyp
 
 def _gemm_points(key, alias, ways_hit, cu=2):
     """Points of a CPU GEMM body (one work-item per work-group, 2 compute units), made by the
-    formula by hand: waves x steps x step, each step (1 + alias) dearer where the launch's
-    conflict (12 rows in one set) passes 8 ways."""
+    formula by hand: waves x steps x step x active lanes (idle lanes cost nothing), each step
+    (1 + alias) dearer where the launch's conflict (12 rows in one set) passes 8 ways. Half the
+    points have half their lanes active: with all lanes active a wave latency could stand in
+    for the clean steps and a larger alias for the others."""
     pts = []
     for wgs in (40, 300, 2000):
         for steps in (100, 1000, 3000):
             for conflict in ((12, 3) if ways_hit else (3,)):
-                launch = Launch((wgs,), (1,), steps, conflict=conflict)
-                t = 20e-6 + math.ceil(wgs / cu) * steps * 8e-9 * (1 + alias * (conflict > 8))
-                pts.append(Point(key, "f/v", {}, key, launch, t, 0.0))
+                for active in (1.0, 0.5):
+                    launch = Launch((wgs,), (1,), steps, active, conflict=conflict)
+                    t = 20e-6 + math.ceil(wgs / cu) * steps * 8e-9 * active * (
+                        1 + alias * (conflict > 8))
+                    pts.append(Point(key, "f/v", {}, key, launch, t, 0.0))
     return pts
 
 
@@ -435,3 +439,29 @@ def test_l1_ways_reads_the_level_1_data_cache_from_sysfs(tmp_path):
         (d / "ways_of_associativity").write_text(f"{ways}\n")
     assert l1_ways(str(tmp_path)) == 12
     assert l1_ways(str(tmp_path / "absent")) == 0
+
+
+def test_latency_is_fitted_only_where_some_point_leaves_the_device_partly_idle():
+    """A body swept only at 5 to 25 waves (the H200's large-tile P.V: 132 compute units, 550 to
+    3300 work-groups) whose 5-wave points run 5% over 5 wave-steps: a free latency would take
+    the 5-wave step's place and price a 4-wave call (SD's, 512 work-groups) at 5 waves. The fit
+    leaves the latency out and prices that call at its 4 wave-steps; points with a partly idle
+    wave, made with a latency of 3 steps, give the latency back."""
+    from sdsim.calibration.fit import _fit_residency
+
+    t0, step, cu = 5e-6, 2e-6, 132
+
+    def point(wgs, steps, lat=0.0):
+        w = math.ceil(wgs / cu)
+        t = t0 + steps * max(lat, w * step) * (1.05 if w == 5 else 1.0)
+        return Point("k", "f/v", {}, "k", Launch((wgs * 256,), (256,), steps), t, 0.0)
+
+    pts = [point(w, s) for w in (550, 580, 600, 660, 1100, 1200, 1600, 3300)
+           for s in (20, 300, 875)]
+    c = fit_key(pts, cu)
+    assert c.residency == 1 and c.latency == 0.0
+    sd = geometry_time(c, Launch((512 * 256,), (256,), 512), cu)[0]
+    assert sd == pytest.approx(t0 + 512 * 4 * step, rel=0.03)
+    idle = pts + [point(w, s, lat=3 * step) for w in (20, 60, 100) for s in (20, 300)]
+    lat = _fit_residency(idle, cu, 1, 0.0)[0].latency
+    assert lat == pytest.approx(3 * step, rel=0.05)

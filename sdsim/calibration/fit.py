@@ -14,6 +14,10 @@ kinked, with local minima a descent from one start falls into differently on dif
 builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
 the same measurements on other machines land in the same minimum, but for coefficients the
 points do not determine (the padding of a body whose sweep always fills its lanes).
+The latency is fitted only where some training point runs in one wave at the residency tried:
+no other point shows what it bounds, and a free latency stands in for the wave count of the
+fewest-wave points (the H200's large-tile P.V, swept at 5 waves and more, priced SD's 4-wave call
+at 5 waves' time, +30%).
 The device's cache size is the one of CACHES whose fits of all kernel bodies together leave the
 least error. Points are split once into a training set (80%) and a held-out set (20%, never seen
 by the fit): the held-out error is what the model does on shapes it did not see.
@@ -108,6 +112,9 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     spills = _spills(points, cache)
     thrash = np.array([thrashes(p.launch, ways) for p in points], float)
     aliases = bool(0 < thrash.sum() < len(points))
+    # latency bounds the steps of a device left partly idle: without a point of one wave, none
+    # shows it, and a free latency would stand in for the wave count of the fewest-wave points
+    latent = bool(np.any(waves == 1))
 
     def coefficients(x):
         # x (one start, or rows of them): log t0, log latency, log step, log group, log wave
@@ -115,6 +122,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
         x = np.asarray(x)
         t0, lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(5))
         pad = 1.0 / (1.0 + np.exp(-x[..., 5]))                  # padding in (0, 1)
+        lat = lat if latent else 0.0 * pad
         tail = 1.0 / (1.0 + np.exp(-x[..., 6])) if tails else 0.0 * pad          # (0, 1)
         spill = SPILL_MAX / (1.0 + np.exp(-x[..., 6 + tails])) if spills else 0.0 * pad
         alias = (ALIAS_MAX / (1.0 + np.exp(-x[..., 6 + tails + spills])) if aliases
@@ -128,7 +136,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                                  missed, wlat, tail, last, alias, thrash)) - np.log(t)
 
     best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
-                for x in _starts(resid, t, steps, waves, tails, spills + aliases)),
+                for x in _starts(resid, t, steps, waves, tails, spills + aliases, latent)),
                key=lambda res: res.cost)
     t0, lat, step, group, wlat, pad, spill, tail, alias = (float(v)
                                                            for v in coefficients(best.x))
@@ -136,13 +144,13 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                          tail, alias, int(ways) if aliases else 0), float(best.cost))
 
 
-def _starts(resid, t, steps, waves, tails, extra):
+def _starts(resid, t, steps, waves, tails, extra, latent=True):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
-    before any descent (module doc)."""
+    before any descent (module doc); one latency where the fit has none (`latent`)."""
     per = t / steps
     base = np.log([max(t.min(), 1e-9), max(per.min(), 1e-10),
                    max(np.median(per / waves), 1e-10), max(np.median(t / waves), 1e-10)])
-    axes = [base[0] + np.log(_T0_SCALES), base[1] + np.log(_SCALES),
+    axes = [base[0] + np.log(_T0_SCALES), base[1] + np.log(_SCALES if latent else _SCALES[:1]),
             base[2] + np.log(_SCALES), base[3] + np.log(_GROUP_SCALES),
             base[2] + np.log(_WAVE_SCALES), _LOGITS]
     if tails:

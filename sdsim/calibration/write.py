@@ -41,8 +41,10 @@ def profile_dict(cal, report_rel: str) -> dict:
     gemm = cal.coefficients.get(f"gemm.{cal.tuning.gemm['large'].name}")
     residency = gemm.residency if gemm else int(statistics.median(
         c.residency for c in cal.coefficients.values()))
-    latency = gemm.latency if gemm else statistics.median(
-        c.latency for c in cal.coefficients.values())
+    # a body whose sweep never leaves the device partly idle has no latency (sdsim/calibration/fit.py)
+    gemm_latency = bool(gemm and gemm.latency > 0)
+    latency = gemm.latency if gemm_latency else statistics.median(
+        c.latency for c in cal.coefficients.values() if c.latency > 0)
     return {
         "schema": SCHEMA_VERSION,
         "name": cal.name,
@@ -78,7 +80,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             "cost that event-timed kernels show")),
         "step_latency": _q(latency * 1e6, "us", src(
             "timing coefficients: the fitted latency of one GEMM k-step"
-            if gemm else "timing coefficients: median fitted step latency")),
+            if gemm_latency else "timing coefficients: median fitted step latency")),
         "geometry": {
             "compute_units": _q(info["compute_units"], "count", "CL_DEVICE_MAX_COMPUTE_UNITS "
                                 f"queried by sdsim calibrate ({report_rel})"),
