@@ -141,6 +141,11 @@ predicted_s: the cost model with profile `{result['profile']}` for the same call
 error_pct: predicted against kernel time):
 
 {table}
+
+A component called once (the text encoder, the VAE decoder) is timed on its first call only,
+into buffers just allocated; the profile predicts a warmed call, as `sdsim validate` measures
+after its warm-up. Where a first call costs more (a CPU device mapping memory on first use), it
+shows here as an under-prediction.
 """
     out.with_suffix(".md").write_text(md)
     print(md)
