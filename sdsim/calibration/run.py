@@ -86,7 +86,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     from tqdm import tqdm
 
     size = "quick" if quick else "full"
-    todo, rejected = sweep.cases(size, seed)
+    todo, rejected = sweep.cases(size)
     info = device_info(rt)
     micro = microbench.measure(rt, quick, lambda what: None)
     peak, bw = micro["rates"][precision], micro["bandwidth"]

@@ -77,8 +77,9 @@ def is_sd_layer(record, shape) -> bool:
     return _args(record, shape) in _sd_args(record.family, record.name)
 
 
-def cases(size: str, seed: int = 0) -> tuple[list, int]:
-    """((record, shape) of the sweep in random order, how many SD layer shapes were rejected)."""
+def cases(size: str) -> tuple[list, int]:
+    """((record, shape) of the sweep in the records' order, how many SD layer shapes were
+    rejected); `sdsim calibrate` runs them in random order (run.calibrate)."""
     out, rejected = [], 0
     for r in kernels.records():
         for s in r.calibrate.get(size, ()):
@@ -86,7 +87,6 @@ def cases(size: str, seed: int = 0) -> tuple[list, int]:
                 rejected += 1
             else:
                 out.append((r, dict(s)))
-    random.Random(seed).shuffle(out)
     return out, rejected
 
 
