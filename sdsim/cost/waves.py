@@ -108,11 +108,17 @@ def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.
     the calibration fit both evaluate this one."""
     import numpy as np
 
-    s = step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed) \
-        * (1.0 + alias * thrash)
+    s = step_time(step, padding, active, spill, missed, alias, thrash)
     per = (waves - 1) * np.maximum(wave_latency, s) \
         + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
     return t0 + waves * group + steps * np.maximum(latency, per)
+
+
+def step_time(step, padding, active, spill=0.0, missed=0.0, alias=0.0, thrash=0.0):
+    """s of the module doc: one wave's step, its idle lanes, cache misses and L1 thrash
+    priced."""
+    return step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed) \
+        * (1.0 + alias * thrash)
 
 
 def last_wave(work_groups, compute_units: int, residency: int):
@@ -146,8 +152,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     size = footprint(launch, dram_bytes)
     m = float(miss(size, c.cache)) if c.spill else 0.0
     th = float(thrashes(launch, c.ways)) if c.alias else 0.0
-    step = c.step * (c.padding + (1.0 - c.padding) * launch.active) * (1.0 + c.spill * m) \
-        * (1.0 + c.alias * th)
+    step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
                          launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th))
     full = max(step, c.wave_latency)
