@@ -465,3 +465,26 @@ def test_latency_is_fitted_only_where_some_point_leaves_the_device_partly_idle()
     idle = pts + [point(w, s, lat=3 * step) for w in (20, 60, 100) for s in (20, 300)]
     lat = _fit_residency(idle, cu, 1, 0.0)[0].latency
     assert lat == pytest.approx(3 * step, rel=0.05)
+
+
+def test_a_streaming_step_weighs_its_bytes_past_the_cache():
+    """A one-step streaming body (an elementwise op, a Winograd transform) whose waves cost 1.5x
+    past a 16 MiB cache: its DRAM bytes are its footprint, and the fit recovers the cache and
+    the spill; a body of many steps reading as many bytes once keeps none."""
+    from sdsim.calibration.fit import fit_all
+    from sdsim.cost.waves import footprint, miss
+
+    cu, cache, pts = 2, 16 * 2**20, []
+    for key, steps, spill in (("stream", 1, 0.5), ("steps", 40, 0.0)):
+        for wgs in (10, 100, 1000, 5000):
+            for mib in (1, 8, 24, 64, 300):
+                nbytes = mib * 2**20
+                t = 5e-6 + math.ceil(wgs / cu) * steps * 2e-6 * (
+                    1 + spill * float(miss(nbytes, cache)))
+                pts.append(Point(key, "f/v", {}, key, Launch((wgs,), (1,), steps), t, 0.0,
+                                 dram_bytes=float(nbytes)))
+    assert footprint(pts[0].launch, 8.0) == 8.0 and footprint(pts[-1].launch, 8.0) == 0.0
+    c = fit_all(pts, cu)
+    assert c["stream"].cache == cache and c["stream"].spill == pytest.approx(0.5, rel=1e-3)
+    assert c["steps"].spill == 0.0
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)

@@ -30,7 +30,9 @@ more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice re
 sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step costs 0.07 and
 0.23 us). A GEMM's every row of tiles walks B again (`Launch.reread`, its bytes the footprint in
 place of the dispatch's): on this 2-core PoCL CPU a GEGLU projection whose 52 MB B outgrows the
-32 MiB L3 runs 2.6x its in-cache step. `alias` is how much dearer a step gets when more of a
+32 MiB L3 runs 2.6x its in-cache step. A dispatch of one streaming step (elementwise ops,
+Winograd transforms) weighs all its bytes: on PoCL the F(4x4) input transform's wave costs 1.3x
+past 32 MB. `alias` is how much dearer a step gets when more of a
 work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
 the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
 walks 12 rows of A; at K = 1024, 2048 or 3072 (fp32) they lie a multiple of 4 KiB apart, all in
@@ -57,7 +59,8 @@ FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave
            "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
            "miss) x (1 + alias x thrash), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
            "work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
-           "miss = max(0, 1 - cache / the bytes the dispatch reads again), thrash = 1 where "
+           "miss = max(0, 1 - cache / the bytes the dispatch reads again, or all its bytes for one "
+           "streaming step), thrash = 1 where "
            "more of a work-item's rows share one L1 set than it has ways")
 
 
@@ -134,8 +137,11 @@ def last_wave(work_groups, compute_units: int, residency: int):
 def footprint(launch, dram_bytes: float) -> float:
     """The bytes whose cache residency the cache term weighs: what later work-groups read again
     (`Launch.reread`) where the launch says, else the dispatch's DRAM bytes if its work-groups
-    sweep their data more than once, else none (nothing is read twice)."""
-    return launch.reread or (dram_bytes if launch.sweeps > 1 else 0.0)
+    sweep their data more than once or if it is one streaming step (an elementwise op, a
+    Winograd transform: its time is its bytes, which come from the cache where the pipeline left
+    them and from DRAM past it: PoCL's F(4x4) input transform costs 1.3x a wave past 32 MB), else
+    none (a kernel of many steps that reads its data once is bound by its steps)."""
+    return launch.reread or (dram_bytes if launch.sweeps > 1 or launch.steps == 1 else 0.0)
 
 
 def thrashes(launch, ways: int) -> bool:
