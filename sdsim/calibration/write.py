@@ -41,7 +41,7 @@ def profile_dict(cal, report_rel: str) -> dict:
     gemm = cal.coefficients.get(f"gemm.{cal.tuning.gemm['large'].name}")
     residency = gemm.residency if gemm else int(statistics.median(
         c.residency for c in cal.coefficients.values()))
-    # a body whose sweep never leaves the device partly idle has no latency (sdsim/calibration/fit.py)
+    # a body whose sweep never leaves the device partly idle has no latency (fit.py)
     gemm_latency = bool(gemm and gemm.latency > 0)
     latency = gemm.latency if gemm_latency else statistics.median(
         c.latency for c in cal.coefficients.values() if c.latency > 0)
