@@ -312,3 +312,23 @@ def test_gate_watchdog_opens_a_gate_whose_body_blocks(rt, kernels_dir):
         rt.finish()
     assert gate.timed_out
     np.testing.assert_array_equal(rt.from_device(b, x.shape, "fp32"), 3 * x)
+
+
+def test_programs_built_in_processes_run_from_their_binaries():
+    """`build(processes=True)`, a GPU's default: each program compiled in a spawned process and
+    loaded here from its binary; the GEMM cases then run on those programs and pass against the
+    float64 reference."""
+    from sdsim.cl import dryrun
+    from sdsim.cl.bench import all_cases, run_case
+    from sdsim.cl.runtime import Runtime
+
+    rt = Runtime()
+    cases = all_cases("quick", ["linear"], precisions=("fp32",))
+    programs, missed = dryrun.programs(rt, [(c.record, c.shape) for c in cases], "fp32")
+    assert programs and missed == 0
+    assert rt.build(programs, workers=2, processes=True) == len(programs)
+    built = dict(rt._programs)
+    assert rt.build(programs, processes=True) == 0          # nothing left to build
+    for case in cases:
+        assert run_case(rt, case, repeat=1)["ok"], case.shape
+    assert rt._programs == built                              # the runs built nothing anew

@@ -110,7 +110,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     clock = Counter()
     programs, _ = dryrun.programs(rt, run, precision)
     print(f"building {len(programs)} kernel programs", file=sys.stderr)
-    rt.build(programs)     # all at once, in threads (sdsim/cl/dryrun.py says why)
+    rt.build(programs)     # all at once, in parallel (sdsim/cl/dryrun.py says why)
     clock["builds"] = time.perf_counter() - t0
     bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
                disable=None)

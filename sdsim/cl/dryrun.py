@@ -1,9 +1,9 @@
 """A stand-in for a Runtime that runs kernel launchers without building, allocating or launching
 anything, and records the programs (source file, build options) they ask for. The calibration
-builds those all at once, in threads, before its sweep: NVIDIA's OpenCL compiler takes seconds
-per register-tiled GEMM build; one after another, as the sweep first reached each, they took
-223 of an H200 calibration's 330 s, and 164 s in threads (the driver overlaps them only in
-part)."""
+builds those all at once before its sweep (`Runtime.build`: on a GPU in processes): NVIDIA's
+OpenCL compiler takes seconds per register-tiled GEMM build; one after another, as the sweep
+first reached each, they took 223 of an H200 calibration's 330 s, and 164-203 s in threads of
+one process (the driver overlaps them only in part)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ API (everything an `sdsim/cl/<family>.py` module needs):
   `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
-- `rt.build(programs, workers=None)`: build many (family, options) programs at once, in
-  threads (a GPU compiler takes seconds per large kernel; sdsim/cl/dryrun.py finds which).
+- `rt.build(programs, workers=None)`: build many (family, options) programs at once: on a GPU
+  each in a process of its own, loaded back from its binary (NVIDIA's compiler takes seconds
+  per large kernel and overlaps builds within a process only in part), on a CPU in threads;
+  sdsim/cl/dryrun.py finds which programs a sweep needs.
 - `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`; with fp16
   storage and half arithmetic `-DNATIVE_HALF -DARITH=1|2`; plus `-DNAME=value` per define).
 - `rt.arith`: the arithmetic of fp16-storage builds (ARITHS): "fp32" float; "fp16" half
@@ -218,6 +220,34 @@ def select_device(platform=None, device=None):
     return _pick(devs, device, "device", lambda d: d.name)
 
 
+def _source(family: str) -> Path:
+    return Path(paths.OPENCL_DIR) / f"{family}.cl"
+
+
+def _built(ctx, family: str, options: tuple) -> "cl.Program":
+    """`opencl/<family>.cl` (after PRELUDE) built from source with `options` in `ctx`."""
+    path = _source(family)
+    try:
+        src = path.read_text()
+    except OSError as e:
+        raise SdsimError(f"cannot read kernel source {path}: {e.strerror}") from None
+    try:
+        return cl.Program(ctx, PRELUDE + src).build(options=list(options))
+    except cl.RuntimeError as e:
+        dev = ctx.devices[0]
+        raise SdsimError(f"OpenCL build of {path.name} failed on {dev.platform.name.strip()} / "
+                         f"{dev.name.strip()} with options {' '.join(options)}:\n{e}") from None
+
+
+def _binary(where: tuple, program: tuple) -> bytes:
+    """The device binary of `program` (family, options) compiled in this process for the device
+    `where` (platform name, device index): `Runtime.build`'s worker."""
+    platform, index = where
+    plat = next(p for p in platforms() if p.name == platform)
+    ctx = cl.Context([plat.get_devices()[index]])
+    return _built(ctx, *program).get_info(cl.program_info.BINARIES)[0]
+
+
 class Runtime:
     """One device, one context, one profiling queue, and the programs built for it."""
 
@@ -270,25 +300,19 @@ class Runtime:
             opts.append(f"-D{k}={v}")
         return tuple(opts)
 
-    @staticmethod
-    def _path(family: str) -> Path:
-        return Path(paths.OPENCL_DIR) / f"{family}.cl"
-
     def _key(self, family: str, options: tuple) -> tuple:
-        return (self.device.int_ptr, str(self._path(family)), tuple(options))
+        return (self.device.int_ptr, str(_source(family)), tuple(options))
 
-    def _compile(self, family: str, options: tuple) -> "cl.Program":
-        path = self._path(family)
+    def _compile(self, family: str, options: tuple, binary: bytes | None = None) -> "cl.Program":
+        """The program of `opencl/<family>.cl` built with `options`, from its source or from a
+        `binary` another process compiled for this device."""
+        if binary is None:
+            return _built(self.ctx, family, options)
         try:
-            src = path.read_text()
-        except OSError as e:
-            raise SdsimError(f"cannot read kernel source {path}: {e.strerror}") from None
-        try:
-            return cl.Program(self.ctx, PRELUDE + src).build(options=list(options))
+            return cl.Program(self.ctx, [self.device], [binary]).build(options=list(options))
         except cl.RuntimeError as e:
-            log = str(e)
-            raise SdsimError(f"OpenCL build of {path.name} failed on {self.name} with options "
-                             f"{' '.join(options)}:\n{log}") from None
+            raise SdsimError(f"OpenCL could not load the compiled {family}.cl on {self.name} "
+                             f"(options {' '.join(options)}):\n{e}") from None
 
     def program(self, family: str, options: tuple = ()) -> "cl.Program":
         """`opencl/<family>.cl` built with `options`, cached per (device, file, options)."""
@@ -297,15 +321,45 @@ class Runtime:
             self._programs[key] = self._compile(family, options)
         return self._programs[key]
 
-    def build(self, programs, workers: int | None = None) -> int:
+    def build(self, programs, workers: int | None = None, processes: bool | None = None) -> int:
         """Build the (family, options) `programs` not built yet, `workers` at a time (default:
-        one per host core; the OpenCL compiler runs outside Python's lock). Returns how many
-        were built."""
+        one per host core). With `processes` (default: on a GPU) each is compiled in a process
+        of its own and loaded here from its binary: NVIDIA's OpenCL compiler overlaps the builds
+        of one process only in part (an H200 calibration's 43 programs took 203 s in 16
+        threads); a CPU device's builds take seconds in all, in threads. Returns how many were
+        built."""
         todo = sorted({(f, tuple(o)) for f, o in programs if self._key(f, o) not in self._programs})
-        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-            for (family, options), prog in zip(todo, pool.map(lambda p: self._compile(*p), todo)):
+        if processes is None:
+            processes = bool(self.device.type & cl.device_type.GPU) and len(todo) > 1
+        workers = min(max(1, len(todo)), workers or os.cpu_count() or 1)
+        binaries = self._binaries(todo, workers) if processes and todo else [None] * len(todo)
+        with ThreadPoolExecutor(workers) as pool:
+            built = pool.map(lambda p: self._compile(*p[0], p[1]), zip(todo, binaries))
+            for (family, options), prog in zip(todo, built):
                 self._programs[self._key(family, options)] = prog
         return len(todo)
+
+    def _binaries(self, todo: list, workers: int) -> list:
+        """The device binary of each (family, options) in `todo`, compiled in `workers` spawned
+        processes (not forked: this process holds a driver's threads); None for each where no
+        process could start (a script without an `if __name__ == "__main__":` guard): they are
+        then built here, from source."""
+        import multiprocessing
+        import warnings
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        plat = self.device.platform
+        where = (plat.name, [d.int_ptr for d in plat.get_devices()].index(self.device.int_ptr))
+        try:
+            with ProcessPoolExecutor(workers,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                return list(pool.map(_binary, [where] * len(todo), todo))
+        except BrokenProcessPool:
+            warnings.warn("OpenCL builds: could not start worker processes (a script building "
+                          "many programs needs an `if __name__ == \"__main__\":` guard); "
+                          "building in threads", stacklevel=3)
+            return [None] * len(todo)
 
     def kernel(self, family: str, name: str, precision: str = "fp32",
                defines: dict | None = None) -> "cl.Kernel":
