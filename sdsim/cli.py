@@ -42,6 +42,24 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown})" if text else f"default: {shown}"
 
 
+def opt_help() -> str:
+    """The help of `--opt` for every command that takes it: its syntax, the named sets and
+    each switch with its choices, read from sdsim.lower.options (a new variant shows up)."""
+    from sdsim.lower.options import CHOICES, SETS, SWITCHES
+
+    def values(o):
+        return ", ".join(f"{s}={getattr(o, s)}" for s in SWITCHES)
+
+    switches = "; ".join(f"{s}: {', '.join(CHOICES[s])}" for s in SWITCHES)
+    return (f"'paper' (the paper's kernels: {values(SETS['paper'])}), 'none' (the baselines: "
+            f"{values(SETS['none'])}), or a comma list of SWITCH=CHOICE applied on top of "
+            "paper, or on top of a set named first (none,attention=flash). Switches and their "
+            f"choices: {switches}; and flash_head_dim=N (attention=paper runs flash at head "
+            f"size N, {SETS['paper'].flash_head_dim} in paper), winograd_min_channels=N "
+            f"(Winograd for convs with at least N channels, {SETS['paper'].winograd_min_channels} "
+            "in paper)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdsim",

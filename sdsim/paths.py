@@ -27,6 +27,20 @@ REPORTS_DIR = ROOT / "reports" if (ROOT / "reports").is_dir() and not _BUNDLED.i
     else Path("reports")
 
 
+def shipped(path) -> bool:
+    """Whether `path` lies in what sdsim ships: the package, its bundled profiles, or a source
+    checkout's committed reports/."""
+    p = Path(path).resolve()
+    return any(p.is_relative_to(d.resolve()) for d in (PACKAGE, PROFILES_DIR, ROOT / "reports"))
+
+
+def report_path(near, file: str) -> Path:
+    """A report's default place (`--report` overrides it): next to the user's own file `near`
+    (a profile, a stored run), else in the current folder, so that a run never writes into the
+    installed package or over a source checkout's committed reports."""
+    return Path(near).parent / file if near and not shipped(near) else Path(file)
+
+
 def user_profiles_dir() -> Path:
     """The user's own profiles (platformdirs' user data folder, e.g. ~/.local/share/sdsim)."""
     import platformdirs

@@ -94,3 +94,13 @@ def test_table_format(capsys):
                  "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "linear" in out and "max_abs_err" in out and "tiled_gelu" in out
+
+
+def test_first_line_names_the_device(capsys):
+    """A table's first line names the device the cases ran on."""
+    from sdsim.cl.runtime import Runtime
+
+    assert main(["bench", "--quick", "--family", "gelu", "--precision", "fp32", "--repeat", "1",
+                 "--format", "table"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("bench on ") and Runtime().name in first

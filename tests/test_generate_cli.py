@@ -151,3 +151,39 @@ def test_checkpoint_choices_reach_the_loader(tmp_path, capsys, monkeypatch):
 def test_variant_and_no_ema_refused_with_random_weights(tmp_path, capsys):
     assert main(TINY + ["--variant", "fp16", "--out", str(tmp_path / "x.png")]) == 2
     assert "do not apply to --random-weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_every_format_predict_has_parses(tmp_path, capsys, fmt):
+    """generate offers predict's --format choices, and each output parses: JSON by the schema,
+    CSV by the csv module (one row for a NumPy run's image)."""
+    import csv
+
+    from test_validate import predict_formats
+
+    assert fmt in predict_formats() and len(predict_formats()) == 4
+    out = tmp_path / "x.png"
+    assert main(TINY + ["--out", str(out), "--format", fmt]) == 0
+    text = capsys.readouterr().out
+    if fmt == "json":
+        schemas.validate("generate", json.loads(text))
+    elif fmt == "csv":
+        (row,) = csv.DictReader(io.StringIO(text))
+        assert row["image"] == str(out) and (row["width"], row["height"]) == ("16", "16")
+    else:
+        assert f"wrote {out} (16x16)" in text
+
+
+@pytest.mark.opencl
+def test_opencl_csv_is_the_timing_table(tmp_path, capsys):
+    import csv
+
+    import pyopencl as cl
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    assert main(["generate", "--random-weights", "--preset", "tiny", "--steps", "1",
+                 "--no-progress", "--out", str(tmp_path / "x.png"), "--backend", "opencl",
+                 "--platform", plat, "--device", "s23ultra", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["component"] for r in rows] == ["text_encoder", "unet", "vae_decoder", "total"]
+    assert all(float(r["kernel_s"]) > 0 and float(r["predicted_s"]) > 0 for r in rows)

@@ -69,11 +69,13 @@ def test_opencl_image_equals_numpy_fp32(rt, reference, scheduler, opt):
     assert len(calls) == 3                     # one runner (weights uploaded once) per component
 
 
-def test_opencl_image_equals_numpy_fp16_storage(rt, reference):
-    sd = _opencl(rt, "paper", "fp16")
-    img = sd("a red cube", steps=2, seed=5, progress=False)
+@pytest.mark.parametrize("opt", ["paper", "none"])
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_opencl_image_equals_numpy_fp16_storage(rt, reference, scheduler, opt):
+    sd = _opencl(rt, opt, "fp16")
+    img = sd("a red cube", steps=2, scheduler=scheduler, seed=5, progress=False)
     assert sd.nonfinite_report() is None
-    assert _diff(img, reference("pndm", "fp16")) <= FP16_TOL
+    assert _diff(img, reference(scheduler, "fp16")) <= FP16_TOL
 
 
 @pytest.mark.parametrize("opt", ["paper", "none"])

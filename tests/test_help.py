@@ -1,4 +1,5 @@
-"""`sdsim COMMAND --help` explains every option and shows only defaults worth showing."""
+"""`sdsim COMMAND --help` explains every option and shows each default worth showing once, never
+a Python value (None, False) in its place."""
 
 import re
 
@@ -14,7 +15,8 @@ def test_help_has_text_for_every_option_and_no_empty_defaults(name, capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     flat = re.sub(r"\s+", " ", text)
-    assert "(default: None)" not in flat and "(default: False)" not in flat
+    for leak in ("default: None", "None: the first", "(default: False)"):   # Python's values
+        assert leak not in flat, f"{name}: {leak}"
     options = re.findall(r"^  (-[-\w]+)(?:[ ,].*)?$", text, re.M)
     assert options, text
     # every option line has help text after it (same line or an indented next line)
@@ -25,4 +27,6 @@ def test_help_has_text_for_every_option_and_no_empty_defaults(name, capsys):
             r.startswith(" " * 10) and r.strip() for r in rest)
         assert described, f"{name}: option without help: {head}"
         said = re.sub(r"\s+", " ", b).lower()
+        # each default shown once: not the formatter's beside the help's own, nor two of either
+        assert said.count("default:") <= 1, f"{name}: twice: {b}"
         assert not ("(default:" in said and said.count("default") > 1), f"{name}: twice: {b}"

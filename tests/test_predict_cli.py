@@ -163,3 +163,88 @@ def test_a_published_time_is_set_beside_the_prediction(capsys):
         f"({obj['total_s'] / 11.5:.2f}x)" in line
     assert main(["predict", "--device", "pixel7"]) == 0
     assert "published:" not in capsys.readouterr().out
+
+
+def test_kernel_rows_count_the_dispatches_the_run_makes(capsys):
+    """`calls` of a --by kernel row (JSON, CSV, table) is how many times the run dispatches it:
+    counted here by running the tiny pipeline (NumPy) with its component calls counted, times
+    each dispatch's count in the component's kernel plan, lowered here under the profile's
+    tuning."""
+    import warnings
+    from collections import Counter
+
+    from sdsim.backends.trace import trace_pipeline
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+    from sdsim.lower.options import parse_opt
+    from sdsim.lower.plan import lower_graph
+    from sdsim.model.pipeline import StableDiffusion
+    from sdsim.model.presets import load_model_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sd = StableDiffusion.random("tiny", precision="fp16")
+    stages, ran = sd.stages, Counter()
+
+    class Counting:
+        def __getattr__(self, name):
+            def call(*a):
+                ran[name] += 1
+                return getattr(stages, name)(*a)
+            return call
+
+    sd.stages = Counting()
+    sd("a cat", steps=3, scheduler="pndm", height=64, width=64, progress=False)
+    assert ran["unet"] > 1
+    graphs = trace_pipeline(load_model_config("tiny"), resolution=64, precision="fp16")
+    want = Counter()
+    with tuning.use(tuning.for_profile(load_profile("s22"))):
+        for comp, g in graphs.items():
+            for call in lower_graph(g, parse_opt("none,attention=flash"), "fp16"):
+                want[call.identity] += ran[comp]
+
+    argv = ["predict", "--device", "s22", "--model", "tiny", "--resolution", "64", "--steps", "3",
+            "--opt", "none,attention=flash", "--by", "kernel", "--format"]
+    rc, out, _ = run(capsys, *argv, "json")
+    assert rc == 0 and {r["id"]: r["calls"] for r in json.loads(out)["rows"]} == dict(want)
+    rc, out, _ = run(capsys, *argv, "csv")
+    assert rc == 0 and {r["id"]: int(r["calls"]) for r in csv.DictReader(io.StringIO(out))} == \
+        dict(want)
+    rc, out, _ = run(capsys, *argv, "table")
+    assert rc == 0 and re.search(r"^id +class +variant +calls ", out, re.M), out
+
+
+def test_footer_sets_executed_flops_beside_the_models(capsys):
+    """The default table says how many GFLOPs the plan executes (its components' FLOPs summed)
+    and how many the model has as `sdsim info` counts them (per call, times the calls)."""
+    rc, out, _ = run(capsys, "info", "--format", "json")
+    info = json.loads(out)["components"]
+    rc2, out, _ = run(capsys, "predict", "--device", "s23ultra", "--format", "json")
+    comps = json.loads(out)["components"]
+    assert rc == rc2 == 0
+    executed = sum(c["flops"] for c in comps.values())
+    model = sum(info[name]["flops"] * c["calls"] for name, c in comps.items())
+    assert model > 1.5 * executed   # Winograd F(4x4, 3x3): far fewer multiplies
+    rc, out, _ = run(capsys, "predict", "--device", "s23ultra")
+    line = next(ln for ln in out.splitlines() if ln.startswith("FLOPs: "))
+    assert rc == 0 and line.startswith(f"FLOPs: {executed / 1e9:,.1f} GFLOP executed")
+    assert f"the model's {model / 1e9:,.1f} GFLOP as 'sdsim info' counts them" in line
+    assert f"{comps['unet']['calls']} x {info['unet']['flops'] / 1e9:.2f}" in line
+
+
+@pytest.mark.parametrize("command", ["predict", "ablate"])
+def test_help_lists_every_opt_switch_and_its_choices(command, capsys):
+    """`--help` names every --opt switch with its choices (predict) or the paper's and the
+    baseline's value (ablate), as sdsim.lower.options defines them, and the syntax."""
+    from sdsim.lower.options import CHOICES, SETS, SWITCHES
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    flat = re.sub(r"\s+", " ", capsys.readouterr().out)
+    for s in SWITCHES:
+        if command == "predict":
+            assert f"{s}: {', '.join(CHOICES[s])}" in flat, s
+        else:
+            assert f"{s}: {getattr(SETS['paper'], s)} vs {getattr(SETS['none'], s)}" in flat, s
+    if command == "predict":
+        assert "comma list of SWITCH=CHOICE" in flat and "(default: paper)" in flat

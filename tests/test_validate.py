@@ -266,3 +266,73 @@ def test_validate_measures_the_device_against_its_calibration(tmp_path, capsys):
     n = min(len(families), drift.CASES)
     assert len({c["variant"].split("/")[0] for c in ctx["drift"]["before"]}) == n
     assert f"- Device speed against its calibration: {n} calibration cases" in rep.read_text()
+
+
+def test_opt_settings_are_predicts_spelling_split_at_set_names():
+    from sdsim.commands.validate import opt_settings
+
+    assert opt_settings(["paper", "none"]) == opt_settings(["paper,none"]) == ["paper", "none"]
+    assert opt_settings(["none,groupnorm=fused"]) == ["none,groupnorm=fused"]   # as predict
+    assert opt_settings(["paper,none,groupnorm=fused", "attention=flash,conv3x3=direct"]) == [
+        "paper", "none,groupnorm=fused", "attention=flash,conv3x3=direct"]
+
+
+@pytest.mark.opencl
+def test_opt_comma_list_runs_what_the_words_run(tmp_path, capsys):
+    """`--opt paper,none` and `--opt paper none` give the same runs (same plans, so the same
+    predictions); the CSV parses with one row per setting."""
+    import csv
+    import io
+
+    import pyopencl as cl
+
+    from sdsim.cli import main
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    argv = ["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
+            "--resolution", "32", "--precision", "fp32", "--warmup", "0", "--repeat", "1",
+            "--report", "none"]
+    assert main([*argv, "--opt", "paper", "none", "--format", "json"]) == 0
+    words = json.loads(capsys.readouterr().out)["runs"]
+    assert main([*argv, "--opt", "paper,none", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["opt"] for r in rows] == [r["opt"] for r in words] == ["paper", "none"]
+    assert [float(r["predicted_s"]) for r in rows] == pytest.approx(
+        [r["predicted_s"] for r in words])
+
+
+def predict_formats() -> tuple:
+    """The --format choices of `sdsim predict`."""
+    import argparse
+
+    from sdsim.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return tuple(next(a.choices for a in sub.choices["predict"]._actions if a.dest == "format"))
+
+
+@pytest.mark.parametrize("fmt", predict_formats())
+def test_every_format_of_a_replayed_run_parses(tmp_path, capsys, fmt):
+    """validate offers predict's --format choices; each output parses, and the readable ones
+    open with the OpenCL device the stored run was measured on."""
+    import csv
+    import io
+
+    from sdsim.cli import main
+    from sdsim.paths import ROOT
+
+    stored = ROOT / "reports/validation-pocl-cpu-text_encoder-77.json"
+    device = json.loads(stored.read_text())["ctx"]["device"]
+    assert main(["validate", "--replay", str(stored), "--report", str(tmp_path / "r.md"),
+                 "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "json":
+        schemas.validate("validate", json.loads(out))
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert [r["opt"] for r in rows] == ["paper", "none"]
+        assert all(math.isfinite(float(r["e2e_error_pct"])) for r in rows)
+    else:
+        assert device in out.splitlines()[0] and "optimization" in out
+        tables = [line for line in out.splitlines() if line.startswith("|")]
+        assert bool(tables) == (fmt == "markdown")

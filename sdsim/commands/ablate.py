@@ -16,7 +16,11 @@ HELP = "ablation table: latency with all, none, each optimization removed and ea
 DESCRIPTION = (
     "The shape of the paper's ablation: the paper's configuration, all baselines, the paper's "
     "configuration with one switch set back to its baseline, and the baselines with one switch "
-    "set to the paper's kernel. The trace is shared, only lowering and costing are redone."
+    "set to the paper's kernel. The switches, paper's kernel vs baseline: "
+    + "; ".join(f"{s}: {getattr(SETS['paper'], s)} vs {getattr(SETS['none'], s)}"
+                for s in SWITCHES)
+    + " (every choice of each: 'sdsim predict --help', --opt). The trace is shared, only "
+    "lowering and costing are redone."
 )
 
 

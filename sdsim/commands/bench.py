@@ -129,6 +129,7 @@ def run_records(args) -> int:
     from sdsim.cl.runtime import Runtime
 
     rt = Runtime(args.platform, args.cl_device, args.arith)
+    _announce(rt)
     precision = args.precision or "both"
     precisions = ("fp32", "fp16") if precision == "both" else (precision,)
     cases = all_cases("quick" if args.quick else "full", args.family, precisions)
@@ -145,10 +146,21 @@ def run_records(args) -> int:
         print(dumps({"schema_version": SCHEMA_VERSION, "suite": "records",
                      "opencl_device": rt.name, "arith": rt.arith, "rows": rows}))
     else:
+        if args.format == "table":
+            print(_device_line(rt))
         print(render_rows(in_units(rows, UNITS), args.format))
-    if args.format == "table":
-        print(f"on {rt.name}; fp16 storage in {rt.arith} arithmetic")
     return _exit_status(rows)
+
+
+def _device_line(rt) -> str:
+    return f"bench on {rt.name}; fp16 storage in {rt.arith} arithmetic"
+
+
+def _announce(rt) -> None:
+    """Name the OpenCL device as the runs start, on a terminal (where the progress bars show);
+    the results name it too: a table's first line, the JSON's `opencl_device`."""
+    if sys.stderr.isatty():
+        print(_device_line(rt), file=sys.stderr, flush=True)
 
 
 def _exit_status(rows) -> int:
@@ -205,6 +217,7 @@ def run_sd(args) -> int:
     points = bench.model_shapes(cfg, "unet", resolution, batch, precisions[0])
 
     rt = Runtime(args.platform, args.cl_device, args.arith)
+    _announce(rt)
     kind = tuning.device_type(rt.device).upper()
     point_budget = args.point_budget_s or BUDGET_S[kind]   # calibrate's per-case budget
     budget = args.budget_s or math.inf

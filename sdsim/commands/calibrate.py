@@ -29,8 +29,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
-    p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
+    p.add_argument("--platform",
+                   help="OpenCL platform index or name substring (default: the first)")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: the first)")
     p.add_argument("--out", required=True, metavar="NAME|FILE.yaml",
                    help="profile to write: a bare NAME goes to the user profile folder (found "
                         "by name afterwards, see 'sdsim devices'), or a .yaml path")

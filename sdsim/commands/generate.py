@@ -12,7 +12,7 @@ import numpy as np
 from sdsim import atomic
 from sdsim.errors import SdsimError
 from sdsim.model.presets import PRESETS
-from sdsim.output import dumps, render_rows
+from sdsim.output import FORMATS, dumps, render_rows
 from sdsim.precision import ARITH_HELP, ARITHS
 from sdsim.schemas import SCHEMA_VERSION
 
@@ -64,8 +64,10 @@ def add_arguments(p):
                         "denoising steps (default: only on a terminal, and not with --format "
                         "json)")
     p.add_argument("--out", required=True, metavar="IMAGE.png", help="output PNG")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="how to print the summary (the OpenCL timing table included)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="how to print the summary: table or markdown for reading, json (the "
+                        "schema's object), or csv: the OpenCL timing rows (with --backend "
+                        "numpy, one row for the image)")
     cl = p.add_argument_group("OpenCL backend")
     cl.add_argument("--backend", choices=("numpy", "opencl"), default="numpy",
                     help="numpy: the reference; opencl: the kernel plan on an OpenCL device")
@@ -187,6 +189,11 @@ def run(args) -> int:
                      "weights": getattr(sd, "source", None), "nonfinite": where,
                      "times": times}))
         return 0
+    if args.format == "csv":
+        print(render_rows(times or [{"image": args.out, "height": image.shape[0],
+                                     "width": image.shape[1], "backend": args.backend,
+                                     "precision": args.precision, "nonfinite": where}], "csv"))
+        return 0
     if getattr(sd, "source", None):
         print(f"weights: {sd.source['path']}"
               + (" (EMA UNet weights)" if sd.source["ema"] else ""))
@@ -195,7 +202,7 @@ def run(args) -> int:
     if rt is not None:
         print(f"{args.backend} on {rt.name}, {args.precision} storage, {rt.arith} arithmetic, "
               f"--opt {args.opt}" + (f", predicted with profile {profile.name}" if profile else ""))
-        print(render_rows(times, "table"))
+        print(render_rows(times, args.format))
         print("kernel_s: sum of the dispatches' OpenCL event times; wall_s: host time per call "
               "(uploads, read-back; the first call also builds kernels and uploads weights)")
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict
+from sdsim.cli import opt_help
+from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict, trace
 from sdsim.cost.profile import load_profile, profile_warnings
 from sdsim.model.presets import resolve_resolution
-from sdsim.cost.report import UNITS, component_rows, explain, kernel_rows, op_rows, to_json
+from sdsim.cost.report import (UNITS, component_rows, explain, flops_line, kernel_rows, op_rows,
+                               to_json)
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
 from sdsim.output import FORMATS, dumps, human_bytes, in_units, render_rows
@@ -19,9 +21,7 @@ DESCRIPTION = (
     "(waves of work-groups, each walking its serial steps: sdsim/cost/waves.py) with the "
     "profile's calibrated coefficients, or coefficients transferred from its specifications "
     "where none were measured; "
-    "where the specification sources disagree the total comes with a band. --opt takes 'paper' (the "
-    "paper's kernels), 'none' (baselines) or a list like attention=flash,conv3x3=direct applied "
-    "on top of paper (or on top of a set named first: none,groupnorm=fused)."
+    "where the specification sources disagree the total comes with a band."
 )
 
 
@@ -47,7 +47,7 @@ def add_common(p):
 
 def add_arguments(p):
     add_common(p)
-    p.add_argument("--opt", default="paper", help="optimization set or list of switch=value")
+    p.add_argument("--opt", default="paper", help=opt_help())
     p.add_argument("--by", choices=("component", "op", "kernel"), default="component",
                    help="rows: pipeline components, ops of one call of each, or kernel dispatches")
     p.add_argument("--sort", choices=tuple(SORT_KEYS),
@@ -88,8 +88,9 @@ def run(args) -> int:
     check_steps(args)
     resolve_resolution(args)
     profile = load_profile(args.device)
+    graphs = trace(args.model, args.resolution, args.precision)
     pred = predict(profile, parse_opt(args.opt), args.steps, args.scheduler, args.resolution,
-                   args.precision, args.model, traffic=args.traffic)
+                   args.precision, args.model, graphs=graphs, traffic=args.traffic)
     rows = select_rows(
         {"component": component_rows, "op": op_rows, "kernel": kernel_rows}[args.by](pred), args)
     if args.trace:
@@ -119,6 +120,7 @@ def run(args) -> int:
               f"ranges of the profile's disagreeing specifications ({', '.join(profile.bands)})")
     if args.format == "table" and args.by == "component":
         print("\n".join(explain(pred)))
+        print(flops_line(pred, graphs))
         for pub in pred.published:
             print(f"published: {pub['value']:g} s for {pub['workload']} ({pub['source']}); "
                   f"predicted here {pred.total_s:.3g} s ({pred.total_s / pub['value']:.2f}x)")

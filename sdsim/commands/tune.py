@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
-from sdsim.paths import REPORTS_DIR
+from sdsim.paths import report_path, shipped, user_profiles_dir
 
 HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
 DESCRIPTION = (
@@ -15,7 +16,9 @@ DESCRIPTION = (
     "tiles on GPUs, a SIMD micro-kernel on CPUs) on synthetic shapes of four classes (narrow, "
     "small, medium, large C), checks each result against NumPy, and records the fastest correct "
     "configuration per class in the device profile (its `tuning:` section), with the report "
-    "that measured it (reports/tuning-NAME.md). The lowering, the launchers and the cost model "
+    "that measured it (tuning-NAME.md, see --report). A bundled profile given by name is not "
+    "changed: the tuned copy goes to the user profile folder, where its name finds it from then "
+    "on. The lowering, the launchers and the cost model "
     "read it; a profile without one gets defaults for its device type. Under 5 minutes on a GPU, "
     "under 15 on a 2-core CPU; --quick is a small set for tests. The profile's timing "
     "coefficients were fitted under the old choice: run `sdsim calibrate` again afterwards."
@@ -27,7 +30,9 @@ def add_arguments(p):
     p.add_argument("--cl-device", help="OpenCL device index or name substring (default: first)")
     p.add_argument("--device", required=True, metavar="PROFILE",
                    help="the device profile to record the choice in (name or .yaml path)")
-    p.add_argument("--report", help="tuning report path (default: reports/tuning-NAME.md)")
+    p.add_argument("--report", help="tuning report path (default: tuning-NAME.md next to the "
+                                    "profile written; in the current folder for a bundled "
+                                    "profile given as a path)")
     p.add_argument("--quick", action="store_true", help="small shapes (tests, CI)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration (median)")
 
@@ -35,16 +40,21 @@ def add_arguments(p):
 def run(args) -> int:
     from sdsim.calibration.tune import tune, write
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile
+    from sdsim.cost.profile import load_profile, profile_files
 
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     profile = load_profile(args.device)
     path = Path(profile.path)
-    report = Path(args.report) if args.report else REPORTS_DIR / f"tuning-{path.stem}.md"
+    if shipped(path) and args.device in profile_files():   # by name: leave the bundled file
+        path = user_profiles_dir() / path.name
+    report = Path(args.report) if args.report else report_path(path, f"tuning-{path.stem}.md")
     rt = Runtime(args.platform, args.cl_device)
     command = provenance.command("tune", f"sdsim tune --device {args.device}")
     t = tune(rt, quick=args.quick, repeat=args.repeat, command=command)
+    if path != Path(profile.path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(profile.path, path)
     write(t, path, report)
     print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")
     for cls, cfg in t.chosen.items():

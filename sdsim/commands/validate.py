@@ -10,8 +10,8 @@ from tqdm import tqdm
 from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.model.components import OPENCL
-from sdsim.output import dumps, in_units, render_rows
-from sdsim.paths import REPORTS_DIR
+from sdsim.output import FORMATS, dumps, in_units, render_rows
+from sdsim.paths import report_path
 from sdsim.precision import ARITH_HELP, ARITHS
 from sdsim.schemas import SCHEMA_VERSION
 
@@ -21,7 +21,8 @@ DESCRIPTION = (
     "device through the kernel plan of each --opt, times every dispatch with OpenCL events, "
     "predicts the same calls with the device profile, and reports end-to-end error, RMSPE and the "
     "share of calls and of measured time within +-10% and +-15%. Writes "
-    "reports/validation-NAME.md with a predicted-vs-measured plot and the worst calls explained. "
+    "validation-NAME.md (see --report) with a predicted-vs-measured plot and the worst calls "
+    "explained. "
     "The OpenCL device is chosen with --platform and --cl-device (--device names the profile, as "
     "in 'sdsim predict')."
 )
@@ -30,8 +31,8 @@ DESCRIPTION = (
 def add_arguments(p):
     p.add_argument("--device", help="profile name or path to a YAML profile (required, except "
                    "with --replay: then the profile the stored run names)")
-    p.add_argument("--platform", help="OpenCL platform index or name substring; None: the first")
-    p.add_argument("--cl-device", help="OpenCL device index or name substring; None: the first")
+    p.add_argument("--platform", help="OpenCL platform index or name substring (default: the first)")
+    p.add_argument("--cl-device", help="OpenCL device index or name substring (default: the first)")
     p.add_argument("--component", choices=OPENCL, default="unet",
                    help="which model call to run")
     p.add_argument("--resolution", type=int,
@@ -47,8 +48,11 @@ def add_arguments(p):
                         "or a repo id in the Hugging Face cache; the kernels and their times "
                         "do not depend on the values")
     p.add_argument("--opt", nargs="+", default=["paper"],
-                   help="one or more optimization settings (paper, none, or switch lists); with "
-                        "two or more the report adds each switch's measured vs predicted speed-up")
+                   help="one or more optimization settings, each as in predict (paper, none, "
+                        "or a list of switch=value on the set named first), given as words or "
+                        "in one comma list where each set name starts the next setting "
+                        "(paper,none is 'paper none'); with two or more the report adds each "
+                        "switch's measured vs predicted speed-up")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured ones")
     p.add_argument("--repeat", type=int, default=3,
                    help="measured runs; each call's time is the median, and the first run "
@@ -59,9 +63,11 @@ def add_arguments(p):
                         "them (and as calibration times them); host: as this Python host "
                         "enqueues them, so a fast device idles between dispatches")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
-    p.add_argument("--name", help="report name: reports/validation-NAME.md (default: the "
-                                  "profile's name)")
-    p.add_argument("--report", help="report path (overrides --name); 'none' writes no report")
+    p.add_argument("--name", help="report name: validation-NAME.md (default: the profile's "
+                                  "name)")
+    p.add_argument("--report", help="report path (overrides --name); 'none' writes no report "
+                                    "(default: next to the --device or --replay file when it "
+                                    "is the user's own, else in the current folder)")
     p.add_argument("--notes", help="text for the report's Notes section")
     p.add_argument("--replay", metavar="JSON",
                    help="re-render the report from the .json a previous run wrote beside its "
@@ -74,8 +80,9 @@ def add_arguments(p):
     p.add_argument("--trace", metavar="FILE.json",
                    help="also write the first --opt run as a Chrome/Perfetto trace: predicted "
                         "and measured timelines of the same dispatches side by side")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="output: a table for reading, or json for scripts")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: tables under a line naming the OpenCL device, json (the "
+                        "schema's object), csv (one row per --opt) or markdown")
 
 
 def run(args) -> int:
@@ -112,20 +119,15 @@ def run(args) -> int:
             cal_report = _calibration_report(profile, ctx["precision"])
             ctx = dict(ctx, repredicted=_repredicted(profile), calibration=cal_report,
                        heldout=_heldout(cal_report))
-        path = Path(args.report) if args.report else Path(args.replay).with_suffix(".md")
+        path = Path(args.report) if args.report else report_path(
+            args.replay, Path(args.replay).with_suffix(".md").name)
         report.write(path, ctx, runs, effect, profile)
-        if args.format == "json":
-            print(dumps(_to_json(ctx, profile.name, runs, effect, path)))
-        else:
-            print(f"wrote {_rel(path)}")
-        return 0
+        return _print(args.format, ctx, profile.name, runs, effect, path)
     if not args.device:
         raise SdsimError("--device PROFILE is required: the profile whose predictions the run "
                          "is compared with (see 'sdsim devices')")
     profile = load_profile(args.device)
-    for warn in profile_warnings(profile, args.precision):
-        print(f"warning: {warn}", file=sys.stderr)
-    opts = [(o, parse_opt(o)) for o in args.opt]
+    opts = [(o, parse_opt(o)) for o in opt_settings(args.opt)]
     cfg = load_model_config(args.model)
     if args.resolution is None:
         args.resolution = native_resolution(cfg)
@@ -138,6 +140,11 @@ def run(args) -> int:
 
     tuning.activate(tuning.for_profile(profile))   # run the kernel builds the profile predicts
     rt = Runtime(args.platform, args.cl_device, args.arith)
+    if sys.stderr.isatty():   # where the progress bar shows: the results name it too
+        print(f"validating {args.component} on {rt.name}, profile {profile.name}",
+              file=sys.stderr)
+    for warn in profile_warnings(profile, args.precision):
+        print(f"warning: {warn}", file=sys.stderr)
     slow = _slow_warning(rt, args)
     if slow:
         print(f"warning: {slow}", file=sys.stderr)
@@ -197,21 +204,49 @@ def run(args) -> int:
            "calibration": cal_report, "heldout": _heldout(cal_report),
            "drift": drifted, "notes": args.notes}
     if (args.report or "").lower() != "none":
-        path = Path(args.report) if args.report else REPORTS_DIR / f"validation-{name}.md"
+        path = Path(args.report) if args.report else report_path(profile.path,
+                                                                 f"validation-{name}.md")
         report.write(path, ctx, runs, effect, profile)
-    if args.format == "json":
-        print(dumps(_to_json(ctx, profile.name, runs, effect, path)))
+    return _print(args.format, ctx, profile.name, runs, effect, path)
+
+
+def opt_settings(words: list[str]) -> list[str]:
+    """--opt's settings, each spelled as predict's --opt takes one: the words given, split
+    further where a comma list names a set after its first item ('paper,none' is 'paper' and
+    'none'; 'none,groupnorm=fused' stays one setting, as in predict)."""
+    settings: list[list[str]] = []
+    for word in words:
+        for i, item in enumerate(t.strip() for t in word.split(",") if t.strip()):
+            if i == 0 or "=" not in item:
+                settings.append([item])
+            else:
+                settings[-1].append(item)
+    return [",".join(s) for s in settings] or words
+
+
+def _print(fmt: str, ctx: dict, profile: str, runs: list, effect: list, path) -> int:
+    """A run's results (live or replayed) on stdout: the JSON object, one CSV row per --opt, or
+    tables under a line naming the OpenCL device they were measured on."""
+    if fmt == "json":
+        print(dumps(_to_json(ctx, profile, runs, effect, path)))
         return 0
-    print(f"{args.component} {args.resolution}x{args.resolution} {args.precision} storage, "
-          f"{rt.arith} arithmetic on {rt.name}, profile {profile.name}")
-    print(render_rows([{"opt": r["opt"], **{k: v for k, v in r["metrics"].items()},
-                        **{f"noise_{k}": v for k, v in (r["noise"] or {}).items()
-                           if k in ("e2e_error_pct", "acc10_time_pct")}}
-                       for r in runs], "table"))
+    rows = [{"opt": r["opt"], **r["metrics"],
+             **{f"noise_{k}": v for k, v in (r["noise"] or {}).items()
+                if k in ("e2e_error_pct", "acc10_time_pct")}} for r in runs]
+    wrote = f"wrote {_rel(path)}" if path else None
+    if fmt == "csv":
+        print(render_rows(rows, fmt))
+        if wrote:
+            print(wrote, file=sys.stderr)
+        return 0
+    print(f"{ctx['component']} {ctx['resolution']}x{ctx['resolution']} {ctx['precision']} "
+          f"storage, {ctx.get('arith')} arithmetic on {ctx['device']}, profile {profile}")
+    print(render_rows(rows, fmt))
     if effect:
-        print(render_rows(effect, "table"))
-    if path:
-        print(f"wrote {_rel(path)}")
+        print()
+        print(render_rows(effect, fmt))
+    if wrote:
+        print(wrote)
     return 0
 
 

@@ -66,11 +66,12 @@ def op_rows(p: Prediction) -> list[dict]:
 
 
 def kernel_rows(p: Prediction) -> list[dict]:
-    """One row per dispatch of one component call, with its identity and roofline bound."""
+    """One row per dispatch of one component call, with its identity, roofline bound and
+    `calls`: how many times the run dispatches it (its component's calls)."""
     return [{"id": k.call.identity, "class": k.call.kernel_class,
-             "variant": f"{k.call.family}/{k.call.variant}", "latency_s": k.time.total_s,
-             "bound": k.time.bound, "flops": k.call.flops, "dram_bytes": k.call.dram_bytes,
-             "why": k.time.why}
+             "variant": f"{k.call.family}/{k.call.variant}", "calls": c.calls,
+             "latency_s": k.time.total_s, "bound": k.time.bound, "flops": k.call.flops,
+             "dram_bytes": k.call.dram_bytes, "why": k.time.why}
             for c in p.components for k in c.kernels]
 
 
@@ -113,6 +114,19 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
             "work-groups to fill the GPU, or a wave's steps too short to hide its latency)",
             "most time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in most)
             + " ('--by kernel' explains each call)"]
+
+
+def flops_line(p: Prediction, graphs: dict) -> str:
+    """Executed FLOPs beside the model's FLOPs as `sdsim info` counts them (`graphs`: the run's
+    trace), and why they differ."""
+    executed = sum(c.flops_per_call * c.calls for c in p.components)
+    model = sum(graphs[c.name].flops * c.calls for c in p.components)
+    per_call = " + ".join(f"{c.calls} x " * (c.calls > 1) + f"{graphs[c.name].flops / 1e9:.2f}"
+                          for c in p.components)
+    return (f"FLOPs: {executed / 1e9:,.1f} GFLOP executed by this plan (every kernel's "
+            "arithmetic; Winograd's GEMMs do fewer multiplies than direct convolution) against "
+            f"the model's {model / 1e9:,.1f} GFLOP as 'sdsim info' counts them (matmul-like ops "
+            f"only: {per_call} GFLOP per call)")
 
 
 def to_json(p: Prediction) -> dict:
