@@ -39,6 +39,8 @@ def test_latents_file_of_the_size_asked_for(tmp_path, capsys):
     (["--height", "512", "--width", "500"], "512x500: the width must be a positive multiple of 8"),
     (["--height", "100"], "100x100: the height must be a positive multiple of 8"),
     (["--height", "-8"], "the height must be a positive multiple of 8"),
+    (["--height", "0"], "0x0: the height must be a positive multiple of 8"),
+    (["--height", "64", "--width", "0"], "64x0: the width must be a positive multiple of 8"),
 ])
 def test_size_not_a_multiple_of_8_is_one_line(tmp_path, capsys, argv, words):
     """SD1.4 (VAE factor 8; its random weights are made lazily, so this is quick): exit status 2,

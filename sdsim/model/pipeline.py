@@ -151,8 +151,8 @@ class StableDiffusion:
         a multiple of the VAE factor (odd latents included: the UNet rounds up on the way down
         and crops on the way up, on every backend)."""
         f = self.cfg.vae.downscale
-        height = height or self.cfg.unet.sample_size * f
-        width = width or self.cfg.unet.sample_size * f
+        height = self.cfg.unet.sample_size * f if height is None else height
+        width = self.cfg.unet.sample_size * f if width is None else width
         check_size(self.cfg, height, width)
         return (1, self.cfg.unet.in_channels, height // f, width // f)
 
