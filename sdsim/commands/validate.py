@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
-from sdsim.model.components import OPENCL
+from sdsim.model.components import COMPONENTS, OPENCL
 from sdsim.output import FORMATS, dumps, in_units, render_rows
 from sdsim.paths import report_path
 from sdsim.precision import ARITH_HELP, ARITHS
@@ -239,8 +239,10 @@ def _print(fmt: str, ctx: dict, profile: str, runs: list, effect: list, path) ->
         if wrote:
             print(wrote, file=sys.stderr)
         return 0
-    print(f"{ctx['component']} {ctx['resolution']}x{ctx['resolution']} {ctx['precision']} "
-          f"storage, {ctx.get('arith')} arithmetic on {ctx['device']}, profile {profile}")
+    size = (f"{ctx['resolution']}x{ctx['resolution']}" if COMPONENTS[ctx["component"]].spatial
+            else "full prompt")
+    print(f"{ctx['component']} {size} {ctx['precision']} storage, {ctx.get('arith')} "
+          f"arithmetic on {ctx['device']}, profile {profile}")
     print(render_rows(rows, fmt))
     if effect:
         print()
