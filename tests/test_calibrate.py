@@ -488,3 +488,63 @@ def test_a_streaming_step_weighs_its_bytes_past_the_cache():
     assert c["stream"].cache == cache and c["stream"].spill == pytest.approx(0.5, rel=1e-3)
     assert c["steps"].spill == 0.0
     assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+
+
+@pytest.mark.opencl
+def test_calibrate_format_json_is_one_object_of_its_schema(tmp_path, capsys):
+    """`calibrate --quick --format json` prints one JSON object (nothing else on stdout) that
+    matches sdsim/schemas/calibrate.schema.json: the files it wrote, the device, the seconds it
+    took and the held-out error. Keys ending in _s are seconds: the launch overhead is the
+    profile's, read back in SI, and `seconds` is the command's wall time, not ms or minutes.
+    `--refit` of the stored measurements prints the same layout, naming them."""
+    import json
+    import time
+    from pathlib import Path
+
+    import pyopencl as cl
+    from test_schemas import check, keys
+
+    from sdsim.cli import main
+    from sdsim.cost.profile import load_profile
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    out = tmp_path / "dev.yaml"
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", str(out),
+                 "--format", "json"]) == 0
+    elapsed = time.perf_counter() - t0
+    obj = json.loads(capsys.readouterr().out)
+    check("calibrate", obj)
+    report = tmp_path / "calibration-dev.md"
+    assert obj["profile"] == str(out) and obj["report"] == str(report)
+    assert obj["measurements"] == str(report.with_suffix(".json"))
+    assert all(Path(obj[k]).is_file() for k in ("profile", "report", "measurements"))
+    assert obj["device"] == "dev" and obj["refit"] is None
+    assert (obj["sweep"], obj["precision"]) == ("quick", "fp16")
+    if plat != "0":
+        assert plat in obj["opencl_device"]
+    prof = load_profile(str(out))
+    assert obj["peak_fp32_flops_per_s"] == prof.peak_flops["fp32"]
+    assert obj["peak_fp16_flops_per_s"] == prof.peak_flops["fp16"]
+    assert obj["dram_bandwidth_bytes_per_s"] == prof.dram_bandwidth
+    assert obj["native_half"] is prof.native_half
+    # the one key in seconds, read back from the profile in SI; `seconds` against the wall clock
+    assert sorted(k for k in keys(obj) if k.endswith("_s") and not k.endswith("_per_s")) \
+        == ["launch_overhead_s"]
+    assert obj["launch_overhead_s"] == prof.launch_overhead
+    assert elapsed / 4 <= obj["seconds"] <= elapsed      # not ms, not minutes
+    assert obj["cases"] > 0 and 0 < obj["kernel_bodies"] == len(prof.coefficients)
+    held = obj["heldout"]
+    assert held["points"] > 0 and 0 <= held["median_abs_error_pct"]
+    assert 0 <= held["within10_points_pct"] <= 100 and 0 <= held["within10_time_pct"] <= 100
+
+    again = tmp_path / "again.yaml"
+    assert main(["calibrate", "--refit", obj["measurements"], "--out", str(again),
+                 "--format", "json"]) == 0
+    refit = json.loads(capsys.readouterr().out)
+    check("calibrate", refit)
+    assert refit["refit"] == obj["measurements"] and refit["profile"] == str(again)
+    assert refit["report"] == str(tmp_path / "calibration-again.md")
+    assert refit["heldout"]["points"] == held["points"] and refit["cases"] == obj["cases"]
+    assert refit["launch_overhead_s"] == load_profile(str(again)).launch_overhead

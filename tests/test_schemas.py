@@ -151,5 +151,58 @@ def test_a_broken_object_fails_naming_the_field(predicted, break_it, where):
 
 
 def test_an_unknown_command_has_no_schema():
-    with pytest.raises(SdsimError, match="no JSON schema for 'tune'.*predict"):
-        schemas.load("tune")
+    with pytest.raises(SdsimError, match="no JSON schema for 'nosuch'.*predict"):
+        schemas.load("nosuch")
+
+
+def test_calibrate_and_tune_json_match_their_schemas_without_a_device(tmp_path):
+    """The objects `calibrate --format json` and `tune --format json` print, built here from a
+    bundled calibrated profile and the CPU default tuning (the runs themselves are checked on
+    PoCL in tests/test_calibrate.py and tests/test_tune.py): each matches its schema, its device
+    figures are the profile's in SI units, and a time in microseconds under an _us key fails."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from sdsim.commands import calibrate, tune
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+    from sdsim.output import dumps
+    from sdsim.paths import PROFILES_DIR
+
+    data = yaml.safe_load((PROFILES_DIR / "pocl-cpu.yaml").read_text())
+    prof = load_profile(str(PROFILES_DIR / "pocl-cpu.yaml"))
+    cal = SimpleNamespace(name="mycpu", device="Portable Computing Language / cpu",
+                          precision="fp16", mix="quick", sweep={"cases": 40},
+                          coefficients=dict(prof.coefficients))
+    held = {"points": 12, "median_abs_error_pct": 4.5, "within10_points_pct": 75.0,
+            "within10_time_pct": 88.0}
+    out, report = tmp_path / "mycpu.yaml", tmp_path / "calibration-mycpu.md"
+    obj = json.loads(dumps(calibrate.summary_json(cal, data, out, report, held, 95.0)))
+    check("calibrate", obj)
+    assert obj["measurements"] == str(tmp_path / "calibration-mycpu.json")
+    assert obj["launch_overhead_s"] == prof.launch_overhead and obj["seconds"] == 95.0
+    assert obj["dram_bandwidth_bytes_per_s"] == prof.dram_bandwidth
+    assert obj["kernel_bodies"] == len(prof.coefficients) and obj["refit"] is None
+    none_held = dict(obj, heldout={"points": 0})
+    schemas.validate("calibrate", none_held)
+    for bad, where in ((dict(obj, launch_overhead_us=obj["launch_overhead_s"] * 1e6),
+                        "(top level)"),
+                       (dict(obj, heldout={"points": 3, "median_abs_error_pct": 2.0}), "heldout"),
+                       (dict(obj, sweep="medium"), "sweep")):
+        with pytest.raises(SdsimError, match=r"^calibrate\.schema\.json: ") as e:
+            schemas.validate("calibrate", bad)
+        assert str(e.value).split(": ")[1] == where
+
+    cpu = tuning.DEFAULTS["cpu"]
+    t = SimpleNamespace(device="Portable Computing Language / cpu", device_type="cpu",
+                        size="quick", repeat=1, chosen=dict(cpu.gemm),
+                        flash=(cpu.flash_rows, cpu.flash_unroll), split_groups=cpu.split_groups,
+                        failed={"r4x16x1-1x1-v8": "wrong result at (1, 3, 100, 220)"})
+    obj = json.loads(dumps(tune.summary_json(t, "mycpu", out, tmp_path / "tuning-mycpu.md",
+                                             40.0)))
+    check("tune", obj)
+    assert obj["gemm"] == cpu.to_yaml("r")["gemm"] and obj["dropped"] == t.failed
+    del obj["gemm"]["large"]
+    with pytest.raises(SdsimError, match=r"^tune\.schema\.json: gemm: 'large' is a required"):
+        schemas.validate("tune", obj)

@@ -76,3 +76,43 @@ def test_tuning_section_errors_name_the_field(tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(SdsimError, match="lacks the classes large"):
         load_profile(str(bad))
+
+
+def test_tune_format_json_is_one_object_of_its_schema(tmp_path, capsys):
+    """`tune --quick --format json` prints one JSON object (nothing else on stdout) that matches
+    sdsim/schemas/tune.schema.json: the profile and report written, the device, the seconds it
+    took (the command's wall time, not ms or minutes; no other key is a time) and the choice per
+    shape class, as the profile's `tuning:` section records it."""
+    import json
+    import time
+
+    import pyopencl as cl
+    from test_schemas import check, keys
+
+    from sdsim.cli import main
+    from sdsim.kernels import tuning
+
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+    prof = tmp_path / "dev.yaml"
+    shutil.copy(PROFILES_DIR / "pocl-cpu-spec.yaml", prof)
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    assert main(["tune", "--platform", plat, "--quick", "--repeat", "1", "--device", str(prof),
+                 "--format", "json"]) == 0
+    elapsed = time.perf_counter() - t0
+    obj = json.loads(capsys.readouterr().out)
+    check("tune", obj)
+    assert obj["profile"] == str(prof) and obj["report"] == str(tmp_path / "tuning-dev.md")
+    assert (tmp_path / "tuning-dev.md").is_file()
+    assert obj["device"] == "pocl-cpu-spec" and obj["sweep"] == "quick" and obj["repeat"] == 1
+    if plat != "0":
+        assert plat in obj["opencl_device"]
+    written = yaml.safe_load(prof.read_text())["tuning"]
+    assert obj["gemm"] == written["gemm"] and list(obj["gemm"]) == list(tuning.CLASS_NAMES)
+    assert obj["device_type"] == written["device_type"]
+    for k in ("flash_rows", "flash_unroll", "split_groups"):
+        assert obj[k] == written[k], k
+    names = {c.name for c in tuning.CANDIDATES[obj["device_type"]]}
+    assert set(obj["gemm"].values()) <= names - set(obj["dropped"])
+    assert not [k for k in keys(obj) if k.endswith("_s")]
+    assert elapsed / 4 <= obj["seconds"] <= elapsed      # seconds: not ms, not minutes

@@ -336,3 +336,56 @@ def test_every_format_of_a_replayed_run_parses(tmp_path, capsys, fmt):
         assert device in out.splitlines()[0] and "optimization" in out
         tables = [line for line in out.splitlines() if line.startswith("|")]
         assert bool(tables) == (fmt == "markdown")
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("component", ["unet", "text_encoder", "vae_decoder"])
+def test_validate_weights_dispatches_call_for_call_as_the_random_run(tmp_path, capsys,
+                                                                    component):
+    """`validate --weights PATH` enqueues exactly the random-weight run's dispatches, so its
+    times can differ from that run's only by noise: for every --opt, the stored results hold the
+    same number of calls and the same rows in the same order (identity, op, variant, kernel,
+    FLOPs, bytes, the predicted time and its one-line explanation: everything but the measured
+    time), and the --trace timelines are the same events but for their times (each measured
+    dispatch with its global size, local size and steps: the geometry its launcher enqueues,
+    tests/test_kernel_records.py). Measured times are not compared."""
+    import pyopencl as cl
+
+    from sdsim.cli import main
+    from sdsim.testing.fixtures import write_tiny_model
+    from sdsim.timeline import MEASURED, PIPELINE_TID
+
+    folder = write_tiny_model(tmp_path / "m", seed=4)
+    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None
+    stored, traces = [], []
+    for name, extra in (("random", []), ("weights", ["--weights", str(folder)])):
+        rep, trace = tmp_path / f"{name}.md", tmp_path / f"{name}-trace.json"
+        assert main(["validate", "--device", "s23ultra", *(["--platform", plat] if plat else []),
+                     "--model", "tiny", "--component", component, "--resolution", "32",
+                     "--precision", "fp32", "--opt", "paper", "none", "--warmup", "0",
+                     "--repeat", "1", "--report", str(rep), "--trace", str(trace),
+                     "--format", "json", *extra]) == 0
+        capsys.readouterr()
+        stored.append(json.loads(rep.with_suffix(".json").read_text()))
+        traces.append(json.loads(trace.read_text()))
+    rand, real = stored
+    assert rand["ctx"]["weights"] is None and real["ctx"]["weights"] == str(folder)
+    assert [r["opt"] for r in rand["runs"]] == [r["opt"] for r in real["runs"]] == ["paper", "none"]
+
+    def untimed(rows):
+        return [{k: v for k, v in r.items() if k != "measured_s"} for r in rows]
+
+    for a, b in zip(rand["runs"], real["runs"]):
+        assert len(b["rows"]) == len(a["rows"]) > 0
+        assert untimed(b["rows"]) == untimed(a["rows"])
+
+    def timeless(events):
+        return [{k: v for k, v in e.items() if k not in ("ts", "dur")} for e in events]
+
+    assert timeless(traces[1]["traceEvents"]) == timeless(traces[0]["traceEvents"])
+    assert traces[1]["metadata"] == traces[0]["metadata"]
+    # the trace is the first --opt's run: one measured slice per row, each with its geometry
+    dispatched = [e["args"] for e in traces[1]["traceEvents"]
+                  if e["ph"] == "X" and e["pid"] == MEASURED and e["tid"] != PIPELINE_TID]
+    assert [d["identity"] for d in dispatched] == [r["identity"] for r in real["runs"][0]["rows"]]
+    assert all("global_size" in d and "local_size" in d and "steps" in d for d in dispatched)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
+from sdsim.output import dumps
 from sdsim.paths import REPORTS_DIR
+
+#: --format choices: the few-line summary, or one JSON object (sdsim/schemas/calibrate.schema.json)
+FORMATS = ("table", "json")
 
 HELP = "measure an OpenCL device and fit its per-kernel timing model into a device profile"
 DESCRIPTION = (
@@ -50,6 +55,10 @@ def add_arguments(p):
                    help="fit the timing model again to the measurements an earlier calibration "
                         "stored beside its report (calibration-NAME.json), without a device: "
                         "for a newer sdsim's model, or a device measured once")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: a short summary for reading, or one JSON object for scripts "
+                        "(the files written, the device, the seconds taken and the held-out "
+                        "error)")
 
 
 def run(args) -> int:
@@ -57,12 +66,13 @@ def run(args) -> int:
     from sdsim.calibration.write import write
     from sdsim.cl.runtime import Runtime
 
+    t0 = time.perf_counter()          # the JSON's `seconds`: this command's wall time
     out = _out_path(args.out)
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     command = provenance.command("calibrate", f"sdsim calibrate --out {out}")
     if args.refit:
-        return _refit(args, out, command)
+        return _refit(args, out, command, t0)
     name = args.name or out.stem
     report = Path(args.report) if args.report else _report_path(out, name, args.precision)
     if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
@@ -79,11 +89,11 @@ def run(args) -> int:
     rt = Runtime(args.platform, args.cl_device)
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
                     command=command)
-    _summary(cal, write(cal, out, report), out, report)
+    _summary(cal, write(cal, out, report), out, report, args.format, t0)
     return 0
 
 
-def _refit(args, out: Path, command: str) -> int:
+def _refit(args, out: Path, command: str, t0: float) -> int:
     """--refit: the stored measurements fitted again; the profile and report are rewritten."""
     from sdsim.calibration import store
     from sdsim.calibration.run import fitted
@@ -93,24 +103,61 @@ def _refit(args, out: Path, command: str) -> int:
     cal.name = args.name or out.stem
     report = Path(args.report) if args.report else _report_path(out, cal.name, cal.precision)
     fitted(cal)
-    _summary(cal, write(cal, out, report), out, report)
+    _summary(cal, write(cal, out, report), out, report, args.format, t0, refit=args.refit)
     return 0
 
 
-def _summary(cal, data: dict, out: Path, report: Path) -> None:
-    """What a calibration wrote, in a few lines."""
+def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
+             t0: float | None = None, refit: str | None = None) -> None:
+    """What a calibration wrote: a few lines, or with --format json one object."""
+    from sdsim.calibration.fit import errors
+
+    held = errors([p for p in cal.points if p.heldout])
+    if fmt == "json":
+        seconds = 0.0 if t0 is None else time.perf_counter() - t0
+        print(dumps(summary_json(cal, data, out, report, held, seconds, refit)))
+        return
     name = cal.name
     print(f"{name}: {cal.device}")
     print(f"  bandwidth {data['dram_bandwidth']['value']} GB/s, fp32 "
           f"{data['peak_fp32']['value']} GFLOP/s, fp16 {data['peak_fp16']['value']} GFLOP/s, "
           f"launch {data['launch_overhead']['value']} us")
-    from sdsim.calibration.fit import errors
-
-    held = errors([p for p in cal.points if p.heldout])
     print(f"  {cal.sweep['cases']} cases, {len(cal.coefficients)} kernel bodies fitted; held-out "
           f"median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
     print(f"wrote {out}, {report} and its measurements")
+
+
+def summary_json(cal, data: dict, out: Path, report: Path, held: dict, seconds: float,
+                 refit: str | None = None) -> dict:
+    """The object `sdsim calibrate --format json` prints (sdsim/schemas/calibrate.schema.json):
+    the files written, the profile's device figures in SI units (read back through the profile
+    schema, so they are what `predict` uses), the sweep's size and the held-out error."""
+    from sdsim.calibration import store
+    from sdsim.cost.profile import parse_profile
+    from sdsim.schemas import SCHEMA_VERSION
+
+    prof = parse_profile(data, str(out))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": cal.name,
+        "opencl_device": cal.device,
+        "precision": cal.precision,
+        "sweep": cal.mix,
+        "refit": None if refit is None else str(refit),
+        "profile": str(out),
+        "report": str(report),
+        "measurements": str(store.json_path(report)),
+        "seconds": float(seconds),
+        "peak_fp32_flops_per_s": float(prof.peak_flops["fp32"]),
+        "peak_fp16_flops_per_s": float(prof.peak_flops["fp16"]),
+        "native_half": bool(prof.native_half),
+        "dram_bandwidth_bytes_per_s": float(prof.dram_bandwidth),
+        "launch_overhead_s": float(prof.launch_overhead),
+        "cases": int(cal.sweep["cases"]),
+        "kernel_bodies": len(cal.coefficients),
+        "heldout": {k: (int(v) if k == "points" else float(v)) for k, v in held.items()},
+    }
 
 
 def _out_path(text: str) -> Path:

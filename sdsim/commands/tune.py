@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
+from sdsim.output import dumps
 from sdsim.paths import report_path, shipped, user_profiles_dir
+
+#: --format choices: the chosen configurations, or one JSON object (sdsim/schemas/tune.schema.json)
+FORMATS = ("table", "json")
 
 HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
 DESCRIPTION = (
@@ -35,6 +40,10 @@ def add_arguments(p):
                                     "profile given as a path)")
     p.add_argument("--quick", action="store_true", help="small shapes (tests, CI)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration (median)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: the chosen configurations for reading, or one JSON object for "
+                        "scripts (the files written, the device, the seconds taken and the "
+                        "choice per shape class)")
 
 
 def run(args) -> int:
@@ -42,6 +51,7 @@ def run(args) -> int:
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.profile import load_profile, profile_files
 
+    t0 = time.perf_counter()          # the JSON's `seconds`: this command's wall time
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
     profile = load_profile(args.device)
@@ -56,6 +66,11 @@ def run(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(profile.path, path)
     write(t, path, report)
+    if args.format == "json":
+        for name, why in sorted(t.failed.items()):
+            print(f"  dropped {name}: {why}", file=sys.stderr)
+        print(dumps(summary_json(t, profile.name, path, report, time.perf_counter() - t0)))
+        return 0
     print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")
     for cls, cfg in t.chosen.items():
         print(f"  {cls:7s} {cfg.name}")
@@ -64,3 +79,28 @@ def run(args) -> int:
     print(f"wrote the choice into {path} and {report}; recalibrate its timing coefficients "
           f"with `sdsim calibrate --out {path}`")
     return 0
+
+
+def summary_json(t, name: str, path: Path, report: Path, seconds: float) -> dict:
+    """The object `sdsim tune --format json` prints (sdsim/schemas/tune.schema.json): the files
+    written, the device, the seconds taken and the choice, keyed as the profile's `tuning:`
+    section records it."""
+    from sdsim.schemas import SCHEMA_VERSION
+
+    rows, unroll = t.flash
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": name,
+        "opencl_device": t.device,
+        "device_type": t.device_type,
+        "sweep": t.size,
+        "repeat": int(t.repeat),
+        "profile": str(path),
+        "report": str(report),
+        "seconds": float(seconds),
+        "gemm": {cls: cfg.name for cls, cfg in t.chosen.items()},
+        "flash_rows": int(rows),
+        "flash_unroll": bool(unroll),
+        "split_groups": int(t.split_groups),
+        "dropped": {cfg: str(why) for cfg, why in sorted(t.failed.items())},
+    }

@@ -16,7 +16,8 @@ from sdsim.errors import SdsimError
 
 SCHEMA_VERSION = 1
 #: the commands that print JSON, one schema file each: sdsim/schemas/COMMAND.schema.json
-COMMANDS = ("devices", "info", "predict", "ablate", "bench", "validate", "generate")
+COMMANDS = ("devices", "info", "predict", "ablate", "bench", "validate", "generate", "calibrate",
+            "tune")
 
 
 def path(command: str):
