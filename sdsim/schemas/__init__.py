@@ -9,6 +9,7 @@ seconds `_s`, bytes `_bytes`, FLOPs `flops`, rates `_per_s`.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 
@@ -18,6 +19,8 @@ SCHEMA_VERSION = 1
 #: the commands that print JSON, one schema file each: sdsim/schemas/COMMAND.schema.json
 COMMANDS = ("devices", "info", "predict", "ablate", "bench", "validate", "generate", "calibrate",
             "tune")
+#: key endings of non-SI units (ms, us, MB, GiB, GFLOP/s, ...): no key may name a JSON value so
+NOT_SI = re.compile(r"(_ms|_us|_[kMGT]i?B|MiB|GiB|[kMGT]FLOPs?|gflops|gbps|GBps)$", re.IGNORECASE)
 
 
 def path(command: str):
@@ -45,3 +48,18 @@ def validate(command: str, obj) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise SdsimError(f"{command}.schema.json: {where}: {error.message}")
+    bad = sorted({k for k in keys(obj) if NOT_SI.search(k)})
+    if bad:
+        raise SdsimError(f"{command}.schema.json: keys {', '.join(bad)} name a non-SI unit "
+                         "(seconds _s, bytes _bytes, rates _per_s)")
+
+
+def keys(obj):
+    """Every key of a JSON object, nested ones included."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from keys(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from keys(v)
