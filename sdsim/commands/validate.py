@@ -156,9 +156,10 @@ def run(args) -> int:
                disable=True if args.format == "json" else None)   # None: only on a terminal
     runs = []
     for text, opt in opts:
-        bar.set_description(f"{args.component} --opt {text} on {device}")
         runner = ComponentRunner(rt, args.component, cfg, opt, args.precision, args.resolution,
                                  args.batch, weights=weights, seed=args.seed)
+        bar.set_description(f"{args.component} --opt {text}, {len(runner.plan)} calls a run, "
+                            f"on {device}")
         weights = runner.weights
         for _ in range(args.warmup):
             runner.run()
