@@ -548,3 +548,14 @@ def test_calibrate_format_json_is_one_object_of_its_schema(tmp_path, capsys):
     assert refit["report"] == str(tmp_path / "calibration-again.md")
     assert refit["heldout"]["points"] == held["points"] and refit["cases"] == obj["cases"]
     assert refit["launch_overhead_s"] == load_profile(str(again)).launch_overhead
+
+    # the same fields as one CSV row, the held-out error's flattened
+    import csv
+    import io
+
+    assert main(["calibrate", "--refit", obj["measurements"], "--out", str(again),
+                 "--format", "csv"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["profile"] == str(again) and int(row["cases"]) == obj["cases"]
+    assert int(row["heldout_points"]) == held["points"]
+    assert float(row["launch_overhead_s"]) == pytest.approx(refit["launch_overhead_s"])

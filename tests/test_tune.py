@@ -116,3 +116,14 @@ def test_tune_format_json_is_one_object_of_its_schema(tmp_path, capsys):
     assert set(obj["gemm"].values()) <= names - set(obj["dropped"])
     assert not [k for k in keys(obj) if k.endswith("_s")]
     assert elapsed / 4 <= obj["seconds"] <= elapsed      # seconds: not ms, not minutes
+
+    # the choice as CSV rows, one per shape class, as the profile records it
+    import csv
+    import io
+
+    assert main(["tune", "--platform", plat, "--quick", "--repeat", "1", "--device", str(prof),
+                 "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    written = yaml.safe_load(prof.read_text())["tuning"]
+    assert [r["class"] for r in rows] == list(tuning.CLASS_NAMES)
+    assert {r["class"]: r["config"] for r in rows} == written["gemm"]

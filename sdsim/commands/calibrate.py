@@ -8,11 +8,8 @@ from pathlib import Path
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
-from sdsim.output import dumps
+from sdsim.output import FORMATS, dumps, render_rows
 from sdsim.paths import REPORTS_DIR
-
-#: --format choices: the few-line summary, or one JSON object (sdsim/schemas/calibrate.schema.json)
-FORMATS = ("table", "json")
 
 HELP = "measure an OpenCL device and fit its per-kernel timing model into a device profile"
 DESCRIPTION = (
@@ -56,9 +53,9 @@ def add_arguments(p):
                         "stored beside its report (calibration-NAME.json), without a device: "
                         "for a newer sdsim's model, or a device measured once")
     p.add_argument("--format", choices=FORMATS, default="table",
-                   help="output: a short summary for reading, or one JSON object for scripts "
+                   help="output: a short summary for reading, one JSON object for scripts "
                         "(the files written, the device, the seconds taken and the held-out "
-                        "error)")
+                        "error), or that object's fields as one csv or markdown row")
 
 
 def run(args) -> int:
@@ -109,13 +106,20 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
 
 def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
              t0: float | None = None, refit: str | None = None) -> None:
-    """What a calibration wrote: a few lines, or with --format json one object."""
+    """What a calibration wrote: a few lines, one JSON object (--format json), or its fields as
+    one csv / markdown row (the held-out error's as heldout_*)."""
     from sdsim.calibration.fit import errors
 
     held = errors([p for p in cal.points if p.heldout])
-    if fmt == "json":
+    if fmt != "table":
         seconds = 0.0 if t0 is None else time.perf_counter() - t0
-        print(dumps(summary_json(cal, data, out, report, held, seconds, refit)))
+        obj = summary_json(cal, data, out, report, held, seconds, refit)
+        if fmt == "json":
+            print(dumps(obj))
+        else:
+            row = {k: v for k, v in obj.items() if k not in ("schema_version", "heldout")}
+            print(render_rows([{**row, **{f"heldout_{k}": v for k, v in obj["heldout"].items()}}],
+                              fmt))
         return
     name = cal.name
     print(f"{name}: {cal.device}")

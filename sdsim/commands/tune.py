@@ -9,11 +9,8 @@ from pathlib import Path
 
 from sdsim import provenance
 from sdsim.errors import SdsimError
-from sdsim.output import dumps
+from sdsim.output import FORMATS, dumps, render_rows
 from sdsim.paths import report_path, shipped, user_profiles_dir
-
-#: --format choices: the chosen configurations, or one JSON object (sdsim/schemas/tune.schema.json)
-FORMATS = ("table", "json")
 
 HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
 DESCRIPTION = (
@@ -41,9 +38,9 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="small shapes (tests, CI)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration (median)")
     p.add_argument("--format", choices=FORMATS, default="table",
-                   help="output: the chosen configurations for reading, or one JSON object for "
+                   help="output: the chosen configurations for reading, one JSON object for "
                         "scripts (the files written, the device, the seconds taken and the "
-                        "choice per shape class)")
+                        "choice per shape class), or the choice as csv / markdown rows")
 
 
 def run(args) -> int:
@@ -66,16 +63,19 @@ def run(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(profile.path, path)
     write(t, path, report)
+    for name, why in sorted(t.failed.items()):
+        print(f"  dropped {name}: {why}", file=sys.stderr)
     if args.format == "json":
-        for name, why in sorted(t.failed.items()):
-            print(f"  dropped {name}: {why}", file=sys.stderr)
         print(dumps(summary_json(t, profile.name, path, report, time.perf_counter() - t0)))
+        return 0
+    if args.format in ("csv", "markdown"):   # one row per shape class
+        print(render_rows([{"class": cls, "config": cfg.name, "device": profile.name,
+                            "opencl_device": t.device} for cls, cfg in t.chosen.items()],
+                          args.format))
         return 0
     print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")
     for cls, cfg in t.chosen.items():
         print(f"  {cls:7s} {cfg.name}")
-    for name, why in sorted(t.failed.items()):
-        print(f"  dropped {name}: {why}", file=sys.stderr)
     print(f"wrote the choice into {path} and {report}; recalibrate its timing coefficients "
           f"with `sdsim calibrate --out {path}`")
     return 0
