@@ -32,3 +32,19 @@ def test_api_names_resolve_lazily():
     assert callable(sdsim.trace_pipeline) and sdsim.StableDiffusion.__name__ == "StableDiffusion"
     with pytest.raises(AttributeError):
         sdsim.no_such_thing
+
+
+def test_trace_pipeline_gives_each_component_as_the_model_is_built():
+    """`sdsim.trace_pipeline`, as the README shows it: one graph per component of a
+    text-to-image run, with SD1.4's architecture (12 CLIP layers, 16 transformer blocks of two
+    attentions each, one attention in the VAE's mid block), a (height, width) resolution, and
+    the VAE decoder at half the guidance batch."""
+    from sdsim.model.presets import load_model_config
+
+    graphs = sdsim.trace_pipeline(load_model_config("sd14"), resolution=(512, 384), batch=2,
+                                  precision="fp16")
+    assert list(graphs) == ["text_encoder", "unet", "vae_decoder"]
+    assert [g.count("attention") for g in graphs.values()] == [12, 32, 1]
+    assert graphs["text_encoder"].ops[-1].output.shape == (2, 77, 768)
+    assert graphs["unet"].ops[-1].output.shape == (2, 4, 64, 48)
+    assert graphs["vae_decoder"].ops[-1].output.shape == (1, 3, 512, 384)
