@@ -161,7 +161,8 @@ def run(args) -> int:
             progress.phase(f"loading weights from {args.model}")
             sd = StableDiffusion.from_pretrained(args.model, args.precision, args.tokenizer,
                                                  args.variant, not args.no_ema)
-        shape = sd.latent_shape(args.height, (args.height if args.width is None else args.width))
+        width = args.height if args.width is None else args.width   # square by default
+        shape = sd.latent_shape(args.height, width)
         if latents is not None and tuple(latents.shape) != shape:
             raise SdsimError(f"{args.latents}: latents have shape {tuple(latents.shape)}, "
                              f"expected {shape} for a {shape[2] * sd.cfg.vae.downscale}x"
@@ -170,7 +171,7 @@ def run(args) -> int:
         if args.backend == "opencl":
             rt, profile = _opencl(sd, args, progress)
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
-                   args.seed, latents, args.height, (args.height if args.width is None else args.width),
+                   args.seed, latents, args.height, width,
                    progress=progress)
     with atomic.atomic_path(args.out) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
