@@ -26,3 +26,11 @@ def rt(request):
     device when none is)."""
     from sdsim.cl.runtime import Runtime
     return Runtime(KERNEL_PLATFORMS.get(request.param))
+
+
+@pytest.fixture(scope="session")
+def plat() -> str:
+    """The --platform a CLI test passes: PoCL where it is installed (the documented default
+    device), else the first platform."""
+    import pyopencl as cl
+    return "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"

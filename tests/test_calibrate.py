@@ -32,7 +32,7 @@ def test_efficiency_is_time_weighted_roofline_over_busy_time():
 
 
 @pytest.mark.opencl
-def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys, monkeypatch):
+def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypatch):
     """`--out NAME` writes to the user profile folder, the report beside it, and the profile is
     then found by name."""
     import pyopencl as cl
@@ -42,7 +42,6 @@ def test_calibrate_writes_a_profile_that_loads(tmp_path, capsys, monkeypatch):
     from sdsim.kernels import KERNEL_CLASSES
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))   # platformdirs' user data folder
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     out = tmp_path / "sdsim" / "profiles" / "dev.yaml"
     rep = out.parent / "calibration-dev.md"
     assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", "dev"]) == 0
@@ -304,15 +303,13 @@ def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
 
 
 @pytest.mark.opencl
-def test_interrupted_calibration_leaves_the_old_profile(tmp_path, monkeypatch):
+def test_interrupted_calibration_leaves_the_old_profile(plat, tmp_path, monkeypatch):
     """A calibration stopped half-way (Ctrl-C during the sweep) writes nothing: the profile and
     report from before are left as they were."""
-    import pyopencl as cl
 
     from sdsim.calibration import sweep
     from sdsim.cli import main
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     out, rep = tmp_path / "dev.yaml", tmp_path / "calibration-dev.md"
     out.write_text("old profile\n")
     rep.write_text("old report\n")
@@ -491,7 +488,7 @@ def test_a_streaming_step_weighs_its_bytes_past_the_cache():
 
 
 @pytest.mark.opencl
-def test_calibrate_format_json_is_one_object_of_its_schema(tmp_path, capsys):
+def test_calibrate_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
     """`calibrate --quick --format json` prints one JSON object (nothing else on stdout) that
     matches sdsim/schemas/calibrate.schema.json: the files it wrote, the device, the seconds it
     took and the held-out error. Keys ending in _s are seconds: the launch overhead is the
@@ -501,13 +498,11 @@ def test_calibrate_format_json_is_one_object_of_its_schema(tmp_path, capsys):
     import time
     from pathlib import Path
 
-    import pyopencl as cl
     from test_schemas import check, keys
 
     from sdsim.cli import main
     from sdsim.cost.profile import load_profile
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     out = tmp_path / "dev.yaml"
     capsys.readouterr()
     t0 = time.perf_counter()

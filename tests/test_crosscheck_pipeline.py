@@ -43,6 +43,32 @@ def saved_pipe(tmp_path_factory):
     return torch, diffusers, folder, unet, vae, te
 
 
+def diffusers_image(torch, diffusers, unet, vae, te, sched, emb, latents, steps, height, width):
+    """diffusers' StableDiffusionPipeline image (uint8) from prompt embeddings `emb` (keys "a
+    prompt" and "", the negative prompt), guidance 7.5."""
+    ref = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet,
+                                            scheduler=sched, safety_checker=None,
+                                            feature_extractor=None, requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        want = ref(prompt_embeds=emb["a prompt"], negative_prompt_embeds=emb[""],
+                   num_inference_steps=steps, guidance_scale=7.5, height=height, width=width,
+                   latents=torch.from_numpy(latents), output_type="np").images[0]
+    return (want * 255).round().astype(np.uint8)
+
+
+def assert_same_image(folder, cfg, ids, sched, want, scheduler, latents, steps, height, width):
+    """sdsim's pipeline on the saved `folder` (config `cfg`, token ids `ids`, diffusers' scheduler
+    config) gives `want` within 1/255, and `want` is a real image, not a constant."""
+    ours = StableDiffusion(cfg, load_weights(folder), ids.__getitem__,
+                           json.loads(json.dumps(dict(sched.config))))
+    got = ours("a prompt", "", steps=steps, guidance=7.5, scheduler=scheduler, latents=latents,
+               height=height, width=width, progress=False)
+    assert got.shape == want.shape == (height, width, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert np.unique(want).size > 20
+
+
 @pytest.mark.parametrize("scheduler,height,width", [(s, 16, 16) for s in SCHEDULERS]
                          + [("euler", 24, 40)])
 def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler, height, width):
@@ -53,24 +79,11 @@ def test_tiny_pipeline_matches_diffusers(saved_pipe, scheduler, height, width):
     latents = np.random.default_rng(4).standard_normal((1, 4, height // 2, width // 2),
                                                        dtype=np.float32)
 
-    ref = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet,
-                                            scheduler=sched, safety_checker=None,
-                                            feature_extractor=None, requires_safety_checker=False)
-    ref.set_progress_bar_config(disable=True)
     with torch.no_grad():
         emb = {k: te(torch.from_numpy(v[None])).last_hidden_state for k, v in ids.items()}
-        want = ref(prompt_embeds=emb["a prompt"], negative_prompt_embeds=emb[""],
-                   num_inference_steps=4, guidance_scale=7.5, height=height, width=width,
-                   latents=torch.from_numpy(latents), output_type="np").images[0]
-    want = (want * 255).round().astype(np.uint8)
-
-    ours = StableDiffusion(load_model_config(str(folder)), load_weights(folder), ids.__getitem__,
-                           json.loads(json.dumps(dict(sched.config))))
-    got = ours("a prompt", "", steps=4, guidance=7.5, scheduler=scheduler, latents=latents,
-               height=height, width=width, progress=False)
-    assert got.shape == want.shape == (height, width, 3)
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
-    assert np.unique(want).size > 20  # a real image, not saturated to a constant
+    want = diffusers_image(torch, diffusers, unet, vae, te, sched, emb, latents, 4, height, width)
+    assert_same_image(folder, load_model_config(str(folder)), ids, sched, want, scheduler,
+                      latents, 4, height, width)
 
 
 # SD2.x at toy size: the UNet of test_presets_sd2 (a head count per block, linear proj_in /
@@ -120,10 +133,6 @@ def test_tiny_sd2_pipeline_matches_diffusers(saved_sd2_pipe, scheduler, height, 
     latents = np.random.default_rng(5).standard_normal((1, 4, height // 2, width // 2),
                                                        dtype=np.float32)
 
-    ref = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet,
-                                            scheduler=sched, safety_checker=None,
-                                            feature_extractor=None, requires_safety_checker=False)
-    ref.set_progress_bar_config(disable=True)
     with torch.no_grad():
         emb = {}
         for k, v in ids.items():
@@ -133,21 +142,11 @@ def test_tiny_sd2_pipeline_matches_diffusers(saved_sd2_pipe, scheduler, height, 
             emb[k] = final(hidden[-2])
             # the shortened checkpoint's output is that penultimate state
             torch.testing.assert_close(te(input_ids=x).last_hidden_state, emb[k])
-        want = ref(prompt_embeds=emb["a prompt"], negative_prompt_embeds=emb[""],
-                   num_inference_steps=3, guidance_scale=7.5, height=height, width=width,
-                   latents=torch.from_numpy(latents), output_type="np").images[0]
-    want = (want * 255).round().astype(np.uint8)
+    want = diffusers_image(torch, diffusers, unet, vae, te, sched, emb, latents, 3, height, width)
 
     cfg = load_model_config(str(folder))
     assert cfg.unet.use_linear_projection and tuple(cfg.unet.heads) == (2, 4, 8)
     assert cfg.unet.cross_attention_dim == cfg.text_encoder.hidden_size == 48
     assert cfg.text_encoder.hidden_act == "gelu"
     assert cfg.text_encoder.num_hidden_layers == SD2_OPENCLIP["num_hidden_layers"] - 1
-    sched_cfg = json.loads(json.dumps(dict(sched.config)))
-    assert sched_cfg["prediction_type"] == "v_prediction"
-    ours = StableDiffusion(cfg, load_weights(folder), ids.__getitem__, sched_cfg)
-    got = ours("a prompt", "", steps=3, guidance=7.5, scheduler=scheduler, latents=latents,
-               height=height, width=width, progress=False)
-    assert got.shape == want.shape == (height, width, 3)
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
-    assert np.unique(want).size > 20  # a real image, not saturated to a constant
+    assert_same_image(folder, cfg, ids, sched, want, scheduler, latents, 3, height, width)

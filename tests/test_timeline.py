@@ -73,10 +73,7 @@ def test_predict_trace_tracks_match_the_plan(tmp_path, capsys):
             first["ts"] + first["dur"] + 1e-3
 
 
-def test_validate_trace_has_measured_beside_predicted(tmp_path, capsys):
-    import pyopencl as cl
-
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+def test_validate_trace_has_measured_beside_predicted(plat, tmp_path, capsys):
     out = tmp_path / "v.json"
     assert main(["validate", "--device", "pocl-cpu", "--platform", plat, "--model", "tiny",
                  "--resolution", "32", "--precision", "fp32", "--warmup", "0", "--repeat", "1",

@@ -11,7 +11,7 @@ from sdsim.paths import PROFILES_DIR
 pytestmark = pytest.mark.opencl
 
 
-def test_tune_records_the_fastest_config_per_class(tmp_path):
+def test_tune_records_the_fastest_config_per_class(plat, tmp_path):
     import pyopencl as cl
 
     from sdsim.calibration.tune import SHAPES
@@ -20,7 +20,6 @@ def test_tune_records_the_fastest_config_per_class(tmp_path):
     from sdsim.cost.profile import load_profile
     from sdsim.kernels import tuning
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     prof = tmp_path / "dev.yaml"
     shutil.copy(PROFILES_DIR / "pocl-cpu-spec.yaml", prof)
     rep = tmp_path / "tuning-dev.md"
@@ -78,7 +77,7 @@ def test_tuning_section_errors_name_the_field(tmp_path):
         load_profile(str(bad))
 
 
-def test_tune_format_json_is_one_object_of_its_schema(tmp_path, capsys):
+def test_tune_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
     """`tune --quick --format json` prints one JSON object (nothing else on stdout) that matches
     sdsim/schemas/tune.schema.json: the profile and report written, the device, the seconds it
     took (the command's wall time, not ms or minutes; no other key is a time) and the choice per
@@ -86,13 +85,11 @@ def test_tune_format_json_is_one_object_of_its_schema(tmp_path, capsys):
     import json
     import time
 
-    import pyopencl as cl
     from test_schemas import check, keys
 
     from sdsim.cli import main
     from sdsim.kernels import tuning
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     prof = tmp_path / "dev.yaml"
     shutil.copy(PROFILES_DIR / "pocl-cpu-spec.yaml", prof)
     capsys.readouterr()

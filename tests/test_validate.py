@@ -41,12 +41,9 @@ def test_noise_is_the_first_run_against_the_median_of_the_others():
 
 
 @pytest.mark.opencl
-def test_validate_tiny_unet_json_and_report(tmp_path, capsys):
-    import pyopencl as cl
-
+def test_validate_tiny_unet_json_and_report(plat, tmp_path, capsys):
     from sdsim.cli import main
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     rep = tmp_path / "validation-t.md"
     assert main(["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
                  "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
@@ -278,17 +275,15 @@ def test_opt_settings_are_predicts_spelling_split_at_set_names():
 
 
 @pytest.mark.opencl
-def test_opt_comma_list_runs_what_the_words_run(tmp_path, capsys):
+def test_opt_comma_list_runs_what_the_words_run(plat, tmp_path, capsys):
     """`--opt paper,none` and `--opt paper none` give the same runs (same plans, so the same
     predictions); the CSV parses with one row per setting."""
     import csv
     import io
 
-    import pyopencl as cl
 
     from sdsim.cli import main
 
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
     argv = ["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
             "--resolution", "32", "--precision", "fp32", "--warmup", "0", "--repeat", "1",
             "--report", "none"]
