@@ -265,12 +265,12 @@ def test_validate_measures_the_device_against_its_calibration(tmp_path, capsys):
     assert f"- Device speed against its calibration: {n} calibration cases" in rep.read_text()
 
 
-def test_opt_settings_are_predicts_spelling_split_at_set_names():
-    from sdsim.commands.validate import opt_settings
+def test_validate_opt_settings_are_predicts_spelling_split_at_set_names():
+    from sdsim.lower.options import split_settings
 
-    assert opt_settings(["paper", "none"]) == opt_settings(["paper,none"]) == ["paper", "none"]
-    assert opt_settings(["none,groupnorm=fused"]) == ["none,groupnorm=fused"]   # as predict
-    assert opt_settings(["paper,none,groupnorm=fused", "attention=flash,conv3x3=direct"]) == [
+    assert split_settings(["paper", "none"]) == split_settings(["paper,none"]) == ["paper", "none"]
+    assert split_settings(["none,groupnorm=fused"]) == ["none,groupnorm=fused"]   # as predict
+    assert split_settings(["paper,none,groupnorm=fused", "attention=flash,conv3x3=direct"]) == [
         "paper", "none,groupnorm=fused", "attention=flash,conv3x3=direct"]
 
 

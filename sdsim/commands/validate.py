@@ -90,7 +90,7 @@ def run(args) -> int:
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
-    from sdsim.lower.options import parse_opt
+    from sdsim.lower.options import parse_opt, split_settings
     from sdsim.backends.trace import check_size
     from sdsim.model.components import COMPONENTS
     from sdsim.model.presets import load_model_config, native_resolution
@@ -127,7 +127,7 @@ def run(args) -> int:
         raise SdsimError("--device PROFILE is required: the profile whose predictions the run "
                          "is compared with (see 'sdsim devices')")
     profile = load_profile(args.device)
-    opts = [(o, parse_opt(o)) for o in opt_settings(args.opt)]
+    opts = [(o, parse_opt(o)) for o in split_settings(args.opt)]
     cfg = load_model_config(args.model)
     if args.resolution is None:
         args.resolution = native_resolution(cfg)
@@ -209,20 +209,6 @@ def run(args) -> int:
                                                                  f"validation-{name}.md")
         report.write(path, ctx, runs, effect, profile)
     return _print(args.format, ctx, profile.name, runs, effect, path)
-
-
-def opt_settings(words: list[str]) -> list[str]:
-    """--opt's settings, each spelled as predict's --opt takes one: the words given, split
-    further where a comma list names a set after its first item ('paper,none' is 'paper' and
-    'none'; 'none,groupnorm=fused' stays one setting, as in predict)."""
-    settings: list[list[str]] = []
-    for word in words:
-        for i, item in enumerate(t.strip() for t in word.split(",") if t.strip()):
-            if i == 0 or "=" not in item:
-                settings.append([item])
-            else:
-                settings[-1].append(item)
-    return [",".join(s) for s in settings] or words
 
 
 def _print(fmt: str, ctx: dict, profile: str, runs: list, effect: list, path) -> int:

@@ -67,13 +67,36 @@ SETS = {
 }
 
 
+def _items(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _names_a_set(item: str) -> bool:
+    """Whether an --opt item names a set (paper, none) rather than a switch=value."""
+    return "=" not in item
+
+
+def split_settings(words: list[str]) -> list[str]:
+    """Several --opt settings (validate's), each as `parse_opt` takes one, from words or comma
+    lists in which each set name starts the next setting: 'paper,none' is 'paper' and 'none';
+    'none,groupnorm=fused' stays one."""
+    settings: list[list[str]] = []
+    for word in words:
+        for i, item in enumerate(_items(word)):
+            if i == 0 or _names_a_set(item):
+                settings.append([item])
+            else:
+                settings[-1].append(item)
+    return [",".join(s) for s in settings] or words
+
+
 def parse_opt(text: str) -> Options:
     """`paper`, `none`, or a comma list of switch=value (on `paper` unless a set is named first)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = _items(text)
     if not items:
         raise SdsimError("--opt: empty; expected paper, none, or a list like attention=flash,conv3x3=direct")
     base = SETS["paper"]
-    if "=" not in items[0]:
+    if _names_a_set(items[0]):
         if items[0] not in SETS:
             raise SdsimError(f"--opt: unknown set '{items[0]}'; expected one of {', '.join(SETS)} "
                              "or switch=value items")
