@@ -34,3 +34,30 @@ def plat() -> str:
     device), else the first platform."""
     import pyopencl as cl
     return "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else "0"
+
+
+def _half_device():
+    """(platform, device) of the first OpenCL device with cl_khr_fp16 (Intel's CPU runtime on CI),
+    or None."""
+    try:
+        import pyopencl as cl
+        platforms = cl.get_platforms()
+    except Exception:
+        return None
+    for p in platforms:
+        for d in p.get_devices():
+            if "cl_khr_fp16" in d.extensions:
+                return p.name.strip(), d.name.strip()
+    return None
+
+
+#: the device the native-half tests run on
+HALF = _half_device()
+needs_half = pytest.mark.skipif(HALF is None, reason="no OpenCL device with cl_khr_fp16")
+
+
+@pytest.fixture(scope="module", params=["fp16", "fp16acc"])
+def half_rt(request):
+    """A runtime on the half-precision device, once per half arithmetic (ARITH 1 and 2)."""
+    from sdsim.cl.runtime import Runtime
+    return Runtime(*HALF, arith=request.param)

@@ -12,24 +12,7 @@ pytestmark = pytest.mark.opencl
 
 cl = pytest.importorskip("pyopencl")
 
-
-def _half_device():
-    import sdsim.cl  # noqa: F401  (registers Intel's runtime)
-    for p in cl.get_platforms():
-        for d in p.get_devices():
-            if "cl_khr_fp16" in d.extensions:
-                return p.name.strip(), d.name.strip()
-    return None
-
-
-HALF = _half_device()
-needs_half = pytest.mark.skipif(HALF is None, reason="no OpenCL device with cl_khr_fp16")
-
-
-@pytest.fixture(scope="module", params=["fp16", "fp16acc"])
-def half_rt(request):
-    from sdsim.cl.runtime import Runtime
-    return Runtime(*HALF, arith=request.param)
+from conftest import needs_half  # noqa: E402
 
 
 def _tunings():
