@@ -280,6 +280,29 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 
 
+def test_timed_runs_wait_behind_a_gate_until_the_run_is_enqueued(rt):
+    """time_events (gated, the default) holds each run's flush and dispatches until the last is
+    enqueued: a marker enqueued inside the run has not completed 50 ms later; ungated it has."""
+    import time
+
+    import pyopencl as cl
+
+    from sdsim.cl.bench import time_events
+
+    done = []
+
+    def launch():
+        ev = cl.enqueue_marker(rt.queue)
+        time.sleep(0.05)
+        done.append(ev.command_execution_status == cl.command_execution_status.COMPLETE)
+        return [ev]
+
+    buf = rt.to_device(np.zeros(16, np.float32), "fp32", "x")
+    time_events(rt, launch, 2, cold_keeping=[buf])
+    time_events(rt, launch, 1, gated=False)
+    assert done == [False, False, True]
+
+
 def test_gate_holds_the_queue_until_the_body_is_enqueued(rt, kernels_dir):
     """Nothing enqueued inside a gate starts before the gate opens: the kernels' start stamps
     all follow the moment the body finished enqueueing, and the results are the ungated ones."""

@@ -159,20 +159,21 @@ class TilingRng:
         return self.rng.integers(*args, **kwargs)
 
 
-def _time(rt, record, shape, buffers, precision, repeat):
+def _time(rt, record, shape, buffers, precision, repeat, gated):
     """(median seconds per dispatch, coefficient of variation per dispatch)."""
     from sdsim.cl.bench import time_launches
 
-    a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True)
+    a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True, gated=gated)
     return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 
 def measure(rt, record, shape, precision, repeat=5, seed=0,
-            clock: Counter | None = None) -> tuple[list[Point], bool]:
+            clock: Counter | None = None, gated: bool = True) -> tuple[list[Point], bool]:
     """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up;
     a case whose spread exceeds MAX_CV is measured again with twice the repeats. Returns
     (points, whether it was re-measured). `clock` adds up the host's seconds per phase (inputs,
-    upload, warm-up with the program builds, timed runs)."""
+    upload, warm-up with the program builds, timed runs). `gated`: each timed run's dispatches
+    run back to back behind a gate (sdsim.cl.bench.time_events), as validate times them."""
     from sdsim.cl.bench import upload
 
     clock = Counter() if clock is None else clock
@@ -190,12 +191,12 @@ def measure(rt, record, shape, precision, repeat=5, seed=0,
     rt.finish()
     lap("upload")
     costs = record.costs(precision, **shape)
-    _time(rt, record, shape, buffers, precision, 1)   # warm-up (and program build)
+    _time(rt, record, shape, buffers, precision, 1, gated)   # warm-up (and program build)
     lap("warm-up")
-    med, cv = _time(rt, record, shape, buffers, precision, repeat)
+    med, cv = _time(rt, record, shape, buffers, precision, repeat, gated)
     again = bool(cv.max() > MAX_CV)
     if again:
-        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat)
+        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat, gated)
     lap("timed")
     if len(med) != len(costs):
         raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "

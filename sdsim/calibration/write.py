@@ -143,6 +143,13 @@ def _topped(w: dict) -> str:
             f"at least {sweep.MIN_CASES} cases")
 
 
+def _feed(w: dict) -> str:
+    """How the timed runs were fed to the device (`sdsim calibrate --feed`)."""
+    if w.get("feed", "host") == "gated":
+        return "the fill and the case's dispatches enqueued behind a gate and run back to back"
+    return "each dispatch started as the host enqueued it"
+
+
 def _rechecked(w: dict) -> str:
     """The report's words on the cases measured again after the sweep (calibrations before the
     recheck existed have none)."""
@@ -187,7 +194,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then median of {w['repeat']} runs, each "
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
-        f"{w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
+        f"{_feed(w)}, {w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
         f"{_rechecked(w)}"
         f"{w['seconds']:.0f} s{_split(w)}; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",

@@ -48,6 +48,11 @@ def add_arguments(p):
                         "earlier run measured at the other precision (same kernel sources), so "
                         "one profile predicts both")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
+    p.add_argument("--feed", choices=("gated", "host"), default="gated",
+                   help="how each timed run's dispatches reach the device: gated, enqueued "
+                        "behind a gate and run back to back, as validate times a pipeline; "
+                        "host, started one at a time as the host enqueues them (small kernels "
+                        "then measure longer on a fast GPU)")
     p.add_argument("--refit", metavar="FILE.json",
                    help="fit the timing model again to the measurements an earlier calibration "
                         "stored beside its report (calibration-NAME.json), without a device: "
@@ -85,7 +90,7 @@ def run(args) -> int:
                 tuning.activate(tuning.for_profile(old))
     rt = Runtime(args.platform, args.cl_device)
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
-                    command=command)
+                    command=command, gated=args.feed == "gated")
     _summary(cal, write(cal, out, report), out, report, args.format, t0)
     return 0
 

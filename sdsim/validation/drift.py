@@ -63,15 +63,22 @@ def load_measurements(report: str | None) -> dict | None:
     return data if data.get("kernels_hash") == kernels_hash() else None
 
 
-def measure(rt, cases: list, precision: str) -> list[dict]:
-    """Each reference case measured now: variant, calibrated and current seconds, their ratio."""
+def gated(measurements: dict) -> bool:
+    """Whether the calibration timed its cases behind a gate (`sdsim calibrate --feed`; the
+    calibrations made before the option fed them from the host)."""
+    return measurements["sweep"].get("feed", "host") == "gated"
+
+
+def measure(rt, cases: list, precision: str, gated: bool = True) -> list[dict]:
+    """Each reference case measured now, fed as the calibration fed it: variant, calibrated and
+    current seconds, their ratio."""
     from sdsim import kernels
     from sdsim.calibration import sweep
 
     out = []
     for variant, shape, then in cases:
         record = kernels.get(*variant.split("/", 1))
-        points, _ = sweep.measure(rt, record, shape, precision)
+        points, _ = sweep.measure(rt, record, shape, precision, gated=gated)
         now = sum(p.measured_s for p in points)
         out.append({"variant": variant, "shape": shape, "calibrated_s": then, "now_s": now,
                     "ratio": now / then})
