@@ -24,7 +24,10 @@ DESCRIPTION = (
     "instead (noise in, noise out, every op runs). --backend numpy (default) is the reference; "
     "--backend opencl runs the text encoder, every UNet call and the VAE decoder through the "
     "kernel plan of --opt on an OpenCL device, and prints each component's measured kernel and "
-    "wall time, next to the cost model's prediction when --device names a profile. "
+    "wall time, next to the cost model's prediction when --device names a profile; "
+    "--backend sim runs the same kernel plan in NumPy, each op rounding where its kernels round "
+    "in fp16 storage and --arith arithmetic (what a device with native half must compute; slow: "
+    "for the tiny preset and small sizes). "
     "--precision fp16 stores every op's output as float16 (NumPy: names the first op that "
     "overflows)."
 )
@@ -69,14 +72,20 @@ def add_arguments(p):
                         "schema's object), or csv: the OpenCL timing rows (with --backend "
                         "numpy, one row for the image)")
     cl = p.add_argument_group("OpenCL backend")
-    cl.add_argument("--backend", choices=("numpy", "opencl"), default="numpy",
-                    help="numpy: the reference; opencl: the kernel plan on an OpenCL device")
+    cl.add_argument("--backend", choices=("numpy", "opencl", "sim"), default="numpy",
+                    help="numpy: the reference; opencl: the kernel plan on an OpenCL device; "
+                         "sim: the kernel plan in NumPy with the kernels' fp16 rounding points")
     cl.add_argument("--platform", help="OpenCL platform index or name substring (default: the "
                     "first GPU, else PoCL)")
     cl.add_argument("--cl-device", help="OpenCL device index or name substring")
     cl.add_argument("--opt", default="paper",
                     help="optimization set (paper, none) or list of switch=value, as in predict")
-    cl.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP)
+    cl.add_argument("--arith", choices=tuple(ARITHS), help=ARITH_HELP + "; --backend sim: "
+                    "default fp16")
+    cl.add_argument("--tuning", choices=("gpu", "cpu"),
+                    help="--backend sim: the kernel tiling it mirrors, the defaults of gpu "
+                         "(default) or cpu devices (the order each kernel sums in); "
+                         "--backend opencl runs its device's")
     cl.add_argument("--find-overflow", action="store_true",
                     help="read every op's output back to name the first op that gives inf/NaN "
                          "(as the NumPy backend does; slower wall time, kernel times unchanged)")
@@ -121,17 +130,31 @@ def _opencl(sd, args, progress):
     return rt, profile
 
 
+def _sim(sd, args):
+    """Move the pipeline's calls to the NumPy simulation of the kernel plan."""
+    from sdsim.kernels import tuning
+    from sdsim.lower.options import parse_opt
+
+    tuning.activate(tuning.DEFAULTS[args.tuning or "gpu"])
+    args.arith = args.arith or "fp16"
+    sd.use_sim(parse_opt(args.opt), args.arith)
+
+
 def _check_args(args):
     if not args.out.lower().endswith(".png"):
         raise SdsimError(f"--out {args.out}: expected a .png file name")
     if args.steps < 1:
         raise SdsimError(f"--steps must be at least 1, got {args.steps}")
-    for flag in ("platform", "cl_device", "arith", "device", "find_overflow"):
+    for flag in ("platform", "cl_device", "device", "find_overflow"):
         if getattr(args, flag) not in (None, False) and args.backend != "opencl":
             raise SdsimError(f"--{flag.replace('_', '-')} applies to --backend opencl only")
-    if args.opt != "paper" and args.backend != "opencl":
-        raise SdsimError("--opt applies to --backend opencl only (the NumPy reference runs "
-                         "every op one way)")
+    if args.tuning and args.backend != "sim":
+        raise SdsimError("--tuning applies to --backend sim only")
+    if args.backend == "numpy" and (args.arith or args.opt != "paper"):
+        raise SdsimError(f"--{'arith' if args.arith else 'opt'} applies to --backend opencl "
+                         "or sim (the NumPy reference runs every op one way, in float)")
+    if args.backend == "sim" and args.precision != "fp16":
+        raise SdsimError("--backend sim simulates fp16 storage: add --precision fp16")
 
 
 def run(args) -> int:
@@ -170,6 +193,8 @@ def run(args) -> int:
         rt = profile = None
         if args.backend == "opencl":
             rt, profile = _opencl(sd, args, progress)
+        elif args.backend == "sim":
+            _sim(sd, args)
         image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
                    args.seed, latents, args.height, width,
                    progress=progress)
@@ -185,8 +210,9 @@ def run(args) -> int:
         print(dumps({"schema_version": SCHEMA_VERSION, "image": args.out,
                      "height": image.shape[0], "width": image.shape[1],
                      "backend": args.backend, "precision": args.precision,
-                     "arith": rt.arith if rt else None, "opencl_device": rt.name if rt else None,
-                     "opt": args.opt if rt else None, "profile": profile.name if profile else None,
+                     "arith": rt.arith if rt else args.arith,
+                     "opencl_device": rt.name if rt else None,
+                     "opt": None if args.backend == "numpy" else args.opt, "profile": profile.name if profile else None,
                      "weights": getattr(sd, "source", None), "nonfinite": where,
                      "times": times}))
         return 0
@@ -206,4 +232,7 @@ def run(args) -> int:
         print(render_rows(times, args.format))
         print("kernel_s: sum of the dispatches' OpenCL event times; wall_s: host time per call "
               "(uploads, read-back; the first call also builds kernels and uploads weights)")
+    elif args.backend == "sim":
+        print(f"sim: the kernel plan of --opt {args.opt} in NumPy, fp16 storage, {args.arith} "
+              f"arithmetic, {args.tuning or 'gpu'} tiling")
     return 0

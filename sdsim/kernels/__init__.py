@@ -117,7 +117,10 @@ class Variant:
     - reference(shape, inputs, precision) -> float64 array: independent NumPy math on the inputs
       as the device stores them; `tolerance[precision]` = (atol, rel to max|ref|);
     - bench[quick|full] and calibrate[quick|full]: shapes (op attrs) it is benched and calibrated on;
-    - option: (switch, value) of `--opt` that selects it, or None when no switch governs it.
+    - option: (switch, value) of `--opt` that selects it, or None when no switch governs it;
+    - simulate(shape, ins, params, arith) -> float16 array: the dispatches at fp16 storage in
+      NumPy, rounding where the kernels round in `arith` (sdsim/sim) under the active tuning, on
+      host arrays as stored (weights unprepared): what a device with native half must compute.
     """
 
     family: str
@@ -132,6 +135,10 @@ class Variant:
     calibrate: dict = field(default_factory=dict)
     option: tuple[str, str] | None = None
     prepare: Callable | None = None
+    simulate: Callable | None = None
+    # the most half ulps a device's output may differ from `simulate`'s, for a documented cause
+    # (a library exp or erf that the simulation cannot mirror); 0: bit for bit
+    sim_ulps: int = 0
 
     @property
     def key(self) -> str:

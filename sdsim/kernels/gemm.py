@@ -67,11 +67,12 @@ def slice_length(k: int, cfg, split: int) -> int:
     return slice_steps(k, cfg, split) * cfg.tk if split > 1 else k
 
 
-def k_walk(batch: int, m: int, k: int, n: int) -> tuple:
+def k_walk(batch: int, m: int, k: int, n: int, attention: bool = False) -> tuple:
     """How the active tuning's call walks K, in the terms of sdsim.sim.gemm: the slice length
     (None: one slice) and the local-memory build's step, to which each slice is zero-padded
-    (None: the CPU micro-kernel, which stops at K)."""
-    cfg, split, _ = plan(batch, m, k, n)
+    (None: the CPU micro-kernel, which stops at K). `attention`: one of attention's calls
+    (never transposed, `gemm_cost`)."""
+    cfg, split, _ = plan(batch, m, k, n, may_swap=not attention)
     return (slice_length(k, cfg, split) if split > 1 else None, cfg.tk if cfg.local else None)
 
 
@@ -125,7 +126,7 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
-    `attention`: float arithmetic and never transposed (`gemm`'s `heads`); `prologue_flops` per
+    `attention`: never transposed (`gemm`'s `heads`); `prologue_flops` per
     element of A as loaded (the softmax prologue, which also reads two fp32 row statistics);
     `pitch_a`: elements between A's rows (default k, a dense A)."""
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
@@ -152,13 +153,23 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     keys = dict(model=model + NO_BIAS, model_alt=model) if plain else dict(model=model)
     if split == 1:
         return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
-                           launch=launch, half_arith=not attention, **keys)]
+                           launch=launch, half_arith=True, **keys)]
     partial = 4 * batch * split * m * n   # float partial sums
     return [KernelCost(kernel, kernel_class, mac, float(read), float(partial),
-                       workspace=partial, launch=launch, half_arith=not attention, **keys),
+                       workspace=partial, launch=launch, half_arith=True, **keys),
             KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
                        float(partial + bias_read), out,
                        launch=reduce_launch(batch, m, n, split), model="gemm_split_reduce")]
+
+
+def simulate_gemm(a, b, arith, *, bias=None, bias_mode=0, act=0, alpha=1.0):
+    """What `gemm` stores for C = act(alpha * A @ B + bias) at fp16 storage (batched host
+    arrays), walking K as the active tuning's call does (sdsim.sim.gemm)."""
+    from sdsim.sim import gemm as sim
+
+    kslice, k_step = k_walk(a.shape[0], a.shape[1], a.shape[2], b.shape[2])
+    return sim.gemm(a, b, arith=arith, bias=bias, bias_mode=bias_mode if bias is not None else 0,
+                    act=act, alpha=alpha, kslice=kslice, k_step=k_step)
 
 
 def dummy(rt, precision):
@@ -173,9 +184,9 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
     (batch, row, col) in elements; bias_mode 1 adds bias[col], 2 adds bias[row]; act 1 is the
     exact erf GELU, 2 the causal mask. Attention's calls give `heads`: matrix i is head i % heads
     of batch i // heads, at that batch's stride plus the head's (`head_strides`, for A, B, C);
-    they run in float arithmetic and never transposed; `stats` = (row max, reciprocal of the row's
-    sum of exponentials) buffers loads each score of A as its softmax probability. Returns the events (two when the active
-    tuning splits the call's K)."""
+    they are never transposed; `stats` = (row max, reciprocal of the row's sum of exponentials)
+    buffers loads each score of A as its softmax probability. Returns the events (two when the
+    active tuning splits the call's K)."""
     attention = heads is not None
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:   # C^T = B^T A^T: swap the operands, their strides and the bias
@@ -185,7 +196,7 @@ def gemm(rt, a, b, c, m, n, k, *, batch=1, strides_a, strides_b, strides_c, bias
         bias_mode = {1: 2, 2: 1}.get(bias_mode, 0)
     defines = dict(cfg.defines, BIAS=bias_mode, ACT=act)
     if attention:
-        defines.update(FLOAT_ARITH=1, SOFTMAX_A=int(stats is not None))
+        defines["SOFTMAX_A"] = int(stats is not None)
     hb = np.int32(heads or 1)
     extra = tuple(stats or ())
     i32 = np.int32
@@ -255,8 +266,12 @@ def _record(name, gelu, option, bench, cal):
         y = x @ w.T + b
         return gelu_ref(y) if gelu else y
 
+    def simulate(a, ins, p, arith):
+        return simulate_gemm(ins[0].reshape(1, a["m"], a["k"]), p["w"].T[None], arith,
+                             bias=p.get("b"), bias_mode=1, act=int(gelu))[0]
+
     return Variant("linear", name, cost, launch, _operands, _make_inputs, reference,
-                   _TOL, bench, cal, option, prepare)
+                   _TOL, bench, cal, option, prepare, simulate)
 
 
 def _operands(a):

@@ -101,6 +101,16 @@ class StableDiffusion:
         self.stages = OpenCLStages(rt, self.cfg, self.params, opt, self.precision, watch,
                                    progress)
 
+    def use_sim(self, opt, arith: str = "fp16") -> None:
+        """Run the three components through the plan of `opt` in NumPy, each op rounding where
+        its kernels round at fp16 storage in `arith` (sdsim.backends.simulate)."""
+        from sdsim.backends.simulate import SimStages
+
+        if self.precision != "fp16":
+            raise SdsimError("the kernel-plan simulation is of fp16 storage: load the model "
+                             "with precision fp16")
+        self.stages = SimStages(self.cfg, self.params, opt, arith)
+
     @classmethod
     def from_pretrained(cls, path, precision="fp32", tokenizer_path=None,
                         variant: str | None = None, ema: bool = True) -> "StableDiffusion":

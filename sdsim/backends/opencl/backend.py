@@ -25,7 +25,7 @@ from sdsim import kernels
 from sdsim.cl.runtime import DTYPES
 from sdsim.errors import SdsimError
 from sdsim.lower.plan import op_shape
-from sdsim.ops import Backend
+from sdsim.backends.planned import PlannedOps
 
 
 @dataclass
@@ -67,7 +67,7 @@ class BufferPool:
         self.free[buf.size].append(buf)
 
 
-class OpenCLBackend(Backend):
+class OpenCLBackend(PlannedOps):
     """Runs one component's ops on `rt` following `plan` (lower_graph of `graph`)."""
 
     name = "opencl"
@@ -105,10 +105,6 @@ class OpenCLBackend(Backend):
         self._live.clear()
         self.events = []
         self._i = 0
-
-    @property
-    def ops_run(self) -> int:
-        return self._i
 
     # --- tensors and weights ---------------------------------------------------------------
     def upload(self, array, spec) -> CLTensor:
@@ -158,16 +154,7 @@ class OpenCLBackend(Backend):
 
     # --- running one op ----------------------------------------------------------------------
     def _run(self, kind, ins, params=None, pnames=(), **extra):
-        i = self._i
-        if i >= len(self.graph.ops):
-            raise SdsimError(f"the model called more ops than traced for {self.graph.name} "
-                             f"({kind} after op {i - 1})")
-        op = self.graph.ops[i]
-        if op.kind != kind:
-            raise SdsimError(f"{self.graph.name} op {i}: the model called {kind}, the trace has "
-                             f"{op.kind} ({op.scope})")
-        self._i += 1
-        calls = self.calls.get(i, [])
+        i, op, calls = self._next(kind)
         if not calls:  # fused into its producer (GELU in a GEMM epilogue): a renamed view
             src = ins[0]
             out = CLTensor(src.buf, tuple(op.output.shape), src.dtype, op.output.id)
@@ -203,61 +190,6 @@ class OpenCLBackend(Backend):
         """(KernelCall, measured seconds) for every dispatch run so far (waits for the queue)."""
         self.rt.finish()
         return [(c, (e.profile.end - e.profile.start) * 1e-9) for c, e in self.events]
-
-    # --- the op vocabulary -------------------------------------------------------------------
-    def conv2d(self, x, weight, bias, stride=1, padding=0):
-        return self._run("conv2d", [x], {"w": self.value(weight), "b": self.value(bias)},
-                         (weight.name,))
-
-    def linear(self, x, weight, bias=None):
-        return self._run("linear", [x], {"w": self.value(weight), "b": self.value(bias)},
-                         (weight.name,))
-
-    def group_norm(self, x, groups, weight, bias, eps, act=None):
-        return self._run("group_norm", [x], {"gamma": self.value(weight),
-                                             "beta": self.value(bias)})
-
-    def layer_norm(self, x, weight, bias, eps):
-        return self._run("layer_norm", [x], {"gamma": self.value(weight),
-                                             "beta": self.value(bias)})
-
-    def attention(self, q, k, v, heads, causal=False):
-        return self._run("attention", [q, k, v])
-
-    def geglu(self, x):
-        return self._run("geglu", [x])
-
-    def gelu(self, x):
-        return self._run("gelu", [x])
-
-    def quick_gelu(self, x):
-        return self._run("quick_gelu", [x])
-
-    def silu(self, x):
-        return self._run("silu", [x])
-
-    def add(self, a, b):
-        return self._run("add", [a, b])
-
-    def upsample_nearest2x(self, x, size=None):
-        # the traced op's output has `size` (2x, or one less at an odd skip connection)
-        return self._run("upsample_nearest2x", [x])
-
-    def concat(self, xs, axis=1):
-        return self._run("concat", list(xs))
-
-    def nchw_to_nlc(self, x):
-        return self._run("nchw_to_nlc", [x])
-
-    def nlc_to_nchw(self, x, h, w):
-        return self._run("nlc_to_nchw", [x])
-
-    def embedding(self, ids, table, position_table=None):
-        return self._run("embedding", [ids], {"table": self.value(table),
-                                              "positions": self.value(position_table)})
-
-    def timestep_embedding(self, t, dim, flip_sin_to_cos, shift):
-        return self._run("timestep_embedding", [t], flip_sin_to_cos=flip_sin_to_cos, shift=shift)
 
     def reshape(self, x, shape):
         if int(np.prod(shape)) != x.numel:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sdsim.backends.opencl.run import ComponentRunner
+from sdsim.backends.planned import PlannedStages
 from sdsim.model import components
 
 
@@ -34,7 +35,7 @@ class StageTimes:
     per_call: list = field(default_factory=list)
 
 
-class OpenCLStages:
+class OpenCLStages(PlannedStages):
     """Text encoder, UNet and VAE decoder on `rt` with the kernel plan of `opt`."""
 
     name = "opencl"
@@ -68,20 +69,6 @@ class OpenCLStages:
         t.per_call.append(kernel)
         t.nonfinite = t.nonfinite or not np.isfinite(run.output).all()
         return run.output
-
-    def _size(self, latents: np.ndarray) -> tuple[int, int]:
-        f = self.cfg.vae.downscale
-        return latents.shape[2] * f, latents.shape[3] * f
-
-    def text_encoder(self, ids: np.ndarray) -> np.ndarray:
-        return self._run("text_encoder", [ids.astype(np.int32)], None, ids.shape[0])
-
-    def unet(self, x: np.ndarray, t: np.ndarray, context: np.ndarray) -> np.ndarray:
-        return self._run("unet", [x, t, context], self._size(x), x.shape[0])
-
-    def vae_decoder(self, z: np.ndarray) -> np.ndarray:
-        # a runner's batch is the guidance batch; the VAE decodes max(1, batch // 2) images
-        return self._run("vae_decoder", [z], self._size(z), 2 * z.shape[0])
 
     def nonfinite_report(self) -> str | None:
         """The first component whose output held inf/NaN, and the op when watched."""
