@@ -1,5 +1,5 @@
 // GroupNorm on NCHW (the (batch, group) slice is contiguous: channels/groups * hw elements) and
-// LayerNorm over the last dim. Statistics and arithmetic are fp32; x and y use store_t.
+// LayerNorm over the last dim. Statistics are fp32; x and y use store_t.
 // ACT=1 fuses SiLU after the affine. WG is the work-group size (a power of two).
 //
 // naive GroupNorm:  gn_mean -> gn_var -> gn_normalize   (fp32 mean/var tensors in between)
@@ -12,12 +12,40 @@
 // Accuracy of the one-pass statistics: sums are taken of x - K, with K the slice's first
 // element (the shifted-data algorithm), so a large common offset (mean 1e3, std 1e-2) cancels
 // before squaring instead of inside S2 - S1^2/n.
+//
+// Arithmetic (ARITH, with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16; 0 otherwise,
+// the float code). ARITH 1 and 2 build the same code, as a mobile engine's fp16 mode runs a
+// GroupNorm:
+// - the statistics stay float: every lane's sums of x - K and (x - K)^2 over its strided
+//   elements, the WG-lane tree, mean, variance and rstd = 1 / sqrt(var + eps) (not rsqrt:
+//   Intel's CPU runtime's vectorised rsqrt is not correctly rounded, and about one rstd in
+//   10^5 then rounds to another half). Half sums would lose them: a sum of 40,960 squares near
+//   1 (one SD1.4 UNet slice) stops growing at 2048, where half's ulp is 2, and passes half's
+//   65504 once the squares average 1.6. So ARITH 2's half accumulators do not apply here;
+// - the normalize step is half: ((x - K) - dm) * rstd * gamma + beta and the fused SiLU
+//   y / (1 + exp(-y)), each operation rounded to half, with dm = mean - K and rstd rounded to
+//   half once per slice. x - K is exact where x is within a factor 2 of K (an offset common to
+//   the slice), so the shift keeps its accuracy. exp(-y) overflows half for y < -11.09: SiLU
+//   is then -0 (the true |SiLU| < 1.7e-4). The naive chain's normalize takes x - mean with its
+//   stored mean rounded to half.
+// FP_CONTRACT is off in those builds, so no multiply-add fuses; sdsim/sim/norm.py replays every
+// rounding point and the float statistics in the kernels' order.
 
 #ifndef WG
 #define WG 256
 #endif
 #ifndef ACT
 #define ACT 0
+#endif
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#undef ARITH
+#define ARITH 0
+#endif
+#if ARITH
+#pragma OPENCL FP_CONTRACT OFF
+#define RSTD(v) (1.0f / sqrt(v))
+#else
+#define RSTD(v) rsqrt(v)
 #endif
 
 #define REDUCE_SUM(buf, l)                                                \
@@ -35,6 +63,20 @@ inline float activate(float y)
     return y;
 #endif
 }
+
+#if ARITH
+// the half normalize step of one element from its centred t = x - mean: t * r * gamma + beta
+// [then SiLU], each operation rounded to half; returned as float for STORE
+inline float affine_h(half t, half r, float gamma, float beta)
+{
+    const half y = t * r * (half)gamma + (half)beta;
+#if ACT
+    return y / ((half)1.0f + exp(-y));
+#else
+    return y;
+#endif
+}
+#endif
 
 // naive pass 1: mean of each (batch, group) slice of n elements, summed as x - x[0] so a large
 // common offset does not swamp the float32 sum
@@ -79,8 +121,13 @@ __kernel void gn_normalize(__global const store_t* x, __global const float* mean
     if (i >= total) return;
     const int c = (i / hw) % channels;
     const int g = i / (hw * cpg);                         // batch * groups + group
+#if ARITH
+    STORE(y, i, affine_h((half)LOAD(x, i) - (half)mean[g], (half)RSTD(var[g] + eps),
+                         LOAD(gamma, c), LOAD(beta, c)));
+#else
     const float r = rsqrt(var[g] + eps);
     STORE(y, i, activate((LOAD(x, i) - mean[g]) * r * LOAD(gamma, c) + LOAD(beta, c)));
+#endif
 }
 
 // y = (x - shift - dm) * r * gamma[c] + beta[c] [then SiLU] over elements e0, e0 + WG, ... <
@@ -93,9 +140,17 @@ inline void normalize_range(__global const store_t* x, __global const store_t* g
 {
     const int dc = WG / hw, dp = WG % hw;
     int c = c0 + e0 / hw, p = e0 % hw;
+#if ARITH
+    const half kh = (half)shift, dmh = (half)dm, rh = (half)r;
+#endif
     for (int e = e0; e < end; e += WG) {
+#if ARITH
+        STORE(y, base + e, affine_h(((half)LOAD(x, base + e) - kh) - dmh, rh, LOAD(gamma, c),
+                                    LOAD(beta, c)));
+#else
         const float t = (LOAD(x, base + e) - shift - dm) * r;
         STORE(y, base + e, activate(t * LOAD(gamma, c) + LOAD(beta, c)));
+#endif
         c += dc;
         p += dp;
         if (p >= hw) { p -= hw; c++; }
@@ -129,7 +184,7 @@ __kernel void gn_fused(__global const store_t* x, __global const store_t* gamma,
     barrier(CLK_LOCAL_MEM_FENCE);
     const float dm = r1[0] / n;                           // mean - shift
     const float var = fmax(r2[0] / n - dm * dm, 0.0f);
-    const float r = rsqrt(var + eps);
+    const float r = RSTD(var + eps);
     normalize_range(x, gamma, beta, y, base, l, n, c0, hw, shift, dm, r);
 }
 
@@ -188,7 +243,7 @@ __kernel void gn_apply(__global const store_t* x, __global const float* partial,
     barrier(CLK_LOCAL_MEM_FENCE);
     const size_t base = (size_t)g * n;
     const float dm = r1[0] / n;                           // mean - shift
-    const float r = rsqrt(fmax(r2[0] / n - dm * dm, 0.0f) + eps);
+    const float r = RSTD(fmax(r2[0] / n - dm * dm, 0.0f) + eps);
     normalize_range(x, gamma, beta, y, base, s * chunk + l, min(n, (s + 1) * chunk),
                     (g % groups) * cpg, hw, LOAD(x, base), dm, r);
 }
@@ -217,7 +272,14 @@ __kernel void ln_rowwise(__global const store_t* x, __global const store_t* gamm
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     const float dm = r1[0] / n;
-    const float r = rsqrt(fmax(r2[0] / n - dm * dm, 0.0f) + eps);
+    const float r = RSTD(fmax(r2[0] / n - dm * dm, 0.0f) + eps);
+#if ARITH
+    const half kh = (half)shift, dmh = (half)dm, rh = (half)r;
+    for (int e = l; e < n; e += WG)
+        STORE(y, base + e, affine_h(((half)LOAD(x, base + e) - kh) - dmh, rh, LOAD(gamma, e),
+                                    LOAD(beta, e)));
+#else
     for (int e = l; e < n; e += WG)
         STORE(y, base + e, (LOAD(x, base + e) - shift - dm) * r * LOAD(gamma, e) + LOAD(beta, e));
+#endif
 }

@@ -13,6 +13,9 @@ group_norm kwargs: batch, channels, hw, groups, act (None | "silu"), precision.
   compute units, 4x slower than the naive chain's fully parallel normalize.
 layer_norm kwargs: rows, dim, precision. "rowwise": one work-group per row; a row (<= a few KiB)
 stays in cache between the statistics and normalize sweeps, so x is read once.
+Native half (fp16 storage on a device with cl_khr_fp16): the statistics stay float, the normalize
+step (affine and SiLU) runs in half (opencl/norm.cl; sdsim/sim/norm.py mirrors it), so the
+records of dispatches with a normalize sweep set half_arith.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def group_norm_naive(batch, channels, hw, groups, precision, act=None):
                    launch=group_launch(ng, per_group)),
         KernelCost("gn_normalize", "elementwise", _normalize_flops(act) * n + 2 * ng,
                    n * b + 2 * ng * STAT + 2 * channels * b, n * b, launch=normalize_launch(n),
-                   model=_body("gn_normalize", act)),
+                   model=_body("gn_normalize", act), half_arith=True),
     ]
 
 
@@ -89,7 +92,7 @@ def group_norm_fused(batch, channels, hw, groups, precision, act=None):
         return [KernelCost("gn_fused", "reduction", (4 + _normalize_flops(act)) * n,
                            2 * n * b + 2 * channels * b, n * b,
                            launch=group_launch(ng, per_group, sweeps=2),
-                           model=_body("gn_fused", act))]
+                           model=_body("gn_fused", act), half_arith=True)]
     parts = ng * s * 2 * STAT          # a (sum, sum of squares) pair per chunk
     chunk = group_launch(ng * s, CHUNK)
     return [
@@ -98,7 +101,7 @@ def group_norm_fused(batch, channels, hw, groups, precision, act=None):
         # each work-group first adds its slice's s pairs, then normalizes its chunk
         KernelCost("gn_apply", "elementwise", _normalize_flops(act) * n + 2 * ng * s * s,
                    n * b + s * parts + 2 * channels * b, n * b, launch=chunk,
-                   model=_body("gn_apply", act)),
+                   model=_body("gn_apply", act), half_arith=True),
     ]
 
 
@@ -112,7 +115,7 @@ def layer_norm_rowwise(rows, dim, precision):
     b = BYTES[precision]
     n = rows * dim
     return [KernelCost("ln_rowwise", "reduction", 8 * n, n * b + 2 * dim * b, n * b,
-                       launch=group_launch(rows, dim, LN_WG, sweeps=2))]
+                       launch=group_launch(rows, dim, LN_WG, sweeps=2), half_arith=True)]
 
 
 # --- device ---------------------------------------------------------------------------------------
@@ -255,6 +258,12 @@ def _gn_record(name, cost):
         return group_norm_ref(stored(i["ins"][0], precision), g, b, a["groups"], a["eps"],
                               a.get("act"))
 
+    def simulate(a, ins, p, arith):
+        from sdsim.sim import norm as sim
+        return sim.group_norm(ins[0].reshape(a["batch"], a["channels"], a["hw"]), p["gamma"],
+                              p["beta"], a["groups"], a["eps"], act=a.get("act"), variant=name,
+                              arith=arith)
+
     # bench: SD1.4's GroupNorms (32 groups; 320 ch at 64x64, 640 at 32x32, 1280 at 16x16 and
     # 8x8, the VAE's 512 ch at 64x64 and 128 ch at 512x512 with SiLU); calibration off SD's shapes
     return Variant(
@@ -265,7 +274,7 @@ def _gn_record(name, cost):
                   _gn_shape(2, 1280, 16, 16, 32, "silu"), _gn_shape(2, 1280, 8, 8, 32, None),
                   _gn_shape(1, 512, 64, 64, 32, "silu"),
                   _gn_shape(1, 128, 512, 512, 32, "silu")]},
-        _GN_CAL, ("groupnorm", name))
+        _GN_CAL, ("groupnorm", name), simulate=simulate, sim_ulps=1)   # SiLU's exp
 
 
 def _gn_point(batch, channels, hw, act):
@@ -319,6 +328,12 @@ def _ln_reference(a, i, precision):
     return layer_norm_ref(stored(i["ins"][0], precision), g, b, a["eps"])
 
 
+def _ln_simulate(a, ins, p, arith):
+    from sdsim.sim import norm as sim
+    return sim.layer_norm(ins[0].reshape(a["rows"], a["dim"]), p["gamma"], p["beta"], a["eps"],
+                          arith=arith)
+
+
 def _ln(rows, dim):
     return dict(rows=rows, dim=dim, eps=1e-5)
 
@@ -334,6 +349,6 @@ RECORDS = (
             {"tiny": [_ln(5, 12), _ln(3, 33)], "quick": [_ln(77, 64), _ln(33, 320)], "full": [_ln(8192, 320), _ln(77, 768)]},
             {"quick": [_ln(200, 384)],
              "full": sweep(_ln, 16, seed=9, rows=[60, 300, 1200, 3000, 6000, 12000],
-                           dim=[96, 192, 384, 512, 960, 1536])}),
+                           dim=[96, 192, 384, 512, 960, 1536])}, simulate=_ln_simulate),
 )
 register(*RECORDS)
