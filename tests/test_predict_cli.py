@@ -248,3 +248,25 @@ def test_help_lists_every_opt_switch_and_its_choices(command, capsys):
             assert f"{s}: {getattr(SETS['paper'], s)} vs {getattr(SETS['none'], s)}" in flat, s
     if command == "predict":
         assert "comma list of SWITCH=CHOICE" in flat and "(default: paper)" in flat
+
+
+def test_half_arithmetic_share_is_the_half_builds_flops(sd14_json, capsys):
+    """On a native-half phone at fp16 storage the share of FLOPs priced at the fp16 rate is the
+    executed FLOPs of dispatches with a half build, recounted here from the kernel rows; fp32
+    storage prices none."""
+    from sdsim import kernels
+
+    half = {k.kernel for r in kernels.records() for size in ("quick", "full")
+            for s in r.bench.get(size, []) + r.calibrate.get(size, [])
+            for k in r.costs("fp16", **s) if k.half_arith}
+    rc, out, _ = run(capsys, "predict", "--device", "s23ultra", "--by", "kernel", "--format",
+                     "json")
+    rows = json.loads(out)["rows"]
+    flops = sum(r["flops"] * r["calls"] for r in rows)   # a row's flops are per call
+    want = sum(r["flops"] * r["calls"] for r in rows
+               if r["id"].rsplit(":", 1)[1].split("#")[0] in half) / flops
+    assert 0 < sd14_json["half_arith_flops_share"] < 1
+    assert sd14_json["half_arith_flops_share"] == pytest.approx(want, rel=1e-3)
+    rc, out, _ = run(capsys, "predict", "--device", "s23ultra", "--precision", "fp32",
+                     "--format", "json")
+    assert json.loads(out)["half_arith_flops_share"] == 0

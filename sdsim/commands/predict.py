@@ -8,8 +8,8 @@ from sdsim.cli import opt_help
 from sdsim.cost.predict import DEFAULT_TRAFFIC, TRAFFIC, predict, trace
 from sdsim.cost.profile import load_profile, profile_warnings
 from sdsim.model.presets import resolve_resolution
-from sdsim.cost.report import (UNITS, component_rows, explain, flops_line, kernel_rows, op_rows,
-                               to_json)
+from sdsim.cost.report import (UNITS, arith_line, component_rows, explain, flops_line, kernel_rows,
+                               op_rows, to_json)
 from sdsim.errors import SdsimError
 from sdsim.lower.options import parse_opt
 from sdsim.output import FORMATS, dumps, human_bytes, in_units, render_rows
@@ -121,6 +121,7 @@ def run(args) -> int:
     if args.format == "table" and args.by == "component":
         print("\n".join(explain(pred)))
         print(flops_line(pred, graphs))
+        print(arith_line(pred))
         for pub in pred.published:
             print(f"published: {pub['value']:g} s for {pub['workload']} ({pub['source']}); "
                   f"predicted here {pred.total_s:.3g} s ({pred.total_s / pub['value']:.2f}x)")

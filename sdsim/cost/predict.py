@@ -77,6 +77,7 @@ class Prediction:
     traffic: str = DEFAULT_TRAFFIC
     band: tuple | None = None   # (fastest, slowest) total seconds over the profile's bands
     published: list = field(default_factory=list)   # the profile's published end-to-end times
+    native_half: bool = False   # the device runs half arithmetic (the fp16 rate for half builds)
 
     @property
     def total_s(self) -> float:
@@ -157,7 +158,7 @@ def predict(profile: Profile, opt: Options, steps: int = 20, scheduler: str = "p
     comps = [predict_component(graphs[n], k, profile, opt, precision, traffic)
              for n, k in calls.items()]
     return Prediction(profile.name, opt, precision, resolution, steps, scheduler, comps, traffic,
-                      band(comps, profile, precision), profile.published)
+                      band(comps, profile, precision), profile.published, profile.native_half)
 
 
 def band(comps: list, profile: Profile, precision: str) -> tuple | None:

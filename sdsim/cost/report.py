@@ -129,13 +129,37 @@ def flops_line(p: Prediction, graphs: dict) -> str:
             f"only: {per_call} GFLOP per call)")
 
 
+def half_share(p: Prediction) -> float:
+    """The share of executed FLOPs that run in half arithmetic: fp16-storage dispatches with a
+    half build (KernelCall.half_arith) on a device with native half, as the runtime's default
+    `--arith` runs them; the cost model charges the fp16 rate to those only."""
+    if p.precision != "fp16" or not p.native_half:
+        return 0.0
+    total = sum(k.call.flops * c.calls for c in p.components for k in c.kernels)
+    half = sum(k.call.flops * c.calls for c in p.components for k in c.kernels
+               if k.call.half_arith)
+    return half / total if total else 0.0
+
+
+def arith_line(p: Prediction) -> str:
+    """Which arithmetic the prediction prices, in one line."""
+    if p.precision != "fp16":
+        return "arithmetic: float (fp32 storage)"
+    if not p.native_half:
+        return "arithmetic: float (fp16 storage; the profile's device has no native half)"
+    floats = sorted({k.call.kernel for c in p.components for k in c.kernels
+                     if not k.call.half_arith and k.call.flops})
+    return (f"arithmetic: half for {half_share(p):.1%} of executed FLOPs (the fp16 rate; "
+            f"every kernel with a half build); float in {', '.join(floats) or 'none'}")
+
+
 def to_json(p: Prediction) -> dict:
     """The object `sdsim predict --format json` prints (sdsim/schemas/predict.schema.json)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "device": p.device, "opt": p.options.describe(), "precision": p.precision,
         "resolution": p.resolution, "steps": p.steps, "scheduler": p.scheduler,
-        "traffic": p.traffic, "total_s": p.total_s, "total_s_low": p.total_s_low,
+        "traffic": p.traffic, "half_arith_flops_share": half_share(p), "total_s": p.total_s, "total_s_low": p.total_s_low,
         "total_s_high": p.total_s_high, "peak_memory_bytes": p.peak_memory_bytes,
         "peak_memory_naive_bytes": (sum(c.weights_bytes for c in p.components)
                                     + max(c.activations_naive for c in p.components)),
