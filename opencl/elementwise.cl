@@ -1,5 +1,12 @@
 // Data movement and elementwise ops the UNet, VAE decoder and CLIP text encoder need besides
-// conv/GEMM/norm/attention/activations. fp32 arithmetic; storage through LOAD/STORE.
+// conv/GEMM/norm/attention/activations. fp32 arithmetic; storage through LOAD/STORE. With native
+// half (ARITH 1 or 2 with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16) the adds of
+// add_bcast and embedding are half: the same bits, as the float sum of two halves rounded to
+// half is their half sum. The timestep embedding stays float (below); the rest moves data only.
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#undef ARITH
+#define ARITH 0
+#endif
 
 // out = a + b with b broadcast onto a: a is viewed as 4-d (d0, d1, d2, d3) row-major and
 // b's element for a's index (i0, i1, i2, i3) is at i0*s0 + i1*s1 + i2*s2 + i3*s3 (stride 0 on a
@@ -12,8 +19,7 @@ __kernel void add_bcast(__global const store_t* a, __global const store_t* b, __
     const int i3 = i % d3, r = i / d3;
     const int i2 = r % d2, r2 = r / d2;
     const int i1 = r2 % d1, i0 = r2 / d1;
-#if defined(NATIVE_HALF) && STORE_HALF
-    // half + half rounded once to half equals the float sum rounded to half
+#if ARITH
     y[i] = a[i] + b[i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3];
 #else
     STORE(y, i, LOAD(a, i) + LOAD(b, i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3));
@@ -78,14 +84,22 @@ __kernel void embedding(__global const int* ids, __global const store_t* table,
 {
     const int c = get_global_id(0), t = get_global_id(1);
     if (c >= dim || t >= tokens) return;
+#if ARITH
+    half v = table[(size_t)ids[t] * dim + c];
+    if (has_pos) v += pos[(size_t)(t % npos) * dim + c];
+    y[(size_t)t * dim + c] = v;
+#else
     float v = LOAD(table, (size_t)ids[t] * dim + c);
     if (has_pos) v += LOAD(pos, (size_t)(t % npos) * dim + c);
     STORE(y, (size_t)t * dim + c, v);
+#endif
 }
 
 // diffusers' get_timestep_embedding: [sin(t f_j), cos(t f_j)] (flipped to [cos, sin] if asked),
 // f_j = exp(-ln(10000) j / (half - shift)); an odd dim leaves the last column 0. Written in the
-// storage precision: the next linear reads it as such.
+// storage precision: the next linear reads it as such. Float in every build, as a mobile engine
+// computes it (once per step, on the host or in float): t f_j up to 1000 is off by up to 0.25
+// (radians) in half, and a half f_j alone moves t f_j by 2^-12 t.
 __kernel void timestep_embedding(__global const float* ts, __global store_t* y, const int dim,
                                  const int flip, const float shift, const long n)
 {

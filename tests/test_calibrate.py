@@ -348,14 +348,14 @@ def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeyp
     second = {0: 1.7e-3, 1: 1.1e-3}
     asked = []
 
-    def measure(rt, record, shape, precision, repeat):
-        asked.append(record)
+    def measure(rt, record, shape, precision, repeat, gated):
+        asked.append((record, gated))
         return [Point("k", "f/v", {}, "k", None, second[record], 0.02)], False
 
     monkeypatch.setattr(sweep, "measure", measure)
     cal = SimpleNamespace(precision="fp32")
-    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0)
-    assert todo == [0, 1] and sorted(asked) == [0, 1]
+    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0, True)
+    assert todo == [0, 1] and sorted(asked) == [(0, True), (1, True)]   # fed as the sweep was
     assert by_case[0][0].measured_s == 1.7e-3 and by_case[0][0].passes == (5.6e-3, 1.7e-3)
     assert by_case[0][0].cv == 0.02
     assert by_case[1][0].measured_s == 1.0e-3 and by_case[1][0].passes == (1.0e-3, 1.1e-3)

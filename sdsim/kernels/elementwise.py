@@ -11,6 +11,11 @@ FLOP convention shared by norm, gelu, gemm and attention: each arithmetic operat
 multiply-add counts 2) and each special function (exp, erf, rsqrt) counts 1, since mobile GPUs
 execute those on a special-function unit at about one per lane per cycle. Per-element counts are
 the *_FLOPS constants below, the one place each activation's count is written.
+
+At fp16 storage on a device with native half (cl_khr_fp16) the adds and the activations' arithmetic
+run in half, their special functions (erfc, exp) in float rounded once to half; the timestep
+embedding stays float (opencl/gelu.cl and opencl/elementwise.cl say why; sdsim/sim/activation.py
+mirrors the rounding).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sdsim.errors import SdsimError
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.ops import upsample_size
 from sdsim.precision import BYTES, stored
+from sdsim.sim import activation as sim
 
 #: x / (1 + exp(-x)): negate, exp, add, divide
 SILU_FLOPS = 4
@@ -265,9 +271,11 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
-def _one(kernel, flops, read, written, launch):
+def _one(kernel, flops, read, written, launch, half_arith=False):
+    """One dispatch's cost; `half_arith`: its arithmetic has a native-half build (an add or an
+    activation; data movement and the float timestep embedding have none)."""
     return [KernelCost(kernel, "elementwise", float(flops), float(read), float(written),
-                       launch=launch)]
+                       launch=launch, half_arith=half_arith)]
 
 
 def _add_cost(in_shapes, out_shape, precision):
@@ -275,7 +283,7 @@ def _add_cost(in_shapes, out_shape, precision):
     few distinct values stay in cache, so DRAM reads are numel + numel_b elements."""
     e, n = BYTES[precision], _numel(out_shape)
     nb = min(_numel(s) for s in in_shapes)
-    return _one("ew_add", n, (n + nb) * e, n * e, flat_launch(n))
+    return _one("ew_add", n, (n + nb) * e, n * e, flat_launch(n), half_arith=True)
 
 
 def _add_launch(rt, a, ins, p, out, precision):
@@ -290,7 +298,7 @@ def _activation_record(kind):
 
     def cost(out_shape, precision):
         e, n = BYTES[precision], _numel(out_shape)
-        return _one(f"ew_{kind}", flops * n, n * e, n * e, flat_launch(n))
+        return _one(f"ew_{kind}", flops * n, n * e, n * e, flat_launch(n), half_arith=True)
 
     def launch(rt, a, ins, p, out, precision):
         return activation(rt, ins[0], _numel(a["out_shape"]), kind, precision=precision,
@@ -299,7 +307,9 @@ def _activation_record(kind):
     return _record(kind, cost, launch, lambda a, i, prec: ref(stored(i["ins"][0], prec)),
                    _ACT_TOL, _make_scaled(3.0),
                    {"tiny": [_unary((37,))], "quick": [_unary((1000,))],
-                    "full": [_unary((8192, 1280))]})
+                    "full": [_unary((8192, 1280))]},
+                   simulate=lambda a, ins, p, arith: sim.ACTIVATIONS[kind](ins[0], arith),
+                   sim_ulps=1)   # the device's float exp (sdsim/sim/activation.py)
 
 
 def _upsample_cost(in_shapes, out_shape, precision):
@@ -342,7 +352,7 @@ def _embedding_cost(in_shapes, out_shape, precision):
     """Row gather table[ids]: reads the int32 ids and one row of `dim` per token, writes them."""
     e, tokens, dim = BYTES[precision], _numel(in_shapes[0]), out_shape[-1]
     return _one("ew_embedding", 0, tokens * 4 + tokens * dim * e, tokens * dim * e,
-                rows_launch(dim, tokens))
+                rows_launch(dim, tokens), half_arith=True)
 
 
 def _embedding_launch(rt, a, ins, p, out, precision):
@@ -363,6 +373,11 @@ def _embedding_ref(a, i, precision):
     return table[i["ins"][0]] + pos
 
 
+def _embedding_sim(a, ins, p, arith):
+    rows, pos = p["table"][ins[0]], p.get("positions")
+    return rows.astype(np.float16) if pos is None else sim.add(rows, pos[:ins[0].shape[-1]], arith)
+
+
 def _timestep_cost(out_shape, precision):
     """Per output element one exp (frequency), one multiply and one sin/cos; reads the fp32
     timesteps."""
@@ -380,6 +395,11 @@ def _timestep_launch(rt, a, ins, p, out, precision):
 def _timestep_inputs(a, rng):
     # float64: kept as fp32 timesteps whatever the storage precision (see Variant.make_inputs)
     return {"ins": [rng.uniform(0, 1000, a["out_shape"][0])], "params": {}}
+
+
+def _timestep_sim(a, ins, p, arith):
+    return sim.timestep_embedding(ins[0], a["out_shape"][-1], a["flip_sin_to_cos"], a["shift"],
+                                  arith)
 
 
 def _timestep_ref(a, i, precision):
@@ -405,9 +425,16 @@ def _make_scaled(scale):
     return make
 
 
-def _record(name, cost, launch, reference, tol, make_inputs, bench, cal=None):
+def _record(name, cost, launch, reference, tol, make_inputs, bench, cal=None, simulate=None,
+            sim_ulps=0):
+    """A variant; `simulate` defaults to `reference` on the stored halves, rounded to half: exact
+    for data movement and for one add (the float64 sum of two halves is exact)."""
+    def stored_ref(a, ins, p, arith):
+        return reference(a, {"ins": ins, "params": p}, "fp16").astype(np.float16)
+
     return Variant("elementwise", name, cost, launch, _operands, make_inputs, reference, tol,
-                   bench, cal or _calibration(name))
+                   bench, cal or _calibration(name), simulate=simulate or stored_ref,
+                   sim_ulps=sim_ulps)
 
 
 def _unary(shape):
@@ -441,6 +468,11 @@ _EXACT = {"fp32": (0.0, 0.0), "fp16": (0.0, 0.0)}
 _ADD_TOL = {"fp32": (0.0, 1e-7), "fp16": (0.0, 1e-3)}
 _ACT_TOL = {"fp32": (1e-6, 1e-5), "fp16": (1e-3, 2e-3)}
 _TIMESTEP_TOL = {"fp32": (1e-3, 0.0), "fp16": (2e-3, 0.0)}   # float32 t*f at t ~ 1e3: 6e-5
+#: the timestep embedding's simulation bound in half ulps: the device's float exp, sin and cos
+#: against float64 ones rounded to float32 (sdsim/sim/activation.py). A float ulp of t f (6e-5 at
+#: t = 1000) moves an output by up to 2^-11, many of its half ulps near a zero of sin: 64 at most,
+#: and 2 in 10^4 outputs differing at all, over 2000 timesteps at dim 1280 on Intel's runtime.
+TIMESTEP_SIM_ULPS = 64
 
 
 def _sd(tiny, quick, full):
@@ -505,7 +537,8 @@ RECORDS = (
                 [{"in_shapes": [(1, 77)], "out_shape": (1, 77, 768), "vocab": 49408}]),
             cal={"quick": [{"in_shapes": [(2, 60)], "out_shape": (2, 60, 384), "vocab": 1000}],
                  "full": [{"in_shapes": [(b, t)], "out_shape": (b, t, d), "vocab": 30000}
-                          for b in (1, 2) for t in (20, 60) for d in (384, 1024)]}),
+                          for b in (1, 2) for t in (20, 60) for d in (384, 1024)]},
+            simulate=_embedding_sim),
     _record("timestep_embedding", _timestep_cost, _timestep_launch, _timestep_ref,
             _TIMESTEP_TOL, _timestep_inputs,
             _sd([{"in_shapes": [(2,)], "out_shape": (2, 9), "flip_sin_to_cos": True,
@@ -516,6 +549,7 @@ RECORDS = (
                   "shift": 0.0}]),
             cal={"quick": [],
                  "full": [{"in_shapes": [(b,)], "out_shape": (b, d), "flip_sin_to_cos": True,
-                           "shift": 0.0} for b in (1, 4) for d in (128, 512)]}),
+                           "shift": 0.0} for b in (1, 4) for d in (128, 512)]},
+            simulate=_timestep_sim, sim_ulps=TIMESTEP_SIM_ULPS),
 )
 register(*RECORDS)

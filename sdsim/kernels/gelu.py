@@ -7,6 +7,7 @@ GEMM (the GEMM is the linear family's):
   gate half (writes a (tokens, dim) temporary), then the multiply;
 - geglu_fused: the paper's fused GELU, one pass reads [hidden | gate] and writes
   hidden * gelu(gate).
+Both have a native-half build (opencl/gelu.cl; the same bits, sdsim/sim/activation.py's geglu).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sdsim.errors import SdsimError
 from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
 from sdsim.kernels.elementwise import GELU_FLOPS, GELU_VEC, gelu_ref
 from sdsim.precision import BYTES, stored
+from sdsim.sim import activation as sim
 
 LOCAL = (64, 1)
 DEFINES = {"VEC": GELU_VEC}
@@ -32,15 +34,15 @@ def standalone_cost(tokens, dim, precision):
     n = tokens * dim
     g = rows_launch(tokens, dim)
     return [KernelCost("gelu", "elementwise", GELU_FLOPS * n, n * b, n * b, workspace=n * b,
-                       launch=g),
-            KernelCost("mul", "elementwise", n, 2 * n * b, n * b, launch=g)]
+                       launch=g, half_arith=True),
+            KernelCost("mul", "elementwise", n, 2 * n * b, n * b, launch=g, half_arith=True)]
 
 
 def fused_cost(tokens, dim, precision):
     b = BYTES[precision]
     n = tokens * dim
     return [KernelCost("geglu", "elementwise", (GELU_FLOPS + 1) * n, 2 * n * b, n * b,
-                       launch=rows_launch(tokens, dim))]
+                       launch=rows_launch(tokens, dim), half_arith=True)]
 
 
 def geglu(rt, x, rows, dim, *, variant="geglu_fused", precision="fp32", out=None, wait_for=None):
@@ -97,7 +99,10 @@ def _record(name, cost, option, tol):
         {"quick": [dict(tokens=2 * 144, dim=48), dict(tokens=2 * 36, dim=96)],
          "full": sweep(dict, 16, seed=10, tokens=[60, 300, 1200, 3000, 6000, 12000],
                        dim=[96, 384, 960, 1536, 2560])},
-        ("gelu", option))
+        ("gelu", option),
+        simulate=lambda a, ins, p, arith: sim.geglu(ins[0].reshape(-1, 2 * a["dim"]), arith,
+                                                    two_pass=name == "standalone"),
+        sim_ulps=1)   # the float exp in gelu's erfc (sdsim/sim/activation.py)
 
 
 # fp16: one rounding of the output (2^-11 relative) plus, for standalone, of the gelu(gate)
