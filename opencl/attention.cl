@@ -1,7 +1,24 @@
 // Scaled dot-product attention on (B, N, heads*d) tensors read in place: head h of batch b is
 // columns [h*d, (h+1)*d) of rows b*N .. b*N+N-1. Scores and probabilities are stored in the
-// storage precision (store_t); row statistics are fp32; all arithmetic is fp32.
-// Causal masking (key j visible to query i iff j <= i) is an argument.
+// storage precision (store_t); row statistics are fp32. Causal masking (key j visible to query
+// i iff j <= i) is an argument.
+//
+// Arithmetic (ARITH, with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16; 0 otherwise,
+// all float): with ARITH 1 or 2 the elementwise softmax math runs in half, as a phone GPU's fp16
+// FlashAttention does, and the long sums stay float; sdsim/sim/attention.py mirrors each point.
+// - half: a score (the dot product as gemm.cl's MAC does it: half products into float, or with
+//   ARITH 2 half fma into half; times the scale in float and rounded once to half, where the
+//   other variants store it), flash's running max (a max of halves, exact in either type, so
+//   softmax_max keeps float), s - max and its exp (at most 1, relative error 2^-11 as a stored
+//   probability has), the flash rescale exp(m_old - m_new), and FlashAttention's P.V products
+//   (ARITH 2: its output accumulators and their rescale too);
+// - float: the row sum of exponentials (softmax_sum, softmax_stats, flash's l), its reciprocal
+//   and the normalizing multiply or divide, and with ARITH 1 flash's output accumulators. A half
+//   sum of 4096 terms near 1 (uniform attention over SD's 4096 tokens) stops growing at 2048,
+//   where half's spacing is 2: the sum, and every probability, would be off by 2x, and anything
+//   past 11 bits of the sum is lost.
+// Half exp on Intel's CPU runtime is its float exp rounded to half (all 65536 inputs checked).
+// FP_CONTRACT is off in these builds so every float product is rounded where the sim rounds it.
 //
 // Variants (see sdsim/kernels/attention.py for their costs); QK^T and P.V are opencl/gemm.cl's
 // register-tiled GEMM on each (batch, head)'s matrices:
@@ -13,6 +30,44 @@
 
 #ifndef WG
 #define WG 64
+#endif
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#undef ARITH
+#define ARITH 0
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if ARITH
+#pragma OPENCL FP_CONTRACT OFF
+#define ELEM half                        // a score, a max, an exponential
+#define EXP_DIFF(x, m) exp((half)(x) - (half)(m))
+#define TOF(v) convert_float(v)
+#define TOF8(v) convert_float8(v)
+#define TOE8(v) convert_half8(v)
+#else
+#define ELEM float
+#define EXP_DIFF(x, m) exp((x) - (m))
+#define TOF(v) (v)
+#define TOF8(v) (v)
+#define TOE8(v) (v)
+#endif
+// acc <- a * b + acc: the dot products and FlashAttention's P.V, as gemm.cl's MAC and MACV
+#if ARITH == 2
+#define ACC half
+#define ACC_F8(v) convert_float8(v)
+#else
+#define ACC float
+#define ACC_F8(v) (v)
+#endif
+#if ARITH == 0
+#define MAC(a, b, c) ((a) * (b) + (c))
+#define MAC8(a, b, c) ((a) * (b) + (c))
+#elif ARITH == 1
+#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
+#define MAC8(a, b, c) (convert_float8(convert_half8(a) * convert_half8(b)) + (c))
+#else
+#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
+#define MAC8(a, b, c) fma(convert_half8(a), convert_half8(b), (c))
 #endif
 
 // Work-group tree reduction helpers over WG floats in local memory.
@@ -46,7 +101,7 @@ __kernel void softmax_sum(__global const store_t* s, __global const float* mx,
     __local float red[WG];
     const float m = mx[row];
     float acc = 0.0f;
-    for (int j = l; j < n; j += WG) acc += exp(LOAD(s, row * n + j) - m);
+    for (int j = l; j < n; j += WG) acc += TOF(EXP_DIFF(LOAD(s, row * n + j), m));
     red[l] = acc;
     REDUCE(red, l, ADD)
     if (l == 0) sm[row] = red[0];
@@ -59,7 +114,7 @@ __kernel void softmax_normalize(__global store_t* s, __global const float* mx,
     const int j = get_global_id(0), row = get_global_id(1);
     if (j >= n || row >= rows) return;
     const size_t idx = (size_t)row * n + j;
-    STORE(s, idx, exp(LOAD(s, idx) - mx[row]) / sm[row]);
+    STORE(s, idx, TOF(EXP_DIFF(LOAD(s, idx), mx[row])) / sm[row]);
 }
 
 // partial softmax: one pass, online max and sum of exponentials per row (merged across items);
@@ -75,8 +130,8 @@ __kernel void softmax_stats(__global const store_t* s, __global float* mx, __glo
     for (int j = l; j < n; j += WG) {
         const float x = LOAD(s, row * n + j);
         if (x == -INFINITY) continue;
-        if (x > m) { acc = acc * exp(m - x) + 1.0f; m = x; }
-        else acc += exp(x - m);
+        if (x > m) { acc = acc * TOF(EXP_DIFF(m, x)) + 1.0f; m = x; }
+        else acc += TOF(EXP_DIFF(x, m));
     }
     rm[l] = m;
     rs[l] = acc;
@@ -85,8 +140,8 @@ __kernel void softmax_stats(__global const store_t* s, __global float* mx, __glo
         if (l < o) {
             const float ma = rm[l], mb = rm[l + o];
             const float mm = fmax(ma, mb);
-            const float ea = (ma == -INFINITY) ? 0.0f : exp(ma - mm);
-            const float eb = (mb == -INFINITY) ? 0.0f : exp(mb - mm);
+            const float ea = (ma == -INFINITY) ? 0.0f : TOF(EXP_DIFF(ma, mm));
+            const float eb = (mb == -INFINITY) ? 0.0f : TOF(EXP_DIFF(mb, mm));
             rs[l] = rs[l] * ea + rs[l + o] * eb;
             rm[l] = mm;
         }
@@ -118,11 +173,12 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
     __local float8 vt8[BK][DP / 8];
     __local float (*ktT)[BK] = (__local float (*)[BK])ktT8;
     __local float (*vt)[DP] = (__local float (*)[DP])vt8;
-    float qr[BQ][D], m[BQ], l[BQ];
-    float8 acc[BQ][DP / 8];
+    float qr[BQ][D], l[BQ];
+    ELEM m[BQ];
+    CAT(ACC, 8) acc[BQ][DP / 8];
     for (int r = 0; r < rows; ++r) {
         for (int c = 0; c < D; ++c) qr[r][c] = LOAD(q, (size_t)(b * nq + i0 + r) * C + h * D + c);
-        for (int c = 0; c < DP / 8; ++c) acc[r][c] = (float8)0.0f;
+        for (int c = 0; c < DP / 8; ++c) acc[r][c] = (CAT(ACC, 8))0.0f;
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
@@ -140,44 +196,46 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         }
         for (int r = 0; r < rows; ++r) {
             const int i = i0 + r;
-            float8 s[BK / 8];
+            CAT(ACC, 8) sa[BK / 8];                   // the dot products
             _Pragma("unroll")
-            for (int t = 0; t < BK / 8; ++t) s[t] = (float8)0.0f;
+            for (int t = 0; t < BK / 8; ++t) sa[t] = (CAT(ACC, 8))0.0f;
             for (int c = 0; c < D; ++c) {
-                const float a = qr[r][c];
+                const float8 a = (float8)(qr[r][c]);
                 _Pragma("unroll")
-                for (int t = 0; t < BK / 8; ++t) s[t] = a * ktT8[c][t] + s[t];
+                for (int t = 0; t < BK / 8; ++t) sa[t] = MAC8(a, ktT8[c][t], sa[t]);
             }
-            float8 mv = (float8)(-INFINITY);
+            CAT(ELEM, 8) s[BK / 8];
+            CAT(ELEM, 8) mv = (CAT(ELEM, 8))(-INFINITY);
             _Pragma("unroll")
             for (int t = 0; t < BK / 8; ++t) {
                 const int8 j = lane + (j0 + t * 8);
-                s[t] = select(s[t] * scale, (float8)(-INFINITY), (j >= j0 + jn) | ((j > i) & cmask));
+                s[t] = TOE8(select(ACC_F8(sa[t]) * scale, (float8)(-INFINITY),
+                                   (j >= j0 + jn) | ((j > i) & cmask)));
                 mv = fmax(mv, s[t]);
             }
-            const float4 m4 = fmax(mv.lo, mv.hi);
-            const float2 m2 = fmax(m4.lo, m4.hi);
-            const float mt = fmax(m[r], fmax(m2.x, m2.y));
+            const CAT(ELEM, 4) m4 = fmax(mv.lo, mv.hi);
+            const CAT(ELEM, 2) m2 = fmax(m4.lo, m4.hi);
+            const ELEM mt = fmax(m[r], fmax(m2.x, m2.y));
             if (mt == -INFINITY) continue;              // every key of this tile masked
-            const float alpha = (m[r] == -INFINITY) ? 0.0f : exp(m[r] - mt);
-            float p[BK];
+            const ELEM alpha = (m[r] == -INFINITY) ? (ELEM)0.0f : EXP_DIFF(m[r], mt);
+            ELEM p[BK];
             float8 lv = (float8)0.0f;
             _Pragma("unroll")
             for (int t = 0; t < BK / 8; ++t) {
-                const float8 e = exp(s[t] - mt);        // masked keys: exp(-inf) = 0
-                lv += e;
+                const CAT(ELEM, 8) e = exp(s[t] - mt); // masked keys: exp(-inf) = 0
+                lv += TOF8(e);
                 vstore8(e, t, p);
             }
             const float4 l4 = lv.lo + lv.hi;
             const float2 l2 = l4.lo + l4.hi;
-            l[r] = l[r] * alpha + (l2.x + l2.y);
-            float8 a[DP / 8];
+            l[r] = l[r] * TOF(alpha) + (l2.x + l2.y);
+            CAT(ACC, 8) a[DP / 8];
             _Pragma("unroll")
-            for (int c = 0; c < DP / 8; ++c) a[c] = acc[r][c] * alpha;
+            for (int c = 0; c < DP / 8; ++c) a[c] = acc[r][c] * (ACC)alpha;
             for (int jj = 0; jj < BK; ++jj) {
-                const float pj = p[jj];
+                const float8 pj = (float8)(TOF(p[jj]));
                 _Pragma("unroll")
-                for (int c = 0; c < DP / 8; ++c) a[c] = pj * vt8[jj][c] + a[c];
+                for (int c = 0; c < DP / 8; ++c) a[c] = MAC8(pj, vt8[jj][c], a[c]);
             }
             _Pragma("unroll")
             for (int c = 0; c < DP / 8; ++c) acc[r][c] = a[c];
@@ -187,7 +245,7 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
     for (int r = 0; r < rows; ++r) {
         float out[DP];
         const float inv = 1.0f / l[r];
-        for (int c = 0; c < DP / 8; ++c) vstore8(acc[r][c] * inv, c, out);
+        for (int c = 0; c < DP / 8; ++c) vstore8(ACC_F8(acc[r][c]) * inv, c, out);
         for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i0 + r) * C + h * D + c, out[c]);
     }
 }
@@ -212,12 +270,15 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
     const bool active = i < nq;
     __local float kt[BK][D];
     __local float vt[BK][D];
-    float qr[D], acc[D], sc[BK];
+    float qr[D];
+    ACC acc[D];
+    ELEM sc[BK];
     for (int c = 0; c < D; ++c) {
         qr[c] = active ? LOAD(q, (size_t)(b * nq + i) * C + h * D + c) : 0.0f;
         acc[c] = 0.0f;
     }
-    float m = -INFINITY, l = 0.0f;
+    ELEM m = -INFINITY;
+    float l = 0.0f;
     const int last = min(nq, (qt + 1) * BQ);            // one past the tile's last query row
     const int kend = causal ? min(nk, last) : nk;
     for (int j0 = 0; j0 < kend; j0 += BK) {
@@ -233,34 +294,35 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
         if (!active) continue;
         // FLASH_UNROLL (GPUs): loops over the whole tile, keys past jn masked, fully unrolled so
         // the scores stay in registers; otherwise (CPUs) loops over the jn keys as they come
-        float mt = m;
+        ELEM mt = m;
         TILE_UNROLL
         for (int jj = 0; jj < TILE_KEYS; ++jj) {
-            float x = 0.0f;
+            ACC x = 0.0f;
             TILE_UNROLL
-            for (int c = 0; c < D; ++c) x += qr[c] * kt[jj][c];
-            x *= scale;
-            if (jj >= jn || (causal && j0 + jj > i)) x = -INFINITY;
-            sc[jj] = x;
-            mt = fmax(mt, x);
+            for (int c = 0; c < D; ++c) x = MAC(qr[c], kt[jj][c], x);
+            ELEM xs = (ELEM)((float)x * scale);
+            if (jj >= jn || (causal && j0 + jj > i)) xs = -INFINITY;
+            sc[jj] = xs;
+            mt = fmax(mt, xs);
         }
         if (mt == -INFINITY) continue;                  // every key of this tile masked
-        const float alpha = (m == -INFINITY) ? 0.0f : exp(m - mt);
-        l *= alpha;
+        const ELEM alpha = (m == -INFINITY) ? (ELEM)0.0f : EXP_DIFF(m, mt);
+        l *= TOF(alpha);
         TILE_UNROLL
-        for (int c = 0; c < D; ++c) acc[c] *= alpha;
+        for (int c = 0; c < D; ++c) acc[c] *= (ACC)alpha;
         TILE_UNROLL
         for (int jj = 0; jj < TILE_KEYS; ++jj) {
-            const float pj = (sc[jj] == -INFINITY) ? 0.0f : exp(sc[jj] - mt);
-            l += pj;
+            const ELEM pj = (sc[jj] == -INFINITY) ? (ELEM)0.0f : EXP_DIFF(sc[jj], mt);
+            l += TOF(pj);
             TILE_UNROLL
-            for (int c = 0; c < D; ++c) acc[c] += pj * vt[jj][c];
+            for (int c = 0; c < D; ++c) acc[c] = MAC(pj, vt[jj][c], acc[c]);
         }
         m = mt;
     }
     if (active) {
         const float inv = 1.0f / l;
-        for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i) * C + h * D + c, acc[c] * inv);
+        for (int c = 0; c < D; ++c)
+            STORE(o, (size_t)(b * nq + i) * C + h * D + c, (float)acc[c] * inv);
     }
 }
 #endif   // FLASH_CPU

@@ -34,8 +34,10 @@
 // SOFTMAX_A = 1: A holds attention scores and each is loaded as exp(a - rmax[row]) * rinv[row]
 // (per-row statistics of matrix b at b * M + row, two extra arguments: the row max and the
 // reciprocal of the row's sum of exponentials, so a score costs a multiply, not a divide): the
-// partially fused softmax's P.V, which never stores P; FLOAT_ARITH = 1: float arithmetic at any
-// storage.
+// partially fused softmax's P.V, which never stores P. With half arithmetic (ARITH 1, 2) the
+// subtraction and exp run in half on halves (the score and the row max, itself a score), the
+// product with the float reciprocal in float, and the MAC rounds it to half: the probability
+// fed to P.V is half(float(exp_h(s - max)) * inv) (sdsim/sim/attention.py mirrors it).
 
 #ifndef BIAS
 #define BIAS 0
@@ -49,16 +51,6 @@
 #ifndef SOFTMAX_A
 #define SOFTMAX_A 0
 #endif
-#if SOFTMAX_A   // the statistics arguments, A's element a of row gi as loaded, and of the CPU
-                // body's row i, whose statistics it holds in registers (pmax, pinv)
-#define STATS_ARGS , __global const float* rmax, __global const float* rinv
-#define PRO_A(a, gi) (exp((a) - rmax[rowb + (gi)]) * rinv[rowb + (gi)])
-#define PRO_ROW(a, i) (exp((a) - pmax[i]) * pinv[i])
-#else
-#define STATS_ARGS
-#define PRO_A(a, gi) (a)
-#define PRO_ROW(a, i) (a)
-#endif
 #if SPLIT   // partial sums: float, dense (b * S + s, row, col), no epilogue
 typedef float out_t;
 #define PUT(gi, gj, v) C[(((long)z * M + (gi)) * N) + (gj)] = (v)
@@ -67,9 +59,24 @@ typedef store_t out_t;
 #define PUT(gi, gj, v) STORE(C, cBase + (long)(gi) * sCm + (long)(gj) * sCn, \
                              epilogue(v, bias, gi, gj))
 #endif
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH) || defined(FLOAT_ARITH)
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
 #undef ARITH
 #define ARITH 0
+#endif
+#if ARITH   // exp(a - m) of two halves, in half, as float
+#define EXP_DIFF(a, m) convert_float(exp((half)(a) - (half)(m)))
+#else
+#define EXP_DIFF(a, m) exp((a) - (m))
+#endif
+#if SOFTMAX_A   // the statistics arguments, A's element a of row gi as loaded, and of the CPU
+                // body's row i, whose statistics it holds in registers (pmax, pinv)
+#define STATS_ARGS , __global const float* rmax, __global const float* rinv
+#define PRO_A(a, gi) (EXP_DIFF(a, rmax[rowb + (gi)]) * rinv[rowb + (gi)])
+#define PRO_ROW(a, i) (EXP_DIFF(a, pmax[i]) * pinv[i])
+#else
+#define STATS_ARGS
+#define PRO_A(a, gi) (a)
+#define PRO_ROW(a, i) (a)
 #endif
 #if !defined(TM) || !defined(TN) || !defined(TK) || !defined(RTM) || !defined(RTN) || \
     !defined(VW) || !defined(LOCAL)

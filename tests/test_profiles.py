@@ -155,22 +155,23 @@ def test_profile_without_per_caller_gemm_models_warns(tmp_path):
 
 def test_fp16_rate_only_for_half_arithmetic_builds_on_native_half(tmp_path):
     """An fp16-storage GEMM (opencl/gemm.cl has a half build) runs at peak_fp16 on a device with
-    native half; FlashAttention, whose kernel computes in float, and every fp32-storage call run
-    at peak_fp32; without native half nothing gets the fp16 rate. Absent, native_half follows
-    peak_fp16 > 1.2 x peak_fp32."""
+    native half; the naive softmax's row max, whose kernel computes in float (a comparison, exact
+    either way), and every fp32-storage call run at peak_fp32; without native half nothing gets
+    the fp16 rate. Absent, native_half follows peak_fp16 > 1.2 x peak_fp32."""
     from sdsim import kernels
 
     gemm = kernels.get("linear", "tiled").costs("fp16", m=4096, k=320, n=320, bias=True)[0]
-    flash = kernels.get("attention", "flash").costs(
-        "fp16", batch=2, heads=8, nq=4096, nk=4096, head_dim=40)[0]
-    assert gemm.half_arith and not flash.half_arith
+    attn = {k.kernel: k for k in kernels.get("attention", "naive").costs(
+        "fp16", batch=2, heads=8, nq=4096, nk=4096, head_dim=40)}
+    row_max = attn["softmax_max"]
+    assert gemm.half_arith and attn["attn_qk"].half_arith and not row_max.half_arith
     rates = {}
     for native in (True, False, None):
         d = toy()
         if native is not None:
             d["native_half"] = {"value": native, "source": "test"}
         p = read_profile(write(tmp_path, d, f"t{native}.yaml"))
-        rates[native] = (p.rate(gemm, "fp16"), p.rate(flash, "fp16"), p.rate(gemm, "fp32"))
+        rates[native] = (p.rate(gemm, "fp16"), p.rate(row_max, "fp16"), p.rate(gemm, "fp32"))
     assert rates[True] == (2e12, 1e12, 1e12)
     assert rates[False] == (1e12, 1e12, 1e12)
     assert rates[None] == rates[True]          # toy: peak_fp16 = 2 x peak_fp32

@@ -114,3 +114,39 @@ def test_kernels_round_where_the_simulation_rounds(variant):
     else:
         ulp = np.spacing(np.abs(s).astype(np.float16)).astype(np.float32)
         assert (np.abs(out - s) <= ulp + 1e-6).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(variant=st.sampled_from(sorted(sim.VARIANTS)), arith=st.sampled_from(["fp16", "fp16acc"]),
+       heads=st.integers(1, 2), nq=st.integers(1, 40), nk=st.integers(1, 80),
+       d=st.sampled_from([1, 8, 40]), causal=st.booleans(), seed=st.integers(0, 2**31))
+def test_half_arithmetic_simulations_match_float64(variant, arith, heads, nq, nk, d, causal,
+                                                   seed):
+    """The half-arithmetic simulations within the fp16-storage bound plus what half arithmetic
+    adds: half products in each score (u16 of |q|.|k| each), e = exp_h(fp16(s - max)) (u16
+    relative, and u16 |s - max| in the exponent: p |s - max| <= 1/e), half P.V products (u16
+    max|v|); fp16acc's half accumulators another u16 of the running sum per term (d for a
+    score, nk for P.V, whose sums stay within max|v|, or l max|v| unnormalized in flash)."""
+    if causal:
+        nk = max(nq, nk)
+    q, k, v = (a.astype(np.float16).astype(np.float32) for a in inputs(seed, 1, heads, nq, nk, d))
+    kw = dict(body="cpu", bk=8) if variant == "flash" else {}
+    out = sim.VARIANTS[variant](q, k, v, heads, causal=causal, arith=arith, **kw)
+    ref = ref64(q, k, v, heads, causal)
+    absdot = float(np.abs(q).max() * np.abs(k).max() * d / math.sqrt(d))
+    vmax = float(np.abs(v).max())
+    logit = 2 * U16 * absdot * (d if arith == "fp16acc" else 1)
+    e = 2 * (d + 4) * U32 * absdot * vmax + (nk + 2) * U32 * vmax
+    e += 2 * (U16 * float(np.abs(ref_logits(q, k, heads)).max()) + logit) * vmax
+    e += (2 + 2 + 1) * U16 * vmax + (nk * U16 * vmax if arith == "fp16acc" else 0)
+    assert np.abs(out - ref).max() <= 1.5 * e + 1e-6
+
+
+def test_half_arithmetic_needs_fp16_storage():
+    from sdsim.errors import SdsimError
+
+    q = np.zeros((1, 2, 8), np.float32)
+    with pytest.raises(SdsimError, match="fp16 storage"):
+        sim.naive(q, q, q, 1, precision="fp32", arith="fp16")
+    with pytest.raises(SdsimError, match="body"):
+        sim.flash(q, q, q, 1, arith="fp16", body="npu")

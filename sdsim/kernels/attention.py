@@ -3,7 +3,10 @@ costs as those kernels tile the work, launchers and records.
 
 kwargs: batch, heads, nq, nk, head_dim, causal (bool), precision. Inputs are (B, N, heads*head_dim)
 tensors read in place (no head transposes). Scores and probabilities are stored in the storage
-precision; per-row statistics (max, sum of exponentials) are fp32.
+precision; per-row statistics (max, sum of exponentials) are fp32. With fp16 storage on a device
+with native half, the GEMMs, the exponentials and FlashAttention run half arithmetic (records
+with half_arith; opencl/attention.cl says what stays float: the sums of exponentials); the row
+max (softmax_max: a comparison, exact in either) has no half build.
 - "naive": QK^T (writes S), row max, row exp-sum, normalize (writes P over S), P·V. QK^T and P·V
   are the register-tiled GEMM (opencl/gemm.cl, sdsim.kernels.gemm) on each (batch, head)'s
   matrices in place; causal entries are masked in QK^T's epilogue, the full matrix is still
@@ -112,9 +115,9 @@ def naive_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
         KernelCost("softmax_max", "reduction", s, s * b, rows, workspace=rows,
                    launch=reduce_launch(bh * nq, nk)),
         KernelCost("softmax_sum", "reduction", 3 * s, s * b + rows, rows, workspace=rows,
-                   launch=reduce_launch(bh * nq, nk)),
+                   launch=reduce_launch(bh * nq, nk), half_arith=True),
         KernelCost("softmax_normalize", "elementwise", _NORM_FLOPS * s, s * b + 2 * rows, s * b,
-                   launch=normalize_launch(bh * nq, nk)),
+                   launch=normalize_launch(bh * nq, nk), half_arith=True),
         *_pv(bh, nq, nk, d, precision, "attn_pv"),
     ]
 
@@ -126,7 +129,7 @@ def partial_softmax_cost(batch, heads, nq, nk, head_dim, precision, causal=False
     return [
         *_qk(bh, nq, nk, d, heads, precision),
         KernelCost("softmax_stats", "reduction", _STATS_FLOPS * s, s * b, 2 * rows,
-                   workspace=2 * rows, launch=reduce_launch(bh * nq, nk)),
+                   workspace=2 * rows, launch=reduce_launch(bh * nq, nk), half_arith=True),
         *_pv(bh, nq, nk, d, precision, "attn_pv_softmax", softmax=True),
     ]
 
@@ -153,7 +156,8 @@ def flash_cost(batch, heads, nq, nk, head_dim, precision, causal=False):
     read = bh * b * (nq * d + 2 * keys * d)
     # one timing model per head dim: a key-tile step does head_dim-long dot products
     return [KernelCost("attn_flash", "attention", flops, read, bh * nq * d * b,
-                       launch=flash_launch(bh, nq, nk, d, causal), model=f"attn_flash_d{d}")]
+                       launch=flash_launch(bh, nq, nk, d, causal), model=f"attn_flash_d{d}",
+                       half_arith=True)]
 
 
 # --- device ---------------------------------------------------------------------------------------
@@ -259,6 +263,22 @@ TOLERANCE = {"fp32": (1e-5, 1e-4), "fp16": (1e-3, 2e-2)}
 
 
 
+def simulate(variant, q, k, v, heads, causal, arith):
+    """What `attention` stores at fp16 storage for (B, N, heads * d) host arrays, under the
+    active tuning (sdsim.sim.attention: the GEMM walk, FlashAttention's rows, key tile and
+    body)."""
+    from sdsim.kernels import gemm as g
+    from sdsim.sim import attention as sim
+
+    if variant == "flash":
+        body = "cpu" if flash_cpu() else (
+            "gpu_unrolled" if tuning.current().flash_unroll else "gpu")
+        return sim.flash(q, k, v, heads, causal, bk=flash_key_tile(q.shape[-1] // heads),
+                         arith=arith, bq=flash_rows(), body=body)
+    return sim.VARIANTS[variant](q, k, v, heads, causal, arith=arith,
+                                 walk=lambda *s: g.k_walk(*s, attention=True))
+
+
 def _shape(batch, heads, nq, nk, head_dim, causal=False):
     return dict(batch=batch, heads=heads, nq=nq, nk=nk, head_dim=head_dim, causal=causal)
 
@@ -295,7 +315,9 @@ def _record(name, cost):
          "full": [_shape(2, 8, 4096, 4096, 40), _shape(2, 8, 4096, 77, 40),
                   _shape(2, 8, 1024, 1024, 80), _shape(2, 8, 256, 256, 160),
                   _shape(1, 12, 77, 77, 64, True), _shape(1, 1, 4096, 4096, 512)]},
-        _CAL[name], ("attention", name))
+        _CAL[name], ("attention", name),
+        simulate=lambda a, ins, p, arith: simulate(name, *ins[:3], a["heads"],
+                                                   bool(a.get("causal")), arith))
 
 
 def _attn_point(batch, heads, nq, nk, head_dim):
