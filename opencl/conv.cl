@@ -1,4 +1,5 @@
-// Convolutions, NCHW at the API. Storage store_t (float or half via LOAD/STORE), float math.
+// Convolutions, NCHW at the API. Storage store_t (float or half via LOAD/STORE), float math
+// unless a half-arithmetic build (ARITH below).
 //   conv_direct  : baseline; one work-item per output pixel and COB output channels, work-groups
 //                  over the flattened pixel index of one image, weights staged in local memory
 //                  CB input channels at a time; COB, CB, kernel size KS and the work-group size
@@ -10,6 +11,21 @@
 //   wino_output  : y = A^T M A + bias for each tile, M[xi][k][p] from the batched gemm.
 // Winograd transform matrices come as __constant float arrays (row-major): BT (ALPHA x ALPHA),
 // G (ALPHA x 3), AT (WM x ALPHA); ALPHA = WM + 2 is a build option.
+// Arithmetic (ARITH, with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16), as in gemm.cl:
+// 0 float multiply-add; 1 half multiplies (each product rounded to half) added into float
+// accumulators; 2 half fma into half accumulators. MAC is every multiply-add of conv_direct,
+// wino_input and wino_output: the direct conv's long dot product (two chains of cin * KS * KS / 2
+// terms, 11520 for a 2560-channel 3x3: ARITH 1 keeps it float, ARITH 2 rounds each step to
+// 2^-11 of the running sum, as a mobile engine's fp16 mode and gemm.cl's ARITH 2 do) and each
+// transform's ALPHA-term dot products (at most 8 terms: half sums cost no more than the half
+// products). Every B^T and A^T entry (F2/F4/F6: 0, 1/32 .. 32, 5/4, 17/4, 21/4) is exact in
+// half, so converting the float constants to half loses nothing. Kept float in all
+// builds: the bias add (float value of the sum + bias, one rounding at the store, as gemm.cl's
+// epilogue) and wino_weight, which runs once at load time (a deployment transforms its weights
+// offline): G's entries (1/6, 1/24, 2/45, ...) are not exact in half, and U is rounded once, at
+// its fp16 store. Half builds turn FP contraction off, so that wino_weight's float multiply-adds
+// and ARITH 1's half product plus float sum round where sdsim/sim/conv.py and
+// sdsim/sim/winograd.py round (the Intel CPU compiler contracts a * b + c to fma otherwise).
 
 // COB, CB and KS come from the launcher (sdsim/kernels/conv.py, `direct_config`) for
 // conv_direct; the placeholders below only let the program build for the other kernels, which do
@@ -22,6 +38,29 @@
 #endif
 #if !defined(KS)
 #define KS 1
+#endif
+
+#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
+#undef ARITH
+#define ARITH 0
+#endif
+#if ARITH
+#pragma OPENCL FP_CONTRACT OFF
+#endif
+#if ARITH == 2
+typedef half acc_t;
+#else
+typedef float acc_t;
+#endif
+// acc <- a * b + acc; a, b float registers holding exact halves (the loaded values, and the
+// transform constants, all exact in half) or a float accumulator (ARITH 1's transform
+// intermediate, rounded to half as it enters the second pass's multiply)
+#if ARITH == 0
+#define MAC(a, b, c) ((a) * (b) + (c))
+#elif ARITH == 1
+#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
+#else
+#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
 #endif
 
 __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
@@ -38,7 +77,9 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
     // contiguous; each input value a work-item loads feeds COB multiply-adds. Taps in the padding
     // and pixels past Ho * Wo multiply a zero (no branch: loads are masked, loops have constant
     // trip counts and unroll). Even and odd input channels accumulate separately (two
-    // independent chains of multiply-adds per output) and are added at the end.
+    // independent chains of multiply-adds per output, each in (c, ky, kx) order, channels past
+    // C up to a multiple of CB adding 0 * 0) and are added at the end, in acc_t, then the bias
+    // in float.
     const int p = get_global_id(0), z = get_global_id(1);
     const int kb = (K + COB - 1) / COB;
     const int n = z / kb, k0 = (z - n * kb) * COB;
@@ -48,8 +89,8 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
     const int iy0 = oy * stride - pt, ix0 = ox * stride - pl;
     __global const store_t* xn = x + (long)n * C * H * W;
     __local float wl[CB * KS * KS * COB];
-    float acc[2][COB];
-    for (int q = 0; q < COB; q++) acc[0][q] = acc[1][q] = 0.0f;
+    acc_t acc[2][COB];
+    for (int q = 0; q < COB; q++) acc[0][q] = acc[1][q] = (acc_t)0.0f;
     for (int c0 = 0; c0 < C; c0 += CB) {
         barrier(CLK_LOCAL_MEM_FENCE);
         // e walks each output channel's CB * KS * KS weights, contiguous in w, in turn
@@ -75,7 +116,7 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
                     const float xv = ok ? xr : 0.0f;
                     __local const float* wp = wl + ((cc * KS + ky) * KS + kx) * COB;
                     #pragma unroll
-                    for (int q = 0; q < COB; q++) acc[cc & 1][q] = xv * wp[q] + acc[cc & 1][q];
+                    for (int q = 0; q < COB; q++) acc[cc & 1][q] = MAC(xv, wp[q], acc[cc & 1][q]);
                 }
             }
         }
@@ -84,7 +125,7 @@ __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
     const long yb = ((long)n * K + k0) * Ho * Wo + p;
     for (int q = 0; q < COB; q++) {
         if (k0 + q >= K) break;
-        const float v = (acc[0][q] + acc[1][q]) + (has_bias ? LOAD(bias, k0 + q) : 0.0f);
+        const float v = (float)(acc[0][q] + acc[1][q]) + (has_bias ? LOAD(bias, k0 + q) : 0.0f);
         STORE(y, yb + (long)q * Ho * Wo, v);
     }
 }
@@ -136,7 +177,8 @@ __kernel void wino_input(__global const store_t* x, __global store_t* v, __const
     if (tx >= TW || ty >= TH || z >= N * C) return;
     const int n = z / C, c = z % C;
     const long P = (long)N * TH * TW, p = ((long)n * TH + ty) * TW + tx;
-    float d[ALPHA][ALPHA], t[ALPHA][ALPHA];
+    float d[ALPHA][ALPHA];
+    acc_t t[ALPHA][ALPHA];
     const long xb = (long)z * H * W;
     for (int i = 0; i < ALPHA; i++) {
         const int iy = ty * WM - 1 + i;
@@ -147,15 +189,15 @@ __kernel void wino_input(__global const store_t* x, __global store_t* v, __const
     }
     for (int i = 0; i < ALPHA; i++)          // t = BT d
         for (int j = 0; j < ALPHA; j++) {
-            float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = BT[i * ALPHA + l] * d[l][j] + s;
+            acc_t s = (acc_t)0.0f;
+            for (int l = 0; l < ALPHA; l++) s = MAC(BT[i * ALPHA + l], d[l][j], s);
             t[i][j] = s;
         }
     for (int i = 0; i < ALPHA; i++)          // V = t BT^T
         for (int j = 0; j < ALPHA; j++) {
-            float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = t[i][l] * BT[j * ALPHA + l] + s;
-            STORE(v, ((long)(i * ALPHA + j) * C + c) * P + p, s);
+            acc_t s = (acc_t)0.0f;
+            for (int l = 0; l < ALPHA; l++) s = MAC(t[i][l], BT[j * ALPHA + l], s);
+            STORE(v, ((long)(i * ALPHA + j) * C + c) * P + p, (float)s);
         }
 }
 
@@ -168,13 +210,14 @@ __kernel void wino_output(__global const store_t* mm, __global const store_t* bi
     if (tx >= TW || ty >= TH || z >= N * K) return;
     const int n = z / K, k = z % K;
     const long P = (long)N * TH * TW, p = ((long)n * TH + ty) * TW + tx;
-    float m[ALPHA][ALPHA], t[WM][ALPHA];
+    float m[ALPHA][ALPHA];
+    acc_t t[WM][ALPHA];
     for (int i = 0; i < ALPHA; i++)
         for (int j = 0; j < ALPHA; j++) m[i][j] = LOAD(mm, ((long)(i * ALPHA + j) * K + k) * P + p);
     for (int i = 0; i < WM; i++)             // t = AT m
         for (int j = 0; j < ALPHA; j++) {
-            float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = AT[i * ALPHA + l] * m[l][j] + s;
+            acc_t s = (acc_t)0.0f;
+            for (int l = 0; l < ALPHA; l++) s = MAC(AT[i * ALPHA + l], m[l][j], s);
             t[i][j] = s;
         }
     const float b = has_bias ? LOAD(bias, k) : 0.0f;
@@ -184,9 +227,9 @@ __kernel void wino_output(__global const store_t* mm, __global const store_t* bi
         for (int j = 0; j < WM; j++) {
             const int ox = tx * WM + j;
             if (ox >= Wo) break;
-            float s = 0.0f;
-            for (int l = 0; l < ALPHA; l++) s = t[i][l] * AT[j * ALPHA + l] + s;
-            STORE(y, (((long)n * K + k) * Ho + oy) * Wo + ox, s + b);
+            acc_t s = (acc_t)0.0f;
+            for (int l = 0; l < ALPHA; l++) s = MAC(t[i][l], AT[j * ALPHA + l], s);
+            STORE(y, (((long)n * K + k) * Ho + oy) * Wo + ox, (float)s + b);
         }
     }
 }

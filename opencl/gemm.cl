@@ -29,7 +29,8 @@
 // heads, sXh the head's offset).
 // Compile-time options: tile constants (from sdsim/kernels/tuning.py GemmConfig.defines);
 // BIAS = 0 none | 1 per column of C (linear) | 2 per row of C (conv);
-// ACT = 0 none | 1 exact erf GELU (the GEMM-epilogue GELU) | 2 causal mask (C[i][j] = -inf for
+// ACT = 0 none | 1 erf GELU (the GEMM-epilogue GELU: opencl/activation.cl's, in the half build
+// of the value rounded to half first, so fused and standalone store the same bits) | 2 causal mask (C[i][j] = -inf for
 // j > i: attention's scores); SPLIT = 0 | 1 (partial sums, above);
 // SOFTMAX_A = 1: A holds attention scores and each is loaded as exp(a - rmax[row]) * rinv[row]
 // (per-row statistics of matrix b at b * M + row, two extra arguments: the row max and the
@@ -146,8 +147,10 @@ inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 #elif BIAS == 2
     v += LOAD(bias, gi);
 #endif
-#if ACT == 1
-    v = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+#if ACT == 1 && defined(NATIVE_HALF)   // the standalone half GELU of the stored value
+    v = gelu_h((half)v);
+#elif ACT == 1
+    v = gelu_float(v);
 #elif ACT == 2
     if (gj > gi) v = -INFINITY;
 #endif

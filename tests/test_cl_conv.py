@@ -115,8 +115,9 @@ def test_winograd(rt, variant, precision, n, cin, cout, h, w, big, bias, seed):
 @pytest.mark.parametrize("m", [2, 4, 6])
 def test_winograd_fp16_rounds_where_the_sim_rounds(rt, m):
     """With fp16 storage the kernel and the sim agree far more closely than either agrees with
-    float64: only float32 summation order in the transforms differs between them (the sim does
-    the batched GEMM in the device's arithmetic, half products on a device with cl_khr_fp16)."""
+    float64: on a float build only the float32 summation order and FMA contraction differ; with
+    half arithmetic (a device with cl_khr_fp16) the sim runs the kernels' arithmetic op by op
+    (bit for bit: tests/test_fp16_arith_conv.py)."""
     from sdsim.kernels.conv import conv2d_host
     from sdsim.sim.winograd import conv3x3
     x, wt, b = make(np.random.default_rng(m), 1, 24, 16, 22, 19, 3, False, True)

@@ -220,17 +220,23 @@ def select_device(platform=None, device=None):
     return _pick(devs, device, "device", lambda d: d.name)
 
 
+#: sources of shared device functions compiled in front of a family's own (opencl/<name>.cl)
+LIBRARIES = {"gelu": ("activation",), "gemm": ("activation",)}
+
+
 def _source(family: str) -> Path:
     return Path(paths.OPENCL_DIR) / f"{family}.cl"
 
 
 def _built(ctx, family: str, options: tuple) -> "cl.Program":
-    """`opencl/<family>.cl` (after PRELUDE) built from source with `options` in `ctx`."""
+    """`opencl/<family>.cl` (after PRELUDE and its LIBRARIES) built from source with `options`
+    in `ctx`."""
     path = _source(family)
     try:
-        src = path.read_text()
+        src = "".join(_source(lib).read_text() for lib in LIBRARIES.get(family, ())) \
+            + path.read_text()
     except OSError as e:
-        raise SdsimError(f"cannot read kernel source {path}: {e.strerror}") from None
+        raise SdsimError(f"cannot read kernel source {e.filename}: {e.strerror}") from None
     try:
         return cl.Program(ctx, PRELUDE + src).build(options=list(options))
     except cl.RuntimeError as e:

@@ -17,6 +17,11 @@ Variants:
   Y = A^T M A + bias. The weight transform U = G g G^T ((alpha^2, K, C)) runs once at load time
   (`prepare`) and is not among the timed dispatches.
 
+Arithmetic: with fp16 storage on a device with native half, conv_direct, the Winograd input and
+output transforms and the GEMMs run half arithmetic (KernelCost.half_arith; opencl/conv.cl,
+sdsim/sim/conv.py and sdsim/sim/winograd.py say where they round); im2col only moves data, and
+the load-time weight transform stays float.
+
 Byte-counting rule: an operand is charged once per time the kernel's tiling streams it; window
 gathers that re-read neighbouring elements inside one work-group (conv windows, Winograd tile
 halos) are charged at their unique footprint, as caches serve the overlap.
@@ -137,7 +142,8 @@ def direct_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp3
             + batch * pixel_groups * (cout * cin * k * k + cout))
     return [KernelCost("conv_direct", "conv", flops, float(read * e),
                        float(batch * cout * ho * wo * e),
-                       launch=direct_launch(batch, cin, cout, ho, wo, k), model=c.model_key)]
+                       launch=direct_launch(batch, cin, cout, ho, wo, k), model=c.model_key,
+                       half_arith=True)]
 
 
 def im2col_gemm_cost(batch, cin, cout, h, w, k=3, stride=1, padding=1, precision="fp32"):
@@ -169,12 +175,13 @@ def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
     return [
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),
-                   workspace=v * e, launch=winograd_launch(batch, cin, ho, wo, m)),
+                   workspace=v * e, launch=winograd_launch(batch, cin, ho, wo, m),
+                   half_arith=True),
         *body, replace(last, workspace=mm * e),
         KernelCost(f"wino_output_transform_f{m}", "winograd_transform",
                    (2.0 * (m * a * a + m * m * a) + m * m) * cout * p,
                    float((mm + cout) * e), float(batch * cout * ho * wo * e),
-                   launch=winograd_launch(batch, cout, ho, wo, m)),
+                   launch=winograd_launch(batch, cout, ho, wo, m), half_arith=True),
     ]
 
 
@@ -194,6 +201,30 @@ def winograd_weights(rt, w, cout, cin, m, precision="fp32"):
     ev = rt.launch(kern, (cin, cout), rt.local_size(kern, (16, 16)), w, u, g,
                    np.int32(cout), np.int32(cin))
     return u, [ev]
+
+
+def winograd_input(rt, x, n, cin, h, wd, m, precision="fp32"):
+    """V (alpha^2, cin, tiles) = B^T d B of x (n, cin, h, wd) (stride 1, padding 1):
+    (v buffer, event)."""
+    a = m + 2
+    th, tw = -(-h // m), -(-wd // m)
+    v = rt.alloc(a * a * cin * n * th * tw, precision, f"winograd F{m} input tiles")
+    kern = rt.kernel("conv", "wino_input", precision, {"ALPHA": a})
+    ev = winograd_launch(n, cin, h, wd, m).enqueue(
+        rt, kern, x, v, _consts(rt, m)[2], np.int32(n), np.int32(cin), np.int32(h),
+        np.int32(wd), np.int32(th), np.int32(tw))
+    return v, ev
+
+
+def winograd_output(rt, mm, b, y, n, cout, ho, wo, m, precision="fp32", wait_for=None):
+    """y (n, cout, ho, wo) = A^T M A + b into buffer y from M (alpha^2, cout, tiles); b may be
+    None: the event."""
+    th, tw = -(-ho // m), -(-wo // m)
+    kern = rt.kernel("conv", "wino_output", precision, {"ALPHA": m + 2})
+    bias = b if b is not None else gemm_mod.dummy(rt, precision)
+    return winograd_launch(n, cout, ho, wo, m).enqueue(
+        rt, kern, mm, bias, y, _consts(rt, m)[0], np.int32(n), np.int32(cout), np.int32(ho),
+        np.int32(wo), np.int32(th), np.int32(tw), np.int32(b is not None), wait_for=wait_for)
 
 
 def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, variant="direct",
@@ -240,23 +271,15 @@ def conv2d(rt, x, w, b, n, cin, h, wd, cout, k=3, stride=1, padding=1, *, varian
             raise SdsimError(f"conv2d {variant} needs a 3x3 kernel, stride 1 and padding 1 "
                              f"(got k={k}, stride={stride}, padding={padding})")
         a = m + 2
-        th, tw = -(-ho // m), -(-wo // m)
-        p = n * th * tw
-        at, _, bt = _consts(rt, m)
+        p = n * -(-ho // m) * -(-wo // m)
         if u is None:
             u = winograd_weights(rt, w, cout, cin, m, precision)[0]
-        v = rt.alloc(a * a * cin * p, precision, f"winograd F{m} input tiles")
+        v, e1 = winograd_input(rt, x, n, cin, h, wd, m, precision)
         mm = rt.alloc(a * a * cout * p, precision, f"winograd F{m} gemm output")
-        kin = rt.kernel("conv", "wino_input", precision, {"ALPHA": a})
-        e1 = winograd_launch(n, cin, ho, wo, m).enqueue(
-            rt, kin, x, v, bt, i32(n), i32(cin), i32(h), i32(wd), i32(th), i32(tw))
         e2 = gemm_mod.gemm(rt, u, v, mm, cout, p, cin, batch=a * a,
                            strides_a=(cout * cin, cin, 1), strides_b=(cin * p, p, 1),
                            strides_c=(cout * p, p, 1), precision=precision, wait_for=[e1])
-        kout = rt.kernel("conv", "wino_output", precision, {"ALPHA": a})
-        e3 = winograd_launch(n, cout, ho, wo, m).enqueue(
-            rt, kout, mm, bias, y, at, i32(n), i32(cout), i32(ho), i32(wo), i32(th), i32(tw),
-            has_bias, wait_for=e2[-1:])
+        e3 = winograd_output(rt, mm, b, y, n, cout, ho, wo, m, precision, wait_for=e2[-1:])
         return y, [e1, *e2, e3]
     raise SdsimError(f"unknown conv2d variant '{variant}'; expected one of "
                      f"{', '.join(r.name for r in RECORDS)}")
@@ -448,13 +471,45 @@ _CAL_WINOGRAD = {
 }
 
 
+def _im2col(x, k, stride, padding):
+    """The im2col kernel's column matrix (N, C k k, Ho Wo) of host x (N, C, H, W): row
+    (c k + ky) k + kx, zeros on the padding."""
+    n, c, h, wd = x.shape
+    pt, pb, pl, pr = padding4(padding)
+    ho, wo = conv_out_hw(h, wd, k, stride, (pt, pb, pl, pr))
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    cols = [xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
+            for ky in range(k) for kx in range(k)]
+    return np.stack(cols, 2).reshape(n, c * k * k, ho * wo)
+
+
+def _simulate(variant):
+    def simulate(a, ins, p, arith):
+        from sdsim.sim import conv as sim_conv
+        from sdsim.sim import winograd as sim_wino
+
+        x = ins[0].reshape(a["batch"], a["cin"], a["h"], a["w"])
+        w, b = p["w"].reshape(a["cout"], a["cin"], a["k"], a["k"]), p.get("b")
+        if variant == "direct":
+            return sim_conv.conv_direct(x, w, b, a["stride"], a["padding"], arith=arith)
+        if variant == "im2col_gemm":
+            col = _im2col(x, a["k"], a["stride"], a["padding"])
+            return gemm_mod.simulate_gemm(w.reshape(1, a["cout"], -1), col, arith, bias=b,
+                                          bias_mode=2)
+        m = WINOGRAD_M[variant]
+        tiles = a["batch"] * -(-a["h"] // m) * -(-a["w"] // m)
+        kslice, k_step = gemm_mod.k_walk((m + 2) ** 2, a["cout"], a["cin"], tiles)
+        return sim_wino.conv3x3(x, w, b, m, "fp16", np.float16, arith, kslice, k_step)
+    return simulate
+
+
 def _join(*sets):
     return {q: [s for d in sets for s in d.get(q, ())] for q in sets[0]}
 
 
 def _record(name, cost, option, tol, bench, cal, prepare=None):
     return Variant("conv2d", name, cost, _launch(name), _operands, _make_inputs, _reference,
-                   tol, bench, cal, ("conv3x3", option), prepare)
+                   tol, bench, cal, ("conv3x3", option), prepare, _simulate(name))
 
 
 def _winograd_record(name, m):

@@ -167,7 +167,7 @@ def simulate_gemm(a, b, arith, *, bias=None, bias_mode=0, act=0, alpha=1.0):
     arrays), walking K as the active tuning's call does (sdsim.sim.gemm)."""
     from sdsim.sim import gemm as sim
 
-    kslice, k_step = k_walk(a.shape[0], a.shape[1], a.shape[2], b.shape[2])
+    kslice, k_step = k_walk(max(a.shape[0], b.shape[0]), a.shape[1], a.shape[2], b.shape[2])
     return sim.gemm(a, b, arith=arith, bias=bias, bias_mode=bias_mode if bias is not None else 0,
                     act=act, alpha=alpha, kslice=kslice, k_step=k_step)
 
@@ -271,7 +271,7 @@ def _record(name, gelu, option, bench, cal):
                              bias=p.get("b"), bias_mode=1, act=int(gelu))[0]
 
     return Variant("linear", name, cost, launch, _operands, _make_inputs, reference,
-                   _TOL, bench, cal, option, prepare, simulate)
+                   _TOL, bench, cal, option, prepare, simulate, sim_ulps=int(gelu))   # its exp
 
 
 def _operands(a):

@@ -9,6 +9,11 @@ alpha x alpha Vandermonde with the infinity row). Transposing gives the correlat
 y = A_m^T [(A_r g) . (C^T d)], so A^T = A_m^T, G = A_r, B^T = C^T; then row j of B^T is scaled
 by f_j = prod_{l != j}(a_j - a_l) and row j of G by 1/f_j, as wincnn does, which makes B^T
 integral for F(2) and F(4).
+
+Every A^T and B^T entry of F(2), F(4) and F(6) is a small dyadic rational (F(6): up to 32 and
+21/4), exact in half, so the half-arithmetic transforms of opencl/conv.cl multiply by them
+without rounding them; G's entries from F(4) on (1/6, 1/24, 2/45, ...) are exact in neither
+half nor float, and the weight transform computes in float in every build.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def erfc_of(x) -> np.ndarray:
     return np.where(x <= 0, r, _f32(2.0 - r.astype(F64)))
 
 
-def _gelu32(x):
+def gelu32(x):
     """The float build's gelu_f in float32, multiply-adds unfused (float32 result)."""
     x = np.asarray(x, F32)
     a = np.abs(-x * F32(0.70710678118654752))
@@ -98,7 +98,7 @@ def gelu(x, arith: str = "fp16") -> np.ndarray:
     x = _stored(x, arith)
     with np.errstate(over="ignore", invalid="ignore"):
         if arith == "fp32":
-            return _gelu32(x.astype(F32)).astype(F16)
+            return gelu32(x.astype(F32)).astype(F16)
         return (F16(0.5) * x) * erfc_of(x).astype(F16)
 
 
@@ -132,7 +132,7 @@ def geglu(x, arith: str = "fp16", two_pass: bool = False) -> np.ndarray:
     hidden, gate = np.split(_stored(x, arith), 2, axis=-1)
     with np.errstate(over="ignore", invalid="ignore"):
         if arith == "fp32" and not two_pass:
-            return (hidden.astype(F32) * _gelu32(gate.astype(F32))).astype(F16)
+            return (hidden.astype(F32) * gelu32(gate.astype(F32))).astype(F16)
         return hidden * gelu(gate, arith)
 
 

@@ -39,6 +39,7 @@ from sdsim.errors import SdsimError
 from sdsim.kernels.attention import SOFTMAX_WG
 from sdsim.precision import ARITHS, BYTES, stored
 from sdsim.sim import gemm as gemm_sim
+from sdsim.sim.half import fma16
 
 #: accumulator dtypes of the tiled FlashAttention simulation
 ACC = {"fp32": np.float32, "fp16": np.float16}
@@ -157,15 +158,11 @@ def _online_stats(s, wg):
 
 def _mac(a, b, acc, arith):
     """acc + a * b as gemm.cl's MAC: "fp16" rounds the product to half into a float32
-    accumulator; "fp16acc" is a half fma as Intel's runtime computes it: the exact value rounded
-    once to half where the result is normal, through float32 (a double rounding) where it is
-    subnormal, below 2^-14 (matches 3 million random fmas; sdsim.sim.gemm rounds once)."""
+    accumulator; "fp16acc" is a half fma (sdsim.sim.half.fma16), held as float32."""
     prod = a * b   # float32: exact for halves
     if arith == "fp16":
         return acc + prod.astype(np.float16).astype(np.float32)
-    exact = prod.astype(np.float64) + acc
-    exact = np.where(np.abs(exact) < 2.0 ** -14, exact.astype(np.float32), exact)
-    return exact.astype(np.float16).astype(np.float32)
+    return fma16(prod, acc).astype(np.float32)
 
 
 def _to_acc(x, arith):

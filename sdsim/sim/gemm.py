@@ -8,27 +8,26 @@ C[b] = act(alpha * A[b] @ B[b] + bias), fp16 storage. Rounding points per arithm
   turns a -0 sum into +0;
 - "fp16": each product a * b rounded to half (the float product of two halves is exact, so this
   is the half multiply), added to a float32 accumulator;
-- "fp16acc": acc = fma(a, b, acc) in half, one rounding per step (the exact value fits float64),
-  except that a result in half's subnormal range (below 2^-14) is rounded to float32 first, as
-  Intel's OpenCL CPU runtime does it (3 million random fmas on it agreed with this rule);
+- "fp16acc": acc = fma(a, b, acc) in half, one rounding per step (sdsim.sim.half.fma16: a
+  subnormal result rounds through float32, as Intel's OpenCL CPU runtime does);
 - "fp32": float32 multiply-add (the device may contract to FMA: not a bit-exact mirror);
 - each slice's accumulator times alpha in float32; a split call's slices summed in float32 in
-  slice order from 0; then + bias in float32, the erf GELU in float32, one rounding to fp16.
-The GELU's erf is the device's library function here and SciPy's there: the one documented
+  slice order from 0; then + bias in float32, one rounding to fp16;
+- the GELU epilogue (opencl/activation.cl) in the half builds rounds that value to half and
+  applies the standalone kernel's half GELU (sdsim.sim.activation.gelu), so a fused GELU stores
+  what the unfused pair does; in float, the float build's GELU before the rounding.
+The GELU's exp is the device's float library function there and NumPy's here: the one documented
 source of a one-ulp difference.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erf
 
 from sdsim.errors import SdsimError
 from sdsim.precision import ARITHS, stored
-
-
-#: the smallest normal half
-SUBNORMAL = 2.0 ** -14
+from sdsim.sim import activation
+from sdsim.sim.half import fma16
 
 
 def _slice(a, b, kb, ke, arith, k_step):
@@ -41,8 +40,7 @@ def _slice(a, b, kb, ke, arith, k_step):
             if arith == "fp16":
                 acc = acc + prod.astype(np.float16).astype(np.float32)
             elif arith == "fp16acc":
-                ex = prod.astype(np.float64) + acc
-                acc = np.where(np.abs(ex) < SUBNORMAL, ex.astype(np.float32), ex).astype(np.float16)
+                acc = fma16(prod, acc)
             else:
                 acc = prod + acc
         if k_step and (ke - kb) % k_step:   # steps past the end add 0 * 0: -0 becomes +0
@@ -54,7 +52,7 @@ def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int =
          alpha: float = 1.0, kslice: int | None = None, k_step: int | None = None
          ) -> np.ndarray:
     """C (batch, M, N) as the fp16-storage GEMM kernel computes it from A (batch, M, K) and
-    B (batch, K, N); bias_mode 1 adds bias[col], 2 bias[row]; act 1 is the erf GELU; `kslice` is
+    B (batch, K, N); bias_mode 1 adds bias[col], 2 bias[row]; act 1 is the GELU; `kslice` is
     the split-K slice length (None: the whole of K); `k_step` the TK of a local-memory build,
     which walks each slice in whole steps with zero operands past its end (None: the CPU
     micro-kernel, which stops at the end). Returned as float16."""
@@ -75,7 +73,8 @@ def gemm(a, b, *, arith: str = "fp16", bias=None, bias_mode: int = 0, act: int =
     if bias_mode:
         bias = stored(bias, "fp16", np.float32)
         v = v + (bias[None, None, :] if bias_mode == 1 else bias[None, :, None])
-    if act:
-        v = np.float32(0.5) * v * (np.float32(1) + erf(v * np.float32(0.70710678118654752))
-                                   .astype(np.float32))
+    if act and arith == "fp32":
+        v = activation.gelu32(v)
+    elif act:
+        return activation.gelu(v.astype(np.float16), arith)
     return v.astype(np.float32).astype(np.float16)

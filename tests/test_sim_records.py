@@ -1,0 +1,71 @@
+"""Every kernel variant's NumPy simulation (Variant.simulate) against its native-half build on a
+device with cl_khr_fp16 (Intel's OpenCL CPU runtime on CI): at the record's tiny and quick bench
+shapes, in each half arithmetic, the device stores what the simulation says, bit for bit or
+within the record's documented ulps (Variant.sim_ulps: a library function that differs)."""
+
+import numpy as np
+import pytest
+
+from conftest import needs_half
+
+pytestmark = pytest.mark.opencl
+
+
+def _simulated():
+    from sdsim import kernels
+    return [r for r in kernels.records() if r.simulate is not None]
+
+
+def _cases():
+    return [pytest.param(r.key, s, id=f"{r.key}-{i}") for r in _simulated()
+            for i, s in enumerate(r.bench.get("tiny", []) + r.bench.get("quick", []))]
+
+
+def _stored(a):
+    """A host input as the device holds it (sdsim.cl.bench.upload): ints int32, float64 (the
+    timesteps) float32, float32 in fp16."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int32)
+    return a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.float16)
+
+
+def ulps(got, want) -> np.ndarray:
+    """Distance of each half in half ulps (the ordered integer line; equal infs and NaNs 0)."""
+    def line(x):
+        i = np.asarray(x, np.float16).view(np.int16).astype(np.int64)
+        return np.where(i < 0, -32768 - i, i)
+    d = np.abs(line(got) - line(want))
+    same = (np.isnan(got) & np.isnan(want)) | (got == want)
+    return np.where(same, 0, d)
+
+
+def test_every_variant_has_a_simulation():
+    from sdsim import kernels
+    assert [r.key for r in kernels.records() if r.simulate is None] == []
+
+
+@needs_half
+@pytest.mark.parametrize("key,shape", _cases())
+def test_device_stores_what_the_simulation_says(half_rt, key, shape):
+    from sdsim import kernels
+    from sdsim.cl.bench import BenchCase
+
+    record = kernels.get(*key.split("/"))
+    inputs = record.make_inputs(shape, np.random.default_rng(3))
+    got, _ = BenchCase(record, shape, "fp16").run(half_rt, inputs)
+    want = record.simulate(shape, [_stored(a) for a in inputs["ins"]],
+                           {k: _stored(v) for k, v in inputs["params"].items()}, half_rt.arith)
+    got, want = got.astype(np.float16).reshape(-1), np.asarray(want, np.float16).reshape(-1)
+    d = ulps(got, want)
+    assert d.max() <= record.sim_ulps, f"{key}: {int((d > record.sim_ulps).sum())} of {d.size} " \
+        f"outputs more than {record.sim_ulps} ulp off the simulation (worst {d.max()})"
+    assert (d == 0).mean() >= 0.9
+
+
+def test_ulps_count_along_the_half_line():
+    h = np.float16
+    a = np.array([1.0, -0.0, 0.0, np.inf, np.nan, -1.0], h)
+    b = np.array([np.nextafter(h(1), h(2)), 0.0, np.nextafter(h(0), h(-1)), np.inf, np.nan,
+                  np.nextafter(h(-1), h(0))], h)
+    assert ulps(a, b).tolist() == [1, 0, 1, 0, 0, 1]
