@@ -1,13 +1,14 @@
-"""fp16 arithmetic on a real half-precision device, next to its NumPy simulation: the GEMM family.
+"""fp16 arithmetic on a real half-precision device, next to its NumPy simulation: every variant.
 
-Runs each GEMM-family variant at SD1.4 layer shapes (output channels or tokens cut down so a CPU
-runs it in seconds; K, the sum that rounds, is the layer's own) with fp16 storage in each
-arithmetic (fp32, fp16: half products into float accumulators, fp16acc: half accumulators), on an
-OpenCL device with cl_khr_fp16 (Intel's OpenCL CPU runtime by default), and through
-sdsim.sim (gemm, winograd) with the same rounding points. Per case and arithmetic: the device's
-and the simulation's error against float64, how many outputs are bit-identical between device
-and simulation (and the largest difference in half ulps), and outputs that overflowed to inf or
-NaN. A second table scales the activations until half arithmetic overflows.
+Runs each kernel variant (sdsim.kernels records) at SD1.4 layer shapes, cut down where a CPU
+would take minutes (tokens or output channels fewer; a reduction's length, the sum that rounds,
+the layer's own), with fp16 storage in each arithmetic (fp32: float; fp16: half operations, float
+accumulators; fp16acc: half accumulators in the contractions too), on an OpenCL device with
+cl_khr_fp16 (Intel's OpenCL CPU runtime by default), and through the variant's simulation
+(Variant.simulate, sdsim/sim) on the same stored inputs. Per case and arithmetic: the device's and
+the simulation's error against the variant's float64 reference, how many outputs are
+bit-identical between device and simulation and the largest difference in half ulps, and outputs
+that overflowed to inf or NaN. A second table scales the activations until half overflows.
 
 Writes reports/fp16-numerics.md and .json.
 
@@ -22,105 +23,81 @@ import sys
 
 import numpy as np
 
-from sdsim import paths, provenance
+from sdsim import kernels, paths, provenance
+from sdsim.cl.bench import BenchCase
 from sdsim.cl.runtime import Runtime
-from sdsim.kernels.conv import conv2d_host
-from sdsim.kernels.gemm import gemm as gemm_launch
-from sdsim.kernels.gemm import k_walk, linear_host
 from sdsim.output import render_rows, write_pair
 from sdsim.precision import ARITHS
-from sdsim.sim import gemm as gemm_sim
-from sdsim.sim.winograd import conv3x3
 
-#: (label, variant, shape): linear (tokens, K, N); scores (heads, tokens, keys, head dim);
-#: conv (C in, C out, side) with 3x3 kernels
+
+def _conv(cin, cout, side, k=3):
+    return dict(batch=1, cin=cin, cout=cout, h=side, w=side, k=k, stride=1, padding=k // 2)
+
+
+def _attn(heads, nq, nk, d):
+    return dict(batch=1, heads=heads, nq=nq, nk=nk, head_dim=d, causal=False)
+
+
+def _gn(channels, side, act):
+    return dict(batch=1, channels=channels, hw=side * side, groups=32, eps=1e-5, act=act)
+
+
+#: (label, variant key, shape): SD1.4 layers, cut down where noted
 CASES = [
-    ("attn q/k/v proj 320->320, 64x64 latent", "linear", (256, 320, 320)),
-    ("cross-attn k/v proj 768->320, text", "linear", (77, 768, 320)),
-    ("feed-forward out 1280->320", "linear", (256, 1280, 320)),
-    ("feed-forward out 5120->1280, 8x8 latent", "linear", (64, 5120, 128)),
-    ("time embedding 1280->1280", "linear", (2, 1280, 1280)),
-    ("self-attn scores QK^T, d=40, 64x64 latent", "scores", (2, 256, 256, 40)),
-    ("cross-attn scores QK^T, d=160, 8x8 latent", "scores", (2, 64, 77, 160)),
-    ("resnet conv 320->32, 64x64 (im2col)", "im2col_gemm", (320, 32, 64)),
-    ("resnet conv 320->32, 64x64 (Winograd F2)", "winograd_f2", (320, 32, 64)),
-    ("resnet conv 320->32, 64x64 (Winograd F4)", "winograd_f4", (320, 32, 64)),
-    ("resnet conv 320->32, 64x64 (Winograd F6)", "winograd_f6", (320, 32, 64)),
-    ("resnet conv 1280->32, 16x16 (Winograd F4)", "winograd_f4", (1280, 32, 16)),
+    ("attn q/k/v proj 320->320, 256 tokens", "linear/tiled", dict(m=256, k=320, n=320)),
+    ("cross-attn k/v proj 768->320, text", "linear/tiled", dict(m=77, k=768, n=320)),
+    ("feed-forward out 1280->320, 256 tokens", "linear/tiled", dict(m=256, k=1280, n=320)),
+    ("feed-forward out 5120->1280 (128 out), 8x8", "linear/tiled", dict(m=64, k=5120, n=128)),
+    ("time embedding 1280->1280", "linear/tiled", dict(m=2, k=1280, n=1280)),
+    ("CLIP MLP fc1 768->3072 (GELU epilogue), 77 tokens", "linear/tiled_gelu",
+     dict(m=77, k=768, n=768)),
+    ("self-attn d=40, 1024 tokens (of 4096)", "attention/naive", _attn(2, 1024, 1024, 40)),
+    ("self-attn d=40, 1024 tokens (of 4096)", "attention/partial_softmax",
+     _attn(2, 1024, 1024, 40)),
+    ("self-attn d=40, 1024 tokens (of 4096)", "attention/flash", _attn(2, 1024, 1024, 40)),
+    ("cross-attn d=160, 8x8 latent, 77 keys", "attention/naive", _attn(2, 64, 77, 160)),
+    ("cross-attn d=160, 8x8 latent, 77 keys", "attention/partial_softmax", _attn(2, 64, 77, 160)),
+    ("resnet conv 320->32, 32x32", "conv2d/direct", _conv(320, 32, 32)),
+    ("resnet conv 320->32, 32x32", "conv2d/im2col_gemm", _conv(320, 32, 32)),
+    ("resnet conv 320->32, 32x32", "conv2d/winograd_f2", _conv(320, 32, 32)),
+    ("resnet conv 320->32, 32x32", "conv2d/winograd_f4", _conv(320, 32, 32)),
+    ("resnet conv 320->32, 32x32", "conv2d/winograd_f6", _conv(320, 32, 32)),
+    ("resnet conv 1280->32, 16x16", "conv2d/winograd_f4", _conv(1280, 32, 16)),
+    ("VAE conv_out 128->3, 64x64", "conv2d/direct", _conv(128, 3, 64)),
+    ("GroupNorm+SiLU 320 ch, 32x32", "group_norm/naive", _gn(320, 32, "silu")),
+    ("GroupNorm+SiLU 320 ch, 32x32", "group_norm/fused", _gn(320, 32, "silu")),
+    ("GroupNorm 512 ch, 64x64 (VAE)", "group_norm/fused", _gn(512, 64, None)),
+    ("LayerNorm 320, 1024 tokens", "layer_norm/rowwise", dict(rows=1024, dim=320, eps=1e-5)),
+    ("LayerNorm 768, CLIP 77 tokens", "layer_norm/rowwise", dict(rows=77, dim=768, eps=1e-5)),
+    ("GEGLU 2x1280, 256 tokens", "gelu/geglu_fused", dict(tokens=256, dim=1280)),
+    ("GEGLU 2x1280, 256 tokens", "gelu/standalone", dict(tokens=256, dim=1280)),
 ]
-#: activation scales of the overflow table (weights keep unit-variance outputs per unit input)
-SCALES = (1, 256, 2048, 8192)
+#: activation scales of the overflow table, on these cases
+SCALES = (1, 16, 256, 2048)
+OVERFLOW = [CASES[2], CASES[6], CASES[7], CASES[8], CASES[14], CASES[19], CASES[23]]
 
 
-def _half(x):
-    return np.asarray(x, np.float32).astype(np.float16)
+def _stored(a):
+    """A host input as the device holds it (sdsim.cl.bench.upload)."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int32)
+    return a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.float16)
 
 
-def _linear(rt, rng, shape, scale):
-    m, k, n = shape
-    x = _half(rng.standard_normal((m, k)) * scale)
-    w = _half(rng.standard_normal((n, k)) / np.sqrt(k))
-    b = _half(rng.standard_normal(n) * 0.1)
-    ref = x.astype(np.float64) @ w.astype(np.float64).T + b
-    dev = linear_host(rt, x, w, b, precision="fp16")[0]
-    kslice, k_step = k_walk(1, m, k, n)
-    sim = gemm_sim.gemm(x[None], w.T[None], arith=rt.arith, bias=b, bias_mode=1, kslice=kslice,
-                        k_step=k_step)[0]
-    return ref, dev, sim
-
-
-def _scores(rt, rng, shape, scale):
-    heads, nq, nk, d = shape
-    q = _half(rng.standard_normal((heads, nq, d)) * scale)
-    k = _half(rng.standard_normal((heads, nk, d)))
-    alpha = 1 / np.sqrt(d)
-    ref = alpha * np.einsum("hqd,hkd->hqk", q.astype(np.float64), k.astype(np.float64))
-    c = rt.alloc(heads * nq * nk, "fp16", "scores")
-    evs = gemm_launch(rt, rt.to_device(q, "fp16"), rt.to_device(k, "fp16"), c, nq, nk, d,
-                      batch=heads, strides_a=(nq * d, d, 1), strides_b=(nk * d, 1, d),
-                      strides_c=(nq * nk, nk, 1), alpha=alpha, precision="fp16")
-    dev = rt.from_device(c, (heads, nq, nk), "fp16", wait_for=evs)
-    kslice, k_step = k_walk(heads, nq, d, nk)
-    sim = gemm_sim.gemm(q, k.transpose(0, 2, 1), arith=rt.arith, alpha=alpha, kslice=kslice,
-                        k_step=k_step)
-    return ref, dev, sim
-
-
-def _im2col(x):
-    n, c, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    cols = np.stack([xp[:, :, ky:ky + h, kx:kx + w] for ky in range(3) for kx in range(3)], 2)
-    return cols.reshape(n, c * 9, h * w)   # rows c * 9 + ky * 3 + kx, as the im2col kernel
-
-
-def _conv(rt, rng, shape, scale, variant):
-    cin, cout, side = shape
-    x = _half(rng.standard_normal((1, cin, side, side)) * scale)
-    w = _half(rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin))
-    b = _half(rng.standard_normal(cout) * 0.1)
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
-    ref = sum(np.einsum("nchw,kc->nkhw", xp[:, :, ky:ky + side, kx:kx + side],
-                        w[:, :, ky, kx].astype(np.float64), optimize=True)
-              for ky in range(3) for kx in range(3)) + b[None, :, None, None]
-    dev = conv2d_host(rt, x, w, b, variant=variant, precision="fp16")[0]
-    if variant == "im2col_gemm":
-        kslice, k_step = k_walk(1, cout, cin * 9, side * side)
-        sim = gemm_sim.gemm(w.reshape(1, cout, cin * 9), _im2col(x), arith=rt.arith, bias=b,
-                            bias_mode=2, kslice=kslice, k_step=k_step
-                            ).reshape(1, cout, side, side)
-    else:
-        m = int(variant[-1])
-        sim = conv3x3(x, w, b, m, "fp16", arith=rt.arith)
-    return ref, dev, sim
-
-
-def run_case(rt, variant, shape, scale, seed=0):
-    rng = np.random.default_rng(seed)
-    if variant == "linear":
-        return _linear(rt, rng, shape, scale)
-    if variant == "scores":
-        return _scores(rt, rng, shape, scale)
-    return _conv(rt, rng, shape, scale, variant)
+def run_case(rt, key, shape, scale=1.0, seed=0):
+    """(float64 reference, device output, simulation) of one variant at `shape`, the activation
+    inputs times `scale`."""
+    record = kernels.get(*key.split("/"))
+    inputs = record.make_inputs(shape, np.random.default_rng(seed))
+    inputs["ins"] = [a * np.float32(scale) if a.dtype == np.float32 else a
+                     for a in inputs["ins"]]
+    ref = np.asarray(record.reference(shape, inputs, "fp16"), np.float64).reshape(-1)
+    dev, _ = BenchCase(record, shape, "fp16").run(rt, inputs)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sim = record.simulate(shape, [_stored(a) for a in inputs["ins"]],
+                              {k: _stored(v) for k, v in inputs["params"].items()}, rt.arith)
+    return ref, dev.reshape(-1), np.asarray(sim, np.float16).reshape(-1)
 
 
 def compare(ref, dev, sim) -> dict:
@@ -158,15 +135,16 @@ def main(argv=None) -> int:
     rows, overflow = [], []
     for arith in ARITHS:
         rt = Runtime(args.platform, args.cl_device, arith)
-        for label, variant, shape in CASES:
-            print(f"{arith:8s} {label}", file=sys.stderr)
-            rows.append({"case": label, "variant": variant, "arith": arith,
-                         **compare(*run_case(rt, variant, shape, 1.0))})
+        for label, key, shape in CASES:
+            print(f"{arith:8s} {key:26s} {label}", file=sys.stderr)
+            rows.append({"case": label, "variant": key, "arith": arith,
+                         **compare(*run_case(rt, key, shape))})
         for scale in SCALES:
-            for label, variant, shape in (CASES[2], CASES[3], CASES[9]):
-                r = compare(*run_case(rt, variant, shape, scale))
-                overflow.append({"case": label, "input_scale": scale, "arith": arith,
-                                 "max_abs_out": r["max_abs_out"], "nonfinite": r["nonfinite"],
+            for label, key, shape in OVERFLOW:
+                r = compare(*run_case(rt, key, shape, scale))
+                overflow.append({"case": label, "variant": key, "input_scale": scale,
+                                 "arith": arith, "max_abs_out": r["max_abs_out"],
+                                 "nonfinite": r["nonfinite"],
                                  "device_rel_rms": r["device_rel_rms"],
                                  "bit_identical_pct": r["bit_identical_pct"]})
     device = rt.name
@@ -174,23 +152,26 @@ def main(argv=None) -> int:
     command = "python benchmarks/fp16_numerics.py " + " ".join(shlex.quote(a) for a in
                                                                (argv or sys.argv[1:]))
     text = "\n".join([
-        "# fp16 arithmetic on a half-precision device vs its NumPy simulation: the GEMM family",
+        "# fp16 arithmetic on a half-precision device vs its NumPy simulation: every variant",
         "",
         f"- Command: `{command.strip()}`",
         f"- Date: {date}, sdsim commit {provenance.commit()}; 1-minute load {load_before} "
         f"before, {provenance.load()} after (numerics only: load does not change them)",
         f"- OpenCL device: {device} (cl_khr_fp16), driver "
         f"{rt.device.driver_version.strip()}",
-        "- Storage: fp16 everywhere (inputs, weights, bias, outputs). Arithmetic: `fp32` float "
-        "multiply-add; `fp16` half products added into float accumulators; `fp16acc` half fma "
-        "into half accumulators (opencl/gemm.cl ARITH). Simulation: sdsim/sim/gemm.py and "
-        "sdsim/sim/winograd.py with the same rounding points (the Winograd transforms are "
-        "float in both, summed in a different order).",
-        "- Inputs: unit-normal activations, weights normal / sqrt(K) (unit-variance outputs), "
-        "bias normal x 0.1, seed 0; SD1.4 layer shapes with output channels or tokens cut down, "
-        "K (the rounding sum) the layer's own. Errors: against float64 on the same fp16 inputs, "
-        "relative to the reference's rms; `bit_identical_pct`: device outputs equal to the "
-        "simulation's bit for bit; `max_ulp_diff`: the largest difference in half ulps.",
+        "- Storage: fp16 everywhere (inputs, weights, outputs). Arithmetic: `fp32` float; "
+        "`fp16` half operations with float accumulators in the contractions (GEMM, "
+        "convolutions, attention's products) and float statistics (softmax sums, norm means "
+        "and variances); `fp16acc` half accumulators in the contractions too. What each kernel "
+        "computes in half, and why some sums must stay float, is in the header of its "
+        "opencl/*.cl file and its simulation's docstring (sdsim/sim). Simulation: "
+        "Variant.simulate on the same stored inputs.",
+        "- Inputs: each variant's own bench inputs (unit-scale activations, weights scaled for "
+        "unit-variance outputs), seed 0, at SD1.4 layer shapes cut down as the case says. "
+        "Errors: against the variant's float64 reference on the same fp16 inputs, relative to "
+        "the reference's rms; `bit_identical_pct`: device outputs equal to the simulation's bit "
+        "for bit; `max_ulp_diff`: the largest difference in half ulps (a library exp or erf "
+        "that differs: the variant's documented `sim_ulps`).",
         "",
         "## Error per variant and arithmetic",
         "",
@@ -199,8 +180,8 @@ def main(argv=None) -> int:
         "## Overflow: activations scaled up",
         "",
         "Half's largest finite value is 65504. `nonfinite`: outputs that came out inf or NaN "
-        "(stored fp16 outputs overflow in every arithmetic once |output| > 65504; half "
-        "accumulators overflow as soon as a partial sum does).",
+        "(a stored output overflows in every arithmetic once |output| > 65504; half "
+        "intermediates overflow as soon as one does).",
         "",
         render_rows(overflow, "markdown"),
         "",
