@@ -2,8 +2,8 @@
 
 Runs the pipeline (seeded random weights) through the OpenCL kernel plan at fp16 storage on a
 device with native half (Intel's CPU runtime by default), once per `--opt` plan and `--arith`
-(fp16: half multiplies into float accumulators; fp16acc: half accumulators too; fp32: float
-arithmetic on the same fp16 storage), with every op's output read back to name the first op
+(fp16: every kernel's half build, float accumulators and statistics; fp16acc: half
+accumulators in the contractions too; fp32: float arithmetic on the same fp16 storage), with every op's output read back to name the first op
 that gives inf/NaN (`sdsim generate --find-overflow`). Each image is set against the NumPy
 reference at fp32 and at fp16 storage (every op's output rounded to half, float arithmetic), so
 a run that stays finite but loses precision shows as a large pixel difference.
@@ -28,6 +28,8 @@ if str(ROOT) not in sys.path:
 
 #: image size per preset: the tiny model's own, SD1.4 at 256x256 to keep a CPU run short
 SIZES = {"tiny": None, "sd14": 256}
+#: presets also run through the kernel plan's NumPy simulation (`--backend sim`; slow at SD1.4)
+SIMULATED = ("tiny",)
 
 
 def main() -> int:
@@ -37,6 +39,7 @@ def main() -> int:
 
     from sdsim import provenance
     from sdsim.cl.runtime import Runtime
+    from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
     from sdsim.model.pipeline import StableDiffusion
 
@@ -53,10 +56,12 @@ def main() -> int:
     warnings.filterwarnings("ignore", message="random weights and no tokenizer")
     prompt = "a photograph of an astronaut riding a horse"
 
-    def image(model, precision, stages=None):
+    def image(model, precision, stages=None, sim=None):
         sd = StableDiffusion.random(model, args.seed, precision)
         if stages:
             sd.use_opencl(*stages, watch=True)
+        if sim:
+            sd.use_sim(*sim)
         img = sd(prompt, "", args.steps, 7.5, "pndm", args.seed, None, SIZES[model],
                  SIZES[model], progress=False)
         return img, sd.nonfinite_report()
@@ -74,7 +79,7 @@ def main() -> int:
                          "arith": "float (NumPy)", "first_inf_nan": where or "none",
                          "max_diff_vs_fp32": int(np.abs(ref[precision].astype(int)
                                                         - ref["fp32"]).max()),
-                         "max_diff_vs_fp16": "-"})
+                         "max_diff_vs_fp16": "-", "max_diff_sim": "-"})
         for opt in args.opts:
             for arith in args.ariths:
                 rt = Runtime(args.platform, None, arith)
@@ -84,7 +89,12 @@ def main() -> int:
                 rows.append({"model": model, "backend": "opencl fp16 storage", "opt": opt,
                              "arith": arith, "first_inf_nan": where or "none",
                              "max_diff_vs_fp32": int(np.abs(img.astype(int) - ref["fp32"]).max()),
-                             "max_diff_vs_fp16": int(np.abs(img.astype(int) - ref["fp16"]).max())})
+                             "max_diff_vs_fp16": int(np.abs(img.astype(int) - ref["fp16"]).max()),
+                             "max_diff_sim": "-"})
+                if model in SIMULATED and arith != "fp32":
+                    with tuning.use(tuning.DEFAULTS[tuning.device_type(rt.device)]):
+                        sim, where = image(model, "fp16", sim=(parse_opt(opt), arith))
+                    rows[-1]["max_diff_sim"] = int(np.abs(img.astype(int) - sim).max())
     bar.close()
     cmd = "python benchmarks/fp16_overflow.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     date = provenance.now()
@@ -97,13 +107,14 @@ load average (1 min) {load_before} before, {provenance.load()} after (no timing 
 OpenCL device: {device}. Models: {sizes}, seeded random weights (seed {args.seed}),
 {args.steps} step(s) of PNDM, guidance 7.5.
 
-Each OpenCL run stores every tensor in fp16 and computes as `arith` says: `fp16` half multiplies
-into float accumulators in the GEMM family (linear, 1x1 and im2col convs, Winograd GEMM),
-`fp16acc` half accumulators there too, `fp32` float arithmetic; the other kernels (attention,
-softmax, norms, GELU, Winograd transforms) compute in float in every case. `first_inf_nan` is
+Each OpenCL run stores every tensor in fp16 and computes as `arith` says: `fp16` every kernel's
+half build (half products, exponentials, normalize steps and activations; float accumulators in
+the contractions, float softmax sums and norm statistics: README "Half arithmetic"), `fp16acc`
+half accumulators in the contractions too, `fp32` float arithmetic. `first_inf_nan` is
 the first op whose output held inf or NaN (every op's output read back); `max_diff` is the
 largest pixel difference (of 255) against the NumPy reference at fp32 storage and at fp16
-storage.
+storage (float arithmetic); `max_diff_sim`: against the same plan's NumPy simulation with the
+kernels' half rounding points (`sdsim generate --backend sim`, the tiny model).
 
 {tabulate(rows, headers="keys", tablefmt="github")}
 """
