@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_half
+from sdsim.sim.half import ulps
 
 pytestmark = pytest.mark.opencl
 
@@ -28,16 +29,6 @@ def _stored(a):
     if a.dtype.kind in "iu":
         return a.astype(np.int32)
     return a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.float16)
-
-
-def ulps(got, want) -> np.ndarray:
-    """Distance of each half in half ulps (the ordered integer line; equal infs and NaNs 0)."""
-    def line(x):
-        i = np.asarray(x, np.float16).view(np.int16).astype(np.int64)
-        return np.where(i < 0, -32768 - i, i)
-    d = np.abs(line(got) - line(want))
-    same = (np.isnan(got) & np.isnan(want)) | (got == want)
-    return np.where(same, 0, d)
 
 
 def test_every_variant_has_a_simulation():

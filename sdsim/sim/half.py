@@ -16,3 +16,14 @@ def fma16(prod, acc) -> np.ndarray:
     ex = np.asarray(prod, np.float64) + np.asarray(acc, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):   # inf and NaN are what half gives
         return np.where(np.abs(ex) < SUBNORMAL, ex.astype(np.float32), ex).astype(np.float16)
+
+
+def ulps(got, want) -> np.ndarray:
+    """Distance between halves in half ulps, along the ordered line of half bit patterns (-0 and
+    +0 one point; the two signs' smallest subnormals 2 apart); equal values, infs and NaNs 0."""
+    def line(x):
+        i = np.asarray(x, np.float16).view(np.int16).astype(np.int64)
+        return np.where(i < 0, -32768 - i, i)
+    got, want = np.asarray(got, np.float16), np.asarray(want, np.float16)
+    same = (np.isnan(got) & np.isnan(want)) | (got == want)
+    return np.where(same, 0, np.abs(line(got) - line(want)))
