@@ -86,8 +86,9 @@ class KernelCost:
     workspace: int = 0   # bytes of intermediate global buffers this dispatch writes for a later one
     launch: Launch | None = None
     model: str = ""      # the timing model's key (one per OpenCL kernel body); default: `kernel`
-    # its multiply-adds have a half-arithmetic build (opencl/gemm.cl's ARITH): at fp16 storage on
-    # a device with native half they run at the fp16 rate; every other kernel computes in float
+    # its arithmetic has a half build (ARITH in its opencl/*.cl file): at fp16 storage on a device
+    # with native half it runs at the fp16 rate; kernels without one (float statistics passes,
+    # the softmax's row max, the timestep embedding, data movement) compute in float
     half_arith: bool = False
     # the key timed in `model`'s place by a profile calibrated before `model` had points of its
     # own (a build the sweep did not measure apart then)
