@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from sdsim import kernels, paths, provenance
-from sdsim.cl.bench import BenchCase
+from sdsim.cl.bench import BenchCase, stored_inputs
 from sdsim.cl.runtime import Runtime
 from sdsim.output import render_rows, write_pair
 from sdsim.precision import ARITHS
@@ -78,14 +78,6 @@ SCALES = (1, 16, 256, 2048)
 OVERFLOW = [CASES[2], CASES[6], CASES[7], CASES[8], CASES[14], CASES[19], CASES[23]]
 
 
-def _stored(a):
-    """A host input as the device holds it (sdsim.cl.bench.upload)."""
-    a = np.asarray(a)
-    if a.dtype.kind in "iu":
-        return a.astype(np.int32)
-    return a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.float16)
-
-
 def run_case(rt, key, shape, scale=1.0, seed=0):
     """(float64 reference, device output, simulation) of one variant at `shape`, the activation
     inputs times `scale`."""
@@ -96,8 +88,7 @@ def run_case(rt, key, shape, scale=1.0, seed=0):
     ref = np.asarray(record.reference(shape, inputs, "fp16"), np.float64).reshape(-1)
     dev, _ = BenchCase(record, shape, "fp16").run(rt, inputs)
     with np.errstate(over="ignore", invalid="ignore"):
-        sim = record.simulate(shape, [_stored(a) for a in inputs["ins"]],
-                              {k: _stored(v) for k, v in inputs["params"].items()}, rt.arith)
+        sim = record.simulate(shape, *stored_inputs(inputs, "fp16"), rt.arith)
     return ref, dev.reshape(-1), np.asarray(sim, np.float16).reshape(-1)
 
 

@@ -495,22 +495,16 @@ def test_calibrate_format_json_is_one_object_of_its_schema(plat, tmp_path, capsy
     profile's, read back in SI, and `seconds` is the command's wall time, not ms or minutes.
     `--refit` of the stored measurements prints the same layout, naming them."""
     import json
-    import time
     from pathlib import Path
 
-    from test_schemas import check, keys
+    from test_schemas import check, keys, run_json
 
     from sdsim.cli import main
     from sdsim.cost.profile import load_profile
 
     out = tmp_path / "dev.yaml"
-    capsys.readouterr()
-    t0 = time.perf_counter()
-    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1", "--out", str(out),
-                 "--format", "json"]) == 0
-    elapsed = time.perf_counter() - t0
-    obj = json.loads(capsys.readouterr().out)
-    check("calibrate", obj)
+    obj, elapsed = run_json(capsys, ["calibrate", "--platform", plat, "--quick", "--repeat", "1",
+                                     "--out", str(out)])
     report = tmp_path / "calibration-dev.md"
     assert obj["profile"] == str(out) and obj["report"] == str(report)
     assert obj["measurements"] == str(report.with_suffix(".json"))

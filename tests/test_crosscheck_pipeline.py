@@ -29,17 +29,25 @@ SD14_SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                   clip_sample=False, skip_prk_steps=True)
 
 
+def _libraries():
+    """torch, diffusers and transformers (the test is skipped without them)."""
+    return tuple(pytest.importorskip(m) for m in ("torch", "diffusers", "transformers"))
+
+
+def _save(folder, **models) -> None:
+    """Each model as a diffusers folder's sub-folder of its name, in safetensors."""
+    for name, m in models.items():
+        m.save_pretrained(folder / name, safe_serialization=True)
+
+
 @pytest.fixture(scope="module")
 def saved_pipe(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
+    torch, diffusers, transformers = _libraries()
     folder = tmp_path_factory.mktemp("tiny_sd")
     unet = randomize(torch, diffusers.UNet2DConditionModel(**TINY_UNET), 10)
     vae = randomize(torch, diffusers.AutoencoderKL(**TINY_VAE), 11)
     te = randomize(torch, transformers.CLIPTextModel(transformers.CLIPTextConfig(**TINY_CLIP)), 12)
-    for name, m in (("unet", unet), ("vae", vae), ("text_encoder", te)):
-        m.save_pretrained(folder / name, safe_serialization=True)
+    _save(folder, unet=unet, vae=vae, text_encoder=te)
     return torch, diffusers, folder, unet, vae, te
 
 
@@ -99,9 +107,7 @@ def saved_sd2_pipe(tmp_path_factory):
     """SD2 conditions on OpenCLIP's penultimate layer (through the final layer norm); diffusers'
     checkpoint bakes that in as a text encoder one layer shorter with the same weights, as the
     conversion of stabilityai's checkpoints does (23 of ViT-H/14's 24 layers)."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
+    torch, diffusers, transformers = _libraries()
     folder = tmp_path_factory.mktemp("tiny_sd2")
     unet = randomize(torch, diffusers.UNet2DConditionModel(**TINY_SD2_UNET), 20)
     vae = randomize(torch, diffusers.AutoencoderKL(**TINY_VAE), 21)
@@ -113,8 +119,7 @@ def saved_sd2_pipe(tmp_path_factory):
     missing, unexpected = te.load_state_dict(openclip.state_dict(), strict=False)
     assert not missing and unexpected
     assert all(f"encoder.layers.{layers - 1}." in k for k in unexpected)   # the last layer only
-    for name, m in (("unet", unet), ("vae", vae), ("text_encoder", te)):
-        m.save_pretrained(folder / name, safe_serialization=True)
+    _save(folder, unet=unet, vae=vae, text_encoder=te)
     return torch, diffusers, folder, unet, vae, te, openclip
 
 

@@ -19,6 +19,24 @@ def cli_json(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def run_json(capsys, argv: list) -> tuple[dict, float]:
+    """`sdsim ARGV --format json` run in process: its one JSON object, checked against the
+    command's schema, and the wall seconds it took (for a test that its `seconds` key is
+    seconds)."""
+    import json
+    import time
+
+    from sdsim.cli import main
+
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    assert main([*argv, "--format", "json"]) == 0
+    elapsed = time.perf_counter() - t0
+    obj = json.loads(capsys.readouterr().out)
+    check(argv[0], obj)
+    return obj, elapsed
+
+
 def check(command: str, obj: dict) -> None:
     """The object matches its command's schema (SI key names included, `schemas.validate`) and
     carries the current version."""

@@ -22,15 +22,6 @@ def _cases():
             for i, s in enumerate(r.bench.get("tiny", []) + r.bench.get("quick", []))]
 
 
-def _stored(a):
-    """A host input as the device holds it (sdsim.cl.bench.upload): ints int32, float64 (the
-    timesteps) float32, float32 in fp16."""
-    a = np.asarray(a)
-    if a.dtype.kind in "iu":
-        return a.astype(np.int32)
-    return a.astype(np.float32) if a.dtype == np.float64 else a.astype(np.float16)
-
-
 def test_every_variant_has_a_simulation():
     from sdsim import kernels
     assert [r.key for r in kernels.records() if r.simulate is None] == []
@@ -40,13 +31,12 @@ def test_every_variant_has_a_simulation():
 @pytest.mark.parametrize("key,shape", _cases())
 def test_device_stores_what_the_simulation_says(half_rt, key, shape):
     from sdsim import kernels
-    from sdsim.cl.bench import BenchCase
+    from sdsim.cl.bench import BenchCase, stored_inputs
 
     record = kernels.get(*key.split("/"))
     inputs = record.make_inputs(shape, np.random.default_rng(3))
     got, _ = BenchCase(record, shape, "fp16").run(half_rt, inputs)
-    want = record.simulate(shape, [_stored(a) for a in inputs["ins"]],
-                           {k: _stored(v) for k, v in inputs["params"].items()}, half_rt.arith)
+    want = record.simulate(shape, *stored_inputs(inputs, "fp16"), half_rt.arith)
     got, want = got.astype(np.float16).reshape(-1), np.asarray(want, np.float16).reshape(-1)
     d = ulps(got, want)
     assert d.max() <= record.sim_ulps, f"{key}: {int((d > record.sim_ulps).sum())} of {d.size} " \

@@ -82,23 +82,15 @@ def test_tune_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
     sdsim/schemas/tune.schema.json: the profile and report written, the device, the seconds it
     took (the command's wall time, not ms or minutes; no other key is a time) and the choice per
     shape class, as the profile's `tuning:` section records it."""
-    import json
-    import time
-
-    from test_schemas import check, keys
+    from test_schemas import keys, run_json
 
     from sdsim.cli import main
     from sdsim.kernels import tuning
 
     prof = tmp_path / "dev.yaml"
     shutil.copy(PROFILES_DIR / "pocl-cpu-spec.yaml", prof)
-    capsys.readouterr()
-    t0 = time.perf_counter()
-    assert main(["tune", "--platform", plat, "--quick", "--repeat", "1", "--device", str(prof),
-                 "--format", "json"]) == 0
-    elapsed = time.perf_counter() - t0
-    obj = json.loads(capsys.readouterr().out)
-    check("tune", obj)
+    obj, elapsed = run_json(capsys, ["tune", "--platform", plat, "--quick", "--repeat", "1",
+                                     "--device", str(prof)])
     assert obj["profile"] == str(prof) and obj["report"] == str(tmp_path / "tuning-dev.md")
     assert (tmp_path / "tuning-dev.md").is_file()
     assert obj["device"] == "pocl-cpu-spec" and obj["sweep"] == "quick" and obj["repeat"] == 1

@@ -20,15 +20,30 @@ from sdsim.kernels import KernelCost, Variant, accepted_args, shape_key
 SIZES = ("tiny", "quick", "full")
 
 
+def storage(a, precision: str) -> str:
+    """How a record's host input goes up: integer arrays as int32, float64 arrays as fp32
+    (timesteps), float32 arrays in the storage precision."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu":
+        return "int32"
+    return "fp32" if a.dtype == np.float64 else precision
+
+
+def stored_inputs(inputs: dict, precision: str) -> tuple[list, dict]:
+    """A record's host inputs (make_inputs) as the device holds them after `upload`: the
+    (ins, params) a simulation (Variant.simulate) starts from."""
+    from sdsim.cl.runtime import DTYPES
+
+    def held(a):
+        return np.asarray(a).astype(DTYPES[storage(a, precision)])
+    return [held(a) for a in inputs["ins"]], {k: held(v) for k, v in inputs["params"].items()}
+
+
 def upload(rt, record: Variant, shape: dict, inputs: dict, precision: str):
-    """Device buffers for one run: (ins, params after the record's weight preparation, out).
-    Integer arrays go up as int32, float64 arrays as fp32 (timesteps), float32 arrays in the
-    storage precision."""
+    """Device buffers for one run: (ins, params after the record's weight preparation, out),
+    each input in its `storage`."""
     def up(a, what):
-        a = np.asarray(a)
-        if a.dtype.kind in "iu":
-            return rt.to_device(a, "int32", what)
-        return rt.to_device(a, "fp32" if a.dtype == np.float64 else precision, what)
+        return rt.to_device(np.asarray(a), storage(a, precision), what)
 
     ins = [up(a, f"{record.key} input {i}") for i, a in enumerate(inputs["ins"])]
     params = {k: up(v, f"{record.key} {k}") for k, v in inputs["params"].items()}
