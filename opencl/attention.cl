@@ -31,12 +31,6 @@
 #ifndef WG
 #define WG 64
 #endif
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
 #if ARITH
 #pragma OPENCL FP_CONTRACT OFF
 #define ELEM half                        // a score, a max, an exponential
@@ -50,24 +44,6 @@
 #define TOF(v) (v)
 #define TOF8(v) (v)
 #define TOE8(v) (v)
-#endif
-// acc <- a * b + acc: the dot products and FlashAttention's P.V, as gemm.cl's MAC and MACV
-#if ARITH == 2
-#define ACC half
-#define ACC_F8(v) convert_float8(v)
-#else
-#define ACC float
-#define ACC_F8(v) (v)
-#endif
-#if ARITH == 0
-#define MAC(a, b, c) ((a) * (b) + (c))
-#define MAC8(a, b, c) ((a) * (b) + (c))
-#elif ARITH == 1
-#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
-#define MAC8(a, b, c) (convert_float8(convert_half8(a) * convert_half8(b)) + (c))
-#else
-#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
-#define MAC8(a, b, c) fma(convert_half8(a), convert_half8(b), (c))
 #endif
 
 // Work-group tree reduction helpers over WG floats in local memory.
@@ -202,14 +178,14 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
             for (int c = 0; c < D; ++c) {
                 const float8 a = (float8)(qr[r][c]);
                 _Pragma("unroll")
-                for (int t = 0; t < BK / 8; ++t) sa[t] = MAC8(a, ktT8[c][t], sa[t]);
+                for (int t = 0; t < BK / 8; ++t) sa[t] = MACN(8, a, ktT8[c][t], sa[t]);
             }
             CAT(ELEM, 8) s[BK / 8];
             CAT(ELEM, 8) mv = (CAT(ELEM, 8))(-INFINITY);
             _Pragma("unroll")
             for (int t = 0; t < BK / 8; ++t) {
                 const int8 j = lane + (j0 + t * 8);
-                s[t] = TOE8(select(ACC_F8(sa[t]) * scale, (float8)(-INFINITY),
+                s[t] = TOE8(select(ACCF(8, sa[t]) * scale, (float8)(-INFINITY),
                                    (j >= j0 + jn) | ((j > i) & cmask)));
                 mv = fmax(mv, s[t]);
             }
@@ -235,7 +211,7 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
             for (int jj = 0; jj < BK; ++jj) {
                 const float8 pj = (float8)(TOF(p[jj]));
                 _Pragma("unroll")
-                for (int c = 0; c < DP / 8; ++c) a[c] = MAC8(pj, vt8[jj][c], a[c]);
+                for (int c = 0; c < DP / 8; ++c) a[c] = MACN(8, pj, vt8[jj][c], a[c]);
             }
             _Pragma("unroll")
             for (int c = 0; c < DP / 8; ++c) acc[r][c] = a[c];
@@ -245,7 +221,7 @@ void attn_flash(__global const store_t* q, __global const store_t* k, __global c
     for (int r = 0; r < rows; ++r) {
         float out[DP];
         const float inv = 1.0f / l[r];
-        for (int c = 0; c < DP / 8; ++c) vstore8(ACC_F8(acc[r][c]) * inv, c, out);
+        for (int c = 0; c < DP / 8; ++c) vstore8(ACCF(8, acc[r][c]) * inv, c, out);
         for (int c = 0; c < D; ++c) STORE(o, (size_t)(b * nq + i0 + r) * C + h * D + c, out[c]);
     }
 }

@@ -1,5 +1,5 @@
 // Microbenchmarks of `sdsim calibrate`: what a device profile's rates and overheads are measured
-// with. Compiled with the runtime's PRELUDE (store_t, LOAD/STORE, half_t).
+// with. Compiled after prelude.cl (store_t, LOAD/STORE, half_t).
 
 // Streaming copy in 16-byte vectors: each work-item moves one float4. DRAM bandwidth is
 // 2 * bytes / time (one read, one write) on buffers far larger than any cache.

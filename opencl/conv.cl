@@ -40,28 +40,11 @@
 #define KS 1
 #endif
 
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
 #if ARITH
 #pragma OPENCL FP_CONTRACT OFF
 #endif
-#if ARITH == 2
-typedef half acc_t;
-#else
-typedef float acc_t;
-#endif
-// acc <- a * b + acc; a, b float registers holding exact halves (the loaded values, and the
-// transform constants, all exact in half) or a float accumulator (ARITH 1's transform
-// intermediate, rounded to half as it enters the second pass's multiply)
-#if ARITH == 0
-#define MAC(a, b, c) ((a) * (b) + (c))
-#elif ARITH == 1
-#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
-#else
-#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
-#endif
+// MAC (prelude.cl): a, b are the loaded values and the transform constants (all exact in half)
+// or ARITH 1's float transform intermediate, rounded to half as it enters the second pass
 
 __kernel void conv_direct(__global const store_t* x, __global const store_t* w,
                           __global const store_t* bias, __global store_t* y,

@@ -3,10 +3,6 @@
 // half (ARITH 1 or 2 with NATIVE_HALF: fp16 storage on a device with cl_khr_fp16) the adds of
 // add_bcast and embedding are half: the same bits, as the float sum of two halves rounded to
 // half is their half sum. The timestep embedding stays float (below); the rest moves data only.
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
 
 // out = a + b with b broadcast onto a: a is viewed as 4-d (d0, d1, d2, d3) row-major and
 // b's element for a's index (i0, i1, i2, i3) is at i0*s0 + i1*s1 + i2*s2 + i3*s3 (stride 0 on a

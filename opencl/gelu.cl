@@ -23,8 +23,6 @@
 #ifndef VEC
 #error "gelu.cl needs -DVEC from sdsim/kernels/gelu.py"
 #endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
 typedef CAT(float, VEC) floatV;
 #if STORE_HALF
 #define LOADV(p, i) CAT(vload_half, VEC)(0, (p) + (i))
@@ -39,10 +37,6 @@ inline float gelu_f(float x) { return gelu_float(x); }
 inline float quick_gelu_f(float x) { return x / (1.0f + exp(-1.702f * x)); }
 inline float silu_f(float x) { return x / (1.0f + exp(-x)); }
 
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
 #if ARITH
 typedef CAT(half, VEC) halfV;
 #define HLOADV(p, i) CAT(vload, VEC)(0, (p) + (i))

@@ -60,10 +60,6 @@ typedef store_t out_t;
 #define PUT(gi, gj, v) STORE(C, cBase + (long)(gi) * sCm + (long)(gj) * sCn, \
                              epilogue(v, bias, gi, gj))
 #endif
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
 #if ARITH   // exp(a - m) of two halves, in half, as float
 #define EXP_DIFF(a, m) convert_float(exp((half)(a) - (half)(m)))
 #else
@@ -86,25 +82,6 @@ typedef store_t out_t;
 #define WM (TM / RTM)
 #define WN (TN / RTN)
 
-#if ARITH == 2
-typedef half acc_t;
-#else
-typedef float acc_t;
-#endif
-// acc <- a * b + acc for scalars (MAC) and VW-wide vectors (MACV; accV the accumulator vector)
-#if ARITH == 0
-#define MAC(a, b, c) ((a) * (b) + (c))
-#define MACV(a, b, c) ((a) * (b) + (c))
-#define ACCF(v) (v)
-#elif ARITH == 1
-#define MAC(a, b, c) (convert_float((half)(a) * (half)(b)) + (c))
-#define MACV(a, b, c) (CAT(convert_float, VWS)(CAT(convert_half, VWS)(a) * CAT(convert_half, VWS)(b)) + (c))
-#define ACCF(v) (v)
-#else
-#define MAC(a, b, c) fma((half)(a), (half)(b), (c))
-#define MACV(a, b, c) fma(CAT(convert_half, VWS)(a), CAT(convert_half, VWS)(b), (c))
-#define ACCF(v) CAT(convert_float, VWS)(v)
-#endif
 #if VW == 1
 #define VWS
 #else
@@ -132,13 +109,7 @@ typedef float8 realV;
 #else
 #define VLOADW(p, o) CAT(vload, VW)(0, (p) + (o))
 #endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#if ARITH == 2
-typedef CAT(half, VWS) accV;
-#else
-typedef realV accV;
-#endif
+typedef CAT(ACC, VWS) accV;
 
 inline float epilogue(float v, __global const store_t* bias, int gi, int gj)
 {
@@ -312,7 +283,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         for (int i = 0; i < WM; i++) {
             const realV a = (realV)(PRO_ROW(LOAD(A, arow[i] + (long)k * sAk), i));
             #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = MACV(a, bv[v], acc[i][v]);
+            for (int v = 0; v < NV; v++) acc[i][v] = MACN(VWS, a, bv[v], acc[i][v]);
         }
     }
     #pragma unroll
@@ -321,7 +292,7 @@ void gemm(__global const store_t* A, __global const store_t* B, __global const s
         if (gi >= M) break;
         float o[WN];
         #pragma unroll
-        for (int v = 0; v < NV; v++) CAT(vstore, VW)(ACCF(acc[i][v]), v, o);
+        for (int v = 0; v < NV; v++) CAT(vstore, VW)(ACCF(VWS, acc[i][v]), v, o);
         #pragma unroll
         for (int j = 0; j < WN; j++) {
             const int gj = j0 + j;

@@ -37,10 +37,6 @@
 #ifndef ACT
 #define ACT 0
 #endif
-#if !defined(NATIVE_HALF) || !STORE_HALF || !defined(ARITH)
-#undef ARITH
-#define ARITH 0
-#endif
 #if ARITH
 #pragma OPENCL FP_CONTRACT OFF
 #define RSTD(v) (1.0f / sqrt(v))

@@ -35,12 +35,9 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 Making a Runtime activates the default kernel tuning of its device type (sdsim/kernels/tuning.py)
 unless a tuning (a profile's) is already active.
 
-Every kernel source is compiled with `PRELUDE` in front: it defines `store_t` (float or half),
-`LOAD(p, i)` / `STORE(p, i, v)` (float value in, float value out; `vload_half`/`vstore_half` with
-fp16 storage, so PoCL without cl_khr_fp16 runs it) and `ROUND_UP`. Accumulation is float.
-With `-DNATIVE_HALF` (fp16 storage and half arithmetic on a device with cl_khr_fp16) the
-extension is enabled and `half_t` is `half` for kernels that want native half arithmetic;
-otherwise `half_t` is float.
+Every kernel source is compiled with `opencl/prelude.cl` in front: storage (`store_t`,
+`LOAD` / `STORE`), the arithmetic of a half build (`ARITH`, `acc_t`, `MAC`) and the macros the
+families share. It is one of opencl/*.cl, so the kernels' hash covers it.
 """
 
 from __future__ import annotations
@@ -82,27 +79,6 @@ __kernel void touch(__global const uint *x, uint n, __global uint *sink) {
     if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 """
-
-PRELUDE = r"""
-#ifdef NATIVE_HALF
-#pragma OPENCL EXTENSION cl_khr_fp16 : enable
-typedef half half_t;
-#else
-typedef float half_t;
-#endif
-#if STORE_HALF
-typedef half store_t;
-#define LOAD(p, i) vload_half((i), (p))
-#define STORE(p, i, v) vstore_half_rte((v), (i), (p))
-#else
-typedef float store_t;
-#define LOAD(p, i) ((p)[(i)])
-#define STORE(p, i, v) ((p)[(i)] = (v))
-#endif
-#define ROUND_UP(a, b) ((((a) + (b) - 1) / (b)) * (b))
-#line 1
-"""
-
 
 #: seconds a gate waits for its body before a watchdog opens it (a driver whose queue filled up
 #: blocks the enqueueing host, which then could never open the gate)
@@ -229,16 +205,16 @@ def _source(family: str) -> Path:
 
 
 def _built(ctx, family: str, options: tuple) -> "cl.Program":
-    """`opencl/<family>.cl` (after PRELUDE and its LIBRARIES) built from source with `options`
-    in `ctx`."""
+    """`opencl/<family>.cl` (after prelude.cl and its LIBRARIES) built from source with
+    `options` in `ctx`; `#line 1` keeps the compiler's line numbers those of the family's file."""
     path = _source(family)
     try:
-        src = "".join(_source(lib).read_text() for lib in LIBRARIES.get(family, ())) \
-            + path.read_text()
+        front = ("prelude",) + LIBRARIES.get(family, ())
+        src = "".join(_source(f).read_text() for f in front) + "#line 1\n" + path.read_text()
     except OSError as e:
         raise SdsimError(f"cannot read kernel source {e.filename}: {e.strerror}") from None
     try:
-        return cl.Program(ctx, PRELUDE + src).build(options=list(options))
+        return cl.Program(ctx, src).build(options=list(options))
     except cl.RuntimeError as e:
         dev = ctx.devices[0]
         raise SdsimError(f"OpenCL build of {path.name} failed on {dev.platform.name.strip()} / "
