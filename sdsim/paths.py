@@ -41,6 +41,16 @@ def report_path(near, file: str) -> Path:
     return Path(near).parent / file if near and not shipped(near) else Path(file)
 
 
+def written_report_path(profile, file: str) -> Path:
+    """The report's default place for a command that writes the profile `profile` (calibrate,
+    tune; `--report` overrides it): a source checkout's reports/ for a profile in its
+    device_profiles/, as the profile's own `report` fields name it, else next to the profile."""
+    profile = Path(profile)
+    if profile.resolve().parent == PROFILES_DIR.resolve() and REPORTS_DIR.is_absolute():
+        return REPORTS_DIR / file
+    return profile.parent / file
+
+
 def user_profiles_dir() -> Path:
     """The user's own profiles (platformdirs' user data folder, e.g. ~/.local/share/sdsim)."""
     import platformdirs

@@ -9,7 +9,7 @@ from pathlib import Path
 from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.output import FORMATS, dumps, render_rows
-from sdsim.paths import REPORTS_DIR
+from sdsim.paths import written_report_path
 
 HELP = "measure an OpenCL device and fit its per-kernel timing model into a device profile"
 DESCRIPTION = (
@@ -76,7 +76,7 @@ def run(args) -> int:
     if args.refit:
         return _refit(args, out, command, t0)
     name = args.name or out.stem
-    report = Path(args.report) if args.report else _report_path(out, name, args.precision)
+    report = Path(args.report or written_report_path(out, _report_file(name, args.precision)))
     if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
         from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
@@ -103,7 +103,7 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
 
     cal = store.load(args.refit, command)
     cal.name = args.name or out.stem
-    report = Path(args.report) if args.report else _report_path(out, cal.name, cal.precision)
+    report = Path(args.report or written_report_path(out, _report_file(cal.name, cal.precision)))
     fitted(cal)
     _summary(cal, write(cal, out, report), out, report, args.format, t0, refit=args.refit)
     return 0
@@ -182,12 +182,6 @@ def _out_path(text: str) -> Path:
     return user_profiles_dir() / f"{text}.yaml"
 
 
-def _report_path(out: Path, name: str, precision: str) -> Path:
-    """The calibration report's default place: the source checkout's reports/ for its own
-    device_profiles/, else next to the profile; an fp32-storage sweep's name says so."""
-    from sdsim.paths import PROFILES_DIR
-
-    file = f"calibration-{name}{'' if precision == 'fp16' else '-' + precision}.md"
-    if out.resolve().parent == PROFILES_DIR.resolve() and REPORTS_DIR.is_absolute():
-        return REPORTS_DIR / file
-    return out.parent / file
+def _report_file(name: str, precision: str) -> str:
+    """The calibration report's file name: an fp32-storage sweep's says so."""
+    return f"calibration-{name}{'' if precision == 'fp16' else '-' + precision}.md"

@@ -10,7 +10,7 @@ from pathlib import Path
 from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.output import FORMATS, dumps, render_rows
-from sdsim.paths import report_path, shipped, user_profiles_dir
+from sdsim.paths import shipped, user_profiles_dir, written_report_path
 
 HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
 DESCRIPTION = (
@@ -33,8 +33,8 @@ def add_arguments(p):
     p.add_argument("--device", required=True, metavar="PROFILE",
                    help="the device profile to record the choice in (name or .yaml path)")
     p.add_argument("--report", help="tuning report path (default: tuning-NAME.md next to the "
-                                    "profile written; in the current folder for a bundled "
-                                    "profile given as a path)")
+                                    "profile written; a source checkout's reports/ for a "
+                                    "profile in its device_profiles/)")
     p.add_argument("--quick", action="store_true", help="small shapes (tests, CI)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration (median)")
     p.add_argument("--format", choices=FORMATS, default="table",
@@ -55,7 +55,7 @@ def run(args) -> int:
     path = Path(profile.path)
     if shipped(path) and args.device in profile_files():   # by name: leave the bundled file
         path = user_profiles_dir() / path.name
-    report = Path(args.report) if args.report else report_path(path, f"tuning-{path.stem}.md")
+    report = Path(args.report or written_report_path(path, f"tuning-{path.stem}.md"))
     rt = Runtime(args.platform, args.cl_device)
     command = provenance.command("tune", f"sdsim tune --device {args.device}")
     t = tune(rt, quick=args.quick, repeat=args.repeat, command=command)
