@@ -1,5 +1,7 @@
 """OpenCL runtime: device choice, build cache and errors, allocation limits, fp16 storage."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,6 +25,7 @@ def rt():
 def kernels_dir(tmp_path_factory):
     from sdsim import paths
     tmp_path = tmp_path_factory.mktemp("opencl")
+    (tmp_path / "prelude.cl").write_text((Path(paths.OPENCL_DIR) / "prelude.cl").read_text())
     mp = pytest.MonkeyPatch()
     mp.setattr(paths, "OPENCL_DIR", tmp_path)
     (tmp_path / "copy.cl").write_text(
