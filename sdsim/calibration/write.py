@@ -305,8 +305,10 @@ def write(cal, profile_path, report_path) -> dict:
 
 
 def _other_precision(profile_path: Path, cal) -> dict:
-    """The coefficients an existing profile holds for the other storage precision, kept when
-    they were measured on the same kernel sources (a profile can carry one set per precision)."""
+    """The coefficients an existing profile holds for the other storage precision (a profile
+    can carry one set per precision), kept even when measured on other kernel sources: each set
+    names its own `kernels_hash`, and predict warns for a stale one, which still prices its
+    precision better than the other precision's set would."""
     if not profile_path.is_file():
         return {}
     try:
@@ -315,8 +317,7 @@ def _other_precision(profile_path: Path, cal) -> dict:
         return {}
     sections = [old.get("coefficients")] + [old.get(f"coefficients_{p}") for p in ("fp16", "fp32")]
     return {f"coefficients_{s['precision']}": s for s in sections
-            if isinstance(s, dict) and s.get("precision") not in (None, cal.precision)
-            and s.get("kernels_hash") == cal.kernels_hash}
+            if isinstance(s, dict) and s.get("precision") not in (None, cal.precision)}
 
 
 def _relative(p: Path) -> str:

@@ -254,12 +254,14 @@ def precision_mismatch(profile: Profile, precision: str) -> str | None:
 def stale_calibration(profile: Profile) -> str | None:
     """A warning when the profile's coefficients were measured on other kernel sources, or under
     GEMM tile configurations other than the ones it is now tuned for."""
-    hashes = [m.get("kernels_hash") for _, m in profile.coefficient_sets.values()]
-    was = next((h for h in hashes if h and h != kernels_hash()), None)
-    if was:
-        return (f"{profile.path}: its timing coefficients were measured with kernel sources "
-                f"{was}, the kernels are now {kernels_hash()} (opencl/*.cl changed); "
-                f"recalibrate with `sdsim calibrate --out {profile.path}`")
+    stale = {p: m["kernels_hash"] for p, (_, m) in sorted(profile.coefficient_sets.items())
+             if m.get("kernels_hash") and m["kernels_hash"] != kernels_hash()}
+    if stale:
+        sets = ", ".join(f"{p} ones with kernel sources {h}" for p, h in stale.items())
+        return (f"{profile.path}: its timing coefficients were measured on other kernels "
+                f"({sets}); the kernels are now {kernels_hash()} (opencl/*.cl changed); "
+                f"recalibrate with `sdsim calibrate --precision {'|'.join(stale)} --out "
+                f"{profile.path}`")
     if profile.coefficients:
         used = {f"gemm.{c.name}" for c in tuning.for_profile(profile).gemm.values()}
         missing = sorted(used - set(profile.coefficients))
