@@ -45,8 +45,9 @@ def add_arguments(p):
                    help="small buffers and the small shape mix (CPU devices, tests)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                    help="storage precision of the sweep; the profile keeps the coefficients an "
-                        "earlier run measured at the other precision (same kernel sources), so "
-                        "one profile predicts both")
+                        "earlier run measured at the other precision (with its kernel sources' "
+                        "hash, which predict warns on when they changed), so one profile "
+                        "predicts both")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
     p.add_argument("--feed", choices=("gated", "host"), default="gated",
                    help="how each timed run's dispatches reach the device: gated, enqueued "
