@@ -92,6 +92,18 @@ def _check_refit(measurements, prof, tmp_path, capsys):
             (c.t0, c.latency, c.step, c.residency), rel=1e-3), key
     report = (tmp_path / "calibration-again.md").read_text()
     assert "refit by `sdsim" in report and stored["date"] in report
+    # the other precision's set, measured on other kernels, survives a calibration into the
+    # profile with its own hash, and the notes say it is not this run's
+    other = "fp32" if stored["precision"] == "fp16" else "fp16"
+    d = yaml.safe_load(out.read_text())
+    d[f"coefficients_{other}"] = dict(d["coefficients"], precision=other,
+                                      kernels_hash="000000000000")
+    out.write_text(yaml.safe_dump(d))
+    assert main(["calibrate", "--refit", str(measurements), "--out", str(out)]) == 0
+    d = yaml.safe_load(out.read_text())
+    assert d[f"coefficients_{other}"]["kernels_hash"] == "000000000000"
+    assert d["coefficients"]["kernels_hash"] == stored["kernels_hash"]
+    assert f"`coefficients_{other}` is an earlier calibration's" in d["notes"]
     stored["points"][0]["launch"]["steps"] += 1          # not what today's kernels launch
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(stored))

@@ -294,7 +294,11 @@ def write(cal, profile_path, report_path) -> dict:
     profile_path, report_path = Path(profile_path), Path(report_path)
     rel = lambda p: _relative(p)
     data = profile_dict(cal, rel(report_path))
-    data.update(_other_precision(profile_path, cal))
+    kept = _other_precision(profile_path, cal)
+    for key in kept:   # "every figure" above is this run's: say whose the kept set is
+        data["notes"] += (f" `{key}` is an earlier calibration's: its `report` and "
+                          "`kernels_hash` name the measurements and kernels it came from.")
+    data.update(kept)
     parse_profile(data, str(profile_path))   # never write a profile that would not load
     header = (f"# {cal.name}: calibrated by sdsim calibrate on {cal.date}. Schema: "
               "device_profiles/README.md; sources: the calibration report.\n")
