@@ -193,17 +193,42 @@ def test_fit_recovers_what_a_partly_filled_last_wave_saves():
 
 def test_a_tail_can_move_the_residency_to_a_rival_that_fits_nearly_as_well_without_it():
     """Waves of 16 work-groups (residency 2 on 8 compute units) whose half-full waves step
-    faster (tail 0.3 and 0.5), swept at work-group counts where residency 1 without a tail
+    faster (tail 0.5 and 0.55), swept at work-group counts where residency 1 without a tail
     fits them better than residency 2 without one (as on the H200's d40 FlashAttention): the
     tail fitted at each rival residency takes the fit back to 2 and recovers the tail."""
     from sdsim.calibration.fit import _fit_residency
 
     t0, step, cu = 4e-6, 0.5e-6, 8
-    for tail in (0.3, 0.5):
+    for tail in (0.5, 0.55):
         pts = _tailed_points((1, 4, 7, 8, 14, 15, 19, 21, 30, 36, 41, 70), t0, step, tail, cu)
         assert _fit_residency(pts, cu, 1, 0.0)[1] < _fit_residency(pts, cu, 2, 0.0)[1]
         c = fit_key(pts, cu)
         assert (c.residency, c.t0, c.step, c.tail) == pytest.approx((2, t0, step, tail), rel=1e-3)
+
+
+def test_a_fit_weighs_long_dispatches_more(monkeypatch):
+    """Points of one wave that no coefficients fit exactly (t0 + steps x step, the short ones
+    measured 30% long): under WEIGHT_POWER the long dispatches are predicted closer than the
+    short ones, and closer than an equal-weight fit predicts them."""
+    import numpy as np
+
+    from sdsim.calibration import fit
+
+    t0, step, cu = 4e-6, 0.5e-6, 8
+    pts = [Point("k", "f/v", {}, "k", Launch((64,), (64,), steps),
+                 (t0 + steps * step) * (1.3 if steps < 50 else 1.0), 0.0)
+           for steps in (2, 4, 8, 16, 32, 400, 800, 1600, 3200, 6400)]
+
+    def errors():
+        c = fit.fit_key(pts, cu)
+        e = np.array([abs(geometry_time(c, p.launch, cu)[0] / p.measured_s - 1) for p in pts])
+        return e[:5].mean(), e[5:].mean()
+
+    assert fit.WEIGHT_POWER > 0
+    short, long = errors()
+    assert long < 0.5 * short
+    monkeypatch.setattr(fit, "WEIGHT_POWER", 0.0)
+    assert long < 0.5 * errors()[1]
 
 
 def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
