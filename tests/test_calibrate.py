@@ -103,7 +103,7 @@ def _check_refit(measurements, prof, tmp_path, capsys):
     d = yaml.safe_load(out.read_text())
     assert d[f"coefficients_{other}"]["kernels_hash"] == "000000000000"
     assert d["coefficients"]["kernels_hash"] == stored["kernels_hash"]
-    assert f"`coefficients_{other}` is an earlier calibration's" in d["notes"]
+    assert f"`coefficients_{other}` comes from another calibration" in d["notes"]
     stored["points"][0]["launch"]["steps"] += 1          # not what today's kernels launch
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(stored))

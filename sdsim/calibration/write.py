@@ -296,7 +296,7 @@ def write(cal, profile_path, report_path) -> dict:
     data = profile_dict(cal, rel(report_path))
     kept = _other_precision(profile_path, cal)
     for key in kept:   # "every figure" above is this run's: say whose the kept set is
-        data["notes"] += (f" `{key}` is an earlier calibration's: its `report` and "
+        data["notes"] += (f" `{key}` comes from another calibration: its `report` and "
                           "`kernels_hash` name the measurements and kernels it came from.")
     data.update(kept)
     parse_profile(data, str(profile_path))   # never write a profile that would not load
