@@ -345,6 +345,8 @@ ROWS = [
     Row("calibrate-out-not-yaml", ["calibrate", "--quick", "--out", "x.txt"], ("x.txt", ".yaml")),
     Row("calibrate-repeat-zero", ["calibrate", "--quick", "--out", "x.yaml", "--repeat", "0"],
         ("--repeat",)),
+    Row("calibrate-lead-negative", ["calibrate", "--quick", "--out", "x.yaml", "--lead", "-1"],
+        ("--lead",)),
     Row("calibrate-platform-unknown", ["calibrate", "--quick", "--out", "x.yaml", "--platform",
                                        "nosuch"], ("nosuch",)),
     # tune: profile and OpenCL

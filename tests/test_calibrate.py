@@ -58,6 +58,10 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     assert "## Kernel-class efficiency" in text and "conv2d/winograd_f4" in text
     assert "## Held-out error per variant" in text
     assert "off the first fit measured again after the sweep" in text
+    from sdsim.calibration.sweep import LEAD   # each case timed deep in a stream of dispatches
+    assert f"{LEAD} small dispatches between the fill and the case's" in text
+    import json
+    assert json.loads(rep.with_suffix(".json").read_text())["sweep"]["lead"] == LEAD > 0
     from sdsim.kernels import tuning
     cpu = tuning.DEFAULTS["cpu"]   # PoCL runs the CPU defaults; the keys name the build
     assert data["device_type"] == "cpu" and "tuning" not in data
@@ -385,14 +389,14 @@ def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeyp
     second = {0: 1.7e-3, 1: 1.1e-3}
     asked = []
 
-    def measure(rt, record, shape, precision, repeat, gated):
-        asked.append((record, gated))
+    def measure(rt, record, shape, precision, repeat, gated, lead):
+        asked.append((record, gated, lead))
         return [Point("k", "f/v", {}, "k", None, second[record], 0.02)], False
 
     monkeypatch.setattr(sweep, "measure", measure)
     cal = SimpleNamespace(precision="fp32")
-    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0, True)
-    assert todo == [0, 1] and sorted(asked) == [(0, True), (1, True)]   # fed as the sweep was
+    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0, True, 100)
+    assert todo == [0, 1] and sorted(asked) == [(0, True, 100), (1, True, 100)]  # as the sweep was
     assert by_case[0][0].measured_s == 1.7e-3 and by_case[0][0].passes == (5.6e-3, 1.7e-3)
     assert by_case[0][0].cv == 0.02
     assert by_case[1][0].measured_s == 1.0e-3 and by_case[1][0].passes == (1.0e-3, 1.1e-3)

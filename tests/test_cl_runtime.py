@@ -283,6 +283,42 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 
 
+def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt):
+    """time_events(lead=N) enqueues N small dispatches after each run's flush and before its
+    launch (the stream a pipeline's dispatch sits in), none of them timed, and leaves the
+    buffers intact: a marker enqueued by the launch completes after the last of them."""
+    import pyopencl as cl
+
+    from sdsim.cl.bench import time_events
+
+    x = np.arange(1000, dtype=np.float32)
+    buf = rt.to_device(x, "fp32", "x")
+    order, real_lead = [], rt.lead
+
+    def lead(n):
+        order.append(("lead", n))
+        real_lead(n)
+
+    def launch():
+        order.append("launch")
+        return [cl.enqueue_marker(rt.queue)]
+
+    rt.lead = lead
+    try:
+        t = time_events(rt, launch, 2, cold_keeping=[buf], lead=7)
+        time_events(rt, launch, 1, cold_keeping=[buf])
+    finally:
+        del rt.lead
+    assert order == [("lead", 7), "launch"] * 2 + [("lead", 0), "launch"]
+    assert t.shape == (2, 1)
+    ev = []
+    rt.lead(3)
+    ev.append(cl.enqueue_marker(rt.queue))
+    rt.finish()
+    assert ev[0].command_execution_status == cl.command_execution_status.COMPLETE
+    np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
+
+
 def test_timed_runs_wait_behind_a_gate_until_the_run_is_enqueued(rt):
     """time_events (gated, the default) holds each run's flush and dispatches until the last is
     enqueued: a marker enqueued inside the run has not completed 50 ms later; ungated it has."""

@@ -81,9 +81,11 @@ def l1_ways(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
 
 
 def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repeat: int = 5,
-              command: str = "", seed: int = 0, gated: bool = True) -> Calibration:
+              command: str = "", seed: int = 0, gated: bool = True,
+              lead: int = sweep.LEAD) -> Calibration:
     """Measure `rt`'s device; `quick` uses small buffers and the small sweep (tests); `gated`:
-    each case's timed runs go behind a gate (sdsim.cl.bench.time_events)."""
+    each case's timed runs go behind a gate (sdsim.cl.bench.time_events), `lead` small
+    dispatches ahead of each (sweep.LEAD)."""
     from tqdm import tqdm
 
     size = "quick" if quick else "full"
@@ -119,7 +121,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     for i, (record, shape) in enumerate(bar):
         bar.set_postfix_str(record.key)
         points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock,
-                                           gated=gated)
+                                           gated=gated, lead=lead)
         again += remeasured
         for p in points:
             p.heldout = i in heldout
@@ -130,13 +132,13 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     first = fitted(cal)
     clock["first fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated)
+    rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated, lead)
     clock["recheck"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
-                 "feed": "gated" if gated else "host",
+                 "feed": "gated" if gated else "host", "lead": lead,
                  "rechecked": len(rechecked),
                  "rechecked_heldout": sum(by_case[i][0].heldout for i in rechecked),
                  "rechecked_faster": sum(by_case[i][0].passes[1] < by_case[i][0].passes[0]
@@ -148,7 +150,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
 
 
 def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: int,
-             gated: bool) -> list:
+             gated: bool, lead: int) -> list:
     """Measure again, after the whole sweep and in random order, every case (training or held
     out alike) with a dispatch the first fit misses by more than RECHECK; each such case keeps
     the faster of its two passes (both stay in the measurements as `passes`). Other work on the
@@ -163,7 +165,8 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
     for i in tqdm(todo, desc="recheck the cases the first fit misses", unit="case",
                   file=sys.stderr, disable=None):
         record, shape = run[i]
-        again, _ = sweep.measure(rt, record, shape, cal.precision, repeat, gated=gated)
+        again, _ = sweep.measure(rt, record, shape, cal.precision, repeat, gated=gated,
+                                 lead=lead)
         first = sum(p.measured_s for p in by_case[i])
         faster = sum(q.measured_s for q in again) < first
         for p, q in zip(by_case[i], again):

@@ -38,6 +38,10 @@ MAX_CV = 0.1
 #: variant's random draw left it a handful: 4 points for the 8 coefficients of the H200's
 #: 128x128 P.V, which then predicted SD's largest P.V 31% short and a smaller one 13x long
 MIN_CASES = 12
+#: small dispatches run ahead of each timed case, after its cache flush (`Runtime.lead`): in a
+#: pipeline every dispatch sits deep in a stream, where an H100's small kernels measure 1.2-2 us
+#: longer than at its head (in 20 dispatches part of that, after 100 all of it, and 400 no more)
+LEAD = 100
 
 
 def _args(record, shape) -> tuple:
@@ -159,21 +163,24 @@ class TilingRng:
         return self.rng.integers(*args, **kwargs)
 
 
-def _time(rt, record, shape, buffers, precision, repeat, gated):
+def _time(rt, record, shape, buffers, precision, repeat, gated, lead):
     """(median seconds per dispatch, coefficient of variation per dispatch)."""
     from sdsim.cl.bench import time_launches
 
-    a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True, gated=gated)
+    a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True, gated=gated,
+                      lead=lead)
     return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 
 def measure(rt, record, shape, precision, repeat=5, seed=0,
-            clock: Counter | None = None, gated: bool = True) -> tuple[list[Point], bool]:
+            clock: Counter | None = None, gated: bool = True,
+            lead: int = 0) -> tuple[list[Point], bool]:
     """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up;
     a case whose spread exceeds MAX_CV is measured again with twice the repeats. Returns
     (points, whether it was re-measured). `clock` adds up the host's seconds per phase (inputs,
     upload, warm-up with the program builds, timed runs). `gated`: each timed run's dispatches
-    run back to back behind a gate (sdsim.cl.bench.time_events), as validate times them."""
+    run back to back behind a gate (sdsim.cl.bench.time_events), as validate times them, `lead`
+    small dispatches ahead of them (LEAD)."""
     from sdsim.cl.bench import upload
 
     clock = Counter() if clock is None else clock
@@ -191,12 +198,12 @@ def measure(rt, record, shape, precision, repeat=5, seed=0,
     rt.finish()
     lap("upload")
     costs = record.costs(precision, **shape)
-    _time(rt, record, shape, buffers, precision, 1, gated)   # warm-up (and program build)
+    _time(rt, record, shape, buffers, precision, 1, gated, lead)   # warm-up (and program build)
     lap("warm-up")
-    med, cv = _time(rt, record, shape, buffers, precision, repeat, gated)
+    med, cv = _time(rt, record, shape, buffers, precision, repeat, gated, lead)
     again = bool(cv.max() > MAX_CV)
     if again:
-        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat, gated)
+        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat, gated, lead)
     lap("timed")
     if len(med) != len(costs):
         raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "

@@ -145,9 +145,12 @@ def _topped(w: dict) -> str:
 
 def _feed(w: dict) -> str:
     """How the timed runs were fed to the device (`sdsim calibrate --feed`)."""
+    lead = (f", {w['lead']} small dispatches between the fill and the case's (a pipeline's "
+            "dispatch sits deep in a stream)" if w.get("lead") else "")
     if w.get("feed", "host") == "gated":
-        return "the fill and the case's dispatches enqueued behind a gate and run back to back"
-    return "each dispatch started as the host enqueued it"
+        return ("the fill and the case's dispatches enqueued behind a gate and run back to back"
+                + lead)
+    return "each dispatch started as the host enqueued it" + lead
 
 
 def _rechecked(w: dict) -> str:

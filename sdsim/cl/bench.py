@@ -112,14 +112,17 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
     return cases
 
 
-def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True) -> np.ndarray:
+def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True,
+                lead: int = 0) -> np.ndarray:
     """Seconds of each dispatch (columns) in `repeat` runs (rows) of `launch()` (which enqueues
     and returns its events), each waited for; event times, not wall time. With `cold_keeping`
     (buffers), every run starts after `rt.flush_caches(cold_keeping)` (not timed). `gated`: each
     run's flush and dispatches are enqueued behind a gate (Runtime.gated) and run back to back,
     as a pipeline's do when `sdsim validate` times them; ungated, the device starts each dispatch
     as the host enqueues it, and on an H200 a small kernel fed that way measures 7-50% longer
-    (reports/pipeline-timing-nvidia-h200-text_encoder-fp32.md)."""
+    (reports/pipeline-timing-nvidia-h200-text_encoder-fp32.md). `lead`: that many small
+    dispatches run between the flush and the launch (`Runtime.lead`), so the launch sits deep in
+    a stream as a pipeline's dispatch does."""
     import contextlib
 
     runs = []
@@ -127,6 +130,7 @@ def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True) 
         with rt.gated() if gated else contextlib.nullcontext():
             if cold_keeping is not None:
                 rt.flush_caches(cold_keeping)
+            rt.lead(lead)
             events = launch()
         rt.finish()
         runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
@@ -134,11 +138,13 @@ def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True) 
 
 
 def time_launches(rt, record: Variant, shape: dict, buffers: tuple, precision: str,
-                  repeat: int, cold: bool = False, gated: bool = True) -> np.ndarray:
+                  repeat: int, cold: bool = False, gated: bool = True,
+                  lead: int = 0) -> np.ndarray:
     """time_events of a record's launcher on uploaded buffers (ins, params, out); `cold`: from
-    the pipeline's cache state (weights evicted, activation inputs cached)."""
+    the pipeline's cache state (weights evicted, activation inputs cached); `lead`: see
+    time_events."""
     return time_events(rt, lambda: record.launch(rt, shape, *buffers, precision), repeat,
-                       buffers[0] if cold else None, gated)
+                       buffers[0] if cold else None, gated, lead)
 
 
 def run_case(rt, case: BenchCase, repeat: int = 3, seed: int = 0, cache: dict | None = None,

@@ -54,6 +54,11 @@ def add_arguments(p):
                         "behind a gate and run back to back, as validate times a pipeline; "
                         "host, started one at a time as the host enqueues them (small kernels "
                         "then measure longer on a fast GPU)")
+    p.add_argument("--lead", type=int, default=None, metavar="N",
+                   help="small dispatches run ahead of each timed case, after its cache flush, "
+                        "so that it sits deep in a stream as a pipeline's dispatch does (small "
+                        "kernels measure longer there on a GPU); default 100, 0 times each case "
+                        "right behind its flush")
     p.add_argument("--refit", metavar="FILE.json",
                    help="fit the timing model again to the measurements an earlier calibration "
                         "stored beside its report (calibration-NAME.json), without a device: "
@@ -65,6 +70,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from sdsim.calibration import sweep
     from sdsim.calibration.run import calibrate
     from sdsim.calibration.write import write
     from sdsim.cl.runtime import Runtime
@@ -73,6 +79,8 @@ def run(args) -> int:
     out = _out_path(args.out)
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
+    if args.lead is not None and args.lead < 0:
+        raise SdsimError(f"--lead must be >= 0 (got {args.lead})")
     command = provenance.command("calibrate", f"sdsim calibrate --out {out}")
     if args.refit:
         return _refit(args, out, command, t0)
@@ -91,7 +99,8 @@ def run(args) -> int:
                 tuning.activate(tuning.for_profile(old))
     rt = Runtime(args.platform, args.cl_device)
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
-                    command=command, gated=args.feed == "gated")
+                    command=command, gated=args.feed == "gated",
+                    lead=sweep.LEAD if args.lead is None else args.lead)
     _summary(cal, write(cal, out, report), out, report, args.format, t0)
     return 0
 
