@@ -218,6 +218,28 @@ def test_drift_reference_cases_are_the_longest_affordable_case_of_each_family():
     assert got[0][2] == pytest.approx(0.009)
 
 
+def test_drift_measures_each_case_fed_as_the_calibration_fed_it(monkeypatch):
+    """The drift check times its reference cases as their calibration did: behind a gate and
+    behind its lead dispatches where it recorded them; host-fed with no lead for calibrations
+    made before those options."""
+    from sdsim.calibration import sweep
+    from sdsim.calibration.fit import Point
+    from sdsim.validation import drift
+
+    assert drift.feed({"sweep": {"feed": "gated", "lead": 100}}) == (True, 100)
+    assert drift.feed({"sweep": {}}) == (False, 0)
+    asked = []
+
+    def measure(rt, record, shape, precision, gated, lead):
+        asked.append((record.key, gated, lead))
+        return [Point("k", record.key, shape, "k", None, 2e-3, 0.0)], False
+
+    monkeypatch.setattr(sweep, "measure", measure)
+    out = drift.measure(None, [("layer_norm/rowwise", {"rows": 8, "dim": 64, "eps": 1e-5}, 1e-3)],
+                        "fp32", (True, 100))
+    assert asked == [("layer_norm/rowwise", True, 100)] and out[0]["ratio"] == 2.0
+
+
 def test_drift_sentence_flags_a_device_off_its_calibration_speed():
     from sdsim.validation import drift
 

@@ -150,8 +150,8 @@ def run(args) -> int:
         print(f"warning: {slow}", file=sys.stderr)
     device = rt.device.name.strip()
     cal_report = _calibration_report(profile, args.precision)
-    refs, gated = _drift_cases(cal_report, args.precision)
-    before = _drift(rt, refs, gated, args, "before")
+    refs, feed = _drift_cases(cal_report, args.precision)
+    before = _drift(rt, refs, feed, args, "before")
     bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run", file=sys.stderr,
                disable=True if args.format == "json" else None)   # None: only on a terminal
     runs = []
@@ -188,7 +188,7 @@ def run(args) -> int:
                      "gated_runs": sum(r.gated for r in results)})
         del runner
     bar.close()
-    drifted = drift.summary(before, _drift(rt, refs, gated, args, "after")) if refs else None
+    drifted = drift.summary(before, _drift(rt, refs, feed, args, "after")) if refs else None
     if drift.warning(drifted):
         print(f"warning: {drift.warning(drifted)}", file=sys.stderr)
     effect = compare.effect(runs)
@@ -307,18 +307,18 @@ def _checkpoint(name: str, component: str):
     return cfg, load_weights(path)[folder].check(FOLDERS[folder].build(cfg))
 
 
-def _drift_cases(cal_report: str | None, precision: str) -> tuple[list, bool]:
+def _drift_cases(cal_report: str | None, precision: str) -> tuple[list, tuple[bool, int]]:
     """The calibration cases the drift check measures again (none without the calibration's
-    measurements at this precision), and whether the calibration timed them gated."""
+    measurements at this precision), and how the calibration fed them (drift.feed)."""
     from sdsim.validation import drift
 
     meas = drift.load_measurements(cal_report)
     if not meas or meas["precision"] != precision:
-        return [], True
-    return drift.reference_cases(meas), drift.gated(meas)
+        return [], (True, 0)
+    return drift.reference_cases(meas), drift.feed(meas)
 
 
-def _drift(rt, refs: list, gated: bool, args, when: str) -> list:
+def _drift(rt, refs: list, feed: tuple[bool, int], args, when: str) -> list:
     """The reference cases measured now (sdsim/validation/drift.py)."""
     from sdsim.validation import drift
 
@@ -327,7 +327,7 @@ def _drift(rt, refs: list, gated: bool, args, when: str) -> list:
     if args.format != "json":
         print(f"checking the device's speed against its calibration ({when} the runs)",
               file=sys.stderr)
-    return drift.measure(rt, refs, args.precision, gated)
+    return drift.measure(rt, refs, args.precision, feed)
 
 
 def _calibration_report(profile, precision: str) -> str | None:

@@ -63,22 +63,24 @@ def load_measurements(report: str | None) -> dict | None:
     return data if data.get("kernels_hash") == kernels_hash() else None
 
 
-def gated(measurements: dict) -> bool:
-    """Whether the calibration timed its cases behind a gate (`sdsim calibrate --feed`; the
-    calibrations made before the option fed them from the host)."""
-    return measurements["sweep"].get("feed", "host") == "gated"
+def feed(measurements: dict) -> tuple[bool, int]:
+    """How the calibration fed its timed cases: (behind a gate, `sdsim calibrate --feed`; the
+    small dispatches ahead of each, `--lead`). Calibrations made before those options fed them
+    from the host, with no lead."""
+    w = measurements["sweep"]
+    return w.get("feed", "host") == "gated", int(w.get("lead", 0))
 
 
-def measure(rt, cases: list, precision: str, gated: bool = True) -> list[dict]:
-    """Each reference case measured now, fed as the calibration fed it: variant, calibrated and
-    current seconds, their ratio."""
+def measure(rt, cases: list, precision: str, feed: tuple[bool, int] = (True, 0)) -> list[dict]:
+    """Each reference case measured now, fed as the calibration fed it (`feed`): variant,
+    calibrated and current seconds, their ratio."""
     from sdsim import kernels
     from sdsim.calibration import sweep
 
     out = []
     for variant, shape, then in cases:
         record = kernels.get(*variant.split("/", 1))
-        points, _ = sweep.measure(rt, record, shape, precision, gated=gated)
+        points, _ = sweep.measure(rt, record, shape, precision, gated=feed[0], lead=feed[1])
         now = sum(p.measured_s for p in points)
         out.append({"variant": variant, "shape": shape, "calibrated_s": then, "now_s": now,
                     "ratio": now / then})
