@@ -278,15 +278,15 @@ def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
         del rt.flush_caches
     assert order == [("flush", [buf]), "launch"] * 3
     assert t.shape == (3, 1)
-    flush, _ = rt.constant("flush", None)
+    flush = rt.constant("flush", None)
     assert flush.size == min(256 << 20, rt.max_alloc)
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 
 
 def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt):
     """time_events(lead=N) enqueues N small dispatches after each run's flush and before its
-    launch (the stream a pipeline's dispatch sits in), none of them timed, and leaves the
-    buffers intact: a marker enqueued by the launch completes after the last of them."""
+    launch (the stream a pipeline's dispatch sits in), none of them timed; Runtime.lead(n) runs
+    the read kernel n times (none for 0) and leaves the other buffers intact."""
     import pyopencl as cl
 
     from sdsim.cl.bench import time_events
@@ -311,11 +311,21 @@ def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt):
         del rt.lead
     assert order == [("lead", 7), "launch"] * 2 + [("lead", 0), "launch"]
     assert t.shape == (2, 1)
-    ev = []
-    rt.lead(3)
-    ev.append(cl.enqueue_marker(rt.queue))
-    rt.finish()
-    assert ev[0].command_execution_status == cl.command_execution_status.COMPLETE
+    real_touch, calls = rt._touch(), []
+
+    def touch(queue, gsize, lsize, *args):
+        calls.append(gsize)
+        return real_touch(queue, gsize, lsize, *args)
+
+    rt._touch = lambda: touch
+    try:
+        rt.lead(0)
+        assert calls == []
+        rt.lead(3)
+        rt.finish()
+    finally:
+        del rt._touch
+    assert len(calls) == 3
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 
 

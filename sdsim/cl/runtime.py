@@ -428,21 +428,26 @@ class Runtime:
         GEMMs the same either way."""
         if n <= 0:
             return
-        buf, touch = self.constant("lead", lambda: (
-            cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
-                      hostbuf=np.zeros(LEAD_BYTES // 4, np.uint32)),
-            cl.Program(self.ctx, TOUCH_SOURCE).build().touch))
+        buf = self.constant("lead", lambda: cl.Buffer(
+            self.ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+            hostbuf=np.zeros(LEAD_BYTES // 4, np.uint32)))
+        touch = self._touch()
         for _ in range(n):
             touch(self.queue, (1024,), None, buf, np.uint32(LEAD_BYTES // 4), buf)
+
+    def _touch(self):
+        """The kernel that reads a buffer (TOUCH_SOURCE), built once: the cache flush and the
+        lead dispatches run it."""
+        return self.constant("touch", lambda: cl.Program(self.ctx, TOUCH_SOURCE).build().touch)
 
     def flush_caches(self, keep=()) -> None:
         """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation), then a read of each
         buffer of `keep`: the state a pipeline's dispatch starts in, its weights last read a
         whole network earlier (cold) and its activations just written by the previous dispatch
         (cached), not the inputs its previous repeat left cached."""
-        flush, touch = self.constant("flush", lambda: (
-            cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, min(FLUSH_BYTES, self.max_alloc)),
-            cl.Program(self.ctx, TOUCH_SOURCE).build().touch))
+        flush = self.constant("flush", lambda: cl.Buffer(
+            self.ctx, cl.mem_flags.READ_WRITE, min(FLUSH_BYTES, self.max_alloc)))
+        touch = self._touch()
         cl.enqueue_fill_buffer(self.queue, flush, np.uint32(0), 0, flush.size)
         for buf in keep:
             n = buf.size // 4
