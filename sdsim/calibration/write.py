@@ -14,7 +14,7 @@ from sdsim.calibration import fit, store
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
 from sdsim.cost import waves
-from sdsim.cost.profile import SCHEMA_VERSION, parse_profile
+from sdsim.cost.profile import SCHEMA_VERSION, SWEPT, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
 from sdsim.output import dumps, render_rows
@@ -120,7 +120,23 @@ def _coefficients(cal, key, c) -> dict:
         out["spill"] = _g(c.spill)
     if c.alias:
         out["alias"] = _g(c.alias)
+    swept = _swept(cal, key)
+    if swept:
+        out["swept"] = swept
     return out
+
+
+def _swept(cal, key) -> dict:
+    """[low, high] of the geometry the body's training points measured (its `swept` ranges:
+    predictions past them say they extrapolate, sdsim/cost/waves.py `beyond`)."""
+    pts = [p for p in cal.points if p.key == key and not p.heldout]
+    if not pts:
+        return {}
+    values = {"work_groups": [p.launch.work_groups for p in pts],
+              "steps": [p.launch.steps for p in pts],
+              "active": [p.launch.active for p in pts],
+              "footprint_mib": [waves.footprint(p.launch, p.dram_bytes) for p in pts]}
+    return {k: [_g(min(v) / SWEPT[k]), _g(max(v) / SWEPT[k])] for k, v in values.items()}
 
 
 def _ways(cal) -> int:

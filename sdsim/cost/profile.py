@@ -78,6 +78,10 @@ def _quantity_schema(kind: str) -> dict:
 
 
 _POSITIVE = {"type": "number", "minimum": 0}
+_RANGE = {"type": "array", "items": _POSITIVE, "minItems": 2, "maxItems": 2}
+#: a kernel body's `swept` ranges (what its calibration measured, [low, high]) in the order of
+#: `Coefficients.swept`, and each one's unit in the profile
+SWEPT = {"work_groups": 1, "steps": 1, "active": 1, "footprint_mib": 2 ** 20}
 COEFFICIENTS_SCHEMA = {
     "type": "object",
     "required": ["report", "kernels_hash", "precision", "kernels"],
@@ -100,7 +104,10 @@ COEFFICIENTS_SCHEMA = {
                            "tail": {"type": "number", "minimum": 0, "maximum": 1},
                            "alias": _POSITIVE,
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
-                           "heldout_error_pct": _POSITIVE}}},
+                           "heldout_error_pct": _POSITIVE,
+                           "swept": {"type": "object", "additionalProperties": False,
+                                     "required": list(SWEPT),
+                                     "properties": {k: _RANGE for k in SWEPT}}}}},
     },
 }
 
@@ -406,8 +413,17 @@ def _coefficient_set(section: dict) -> dict:
                               c["residency"], "calibrated", c.get("padding", 1.0),
                               c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache,
                               c.get("wave_latency_us", 0.0) * 1e-6, c.get("tail", 0.0),
-                              c.get("alias", 0.0), ways if c.get("alias") else 0)
+                              c.get("alias", 0.0), ways if c.get("alias") else 0,
+                              _swept(c.get("swept")))
             for key, c in section.get("kernels", {}).items()}
+
+
+def _swept(ranges: dict | None) -> tuple:
+    """Coefficients.swept of a body's `swept` ranges (() where the profile has none)."""
+    if not ranges:
+        return ()
+    return tuple((lo * SWEPT[k], hi * SWEPT[k]) for k, (lo, hi) in
+                 ((k, ranges[k]) for k in SWEPT))
 
 
 def _meta(section: dict) -> dict:

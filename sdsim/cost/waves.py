@@ -79,6 +79,9 @@ class Coefficients:
     tail: float = 0.0      # share of a partly filled last wave's empty slots it saves (0: none)
     alias: float = 0.0     # extra step cost when a work-item's rows thrash one L1 set
     ways: int = 0          # the device's L1 associativity the fit used (0: no alias term)
+    # what the body's calibration sweep measured, ((lo, hi) work-groups, steps, active lanes,
+    # cache footprint in bytes); () for coefficients no sweep measured (spec, older profiles)
+    swept: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,36 @@ def thrashes(launch, ways: int) -> bool:
     return bool(ways) and launch.conflict > ways
 
 
+#: how far past its body's swept range a call's geometry may lie before its prediction is said
+#: to extrapolate: sweeps draw shapes at random, so a call just past their last point is not
+SWEPT_MARGIN = 1.25
+#: the phrase a prediction's explanation carries when it extrapolates (`beyond`)
+BEYOND = "beyond the sweep"
+
+
+def beyond(c: Coefficients, launch, size: float) -> str:
+    """What of a call's geometry lies past the range its body's calibration measured (work-groups,
+    serial steps, active lanes, and the cache footprint where the body has a cache term), as a
+    clause of its explanation; '' where none does or no sweep is known. A model fitted on 4 MiB
+    attention P.V sweeps priced the VAE's 8 MiB one at 2.5x what it took: such a prediction is an
+    extrapolation, and says so."""
+    if not c.swept:
+        return ""
+    (wlo, whi), (slo, shi), (alo, _), (_, fhi) = c.swept
+    out = []
+    for name, v, lo, hi in (("work-groups", launch.work_groups, wlo, whi),
+                            ("steps", launch.steps, slo, shi)):
+        if v > hi * SWEPT_MARGIN:
+            out.append(f"{v} {name}, swept to {hi}")
+        elif v < lo / SWEPT_MARGIN:
+            out.append(f"{v} {name}, swept from {lo}")
+    if launch.active < alo / SWEPT_MARGIN:
+        out.append(f"{launch.active:.0%} lanes active, swept from {alo:.0%}")
+    if c.spill and size > max(fhi, c.cache) * SWEPT_MARGIN:
+        out.append(f"{size / 2**20:.1f} MiB of data read again, swept to {fhi / 2**20:.1f} MiB")
+    return f", {BEYOND} ({'; '.join(out)})" if out else ""
+
+
 def geometry_time(c: Coefficients, launch, compute_units: int,
                   dram_bytes: float = 0.0) -> tuple[float, str]:
     """(seconds, one-line explanation) of a dispatch of `launch` geometry moving `dram_bytes`
@@ -180,7 +213,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
         why = (f"{launch.steps} steps x {_us(c.latency)} latency-bound "
                f"({launch.work_groups} work-groups, {compute_units * c.residency} slots) "
                f"+ {_group(w, c)}{_us(c.t0)}")
-    return t, f"{why}{lanes} [{c.source}]"
+    return t, f"{why}{lanes}{beyond(c, launch, size)} [{c.source}]"
 
 
 def spec_coefficients(k, profile, precision: str) -> Coefficients:

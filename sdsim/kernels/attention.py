@@ -329,7 +329,7 @@ def _attn_point(batch, heads, nq, nk, head_dim):
 # waves on a large GPU and the key-tile steps 2 to ~200 (each head dim's sweep also gets a few
 # points at the many-waves end, which a random draw can miss); FlashAttention's timing is per
 # head dim (one model each), so its sweep covers each head dim SD runs attention at (40, 80, 160
-# in the UNet, 64 in CLIP, 512 in the VAE). The pools are more draws of the same kinds, for
+# in the UNet, 64 in CLIP, 512 in the VAE), as the other variants' sweeps do for 512. The pools are more draws of the same kinds, for
 # kernel bodies the sweep leaves short of cases (sdsim.calibration.sweep.top_up).
 _TOKENS = [60, 150, 500, 900, 1500, 2500, 5000, 7000]
 _GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 10, 15], nq=_TOKENS, nk=[50, *_TOKENS])
@@ -345,7 +345,12 @@ _CAL = {
     "naive": {"quick": sweep(_attn_point, 3, seed=6, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40, 96]),
               "full": sweep(_attn_point, 24, seed=6, **_GENERAL, head_dim=[40, 64, 96, 160])
-              + _with_dim(_MANY_WAVES[:2], 96),
+              + _with_dim(_MANY_WAVES[:2], 96)
+              # head dim 512 (the VAE's single head): a P.V whose V of several MiB per head is
+              # read again by every row of tiles, where the draws above stay under 4 MiB
+              + sweep(_attn_point, 6, seed=512, batch=[1, 2], heads=[1, 2], nq=_TOKENS[1:7],
+                      nk=_TOKENS[2:], head_dim=[512])
+              + [_attn_point(1, 1, 3600, 3600, 512), _attn_point(2, 1, 1500, 5000, 512)],
               "pool": sweep(_attn_point, 300, seed=60, **_GENERAL, head_dim=[40, 64, 96, 160])},
     "flash": {"quick": sweep(_attn_point, 4, seed=7, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40]),

@@ -442,7 +442,11 @@ _CAL_DIRECT_BLOCKS = {
     "full": [*sweep(_conv_point, 16, seed=12, batch=[1, 2], cin=[12, 48, 160, 384, 896, 1152],
                     cout=[1, 2, 3, 4], hw=[20, 40, 72, 100, 128]),
              *sweep(_conv_point, 12, seed=15, batch=[1, 2], cin=[12, 48, 160, 384, 896, 1152],
-                    cout=[5, 6, 7, 8], hw=[10, 20, 40, 72, 100, 128])],
+                    cout=[5, 6, 7, 8], hw=[10, 20, 40, 72, 100, 128]),
+             # images of 256 and 384 a side, as a decoder's output conv runs: thousands of
+             # work-groups, where the draws above stop at a few hundred
+             *sweep(_conv_point, 4, seed=19, batch=[1], cin=[48, 96, 160], cout=[1, 2, 3, 4],
+                    hw=[256, 384])],
 }
 # Large images (128 to 512 pixels a side) with a few hundred channels, as SD1.4's VAE decoder
 # runs its 3x3 and 1x1 convs: tens of thousands of work-groups with every lane of a tile row

@@ -328,6 +328,10 @@ _CAL = {
     + [_lin(m, k, n) for m, n in ((60, 700), (150, 300), (100, 1500), (250, 500))
        for k in (1024, 2048, 3072, 4096)]
     + [_lin(1200, k, 3500) for k in (1024, 2048)]
+    # k past the grid's 2,900: hundreds of k-steps over a wave or less of work-groups (a
+    # feed-forward output projection walks k = 5,120)
+    + sweep(_lin, 8, seed=8, m=[60, 150, 500, 1100], k=[3600, 4500, 6000, 7500],
+            n=[300, 700, 1500, 2200])
     # a B of tens of MB walked by tens of rows of tiles: past a CPU's last-level cache
     + [_lin(m, k, 5200) for m, k in ((130, 2900), (250, 1800))]
     # the bias-less build (attention's projections) over the first draws of the first sweep

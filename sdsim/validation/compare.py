@@ -6,7 +6,10 @@ time (the cost model's, for the call with the same identity). Errors are (predic
 - e2e_error_pct: error of the summed time of all calls;
 - rmspe_pct: root mean square of the per-call percentage errors;
 - accN_calls_pct / accN_time_pct: share of calls, and of measured time, whose prediction is
-  within +-N% (N = 10, 15).
+  within +-N% (N = 10, 15);
+- beyond_time_pct: share of measured time in calls whose geometry lies past what their kernel
+  body's calibration swept (the prediction extrapolates, sdsim/cost/waves.py `beyond`), and
+  beyond_acc10_time_pct the share of those calls' time predicted within +-10%.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sdsim.cost.waves import BEYOND
 from sdsim.errors import SdsimError
 from sdsim.lower.options import SWITCHES
 
@@ -40,6 +44,11 @@ class CallRow:
     @property
     def error(self) -> float:
         return (self.predicted_s - self.measured_s) / self.measured_s
+
+    @property
+    def beyond(self) -> bool:
+        """Whether the prediction extrapolates past its body's calibration sweep."""
+        return BEYOND in self.why
 
 
 def join(timings, costed) -> list[CallRow]:
@@ -92,6 +101,11 @@ def metrics(rows: list[CallRow]) -> dict:
         ok = [r for r in rows if abs(r.error) <= n / 100]
         out[f"acc{n}_calls_pct"] = 100.0 * len(ok) / len(rows)
         out[f"acc{n}_time_pct"] = 100.0 * sum(r.measured_s for r in ok) / meas
+    far = [r for r in rows if r.beyond]
+    far_s = sum(r.measured_s for r in far)
+    out["beyond_time_pct"] = 100.0 * far_s / meas
+    out["beyond_acc10_time_pct"] = (100.0 * sum(r.measured_s for r in far if abs(r.error) <= 0.1)
+                                    / far_s if far_s else None)
     return out
 
 

@@ -14,6 +14,7 @@ from sdsim.lower.options import Options
 from sdsim.model.components import COMPONENTS
 from sdsim.output import dumps, render_rows
 from sdsim.validation import drift
+from sdsim.cost.waves import BEYOND
 from sdsim.validation.compare import CallRow, by_class
 
 GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
@@ -109,7 +110,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
                      "predicted_s": m["predicted_s"], "e2e_error_%": m["e2e_error_pct"],
                      "RMSPE_%": m["rmspe_pct"], "calls_±10%": m["acc10_calls_pct"],
                      "time_±10%": m["acc10_time_pct"], "calls_±15%": m["acc15_calls_pct"],
-                     "time_±15%": m["acc15_time_pct"], "wall_s": run["wall_s"],
+                     "time_±15%": m["acc15_time_pct"],
+                     "beyond_sweep_time_%": m.get("beyond_time_pct", 0.0), "wall_s": run["wall_s"],
                      "goal": "met" if ok else "missed"})
     L += [render_rows(summ, "markdown", floatfmt=".4g"), "",
           f"![predicted vs measured]({plot_name})", ""]
@@ -140,6 +142,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
                   + "; ".join(f"{c['class']} ({c['error_pct']:+.0f}%, "
                               f"{c['share_of_time_pct']:.0f}% of time)" for c in missing)
                   + ".", ""]
+        L += _beyond(run)
         worst = sorted(rows, key=lambda r: abs(r.predicted_s - r.measured_s), reverse=True)[:10]
         L += [f"### --opt {run['opt']}: the ten calls with the largest absolute error", ""]
         L += [render_rows([{"identity": r.identity, "scope": r.scope, "class": r.kernel_class,
@@ -158,6 +161,22 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
                            for r in run["rows"]], "markdown", floatfmt=".4g"), "", "</details>",
               ""]
     return "\n".join(L)
+
+
+def _beyond(run) -> list[str]:
+    """The run's calls whose prediction extrapolates past its kernel body's calibration sweep:
+    how much time they hold, how well they were predicted, and the five longest."""
+    far = sorted((r for r in run["rows"] if r.beyond), key=lambda r: -r.measured_s)
+    if not far:
+        return ["No call lies beyond its kernel body's calibration sweep.", ""]
+    m = run["metrics"]
+    return [f"Calls beyond their kernel body's calibration sweep (their predictions extrapolate): "
+            f"{len(far)}, {m['beyond_time_pct']:.1f}% of measured time, "
+            f"{m['beyond_acc10_time_pct']:.0f}% of it within +-10%; the longest:", "",
+            render_rows([{"identity": r.identity, "measured_ms": r.measured_s * 1e3,
+                          "error_%": 100 * r.error,
+                          "beyond": r.why.split(BEYOND, 1)[1].split(")")[0].lstrip(" (")}
+                         for r in far[:5]], "markdown", floatfmt=".4g"), ""]
 
 
 def write(path, ctx, runs, effect, profile) -> Path:
