@@ -94,6 +94,22 @@ def _check_refit(measurements, prof, tmp_path, capsys):
         a = again.coefficients[key]
         assert (a.t0, a.latency, a.step, a.residency) == pytest.approx(
             (c.t0, c.latency, c.step, c.residency), rel=1e-3), key
+    # each body's swept ranges are its training points' geometry (predictions past them say so)
+    from sdsim.calibration import store
+    from sdsim.cost.waves import footprint
+    points = store.load(measurements, "test").points
+    for key, a in again.coefficients.items():
+        train = [p for p in points if p.key == key and not p.heldout]
+        if not train:
+            continue
+        (wlo, whi), (slo, shi), (alo, ahi), (_, fhi) = a.swept
+        wg = [p.launch.work_groups for p in train]
+        steps = [p.launch.steps for p in train]
+        assert (wlo, whi, slo, shi) == pytest.approx((min(wg), max(wg), min(steps), max(steps)),
+                                                     rel=1e-3), key
+        assert alo == pytest.approx(min(p.launch.active for p in train), rel=1e-3)
+        assert fhi == pytest.approx(max(footprint(p.launch, p.dram_bytes) for p in train),
+                                    rel=1e-3)
     report = (tmp_path / "calibration-again.md").read_text()
     assert "refit by `sdsim" in report and stored["date"] in report
     # the other precision's set, measured on other kernels, survives a calibration into the

@@ -9,7 +9,7 @@ import pytest
 
 from sdsim.cost.profile import parse_profile
 from sdsim.cost.roofline import kernel_time
-from sdsim.cost.waves import Coefficients
+from sdsim.cost.waves import BEYOND, Coefficients
 from sdsim.kernels import KERNEL_CLASSES, KernelCost, Launch
 
 
@@ -87,3 +87,47 @@ def test_a_partly_filled_last_wave_steps_faster_by_its_tail(prof):
     t = kernel_time(k, p, "fp16")
     assert t.total_s == pytest.approx(1e-6 + 10 * (4e-6 + 0.75 * 4e-6))
     assert "last wave 50% full (its steps x0.75)" in t.why
+
+
+def test_a_call_past_its_body_s_sweep_says_it_extrapolates(prof):
+    # swept: 10-400 work-groups, 2-100 steps, lanes 50-100% active, footprints to 4 MiB
+    mib = 2 ** 20
+    swept = ((10, 400), (2, 100), (0.5, 1.0), (0.0, 4 * mib))
+    c = Coefficients(1e-6, 0.0, 4e-6, 1, "calibrated", spill=1.0, cache=2 * mib, swept=swept)
+    p = dataclasses.replace(prof, coefficients={"gemm": c})
+
+    def why(wg, steps, active=1.0, reread=0.0):
+        launch = dataclasses.replace(Launch((wg * 64,), (64,), steps), active=active,
+                                     reread=reread)
+        return kernel_time(KernelCost("gemm", "gemm", 1e9, 1e6, 1e6, launch=launch), p,
+                           "fp16").why
+
+    inside = why(400, 120, 0.45, 4.9 * mib)   # each within the 25% margin
+    assert BEYOND not in inside and inside.endswith("[calibrated]")
+    assert f"{BEYOND} (320 steps, swept to 100) [calibrated]" in why(40, 320)
+    assert "7 work-groups, swept from 10" in why(7, 20)
+    assert "600 work-groups, swept to 400" in why(600, 20)
+    assert "25% lanes active, swept from 50%" in why(40, 20, 0.25)
+    assert "8.0 MiB of data read again, swept to 4.0 MiB" in why(40, 20, reread=8 * mib)
+    # the footprint matters only to a body with a cache term
+    plain = dataclasses.replace(c, spill=0.0)
+    p = dataclasses.replace(prof, coefficients={"gemm": plain})
+    assert BEYOND not in why(40, 20, reread=8 * mib)
+    # coefficients without a sweep (spec transfer, older profiles) never claim one
+    p = dataclasses.replace(prof, coefficients={"gemm": dataclasses.replace(c, swept=())})
+    assert BEYOND not in why(7, 320)
+
+
+def test_a_profile_s_swept_ranges_load_in_bytes_and_bad_ones_are_named():
+    from sdsim.cost.profile import _coefficient_set, COEFFICIENTS_SCHEMA
+    import jsonschema
+
+    body = {"t0_us": 1, "latency_us": 1, "step_us": 1, "residency": 2,
+            "swept": {"work_groups": [3, 900], "steps": [1, 80], "active": [0.25, 1],
+                      "footprint_mib": [0, 12.5]}}
+    c = _coefficient_set({"kernels": {"gemm": body}})["gemm"]
+    assert c.swept == ((3, 900), (1, 80), (0.25, 1), (0, 12.5 * 2 ** 20))
+    section = {"report": "r.md", "kernels_hash": "abcdef", "precision": "fp16",
+               "kernels": {"gemm": dict(body, swept=dict(body["swept"], steps=[1]))}}
+    with pytest.raises(jsonschema.ValidationError, match="steps"):
+        jsonschema.validate(section, COEFFICIENTS_SCHEMA)

@@ -28,6 +28,25 @@ def test_metrics_by_hand():
     assert m["acc15_time_pct"] == pytest.approx(25.0)
 
 
+def test_calls_past_their_sweep_are_counted_and_listed():
+    from dataclasses import replace
+
+    from sdsim.cost.waves import BEYOND
+    from sdsim.validation import report
+
+    far = f"40 steps x 1 us + 2 us, {BEYOND} (320 steps, swept to 100) [calibrated]"
+    rows = [_row(1.05, 1.0, i=0), replace(_row(2.0, 1.0, i=1), why=far),
+            replace(_row(1.95, 2.0, i=2), why=far)]
+    m = metrics(rows)
+    assert m["beyond_time_pct"] == pytest.approx(75.0)          # 3 of 4 s of measured time
+    assert m["beyond_acc10_time_pct"] == pytest.approx(100 * 2 / 3)   # 2 of those 3 s
+    assert metrics(rows[:1])["beyond_acc10_time_pct"] is None
+    text = "\n".join(report._beyond({"rows": rows, "metrics": m}))
+    assert "2, 75.0% of measured time, 67% of it within +-10%" in text
+    assert "320 steps, swept to 100" in text and "unet/2/0:k" in text
+    assert "No call lies beyond" in report._beyond({"rows": rows[:1], "metrics": metrics(rows[:1])})[0]
+
+
 def test_noise_is_the_first_run_against_the_median_of_the_others():
     class Call:
         identity, op_index, op_kind, scope, family, variant, kernel = "c", 0, "k", "", "f", "v", "k"
