@@ -270,3 +270,36 @@ def test_half_arithmetic_share_is_the_half_builds_flops(sd14_json, capsys):
     rc, out, _ = run(capsys, "predict", "--device", "s23ultra", "--precision", "fp32",
                      "--format", "json")
     assert json.loads(out)["half_arith_flops_share"] == 0
+
+
+def test_a_prediction_past_its_calibration_sweep_says_so(capsys, tmp_path):
+    """A calibrated profile whose bodies were swept over one work-group and one step: every
+    call of more lies past its sweep and says so, the table gives the share of time those calls
+    hold (the per-call rows summed), and a profile of specifications alone never claims one."""
+    import yaml
+
+    from sdsim.paths import PROFILES_DIR
+
+    d = yaml.safe_load((PROFILES_DIR / "nvidia-h100-opencl.yaml").read_text())
+    for key in [k for k in d if k.startswith("coefficients")]:
+        for body in d[key]["kernels"].values():
+            body["swept"] = {"work_groups": [1, 1], "steps": [1, 1], "active": [1, 1],
+                             "footprint_mib": [0, 0]}
+    f = tmp_path / "narrow.yaml"
+    f.write_text(yaml.safe_dump(d))
+    rc, out, _ = run(capsys, "predict", "--device", str(f), "--model", "tiny", "--resolution",
+                     "64", "--precision", "fp32")
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("beyond the sweep: "))
+    rc, out, _ = run(capsys, "predict", "--device", str(f), "--model", "tiny", "--resolution",
+                     "64", "--precision", "fp32", "--by", "kernel", "--format", "json")
+    rows = json.loads(out)["rows"]
+    for r in rows:
+        one = ("(1 work-groups" in r["why"] and r["why"].startswith("1 steps")
+               and "lanes active" not in r["why"])   # what the narrow sweep measured
+        assert ("beyond the sweep (" in r["why"]) is not one, r["why"]
+    share = (sum(r["latency_s"] * r["calls"] for r in rows if "beyond the sweep (" in r["why"])
+             / sum(r["latency_s"] * r["calls"] for r in rows))
+    assert line.startswith(f"beyond the sweep: {100 * share:.0f}% of the time")
+    rc, out, _ = run(capsys, "predict", "--device", "s23ultra")
+    assert rc == 0 and "beyond the sweep" not in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sdsim.cost.predict import Prediction
+from sdsim.cost.waves import BEYOND
 from sdsim.schemas import SCHEMA_VERSION
 
 LABELS = {"text_encoder": "text encoder", "unet": "UNet", "vae_decoder": "VAE decoder"}
@@ -104,16 +105,20 @@ def time_split(p: Prediction) -> tuple[dict, dict]:
 
 def explain(p: Prediction, top: int = 3) -> list[str]:
     """Two lines on why the total is what it is: what bounds the time, and where most of it
-    goes."""
+    goes; a third where some of it is in calls past their kernel body's calibration sweep."""
     total = p.total_s or 1.0
     bound, kernel = time_split(p)
     pct = {b: 100 * bound.get(b, 0.0) / total for b in ("compute", "memory", "latency")}
     most = sorted(kernel.items(), key=lambda kv: -kv[1])[:top]
+    far = sum(t for _, k, t in timed(p) if BEYOND in k.time.why)
     return [f"bound: {pct['compute']:.0f}% of the time in compute-bound dispatches, "
             f"{pct['memory']:.0f}% memory-bound, {pct['latency']:.0f}% latency-bound (too few "
             "work-groups to fill the GPU, or a wave's steps too short to hide its latency)",
             "most time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in most)
-            + " ('--by kernel' explains each call)"]
+            + " ('--by kernel' explains each call)"] + (
+        [f"{BEYOND}: {100 * far / total:.0f}% of the time is in calls whose geometry lies past "
+         "what their kernel body's calibration measured; those predictions extrapolate "
+         "('--by kernel' says how far)"] if far else [])
 
 
 def flops_line(p: Prediction, graphs: dict) -> str:
