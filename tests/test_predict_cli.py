@@ -293,7 +293,8 @@ def test_a_prediction_past_its_calibration_sweep_says_so(capsys, tmp_path):
     line = next(ln for ln in out.splitlines() if ln.startswith("beyond the sweep: "))
     rc, out, _ = run(capsys, "predict", "--device", str(f), "--model", "tiny", "--resolution",
                      "64", "--precision", "fp32", "--by", "kernel", "--format", "json")
-    rows = json.loads(out)["rows"]
+    obj = json.loads(out)
+    rows = obj["rows"]
     for r in rows:
         one = ("(1 work-groups" in r["why"] and r["why"].startswith("1 steps")
                and "lanes active" not in r["why"])   # what the narrow sweep measured
@@ -301,5 +302,6 @@ def test_a_prediction_past_its_calibration_sweep_says_so(capsys, tmp_path):
     share = (sum(r["latency_s"] * r["calls"] for r in rows if "beyond the sweep (" in r["why"])
              / sum(r["latency_s"] * r["calls"] for r in rows))
     assert line.startswith(f"beyond the sweep: {100 * share:.0f}% of the time")
+    assert obj["time_beyond_sweep_s"] == pytest.approx(share * obj["total_s"], rel=1e-6)
     rc, out, _ = run(capsys, "predict", "--device", "s23ultra")
     assert rc == 0 and "beyond the sweep" not in out

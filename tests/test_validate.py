@@ -31,7 +31,7 @@ def test_metrics_by_hand():
 def test_calls_past_their_sweep_are_counted_and_listed():
     from dataclasses import replace
 
-    from sdsim.cost.waves import BEYOND
+    from sdsim.cost.waves import BEYOND, Coefficients
     from sdsim.validation import report
 
     far = f"40 steps x 1 us + 2 us, {BEYOND} (320 steps, swept to 100) [calibrated]"
@@ -41,10 +41,20 @@ def test_calls_past_their_sweep_are_counted_and_listed():
     assert m["beyond_time_pct"] == pytest.approx(75.0)          # 3 of 4 s of measured time
     assert m["beyond_acc10_time_pct"] == pytest.approx(100 * 2 / 3)   # 2 of those 3 s
     assert metrics(rows[:1])["beyond_acc10_time_pct"] is None
-    text = "\n".join(report._beyond({"rows": rows, "metrics": m}))
+    class Profile:   # a profile whose one body records its sweep, or none that does
+        def __init__(self, swept):
+            self.swept = swept
+
+        def coefficients_for(self, precision):
+            return {"k": Coefficients(0, 0, 1e-6, 1, "calibrated", swept=self.swept)}
+
+    swept = Profile(((1, 9), (1, 100), (1, 1), (0, 0)))
+    text = "\n".join(report._beyond({"rows": rows, "metrics": m}, swept, "fp16"))
     assert "2, 75.0% of measured time, 67% of it within +-10%" in text
     assert "320 steps, swept to 100" in text and "unet/2/0:k" in text
-    assert "No call lies beyond" in report._beyond({"rows": rows[:1], "metrics": metrics(rows[:1])})[0]
+    inside = {"rows": rows[:1], "metrics": metrics(rows[:1])}
+    assert "No call lies beyond" in report._beyond(inside, swept, "fp16")[0]
+    assert report._beyond(inside, Profile(()), "fp16") == []   # no sweep known: no claim
 
 
 def test_noise_is_the_first_run_against_the_median_of_the_others():

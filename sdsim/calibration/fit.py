@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.special import expit   # the logistic function, without exp's overflow warnings
 
 from sdsim.cost.waves import (Coefficients, footprint, geometry_time, last_wave, miss, model_time,
                               thrashes)
@@ -129,11 +130,11 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
         # latency, logit padding and, where they apply, logits of the tail, spill and alias
         x = np.asarray(x)
         t0, lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(5))
-        pad = 1.0 / (1.0 + np.exp(-x[..., 5]))                  # padding in (0, 1)
+        pad = expit(x[..., 5])                                  # padding in (0, 1)
         lat = lat if latent else 0.0 * pad
-        tail = 1.0 / (1.0 + np.exp(-x[..., 6])) if tails else 0.0 * pad          # (0, 1)
-        spill = SPILL_MAX / (1.0 + np.exp(-x[..., 6 + tails])) if spills else 0.0 * pad
-        alias = (ALIAS_MAX / (1.0 + np.exp(-x[..., 6 + tails + spills])) if aliases
+        tail = expit(x[..., 6]) if tails else 0.0 * pad                          # (0, 1)
+        spill = SPILL_MAX * expit(x[..., 6 + tails]) if spills else 0.0 * pad
+        alias = (ALIAS_MAX * expit(x[..., 6 + tails + spills]) if aliases
                  else 0.0 * pad)
         return t0, lat, step, group, wlat, pad, spill, tail, alias
 

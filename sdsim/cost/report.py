@@ -103,6 +103,12 @@ def time_split(p: Prediction) -> tuple[dict, dict]:
     return dict(bound), dict(kernel)
 
 
+def beyond_s(p: Prediction) -> float:
+    """Seconds of the whole run in calls whose geometry lies past their kernel body's
+    calibration sweep (sdsim/cost/waves.py `beyond`): the share of the total that extrapolates."""
+    return sum(t for _, k, t in timed(p) if BEYOND in k.time.why)
+
+
 def explain(p: Prediction, top: int = 3) -> list[str]:
     """Two lines on why the total is what it is: what bounds the time, and where most of it
     goes; a third where some of it is in calls past their kernel body's calibration sweep."""
@@ -110,7 +116,7 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
     bound, kernel = time_split(p)
     pct = {b: 100 * bound.get(b, 0.0) / total for b in ("compute", "memory", "latency")}
     most = sorted(kernel.items(), key=lambda kv: -kv[1])[:top]
-    far = sum(t for _, k, t in timed(p) if BEYOND in k.time.why)
+    far = beyond_s(p)
     return [f"bound: {pct['compute']:.0f}% of the time in compute-bound dispatches, "
             f"{pct['memory']:.0f}% memory-bound, {pct['latency']:.0f}% latency-bound (too few "
             "work-groups to fill the GPU, or a wave's steps too short to hide its latency)",
@@ -170,6 +176,7 @@ def to_json(p: Prediction) -> dict:
                                     + max(c.activations_naive for c in p.components)),
         "time_by_kernel_class_s": class_breakdown(p),
         "time_by_bound_s": time_split(p)[0],
+        "time_beyond_sweep_s": beyond_s(p),
         "published": [{"time_s": pub["value"], "workload": pub["workload"],
                        "source": pub["source"]} for pub in p.published],
         "components": {c.name: {

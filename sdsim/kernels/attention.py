@@ -329,8 +329,9 @@ def _attn_point(batch, heads, nq, nk, head_dim):
 # waves on a large GPU and the key-tile steps 2 to ~200 (each head dim's sweep also gets a few
 # points at the many-waves end, which a random draw can miss); FlashAttention's timing is per
 # head dim (one model each), so its sweep covers each head dim SD runs attention at (40, 80, 160
-# in the UNet, 64 in CLIP, 512 in the VAE), as the other variants' sweeps do for 512. The pools are more draws of the same kinds, for
-# kernel bodies the sweep leaves short of cases (sdsim.calibration.sweep.top_up).
+# in the UNet, 64 in CLIP, 512 in the VAE), and the other variants' sweeps reach 512 too. The
+# pools are more draws of the same kinds, for kernel bodies the sweep leaves short of cases
+# (sdsim.calibration.sweep.top_up).
 _TOKENS = [60, 150, 500, 900, 1500, 2500, 5000, 7000]
 _GENERAL = dict(batch=[1, 2], heads=[1, 3, 6, 10, 15], nq=_TOKENS, nk=[50, *_TOKENS])
 _MANY_WAVES = [_attn_point(2, h, nq, nk, 0) for h, nq, nk in
@@ -348,7 +349,7 @@ _CAL = {
               + _with_dim(_MANY_WAVES[:2], 96)
               # head dim 512 (the VAE's single head): a P.V whose V of several MiB per head is
               # read again by every row of tiles, where the draws above stay under 4 MiB
-              + sweep(_attn_point, 6, seed=512, batch=[1, 2], heads=[1, 2], nq=_TOKENS[1:7],
+              + sweep(_attn_point, 3, seed=512, batch=[1, 2], heads=[1, 2], nq=_TOKENS[1:5],
                       nk=_TOKENS[2:], head_dim=[512])
               + [_attn_point(1, 1, 3600, 3600, 512), _attn_point(2, 1, 1500, 5000, 512)],
               "pool": sweep(_attn_point, 300, seed=60, **_GENERAL, head_dim=[40, 64, 96, 160])},

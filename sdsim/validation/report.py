@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 from sdsim import atomic
+from sdsim.cost.waves import BEYOND
 from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
 from sdsim.model.components import COMPONENTS
 from sdsim.output import dumps, render_rows
 from sdsim.validation import drift
-from sdsim.cost.waves import BEYOND
 from sdsim.validation.compare import CallRow, by_class
 
 GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
@@ -142,7 +142,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
                   + "; ".join(f"{c['class']} ({c['error_pct']:+.0f}%, "
                               f"{c['share_of_time_pct']:.0f}% of time)" for c in missing)
                   + ".", ""]
-        L += _beyond(run)
+        L += _beyond(run, profile, ctx["precision"])
         worst = sorted(rows, key=lambda r: abs(r.predicted_s - r.measured_s), reverse=True)[:10]
         L += [f"### --opt {run['opt']}: the ten calls with the largest absolute error", ""]
         L += [render_rows([{"identity": r.identity, "scope": r.scope, "class": r.kernel_class,
@@ -163,12 +163,14 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
     return "\n".join(L)
 
 
-def _beyond(run) -> list[str]:
+def _beyond(run, profile, precision: str) -> list[str]:
     """The run's calls whose prediction extrapolates past its kernel body's calibration sweep:
-    how much time they hold, how well they were predicted, and the five longest."""
+    how much time they hold, how well they were predicted, and the five longest (nothing where
+    the profile records no sweep to compare with)."""
     far = sorted((r for r in run["rows"] if r.beyond), key=lambda r: -r.measured_s)
     if not far:
-        return ["No call lies beyond its kernel body's calibration sweep.", ""]
+        swept = any(c.swept for c in profile.coefficients_for(precision).values())
+        return ["No call lies beyond its kernel body's calibration sweep.", ""] if swept else []
     m = run["metrics"]
     return [f"Calls beyond their kernel body's calibration sweep (their predictions extrapolate): "
             f"{len(far)}, {m['beyond_time_pct']:.1f}% of measured time, "
