@@ -102,7 +102,7 @@ def _check_refit(measurements, prof, tmp_path, capsys):
         train = [p for p in points if p.key == key and not p.heldout]
         if not train:
             continue
-        (wlo, whi), (slo, shi), (alo, ahi), (_, fhi) = a.swept
+        (wlo, whi), (slo, shi), (alo, _), (_, fhi) = a.swept
         wg = [p.launch.work_groups for p in train]
         steps = [p.launch.steps for p in train]
         assert (wlo, whi, slo, shi) == pytest.approx((min(wg), max(wg), min(steps), max(steps)),

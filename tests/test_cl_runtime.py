@@ -250,65 +250,59 @@ def test_native_half_builds_where_available(kernels_dir):
     np.testing.assert_array_equal(rt16.from_device(b, (3,), "fp16"), a * a)
 
 
-def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt):
-    """time_events(cold=True) enqueues the cache flush (keeping the activation inputs cached)
-    before each run's dispatches (in-order queue: it finishes before the timed kernel starts);
-    the flush writes only its own buffer."""
+def _record(monkeypatch, rt, method: str, order: list) -> None:
+    """Wrap `rt.<method>` for the test: each call appends (method, *args) to `order`, then runs."""
+    real = getattr(rt, method)
+
+    def spy(*args):
+        order.append((method, *args))
+        return real(*args)
+
+    monkeypatch.setattr(rt, method, spy)
+
+
+def _marker_launch(rt, order: list):
+    """A launch of one marker (an event with profiling times) that appends "launch" to `order`."""
     import pyopencl as cl
-
-    from sdsim.cl.bench import time_events
-
-    x = np.arange(1000, dtype=np.float32)
-    buf = rt.to_device(x, "fp32", "x")
-    order = []
-    real_flush = rt.flush_caches
-
-    def flush(keep):
-        order.append(("flush", list(keep)))
-        real_flush(keep)
 
     def launch():
         order.append("launch")
         return [cl.enqueue_marker(rt.queue)]
 
-    rt.flush_caches = flush
-    try:
-        t = time_events(rt, launch, 3, cold_keeping=[buf])
-    finally:
-        del rt.flush_caches
-    assert order == [("flush", [buf]), "launch"] * 3
+    return launch
+
+
+def test_cold_timing_flushes_before_every_run_and_leaves_buffers_intact(rt, monkeypatch):
+    """time_events(cold=True) enqueues the cache flush (keeping the activation inputs cached)
+    before each run's dispatches (in-order queue: it finishes before the timed kernel starts);
+    the flush writes only its own buffer."""
+    from sdsim.cl.bench import time_events
+
+    x = np.arange(1000, dtype=np.float32)
+    buf = rt.to_device(x, "fp32", "x")
+    order = []
+    _record(monkeypatch, rt, "flush_caches", order)
+    t = time_events(rt, _marker_launch(rt, order), 3, cold_keeping=[buf])
+    assert order == [("flush_caches", [buf]), "launch"] * 3
     assert t.shape == (3, 1)
     flush = rt.constant("flush", None)
     assert flush.size == min(256 << 20, rt.max_alloc)
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 
 
-def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt):
+def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt, monkeypatch):
     """time_events(lead=N) enqueues N small dispatches after each run's flush and before its
     launch (the stream a pipeline's dispatch sits in), none of them timed; Runtime.lead(n) runs
     the read kernel n times (none for 0) and leaves the other buffers intact."""
-    import pyopencl as cl
-
     from sdsim.cl.bench import time_events
 
     x = np.arange(1000, dtype=np.float32)
     buf = rt.to_device(x, "fp32", "x")
-    order, real_lead = [], rt.lead
-
-    def lead(n):
-        order.append(("lead", n))
-        real_lead(n)
-
-    def launch():
-        order.append("launch")
-        return [cl.enqueue_marker(rt.queue)]
-
-    rt.lead = lead
-    try:
-        t = time_events(rt, launch, 2, cold_keeping=[buf], lead=7)
-        time_events(rt, launch, 1, cold_keeping=[buf])
-    finally:
-        del rt.lead
+    order = []
+    _record(monkeypatch, rt, "lead", order)
+    t = time_events(rt, _marker_launch(rt, order), 2, cold_keeping=[buf], lead=7)
+    time_events(rt, _marker_launch(rt, order), 1, cold_keeping=[buf])
+    monkeypatch.undo()
     assert order == [("lead", 7), "launch"] * 2 + [("lead", 0), "launch"]
     assert t.shape == (2, 1)
     real_touch, calls = rt._touch(), []
@@ -317,14 +311,11 @@ def test_a_lead_runs_its_dispatches_between_the_flush_and_the_launch(rt):
         calls.append(gsize)
         return real_touch(queue, gsize, lsize, *args)
 
-    rt._touch = lambda: touch
-    try:
-        rt.lead(0)
-        assert calls == []
-        rt.lead(3)
-        rt.finish()
-    finally:
-        del rt._touch
+    monkeypatch.setattr(rt, "_touch", lambda: touch)
+    rt.lead(0)
+    assert calls == []
+    rt.lead(3)
+    rt.finish()
     assert len(calls) == 3
     np.testing.assert_array_equal(rt.from_device(buf, x.shape, "fp32"), x)
 

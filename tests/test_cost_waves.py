@@ -119,8 +119,9 @@ def test_a_call_past_its_body_s_sweep_says_it_extrapolates(prof):
 
 
 def test_a_profile_s_swept_ranges_load_in_bytes_and_bad_ones_are_named():
-    from sdsim.cost.profile import _coefficient_set, COEFFICIENTS_SCHEMA
     import jsonschema
+
+    from sdsim.cost.profile import COEFFICIENTS_SCHEMA, _coefficient_set
 
     body = {"t0_us": 1, "latency_us": 1, "step_us": 1, "residency": 2,
             "swept": {"work_groups": [3, 900], "steps": [1, 80], "active": [0.25, 1],

@@ -122,9 +122,9 @@ def explain(p: Prediction, top: int = 3) -> list[str]:
             "work-groups to fill the GPU, or a wave's steps too short to hide its latency)",
             "most time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in most)
             + " ('--by kernel' explains each call)"] + (
-        [f"{BEYOND}: {100 * far / total:.0f}% of the time is in calls whose geometry lies past "
-         "what their kernel body's calibration measured; those predictions extrapolate "
-         "('--by kernel' says how far)"] if far else [])
+        [(f"{BEYOND}: {100 * far / total:.0f}% of the time is in calls whose geometry lies past "
+          "what their kernel body's calibration measured; those predictions extrapolate "
+          "('--by kernel' says how far)")] if far else [])
 
 
 def flops_line(p: Prediction, graphs: dict) -> str:

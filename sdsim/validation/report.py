@@ -172,9 +172,9 @@ def _beyond(run, profile, precision: str) -> list[str]:
         swept = any(c.swept for c in profile.coefficients_for(precision).values())
         return ["No call lies beyond its kernel body's calibration sweep.", ""] if swept else []
     m = run["metrics"]
-    return [f"Calls beyond their kernel body's calibration sweep (their predictions extrapolate): "
-            f"{len(far)}, {m['beyond_time_pct']:.1f}% of measured time, "
-            f"{m['beyond_acc10_time_pct']:.0f}% of it within +-10%; the longest:", "",
+    return [(f"Calls beyond their kernel body's calibration sweep (their predictions "
+             f"extrapolate): {len(far)}, {m['beyond_time_pct']:.1f}% of measured time, "
+             f"{m['beyond_acc10_time_pct']:.0f}% of it within +-10%; the longest:"), "",
             render_rows([{"identity": r.identity, "measured_ms": r.measured_s * 1e3,
                           "error_%": 100 * r.error,
                           "beyond": r.why.split(BEYOND, 1)[1].split(")")[0].lstrip(" (")}
