@@ -605,3 +605,78 @@ def test_calibrate_format_json_is_one_object_of_its_schema(plat, tmp_path, capsy
     assert row["profile"] == str(again) and int(row["cases"]) == obj["cases"]
     assert int(row["heldout_points"]) == held["points"]
     assert float(row["launch_overhead_s"]) == pytest.approx(refit["launch_overhead_s"])
+
+
+def test_a_fit_after_the_recheck_fits_again_only_the_bodies_it_changed(monkeypatch):
+    """fit_all with a memo: a second call fits only the bodies whose training times moved, and
+    lands on the coefficients a fresh fit of the same points gives."""
+    from sdsim.calibration import fit
+
+    jobs = []
+
+    def serial(batch):
+        jobs.extend(j[0][0].key for j in batch)
+        return [fit._fit_args(j) for j in batch]
+
+    monkeypatch.setattr(fit, "_in_parallel", serial)
+    pts = _gemm_points("hit", 0.4, True) + _gemm_points("clean", 0.0, False)
+    memo = {}
+    fit.fit_all(pts, 2, ways=8, memo=memo)
+    assert sorted(set(jobs)) == ["clean", "hit"]
+    jobs.clear()
+    moved = next(p for p in pts if p.key == "hit")
+    moved.measured_s *= 1.5          # the recheck kept a second pass of one "hit" case
+    again = fit.fit_all(pts, 2, ways=8, memo=memo)
+    assert jobs and set(jobs) == {"hit"}
+    fresh = fit.fit_all(pts, 2, ways=8)
+    assert again == fresh
+
+
+def test_a_long_case_is_timed_fewer_times(monkeypatch):
+    """A case whose warm-up takes LONG_S or more is timed LONG_REPEAT times, a short one
+    `repeat` times; a spread over MAX_CV doubles the repeats either way."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from sdsim.calibration import sweep
+    from sdsim.cl import bench
+
+    kernel = SimpleNamespace(model_key="k", kernel="k", launch=None, kernel_class="gemm",
+                             flops=1.0, dram_bytes=1.0)
+    record = SimpleNamespace(key="f/v", make_inputs=lambda shape, rng: {},
+                             costs=lambda precision, **shape: [kernel])
+    monkeypatch.setattr(bench, "upload", lambda *a: None)
+    rt = SimpleNamespace(finish=lambda: None)
+    for warm, cv, asked in ((0.05, 0.01, [1, 5]), (sweep.LONG_S, 0.01, [1, sweep.LONG_REPEAT]),
+                            (1.0, 0.5, [1, sweep.LONG_REPEAT, 2 * sweep.LONG_REPEAT])):
+        calls = []
+
+        def timed(rt, record, shape, buffers, precision, repeat, gated, lead):
+            calls.append(repeat)
+            return np.array([warm]), np.array([cv])
+
+        monkeypatch.setattr(sweep, "_time", timed)
+        points, again = sweep.measure(rt, record, {}, "fp32", 5)
+        assert calls == asked and again == (cv > sweep.MAX_CV)
+        assert points[0].measured_s == warm
+
+
+def test_tiling_rng_draws_its_blocks_once_per_seed():
+    """TilingRng's normal and uniform draws tile one block of a seed's draws, shared between
+    instances and read-only, so a caller's array never aliases it."""
+    import numpy as np
+
+    from sdsim.calibration.sweep import TilingRng
+
+    a, b = TilingRng(3), TilingRng(3)
+    assert a.normal is b.normal and a.unit is b.unit
+    ref = np.random.default_rng(3).standard_normal(TilingRng.BLOCK + 5)
+    x = a.standard_normal((TilingRng.BLOCK + 5,))
+    assert np.array_equal(x[:TilingRng.BLOCK], ref[:TilingRng.BLOCK])
+    assert np.array_equal(x[TilingRng.BLOCK:], ref[:5])          # the block again
+    x[:] = 0.0
+    assert np.array_equal(b.standard_normal((4,)), ref[:4])
+    u = a.uniform(2.0, 4.0, size=(8,))
+    assert np.all((u >= 2.0) & (u < 4.0))
+    assert not TilingRng(4).normal[np.dtype(np.float64)][:4].tolist() == ref[:4].tolist()

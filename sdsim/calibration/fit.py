@@ -204,19 +204,30 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     return rival if rival[1] * TAIL_GAIN <= best[1] else best
 
 
-def fit_all(points: list[Point], compute_units: int, ways: int = 0) -> dict[str, Coefficients]:
+def fit_all(points: list[Point], compute_units: int, ways: int = 0,
+            memo: dict | None = None) -> dict[str, Coefficients]:
     """{model key: Coefficients} fitted on the training points, under the device cache size of
     CACHES that fits all of them best (one size per device: it is the device's, not a kernel's)
     and the device's L1 associativity `ways` (0: unknown, no alias term); every point's
-    `predicted_s` (training and held-out) is filled in."""
+    `predicted_s` (training and held-out) is filled in. `memo` (a dict kept between calls)
+    keeps each body's fit at each cache size with the training times it saw: a fit after the
+    recheck (sdsim/calibration/run.py) fits again only the bodies whose points it changed, and
+    lands where a fresh fit would, since a fit is a function of its points."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
     # every body without a cache term, and those that sweep their data at each cache size
     tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in keys
                                         if _spills(train[k], c)]
-    done = dict(zip(tasks, _in_parallel([(train[k], compute_units, c, ways)
-                                         for k, c in tasks])))
+    memo = {} if memo is None else memo
+
+    def seen(k, c):
+        return (k, c, compute_units, ways, tuple((id(p), p.measured_s) for p in train[k]))
+
+    todo = [t for t in tasks if seen(*t) not in memo]
+    memo.update(zip((seen(*t) for t in todo),
+                    _in_parallel([(train[k], compute_units, c, ways) for k, c in todo])))
+    done = {t: memo[seen(*t)] for t in tasks}
     plain = {k: done[(k, 0.0)] for k in keys}
     best = None
     for cache in CACHES:

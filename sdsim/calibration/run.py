@@ -128,12 +128,15 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         by_case.append(points)
         cal.points += points
     bar.close()
-    t = time.perf_counter()
-    first = fitted(cal)
+    t, memo = time.perf_counter(), {}
+    first = fitted(cal, memo)
     clock["first fit"] = time.perf_counter() - t
     t = time.perf_counter()
     rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated, lead)
     clock["recheck"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fitted(cal, memo)   # again, the bodies the recheck changed
+    clock["final fit"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),
@@ -145,8 +148,9 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                                          for i in rechecked),
                  "load_before": load0, "load_after": provenance.load(), "commit": commit,
                  "programs": len(programs), "seconds": time.perf_counter() - t0,
+                 "long_s": sweep.LONG_S, "long_repeat": sweep.LONG_REPEAT,
                  "host_s": {k: round(v, 1) for k, v in clock.items()}}
-    return fitted(cal)
+    return cal
 
 
 def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: int,
@@ -176,11 +180,11 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
     return sorted(todo)
 
 
-def fitted(cal: Calibration) -> Calibration:
+def fitted(cal: Calibration, memo: dict | None = None) -> Calibration:
     """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
-    its points (a fresh sweep, or stored measurements fitted again)."""
+    its points (a fresh sweep, or stored measurements fitted again); `memo` as fit.fit_all's."""
     cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"],
-                                   cal.device_info.get("l1_ways", 0))
+                                   cal.device_info.get("l1_ways", 0), memo)
     cal.classes = classes.efficiencies(cal.points, cal.micro["rates"][cal.precision],
                                        cal.micro["bandwidth"], cal.launch_s)
     return cal
