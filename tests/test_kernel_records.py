@@ -251,7 +251,8 @@ def test_gemm_memory_geometry_by_hand():
 
 
 def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():
-    """A linear GEMM without bias is its own build (BIAS=0) with its own model key; a profile
+    """A linear GEMM without bias is its own build (BIAS=0) with its own model key, and so is one
+    with the GELU epilogue (ACT=1), which falls back to the bias build too; a profile
     without that key (one calibrated before the key had points: the committed H200 profile with
     the key taken out) times it with the bias build's coefficients, by name in the
     explanation's [calibrated]; one with the key uses its own."""
@@ -260,7 +261,7 @@ def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build
     from sdsim.cost.profile import load_profile
     from sdsim.cost.roofline import kernel_time
     from sdsim.kernels import tuning
-    from sdsim.kernels.gemm import NO_BIAS
+    from sdsim.kernels.gemm import GELU, NO_BIAS
 
     prof = load_profile("nvidia-h200-opencl")
     with tuning.use(tuning.for_profile(prof)):
@@ -268,13 +269,16 @@ def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build
         (biased,) = kernels.costs("linear", "tiled", m=3000, k=700, n=900, bias=True)
         (gelu,) = kernels.costs("linear", "tiled_gelu", m=3000, k=700, n=900)
     assert plain.model_key == biased.model_key + NO_BIAS == plain.model_alt + NO_BIAS
-    assert gelu.model_key == biased.model_key and not biased.model_alt
+    assert gelu.model_key == biased.model_key + GELU and gelu.model_alt == biased.model_key
+    assert not biased.model_alt
     coeffs = prof.coefficients_for("fp32")
     saved = coeffs.pop(plain.model_key, None)
+    saved_gelu = coeffs.pop(gelu.model_key, None)
     try:
         assert biased.model_key in coeffs
         t_plain, t_bias = kernel_time(plain, prof, "fp32"), kernel_time(biased, prof, "fp32")
         assert t_plain.why == t_bias.why and "[calibrated]" in t_plain.why
+        assert kernel_time(gelu, prof, "fp32").why == t_bias.why
         coeffs[plain.model_key] = dc.replace(coeffs[biased.model_key],
                                              step=2 * coeffs[biased.model_key].step)
         assert kernel_time(plain, prof, "fp32").total_s > t_plain.total_s
@@ -282,3 +286,5 @@ def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build
         coeffs.pop(plain.model_key, None)
         if saved is not None:
             coeffs[plain.model_key] = saved
+        if saved_gelu is not None:
+            coeffs[gelu.model_key] = saved_gelu

@@ -14,6 +14,8 @@ kinked, with local minima a descent from one start falls into differently on dif
 builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
 the same measurements on other machines land in the same minimum, but for coefficients the
 points do not determine (the padding of a body whose sweep always fills its lanes).
+The fixed cost t0 is at most the body's fastest training time, since every dispatch pays it:
+free, PoCL's fp32 GEMM fit put 0.49 ms there, and priced a 17 us GEMM at 0.5 ms.
 The latency is fitted only where some training point runs in one wave at the residency tried:
 no other point shows what it bounds, and a free latency stands in for the wave count of the
 fewest-wave points (the H200's large-tile P.V, swept at 5 waves and more, priced SD's 4-wave call
@@ -56,10 +58,10 @@ SPILL_MAX = 4.0
 ALIAS_MAX = 4.0
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB
 CACHES = (0.0, *(float(2 ** i << 20) for i in range(9)))
-#: the fit's starting grid, as multiples of scales read off the data (`_starts`): fixed cost,
-#: latency and step, group, wave latency (from none to the step's scale); padding and spill as
-#: logits
-_T0_SCALES = (0.03, 0.3, 1.0)
+#: the fit's starting grid, as multiples of scales read off the data (`_starts`): fixed cost
+#: (shares of the body's fastest training time, its bound), latency and step, group, wave
+#: latency (from none to the step's scale); padding and spill as logits
+_T0_SCALES = (0.03, 0.3, 0.9)
 _SCALES = (0.03, 0.1, 0.3, 1.0, 3.0)
 _GROUP_SCALES = (0.01, 0.1, 1.0)
 _WAVE_SCALES = (1e-4, 0.3, 1.0)
@@ -126,10 +128,12 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     latent = bool(np.any(waves == 1))
 
     def coefficients(x):
-        # x (one start, or rows of them): log t0, log latency, log step, log group, log wave
+        # x (one start, or rows of them): logit of t0 / the fastest time, log latency, log
+        # step, log group, log wave
         # latency, logit padding and, where they apply, logits of the tail, spill and alias
         x = np.asarray(x)
-        t0, lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(5))
+        lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(1, 5))
+        t0 = t.min() * expit(x[..., 0])   # paid by every dispatch: within the fastest one
         pad = expit(x[..., 5])                                  # padding in (0, 1)
         lat = lat if latent else 0.0 * pad
         tail = expit(x[..., 6]) if tails else 0.0 * pad                          # (0, 1)
@@ -157,11 +161,11 @@ def _starts(resid, t, steps, waves, tails, extra, latent=True):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
     before any descent (module doc); one latency where the fit has none (`latent`)."""
     per = t / steps
-    base = np.log([max(t.min(), 1e-9), max(per.min(), 1e-10),
-                   max(np.median(per / waves), 1e-10), max(np.median(t / waves), 1e-10)])
-    axes = [base[0] + np.log(_T0_SCALES), base[1] + np.log(_SCALES if latent else _SCALES[:1]),
-            base[2] + np.log(_SCALES), base[3] + np.log(_GROUP_SCALES),
-            base[2] + np.log(_WAVE_SCALES), _LOGITS]
+    lat, step, group = np.log([max(per.min(), 1e-10), max(np.median(per / waves), 1e-10),
+                               max(np.median(t / waves), 1e-10)])
+    axes = [np.log(_T0_SCALES) - np.log1p(-np.asarray(_T0_SCALES)),   # logits
+            lat + np.log(_SCALES if latent else _SCALES[:1]), step + np.log(_SCALES),
+            group + np.log(_GROUP_SCALES), step + np.log(_WAVE_SCALES), _LOGITS]
     if tails:
         axes.append(_LOGITS)
     axes += [_LOGITS] * extra    # the cache and alias terms' logits, where they apply
