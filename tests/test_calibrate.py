@@ -157,6 +157,20 @@ def test_fit_recovers_the_coefficients_that_made_the_points():
     assert c.padding == pytest.approx(0.0, abs=1e-3)
 
 
+def test_a_fixed_cost_is_never_more_than_the_fastest_dispatch():
+    """Every dispatch pays t0, so the fit keeps it within the body's fastest training time:
+    long points made with a 0.5 ms fixed cost and two short ones of 20-40 us (a CPU GEMM of few
+    steps) fit to a t0 of at most 20 us, where an unbounded one soaks up the 0.5 ms and prices
+    the short points 10-25x."""
+    pts = [Point("k", "f/v", {}, "k", Launch((wgs,), (1,), steps), 5e-4 + wgs / 24 * steps * 1e-7,
+                 0.0) for wgs in (400, 1300, 3700) for steps in (500, 2000, 4000)]
+    pts += [Point("k", "f/v", {}, "k", Launch((65,), (1,), steps), t, 0.0)
+            for steps, t in ((24, 2e-5), (96, 4e-5))]
+    c = fit_key(pts, 2)
+    assert 0 <= c.t0 <= 2e-5
+    assert all(geometry_time(c, p.launch, 2)[0] < 3 * p.measured_s for p in pts[-2:])
+
+
 def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order():
     """A body whose registers allow 6 work-groups per compute unit (the H200's 16x64 direct
     conv): points made at residency 6 are fitted back to 6, and shuffling the points (the

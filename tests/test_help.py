@@ -30,3 +30,16 @@ def test_help_has_text_for_every_option_and_no_empty_defaults(name, capsys):
         # each default shown once: not the formatter's beside the help's own, nor two of either
         assert said.count("default:") <= 1, f"{name}: twice: {b}"
         assert not ("(default:" in said and said.count("default") > 1), f"{name}: twice: {b}"
+
+
+def test_calibrate_help_states_the_sweep_constants_it_runs_with(capsys):
+    """The calibrate help's numbers are the sweep's own: the lead dispatches and the repeats of
+    a long case."""
+    from sdsim.calibration import sweep
+
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    flat = re.sub(r"\s+", " ", capsys.readouterr().out)
+    assert f"default {sweep.LEAD}," in flat
+    assert f"at most {sweep.LONG_REPEAT} for a case whose warm-up run takes {sweep.LONG_S:g} s" \
+        in flat
