@@ -128,9 +128,9 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     latent = bool(np.any(waves == 1))
 
     def coefficients(x):
-        # x (one start, or rows of them): logit of t0 / the fastest time, log latency, log
-        # step, log group, log wave
-        # latency, logit padding and, where they apply, logits of the tail, spill and alias
+        # x (one start, or rows of them): logit of t0 over the fastest time, log latency, log
+        # step, log group, log wave latency, logit padding and, where they apply, logits of
+        # the tail, spill and alias
         x = np.asarray(x)
         lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(1, 5))
         t0 = t.min() * expit(x[..., 0])   # paid by every dispatch: within the fastest one

@@ -195,9 +195,8 @@ def measure(rt, record, shape, precision, repeat=5, seed=0,
             lead: int = 0) -> tuple[list[Point], bool]:
     """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up
     (LONG_REPEAT for a long case, LONG_S); a case whose spread exceeds MAX_CV is measured again
-    with twice the repeats. Returns
-    (points, whether it was re-measured). `clock` adds up the host's seconds per phase (inputs,
-    upload, warm-up with the program builds, timed runs). `gated`: each timed run's dispatches
+    with twice the repeats. Returns (points, whether it was re-measured). `clock` adds up the
+    host's seconds per phase (inputs, upload, warm-up with the program builds, timed runs). `gated`: each timed run's dispatches
     run back to back behind a gate (sdsim.cl.bench.time_events), as validate times them, `lead`
     small dispatches ahead of them (LEAD)."""
     from sdsim.cl.bench import upload

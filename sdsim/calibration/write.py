@@ -217,7 +217,8 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"- Profile written: `{profile_rel}`",
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
-        f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then median of {w['repeat']} runs{_long(w)}, each "
+        f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then median of "
+        f"{w['repeat']} runs{_long(w)}, each "
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{_feed(w)}, {w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "

@@ -48,7 +48,8 @@ def add_arguments(p):
                         "earlier run measured at the other precision (with its kernel sources' "
                         "hash, which predict warns on when they changed), so one profile "
                         "predicts both")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median; at most 3 for a case whose warm-up run "
+    p.add_argument("--repeat", type=int, default=5,
+                   help="timed runs per case (median; at most 3 for a case whose warm-up run "
                         "takes 0.1 s or more, whose spread is small)")
     p.add_argument("--feed", choices=("gated", "host"), default="gated",
                    help="how each timed run's dispatches reach the device: gated, enqueued "

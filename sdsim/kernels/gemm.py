@@ -151,8 +151,12 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
     model = f"{caller}.{cfg.name}"
-    suffix = ("" if caller != "gemm" else GELU if gelu and split == 1 else
-              "" if bias or gelu else NO_BIAS)
+    if caller != "gemm":
+        suffix = ""
+    elif gelu and split == 1:
+        suffix = GELU         # a split GEMM leaves its epilogue to the reduction
+    else:
+        suffix = "" if bias or gelu else NO_BIAS
     keys = dict(model=model + suffix, model_alt=model) if suffix else dict(model=model)
     if split == 1:
         return [KernelCost(kernel, kernel_class, mac + epi, float(read + bias_read), out,
