@@ -56,8 +56,10 @@ SPILL_MAX = 4.0
 #: the most a step may cost when a work-item's rows thrash one L1 set, as a multiple of its cost
 #: otherwise (PoCL's 12 x 8 micro-kernel: 1.4x at K = 3072, fp32)
 ALIAS_MAX = 4.0
-#: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB
-CACHES = (0.0, *(float(2 ** i << 20) for i in range(9)))
+#: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB in steps of sqrt(2)
+#: (with steps of 2, PoCL's fp32 fit chose 8 MiB, and priced the text encoder's GEMMs on 9 MiB of
+#: weights as spilling, 15% long; their time shows no spill short of 18 MB)
+CACHES = (0.0, *(float(2 ** (i / 2) * 2**20) for i in range(17)))
 #: the fit's starting grid, as multiples of scales read off the data (`_starts`): fixed cost
 #: (shares of the body's fastest training time, its bound), latency and step, group, wave
 #: latency (from none to the step's scale); padding and spill as logits

@@ -253,8 +253,8 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"fitted on log times of the training points ({100 - int(run.HELDOUT * 100)}% of the "
         f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
         "by the fit. Errors are (predicted - measured) / measured. Device cache size: "
-        + (f"{_cache(cal) / 2**20:.0f} MiB" if _cache(cal) else "none")
-        + f" (of {', '.join(f'{c / 2**20:.0f}' for c in fit.CACHES)} MiB, the one whose fits "
+        + (f"{_cache(cal) / 2**20:.3g} MiB" if _cache(cal) else "none")
+        + f" (of {', '.join(f'{c / 2**20:.3g}' for c in fit.CACHES)} MiB, the one whose fits "
         "of all kernel bodies together leave the least training error). L1 associativity: "
         + (f"{cal.device_info['l1_ways']} ways (the host's, from sysfs)"
            if cal.device_info.get("l1_ways") else "not known (no alias term)") + ".",

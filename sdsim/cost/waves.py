@@ -198,7 +198,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     shrink = max(c.wave_latency, (1.0 - c.tail * (1.0 - last)) * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
-        lanes += (f", {m:.0%} of {size / 2**20:.0f} MiB past the {c.cache / 2**20:.0f} MiB "
+        lanes += (f", {m:.0%} of {size / 2**20:.0f} MiB past the {c.cache / 2**20:.3g} MiB "
                   f"cache (x{1 + c.spill * m:.2f})")
     if c.alias * th >= 0.02:
         lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
