@@ -143,12 +143,10 @@ def _blocks(seed: int) -> tuple[dict, np.ndarray]:
     process: drawing them for every case took half of the sweep's input time."""
     rng = np.random.default_rng(seed)
     normal = rng.standard_normal(TilingRng.BLOCK)
-    normal.flags.writeable = False
-    normal32 = normal.astype(np.float32)
-    normal32.flags.writeable = False
-    unit = rng.random(TilingRng.BLOCK)
-    unit.flags.writeable = False
-    return {np.dtype(np.float64): normal, np.dtype(np.float32): normal32}, unit
+    blocks = (normal, normal.astype(np.float32), rng.random(TilingRng.BLOCK))
+    for b in blocks:
+        b.flags.writeable = False   # shared by every TilingRng of the seed
+    return {b.dtype: b for b in blocks[:2]}, blocks[2]
 
 
 class TilingRng:
@@ -196,9 +194,10 @@ def measure(rt, record, shape, precision, repeat=5, seed=0,
     """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up
     (LONG_REPEAT for a long case, LONG_S); a case whose spread exceeds MAX_CV is measured again
     with twice the repeats. Returns (points, whether it was re-measured). `clock` adds up the
-    host's seconds per phase (inputs, upload, warm-up with the program builds, timed runs). `gated`: each timed run's dispatches
-    run back to back behind a gate (sdsim.cl.bench.time_events), as validate times them, `lead`
-    small dispatches ahead of them (LEAD)."""
+    host's seconds per phase (inputs, upload, warm-up with the program builds, timed runs).
+    `gated`: each timed run's dispatches run back to back behind a gate
+    (sdsim.cl.bench.time_events), as validate times them, `lead` small dispatches ahead of them
+    (LEAD)."""
     from sdsim.cl.bench import upload
 
     clock = Counter() if clock is None else clock
