@@ -250,6 +250,37 @@ def test_gemm_memory_geometry_by_hand():
     assert conflict(8, 2048) == 4 and conflict(0, 4096) == 0
 
 
+def test_gemm_edge_share_by_hand():
+    """What the edge term sees (Launch.edge), worked out by hand: a CPU micro-kernel of 8
+    columns per work-group loads B one element at a time in its last column block where that
+    block is partial, and in every block where B's columns are strided (attention's K^T); the
+    Winograd F(4x4) GEMM's columns are the input's tiles (4 at 8x8, 9 at 10x10, 16 at 16x16
+    per image); GPU builds stage B through local memory (no such path)."""
+    from sdsim.kernels import tuning
+
+    cpu8 = dataclasses.replace(tuning.DEFAULTS["cpu"], gemm={
+        c: tuning.GemmConfig(8, 8, 1, 1, 1, 8, local=False) for c in tuning.CLASS_NAMES})
+
+    def wino(h, batch=1):
+        return next(k for k in kernels.costs("conv2d", "winograd_f4", batch=batch, cin=64,
+                                             cout=64, h=h, w=h, k=3, stride=1,
+                                             padding=[1, 1, 1, 1])
+                    if k.kernel == "wino_gemm_f4")
+
+    with tuning.use(cpu8):
+        assert wino(8).launch.edge == 1.0          # 4 tiles: one block, partial
+        assert wino(10).launch.edge == 0.5         # 9 tiles: blocks of 8 and 1
+        assert wino(8, batch=2).launch.edge == 0.0   # 8 tiles: one full block
+        assert wino(16).launch.edge == 0.0         # 16 tiles: two full blocks
+        (g,) = kernels.costs("linear", "tiled", m=100, k=64, n=20)
+        assert g.launch.edge == pytest.approx(1 / 3)   # 20 columns: blocks of 8, 8 and 4
+        qk = kernels.costs("attention", "naive", batch=1, heads=2, nq=64, nk=64,
+                           head_dim=40)[0]
+        assert qk.kernel == "attn_qk" and qk.launch.edge == 1.0
+    with tuning.use(tuning.DEFAULTS["gpu"]):
+        assert wino(8).launch.edge == 0.0
+
+
 def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():
     """A linear GEMM without bias is its own build (BIAS=0) with its own model key, and so is one
     with the GELU epilogue (ACT=1), which falls back to the bias build too; a profile

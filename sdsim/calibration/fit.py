@@ -56,6 +56,11 @@ SPILL_MAX = 4.0
 #: the most a step may cost when a work-item's rows thrash one L1 set, as a multiple of its cost
 #: otherwise (PoCL's 12 x 8 micro-kernel: 1.4x at K = 3072, fp32)
 ALIAS_MAX = 4.0
+#: the most extra a work-group's step may cost on a boundary path (Launch.edge), as a share of its
+#: cost otherwise: PoCL's fp32 Winograd GEMM pays 1.1-1.2 (2.1-2.2x) on a partial column block
+#: of 8; bounded at 4, the fit's starts (0.07, 2 and 3.9) led it to a wave-latency floor at 3.9
+#: (13.5% median training error against 3.8%)
+EDGE_MAX = 2.0
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB in steps of sqrt(2)
 #: (with steps of 2, PoCL's fp32 fit chose 8 MiB, and priced the text encoder's GEMMs on 9 MiB of
 #: weights as spilling, 15% long; their time shows no spill short of 18 MB)
@@ -113,8 +118,9 @@ class Point:
 
 def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     """(Coefficients, training cost) of one body at residency r, with the tail term where
-    `tails`, the cache term where some point's footprint passes `cache`, and the alias term where
-    some points thrash an L1 of `ways` ways and others do not."""
+    `tails`, the cache term where some point's footprint passes `cache`, the alias term where
+    some points thrash an L1 of `ways` ways and others do not, and the edge term where the
+    points' shares of boundary-path work-groups differ."""
     steps = np.array([p.launch.steps for p in points], float)
     waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
     active = np.array([p.launch.active for p in points], float)
@@ -125,6 +131,8 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     spills = _spills(points, cache)
     thrash = np.array([thrashes(p.launch, ways) for p in points], float)
     aliases = bool(0 < thrash.sum() < len(points))
+    edged = np.array([p.launch.edge for p in points], float)
+    edges = bool(np.ptp(edged) > 0)
     # latency bounds the steps of a device left partly idle: without a point of one wave, none
     # shows it, and a free latency would stand in for the wave count of the fewest-wave points
     latent = bool(np.any(waves == 1))
@@ -132,7 +140,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     def coefficients(x):
         # x (one start, or rows of them): logit of t0 over the fastest time, log latency, log
         # step, log group, log wave latency, logit padding and, where they apply, logits of
-        # the tail, spill and alias
+        # the tail, spill, alias and edge
         x = np.asarray(x)
         lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(1, 5))
         t0 = t.min() * expit(x[..., 0])   # paid by every dispatch: within the fastest one
@@ -142,21 +150,26 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
         spill = SPILL_MAX * expit(x[..., 6 + tails]) if spills else 0.0 * pad
         alias = (ALIAS_MAX * expit(x[..., 6 + tails + spills]) if aliases
                  else 0.0 * pad)
-        return t0, lat, step, group, wlat, pad, spill, tail, alias
+        edge = (EDGE_MAX * expit(x[..., 6 + tails + spills + aliases]) if edges
+                else 0.0 * pad)
+        return t0, lat, step, group, wlat, pad, spill, tail, alias, edge
 
     def resid(x):
-        t0, lat, step, group, wlat, pad, spill, tail, alias = (
+        t0, lat, step, group, wlat, pad, spill, tail, alias, edge = (
             np.asarray(v)[..., None] for v in coefficients(x))   # rows broadcast over points
         return (np.log(model_time(t0, group, lat, step, pad, steps, waves, active, spill,
-                                 missed, wlat, tail, last, alias, thrash)) - np.log(t)) * scale
+                                 missed, wlat, tail, last, alias, thrash, edge, edged))
+                - np.log(t)) * scale
 
     best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
-                for x in _starts(resid, t, steps, waves, tails, spills + aliases, latent)),
+                for x in _starts(resid, t, steps, waves, tails, spills + aliases + edges,
+                                 latent)),
                key=lambda res: res.cost)
-    t0, lat, step, group, wlat, pad, spill, tail, alias = (float(v)
-                                                           for v in coefficients(best.x))
+    t0, lat, step, group, wlat, pad, spill, tail, alias, edge = (float(v)
+                                                                 for v in coefficients(best.x))
     return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat,
-                         tail, alias, int(ways) if aliases else 0), float(best.cost))
+                         tail, alias, int(ways) if aliases else 0, edge=edge),
+            float(best.cost))
 
 
 def _starts(resid, t, steps, waves, tails, extra, latent=True):
@@ -170,7 +183,7 @@ def _starts(resid, t, steps, waves, tails, extra, latent=True):
             group + np.log(_GROUP_SCALES), step + np.log(_WAVE_SCALES), _LOGITS]
     if tails:
         axes.append(_LOGITS)
-    axes += [_LOGITS] * extra    # the cache and alias terms' logits, where they apply
+    axes += [_LOGITS] * extra    # the cache, alias and edge terms' logits, where they apply
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
     cost = np.square(resid(grid)).sum(axis=-1)
     return grid[np.argsort(cost, kind="stable")[:POLISH]]

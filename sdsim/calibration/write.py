@@ -120,6 +120,8 @@ def _coefficients(cal, key, c) -> dict:
         out["spill"] = _g(c.spill)
     if c.alias:
         out["alias"] = _g(c.alias)
+    if c.edge:
+        out["edge"] = _g(c.edge)
     swept = _swept(cal, key)
     if swept:
         out["swept"] = swept
@@ -267,7 +269,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
                      "wave latency us": c.wave_latency * 1e6, "tail": c.tail,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
                      "padding": c.padding, "residency": c.residency, "spill": c.spill,
-                     "alias": c.alias,
+                     "alias": c.alias, "edge": c.edge,
                      "train points": tr["points"],
                      "train median err %": tr.get("median_abs_error_pct"),
                      "held-out points": ho["points"],

@@ -6,8 +6,10 @@ work-group walking its serial steps.
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
     miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
     thrash = 1 if conflict > ways else 0       (a work-item's rows evict each other from L1)
+    edged = the share of work-groups on a slower boundary path (Launch.edge)
     last  = work-groups of the last wave / slots   (how full it is, (0, 1])
-    s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash)   (one full wave's step)
+    s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash) x (1 + edge x edged)
+                                               (one full wave's step)
     per   = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
     t     = t0 + waves x group + steps x max(latency, per)
 
@@ -36,10 +38,15 @@ past 32 MB. `alias` is how much dearer a step gets when more of a
 work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
 the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
 walks 12 rows of A; at K = 1024, 2048 or 3072 (fp32) they lie a multiple of 4 KiB apart, all in
-one 8-way set, and its step costs 1.4x what it costs at K = 1000 or 2560. So a 40-work-group GEMM of 80 k-steps costs 80 x latency whatever its FLOPs, and a
-GEMM of 3 waves costs 3 x 80 x step.
+one 8-way set, and its step costs 1.4x what it costs at K = 1000 or 2560. `edge` is how much
+dearer a work-group's step gets on a slower boundary path (`Launch.edge`, the share of
+work-groups that take it): the CPU micro-kernel loads the last, partial column block of B one
+element at a time, and on PoCL a Winograd GEMM over 4 tiles (one partial block of 8) steps at
+twice the time of one over 8 tiles (one full block). So a 40-work-group GEMM of 80 k-steps costs
+80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
-The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency) of each
+The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency, and the
+spill, alias and edge terms where the body's points show them) of each
 kernel body (`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps);
 a kernel without them gets coefficients transferred from the profile's specifications: `step` is
 the roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
@@ -57,11 +64,12 @@ from dataclasses import dataclass
 #: the formula above in one line, for help texts and reports (this module owns it)
 FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
            "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
-           "miss) x (1 + alias x thrash), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
+           "miss) x (1 + alias x thrash) x (1 + edge x edged), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
            "work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
            "miss = max(0, 1 - cache / the bytes the dispatch reads again, or all its bytes for one "
            "streaming step), thrash = 1 where "
-           "more of a work-item's rows share one L1 set than it has ways")
+           "more of a work-item's rows share one L1 set than it has ways, edged = the share of "
+           "work-groups on a slower boundary path")
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Coefficients:
     # what the body's calibration sweep measured, ((lo, hi) work-groups, steps, active lanes,
     # cache footprint in bytes); () for coefficients no sweep measured (spec, older profiles)
     swept: tuple = ()
+    edge: float = 0.0      # extra step cost of a work-group on the boundary path (Launch.edge)
 
 
 @dataclass(frozen=True)
@@ -109,22 +118,24 @@ def miss(dram_bytes, cache):
 
 
 def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
-               wave_latency=0.0, tail=0.0, last=1.0, alias=0.0, thrash=0.0):
+               wave_latency=0.0, tail=0.0, last=1.0, alias=0.0, thrash=0.0, edge=0.0,
+               edged=0.0):
     """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
     the calibration fit both evaluate this one."""
     import numpy as np
 
-    s = step_time(step, padding, active, spill, missed, alias, thrash)
+    s = step_time(step, padding, active, spill, missed, alias, thrash, edge, edged)
     per = (waves - 1) * np.maximum(wave_latency, s) \
         + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
     return t0 + waves * group + steps * np.maximum(latency, per)
 
 
-def step_time(step, padding, active, spill=0.0, missed=0.0, alias=0.0, thrash=0.0):
-    """s of the module doc: one wave's step, its idle lanes, cache misses and L1 thrash
-    priced."""
+def step_time(step, padding, active, spill=0.0, missed=0.0, alias=0.0, thrash=0.0, edge=0.0,
+              edged=0.0):
+    """s of the module doc: one wave's step, its idle lanes, cache misses, L1 thrash and
+    boundary-path work-groups priced."""
     return step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed) \
-        * (1.0 + alias * thrash)
+        * (1.0 + alias * thrash) * (1.0 + edge * edged)
 
 
 def last_wave(work_groups, compute_units: int, residency: int):
@@ -191,9 +202,11 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     size = footprint(launch, dram_bytes)
     m = float(miss(size, c.cache)) if c.spill else 0.0
     th = float(thrashes(launch, c.ways)) if c.alias else 0.0
-    step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th)
+    edged = launch.edge
+    step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th, c.edge, edged)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
-                         launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th))
+                         launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th,
+                         c.edge, edged))
     full = max(step, c.wave_latency)
     shrink = max(c.wave_latency, (1.0 - c.tail * (1.0 - last)) * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
@@ -203,6 +216,9 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     if c.alias * th >= 0.02:
         lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
                   f"(x{1 + c.alias:.2f})")
+    if c.edge * edged >= 0.02:
+        lanes += (f", {edged:.0%} of work-groups on the boundary path "
+                  f"(x{1 + c.edge * edged:.2f})")
     if shrink <= 0.98:
         lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"
     if (w - 1 + shrink) * full >= c.latency:

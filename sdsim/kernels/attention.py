@@ -91,7 +91,7 @@ def _qk(bh, nq, nk, d, heads, precision):
     """S = scale * Q K^T per (batch, head); S is a workspace P·V reads. Q's rows are the heads'
     channels apart."""
     calls = gemm_cost("attn_qk", bh, nq, d, nk, precision, caller="attn_qk", attention=True,
-                      pitch_a=heads * d)
+                      pitch_a=heads * d, strided_b=True)
     return calls[:-1] + [replace(calls[-1], workspace=bh * nq * nk * BYTES[precision])]
 
 

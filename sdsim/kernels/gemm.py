@@ -120,16 +120,29 @@ def conflict(rows: int, pitch_bytes: int) -> int:
     return max(sets.count(s) for s in set(sets)) if rows else 0
 
 
+def edge_share(n: int, cfg, strided_b: bool = False) -> float:
+    """The share of a CPU micro-kernel call's work-groups that load B one element at a time
+    (Launch.edge): every one where B's columns are strided, else those of the last column block
+    where it is partial (n not a multiple of the block's width)."""
+    if strided_b:
+        return 1.0
+    wn = cfg.tn // cfg.rtn
+    return 1.0 / ceil(n / wn) if n % wn else 0.0
+
+
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
               caller: str = "gemm", attention: bool = False,
-              prologue_flops: int = 0, pitch_a: int | None = None) -> list[KernelCost]:
+              prologue_flops: int = 0, pitch_a: int | None = None,
+              strided_b: bool = False) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
     `attention`: never transposed (`gemm`'s `heads`); `prologue_flops` per
     element of A as loaded (the softmax prologue, which also reads two fp32 row statistics);
-    `pitch_a`: elements between A's rows (default k, a dense A)."""
+    `pitch_a`: elements between A's rows (default k, a dense A); `strided_b`: B's columns are
+    not contiguous (K^T of attention's QK^T), which the CPU micro-kernel loads one element at a
+    time in every block."""
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
     if swap:
         m, n = n, m
@@ -146,7 +159,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     launch = replace(gemm_launch(batch, m, k, n, cfg, split),
                      reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
                      conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
-                                                           (pitch_a or k) * e))
+                                                           (pitch_a or k) * e),
+                     edge=0.0 if cfg.local else edge_share(n, cfg, strided_b))
     # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
