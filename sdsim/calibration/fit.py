@@ -58,9 +58,11 @@ SPILL_MAX = 4.0
 ALIAS_MAX = 4.0
 #: the most extra a work-group's step may cost on a boundary path (Launch.edge), as a share of its
 #: cost otherwise: PoCL's fp32 Winograd GEMM pays 1.1-1.2 (2.1-2.2x) on a partial column block
-#: of 8; bounded at 4, the fit's starts (0.07, 2 and 3.9) led it to a wave-latency floor at 3.9
-#: (13.5% median training error against 3.8%)
+#: of 8; bounded at 4, its linear GEMM fits, where a partial block is one work-group in 40,
+#: took 2-4 to absorb noise
 EDGE_MAX = 2.0
+#: the edge term's one start, a logit: EDGE_MAX / 2, a boundary work-group at twice the cost
+EDGE_START = 0.0
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB in steps of sqrt(2)
 #: (with steps of 2, PoCL's fp32 fit chose 8 MiB, and priced the text encoder's GEMMs on 9 MiB of
 #: weights as spilling, 15% long; their time shows no spill short of 18 MB)
@@ -162,8 +164,8 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                 - np.log(t)) * scale
 
     best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
-                for x in _starts(resid, t, steps, waves, tails, spills + aliases + edges,
-                                 latent)),
+                for x in _starts(resid, t, steps, waves, tails, spills + aliases, latent,
+                                 edges)),
                key=lambda res: res.cost)
     t0, lat, step, group, wlat, pad, spill, tail, alias, edge = (float(v)
                                                                  for v in coefficients(best.x))
@@ -172,9 +174,10 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
             float(best.cost))
 
 
-def _starts(resid, t, steps, waves, tails, extra, latent=True):
+def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
-    before any descent (module doc); one latency where the fit has none (`latent`)."""
+    before any descent (module doc); one latency where the fit has none (`latent`), one edge
+    term where it applies (`edges`: EDGE_START; a grid of three tripled PoCL's fit time)."""
     per = t / steps
     lat, step, group = np.log([max(per.min(), 1e-10), max(np.median(per / waves), 1e-10),
                                max(np.median(t / waves), 1e-10)])
@@ -183,7 +186,9 @@ def _starts(resid, t, steps, waves, tails, extra, latent=True):
             group + np.log(_GROUP_SCALES), step + np.log(_WAVE_SCALES), _LOGITS]
     if tails:
         axes.append(_LOGITS)
-    axes += [_LOGITS] * extra    # the cache, alias and edge terms' logits, where they apply
+    axes += [_LOGITS] * extra    # the cache and alias terms' logits, where they apply
+    if edges:
+        axes.append((EDGE_START,))
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
     cost = np.square(resid(grid)).sum(axis=-1)
     return grid[np.argsort(cost, kind="stable")[:POLISH]]
