@@ -13,7 +13,7 @@ pytestmark = pytest.mark.opencl
 
 cl = pytest.importorskip("pyopencl")
 
-from conftest import needs_half  # noqa: E402
+from conftest import device_half_exp, needs_half  # noqa: E402
 
 VARIANTS = ("naive", "partial_softmax", "flash")
 
@@ -44,7 +44,8 @@ def _device_and_sim(rt, variant, q, k, v, heads, causal):
        nk=st.integers(1, 300), d=st.sampled_from([1, 8, 40, 64]), causal=st.booleans(),
        logits=st.sampled_from([1.0, 8.0]), small_v=st.booleans(), seed=st.integers(0, 2**31))
 def test_attention_half_arithmetic_is_the_simulation_bit_for_bit(
-        half_rt, variant, build, b, heads, nq, nk, d, causal, logits, small_v, seed):
+        half_rt, half_exp_differs, variant, build, b, heads, nq, nk, d, causal, logits, small_v,
+        seed):
     """Every variant and kernel body, causal or not: the device's output equals the
     simulation's bit for bit. Large logits spread the exponentials over many binades; small v
     puts P.V's products in half's subnormal range, and with fp16acc its accumulators, where
@@ -52,6 +53,8 @@ def test_attention_half_arithmetic_is_the_simulation_bit_for_bit(
     sdsim.sim.gemm and the flash simulation model."""
     from sdsim.kernels import tuning
 
+    if half_exp_differs:   # every variant takes half exps of the scores
+        pytest.skip(half_exp_differs)
     if causal:
         nk = max(nq, nk)
     rng = np.random.default_rng(seed)
@@ -66,26 +69,30 @@ def test_attention_half_arithmetic_is_the_simulation_bit_for_bit(
 
 
 @needs_half
-def test_half_exp_is_the_float_exp_rounded_to_half(half_rt):
-    """softmax_normalize with max 0 and sum 1 stores exp_h(s) for every finite half s: equal to
-    the simulation's exp (float64's exp rounded to float32, then to half) on all of them; at
-    s = 0x1F79 (0.0073) the float exp is the tie 1 + 7.5 * 2^-10 and rounds to even, 0x3C08,
-    where the correctly rounded half is 0x3C07."""
-    from sdsim.kernels.attention import SOFTMAX_WG, normalize_launch
-    from sdsim.sim.attention import _exp_diff
-
-    s = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
-    s = s[np.isfinite(s)]
-    n = s.size
-    buf = half_rt.to_device(s.astype(np.float32), "fp16", "s")
-    mx = half_rt.to_device(np.zeros(1, np.float32), "fp32", "max")
-    sm = half_rt.to_device(np.ones(1, np.float32), "fp32", "sum")
-    kern = half_rt.kernel("attention", "softmax_normalize", "fp16", {"WG": SOFTMAX_WG})
-    ev = normalize_launch(1, n).enqueue(half_rt, kern, buf, mx, sm, np.int32(n), np.int32(1))
-    got = half_rt.from_device(buf, (n,), "fp16", wait_for=[ev]).astype(np.float16)
-    want = _exp_diff(s.astype(np.float32), np.float32(0)).astype(np.float16)
-    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+def test_half_exp_is_within_one_ulp_of_the_float_exp_rounded_to_half(half_rt):
+    """softmax_normalize with max 0 and sum 1 stores exp_h(s) for every finite half s: within one
+    half ulp of the simulation's exp (float64's exp rounded to float32, then to half) on every
+    runtime; at s = 0x1F79 (0.0073) the float exp is the tie 1 + 7.5 * 2^-10 and rounds to
+    even, 0x3C08, where the correctly rounded half is 0x3C07."""
+    s, got, want = device_half_exp(half_rt)
+    assert np.abs(_ordered(got) - _ordered(want)).max() <= 1
     assert want[s.view(np.uint16) == 0x1F79].view(np.uint16)[0] == 0x3C08
+
+
+@needs_half
+def test_half_exp_is_the_float_exp_rounded_to_half(half_rt, half_exp_differs):
+    """Where the runtime computes half exp as float's rounded to half (Intel's on an AMD EPYC
+    host), it equals the simulation's on all 63,488 finite halves."""
+    if half_exp_differs:
+        pytest.skip(half_exp_differs)
+    _, got, want = device_half_exp(half_rt)
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def _ordered(h):
+    """Halves as integers in their order (adjacent halves one apart, -0 and +0 equal)."""
+    u = h.view(np.uint16).astype(np.int32)
+    return np.where(u & 0x8000, -(u & 0x7FFF), u)
 
 
 @needs_half

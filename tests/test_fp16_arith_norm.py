@@ -4,7 +4,7 @@ bit; the fused SiLU within one half ulp (its exp, below)."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.opencl
@@ -39,12 +39,15 @@ def _assert_matches(got, want, act):
        groups=st.sampled_from([1, 3, 32]), cpg=st.integers(1, 3), h=st.integers(1, 24),
        w=st.integers(1, 24), offset=st.sampled_from([0.0, 1.0, 300.0]),
        seed=st.integers(0, 2**31))
-def test_group_norm_half_arithmetic_is_the_simulation(half_rt, variant, chunk, act, b, groups,
-                                                     cpg, h, w, offset, seed):
+def test_group_norm_half_arithmetic_is_the_simulation(half_rt, half_exp_differs, variant, chunk,
+                                                     act, b, groups, cpg, h, w, offset, seed):
     """The naive chain, the fused kernel and its split form (chunks shorter than a work-group,
-    more chunks than lanes) with and without SiLU, slices with a large common offset too."""
+    more chunks than lanes) with and without SiLU, slices with a large common offset too; SiLU
+    takes a half exp, so only where the runtime's is the simulation's (`half_exp_differs`)."""
     from sdsim.kernels import norm
     from sdsim.sim import norm as sim
+
+    assume(act is None or not half_exp_differs)
 
     rng = np.random.default_rng(seed)
     c = groups * cpg
