@@ -176,8 +176,8 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
 
 def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
-    before any descent (module doc); one latency where the fit has none (`latent`), one edge
-    term where it applies (`edges`: EDGE_START; a grid of three tripled PoCL's fit time)."""
+    before any descent (module doc); one latency where the fit has none (`latent`), and one
+    edge term where it applies (`edges`: EDGE_START), so that it adds no starts to the grid."""
     per = t / steps
     lat, step, group = np.log([max(per.min(), 1e-10), max(np.median(per / waves), 1e-10),
                                max(np.median(t / waves), 1e-10)])

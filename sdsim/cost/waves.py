@@ -64,8 +64,8 @@ from dataclasses import dataclass
 #: the formula above in one line, for help texts and reports (this module owns it)
 FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
            "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
-           "miss) x (1 + alias x thrash) x (1 + edge x edged), lanes = padding + (1 - padding) x active lanes, last = the last wave's "
-           "work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
+           "miss) x (1 + alias x thrash) x (1 + edge x edged), lanes = padding + (1 - padding) "
+           "x active lanes, last = the last wave's work-groups / slots, waves = ceil(work-groups / (compute units x residency)), "
            "miss = max(0, 1 - cache / the bytes the dispatch reads again, or all its bytes for one "
            "streaming step), thrash = 1 where "
            "more of a work-item's rows share one L1 set than it has ways, edged = the share of "
