@@ -29,10 +29,12 @@ def test_every_variant_has_a_simulation():
 
 @needs_half
 @pytest.mark.parametrize("key,shape", _cases())
-def test_device_stores_what_the_simulation_says(half_rt, key, shape):
+def test_device_stores_what_the_simulation_says(half_rt, half_exp_differs, key, shape):
     from sdsim import kernels
     from sdsim.cl.bench import BenchCase, stored_inputs
 
+    if half_exp_differs and _takes_half_exp(key, shape):
+        pytest.skip(half_exp_differs)
     record = kernels.get(*key.split("/"))
     inputs = record.make_inputs(shape, np.random.default_rng(3))
     got, _ = BenchCase(record, shape, "fp16").run(half_rt, inputs)
@@ -42,6 +44,13 @@ def test_device_stores_what_the_simulation_says(half_rt, key, shape):
     assert d.max() <= record.sim_ulps, f"{key}: {int((d > record.sim_ulps).sum())} of {d.size} " \
         f"outputs more than {record.sim_ulps} ulp off the simulation (worst {d.max()})"
     assert (d == 0).mean() >= 0.9
+
+
+def _takes_half_exp(key, shape):
+    """Whether a case's half build takes half exps: attention's softmax, GroupNorm's SiLU (the
+    activation kernels take float exps)."""
+    return key.startswith("attention/") or (key.startswith("group_norm/")
+                                            and shape.get("act") == "silu")
 
 
 def test_ulps_count_along_the_half_line():
