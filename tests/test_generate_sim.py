@@ -25,9 +25,11 @@ def _image(sd):
 @needs_half
 @pytest.mark.opencl
 @pytest.mark.parametrize("opt", ["paper", "none"])
-def test_simulated_plan_is_the_half_device_image(half_rt, opt):
+def test_simulated_plan_is_the_half_device_image(half_rt, half_exp_differs, opt):
     from sdsim.kernels import tuning
 
+    if half_exp_differs:   # every attention and the fused GroupNorm's SiLU take half exps
+        pytest.skip(half_exp_differs)
     with tuning.use(tuning.DEFAULTS["cpu"]):   # the tiling the CPU device runs
         device, sim = _sd(), _sd()
         device.use_opencl(half_rt, parse_opt(opt))
