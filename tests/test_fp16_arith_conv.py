@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sdsim.kernels.winograd_transforms import matrices
 from sdsim.sim import conv as sim_conv
 from sdsim.sim import winograd as sim_wino
+from sdsim.sim.half import library
 
 pytestmark = pytest.mark.opencl
 
@@ -49,8 +50,8 @@ def _same(got, want):
        stride=st.sampled_from([1, 2]),
        padding=st.one_of(st.integers(0, 2), st.tuples(*[st.integers(0, 2)] * 4)),
        bias=st.booleans(), spread=st.sampled_from([0, 6, 14]), seed=st.integers(0, 2**31))
-def test_direct_conv_is_the_simulation_bit_for_bit(half_rt, n, cin, cout, h, w, k, stride,
-                                                   padding, bias, spread, seed):
+def test_direct_conv_is_the_simulation_bit_for_bit(half_rt, half_library, n, cin, cout, h, w, k,
+                                                   stride, padding, bias, spread, seed):
     """Every blocking (4, 8, 16 output channels per work-item; CB = 16, 8, 4 staged channels,
     cin not a multiple of them), strides, asymmetric padding, with and without bias. Kernel
     sizes 1 and 3 only: the fully unrolled half build of a 5x5 takes Intel's compiler 20-40 s."""
@@ -63,7 +64,8 @@ def test_direct_conv_is_the_simulation_bit_for_bit(half_rt, n, cin, cout, h, w, 
     wt = _halves(rng, (cout, cin, k, k), spread, 1 / np.sqrt(cin * k * k))
     b = _halves(rng, (cout,), 0) if bias else None
     got, _ = conv2d_host(half_rt, x, wt, b, stride, padding, variant="direct", precision="fp16")
-    _same(got, sim_conv.conv_direct(x, wt, b, stride, padding, arith=half_rt.arith))
+    with library(half_library):
+        _same(got, sim_conv.conv_direct(x, wt, b, stride, padding, arith=half_rt.arith))
 
 
 @needs_half
@@ -72,8 +74,8 @@ def test_direct_conv_is_the_simulation_bit_for_bit(half_rt, n, cin, cout, h, w, 
        cout=st.integers(1, 16), h=st.integers(1, 20), w=st.integers(1, 20),
        bias=st.booleans(), spread=st.sampled_from([0, 6]),
        build=st.sampled_from(sorted(_tunings())), seed=st.integers(0, 2**31))
-def test_winograd_conv_is_the_simulation_bit_for_bit(half_rt, m, n, cin, cout, h, w, bias,
-                                                     spread, build, seed):
+def test_winograd_conv_is_the_simulation_bit_for_bit(half_rt, half_library, m, n, cin, cout, h,
+                                                     w, bias, spread, build, seed):
     """The whole F(m x m, 3x3) conv: weight transform, input transform, batched GEMM (either
     GEMM body, split K or not, as sdsim.kernels.gemm.k_walk says it walks the channels) and
     output transform."""
@@ -88,8 +90,9 @@ def test_winograd_conv_is_the_simulation_bit_for_bit(half_rt, m, n, cin, cout, h
     with tuning.use(_tunings()[build]):
         kslice, k_step = g.k_walk((m + 2) ** 2, cout, cin, tiles)
         got, _ = conv2d_host(half_rt, x, wt, b, variant=f"winograd_f{m}", precision="fp16")
-    want = sim_wino.conv3x3(x, wt, b, m, "fp16", arith=half_rt.arith, kslice=kslice,
-                            k_step=k_step)
+    with library(half_library):
+        want = sim_wino.conv3x3(x, wt, b, m, "fp16", arith=half_rt.arith, kslice=kslice,
+                                k_step=k_step)
     _same(got, want)
 
 

@@ -1,13 +1,14 @@
 """Every kernel variant's NumPy simulation (Variant.simulate) against its native-half build on a
 device with cl_khr_fp16 (Intel's OpenCL CPU runtime on CI): at the record's tiny and quick bench
 shapes, in each half arithmetic, the device stores what the simulation says, bit for bit or
-within the record's documented ulps (Variant.sim_ulps: a library function that differs)."""
+within the record's documented ulps (Variant.sim_ulps: a float library function that differs); the
+simulations take the device's own half exp and fma (sdsim.sim.half.library)."""
 
 import numpy as np
 import pytest
 
 from conftest import needs_half
-from sdsim.sim.half import ulps
+from sdsim.sim.half import library, ulps
 
 pytestmark = pytest.mark.opencl
 
@@ -29,28 +30,20 @@ def test_every_variant_has_a_simulation():
 
 @needs_half
 @pytest.mark.parametrize("key,shape", _cases())
-def test_device_stores_what_the_simulation_says(half_rt, half_exp_differs, key, shape):
+def test_device_stores_what_the_simulation_says(half_rt, half_library, key, shape):
     from sdsim import kernels
     from sdsim.cl.bench import BenchCase, stored_inputs
 
-    if half_exp_differs and _takes_half_exp(key, shape):
-        pytest.skip(half_exp_differs)
     record = kernels.get(*key.split("/"))
     inputs = record.make_inputs(shape, np.random.default_rng(3))
     got, _ = BenchCase(record, shape, "fp16").run(half_rt, inputs)
-    want = record.simulate(shape, *stored_inputs(inputs, "fp16"), half_rt.arith)
+    with library(half_library):
+        want = record.simulate(shape, *stored_inputs(inputs, "fp16"), half_rt.arith)
     got, want = got.astype(np.float16).reshape(-1), np.asarray(want, np.float16).reshape(-1)
     d = ulps(got, want)
     assert d.max() <= record.sim_ulps, f"{key}: {int((d > record.sim_ulps).sum())} of {d.size} " \
         f"outputs more than {record.sim_ulps} ulp off the simulation (worst {d.max()})"
     assert (d == 0).mean() >= 0.9
-
-
-def _takes_half_exp(key, shape):
-    """Whether a case's half build takes half exps: attention's softmax, GroupNorm's SiLU (the
-    activation kernels take float exps)."""
-    return key.startswith("attention/") or (key.startswith("group_norm/")
-                                            and shape.get("act") == "silu")
 
 
 def test_ulps_count_along_the_half_line():

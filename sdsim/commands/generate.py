@@ -27,7 +27,8 @@ DESCRIPTION = (
     "wall time, next to the cost model's prediction when --device names a profile; "
     "--backend sim runs the same kernel plan in NumPy, each op rounding where its kernels round "
     "in fp16 storage and --arith arithmetic (what a device with native half must compute; slow: "
-    "for the tiny preset and small sizes). "
+    "for the tiny preset and small sizes), with the half exp and subnormal fma of the device "
+    "--half-of names (default: Intel's OpenCL CPU runtime on an AMD EPYC host). "
     "--precision fp16 stores every op's output as float16 (NumPy: names the first op that "
     "overflows)."
 )
@@ -86,6 +87,11 @@ def add_arguments(p):
                     help="--backend sim: the kernel tiling it mirrors, the defaults of gpu "
                          "(default) or cpu devices (the order each kernel sums in); "
                          "--backend opencl runs its device's")
+    cl.add_argument("--half-of", metavar="PLATFORM",
+                    help="--backend sim: take the half exp and the subnormal fma rounding of "
+                         "this OpenCL platform's cl_khr_fp16 device (index or name substring, "
+                         "e.g. Intel; with --cl-device), read off it in about a second, so the "
+                         "simulation mirrors that device bit for bit")
     cl.add_argument("--find-overflow", action="store_true",
                     help="read every op's output back to name the first op that gives inf/NaN "
                          "(as the NumPy backend does; slower wall time, kernel times unchanged)")
@@ -131,13 +137,20 @@ def _opencl(sd, args, progress):
 
 
 def _sim(sd, args):
-    """Move the pipeline's calls to the NumPy simulation of the kernel plan."""
+    """Move the pipeline's calls to the NumPy simulation of the kernel plan; returns the half
+    library it computes with (--half-of's device, or the default)."""
     from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
+    from sdsim.sim.half import HalfLibrary
 
+    lib = HalfLibrary()
+    if args.half_of is not None:
+        from sdsim.cl.half_probe import probe
+        lib = probe(args.half_of, args.cl_device)   # before tuning: a Runtime sets its device's
     tuning.activate(tuning.DEFAULTS[args.tuning or "gpu"])
     args.arith = args.arith or "fp16"
     sd.use_sim(parse_opt(args.opt), args.arith)
+    return lib
 
 
 def _check_args(args):
@@ -145,9 +158,17 @@ def _check_args(args):
         raise SdsimError(f"--out {args.out}: expected a .png file name")
     if args.steps < 1:
         raise SdsimError(f"--steps must be at least 1, got {args.steps}")
-    for flag in ("platform", "cl_device", "device", "find_overflow"):
+    for flag in ("platform", "device", "find_overflow"):
         if getattr(args, flag) not in (None, False) and args.backend != "opencl":
             raise SdsimError(f"--{flag.replace('_', '-')} applies to --backend opencl only")
+    if args.cl_device is not None and args.backend == "numpy":
+        raise SdsimError("--cl-device applies to --backend opencl (or sim, with --half-of)")
+    if args.cl_device is not None and args.backend == "sim" and args.half_of is None:
+        raise SdsimError("--cl-device with --backend sim names the --half-of device: add "
+                         "--half-of PLATFORM")
+    if args.half_of is not None and args.backend != "sim":
+        raise SdsimError("--half-of applies to --backend sim only (--backend opencl computes "
+                         "on the device itself)")
     if args.tuning and args.backend != "sim":
         raise SdsimError("--tuning applies to --backend sim only")
     if args.backend == "numpy" and (args.arith or args.opt != "paper"):
@@ -162,6 +183,7 @@ def run(args) -> int:
 
     from sdsim.model.pipeline import StableDiffusion
     from sdsim.progress import Progress
+    from sdsim.sim.half import HalfLibrary, library
 
     _check_args(args)
     auto = False if args.format == "json" else None   # None: on a terminal only
@@ -191,13 +213,14 @@ def run(args) -> int:
                              f"expected {shape} for a {shape[2] * sd.cfg.vae.downscale}x"
                              f"{shape[3] * sd.cfg.vae.downscale} image (set --height/--width)")
         rt = profile = None
+        lib = HalfLibrary()
         if args.backend == "opencl":
             rt, profile = _opencl(sd, args, progress)
         elif args.backend == "sim":
-            _sim(sd, args)
-        image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance, args.scheduler,
-                   args.seed, latents, args.height, width,
-                   progress=progress)
+            lib = _sim(sd, args)
+        with library(lib):
+            image = sd(args.prompt, args.negative_prompt, args.steps, args.guidance,
+                       args.scheduler, args.seed, latents, args.height, width, progress=progress)
     with atomic.atomic_path(args.out) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     where = sd.nonfinite_report()
@@ -212,6 +235,7 @@ def run(args) -> int:
                      "backend": args.backend, "precision": args.precision,
                      "arith": rt.arith if rt else args.arith,
                      "opencl_device": rt.name if rt else None,
+                     "half_library": lib.describe() if args.backend == "sim" else None,
                      "opt": None if args.backend == "numpy" else args.opt, "profile": profile.name if profile else None,
                      "weights": getattr(sd, "source", None), "nonfinite": where,
                      "times": times}))
@@ -234,5 +258,7 @@ def run(args) -> int:
               "(uploads, read-back; the first call also builds kernels and uploads weights)")
     elif args.backend == "sim":
         print(f"sim: the kernel plan of --opt {args.opt} in NumPy, fp16 storage, {args.arith} "
-              f"arithmetic, {args.tuning or 'gpu'} tiling")
+              f"arithmetic, {args.tuning or 'gpu'} tiling; "
+              + (f"the half library of {args.half_of!r}: " if args.half_of else "")
+              + lib.describe())
     return 0

@@ -18,9 +18,10 @@ cl_khr_fp16) the simulation is the kernels' bit for bit, summation orders includ
 - QK^T and P.V are opencl/gemm.cl's GEMM (sdsim.sim.gemm, K walked as `walk` says): S =
   fp16(scale * dot), the dot of half products into float32 ("fp16") or of half fma into half
   ("fp16acc"); flash computes each score the same way, walking all of d;
-- half: the row max, e = exp_h(fp16(s - max)) (exp_h: the float exp rounded to half, as Intel's
-  runtime computes it), flash's rescale exp_h(fp16(m_old - m_new)), its P.V products and, with
-  "fp16acc", its output accumulators and their rescale (one rounding each);
+- half: the row max, e = exp_h(fp16(s - max)) (exp_h: sdsim.sim.half.exp16, float's exp rounded
+  to half unless a device's own library is in use), flash's rescale exp_h(fp16(m_old - m_new)),
+  its P.V products and, with "fp16acc", its output accumulators and their rescale (one rounding
+  each, sdsim.sim.half.fma16);
 - float32: the row sum of exponentials in the kernels' order (naive: WG work-items each adding
   every WG-th element, then a tree; partial softmax: the online per-item sums and their tree
   merge; flash: per key in turn, or on the CPU body 8 lanes and a tree per key tile), its
@@ -39,7 +40,7 @@ from sdsim.errors import SdsimError
 from sdsim.kernels.attention import SOFTMAX_WG
 from sdsim.precision import ARITHS, BYTES, stored
 from sdsim.sim import gemm as gemm_sim
-from sdsim.sim.half import fma16
+from sdsim.sim.half import exp16, fma16
 
 #: accumulator dtypes of the tiled FlashAttention simulation
 ACC = {"fp32": np.float32, "fp16": np.float16}
@@ -104,12 +105,9 @@ def _half_scores(qh, kh, scale, causal, arith, walk):
 
 def _exp_diff(x, m):
     """exp(x - m) of halves (float32 arrays holding halves) in half: the difference rounded to
-    half, then its exp as Intel's runtime computes half exp, the float exp rounded to half (here
-    float64's rounded to float32, then to half: the same on all 65536 halves). As float32."""
+    half, then the device's half exp (sdsim.sim.half.exp16). As float32."""
     with np.errstate(invalid="ignore", over="ignore"):
-        d = (x - m).astype(np.float16)
-        return np.exp(d.astype(np.float64)).astype(np.float32).astype(np.float16).astype(
-            np.float32)
+        return exp16((x - m).astype(np.float16)).astype(np.float32)
 
 
 def _columns(x, wg, fill):

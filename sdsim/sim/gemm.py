@@ -9,7 +9,8 @@ C[b] = act(alpha * A[b] @ B[b] + bias), fp16 storage. Rounding points per arithm
 - "fp16": each product a * b rounded to half (the float product of two halves is exact, so this
   is the half multiply), added to a float32 accumulator;
 - "fp16acc": acc = fma(a, b, acc) in half, one rounding per step (sdsim.sim.half.fma16: a
-  subnormal result rounds through float32, as Intel's OpenCL CPU runtime does);
+  subnormal result rounds through float32, as Intel's OpenCL CPU runtime does on an AMD EPYC
+  host, or once, as the active sdsim.sim.half.library says);
 - "fp32": float32 multiply-add (the device may contract to FMA: not a bit-exact mirror);
 - each slice's accumulator times alpha in float32; a split call's slices summed in float32 in
   slice order from 0; then + bias in float32, one rounding to fp16;

@@ -19,8 +19,8 @@ at 2048 and overflows once they average 1.6). Rounding points:
   2 make the double rounding innocuous), which is how the simulation computes it;
 - "fp32": float32 throughout, rounded once to fp16 at the store (the device may fuse multiply-adds
   and uses rsqrt: not a bit-exact mirror).
-The SiLU's half exp is the device's library function there and NumPy's float32 exp rounded to half
-here: the one documented source of a one-ulp difference.
+The SiLU's half exp is the device's library function there and sdsim.sim.half.exp16 here (float's
+exp rounded to half, or a device's own table inside sdsim.sim.half.device_exp).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 from sdsim.errors import SdsimError
 from sdsim.kernels import norm as kn
 from sdsim.precision import ARITHS, stored
+from sdsim.sim.half import exp16
 
 F32 = np.float32
 
@@ -104,7 +105,7 @@ def _normalize(t_of, r, gamma, beta, act, arith):
             return y.astype(np.float16)
         y = _h(_h(_h(t_of(_h) * _h(r)[:, None]) * gamma) + beta)
         if act == "silu":
-            y = _h(y / _h(F32(1) + _h(np.exp(-y))))
+            y = _h(y / _h(F32(1) + exp16(-y).astype(F32)))
         return y.astype(np.float16)
 
 
