@@ -28,7 +28,8 @@ from sdsim.cl.bench import BenchCase, stored_inputs
 from sdsim.cl.runtime import Runtime
 from sdsim.output import render_rows, write_pair
 from sdsim.precision import ARITHS
-from sdsim.sim.half import ulps
+from sdsim.cl.half_probe import probe
+from sdsim.sim.half import library, ulps
 
 
 def _conv(cin, cout, side, k=3):
@@ -78,16 +79,16 @@ SCALES = (1, 16, 256, 2048)
 OVERFLOW = [CASES[2], CASES[6], CASES[7], CASES[8], CASES[14], CASES[19], CASES[23]]
 
 
-def run_case(rt, key, shape, scale=1.0, seed=0):
+def run_case(rt, key, shape, lib, scale=1.0, seed=0):
     """(float64 reference, device output, simulation) of one variant at `shape`, the activation
-    inputs times `scale`."""
+    inputs times `scale`; the simulation with the device's half library `lib`."""
     record = kernels.get(*key.split("/"))
     inputs = record.make_inputs(shape, np.random.default_rng(seed))
     inputs["ins"] = [a * np.float32(scale) if a.dtype == np.float32 else a
                      for a in inputs["ins"]]
     ref = np.asarray(record.reference(shape, inputs, "fp16"), np.float64).reshape(-1)
     dev, _ = BenchCase(record, shape, "fp16").run(rt, inputs)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), library(lib):
         sim = record.simulate(shape, *stored_inputs(inputs, "fp16"), rt.arith)
     return ref, dev.reshape(-1), np.asarray(sim, np.float16).reshape(-1)
 
@@ -123,16 +124,17 @@ def main(argv=None) -> int:
                     help="report stem (.md and .json)")
     args = ap.parse_args(argv)
     load_before = provenance.load()
+    lib = probe(args.platform, args.cl_device)
     rows, overflow = [], []
     for arith in ARITHS:
         rt = Runtime(args.platform, args.cl_device, arith)
         for label, key, shape in CASES:
             print(f"{arith:8s} {key:26s} {label}", file=sys.stderr)
             rows.append({"case": label, "variant": key, "arith": arith,
-                         **compare(*run_case(rt, key, shape))})
+                         **compare(*run_case(rt, key, shape, lib))})
         for scale in SCALES:
             for label, key, shape in OVERFLOW:
-                r = compare(*run_case(rt, key, shape, scale))
+                r = compare(*run_case(rt, key, shape, lib, scale))
                 overflow.append({"case": label, "variant": key, "input_scale": scale,
                                  "arith": arith, "max_abs_out": r["max_abs_out"],
                                  "nonfinite": r["nonfinite"],
@@ -156,7 +158,8 @@ def main(argv=None) -> int:
         "and variances); `fp16acc` half accumulators in the contractions too. What each kernel "
         "computes in half, and why some sums must stay float, is in the header of its "
         "opencl/*.cl file and its simulation's docstring (sdsim/sim). Simulation: "
-        "Variant.simulate on the same stored inputs. The half builds (`fp16`, `fp16acc`) are "
+        "Variant.simulate on the same stored inputs, with the device's half library "
+        f"(sdsim.cl.half_probe: {lib.describe()}). The half builds (`fp16`, `fp16acc`) are "
         "mirrored rounding for rounding; `fp32` is not (the device may fuse multiply-adds, and "
         "the Winograd simulation's float transforms sum in another order), so its "
         "bit-identical share only says how close float arithmetic comes.",
