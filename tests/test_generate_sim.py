@@ -58,6 +58,13 @@ def test_generate_cli_sim_takes_the_half_of_a_device(tmp_path, capsys, half_libr
     assert "--half-of applies to --backend sim" in capsys.readouterr().err
     assert main(base + ["--backend", "sim", "--precision", "fp16", "--cl-device", "0"]) != 0
     assert "add --half-of" in capsys.readouterr().err
+    import pyopencl as cl
+    plain = [p.name for p in cl.get_platforms()
+             if all("cl_khr_fp16" not in d.extensions for d in p.get_devices())]
+    if plain:   # PoCL's CPU device: no half arithmetic to read
+        assert main(base + ["--backend", "sim", "--precision", "fp16", "--half-of",
+                            plain[0]]) != 0
+        assert "has no cl_khr_fp16" in capsys.readouterr().err
 
 
 def test_generate_cli_sim_backend(tmp_path, capsys):

@@ -15,8 +15,14 @@ _FMA_CASES = 256
 
 def probe(platform=None, device=None) -> HalfLibrary:
     """The half exp of every half and the subnormal fma rule of a cl_khr_fp16 device."""
-    from sdsim.cl.runtime import Runtime
+    from sdsim.cl.runtime import Runtime, select_device
+    from sdsim.errors import SdsimError
 
+    dev = select_device(platform, device)
+    if "cl_khr_fp16" not in dev.extensions:
+        raise SdsimError(f"half library: {dev.platform.name.strip()} / {dev.name.strip()} has no "
+                         "cl_khr_fp16, so it computes no half arithmetic to read (Intel's OpenCL "
+                         "CPU runtime has it: platform Intel)")
     rt = Runtime(platform, device, arith="fp16acc")
     return HalfLibrary(exp=_exp_table(rt), fma_through_float=_fma_through_float(rt))
 
