@@ -217,6 +217,23 @@ def test_precision_mismatch_warns_when_coefficients_are_of_the_other_storage(tmp
     assert precision_mismatch(load_profile("s23ultra"), "fp32") is None   # no coefficients
 
 
+def test_other_device_warns_when_a_run_measures_another_device_than_the_calibrated_one():
+    """The PoCL profile was calibrated on an AMD EPYC host: a run on another host's PoCL device
+    is told so, with the command that calibrates it; the same device, and profiles from
+    specifications (which describe devices sdsim never ran on), say nothing."""
+    from sdsim.cost.profile import other_device
+
+    pocl = load_profile("pocl-cpu")
+    assert other_device(pocl, f"Portable Computing Language / {pocl.gpu}") is None
+    msg = other_device(pocl, "Portable Computing Language / pthread-Intel(R) Xeon(R) Processor")
+    assert f"calibrated on {pocl.gpu}" in msg and "pthread-Intel(R) Xeon(R) Processor" in msg
+    assert "sdsim calibrate --platform 'Portable Computing Language' --out" in msg
+    h100 = load_profile("nvidia-h100-opencl")
+    assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3") is None
+    assert "NVIDIA H200" in other_device(h100, "NVIDIA CUDA / NVIDIA H200")
+    assert other_device(load_profile("nvidia-h200-spec"), "NVIDIA CUDA / NVIDIA H100") is None
+
+
 def test_profiles_by_name_from_the_search_path_first(tmp_path, monkeypatch):
     """$SDSIM_PROFILE_PATH, then the user profile folder, then the bundled profiles: a profile
     of a bundled name in an earlier folder shadows it; `devices` lists every name once."""

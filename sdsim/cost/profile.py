@@ -244,6 +244,22 @@ def profile_warnings(profile: Profile, precision: str) -> list[str]:
     return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision)) if w]
 
 
+def other_device(profile: Profile, device: str) -> str | None:
+    """A warning when a calibrated profile was measured on another OpenCL device than `device`
+    (a runtime's "platform / device" name) that a run measures: its coefficients describe the
+    device they were measured on (the PoCL profile, from an AMD EPYC host, predicts an Intel
+    Xeon host's GEMMs 2-4x short). Profiles from specifications say nothing: they are for
+    devices sdsim never ran on."""
+    platform, _, here = device.rpartition(" / ")
+    if not profile.coefficients or profile.gpu.strip() == here.strip():
+        return None
+    where = f" --platform '{platform}'" if platform else ""
+    return (f"{profile.path}: calibrated on {profile.gpu.strip()}, but this run measures "
+            f"{here.strip()}; its coefficients describe the device they were measured on, so "
+            f"the predictions may be far off here: to predict this device, calibrate it with "
+            f"`sdsim calibrate{where} --out NAME.yaml`")
+
+
 def precision_mismatch(profile: Profile, precision: str) -> str | None:
     """A warning when calls at `precision` storage are predicted with timing coefficients
     measured at the other one: kernels load, convert and store differently per storage type
