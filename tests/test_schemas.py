@@ -99,6 +99,29 @@ def test_devices(capsys):
     assert [d["name"] for d in obj["devices"]] == list(known_profiles())
 
 
+@pytest.mark.opencl
+def test_devices_opencl(capsys):
+    """--opencl lists this machine's OpenCL devices: each row's platform and device indices
+    select that device, exactly one is the default the commands take, and with --half each
+    cl_khr_fp16 device carries its half library (what sdsim.cl.half_probe reads off it)."""
+    from sdsim.cl.half_probe import probe
+    from sdsim.cl.runtime import select_device
+
+    obj = cli_json(capsys, "devices", "--opencl", "--half", "--format", "json")
+    check("devices", obj)
+    rows = obj["opencl_devices"]
+    assert rows and sum(r["default"] for r in rows) == 1
+    for r in rows:
+        (pi, pname), (di, dname) = (x.split(": ", 1) for x in (r["platform"], r["device"]))
+        dev = select_device(int(pi), int(di))
+        assert (dev.platform.name.strip(), dev.name.strip()) == (pname, dname)
+        assert r["default"] == (dev == select_device())
+        assert r["fp16"] == ("cl_khr_fp16" in dev.extensions)
+        assert (r["half_library"] is None) != r["fp16"]
+        if r["fp16"]:
+            assert r["half_library"] == probe(int(pi), int(di)).describe()
+
+
 def test_info(capsys):
     check("info", cli_json(capsys, "info", "--model", "tiny", "--format", "json"))
 

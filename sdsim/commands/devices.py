@@ -1,14 +1,23 @@
-"""`sdsim devices`: the shipped device profiles, one line each."""
+"""`sdsim devices`: the device profiles sdsim knows, one line each; with --opencl, this machine's
+OpenCL devices, the indices --platform and --cl-device take."""
 
 from __future__ import annotations
+
+import warnings
 
 from sdsim.cost.profile import known_profiles, load_profile
 from sdsim.output import FORMATS, dumps, in_units, render_rows
 from sdsim.schemas import SCHEMA_VERSION
 
-HELP = "list the device profiles (device_profiles/*.yaml), one line each"
-DESCRIPTION = ("One line per shipped profile: GPU, SoC, API, peak FP16/FP32 rate, DRAM bandwidth "
-               "and launch overhead. Every number's source is in the YAML file.")
+HELP = "list the device profiles (device_profiles/*.yaml), or with --opencl this machine's devices"
+DESCRIPTION = ("One line per profile sdsim knows: GPU, SoC, API, peak FP16/FP32 rate, DRAM "
+               "bandwidth and launch overhead; every number's source is in the YAML file. "
+               "--opencl lists this machine's OpenCL devices instead: the platform and device "
+               "indices --platform and --cl-device take, type, compute units, clock, memory, "
+               "native half (cl_khr_fp16), which one the commands use by default, and the "
+               "calibrated profiles measured on it; --half adds each half device's half library "
+               "(its half exp and subnormal fma, which --backend sim --half-of mirrors), read off "
+               "it in about a second.")
 
 #: SI field -> (table column, factor)
 UNITS = {"peak_fp16_flops_per_s": ("fp16_TFLOPs", 1e-12),
@@ -17,11 +26,55 @@ UNITS = {"peak_fp16_flops_per_s": ("fp16_TFLOPs", 1e-12),
 
 
 def add_arguments(p):
+    p.add_argument("--opencl", action="store_true",
+                   help="list this machine's OpenCL devices instead of the profiles")
+    p.add_argument("--half", action="store_true",
+                   help="with --opencl: read each cl_khr_fp16 device's half library off it")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="output: a table for reading, or json/csv/markdown for scripts and reports")
 
 
+def _opencl(args) -> int:
+    from sdsim.cl.runtime import device_table
+    from sdsim.cost.profile import other_device
+
+    calibrated = [load_profile(n) for n in known_profiles()]
+    calibrated = [p for p in calibrated if p.coefficients]
+    rows = device_table()
+    for r in rows:
+        r["profiles"] = [p.name for p in calibrated if other_device(p, r["name"]) is None]
+        r["half_library"] = None
+        if args.half and r["fp16"]:
+            from sdsim.cl.half_probe import probe
+            platform, device = r["platform"].split(":")[0], r["device"].split(":")[0]
+            with warnings.catch_warnings():   # PyOpenCL's "Non-empty compiler output"
+                warnings.simplefilter("ignore")
+                r["half_library"] = probe(platform, device).describe()
+        del r["name"]
+    if args.format == "json":
+        print(dumps({"schema_version": SCHEMA_VERSION, "opencl_devices": rows}))
+        return 0
+    table = [{**{k: v for k, v in r.items() if k != "global_memory_bytes"},
+              "global_memory_GiB": round(r["global_memory_bytes"] / 2**30, 1),
+              "profiles": ", ".join(r["profiles"]) or "-"} for r in rows]
+    if not args.half:
+        for r in table:
+            del r["half_library"]
+    print(render_rows(table, args.format, floatfmt=".3g"))
+    if args.format == "table":
+        print("default: the device the commands use without --platform and --cl-device; "
+              "profiles: the calibrated profiles measured on it (a profile measured elsewhere "
+              "predicts this device only roughly: `sdsim calibrate --platform N --cl-device M`)")
+    return 0
+
+
 def run(args) -> int:
+    if args.half and not args.opencl:
+        from sdsim.errors import SdsimError
+        raise SdsimError("--half reads the half library of this machine's OpenCL devices: add "
+                         "--opencl")
+    if args.opencl:
+        return _opencl(args)
     rows = []
     for name in known_profiles():
         p = load_profile(name)
