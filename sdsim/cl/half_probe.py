@@ -49,9 +49,10 @@ def _exp_table(rt) -> np.ndarray:
 
 
 def _parting_triples(n: int, rng) -> tuple:
-    """n half triples (a, b, c) whose fma the two subnormal rules round apart: c a subnormal
-    half, a * b near a half-subnormal midpoint, kept where float32 rounds the exact sum onto the
-    midpoint (or off it) and half rounding of the exact sum does not."""
+    """n half triples (a, b, c) whose fma the two subnormal rules round to different halves:
+    c a subnormal half and a * b near a midpoint between subnormal halves, so that the exact sum
+    lies just off a midpoint, where rounding to float32 first can land on it; drawn at random
+    and kept where the rules part (about 1 in 10,000)."""
     found = []
     while sum(len(t[0]) for t in found) < n:
         m = 1 << 16

@@ -14,7 +14,7 @@ from sdsim.errors import SdsimError
 SUBNORMAL = 2.0 ** -14
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HalfLibrary:
     """What a half device computes where devices differ, so the simulations can mirror it bit
     for bit: `exp`, the half exp of each of the 65536 halves by bit pattern (None: float's exp
