@@ -228,6 +228,10 @@ def test_other_device_warns_when_a_run_measures_another_device_than_the_calibrat
     msg = other_device(pocl, "Portable Computing Language / pthread-Intel(R) Xeon(R) Processor")
     assert f"calibrated on {pocl.gpu}" in msg and "pthread-Intel(R) Xeon(R) Processor" in msg
     assert "sdsim calibrate --platform 'Portable Computing Language' --out" in msg
+    from sdsim.cost.profile import profile_warnings
+    assert msg in profile_warnings(pocl, "fp16", "Portable Computing Language / pthread-Intel"
+                                   "(R) Xeon(R) Processor")
+    assert profile_warnings(pocl, "fp16", f"Portable Computing Language / {pocl.gpu}") == []
     h100 = load_profile("nvidia-h100-opencl")
     assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3") is None
     assert "NVIDIA H200" in other_device(h100, "NVIDIA CUDA / NVIDIA H200")

@@ -120,7 +120,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def _opencl(sd, args, progress):
     """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile, other_device, profile_warnings
+    from sdsim.cost.profile import load_profile, profile_warnings
     from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
 
@@ -128,13 +128,10 @@ def _opencl(sd, args, progress):
     profile = load_profile(args.device) if args.device else None
     if profile is not None:
         tuning.activate(tuning.for_profile(profile))
-        for warn in profile_warnings(profile, args.precision):
-            warnings.warn(warn, stacklevel=1)
     progress.phase("opening the OpenCL device")
     rt = Runtime(args.platform, args.cl_device, args.arith)
-    elsewhere = other_device(profile, rt.name) if profile is not None else None
-    if elsewhere:
-        warnings.warn(elsewhere, stacklevel=1)
+    for warn in profile_warnings(profile, args.precision, rt.name) if profile else ():
+        warnings.warn(warn, stacklevel=1)
     sd.use_opencl(rt, opt, args.find_overflow, progress)
     return rt, profile
 

@@ -100,7 +100,7 @@ def run(args) -> int:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    from sdsim.cost.profile import other_device, profile_warnings
+    from sdsim.cost.profile import profile_warnings
 
     if args.repredict and not args.replay:
         raise SdsimError("--repredict predicts the calls of a stored run again; give --replay "
@@ -143,9 +143,8 @@ def run(args) -> int:
     if sys.stderr.isatty():   # where the progress bar shows: the results name it too
         print(f"validating {args.component} on {rt.name}, profile {profile.name}",
               file=sys.stderr)
-    for warn in profile_warnings(profile, args.precision) + [other_device(profile, rt.name)]:
-        if warn:
-            print(f"warning: {warn}", file=sys.stderr)
+    for warn in profile_warnings(profile, args.precision, rt.name):
+        print(f"warning: {warn}", file=sys.stderr)
     slow = _slow_warning(rt, args)
     if slow:
         print(f"warning: {slow}", file=sys.stderr)

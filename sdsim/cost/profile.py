@@ -239,9 +239,11 @@ class Profile:
             efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
 
 
-def profile_warnings(profile: Profile, precision: str) -> list[str]:
-    """What a user should know before trusting this profile's predictions at `precision`."""
-    return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision)) if w]
+def profile_warnings(profile: Profile, precision: str, device: str | None = None) -> list[str]:
+    """What a user should know before trusting this profile's predictions at `precision`, and,
+    given the OpenCL `device` a run measures ("platform / device"), of that device."""
+    return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision),
+                        other_device(profile, device) if device else None) if w]
 
 
 def other_device(profile: Profile, device: str) -> str | None:

@@ -20,7 +20,7 @@ at 2048 and overflows once they average 1.6). Rounding points:
 - "fp32": float32 throughout, rounded once to fp16 at the store (the device may fuse multiply-adds
   and uses rsqrt: not a bit-exact mirror).
 The SiLU's half exp is the device's library function there and sdsim.sim.half.exp16 here (float's
-exp rounded to half, or a device's own table inside sdsim.sim.half.device_exp).
+exp rounded to half, or a device's own inside sdsim.sim.half.library).
 """
 
 from __future__ import annotations
