@@ -408,6 +408,71 @@ def test_top_up_gives_every_kernel_body_its_cases_from_the_pools():
     assert all(ks & starved for ks in added_keys)
 
 
+def _wave_points(key, groups, cu=2, residency=2):
+    """Points of a body made by the formula by hand: 20 us + waves x steps x 8 ns, waves =
+    ceil(work-groups / (cu x residency)), every lane active."""
+    return [Point(key, "f/v", {}, key, Launch((g,), (1,), steps, 1.0),
+                  20e-6 + math.ceil(g / (cu * residency)) * steps * 8e-9, 0.0)
+            for g in groups for steps in (100, 400, 1600)]
+
+
+def test_the_committee_holds_the_residencies_the_points_cannot_tell_apart():
+    """Points all within one wave at any residency fit residency 1 and 2 alike: both sit in
+    the committee. Points spanning many waves of residency 2 leave only residency 2 there."""
+    from sdsim.calibration.fit import committee
+
+    blind = committee(_wave_points("b", (1, 2)), 2)
+    assert len({c.residency for c in blind}) >= 2
+    seen = committee(_wave_points("s", (1, 3, 5, 8, 13, 20, 31)), 2)
+    assert seen and {c.residency for c in seen} == {2}
+
+
+def test_query_measures_the_pool_cases_a_committee_disagrees_on_most():
+    """Two members that differ only in residency (1 and 2 on 132 compute units) price a pool
+    dispatch apart by its wave counts, waves(1) / waves(2) by hand: the query takes the widest
+    of a body's pool cases above QUERY_SPREAD, at most QUERY_PER_BODY, one per work-group
+    count, none of SD's layers, none in the sweep already, none the budget refuses, and within
+    QUERY_SHARE of the sweep."""
+    from dataclasses import replace
+
+    from sdsim import kernels
+    from sdsim.calibration import sweep
+    from sdsim.cost.waves import Coefficients
+    from sdsim.kernels import shape_key, tuning
+
+    one = Coefficients(t0=0.0, latency=0.0, step=1e-6, residency=1, source="calibrated")
+    members = [one, replace(one, residency=2)]
+    with tuning.use(tuning.for_device("gpu", 132)):
+        run, _ = sweep.cases("full")
+        key = next(k.model_key for r, s in run if r.key == "linear/tiled"
+                   for k in r.costs("fp16", **s))
+        refused = {shape_key(s) for s in kernels.get("linear", "tiled").calibrate["pool"][:5]}
+        picked = sweep.query(run, {key: members}, "fp16",
+                             lambda r, s: shape_key(s) not in refused, 132)
+
+        def spread(r, s):   # by hand: the time is waves x steps x step under either member
+            return max((math.ceil(k.launch.work_groups / 132)
+                        / math.ceil(k.launch.work_groups / 264) - 1, k.launch.work_groups)
+                       for k in r.costs("fp16", **s) if k.model_key == key)
+
+        pool = [(r, s) for r in kernels.records() for s in r.calibrate.get("pool", ())
+                if any(k.model_key == key for k in r.costs("fp16", **s))
+                and not sweep.is_sd_layer(r, s) and shape_key(s) not in refused
+                and (r.key, shape_key(s)) not in {(q.key, shape_key(t)) for q, t in run}]
+        scores = [spread(r, s) for r, s in picked]
+        widest = max(spread(r, s)[0] for r, s in pool)
+    assert 0 < len(picked) <= min(sweep.QUERY_PER_BODY, sweep.QUERY_SHARE * len(run))
+    assert all(sc > sweep.QUERY_SPREAD for sc, _ in scores)
+    assert scores[0][0] == pytest.approx(widest)
+    assert len({g for _, g in scores}) == len(scores)        # one per work-group count
+    assert not any(sweep.is_sd_layer(r, s) or shape_key(s) in refused for r, s in picked)
+    assert not {(r.key, shape_key(s)) for r, s in picked} & {(r.key, shape_key(s))
+                                                              for r, s in run}
+    # a body whose members agree, or which has one member, is never queried
+    assert sweep.query(run, {key: [one, one]}, "fp16", lambda r, s: True, 132) == []
+    assert sweep.query(run, {key: [one]}, "fp16", lambda r, s: True, 132) == []
+
+
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
     from sdsim.cli import main
 
@@ -670,9 +735,9 @@ def test_a_fit_after_the_recheck_fits_again_only_the_bodies_it_changed(monkeypat
 
     jobs = []
 
-    def serial(batch):
+    def serial(batch, fn):
         jobs.extend(j[0][0].key for j in batch)
-        return [fit._fit_args(j) for j in batch]
+        return [fn(j) for j in batch]
 
     monkeypatch.setattr(fit, "_in_parallel", serial)
     pts = _gemm_points("hit", 0.4, True) + _gemm_points("clean", 0.0, False)

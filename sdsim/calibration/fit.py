@@ -75,6 +75,8 @@ _SCALES = (0.03, 0.1, 0.3, 1.0, 3.0)
 _GROUP_SCALES = (0.01, 0.1, 1.0)
 _WAVE_SCALES = (1e-4, 0.3, 1.0)
 _LOGITS = (-4.0, 0.0, 4.0)
+#: a body's `committee`: its fits costing at most this multiple of the least
+COMMITTEE_COST = 1.5
 #: starts of the grid polished by least squares
 POLISH = 4
 #: the fit's loss on log-time residuals: soft L1 (quadratic within F_SCALE, about 20% of the
@@ -215,6 +217,16 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     its cost), and a rival wins only if its tail cuts the cost TAIL_GAIN-fold: the H200's d40
     FlashAttention steps in waves of 264 work-groups (residency 2) whose half-full waves run
     faster, which residency 1 without a tail mimics at 7x the error."""
+    fits, r, tailed = _candidates(points, compute_units, cache, ways)
+    best = min((fits[r], tailed[r]), key=lambda f: f[1])
+    rival = min(tailed.values(), key=lambda f: f[1])
+    return rival if rival[1] * TAIL_GAIN <= best[1] else best
+
+
+def _candidates(points, compute_units, cache, ways=0):
+    """(fits without the tail at each residency tried, the residency that fits best, fits with
+    the tail at it and at its rivals): what `_fit_key` chooses from, {residency: (Coefficients,
+    cost)}."""
     fine = len(points) >= FINE_POINTS
     fits = {r: _fit_residency(points, compute_units, r, cache, ways=ways)
             for r in RESIDENCIES if fine or r & (r - 1) == 0}
@@ -223,9 +235,38 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     r = next(r for r, (_, cost) in fits.items() if cost <= least * (1 + 1e-6) + 1e-12)
     tailed = {q: _fit_residency(points, compute_units, q, cache, tails=True, ways=ways)
               for q, (_, cost) in fits.items() if q == r or cost <= least * TAIL_RIVAL}
-    best = min((fits[r], tailed[r]), key=lambda f: f[1])
-    rival = min(tailed.values(), key=lambda f: f[1])
-    return rival if rival[1] * TAIL_GAIN <= best[1] else best
+    return fits, r, tailed
+
+
+def committee(points: list[Point], compute_units: int, cache: float = 0.0,
+              ways: int = 0) -> list[Coefficients]:
+    """The fits of one body that its training points hardly tell apart: with and without the
+    tail, at the residencies `_fit_key` weighs, those costing within COMMITTEE_COST of the
+    least. Where they disagree on a shape, the sweep has not pinned the model there (the
+    H200's fp16 64x64 GEMM fitted residency 1 with a tail as well as residency 2, and the two
+    priced SD's 3-wave projections 15% apart); sdsim/calibration/sweep.py `query` measures
+    such shapes."""
+    fits, _, tailed = _candidates(points, compute_units, cache, ways)
+    pool = [fits[q] for q in tailed] + list(tailed.values())
+    # fits that meet every point to within 0.01% tie, whatever their costs' ratio
+    least = min(cost for _, cost in pool) + 1e-8 * len(points)
+    return [c for c, cost in pool if cost <= least * COMMITTEE_COST]
+
+
+def _committee_args(args):
+    return committee(*args)
+
+
+def committees(points: list[Point], compute_units: int, coefficients: dict,
+               ways: int = 0) -> dict[str, list[Coefficients]]:
+    """{model key: its `committee`} over the training points, each at the cache size of its
+    fitted coefficients, on every core."""
+    keys = sorted(coefficients)
+    train = {k: [p for p in points if p.key == k and not p.heldout] for k in keys}
+    jobs = [(train[k], compute_units,
+             coefficients[k].cache if _spills(train[k], coefficients[k].cache) else 0.0, ways)
+            for k in keys if train[k]]
+    return dict(zip([k for k in keys if train[k]], _in_parallel(jobs, _committee_args)))
 
 
 def fit_all(points: list[Point], compute_units: int, ways: int = 0,
@@ -250,7 +291,8 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
 
     todo = [t for t in tasks if seen(*t) not in memo]
     memo.update(zip((seen(*t) for t in todo),
-                    _in_parallel([(train[k], compute_units, c, ways) for k, c in todo])))
+                    _in_parallel([(train[k], compute_units, c, ways) for k, c in todo],
+                                 _fit_args)))
     done = {t: memo[seen(*t)] for t in tasks}
     plain = {k: done[(k, 0.0)] for k in keys}
     best = None
@@ -271,14 +313,15 @@ def _fit_args(args):
     return _fit_key(*args)
 
 
-def _in_parallel(jobs: list) -> list:
-    """`_fit_key(*job)` for each job, in order, on every core the machine has: the bodies fit
+def _in_parallel(jobs: list, fn) -> list:
+    """`fn(job)` (a module-level function, `_fit_args` or `_committee_args`) for each job, in
+    order, on every core the machine has: the bodies fit
     independently, and a fit is pure Python and NumPy on small arrays (the H200's 808 cases take
     a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
     runtime whose threads a fork would copy mid-flight."""
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
-        return [_fit_args(j) for j in jobs]
+        return [fn(j) for j in jobs]
     import multiprocessing
     import warnings
     from concurrent.futures import ProcessPoolExecutor
@@ -286,14 +329,14 @@ def _in_parallel(jobs: list) -> list:
 
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_fit_args, jobs))
+            return list(pool.map(fn, jobs))
     except BrokenProcessPool:
         # a script without an `if __name__ == "__main__":` guard cannot spawn (its workers
         # would run it again): same fits, one core
         warnings.warn("calibration fit: could not start worker processes (a script calling it "
                       "needs an `if __name__ == \"__main__\":` guard to use every core); "
                       "fitting on one core", stacklevel=2)
-        return [_fit_args(j) for j in jobs]
+        return [fn(j) for j in jobs]
 
 
 def key_errors(points: list[Point], key: str) -> tuple[dict, dict]:

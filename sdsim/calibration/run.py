@@ -137,12 +137,18 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     t = time.perf_counter()
     fitted(cal, memo)   # again, the bodies the recheck changed
     clock["final fit"] = time.perf_counter() - t
+    queried = [] if quick else _query(rt, cal, run, by_case, affordable, repeat, gated, lead,
+                                      clock)
+    if queried:
+        t = time.perf_counter()
+        fitted(cal, memo)   # again, the bodies the queried cases added points to
+        clock["fit with the queried cases"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
                  "feed": "gated" if gated else "host", "lead": lead,
-                 "rechecked": len(rechecked),
+                 "rechecked": len(rechecked), "queried": len(queried),
                  "rechecked_heldout": sum(by_case[i][0].heldout for i in rechecked),
                  "rechecked_faster": sum(by_case[i][0].passes[1] < by_case[i][0].passes[0]
                                          for i in rechecked),
@@ -178,6 +184,27 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
             if faster:
                 p.measured_s, p.cv = q.measured_s, q.cv
     return sorted(todo)
+
+
+def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: int,
+           gated: bool, lead: int, clock: Counter) -> list:
+    """Measure the pool cases where the fits each body's points hardly tell apart disagree
+    (sweep.query), as training points; they join `run` and `by_case`. Returns the cases."""
+    from tqdm import tqdm
+
+    t = time.perf_counter()
+    cu = cal.device_info["compute_units"]
+    members = fit.committees(cal.points, cu, cal.coefficients, cal.device_info.get("l1_ways", 0))
+    todo = sweep.query(run, members, cal.precision, affordable, cu)
+    clock["query"] = time.perf_counter() - t
+    for record, shape in tqdm(todo, desc="measure where near-tied fits disagree", unit="case",
+                              file=sys.stderr, disable=None):
+        points, _ = sweep.measure(rt, record, shape, cal.precision, repeat, clock=clock,
+                                  gated=gated, lead=lead)
+        run.append((record, shape))
+        by_case.append(points)
+        cal.points += points
+    return todo
 
 
 def fitted(cal: Calibration, memo: dict | None = None) -> Calibration:

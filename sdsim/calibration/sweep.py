@@ -44,6 +44,12 @@ LONG_REPEAT = 3
 #: variant's random draw left it a handful: 4 points for the 8 coefficients of the H200's
 #: 128x128 P.V, which then predicted SD's largest P.V 31% short and a smaller one 13x long
 MIN_CASES = 12
+#: `query`: a pool case is measured after the first fit where a body's committee prices one of
+#: its dispatches more than QUERY_SPREAD apart (the share the validation bar allows), at most
+#: QUERY_PER_BODY cases per body and QUERY_SHARE of the sweep's cases in all
+QUERY_SPREAD = 0.1
+QUERY_PER_BODY = 4
+QUERY_SHARE = 0.1
 #: small dispatches run ahead of each timed case, after its cache flush (`Runtime.lead`): in a
 #: pipeline every dispatch sits deep in a stream, where an H100's small kernels measure 1.2-2 us
 #: longer than at its head (in 20 dispatches part of that, after 100 all of it, and 400 no more)
@@ -121,6 +127,49 @@ def top_up(run: list, precision: str, keep, seed: int = 0) -> list:
             continue
         seen.add((r.key, shape_key(s)))
         count.update(ks)
+        out.append((r, s))
+    return out
+
+
+def query(run: list, committees: dict, precision: str, keep, compute_units: int) -> list:
+    """Pool cases (`calibrate["pool"]`) where a kernel body's `committee` (its fits that the
+    sweep's points hardly tell apart, sdsim/calibration/fit.py) disagree most: the query by
+    committee of active learning, as nn-Meter samples more where its predictor errs. A case
+    counts if one of its dispatches is priced more than QUERY_SPREAD apart by its body's
+    members, it is not one of SD's layers, not in `run` already and passes `keep` (the per-case
+    budget); per body the QUERY_PER_BODY widest, one per work-group count (neighbouring shapes
+    of one count settle the same question), and QUERY_SHARE of the sweep's cases at most, the
+    widest first. Returns the cases, under the kernel builds active now."""
+    from sdsim.cost.waves import geometry_time
+
+    seen = {(r.key, shape_key(s)) for r, s in run}
+    scored = []
+    for r in kernels.records():
+        for s in r.calibrate.get("pool", ()):
+            if (r.key, shape_key(s)) in seen or is_sd_layer(r, s) or not keep(r, s):
+                continue
+            seen.add((r.key, shape_key(s)))
+            best = None
+            for k in r.costs(precision, **s):
+                members = committees.get(k.model_key, ())
+                if len(members) < 2:
+                    continue
+                t = [geometry_time(c, k.launch, compute_units, k.dram_bytes)[0] for c in members]
+                spread = max(t) / min(t) - 1
+                if best is None or spread > best[0]:
+                    best = (spread, k.model_key, k.launch.work_groups)
+            if best and best[0] > QUERY_SPREAD:
+                scored.append((best, r, dict(s)))
+    scored.sort(key=lambda x: -x[0][0])
+    taken, out = Counter(), []
+    groups = set()
+    for (spread, key, groups_count), r, s in scored:
+        if len(out) >= QUERY_SHARE * len(run):
+            break
+        if taken[key] >= QUERY_PER_BODY or (key, groups_count) in groups:
+            continue
+        taken[key] += 1
+        groups.add((key, groups_count))
         out.append((r, s))
     return out
 

@@ -184,6 +184,18 @@ def _rechecked(w: dict) -> str:
             "time); ")
 
 
+def _queried(w: dict) -> str:
+    """The report's words on the pool cases measured where near-tied fits disagreed
+    (calibrations before the query existed have none)."""
+    if not w.get("queried"):
+        return ""
+    from sdsim.calibration import sweep
+
+    return (f"{w['queried']} of the cases drawn from the pools after the fit, where a body's "
+            f"fits that its points hardly told apart priced a dispatch more than "
+            f"{sweep.QUERY_SPREAD:.0%} apart (training points, measured and fitted again); ")
+
+
 def _long(w: dict) -> str:
     """The fewer repeats of long cases, where the calibration made them (older ones did not)."""
     if "long_repeat" not in w or w["long_repeat"] >= w["repeat"]:
@@ -224,7 +236,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
         f"{_feed(w)}, {w['remeasured']} re-measured for a spread over {sweep.MAX_CV:.0%}; "
-        f"{_rechecked(w)}"
+        f"{_rechecked(w)}{_queried(w)}"
         f"{w['seconds']:.0f} s{_split(w)}; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
