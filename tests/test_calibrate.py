@@ -473,6 +473,45 @@ def test_query_measures_the_pool_cases_a_committee_disagrees_on_most():
     assert sweep.query(run, {key: [one]}, "fp16", lambda r, s: True, 132) == []
 
 
+def test_queried_cases_join_the_sweep_as_training_points(monkeypatch):
+    """run._query measures what sweep.query picks from the committees of the points as they
+    stand, and the cases join the sweep (run, by_case, the calibration's points), none held
+    out, each timed as the sweep's cases are."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from sdsim.calibration import fit, run, sweep
+
+    old = Point("k", "f/v", {}, "k", None, 1e-3, 0.01)
+    cal = SimpleNamespace(points=[old], precision="fp16", coefficients={"k": None},
+                          device_info={"compute_units": 4, "l1_ways": 8})
+    seen = {}
+
+    def committees(points, cu, coefficients, ways):
+        seen["committees"] = (list(points), cu, coefficients, ways)
+        return {"k": ["a", "b"]}
+
+    def query(run_, members, precision, keep, cu):
+        seen["query"] = (len(run_), members, precision, keep, cu)
+        return [("rec", {"m": 1}), ("rec", {"m": 2})]
+
+    def measure(rt, record, shape, precision, repeat, clock, gated, lead):
+        seen.setdefault("measured", []).append((shape["m"], precision, repeat, gated, lead))
+        return [Point("k", "f/v", shape, "k", None, 2e-3, 0.01)], False
+
+    monkeypatch.setattr(fit, "committees", committees)
+    monkeypatch.setattr(sweep, "query", query)
+    monkeypatch.setattr(sweep, "measure", measure)
+    keep, runs, by_case = object(), [("rec", {"m": 0})], [[old]]
+    todo = run._query(None, cal, runs, by_case, keep, 5, True, 100, Counter())
+    assert todo == [("rec", {"m": 1}), ("rec", {"m": 2})]
+    assert seen["committees"] == ([old], 4, {"k": None}, 8)
+    assert seen["query"] == (1, {"k": ["a", "b"]}, "fp16", keep, 4)
+    assert seen["measured"] == [(1, "fp16", 5, True, 100), (2, "fp16", 5, True, 100)]
+    assert runs[1:] == todo and len(by_case) == 3 and len(cal.points) == 3
+    assert not any(p.heldout for p in cal.points)
+
+
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
     from sdsim.cli import main
 

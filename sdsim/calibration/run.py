@@ -134,15 +134,11 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     t = time.perf_counter()
     rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated, lead)
     clock["recheck"] = time.perf_counter() - t
-    t = time.perf_counter()
-    fitted(cal, memo)   # again, the bodies the recheck changed
-    clock["final fit"] = time.perf_counter() - t
     queried = [] if quick else _query(rt, cal, run, by_case, affordable, repeat, gated, lead,
                                       clock)
-    if queried:
-        t = time.perf_counter()
-        fitted(cal, memo)   # again, the bodies the queried cases added points to
-        clock["fit with the queried cases"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fitted(cal, memo)   # again, the bodies the recheck changed or the query added points to
+    clock["final fit"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),
@@ -189,7 +185,9 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
 def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: int,
            gated: bool, lead: int, clock: Counter) -> list:
     """Measure the pool cases where the fits each body's points hardly tell apart disagree
-    (sweep.query), as training points; they join `run` and `by_case`. Returns the cases."""
+    (sweep.query), as training points; they join `run` and `by_case`. The committees are fitted
+    to the points after the recheck, each at the cache size of the first fit. Returns the
+    cases."""
     from tqdm import tqdm
 
     t = time.perf_counter()
