@@ -161,16 +161,14 @@ def query(run: list, committees: dict, precision: str, keep, compute_units: int)
             if best and best[0] > QUERY_SPREAD:
                 scored.append((best, r, dict(s)))
     scored.sort(key=lambda x: -x[0][0])
-    taken, out = Counter(), []
-    groups = set()
-    for (spread, key, groups_count), r, s in scored:
+    taken, counts, out = Counter(), set(), []
+    for (_, key, work_groups), r, s in scored:
         if len(out) >= QUERY_SHARE * len(run):
             break
-        if taken[key] >= QUERY_PER_BODY or (key, groups_count) in groups:
-            continue
-        taken[key] += 1
-        groups.add((key, groups_count))
-        out.append((r, s))
+        if taken[key] < QUERY_PER_BODY and (key, work_groups) not in counts:
+            taken[key] += 1
+            counts.add((key, work_groups))
+            out.append((r, s))
     return out
 
 
