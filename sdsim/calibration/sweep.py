@@ -116,19 +116,31 @@ def top_up(run: list, precision: str, keep, seed: int = 0) -> list:
         return {k.model_key for k in record.costs(precision, **shape)}
 
     count = Counter(k for r, s in run for k in keys(r, s))
-    seen = {(r.key, shape_key(s)) for r, s in run}
-    pool = [(r, dict(s)) for r in kernels.records() for s in r.calibrate.get("pool", ())]
+    pool = _pool()
     random.Random(seed + 3).shuffle(pool)
     out = []
-    for r, s in pool:
+    for r, s in _fresh(pool, run, keep):
         ks = keys(r, s)
-        if (r.key, shape_key(s)) in seen or all(count[k] >= MIN_CASES for k in ks) \
-                or is_sd_layer(r, s) or not keep(r, s):
-            continue
-        seen.add((r.key, shape_key(s)))
-        count.update(ks)
-        out.append((r, s))
+        if any(count[k] < MIN_CASES for k in ks):
+            count.update(ks)
+            out.append((r, s))
     return out
+
+
+def _pool() -> list:
+    """(record, shape) of every shape of the records' pools (`calibrate["pool"]`), in the
+    records' order."""
+    return [(r, dict(s)) for r in kernels.records() for s in r.calibrate.get("pool", ())]
+
+
+def _fresh(cases, run: list, keep):
+    """The `cases` a sweep may add to `run`: not in it already, each once, none of SD's layers,
+    each passing `keep` (the per-case time budget); in the order given."""
+    seen = {(r.key, shape_key(s)) for r, s in run}
+    for r, s in cases:
+        if (r.key, shape_key(s)) not in seen and not is_sd_layer(r, s) and keep(r, s):
+            seen.add((r.key, shape_key(s)))
+            yield r, s
 
 
 def query(run: list, committees: dict, precision: str, keep, compute_units: int) -> list:
@@ -142,24 +154,19 @@ def query(run: list, committees: dict, precision: str, keep, compute_units: int)
     widest first. Returns the cases, under the kernel builds active now."""
     from sdsim.cost.waves import geometry_time
 
-    seen = {(r.key, shape_key(s)) for r, s in run}
     scored = []
-    for r in kernels.records():
-        for s in r.calibrate.get("pool", ()):
-            if (r.key, shape_key(s)) in seen or is_sd_layer(r, s) or not keep(r, s):
+    for r, s in _fresh(_pool(), run, keep):
+        best = None
+        for k in r.costs(precision, **s):
+            members = committees.get(k.model_key, ())
+            if len(members) < 2:
                 continue
-            seen.add((r.key, shape_key(s)))
-            best = None
-            for k in r.costs(precision, **s):
-                members = committees.get(k.model_key, ())
-                if len(members) < 2:
-                    continue
-                t = [geometry_time(c, k.launch, compute_units, k.dram_bytes)[0] for c in members]
-                spread = max(t) / min(t) - 1
-                if best is None or spread > best[0]:
-                    best = (spread, k.model_key, k.launch.work_groups)
-            if best and best[0] > QUERY_SPREAD:
-                scored.append((best, r, dict(s)))
+            t = [geometry_time(c, k.launch, compute_units, k.dram_bytes)[0] for c in members]
+            spread = max(t) / min(t) - 1
+            if best is None or spread > best[0]:
+                best = (spread, k.model_key, k.launch.work_groups)
+        if best and best[0] > QUERY_SPREAD:
+            scored.append((best, r, s))
     scored.sort(key=lambda x: -x[0][0])
     taken, counts, out = Counter(), set(), []
     for (_, key, work_groups), r, s in scored:

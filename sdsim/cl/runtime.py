@@ -181,23 +181,24 @@ def _default_rank(plat, dev) -> tuple:
     return (name in SIMULATORS, bool(dev.type & cl.device_type.CPU), name in LATER)
 
 
-def device_table() -> list[dict]:
-    """Every OpenCL device on this machine, in the indices --platform and --cl-device take:
-    platform and device (index: name), type, compute units, clock, global memory, cl_khr_fp16,
-    and whether it is the device chosen when neither is given."""
+def device_table() -> list[tuple]:
+    """Every OpenCL device on this machine as (platform index, device index, "platform /
+    device" name, row): the indices --platform and --cl-device take, and a row for listing it
+    (platform and device as "index: name", type, compute units, clock, global memory,
+    cl_khr_fp16, and whether it is the device chosen when neither is given)."""
     chosen = select_device()
-    rows = []
+    out = []
     for pi, p in enumerate(platforms()):
         for di, d in enumerate(p.get_devices()):
-            rows.append({"platform": f"{pi}: {p.name.strip()}", "device": f"{di}: {d.name.strip()}",
-                         "type": " | ".join(n for n in ("GPU", "CPU", "ACCELERATOR")
-                                            if d.type & getattr(cl.device_type, n)),
-                         "compute_units": int(d.max_compute_units),
-                         "clock_mhz": int(d.max_clock_frequency),
-                         "global_memory_bytes": int(d.global_mem_size),
-                         "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen,
-                         "name": f"{p.name.strip()} / {d.name.strip()}"})
-    return rows
+            out.append((pi, di, f"{p.name.strip()} / {d.name.strip()}", {
+                "platform": f"{pi}: {p.name.strip()}", "device": f"{di}: {d.name.strip()}",
+                "type": " | ".join(n for n in ("GPU", "CPU", "ACCELERATOR")
+                                   if d.type & getattr(cl.device_type, n)),
+                "compute_units": int(d.max_compute_units),
+                "clock_mhz": int(d.max_clock_frequency),
+                "global_memory_bytes": int(d.global_mem_size),
+                "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen}))
+    return out
 
 
 def select_device(platform=None, device=None):

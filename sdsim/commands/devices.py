@@ -40,17 +40,16 @@ def _opencl(args) -> int:
 
     calibrated = [load_profile(n) for n in known_profiles()]
     calibrated = [p for p in calibrated if p.coefficients]
-    rows = device_table()
-    for r in rows:
-        r["profiles"] = [p.name for p in calibrated if other_device(p, r["name"]) is None]
+    rows = []
+    for platform, device, name, r in device_table():
+        r["profiles"] = [p.name for p in calibrated if other_device(p, name) is None]
         r["half_library"] = None
         if args.half and r["fp16"]:
             from sdsim.cl.half_probe import probe
-            platform, device = r["platform"].split(":")[0], r["device"].split(":")[0]
             with warnings.catch_warnings():   # PyOpenCL's "Non-empty compiler output"
                 warnings.simplefilter("ignore")
                 r["half_library"] = probe(platform, device).describe()
-        del r["name"]
+        rows.append(r)
     if args.format == "json":
         print(dumps({"schema_version": SCHEMA_VERSION, "opencl_devices": rows}))
         return 0

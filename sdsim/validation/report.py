@@ -17,7 +17,16 @@ from sdsim.output import dumps, render_rows
 from sdsim.validation import drift
 from sdsim.validation.compare import CallRow, by_class
 
-GOAL = "e2e error within +-5% and >= 90% of measured time in calls within +-10%"
+#: the validation goal: end-to-end error and share of measured time in calls within +-10%
+GOAL_E2E_PCT, GOAL_TIME_PCT = 5.0, 90.0
+GOAL = (f"e2e error within +-{GOAL_E2E_PCT:g}% and >= {GOAL_TIME_PCT:g}% of measured time in "
+        "calls within +-10%")
+
+
+def meets_goal(metrics: dict) -> bool:
+    """Whether a run's metrics (sdsim/validation/compare.py `metrics`) meet GOAL."""
+    return bool(abs(metrics["e2e_error_pct"]) <= GOAL_E2E_PCT
+                and metrics["acc10_time_pct"] >= GOAL_TIME_PCT)
 #: how the measured runs were fed to the device (`validate --launch`), for the report's header
 LAUNCH = {"gated": "Launch: each measured run enqueued behind a gate and released at once, so "
                    "its dispatches ran back to back as a host that keeps ahead of the device "
