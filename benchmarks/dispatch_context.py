@@ -1,0 +1,199 @@
+"""How long does a small dispatch take after different streams of dispatches before it?
+
+`sdsim calibrate` times each synthetic case behind a gate, after a cache flush, a read of the
+case's inputs and `sweep.LEAD` small dispatches (`Runtime.lead`: a read of 16 KiB each), so that
+the case sits deep in a stream as a pipeline's dispatch does. This benchmark times a few of SD's
+own small dispatches (and one GEMM as a control) after other streams, on one device in one
+process, each behind the same flush and input read:
+
+- `lead`: the calibration's stream, `sweep.LEAD` small dispatches;
+- `settled`: one compute-only dispatch of about --settle-us microseconds (no memory traffic, so
+  the caches stay as the flush and the input read left them);
+- `lead+settled`: the calibration's stream, then that long dispatch;
+- `settled+N small`: the long dispatch, then N of the lead's small dispatches;
+- `settled+10x6us`: the long dispatch, then ten compute-only dispatches of about 6 us.
+
+Each column is the median of --repeat timed runs of the case's first dispatch (OpenCL event
+time); `predicted` is the profile's model for it. Where `lead` and `settled` differ, the sweep
+measures a context that SD's pipelines present only in part: the UNet's small dispatches mostly
+follow long ones, the text encoder's follow short ones.
+
+    PYTHONPATH=$PWD python3 benchmarks/dispatch_context.py --platform NVIDIA \
+        --device device_profiles/nvidia-h100-opencl.yaml --precision fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sdsim import kernels, paths, provenance  # noqa: E402
+from sdsim.calibration import sweep  # noqa: E402
+from sdsim.cl.bench import upload  # noqa: E402
+from sdsim.cl.runtime import Runtime  # noqa: E402
+from sdsim.cost.profile import load_profile  # noqa: E402
+from sdsim.cost.waves import geometry_time  # noqa: E402
+from sdsim.kernels import tuning  # noqa: E402
+from sdsim.output import render_rows, write_pair  # noqa: E402
+
+#: a compute-only dispatch of n iterations per work-item (no loads, a store that never happens)
+SPIN = r"""
+__kernel void spin(int n, __global float *sink) {
+    float a = get_global_id(0);
+    for (int i = 0; i < n; i++) a = a * 0.9999f + 0.0001f;
+    if (a == -1.0f) sink[0] = a;
+}
+"""
+
+#: (family, variant, shape, where SD runs it) of the dispatches timed
+CASES = (
+    ("elementwise", "add", {"in_shapes": [(2, 77, 768)] * 2, "out_shape": (2, 77, 768)},
+     "text encoder residual add"),
+    ("layer_norm", "rowwise", {"rows": 154, "dim": 768, "eps": 1e-5}, "text encoder LayerNorm"),
+    ("layer_norm", "rowwise", {"rows": 8192, "dim": 320, "eps": 1e-5},
+     "UNet 512 transformer LayerNorm"),
+    ("elementwise", "nchw_to_nlc", {"in_shapes": [(2, 320, 64, 64)], "out_shape": (2, 4096, 320)},
+     "UNet 512 transformer input transpose"),
+    ("elementwise", "add", {"in_shapes": [(2, 320, 64, 64)] * 2, "out_shape": (2, 320, 64, 64)},
+     "UNet 512 residual add"),
+    ("gelu", "geglu_fused", {"tokens": 8192, "dim": 1280}, "UNet 512 GEGLU"),
+    ("linear", "tiled", {"m": 8192, "k": 320, "n": 320, "bias": True},
+     "UNet 512 attention projection (control)"),
+)
+
+
+class Streams:
+    """The dispatch streams run between the flush and the case."""
+
+    def __init__(self, rt, settle_us: float):
+        import pyopencl as cl
+
+        self.rt = rt
+        self.kernel = cl.Program(rt.ctx, SPIN).build().spin
+        self.sink = cl.Buffer(rt.ctx, cl.mem_flags.READ_WRITE, 64)
+        self.size = (int(rt.device.max_compute_units) * 256,)
+        self.table = {n: self._time(n) for n in (1, 100, 1000, 4000, 16000, 64000)}
+        self.long = self.iterations(settle_us)
+        self.short = self.iterations(6.0)
+
+    def _spin(self, n: int):
+        return self.kernel(self.rt.queue, self.size, (256,), np.int32(n), self.sink)
+
+    def _time(self, n: int) -> float:
+        out = []
+        for _ in range(5):
+            ev = self._spin(n)
+            ev.wait()
+            out.append((ev.profile.end - ev.profile.start) * 1e-3)
+        return float(np.median(out))
+
+    def iterations(self, us: float) -> int:
+        """Spin iterations for a dispatch of about `us` microseconds (interpolated)."""
+        ns = sorted(self.table)
+        return int(max(1, np.interp(us, [self.table[n] for n in ns], ns)))
+
+    def contexts(self) -> dict:
+        rt, long_, short = self.rt, self.long, self.short
+        out = {"lead": lambda: rt.lead(sweep.LEAD),
+               "settled": lambda: self._spin(long_),
+               "lead+settled": lambda: (rt.lead(sweep.LEAD), self._spin(long_))}
+        for n in (1, 16, 100):
+            out[f"settled+{n} small"] = lambda n=n: (self._spin(long_), rt.lead(n))
+        out["settled+10x6us"] = lambda: (self._spin(long_), [self._spin(short)
+                                                                for _ in range(10)])
+        return out
+
+
+def time_case(rt, record, shape, precision, contexts: dict, repeat: int) -> dict:
+    """{context: median microseconds of the case's first dispatch}, the contexts interleaved."""
+    ins, params, out = upload(rt, record, shape, record.make_inputs(shape, sweep.TilingRng(0)),
+                              precision)
+    rt.finish()
+    times = {name: [] for name in contexts}
+    for i in range(repeat + 1):    # the first round warms up
+        for name, context in contexts.items():
+            with rt.gated():
+                rt.flush_caches(ins)
+                context()
+                events = record.launch(rt, shape, ins, params, out, precision)
+            rt.finish()
+            if i:
+                times[name].append((events[0].profile.end - events[0].profile.start) * 1e-3)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--platform", help="OpenCL platform (index or name)")
+    ap.add_argument("--cl-device", help="OpenCL device index or name substring")
+    ap.add_argument("--device", required=True,
+                    help="calibrated profile: its kernel builds run, its model predicts")
+    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    ap.add_argument("--repeat", type=int, default=9, help="timed runs per case and context")
+    ap.add_argument("--settle-us", type=float, default=80.0,
+                    help="length of the long compute-only dispatch, microseconds")
+    ap.add_argument("--out", help="report stem (.md and .json); default "
+                    "reports/dispatch-context-<profile>-<precision>")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", message="Non-empty compiler output")
+    profile = load_profile(args.device)
+    tuning.activate(tuning.for_profile(profile))
+    out = args.out or str(paths.REPORTS_DIR / f"dispatch-context-{profile.name}-{args.precision}")
+    load_before = provenance.load()
+    rt = Runtime(args.platform, args.cl_device, args.precision)
+    streams = Streams(rt, args.settle_us)
+    contexts = streams.contexts()
+    coefficients = profile.coefficients_for(args.precision)
+    cu = profile.geometry["compute_units"]
+    rows = []
+    for family, variant, shape, where in CASES:
+        record = kernels.get(family, variant)
+        first = record.costs(args.precision, **shape)[0]
+        c = coefficients.get(first.model_key)
+        predicted = geometry_time(c, first.launch, cu, first.dram_bytes)[0] * 1e6 if c else None
+        print(f"{family}/{variant} {where}", file=sys.stderr)
+        us = time_case(rt, record, shape, args.precision, contexts, args.repeat)
+        rows.append({"dispatch": first.kernel, "shape": where, **us, "predicted": predicted,
+                     "lead/settled": us["lead"] / us["settled"]})
+    command = "python benchmarks/dispatch_context.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    spin = ", ".join(f"{n}: {t:.1f}" for n, t in streams.table.items())
+    text = "\n".join([
+        f"# A small dispatch's time after different dispatch streams: {rt.name}",
+        "",
+        f"- Command: `{command.strip()}`",
+        f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
+        f"{load_before} before, {provenance.load()} after",
+        f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; kernel builds "
+        f"and model of `{args.device}`; {args.precision} storage",
+        f"- Each case runs behind a gate after a cache flush and a read of its inputs (as "
+        f"`sdsim calibrate` times it), then the stream its column names: `lead` = "
+        f"{sweep.LEAD} small dispatches (the calibration's), `settled` = one compute-only "
+        f"dispatch of {streams.long} iterations (about {args.settle_us:g} us), `N small` = N of "
+        f"the lead's dispatches, `10x6us` = ten compute-only dispatches of {streams.short} "
+        f"iterations. Microseconds of the case's first dispatch, median of {args.repeat} timed "
+        "runs after one warm-up, the streams interleaved; `predicted`: the profile's model.",
+        f"- Compute-only dispatch, iterations: microseconds: {spin}",
+        "",
+        render_rows(rows, "markdown", floatfmt=".3g"),
+        "",
+    ])
+    md, js = write_pair(out, text, {"command": command.strip(), "device": rt.name,
+                                     "precision": args.precision, "lead": sweep.LEAD,
+                                     "spin_us": streams.table, "rows": rows})
+    print(text)
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
