@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     tuning.activate(tuning.for_profile(profile))
     out = args.out or str(paths.REPORTS_DIR / f"dispatch-context-{profile.name}-{args.precision}")
     load_before = provenance.load()
-    rt = Runtime(args.platform, args.cl_device, args.precision)
+    rt = Runtime(args.platform, args.cl_device)
     streams = Streams(rt, args.settle_us)
     contexts = streams.contexts()
     coefficients = profile.coefficients_for(args.precision)
