@@ -307,6 +307,39 @@ def test_a_fit_weighs_long_dispatches_more(monkeypatch):
     assert long < 0.5 * errors()[1]
 
 
+def test_bodies_of_one_tile_configuration_share_their_residency():
+    """The bias and no-bias GEMMs of one tile configuration run with as many work-groups per
+    compute unit: points made at residency 2, the no-bias body's all within one wave (alone,
+    residency 1 fits them as well, and the smaller of tied residencies wins), fit residency 2
+    for both together; a body of other tiles keeps the residency its own points show (4)."""
+    from sdsim.calibration.fit import fit_all, residency_group
+
+    cu, pts = 8, []
+
+    def make(key, residency, groups):
+        for wgs in groups:
+            for steps in (3, 40):
+                launch = Launch((wgs * 64,), (64,), steps)
+                t = 5e-6 + math.ceil(wgs / (cu * residency)) * steps * 0.5e-6
+                pts.append(Point(key, "f/v", {}, key, launch, t, 0.0))
+
+    make("gemm.l64x64x16-16x16-v4", 2, (1, 5, 16, 17, 30, 33, 64, 100, 161, 200))
+    make("gemm.l64x64x16-16x16-v4.nobias", 2, (1, 3, 8))
+    make("gemm.l32x32x16-8x8-v4", 4, (1, 8, 32, 33, 64, 65, 100, 129, 200, 257))
+    nobias = [p for p in pts if p.key.endswith(".nobias")]
+    assert fit_key(nobias, cu).residency == 1
+    c = fit_all(pts, cu)
+    assert c["gemm.l64x64x16-16x16-v4"].residency == 2
+    assert c["gemm.l64x64x16-16x16-v4.nobias"].residency == 2
+    assert c["gemm.l32x32x16-8x8-v4"].residency == 4
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
+    assert {residency_group(k) for k in ("attn_pv_softmax.l64x64x16-16x16-v4",
+                                         "wino_gemm.l64x64x16-16x16-v4",
+                                         "gemm.l64x64x16-16x16-v4.gelu")} == {"l64x64x16-16x16-v4"}
+    assert residency_group("gemm.r12x8x1-1x1-v8.nobias") == "gemm.r12x8x1-1x1-v8.nobias"
+    assert residency_group("gn_apply.silu") == "gn_apply.silu"
+
+
 def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
     """Points of two kernel bodies sweeping their data twice, made with a 16 MiB cache, one
     body's steps 3x dearer on the bytes past it (spill 2) and the other's not: the fit picks

@@ -6,10 +6,11 @@ sdsim/cost/waves.py (`model_time`, its formula there): t0, group, latency, wave_
 spill >= 0 and padding in (0, 1) fitted by robust least squares on log times (every point weighs
 by its relative error, a long dispatch more than a short one: WEIGHT_POWER; a point off by far
 more than the rest, a dispatch the other core's work or a page-fault storm slowed, weighs less:
-LOSS) for each residency in
-RESIDENCIES, the best residency kept; then `tail` in (0, 1) at that residency and at its close
-rivals, a rival winning only if its tail halves the error (`_fit_key`; fitted alongside every
-residency, the tail blurs the wave steps that place it). The max() makes the error surface
+LOSS) for each residency in RESIDENCIES, the best residency kept, one for all the bodies of a
+GEMM tile configuration (`residency_group`: their work-groups take the same registers and local
+memory); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
+its tail halves the error (`_fit_key`; fitted alongside every residency, the tail blurs the wave
+steps that place it). The max() makes the error surface
 kinked, with local minima a descent from one start falls into differently on different SciPy
 builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
 the same measurements on other machines land in the same minimum, but for coefficients the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,6 +79,8 @@ _WAVE_SCALES = (1e-4, 0.3, 1.0)
 _LOGITS = (-4.0, 0.0, 4.0)
 #: a body's `committee`: its fits costing at most this multiple of the least
 COMMITTEE_COST = 1.5
+#: the tile configuration of a GPU GEMM body (local memory: `l`) in its key (`residency_group`)
+_TILES = re.compile(r"\.(l\d+x\d+x\d+-\d+x\d+-v\d+)(?:\.|$)")
 #: starts of the grid polished by least squares
 POLISH = 4
 #: the fit's loss on log-time residuals: soft L1 (quadratic within F_SCALE, about 20% of the
@@ -218,24 +222,65 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     FlashAttention steps in waves of 264 work-groups (residency 2) whose half-full waves run
     faster, which residency 1 without a tail mimics at 7x the error."""
     fits, r, tailed = _candidates(points, compute_units, cache, ways)
-    best = min((fits[r], tailed[r]), key=lambda f: f[1])
-    rival = min(tailed.values(), key=lambda f: f[1])
-    return rival if rival[1] * TAIL_GAIN <= best[1] else best
+    return _chosen([fits], [tailed], r)[0]
 
 
 def _candidates(points, compute_units, cache, ways=0):
     """(fits without the tail at each residency tried, the residency that fits best, fits with
     the tail at it and at its rivals): what `_fit_key` chooses from, {residency: (Coefficients,
     cost)}."""
-    fine = len(points) >= FINE_POINTS
-    fits = {r: _fit_residency(points, compute_units, r, cache, ways=ways)
-            for r in RESIDENCIES if fine or r & (r - 1) == 0}
-    least = min(cost for _, cost in fits.values())
-    # residencies that fit equally well (points that cannot tell them apart): the smallest
-    r = next(r for r, (_, cost) in fits.items() if cost <= least * (1 + 1e-6) + 1e-12)
+    fits = _untailed(points, compute_units, cache, ways)
+    r, rivals = _residency([fits])
     tailed = {q: _fit_residency(points, compute_units, q, cache, tails=True, ways=ways)
-              for q, (_, cost) in fits.items() if q == r or cost <= least * TAIL_RIVAL}
+              for q in rivals}
     return fits, r, tailed
+
+
+def _untailed(points, compute_units, cache, ways=0, fine=None) -> dict:
+    """{residency: (Coefficients, cost)} of one body without the tail, at every residency of
+    RESIDENCIES where `fine` (default: the body has FINE_POINTS points), else at its powers of
+    two."""
+    fine = len(points) >= FINE_POINTS if fine is None else fine
+    return {r: _fit_residency(points, compute_units, r, cache, ways=ways)
+            for r in RESIDENCIES if fine or r & (r - 1) == 0}
+
+
+def _residency(members: list[dict]) -> tuple[int, list[int]]:
+    """(the residency at which the members' fits without the tail cost least together, the
+    smallest of those that tie; it and its rivals, those costing within TAIL_RIVAL of it)."""
+    common = sorted(set.intersection(*(set(f) for f in members)))
+    total = {r: sum(f[r][1] for f in members) for r in common}
+    least = min(total.values())
+    # residencies that fit equally well (points that cannot tell them apart): the smallest
+    r = next(r for r, cost in total.items() if cost <= least * (1 + 1e-6) + 1e-12)
+    return r, [q for q, cost in total.items() if q == r or cost <= least * TAIL_RIVAL]
+
+
+def _chosen(members: list[dict], tailed: list[dict], r: int) -> list[tuple]:
+    """Each member's (Coefficients, cost): the better of its fits with and without the tail at
+    residency r, unless the members' fits with the tail at a rival residency cost TAIL_GAIN-fold
+    less together (`_fit_key`); `tailed` holds each member's fits with the tail at r and at its
+    rivals."""
+    best = [min(f[r], t[r], key=lambda fc: fc[1]) for f, t in zip(members, tailed)]
+    rivals = {q: sum(t[q][1] for t in tailed) for q in tailed[0]}
+    q = min(rivals, key=rivals.get)
+    if rivals[q] * TAIL_GAIN <= sum(cost for _, cost in best):
+        return [t[q] for t in tailed]
+    return best
+
+
+def residency_group(key: str) -> str:
+    """The bodies whose residency is fitted together: those of one GEMM tile configuration
+    (`gemm.l64x64x16-16x16-v4`, its `.nobias` and `.gelu` epilogues, and `im2col_gemm.`,
+    `wino_gemm.`, `attn_qk.`, `attn_pv.` and `attn_pv_softmax.` of the same tiles) run one
+    kernel source with the same tiles, registers and local memory, so as many of their
+    work-groups fit a compute unit. Fitted apart, the H200's fp16 64x64 bodies took residency 1
+    for the bias GEMM and 2 for the same GEMM without bias, and its 128x128 GELU GEMM (one
+    point) 4 beside 1 for the others. Every other body is a group of its own, the CPU GEMM
+    bodies (`r` tiles, no local memory) too: PoCL runs a compute unit's work-groups one after
+    another on its thread, and what their fitted residencies stand for is not an occupancy."""
+    m = _TILES.search(key)
+    return m.group(1) if m else key
 
 
 def committee(points: list[Point], compute_units: int, cache: float = 0.0,
@@ -273,33 +318,56 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
             memo: dict | None = None) -> dict[str, Coefficients]:
     """{model key: Coefficients} fitted on the training points, under the device cache size of
     CACHES that fits all of them best (one size per device: it is the device's, not a kernel's)
-    and the device's L1 associativity `ways` (0: unknown, no alias term); every point's
-    `predicted_s` (training and held-out) is filled in. `memo` (a dict kept between calls)
-    keeps each body's fit at each cache size with the training times it saw: a fit after the
-    recheck (sdsim/calibration/run.py) fits again only the bodies whose points it changed, and
-    lands where a fresh fit would, since a fit is a function of its points."""
+    and the device's L1 associativity `ways` (0: unknown, no alias term), each `residency_group`
+    at one residency (chosen as `_fit_key` chooses one body's, on the group's summed costs);
+    every point's `predicted_s` (training and held-out) is filled in. `memo` (a dict kept
+    between calls) keeps each body's fits at each cache size with the training times it saw: a
+    fit after the recheck (sdsim/calibration/run.py) fits again only the bodies whose points it
+    changed (and the tails its groups' choices now need), and lands where a fresh fit would,
+    since a fit is a function of its points."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
+    groups: dict = {}
+    for k in keys:
+        groups.setdefault(residency_group(k), []).append(k)
+    fine = {k: sum(len(train[m]) for m in groups[residency_group(k)]) >= FINE_POINTS
+            for k in keys}
     # every body without a cache term, and those that sweep their data at each cache size
-    tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in keys
-                                        if _spills(train[k], c)]
+    spilled = {c: [k for k in keys if _spills(train[k], c)] for c in CACHES[1:]}
+    tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in spilled[c]]
     memo = {} if memo is None else memo
 
     def seen(k, c):
         return (k, c, compute_units, ways, tuple((id(p), p.measured_s) for p in train[k]))
 
+    def at(k, c):   # the cache size a body's fits at cache c were made at
+        return c if c in spilled and k in spilled[c] else 0.0
+
     todo = [t for t in tasks if seen(*t) not in memo]
     memo.update(zip((seen(*t) for t in todo),
-                    _in_parallel([(train[k], compute_units, c, ways) for k, c in todo],
-                                 _fit_args)))
-    done = {t: memo[seen(*t)] for t in tasks}
-    plain = {k: done[(k, 0.0)] for k in keys}
+                    _in_parallel([(train[k], compute_units, c, ways, fine[k]) for k, c in todo],
+                                 _untailed_args)))
+    # each group's residency and rivals at each cache size, then the tails they need
+    choice = {(g, c): _residency([memo[seen(k, at(k, c))] for k in ks])
+              for g, ks in groups.items() for c in CACHES}
+    need = [(k, c, q) for k, c, q in sorted({(k, at(k, c), q)
+                                             for (g, c), (_, rivals) in choice.items()
+                                             for k in groups[g] for q in rivals})
+            if (seen(k, c), q) not in memo]
+    memo.update(zip(((seen(k, c), q) for k, c, q in need),
+                    _in_parallel([(train[k], compute_units, q, c, True, ways)
+                                  for k, c, q in need], _tailed_args)))
     best = None
     for cache in CACHES:
-        # a body none of whose points passes this cache fits as without one
-        fits = {k: done[(k, cache)] if (k, cache) in done
-                else (replace(plain[k][0], cache=cache), plain[k][1]) for k in keys}
+        fits = {}
+        for g, ks in groups.items():
+            r, rivals = choice[(g, cache)]
+            chosen = _chosen([memo[seen(k, at(k, cache))] for k in ks],
+                             [{q: memo[(seen(k, at(k, cache)), q)] for q in rivals} for k in ks],
+                             r)
+            # a body none of whose points passes this cache fits as without one
+            fits.update({k: (replace(f, cache=cache), cost) for k, (f, cost) in zip(ks, chosen)})
         cost = sum(c for _, c in fits.values())
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
             best = (cost, {k: f for k, (f, _) in fits.items()})
@@ -309,14 +377,19 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     return out
 
 
-def _fit_args(args):
-    return _fit_key(*args)
+def _untailed_args(args):
+    return _untailed(*args)
+
+
+def _tailed_args(args):
+    points, compute_units, r, cache, tails, ways = args
+    return _fit_residency(points, compute_units, r, cache, tails=tails, ways=ways)
 
 
 def _in_parallel(jobs: list, fn) -> list:
-    """`fn(job)` (a module-level function, `_fit_args` or `_committee_args`) for each job, in
-    order, on every core the machine has: the bodies fit
-    independently, and a fit is pure Python and NumPy on small arrays (the H200's 808 cases take
+    """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args` or `_committee_args`)
+    for each job, in order, on every core the machine has: the bodies fit independently, and a
+    fit is pure Python and NumPy on small arrays (the H200's 808 cases take
     a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
     runtime whose threads a fork would copy mid-flight."""
     workers = min(len(jobs), os.cpu_count() or 1)
