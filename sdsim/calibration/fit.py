@@ -339,7 +339,8 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     memo = {} if memo is None else memo
 
     def seen(k, c):
-        return (k, c, compute_units, ways, tuple((id(p), p.measured_s) for p in train[k]))
+        return (k, c, compute_units, ways, fine[k],
+                tuple((id(p), p.measured_s) for p in train[k]))
 
     def at(k, c):   # the cache size a body's fits at cache c were made at
         return c if c in spilled and k in spilled[c] else 0.0
@@ -356,7 +357,7 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
                                              for k in groups[g] for q in rivals})
             if (seen(k, c), q) not in memo]
     memo.update(zip(((seen(k, c), q) for k, c, q in need),
-                    _in_parallel([(train[k], compute_units, q, c, True, ways)
+                    _in_parallel([(train[k], compute_units, q, c, ways)
                                   for k, c, q in need], _tailed_args)))
     best = None
     for cache in CACHES:
@@ -382,15 +383,15 @@ def _untailed_args(args):
 
 
 def _tailed_args(args):
-    points, compute_units, r, cache, tails, ways = args
-    return _fit_residency(points, compute_units, r, cache, tails=tails, ways=ways)
+    points, compute_units, r, cache, ways = args
+    return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways)
 
 
 def _in_parallel(jobs: list, fn) -> list:
     """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args` or `_committee_args`)
     for each job, in order, on every core the machine has: the bodies fit independently, and a
-    fit is pure Python and NumPy on small arrays (the H200's 808 cases take
-    a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
+    fit is pure Python and NumPy on small arrays (the H200's 808 cases take a minute on one
+    core). Processes are spawned, not forked: a calibration holds an OpenCL
     runtime whose threads a fork would copy mid-flight."""
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
