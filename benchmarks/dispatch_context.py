@@ -7,8 +7,9 @@ own small dispatches (and one GEMM as a control) after other streams, on one dev
 process, each behind the same flush and input read:
 
 - `lead`: the calibration's stream, `sweep.LEAD` small dispatches;
-- `settled`: one compute-only dispatch of about --settle-us microseconds (no memory traffic, so
-  the caches stay as the flush and the input read left them);
+- `settled`: one compute-only dispatch of about --settle-us microseconds (calibrate.cl's
+  `fma_rate`: one store per work-item, so the caches stay as the flush and the input read left
+  them);
 - `lead+settled`: the calibration's stream, then that long dispatch;
 - `settled+N small`: the long dispatch, then N of the lead's small dispatches;
 - `settled+10x6us`: the long dispatch, then ten compute-only dispatches of about 6 us.
@@ -38,21 +39,13 @@ if str(ROOT) not in sys.path:
 
 from sdsim import kernels, paths, provenance  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
-from sdsim.cl.bench import upload  # noqa: E402
-from sdsim.cl.runtime import Runtime  # noqa: E402
+from sdsim.calibration.microbench import CHAINS  # noqa: E402
+from sdsim.cl.bench import time_events, upload  # noqa: E402
+from sdsim.cl.runtime import Runtime, event_ms  # noqa: E402
 from sdsim.cost.profile import load_profile  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
 from sdsim.kernels import tuning  # noqa: E402
 from sdsim.output import render_rows, write_pair  # noqa: E402
-
-#: a compute-only dispatch of n iterations per work-item (no loads, a store that never happens)
-SPIN = r"""
-__kernel void spin(int n, __global float *sink) {
-    float a = get_global_id(0);
-    for (int i = 0; i < n; i++) a = a * 0.9999f + 0.0001f;
-    if (a == -1.0f) sink[0] = a;
-}
-"""
 
 #: (family, variant, shape, where SD runs it) of the dispatches timed
 CASES = (
@@ -72,62 +65,58 @@ CASES = (
 
 
 class Streams:
-    """The dispatch streams run between the flush and the case."""
+    """The dispatch streams run between the flush and the case. The long and short dispatches
+    are calibrate.cl's `fma_rate` (multiply-add chains, one store per work-item: compute only,
+    so the caches stay as the flush and the input read left them)."""
 
     def __init__(self, rt, settle_us: float):
-        import pyopencl as cl
-
         self.rt = rt
-        self.kernel = cl.Program(rt.ctx, SPIN).build().spin
-        self.sink = cl.Buffer(rt.ctx, cl.mem_flags.READ_WRITE, 64)
-        self.size = (int(rt.device.max_compute_units) * 256,)
-        self.table = {n: self._time(n) for n in (1, 100, 1000, 4000, 16000, 64000)}
+        self.kernel = rt.kernel("calibrate", "fma_rate", "fp32", {"CHAINS": CHAINS})
+        self.items = int(rt.device.max_compute_units) * 256
+        self.out = rt.alloc(self.items, "fp32", "stream output")
+        self.local = rt.local_size(self.kernel, (256,))
+        self.table = {n: self._time(n) for n in (1, 10, 100, 400, 1600, 6400)}
         self.long = self.iterations(settle_us)
         self.short = self.iterations(6.0)
 
-    def _spin(self, n: int):
-        return self.kernel(self.rt.queue, self.size, (256,), np.int32(n), self.sink)
+    def _run(self, n: int):
+        return self.rt.launch(self.kernel, (self.items,), self.local, self.out, np.float32(0.999),
+                              np.float32(1e-4), np.int32(n), np.int32(self.items))
 
     def _time(self, n: int) -> float:
-        out = []
-        for _ in range(5):
-            ev = self._spin(n)
-            ev.wait()
-            out.append((ev.profile.end - ev.profile.start) * 1e-3)
-        return float(np.median(out))
+        self._run(n).wait()
+        return float(np.median([event_ms(self._run(n)) * 1e3 for _ in range(5)]))
 
     def iterations(self, us: float) -> int:
-        """Spin iterations for a dispatch of about `us` microseconds (interpolated)."""
+        """Iterations for a dispatch of about `us` microseconds (interpolated)."""
         ns = sorted(self.table)
         return int(max(1, np.interp(us, [self.table[n] for n in ns], ns)))
 
     def contexts(self) -> dict:
         rt, long_, short = self.rt, self.long, self.short
         out = {"lead": lambda: rt.lead(sweep.LEAD),
-               "settled": lambda: self._spin(long_),
-               "lead+settled": lambda: (rt.lead(sweep.LEAD), self._spin(long_))}
+               "settled": lambda: self._run(long_),
+               "lead+settled": lambda: (rt.lead(sweep.LEAD), self._run(long_))}
         for n in (1, 16, 100):
-            out[f"settled+{n} small"] = lambda n=n: (self._spin(long_), rt.lead(n))
-        out["settled+10x6us"] = lambda: (self._spin(long_), [self._spin(short)
-                                                                for _ in range(10)])
+            out[f"settled+{n} small"] = lambda n=n: (self._run(long_), rt.lead(n))
+        out["settled+10x6us"] = lambda: (self._run(long_), [self._run(short)
+                                                               for _ in range(10)])
         return out
 
 
 def time_case(rt, record, shape, precision, contexts: dict, repeat: int) -> dict:
-    """{context: median microseconds of the case's first dispatch}, the contexts interleaved."""
+    """{context: median microseconds of the case's first dispatch}, the contexts interleaved
+    (one `time_events` run of each per round, behind the calibration's flush and input read)."""
     ins, params, out = upload(rt, record, shape, record.make_inputs(shape, sweep.TilingRng(0)),
                               precision)
     rt.finish()
     times = {name: [] for name in contexts}
     for i in range(repeat + 1):    # the first round warms up
         for name, context in contexts.items():
-            with rt.gated():
-                rt.flush_caches(ins)
-                context()
-                events = record.launch(rt, shape, ins, params, out, precision)
-            rt.finish()
+            t = time_events(rt, lambda: record.launch(rt, shape, ins, params, out, precision), 1,
+                            ins, before=context)
             if i:
-                times[name].append((events[0].profile.end - events[0].profile.start) * 1e-3)
+                times[name].append(t[0, 0] * 1e6)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -178,9 +167,9 @@ def main(argv=None) -> int:
         f"- Each case runs behind a gate after a cache flush and a read of its inputs (as "
         f"`sdsim calibrate` times it), then the stream its column names: `lead` = "
         f"{sweep.LEAD} small dispatches (the calibration's), `settled` = one compute-only "
-        f"dispatch of {streams.long} iterations (about {args.settle_us:g} us), `N small` = N of "
-        f"the lead's dispatches, `10x6us` = ten compute-only dispatches of {streams.short} "
-        f"iterations. Microseconds of the case's first dispatch, median of {args.repeat} timed "
+        f"dispatch (calibrate.cl fma_rate) of {streams.long} iterations (about "
+        f"{args.settle_us:g} us), `N small` = N of the lead's dispatches, `10x6us` = ten "
+        f"compute-only dispatches of {streams.short} iterations. Microseconds of the case's first dispatch, median of {args.repeat} timed "
         "runs after one warm-up, the streams interleaved; `predicted`: the profile's model.",
         f"- Compute-only dispatch, iterations: microseconds: {spin}",
         "",

@@ -113,7 +113,7 @@ def all_cases(size: str, families=None, precisions=("fp32", "fp16")) -> list[Ben
 
 
 def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True,
-                lead: int = 0) -> np.ndarray:
+                lead: int = 0, before=None) -> np.ndarray:
     """Seconds of each dispatch (columns) in `repeat` runs (rows) of `launch()` (which enqueues
     and returns its events), each waited for; event times, not wall time. With `cold_keeping`
     (buffers), every run starts after `rt.flush_caches(cold_keeping)` (not timed). `gated`: each
@@ -122,7 +122,8 @@ def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True,
     as the host enqueues it, and on an H200 a small kernel fed that way measures 7-50% longer
     (reports/pipeline-timing-nvidia-h200-text_encoder-fp32.md). `lead`: that many small
     dispatches run between the flush and the launch (`Runtime.lead`), so the launch sits deep in
-    a stream as a pipeline's dispatch does."""
+    a stream as a pipeline's dispatch does; `before` (a callable that enqueues dispatches), in
+    place of the lead, the stream the launch follows (benchmarks/dispatch_context.py)."""
     import contextlib
 
     runs = []
@@ -130,7 +131,10 @@ def time_events(rt, launch, repeat: int, cold_keeping=None, gated: bool = True,
         with rt.gated() if gated else contextlib.nullcontext():
             if cold_keeping is not None:
                 rt.flush_caches(cold_keeping)
-            rt.lead(lead)
+            if before is None:
+                rt.lead(lead)
+            else:
+                before()
             events = launch()
         rt.finish()
         runs.append([(e.profile.end - e.profile.start) * 1e-9 for e in events])
