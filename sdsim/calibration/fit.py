@@ -83,6 +83,8 @@ COMMITTEE_COST = 1.5
 _TILES = re.compile(r"\.(l\d+x\d+x\d+-\d+x\d+-v\d+)(?:\.|$)")
 #: starts of the grid polished by least squares
 POLISH = 4
+#: the relative step of least_squares' forward differences (`_jacobian`): SciPy's own
+_REL_STEP = float(np.finfo(float).eps) ** 0.5
 #: the fit's loss on log-time residuals: soft L1 (quadratic within F_SCALE, about 20% of the
 #: time, linear beyond), so that one outlier does not drag a body's fit: PoCL's sweep holds a
 #: 2500x24x100 GEMM measured at 1.6 ms in one case and at 5.6 ms in another, each with a small
@@ -169,7 +171,8 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                                  missed, wlat, tail, last, alias, thrash, edge, edged))
                 - np.log(t)) * scale
 
-    best = min((least_squares(resid, x, method="trf", loss=LOSS, f_scale=F_SCALE)
+    best = min((least_squares(resid, x, jac=lambda x: _jacobian(resid, x), method="trf",
+                              loss=LOSS, f_scale=F_SCALE)
                 for x in _starts(resid, t, steps, waves, tails, spills + aliases, latent,
                                  edges)),
                key=lambda res: res.cost)
@@ -178,6 +181,16 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat,
                          tail, alias, int(ways) if aliases else 0, edge=edge),
             float(best.cost))
+
+
+def _jacobian(resid, x):
+    """The forward-difference Jacobian of `resid` at `x` that least_squares' default ('2-point')
+    takes, its steps as SciPy chooses them, but every column from one call: `resid` prices rows
+    of coefficients at once, and one call per column was half of a calibration's fit time."""
+    x = np.asarray(x, float)
+    h = _REL_STEP * np.where(x >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(x))
+    r = resid(np.vstack([x, x + np.diag(h)]))
+    return ((r[1:] - r[0]) / ((x + h) - x)[:, None]).T   # over the steps rounding took
 
 
 def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False):
