@@ -175,6 +175,21 @@ def test_storage_precision_roundtrip_and_event_time(rt, kernels_dir, precision):
     assert 0 <= event_ms(ev) < 1e4
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int32])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "float64"])
+def test_large_arrays_convert_in_chunks_as_numpy_converts_them(monkeypatch, dtype, layout):
+    """`converted` splits a large array across threads: every value lands where NumPy's own
+    conversion puts it, chunk edges and a last partial chunk included."""
+    from sdsim.cl import runtime
+    monkeypatch.setattr(runtime, "CONVERT_CHUNK", 1000)
+    a = np.random.default_rng(1).standard_normal((7, 1503)) * 300
+    a = {"contiguous": a.astype(np.float32), "strided": a.astype(np.float32)[:, ::3],
+         "float64": a}[layout]
+    out = runtime.converted(a, dtype)
+    assert out.dtype == dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, a.astype(dtype))
+
+
 def test_oversized_buffer_refused_before_launch(rt, monkeypatch):
     monkeypatch.setattr(rt, "max_alloc", 1000)
     with pytest.raises(SdsimError, match="'im2col workspace'.*MAX_MEM_ALLOC_SIZE"):
