@@ -545,6 +545,31 @@ def test_queried_cases_join_the_sweep_as_training_points(monkeypatch):
     assert not any(p.heldout for p in cal.points)
 
 
+def test_the_sweep_measures_each_case_once_as_soon_as_its_programs_are_built():
+    """run._as_built: in the sweep's order among the cases whose programs are built, a case of
+    unknown programs (None) whenever it comes up, a wait for a compile only where no case can
+    run, and every case exactly once."""
+    from collections import Counter
+
+    from sdsim.calibration import run
+
+    class Builds:
+        built, waits = {"a"}, 0
+
+        def ready(self, programs):
+            return programs <= self.built
+
+        def wait_any(self):
+            self.waits += 1
+            self.built.add({1: "b", 2: "c"}[self.waits])
+
+    builds, clock = Builds(), Counter()
+    needs = [{"b"}, {"a"}, {"c", "a"}, None, {"a", "b"}, {"a"}]
+    order = list(run._as_built(needs, builds, clock))
+    assert order == [1, 3, 5, 0, 4, 2]
+    assert builds.waits == 2 and clock["waiting for builds"] >= 0
+
+
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):
     from sdsim.cli import main
 

@@ -410,3 +410,30 @@ def test_programs_built_in_processes_run_from_their_binaries():
     for case in cases:
         assert run_case(rt, case, repeat=1)["ok"], case.shape
     assert rt._programs == built                              # the runs built nothing anew
+
+
+def test_programs_compiling_in_processes_load_when_asked_for():
+    """`building(processes=True)`: the caller goes on while the programs compile; a program
+    joins the runtime when `wait` or `ready` asks for it, the others only when asked for in
+    turn, and a case run on them passes against the float64 reference."""
+    from sdsim.cl import dryrun
+    from sdsim.cl.bench import all_cases, run_case
+    from sdsim.cl.runtime import Runtime
+
+    rt = Runtime()
+    cases = all_cases("quick", ["linear"], precisions=("fp32",))
+    needs = dryrun.case_programs(rt, [(c.record, c.shape) for c in cases], "fp32")
+    programs = sorted(set().union(*needs))
+    assert len(programs) >= 2
+    first, rest = needs[0], [p for p in programs if p not in needs[0]]
+    assert rest
+    with rt.building(programs, workers=2, processes=True) as builds:
+        builds.wait(first)
+        assert builds.ready(first)
+        assert all(rt._key(*p) in rt._programs for p in first)
+        assert not any(rt._key(*p) in rt._programs for p in rest)
+        assert run_case(rt, cases[0], repeat=1)["ok"]
+        builds.wait()
+        assert builds.ready(set(programs)) and builds.count == len(programs)
+    assert all(rt._key(*p) in rt._programs for p in programs)
+

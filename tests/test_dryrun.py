@@ -1,5 +1,6 @@
-"""sdsim/cl/dryrun.py: the programs a dry run of the launchers records are the ones a real run
-builds, so the calibration's up-front parallel build leaves none to build during its sweep."""
+"""sdsim/cl/dryrun.py: the programs a dry run of the launchers records, in all and per case, are
+the ones a real run builds, so the calibration's parallel build leaves none to build during its
+sweep, and the sweep measures a case once its own programs are built."""
 
 import numpy as np
 import pytest
@@ -19,10 +20,20 @@ def test_dry_run_records_the_programs_a_real_run_builds(precision):
     cases, _ = sweep.cases("quick")
     cases += [(r, s) for r in kernels.records() for s in r.bench.get("tiny", ())]
     recorded, missed = dryrun.programs(Runtime(), cases, precision)
+    needs = dryrun.case_programs(Runtime(), cases, precision)
     rt = Runtime()
-    for record, shape in cases:
+    asked, kernel = set(), rt.kernel
+
+    def recording(family, name, precision="fp32", defines=None):   # kernels are cached
+        asked.add((family, rt.build_options(precision, defines)))
+        return kernel(family, name, precision, defines)
+
+    rt.kernel = recording
+    for (record, shape), need in zip(cases, needs):
+        asked.clear()
         inputs = record.make_inputs(shape, np.random.default_rng(0))
         record.launch(rt, shape, *upload(rt, record, shape, inputs, precision), precision)
+        assert asked == need, (record.key, shape)    # each case's own programs
     rt.finish()
     built = {(family, options) for (_, path, options) in rt._programs
              for family in [path.rsplit("/", 1)[-1][:-3]]}

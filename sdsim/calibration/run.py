@@ -4,6 +4,7 @@ variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing 
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 import random
 import sys
@@ -111,23 +112,27 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     # the load and the commit as the sweep starts (the tree may move on during a long one)
     load0, commit, t0, again = provenance.load(), provenance.commit(), time.perf_counter(), 0
     clock = Counter()
-    programs, _ = dryrun.programs(rt, run, precision)
-    print(f"building {len(programs)} kernel programs", file=sys.stderr)
-    rt.build(programs)     # all at once, in parallel (sdsim/cl/dryrun.py says why)
-    clock["builds"] = time.perf_counter() - t0
-    bar = tqdm(run, desc=f"calibrate {rt.device.name.strip()}", unit="case", file=sys.stderr,
-               disable=None)
-    by_case = []
-    for i, (record, shape) in enumerate(bar):
-        bar.set_postfix_str(record.key)
-        points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock,
-                                           gated=gated, lead=lead)
-        again += remeasured
-        for p in points:
-            p.heldout = i in heldout
-        by_case.append(points)
-        cal.points += points
-    bar.close()
+    needs = dryrun.case_programs(rt, run, precision)
+    programs = set().union(*(n for n in needs if n is not None))
+    print(f"building {len(programs)} kernel programs while the sweep measures the cases whose "
+          "programs are built", file=sys.stderr)
+    by_case = [None] * len(run)
+    # compiles on every core but the one that feeds the device
+    with rt.building(programs, workers=max(1, (os.cpu_count() or 1) - 1)) as builds:
+        bar = tqdm(total=len(run), desc=f"calibrate {rt.device.name.strip()}", unit="case",
+                   file=sys.stderr, disable=None)
+        for i in _as_built(needs, builds, clock):
+            record, shape = run[i]
+            bar.set_postfix_str(record.key)
+            points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock,
+                                               gated=gated, lead=lead)
+            again += remeasured
+            for p in points:
+                p.heldout = i in heldout
+            by_case[i] = points
+            bar.update()
+        bar.close()
+    cal.points = [p for points in by_case for p in points]   # in the sweep's (random) order
     t, memo = time.perf_counter(), {}
     first = fitted(cal, memo)
     clock["first fit"] = time.perf_counter() - t
@@ -153,6 +158,22 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "long_s": sweep.LONG_S, "long_repeat": sweep.LONG_REPEAT,
                  "host_s": {k: round(v, 1) for k, v in clock.items()}}
     return cal
+
+
+def _as_built(needs: list, builds, clock: Counter):
+    """The indices of the sweep's cases, each in the sweep's order among those whose programs
+    (`needs`, sdsim/cl/dryrun.py; None: unknown, built when launched) are built when it comes
+    up, waiting for a compile where none is; clock["waiting for builds"] adds up the waits."""
+    left = list(range(len(needs)))
+    while left:
+        i = next((i for i in left if needs[i] is None or builds.ready(needs[i])), None)
+        if i is None:
+            t = time.perf_counter()
+            builds.wait_any()
+            clock["waiting for builds"] += time.perf_counter() - t
+            continue
+        left.remove(i)
+        yield i
 
 
 def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: int,

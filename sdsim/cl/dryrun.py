@@ -1,9 +1,10 @@
 """A stand-in for a Runtime that runs kernel launchers without building, allocating or launching
-anything, and records the programs (source file, build options) they ask for. The calibration
-builds those all at once before its sweep (`Runtime.build`: on a GPU in processes): NVIDIA's
-OpenCL compiler takes seconds per register-tiled GEMM build; one after another, as the sweep
-first reached each, they took 223 of an H200 calibration's 330 s, and 164-203 s in threads of
-one process (the driver overlaps them only in part)."""
+anything, and records the programs (source file, build options) they ask for, in all and per
+case. The calibration starts building those at once (`Runtime.building`: on a GPU in
+processes) and measures each case as soon as its own programs are built: NVIDIA's OpenCL
+compiler takes seconds per register-tiled GEMM build; one after another, as the sweep first
+reached each, they took 223 of an H200 calibration's 330 s, 164-203 s in threads of one process
+(the driver overlaps them only in part), and 100 s of 434 in processes before the sweep began."""
 
 from __future__ import annotations
 
@@ -61,8 +62,17 @@ def programs(rt: Runtime, cases, precision: str) -> tuple[set, int]:
     """((family, options) of every program the (record, shape) `cases` launch at `precision`
     storage under the active tuning, how many cases the dry run could not follow: those build
     as the sweep reaches them)."""
-    dry, missed = DryRun(rt), 0
+    needs = case_programs(rt, cases, precision)
+    return set().union(*(n for n in needs if n is not None)), needs.count(None)
+
+
+def case_programs(rt: Runtime, cases, precision: str) -> list:
+    """Per (record, shape) case, the set of (family, options) programs it launches at
+    `precision` storage under the active tuning; None for a case the dry run could not follow
+    (a launcher that needs real buffers)."""
+    out = []
     for record, shape in cases:
+        dry = DryRun(rt)
         ins, params, _ = record.operands(shape)
         buffers = ([_Buffer() for _ in ins], {k: _Buffer() for k in params}, _Buffer())
         try:
@@ -71,5 +81,7 @@ def programs(rt: Runtime, cases, precision: str) -> tuple[set, int]:
                            buffers[2])
             record.launch(dry, shape, *buffers, precision)
         except Exception:   # noqa: BLE001 - a launcher that needs real buffers: built later
-            missed += 1
-    return dry.programs, missed
+            out.append(None)
+            continue
+        out.append(frozenset(dry.programs))
+    return out

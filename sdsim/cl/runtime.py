@@ -12,7 +12,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `rt.build(programs, workers=None)`: build many (family, options) programs at once: on a GPU
   each in a process of its own, loaded back from its binary (NVIDIA's compiler takes seconds
   per large kernel and overlaps builds within a process only in part), on a CPU in threads;
-  sdsim/cl/dryrun.py finds which programs a sweep needs.
+  `rt.building(programs)` starts them and goes on (sdsim/cl/builds.py); sdsim/cl/dryrun.py
+  finds which programs a sweep needs.
 - `rt.build_options(precision, defines)`: the options list (`-DSTORE_HALF=0|1`; with fp16
   storage and half arithmetic `-DNATIVE_HALF -DARITH=1|2`; plus `-DNAME=value` per define).
 - `rt.arith`: the arithmetic of fp16-storage builds (ARITHS): "fp32" float; "fp16" half
@@ -266,15 +267,6 @@ def _built(ctx, family: str, options: tuple) -> "cl.Program":
                          f"{dev.name.strip()} with options {' '.join(options)}:\n{e}") from None
 
 
-def _binary(where: tuple, program: tuple) -> bytes:
-    """The device binary of `program` (family, options) compiled in this process for the device
-    `where` (platform name, device index): `Runtime.build`'s worker."""
-    platform, index = where
-    plat = next(p for p in platforms() if p.name == platform)
-    ctx = cl.Context([plat.get_devices()[index]])
-    return _built(ctx, *program).get_info(cl.program_info.BINARIES)[0]
-
-
 class Runtime:
     """One device, one context, one profiling queue, and the programs built for it."""
 
@@ -350,43 +342,19 @@ class Runtime:
 
     def build(self, programs, workers: int | None = None, processes: bool | None = None) -> int:
         """Build the (family, options) `programs` not built yet, `workers` at a time (default:
-        one per host core). With `processes` (default: on a GPU) each is compiled in a process
-        of its own and loaded here from its binary: NVIDIA's OpenCL compiler overlaps the builds
-        of one process only in part (an H200 calibration's 43 programs took 203 s in 16
-        threads); a CPU device's builds take seconds in all, in threads. Returns how many were
-        built."""
-        todo = sorted({(f, tuple(o)) for f, o in programs if self._key(f, o) not in self._programs})
-        if processes is None:
-            processes = bool(self.device.type & cl.device_type.GPU) and len(todo) > 1
-        workers = min(max(1, len(todo)), workers or os.cpu_count() or 1)
-        binaries = self._binaries(todo, workers) if processes and todo else [None] * len(todo)
-        with ThreadPoolExecutor(workers) as pool:
-            built = pool.map(lambda p: self._compile(*p[0], p[1]), zip(todo, binaries))
-            for (family, options), prog in zip(todo, built):
-                self._programs[self._key(family, options)] = prog
-        return len(todo)
+        one per host core), as sdsim.cl.builds.Builds does (on a GPU each in a process of its
+        own), and wait for them all. Returns how many were built."""
+        with self.building(programs, workers, processes) as builds:
+            builds.wait()
+        return builds.count
 
-    def _binaries(self, todo: list, workers: int) -> list:
-        """The device binary of each (family, options) in `todo`, compiled in `workers` spawned
-        processes (not forked: this process holds a driver's threads); None for each where no
-        process could start (a script without an `if __name__ == "__main__":` guard): they are
-        then built here, from source."""
-        import multiprocessing
-        import warnings
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
+    def building(self, programs, workers: int | None = None,
+                 processes: bool | None = None) -> "Builds":
+        """The (family, options) `programs` not built yet, compiling while the caller goes on
+        (sdsim.cl.builds.Builds): `ready(programs)`, `wait(programs)`."""
+        from sdsim.cl.builds import Builds
 
-        plat = self.device.platform
-        where = (plat.name, [d.int_ptr for d in plat.get_devices()].index(self.device.int_ptr))
-        try:
-            with ProcessPoolExecutor(workers,
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                return list(pool.map(_binary, [where] * len(todo), todo))
-        except BrokenProcessPool:
-            warnings.warn("OpenCL builds: could not start worker processes (a script building "
-                          "many programs needs an `if __name__ == \"__main__\":` guard); "
-                          "building in threads", stacklevel=3)
-            return [None] * len(todo)
+        return Builds(self, programs, workers, processes)
 
     def kernel(self, family: str, name: str, precision: str = "fp32",
                defines: dict | None = None) -> "cl.Kernel":
