@@ -132,6 +132,15 @@ def _check_refit(measurements, prof, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "points[0]" in err and stored["points"][0]["kernel"] in err
     stored["points"][0]["launch"]["steps"] -= 1
+    # timings that spread more than a quiet device's: a warning, and the report says so
+    for p in stored["points"]:
+        p["cv"] = 0.08
+    noisy = tmp_path / "noisy.json"
+    noisy.write_text(json.dumps(stored))
+    assert main(["calibrate", "--refit", str(noisy), "--out", str(tmp_path / "n.yaml")]) == 0
+    assert "warning: the sweep's timings were noisy: a median spread of 8.0%" in \
+        capsys.readouterr().err
+    assert "**Noisy timings**" in (tmp_path / "calibration-n.md").read_text()
     stored["kernels_hash"] = "000000000000"
     bad.write_text(json.dumps(stored))
     assert main(["calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2
@@ -568,6 +577,18 @@ def test_the_sweep_measures_each_case_once_as_soon_as_its_programs_are_built():
     order = list(run._as_built(needs, builds, clock))
     assert order == [1, 3, 5, 0, 4, 2]
     assert builds.waits == 2 and clock["waiting for builds"] >= 0
+
+
+def test_a_sweep_is_noisy_where_its_median_spread_passes_the_threshold():
+    """sweep.noisy: the median spread of the repeats, not one outlier, decides."""
+    from sdsim.calibration import sweep
+
+    def points(*cvs):
+        return [Point("k", "f/v", {}, "k", None, 1e-3, cv) for cv in cvs]
+
+    assert sweep.noisy(points(0.01, 0.02, 0.9)) == "" and sweep.noisy([]) == ""
+    assert "median spread of 6.0%" in sweep.noisy(points(0.06, 0.06, 0.01))
+    assert sweep.noisy(points(sweep.NOISY_CV)) == ""
 
 
 def test_calibrate_refuses_a_non_yaml_out(tmp_path, capsys):

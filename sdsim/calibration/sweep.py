@@ -50,6 +50,12 @@ MIN_CASES = 12
 QUERY_SPREAD = 0.1
 QUERY_PER_BODY = 4
 QUERY_SHARE = 0.1
+#: the median spread (coefficient of variation) of a sweep's repeats above which its timings are
+#: called noisy (`noisy`): a quiet device's sweep measures 1-2% (H100: 1.4-1.8%, PoCL on a
+#: 2-core AMD EPYC VM: 0.9%), PoCL on a 2-core Intel Xeon VM measured 7.4%, re-measured 294
+#: cases for their spread and 326 after the first fit, took 28 min and held 23% of held-out
+#: time within 10%
+NOISY_CV = 0.04
 #: small dispatches run ahead of each timed case, after its cache flush (`Runtime.lead`): in a
 #: pipeline every dispatch sits deep in a stream, where an H100's small kernels measure 1.2-2 us
 #: longer than at its head (in 20 dispatches part of that, after 100 all of it, and 400 no more)
@@ -177,6 +183,19 @@ def query(run: list, committees: dict, precision: str, keep, compute_units: int)
             counts.add((key, work_groups))
             out.append((r, s))
     return out
+
+
+def noisy(points) -> str:
+    """A sentence saying how noisy the sweep's timings were, where their median spread between
+    repeats exceeds NOISY_CV; '' otherwise (and for no points)."""
+    cv = float(np.median([p.cv for p in points])) if points else 0.0
+    if cv <= NOISY_CV:
+        return ""
+    return (f"the sweep's timings were noisy: a median spread of {cv:.1%} between repeats (a "
+            f"quiet device's sweep measures 1-2%); other work on this machine, or a shared "
+            f"virtual machine's neighbours, adds time to some runs, so this profile's "
+            f"coefficients are that much less sure (the held-out error says how far): calibrate "
+            f"again on a quiet machine")
 
 
 def pessimistic_s(record, shape, precision, peak, bw) -> float:

@@ -137,6 +137,7 @@ def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
             row = {k: v for k, v in obj.items() if k not in ("schema_version", "heldout")}
             print(render_rows([{**row, **{f"heldout_{k}": v for k, v in obj["heldout"].items()}}],
                               fmt))
+        _warn_noise(cal)
         return
     name = cal.name
     print(f"{name}: {cal.device}")
@@ -147,6 +148,17 @@ def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
           f"median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
     print(f"wrote {out}, {report} and its measurements")
+    _warn_noise(cal)
+
+
+def _warn_noise(cal) -> None:
+    """A warning on stderr where the sweep's timings were noisy (sweep.noisy), whatever the
+    output format."""
+    from sdsim.calibration import sweep
+
+    noise = sweep.noisy(cal.points)
+    if noise:
+        print(f"warning: {noise}", file=sys.stderr)
 
 
 def summary_json(cal, data: dict, out: Path, report: Path, held: dict, seconds: float,
