@@ -1,0 +1,126 @@
+"""Does a Winograd F(4x4) GEMM of one output-channel tile step slower than the model says?
+
+The VAE decoder's 3x3 convs at 128 output channels are the calls the H100's fp16 profile misses
+most (about 12% short each). This benchmark times the F(4x4) conv, transforms and GEMM, at the
+VAE's own layer shapes and at neighbours that differ in input channels, size or output channels,
+exactly as `sdsim calibrate` times a sweep case (`sweep.measure`: behind the cache flush, the
+input read and the lead stream, median of --repeat runs), next to the profile's prediction. If
+a VAE layer measures here what it measures in the pipeline, the miss is the model's, not the
+pipeline's context; the count of output-channel tiles of each GEMM shows whether the miss
+follows it (the GEMM multiplies the weights, cout x cin, by the transformed input, cin x tiles:
+with one output-channel tile, no other work-group reads a work-group's panel of the transformed
+input).
+
+    PYTHONPATH=$PWD python3 benchmarks/winograd_cout_tiles.py --platform NVIDIA \
+        --device device_profiles/nvidia-h100-opencl.yaml --precision fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sdsim import kernels, paths, provenance  # noqa: E402
+from sdsim.calibration import sweep  # noqa: E402
+from sdsim.cl.runtime import Runtime  # noqa: E402
+from sdsim.cost.profile import load_profile  # noqa: E402
+from sdsim.cost.waves import geometry_time  # noqa: E402
+from sdsim.kernels import tuning  # noqa: E402
+from sdsim.output import render_rows, write_pair  # noqa: E402
+
+#: (batch, cin, cout, height = width, what it is) of the convs timed
+SHAPES = (
+    (1, 128, 128, 512, "VAE up_blocks.3 conv"),
+    (1, 256, 128, 512, "VAE up_blocks.3 first conv"),
+    (1, 256, 256, 256, "VAE up_blocks.2 conv"),
+    (1, 512, 512, 256, "VAE up_blocks.1 upsampler conv"),
+    (1, 120, 128, 512, "fewer input channels"),
+    (1, 128, 128, 448, "smaller"),
+    (2, 128, 128, 384, "batch 2, smaller"),
+    (2, 96, 112, 384, "as a sweep case"),
+    (1, 128, 136, 512, "8 more output channels"),
+    (2, 160, 160, 256, "as a sweep case"),
+)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--platform", help="OpenCL platform (index or name)")
+    ap.add_argument("--cl-device", help="OpenCL device index or name substring")
+    ap.add_argument("--device", required=True,
+                    help="calibrated profile: its kernel builds run, its model predicts")
+    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per conv")
+    ap.add_argument("--out", help="report stem (.md and .json); default "
+                    "reports/winograd-cout-tiles-<profile>-<precision>")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", message="Non-empty compiler output")
+    profile = load_profile(args.device)
+    tuning.activate(tuning.for_profile(profile))
+    out = args.out or str(paths.REPORTS_DIR /
+                          f"winograd-cout-tiles-{profile.name}-{args.precision}")
+    load_before = provenance.load()
+    rt = Runtime(args.platform, args.cl_device)
+    coefficients = profile.coefficients_for(args.precision)
+    cu = profile.geometry["compute_units"]
+    record = kernels.get("conv2d", "winograd_f4")
+    rows = []
+    for batch, cin, cout, hw, what in SHAPES:
+        shape = {"batch": batch, "cin": cin, "cout": cout, "h": hw, "w": hw, "k": 3,
+                 "stride": 1, "padding": [1, 1, 1, 1]}
+        print(f"{batch}x{cin}->{cout} at {hw}: {what}", file=sys.stderr)
+        points, _ = sweep.measure(rt, record, shape, args.precision, args.repeat, lead=sweep.LEAD)
+        for p in points:
+            c = coefficients.get(p.key)
+            predicted = geometry_time(c, p.launch, cu, p.dram_bytes)[0] if c else None
+            tiles = ""
+            if p.kernel.startswith("wino_gemm"):
+                tile = int(p.key.split(".l")[1].split("x")[1]) if ".l" in p.key else None
+                tiles = -(-cout // tile) if tile else ""
+            rows.append({"conv": f"{batch}x{cin}->{cout} @{hw}", "what": what,
+                         "dispatch": p.kernel, "model key": p.key, "cout tiles": tiles,
+                         "measured_us": p.measured_s * 1e6, "cv": p.cv,
+                         "predicted_us": None if predicted is None else predicted * 1e6,
+                         "error_pct": None if predicted is None
+                         else 100 * (predicted / p.measured_s - 1)})
+    command = "python benchmarks/winograd_cout_tiles.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    gemm = [r for r in rows if r["dispatch"].startswith("wino_gemm")]
+    text = "\n".join([
+        f"# Winograd F(4x4) GEMMs by output-channel tiles: {rt.name}",
+        "",
+        f"- Command: `{command.strip()}`",
+        f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
+        f"{load_before} before, {provenance.load()} after",
+        f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; kernel builds "
+        f"and model of `{args.device}`; {args.precision} storage",
+        f"- Each conv is timed as `sdsim calibrate` times a sweep case (cache flush, input "
+        f"read, {sweep.LEAD} lead dispatches, median of {args.repeat} runs after a warm-up); "
+        "`predicted_us`: the profile's model; `cout tiles`: the GEMM's output-channel tiles "
+        "(one: no other work-group reads a work-group's panel of the transformed input).",
+        "",
+        "## The GEMMs",
+        "",
+        render_rows(gemm, "markdown", floatfmt=".3g"),
+        "",
+        "## Every dispatch",
+        "",
+        render_rows(rows, "markdown", floatfmt=".3g"),
+        "",
+    ])
+    md, js = write_pair(out, text, {"command": command.strip(), "device": rt.name,
+                                     "precision": args.precision, "rows": rows})
+    print(text)
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
