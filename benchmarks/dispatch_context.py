@@ -25,10 +25,7 @@ follow long ones, the text encoder's follow short ones.
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sdsim import kernels, paths, provenance  # noqa: E402
+from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
+from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
 from sdsim.calibration.microbench import CHAINS  # noqa: E402
 from sdsim.cl.bench import time_events, upload  # noqa: E402
-from sdsim.cl.runtime import Runtime, event_ms  # noqa: E402
-from sdsim.cost.profile import load_profile  # noqa: E402
+from sdsim.cl.runtime import event_ms  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
-from sdsim.kernels import tuning  # noqa: E402
-from sdsim.output import render_rows, write_pair  # noqa: E402
+from sdsim.output import render_rows  # noqa: E402
 
 #: (family, variant, shape, where SD runs it) of the dispatches timed
 CASES = (
@@ -121,28 +117,15 @@ def time_case(rt, record, shape, precision, contexts: dict, repeat: int) -> dict
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--platform", help="OpenCL platform (index or name)")
-    ap.add_argument("--cl-device", help="OpenCL device index or name substring")
-    ap.add_argument("--device", required=True,
-                    help="calibrated profile: its kernel builds run, its model predicts")
-    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    ap = parser(__doc__, "dispatch-context")
     ap.add_argument("--repeat", type=int, default=9, help="timed runs per case and context")
     ap.add_argument("--settle-us", type=float, default=80.0,
                     help="length of the long compute-only dispatch, microseconds")
-    ap.add_argument("--out", help="report stem (.md and .json); default "
-                    "reports/dispatch-context-<profile>-<precision>")
     args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore", message="Non-empty compiler output")
-    profile = load_profile(args.device)
-    tuning.activate(tuning.for_profile(profile))
-    out = args.out or str(paths.REPORTS_DIR / f"dispatch-context-{profile.name}-{args.precision}")
-    load_before = provenance.load()
-    rt = Runtime(args.platform, args.cl_device)
+    dev = ProfiledDevice(args, "dispatch_context.py", argv)
+    rt, coefficients, cu = dev.rt, dev.coefficients, dev.compute_units
     streams = Streams(rt, args.settle_us)
     contexts = streams.contexts()
-    coefficients = profile.coefficients_for(args.precision)
-    cu = profile.geometry["compute_units"]
     rows = []
     for family, variant, shape, where in CASES:
         record = kernels.get(family, variant)
@@ -153,17 +136,9 @@ def main(argv=None) -> int:
         us = time_case(rt, record, shape, args.precision, contexts, args.repeat)
         rows.append({"dispatch": first.kernel, "shape": where, **us, "predicted": predicted,
                      "lead/settled": us["lead"] / us["settled"]})
-    command = "python benchmarks/dispatch_context.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     spin = ", ".join(f"{n}: {t:.1f}" for n, t in streams.table.items())
     text = "\n".join([
-        f"# A small dispatch's time after different dispatch streams: {rt.name}",
-        "",
-        f"- Command: `{command.strip()}`",
-        f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
-        f"{load_before} before, {provenance.load()} after",
-        f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; kernel builds "
-        f"and model of `{args.device}`; {args.precision} storage",
+        *dev.header("A small dispatch's time after different dispatch streams"),
         f"- Each case runs behind a gate after a cache flush and a read of its inputs (as "
         f"`sdsim calibrate` times it), then the stream its column names: `lead` = "
         f"{sweep.LEAD} small dispatches (the calibration's), `settled` = one compute-only "
@@ -176,11 +151,7 @@ def main(argv=None) -> int:
         render_rows(rows, "markdown", floatfmt=".3g"),
         "",
     ])
-    md, js = write_pair(out, text, {"command": command.strip(), "device": rt.name,
-                                     "precision": args.precision, "lead": sweep.LEAD,
-                                     "spin_us": streams.table, "rows": rows})
-    print(text)
-    print(f"wrote {md} and {js}", file=sys.stderr)
+    dev.write(text, {"lead": sweep.LEAD, "spin_us": streams.table, "rows": rows})
     return 0
 
 

@@ -17,23 +17,18 @@ input).
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sdsim import kernels, paths, provenance  # noqa: E402
+from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
+from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
-from sdsim.cl.runtime import Runtime  # noqa: E402
-from sdsim.cost.profile import load_profile  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
-from sdsim.kernels import tuning  # noqa: E402
-from sdsim.output import render_rows, write_pair  # noqa: E402
+from sdsim.output import render_rows  # noqa: E402
 
 #: (batch, cin, cout, height = width, what it is) of the convs timed
 SHAPES = (
@@ -51,25 +46,11 @@ SHAPES = (
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--platform", help="OpenCL platform (index or name)")
-    ap.add_argument("--cl-device", help="OpenCL device index or name substring")
-    ap.add_argument("--device", required=True,
-                    help="calibrated profile: its kernel builds run, its model predicts")
-    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    ap = parser(__doc__, "winograd-cout-tiles")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per conv")
-    ap.add_argument("--out", help="report stem (.md and .json); default "
-                    "reports/winograd-cout-tiles-<profile>-<precision>")
     args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore", message="Non-empty compiler output")
-    profile = load_profile(args.device)
-    tuning.activate(tuning.for_profile(profile))
-    out = args.out or str(paths.REPORTS_DIR /
-                          f"winograd-cout-tiles-{profile.name}-{args.precision}")
-    load_before = provenance.load()
-    rt = Runtime(args.platform, args.cl_device)
-    coefficients = profile.coefficients_for(args.precision)
-    cu = profile.geometry["compute_units"]
+    dev = ProfiledDevice(args, "winograd_cout_tiles.py", argv)
+    rt, coefficients, cu = dev.rt, dev.coefficients, dev.compute_units
     record = kernels.get("conv2d", "winograd_f4")
     rows = []
     for batch, cin, cout, hw, what in SHAPES:
@@ -90,17 +71,9 @@ def main(argv=None) -> int:
                          "predicted_us": None if predicted is None else predicted * 1e6,
                          "error_pct": None if predicted is None
                          else 100 * (predicted / p.measured_s - 1)})
-    command = "python benchmarks/winograd_cout_tiles.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     gemm = [r for r in rows if r["dispatch"].startswith("wino_gemm")]
     text = "\n".join([
-        f"# Winograd F(4x4) GEMMs by output-channel tiles: {rt.name}",
-        "",
-        f"- Command: `{command.strip()}`",
-        f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
-        f"{load_before} before, {provenance.load()} after",
-        f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; kernel builds "
-        f"and model of `{args.device}`; {args.precision} storage",
+        *dev.header("Winograd F(4x4) GEMMs by output-channel tiles"),
         f"- Each conv is timed as `sdsim calibrate` times a sweep case (cache flush, input "
         f"read, {sweep.LEAD} lead dispatches, median of {args.repeat} runs after a warm-up); "
         "`predicted_us`: the profile's model; `cout tiles`: the GEMM's output-channel tiles "
@@ -115,10 +88,7 @@ def main(argv=None) -> int:
         render_rows(rows, "markdown", floatfmt=".3g"),
         "",
     ])
-    md, js = write_pair(out, text, {"command": command.strip(), "device": rt.name,
-                                     "precision": args.precision, "rows": rows})
-    print(text)
-    print(f"wrote {md} and {js}", file=sys.stderr)
+    dev.write(text, {"rows": rows})
     return 0
 
 
