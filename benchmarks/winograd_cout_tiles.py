@@ -17,6 +17,7 @@ input).
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
 from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
+from sdsim.kernels import gemm  # noqa: E402
 from sdsim.output import render_rows  # noqa: E402
 
 #: (batch, cin, cout, height = width, what it is) of the convs timed
@@ -43,6 +45,14 @@ SHAPES = (
     (1, 128, 136, 512, "8 more output channels"),
     (2, 160, 160, 256, "as a sweep case"),
 )
+
+
+def cout_tiles(launch, batch: int, cout: int, hw: int) -> int:
+    """The work-groups a Winograd F(4x4) GEMM's grid, as enqueued, lays along its output
+    channels: its rows (C = weights x transformed input, cout x tiles), or its columns where
+    the call runs transposed (sdsim/kernels/gemm.py `transposed`)."""
+    groups = [g // size for g, size in zip(launch.global_size, launch.local_size)]
+    return groups[0] if gemm.transposed(36, cout, batch * math.ceil(hw / 4) ** 2) else groups[1]
 
 
 def main(argv=None) -> int:
@@ -61,10 +71,8 @@ def main(argv=None) -> int:
         for p in points:
             c = coefficients.get(p.key)
             predicted = geometry_time(c, p.launch, cu, p.dram_bytes)[0] if c else None
-            tiles = ""
-            if p.kernel.startswith("wino_gemm"):
-                tile = int(p.key.split(".l")[1].split("x")[1]) if ".l" in p.key else None
-                tiles = -(-cout // tile) if tile else ""
+            tiles = cout_tiles(p.launch, batch, cout, hw) if p.kernel.startswith("wino_gemm") \
+                else ""
             rows.append({"conv": f"{batch}x{cin}->{cout} @{hw}", "what": what,
                          "dispatch": p.kernel, "model key": p.key, "cout tiles": tiles,
                          "measured_us": p.measured_s * 1e6, "cv": p.cv,

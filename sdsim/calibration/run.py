@@ -4,7 +4,6 @@ variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing 
 
 from __future__ import annotations
 
-import os
 import platform as _platform
 import random
 import sys
@@ -117,8 +116,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     print(f"building {len(programs)} kernel programs while the sweep measures the cases whose "
           "programs are built", file=sys.stderr)
     by_case = [None] * len(run)
-    # compiles on every core but the one that feeds the device
-    with rt.building(programs, workers=max(1, (os.cpu_count() or 1) - 1)) as builds:
+    with rt.building(programs) as builds:
         bar = tqdm(total=len(run), desc=f"calibrate {rt.device.name.strip()}", unit="case",
                    file=sys.stderr, disable=None)
         for i in _as_built(needs, builds, clock):

@@ -239,7 +239,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"{_rechecked(w)}{_queried(w)}"
         f"{w['seconds']:.0f} s{_split(w)}; machine load (1-min average) {w['load_before']} before, "
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
-        *([f"- **Noisy timings**: {sweep.noisy(cal.points)}"] if sweep.noisy(cal.points) else []),
+        *([f"- **Noisy timings**: {noise}"] if (noise := sweep.noisy(cal.points)) else []),
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
         *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "
            f"{provenance.commit()})"] if cal.refit else []),

@@ -28,9 +28,10 @@ class Builds:
     """The (family, options) `programs` a Runtime has not built yet, compiling. With `processes`
     (default: on a GPU, for more than one) each compiles in a spawned process of its own (not
     forked: the caller holds a driver's threads) and loads into the runtime from its binary as
-    the caller asks for it (`ready`, `wait`): NVIDIA's compiler overlaps the builds of one
-    process only in part (an H200 calibration's 43 programs took 203 s in 16 threads). Otherwise
-    (a CPU device: seconds in all) they build at once, in `workers` threads. A context manager:
+    the caller asks for it (`ready`, `wait`), `workers` at a time (default: every core but one,
+    left to the caller): NVIDIA's compiler overlaps the builds of one process only in part (an
+    H200 calibration's 43 programs took 203 s in 16 threads). Otherwise (a CPU device: seconds
+    in all) they build at once, in `workers` threads (default: one per core). A context manager:
     leaving it stops the compiles nobody waited for."""
 
     def __init__(self, rt, programs, workers: int | None = None, processes: bool | None = None):
@@ -39,7 +40,9 @@ class Builds:
         self.count = len(todo)
         if processes is None:
             processes = bool(rt.device.type & cl.device_type.GPU) and len(todo) > 1
-        workers = min(max(1, len(todo)), workers or os.cpu_count() or 1)
+        # compiles in processes leave a core to the caller, who goes on (feeding a device)
+        cores = os.cpu_count() or 1
+        workers = min(max(1, len(todo)), workers or (max(1, cores - 1) if processes else cores))
         self._pending, self._pool, self._broken = {}, None, False
         if processes and todo:
             plat = rt.device.platform

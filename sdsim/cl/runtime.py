@@ -341,9 +341,9 @@ class Runtime:
         return self._programs[key]
 
     def build(self, programs, workers: int | None = None, processes: bool | None = None) -> int:
-        """Build the (family, options) `programs` not built yet, `workers` at a time (default:
-        one per host core), as sdsim.cl.builds.Builds does (on a GPU each in a process of its
-        own), and wait for them all. Returns how many were built."""
+        """Build the (family, options) `programs` not built yet, `workers` at a time, as
+        sdsim.cl.builds.Builds does (on a GPU each in a process of its own), and wait for them
+        all. Returns how many were built."""
         with self.building(programs, workers, processes) as builds:
             builds.wait()
         return builds.count
