@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sdsim import kernels
+from sdsim.kernels import gemm
 from sdsim.backends.trace import trace_pipeline
 from sdsim.calibration import sweep
 from sdsim.cl.bench import SIZES, BenchCase, all_cases, upload
@@ -255,15 +256,19 @@ def test_gemm_edge_share_by_hand():
     columns per work-group loads B one element at a time in its last column block where that
     block is partial, and in every block where B's columns are strided (attention's K^T); the
     Winograd F(4x4) GEMM's columns are the input's tiles (4 at 8x8, 9 at 10x10, 16 at 16x16
-    per image); GPU builds stage B through local memory (no such path)."""
+    per image). GPU builds stage B through local memory (no such path); there the Winograd
+    GEMM's slower work-groups are the first of each column of tiles to read its panel of the
+    transformed input: one in as many as there are tiles of output channels (128 wide in the
+    GPU default build, and the output channels C's rows, or its columns where the call runs
+    transposed); linear GEMMs have none."""
     from sdsim.kernels import tuning
 
     cpu8 = dataclasses.replace(tuning.DEFAULTS["cpu"], gemm={
         c: tuning.GemmConfig(8, 8, 1, 1, 1, 8, local=False) for c in tuning.CLASS_NAMES})
 
-    def wino(h, batch=1):
+    def wino(h, batch=1, cout=64):
         return next(k for k in kernels.costs("conv2d", "winograd_f4", batch=batch, cin=64,
-                                             cout=64, h=h, w=h, k=3, stride=1,
+                                             cout=cout, h=h, w=h, k=3, stride=1,
                                              padding=[1, 1, 1, 1])
                     if k.kernel == "wino_gemm_f4")
 
@@ -277,8 +282,16 @@ def test_gemm_edge_share_by_hand():
         qk = kernels.costs("attention", "naive", batch=1, heads=2, nq=64, nk=64,
                            head_dim=40)[0]
         assert qk.kernel == "attn_qk" and qk.launch.edge == 1.0
-    with tuning.use(tuning.DEFAULTS["gpu"]):
-        assert wino(8).launch.edge == 0.0
+    gpu = dataclasses.replace(tuning.DEFAULTS["gpu"], gemm={
+        c: tuning.GemmConfig(128, 128, 16, 8, 8, 4) for c in tuning.CLASS_NAMES})
+    with tuning.use(gpu):
+        for cout, tiles in ((64, 1), (128, 1), (129, 2), (256, 2), (512, 4)):
+            g = wino(256, cout=cout)                  # 4096 tiles of the input: not transposed
+            groups = [a // b for a, b in zip(g.launch.global_size, g.launch.local_size)]
+            assert groups[1] == tiles and g.launch.edge == 1 / tiles
+        assert gemm.transposed(36, 512, 4) and wino(8, cout=512).launch.edge == 1 / 4
+        (g,) = kernels.costs("linear", "tiled", m=100, k=64, n=20)
+        assert g.launch.edge == 0.0
 
 
 def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():

@@ -58,7 +58,7 @@ SPILL_MAX = 4.0
 #: the most a step may cost when a work-item's rows thrash one L1 set, as a multiple of its cost
 #: otherwise (PoCL's 12 x 8 micro-kernel: 1.4x at K = 3072, fp32)
 ALIAS_MAX = 4.0
-#: the most extra a work-group's step may cost on a boundary path (Launch.edge), as a share of its
+#: the most extra a work-group's step may cost on a slower path (Launch.edge), as a share of its
 #: cost otherwise: PoCL's fp32 Winograd GEMM pays 1.1-1.2 (2.1-2.2x) on a partial column block
 #: of 8; bounded at 4, its linear GEMM fits, where a partial block is one work-group in 40,
 #: took 2-4 to absorb noise

@@ -6,12 +6,11 @@ work-group walking its serial steps.
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
     miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
     thrash = 1 if conflict > ways else 0       (a work-item's rows evict each other from L1)
-    edged = the share of work-groups on a slower boundary path (Launch.edge)
+    edged = the share of work-groups on a slower path (Launch.edge)
     last  = work-groups of the last wave / slots   (how full it is, (0, 1])
-    s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash) x (1 + edge x edged)
-                                               (one full wave's step)
+    s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash)   (one full wave's step)
     per   = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
-    t     = t0 + waves x group + steps x max(latency, per)
+    t     = t0 + waves x group + steps x max(latency, per) x (1 + edge x edged)
 
 `step` is the time one wave of resident work-groups takes for one serial step with every lane
 doing useful work (a k-tile of the GEMM, a key tile of FlashAttention, an input-channel tap of
@@ -39,10 +38,16 @@ work-item's row streams share one L1 set (`Launch.conflict`) than the cache has 
 the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
 walks 12 rows of A; at K = 1024, 2048 or 3072 (fp32) they lie a multiple of 4 KiB apart, all in
 one 8-way set, and its step costs 1.4x what it costs at K = 1000 or 2560. `edge` is how much
-dearer a work-group's step gets on a slower boundary path (`Launch.edge`, the share of
-work-groups that take it): the CPU micro-kernel loads the last, partial column block of B one
-element at a time, and on PoCL a Winograd GEMM over 4 tiles (one partial block of 8) steps at
-twice the time of one over 8 tiles (one full block). So a 40-work-group GEMM of 80 k-steps costs
+dearer a step gets on a slower path (`Launch.edge`, the share of work-groups that take
+it), whatever bounds the step (its lanes, the wave latency or the latency): the CPU micro-kernel
+loads the last, partial column block of B one element at a time, and on PoCL a Winograd GEMM
+over 4 tiles (one partial block of 8) steps at twice the time of one over 8 tiles (one full
+block); a GPU Winograd GEMM whose work-groups are the only ones to read their panel of the
+transformed input (one tile of output channels) finds none of it in the cache another
+work-group left, and on an H100 runs 9-12% (fp16) longer than one of two or four tiles
+(reports/winograd-cout-tiles-*.md); with a factor on `s` alone, a refit of the H100's
+measurements dropped that body's step under its wave latency (0.18 us against 3.7), where the
+factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
 The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency, and the
@@ -63,14 +68,15 @@ from dataclasses import dataclass
 
 #: the formula above in one line, for help texts and reports (this module owns it)
 FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
-           "max(wave_latency, (1 - tail x (1 - last)) x s)), s = step x lanes x (1 + spill x "
-           "miss) x (1 + alias x thrash) x (1 + edge x edged), lanes = padding + (1 - padding) "
+           "max(wave_latency, (1 - tail x (1 - last)) x s)) x (1 + edge x edged), "
+           "s = step x lanes x (1 + spill x miss) x (1 + alias x thrash), "
+           "lanes = padding + (1 - padding) "
            "x active lanes, last = the last wave's work-groups / slots, "
            "waves = ceil(work-groups / (compute units x residency)), "
            "miss = max(0, 1 - cache / the bytes the dispatch reads again, or all its bytes for one "
            "streaming step), thrash = 1 where "
            "more of a work-item's rows share one L1 set than it has ways, edged = the share of "
-           "work-groups on a slower boundary path")
+           "work-groups on a slower path")
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class Coefficients:
     # what the body's calibration sweep measured, ((lo, hi) work-groups, steps, active lanes,
     # cache footprint in bytes); () for coefficients no sweep measured (spec, older profiles)
     swept: tuple = ()
-    edge: float = 0.0      # extra step cost of a work-group on the boundary path (Launch.edge)
+    edge: float = 0.0      # extra step cost of a work-group on the slower path (Launch.edge)
 
 
 @dataclass(frozen=True)
@@ -125,18 +131,17 @@ def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.
     the calibration fit both evaluate this one."""
     import numpy as np
 
-    s = step_time(step, padding, active, spill, missed, alias, thrash, edge, edged)
+    s = step_time(step, padding, active, spill, missed, alias, thrash)
     per = (waves - 1) * np.maximum(wave_latency, s) \
         + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
-    return t0 + waves * group + steps * np.maximum(latency, per)
+    return t0 + waves * group + steps * np.maximum(latency, per) * (1.0 + edge * edged)
 
 
-def step_time(step, padding, active, spill=0.0, missed=0.0, alias=0.0, thrash=0.0, edge=0.0,
-              edged=0.0):
-    """s of the module doc: one wave's step, its idle lanes, cache misses, L1 thrash and
-    boundary-path work-groups priced."""
+def step_time(step, padding, active, spill=0.0, missed=0.0, alias=0.0, thrash=0.0):
+    """s of the module doc: one wave's step, its idle lanes, cache misses and L1 thrash
+    priced."""
     return step * (padding + (1.0 - padding) * active) * (1.0 + spill * missed) \
-        * (1.0 + alias * thrash) * (1.0 + edge * edged)
+        * (1.0 + alias * thrash)
 
 
 def last_wave(work_groups, compute_units: int, residency: int):
@@ -204,7 +209,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     m = float(miss(size, c.cache)) if c.spill else 0.0
     th = float(thrashes(launch, c.ways)) if c.alias else 0.0
     edged = launch.edge
-    step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th, c.edge, edged)
+    step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
                          launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th,
                          c.edge, edged))
@@ -218,7 +223,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
         lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
                   f"(x{1 + c.alias:.2f})")
     if c.edge * edged >= 0.02:
-        lanes += (f", {edged:.0%} of work-groups on the boundary path "
+        lanes += (f", {edged:.0%} of work-groups on the slower path "
                   f"(x{1 + c.edge * edged:.2f})")
     if shrink <= 0.98:
         lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"

@@ -46,9 +46,11 @@ class Launch:
     # (a CPU micro-kernel's A rows at a pitch of a multiple of 4 KiB): one L1 set holds them
     # all, and past the cache's ways they evict each other every step (sdsim/cost/waves.py)
     conflict: int = 0
-    # the share of work-groups that take a slower boundary path: the CPU micro-kernel's last,
-    # partial column block loads B one element at a time (opencl/gemm.cl `fullN`), and on PoCL
-    # its step costs twice a full block's (the edge term of sdsim/cost/waves.py)
+    # the share of work-groups that take a slower path: the CPU micro-kernel's last, partial
+    # column block loads B one element at a time (opencl/gemm.cl `fullN`), and on PoCL its step
+    # costs twice a full block's; a GPU Winograd GEMM's work-group that is the first to read its
+    # panel of the transformed input finds none of it in the cache (the edge term of
+    # sdsim/cost/waves.py)
     edge: float = 0.0
 
     @classmethod

@@ -171,7 +171,7 @@ def winograd_cost(m, batch, cin, cout, h, w, k=3, stride=1, padding=1, precision
     v = a * a * cin * p
     mm = a * a * cout * p
     *body, last = gemm_mod.gemm_cost(f"wino_gemm_f{m}", a * a, cout, cin, p, precision,
-                                     caller="wino_gemm")
+                                     caller="wino_gemm", cold_b=True)
     return [
         KernelCost(f"wino_input_transform_f{m}", "winograd_transform",
                    4.0 * a ** 3 * cin * p, float(batch * cin * h * w * e), float(v * e),

@@ -130,11 +130,20 @@ def edge_share(n: int, cfg, strided_b: bool = False) -> float:
     return 1.0 / ceil(n / wn) if n % wn else 0.0
 
 
+def cold_share(m: int, cfg, swap: bool) -> float:
+    """The share of a local-memory (GPU) call's work-groups that are the first to read their
+    panel of B (Launch.edge): one of the ceil(m / tile) work-groups that read each panel, the
+    others may find it in the cache that one left (a transposed call reads B^T as its A, the m
+    rows of C along its columns). Winograd's GEMMs on an H100 run 9-12% longer with one tile of
+    output channels (every work-group a first reader) than with two or four."""
+    return 1.0 / ceil(m / (cfg.tn if swap else cfg.tm))
+
+
 def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               bias: bool = False, gelu: bool = False, kernel_class: str = "gemm",
               caller: str = "gemm", attention: bool = False,
               prologue_flops: int = 0, pitch_a: int | None = None,
-              strided_b: bool = False) -> list[KernelCost]:
+              strided_b: bool = False, cold_b: bool = False) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
     reduction of its partial sums (model `gemm_split_reduce`), which then does the epilogue.
@@ -142,8 +151,10 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     element of A as loaded (the softmax prologue, which also reads two fp32 row statistics);
     `pitch_a`: elements between A's rows (default k, a dense A); `strided_b`: B's columns are
     not contiguous (K^T of attention's QK^T), which the CPU micro-kernel loads one element at a
-    time in every block."""
+    time in every block; `cold_b`: on a GPU, B is a large operand each column of tiles reads
+    once (Winograd's transformed input), its first readers slower (`cold_share`)."""
     cfg, split, swap = plan(batch, m, k, n, may_swap=not attention)
+    cold = cold_share(m, cfg, swap) if cold_b and cfg.local else 0.0
     if swap:
         m, n = n, m
     e = BYTES[precision]
@@ -160,7 +171,7 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
                      reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
                      conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
                                                            (pitch_a or k) * e),
-                     edge=0.0 if cfg.local else edge_share(n, cfg, strided_b))
+                     edge=cold if cfg.local else edge_share(n, cfg, strided_b))
     # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
