@@ -282,6 +282,8 @@ def test_gemm_edge_share_by_hand():
         qk = kernels.costs("attention", "naive", batch=1, heads=2, nq=64, nk=64,
                            head_dim=40)[0]
         assert qk.kernel == "attn_qk" and qk.launch.edge == 1.0
+        assert (wino(8).launch.path, wino(16).launch.path, qk.launch.path) == (
+            gemm.PARTIAL_PATH, "", gemm.STRIDED_PATH)
     gpu = dataclasses.replace(tuning.DEFAULTS["gpu"], gemm={
         c: tuning.GemmConfig(128, 128, 16, 8, 8, 4) for c in tuning.CLASS_NAMES})
     with tuning.use(gpu):
@@ -289,9 +291,10 @@ def test_gemm_edge_share_by_hand():
             g = wino(256, cout=cout)                  # 4096 tiles of the input: not transposed
             groups = [a // b for a, b in zip(g.launch.global_size, g.launch.local_size)]
             assert groups[1] == tiles and g.launch.edge == 1 / tiles
+            assert g.launch.path == gemm.COLD_PATH
         assert gemm.transposed(36, 512, 4) and wino(8, cout=512).launch.edge == 1 / 4
         (g,) = kernels.costs("linear", "tiled", m=100, k=64, n=20)
-        assert g.launch.edge == 0.0
+        assert g.launch.edge == 0.0 and g.launch.path == ""
 
 
 def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():

@@ -223,7 +223,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
         lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
                   f"(x{1 + c.alias:.2f})")
     if c.edge * edged >= 0.02:
-        lanes += (f", {edged:.0%} of work-groups on the slower path "
+        lanes += (f", {edged:.0%} of work-groups {launch.path or 'on a slower path'} "
                   f"(x{1 + c.edge * edged:.2f})")
     if shrink <= 0.98:
         lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"

@@ -52,6 +52,8 @@ class Launch:
     # panel of the transformed input finds none of it in the cache (the edge term of
     # sdsim/cost/waves.py)
     edge: float = 0.0
+    # what that slower path is, as a prediction's explanation names it
+    path: str = ""
 
     @classmethod
     def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None,
