@@ -12,7 +12,8 @@ process, each behind the same flush and input read:
   them);
 - `lead+settled`: the calibration's stream, then that long dispatch;
 - `settled+N small`: the long dispatch, then N of the lead's small dispatches;
-- `settled+10x6us`: the long dispatch, then ten compute-only dispatches of about 6 us.
+- `settled+Nx6us`: the long dispatch, then N compute-only dispatches of about 6 us.
+(`--small` and `--short` give the counts N; 1, 16 and 100 small, ten of 6 us by default.)
 
 Each column is the median of --repeat timed runs of the case's first dispatch (OpenCL event
 time); `predicted` is the profile's model for it. Where `lead` and `settled` differ, the sweep
@@ -88,15 +89,16 @@ class Streams:
         ns = sorted(self.table)
         return int(max(1, np.interp(us, [self.table[n] for n in ns], ns)))
 
-    def contexts(self) -> dict:
-        rt, long_, short = self.rt, self.long, self.short
+    def contexts(self, small=(1, 16, 100), short=(10,)) -> dict:
+        rt, long_, short_ = self.rt, self.long, self.short
         out = {"lead": lambda: rt.lead(sweep.LEAD),
                "settled": lambda: self._run(long_),
                "lead+settled": lambda: (rt.lead(sweep.LEAD), self._run(long_))}
-        for n in (1, 16, 100):
+        for n in small:
             out[f"settled+{n} small"] = lambda n=n: (self._run(long_), rt.lead(n))
-        out["settled+10x6us"] = lambda: (self._run(long_), [self._run(short)
-                                                               for _ in range(10)])
+        for n in short:
+            out[f"settled+{n}x6us"] = lambda n=n: (self._run(long_), [self._run(short_)
+                                                                      for _ in range(n)])
         return out
 
 
@@ -121,11 +123,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=9, help="timed runs per case and context")
     ap.add_argument("--settle-us", type=float, default=80.0,
                     help="length of the long compute-only dispatch, microseconds")
+    ap.add_argument("--small", type=int, nargs="+", default=[1, 16, 100],
+                    help="counts of the lead's small dispatches after the long one")
+    ap.add_argument("--short", type=int, nargs="+", default=[10],
+                    help="counts of ~6 us compute-only dispatches after the long one")
     args = ap.parse_args(argv)
     dev = ProfiledDevice(args, "dispatch_context.py", argv)
     rt, coefficients, cu = dev.rt, dev.coefficients, dev.compute_units
     streams = Streams(rt, args.settle_us)
-    contexts = streams.contexts()
+    contexts = streams.contexts(args.small, args.short)
     rows = []
     for family, variant, shape, where in CASES:
         record = kernels.get(family, variant)
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
         f"`sdsim calibrate` times it), then the stream its column names: `lead` = "
         f"{sweep.LEAD} small dispatches (the calibration's), `settled` = one compute-only "
         f"dispatch (calibrate.cl fma_rate) of {streams.long} iterations (about "
-        f"{args.settle_us:g} us), `N small` = N of the lead's dispatches, `10x6us` = ten "
+        f"{args.settle_us:g} us), `N small` = N of the lead's dispatches, `Nx6us` = N "
         f"compute-only dispatches of {streams.short} iterations. Microseconds of the case's first dispatch, median of {args.repeat} timed "
         "runs after one warm-up, the streams interleaved; `predicted`: the profile's model.",
         f"- Compute-only dispatch, iterations: microseconds: {spin}",
