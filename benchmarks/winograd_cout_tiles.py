@@ -17,7 +17,6 @@ input).
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -47,12 +46,11 @@ SHAPES = (
 )
 
 
-def cout_tiles(launch, batch: int, cout: int, hw: int) -> int:
-    """The work-groups a Winograd F(4x4) GEMM's grid, as enqueued, lays along its output
-    channels: its rows (C = weights x transformed input, cout x tiles), or its columns where
-    the call runs transposed (sdsim/kernels/gemm.py `transposed`)."""
-    groups = [g // size for g, size in zip(launch.global_size, launch.local_size)]
-    return groups[0] if gemm.transposed(36, cout, batch * math.ceil(hw / 4) ** 2) else groups[1]
+def cout_tiles(launch) -> int | str:
+    """A GPU Winograd GEMM's output-channel tiles: one work-group in each is the first to read
+    its panel of the transformed input (Launch.edge, sdsim/kernels/gemm.py `cold_share`); ''
+    for a call without that path (a CPU build)."""
+    return round(1 / launch.edge) if launch.path == gemm.COLD_PATH else ""
 
 
 def main(argv=None) -> int:
@@ -71,15 +69,14 @@ def main(argv=None) -> int:
         for p in points:
             c = coefficients.get(p.key)
             predicted = geometry_time(c, p.launch, cu, p.dram_bytes)[0] if c else None
-            tiles = cout_tiles(p.launch, batch, cout, hw) if p.kernel.startswith("wino_gemm") \
-                else ""
+            tiles = cout_tiles(p.launch)
             rows.append({"conv": f"{batch}x{cin}->{cout} @{hw}", "what": what,
                          "dispatch": p.kernel, "model key": p.key, "cout tiles": tiles,
                          "measured_us": p.measured_s * 1e6, "cv": p.cv,
                          "predicted_us": None if predicted is None else predicted * 1e6,
                          "error_pct": None if predicted is None
                          else 100 * (predicted / p.measured_s - 1)})
-    gemm = [r for r in rows if r["dispatch"].startswith("wino_gemm")]
+    gemms = [r for r in rows if r["dispatch"].startswith("wino_gemm")]
     text = "\n".join([
         *dev.header("Winograd F(4x4) GEMMs by output-channel tiles"),
         f"- Each conv is timed as `sdsim calibrate` times a sweep case (cache flush, input "
@@ -89,7 +86,7 @@ def main(argv=None) -> int:
         "",
         "## The GEMMs",
         "",
-        render_rows(gemm, "markdown", floatfmt=".3g"),
+        render_rows(gemms, "markdown", floatfmt=".3g"),
         "",
         "## Every dispatch",
         "",

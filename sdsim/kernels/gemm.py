@@ -137,13 +137,6 @@ STRIDED_PATH = "loading a strided B one element at a time"
 PARTIAL_PATH = "in a partial column block"
 
 
-def _path(cfg, cold: float, strided_b: bool, n: int) -> str:
-    """The slower path (Launch.path) of a call whose Launch.edge is not 0, else ''."""
-    if cfg.local:
-        return COLD_PATH if cold else ""
-    return STRIDED_PATH if strided_b else PARTIAL_PATH if edge_share(n, cfg) else ""
-
-
 def cold_share(m: int, cfg, swap: bool) -> float:
     """The share of a local-memory (GPU) call's work-groups that are the first to read their
     panel of B (Launch.edge): one of the ceil(m / tile) work-groups that read each panel, the
@@ -171,6 +164,9 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     cold = cold_share(m, cfg, swap) if cold_b and cfg.local else 0.0
     if swap:
         m, n = n, m
+    edge = cold if cfg.local else edge_share(n, cfg, strided_b)
+    path = "" if not edge else COLD_PATH if cfg.local else STRIDED_PATH if strided_b \
+        else PARTIAL_PATH
     e = BYTES[precision]
     row_blocks, col_blocks = ceil(m / cfg.tm), ceil(n / cfg.tn)
     mac = 2.0 * batch * m * n * k + batch * m * k * col_blocks * prologue_flops
@@ -185,8 +181,7 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
                      reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
                      conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
                                                            (pitch_a or k) * e),
-                     edge=cold if cfg.local else edge_share(n, cfg, strided_b),
-                     path=_path(cfg, cold, strided_b, n))
+                     edge=edge, path=path)
     # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
