@@ -61,7 +61,19 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     from sdsim.calibration.sweep import LEAD   # each case timed deep in a stream of dispatches
     assert f"{LEAD} small dispatches between the fill and the case's" in text
     import json
-    assert json.loads(rep.with_suffix(".json").read_text())["sweep"]["lead"] == LEAD > 0
+    stored = json.loads(rep.with_suffix(".json").read_text())
+    assert stored["sweep"]["lead"] == LEAD > 0
+    # the launch-overlap probe: each probe timed after the lead and after each spin length
+    from sdsim.calibration import overlap
+    probe = stored["micro"]["overlap"]
+    assert probe["lead"] == LEAD and probe["lengths_us"] == sorted(probe["lengths_us"])
+    assert [p["variant"] for p in probe["probes"]] == [f"{f}/{v}" for f, v, _ in overlap.PROBES]
+    assert all(len(p["after_us"]) == len(probe["lengths_us"]) and p["lead_us"] > 0
+               for p in probe["probes"])
+    assert (probe["hidden_us"], probe["over_us"]) == overlap.fit(
+        probe["lengths_us"], [[p["lead_us"] - a for a in p["after_us"]] for p in probe["probes"]],
+        probe["lead_dispatch_us"])
+    assert "## Launch overlap" in text and data["coefficients"]["overlap"]["lead_us"] > 0
     from sdsim.kernels import tuning
     cpu = tuning.DEFAULTS["cpu"]   # PoCL runs the CPU defaults; the keys name the build
     assert data["device_type"] == "cpu" and "tuning" not in data
@@ -848,8 +860,10 @@ def test_calibrate_format_json_is_one_object_of_its_schema(plat, tmp_path, capsy
     assert obj["dram_bandwidth_bytes_per_s"] == prof.dram_bandwidth
     assert obj["native_half"] is prof.native_half
     # the one key in seconds, read back from the profile in SI; `seconds` against the wall clock
+    term = ["hidden_s", "lead_s", "over_s"] if obj["overlap"] else []
     assert sorted(k for k in keys(obj) if k.endswith("_s") and not k.endswith("_per_s")) \
-        == ["launch_overhead_s"]
+        == sorted(["launch_overhead_s", *term])
+    assert obj["overlap"] is None or obj["overlap"]["hidden_s"] < 1e-3    # seconds, not us
     assert obj["launch_overhead_s"] == prof.launch_overhead
     assert elapsed / 4 <= obj["seconds"] <= elapsed      # not ms, not minutes
     assert obj["cases"] > 0 and 0 < obj["kernel_bodies"] == len(prof.coefficients)

@@ -1,6 +1,7 @@
 """Run a whole calibration: device microbenchmarks, then the synthetic sweep of every kernel
 variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing coefficients
-(sdsim/calibration/fit.py) with 20% of the points held out."""
+(sdsim/calibration/fit.py) with 20% of the points held out, then the launch-overlap probe
+(sdsim/calibration/overlap.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sdsim import provenance
 from sdsim.kernels import tuning
-from sdsim.calibration import classes, fit, microbench, sweep
+from sdsim.calibration import classes, fit, microbench, overlap, sweep
 from sdsim.cl import dryrun
 from sdsim.cost.profile import kernels_hash
 
@@ -142,6 +143,11 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     t = time.perf_counter()
     fitted(cal, memo)   # again, the bodies the recheck changed or the query added points to
     clock["final fit"] = time.perf_counter() - t
+    if gated:   # the probe times its dispatches behind the gate, as the sweep's
+        t = time.perf_counter()
+        print("launch-overlap probe", file=sys.stderr)
+        cal.micro["overlap"] = overlap.measure(rt, precision, lead, quick)
+        clock["overlap probe"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped),

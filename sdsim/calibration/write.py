@@ -100,10 +100,41 @@ def profile_dict(cal, report_rel: str) -> dict:
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
             "cache_bytes": _cache(cal),
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
+            **({"overlap": _overlap(m["overlap"])} if "overlap" in m else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
     }
+
+
+def _overlap(probe: dict) -> dict:
+    """The profile's `overlap` section of a launch-overlap probe (sdsim/cost/overlap.py)."""
+    return {"hidden_us": _g(probe["hidden_us"]), "over_us": _g(probe["over_us"]),
+            "lead_us": _g(probe["lead_dispatch_us"])}
+
+
+def _overlap_lines(probe: dict | None) -> list:
+    """The report's section on the launch-overlap probe."""
+    if not probe:
+        return ["## Launch overlap (sdsim/calibration/overlap.py)", "",
+                "Not measured (host-fed sweep, or measurements from before the probe): no "
+                "sequence term.", ""]
+    lengths = probe["lengths_us"]
+    fit = (f"hidden {probe['hidden_us']:.3g} us, over {probe['over_us']:.3g} us"
+           if probe["hidden_us"] else "no term (not every probe measures a positive delta "
+                                     "after the two longest dispatches)")
+    rows = [{"probe": p["variant"], "shape": describe(p["shape"]), "after lead us": p["lead_us"],
+             **{f"delta after {n:.3g} us": p["lead_us"] - a
+                for n, a in zip(lengths, p["after_us"])}} for p in probe["probes"]]
+    return ["## Launch overlap (sdsim/calibration/overlap.py)", "",
+            f"Each probe's first dispatch timed behind the flush, its input read and the lead of "
+            f"{probe['lead']} small dispatches ({probe['lead_dispatch_us']:.3g} us each), then "
+            "with one compute-only dispatch (calibrate.cl fma_rate) of each length between the "
+            f"lead and the probe; median of {probe['repeat']} interleaved runs. delta = after "
+            f"the lead - after the long dispatch, in us. Fit of hidden x (min(1, length / over) "
+            f"- min(1, lead / over)) to the median deltas: {fit}; the predictor applies it to each "
+            "dispatch by the one before it (sdsim/cost/overlap.py).", "",
+            render_rows(rows, "markdown", floatfmt=".3g"), ""]
 
 
 def _coefficients(cal, key, c) -> dict:
@@ -304,6 +335,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
                      "within 10% (points) %": e["within10_points_pct"],
                      "within 10% (time) %": e["within10_time_pct"]})
     lines += [render_rows(rows, "markdown", floatfmt=".3g"), ""]
+    lines += _overlap_lines(m.get("overlap"))
     lines += [
         "## Kernel-class efficiency",
         "",

@@ -429,20 +429,20 @@ class Runtime:
         """A Gate on this runtime's queue (use as a context manager)."""
         return Gate(self, timeout_s)
 
-    def lead(self, n: int) -> None:
+    def lead(self, n: int) -> list:
         """Enqueue `n` small dispatches (a read of a 16 KiB buffer each): the stream a pipeline's
         dispatch sits deep in. Behind a gate, an H100's small kernels measure 1.2-2 us longer
         after a hundred dispatches than right behind a cache flush (ew_add of 2x77x768: 4.4 us
         behind the flush, 5.6 us after 100), as they do in `sdsim validate`'s gated runs; its
-        GEMMs the same either way."""
+        GEMMs the same either way. Returns their events."""
         if n <= 0:
-            return
+            return []
         buf = self.constant("lead", lambda: cl.Buffer(
             self.ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
             hostbuf=np.zeros(LEAD_BYTES // 4, np.uint32)))
         touch = self._touch()
-        for _ in range(n):
-            touch(self.queue, (1024,), None, buf, np.uint32(LEAD_BYTES // 4), buf)
+        return [touch(self.queue, (1024,), None, buf, np.uint32(LEAD_BYTES // 4), buf)
+                for _ in range(n)]
 
     def _touch(self):
         """The kernel that reads a buffer (TOUCH_SOURCE), built once: the cache flush and the

@@ -147,6 +147,11 @@ def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
     print(f"  {cal.sweep['cases']} cases, {len(cal.coefficients)} kernel bodies fitted; held-out "
           f"median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
+    probe = cal.micro.get("overlap")
+    if probe:
+        print("  launch overlap: " + (
+            f"up to {probe['hidden_us']:.2g} us of a dispatch hidden behind one of "
+            f"{probe['over_us']:.3g} us or longer" if probe["hidden_us"] else "none measured"))
     print(f"wrote {out}, {report} and its measurements")
     _warn_noise(cal)
 
@@ -190,6 +195,8 @@ def summary_json(cal, data: dict, out: Path, report: Path, held: dict, seconds: 
         "cases": int(cal.sweep["cases"]),
         "kernel_bodies": len(cal.coefficients),
         "heldout": {k: (int(v) if k == "points" else float(v)) for k, v in held.items()},
+        "overlap": (None if (o := prof.overlap_for(cal.precision)) is None else
+                    {"hidden_s": o.hidden, "over_s": o.over, "lead_s": o.lead}),
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sdsim.cost import memory
+from sdsim.cost.overlap import hide
 from sdsim.cost.profile import Profile
 from sdsim.cost.roofline import KernelTime, kernel_time
 from sdsim.cost.traffic import DEFAULT as DEFAULT_TRAFFIC
@@ -125,11 +126,18 @@ def predict_component(graph, calls: int, profile: Profile, opt: Options,
     with tuning.use(tuning.for_profile(profile)):   # the kernel builds this device runs
         plan = apply(graph, lower_graph(graph, opt, precision), traffic, profile.cache,
                      precision)
-    costed = [CostedCall(c, kernel_time(c, profile, precision)) for c in plan]
+    costed = [CostedCall(c, t) for c, t in zip(plan, plan_times(plan, profile, precision))]
     lives = live_ranges(graph, plan, precision)
     big = [(c.identity, c.workspace) for c in plan if c.workspace > profile.max_allocation]
     return ComponentPrediction(graph.name, calls, costed, graph.param_bytes,
                                memory.greedy_by_size(lives), memory.naive(lives), big)
+
+
+def plan_times(plan: list, profile: Profile, precision: str) -> list:
+    """KernelTime of each dispatch of a component's plan, in order: the geometry model of each,
+    less what the dispatch before it hides (sdsim/cost/overlap.py)."""
+    return hide([kernel_time(c, profile, precision) for c in plan],
+                profile.overlap_for(precision))
 
 
 def trace(model: str, resolution: int, precision: str) -> dict:
@@ -168,7 +176,7 @@ def band(comps: list, profile: Profile, precision: str) -> tuple | None:
     if not profile.bands:
         return None
     totals = [sum(c.latency_per_call * c.calls for c in comps)]
-    totals += [sum(kernel_time(k.call, corner, precision).total_s * c.calls
-                   for c in comps for k in c.kernels)
+    totals += [sum(t.total_s * c.calls for c in comps
+                   for t in plan_times([k.call for k in c.kernels], corner, precision))
                for corner in (profile.corner(fast=True), profile.corner(fast=False))]
     return min(totals), max(totals)

@@ -19,6 +19,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from sdsim.cost.overlap import Overlap
 from sdsim.cost.waves import Coefficients
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES, tuning
@@ -92,6 +93,11 @@ COEFFICIENTS_SCHEMA = {
         "precision": {"enum": ["fp16", "fp32"]},
         "cache_bytes": _POSITIVE,
         "l1_ways": {"type": "integer", "minimum": 0},
+        # the launch-overlap probe's fit (sdsim/calibration/overlap.py, sdsim/cost/overlap.py)
+        "overlap": {"type": "object", "required": ["hidden_us", "over_us", "lead_us"],
+                    "additionalProperties": False,
+                    "properties": {"hidden_us": _POSITIVE, "over_us": _POSITIVE,
+                                   "lead_us": _POSITIVE}},
         "kernels": {"type": "object", "additionalProperties": {
             "type": "object",
             "required": ["t0_us", "latency_us", "step_us", "residency"],
@@ -212,6 +218,12 @@ class Profile:
         """The timing coefficients measured at `precision` storage, else the primary set."""
         found = self.coefficient_sets.get(precision)
         return found[0] if found else self.coefficients
+
+    def overlap_for(self, precision: str):
+        """The sequence term (sdsim/cost/overlap.py) of the coefficients `coefficients_for`
+        picks; None where their calibration measured none."""
+        found = self.coefficient_sets.get(precision)
+        return Overlap.from_section((found[1] if found else self.calibration).get("overlap"))
 
     def rate(self, k, precision: str) -> float:
         """The arithmetic rate a dispatch runs at (FLOP/s): the fp16 rate only for an
