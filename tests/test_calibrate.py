@@ -66,7 +66,9 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     # the launch-overlap probe: each probe timed after the lead and after each spin length
     from sdsim.calibration import overlap
     probe = stored["micro"]["overlap"]
-    assert probe["lead"] == LEAD and probe["lengths_us"] == sorted(probe["lengths_us"])
+    assert probe["lead"] == LEAD and probe["sizes"] == list(overlap.PREDECESSORS[:len(
+        probe["sizes"])]) and len(probe["lengths_us"]) == len(probe["sizes"]) >= 1
+    assert all(0 < us for us in probe["lengths_us"])
     assert [p["variant"] for p in probe["probes"]] == [f"{f}/{v}" for f, v, _ in overlap.PROBES]
     assert all(len(p["after_us"]) == len(probe["lengths_us"]) and p["lead_us"] > 0
                for p in probe["probes"])

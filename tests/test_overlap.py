@@ -52,6 +52,9 @@ def test_the_probes_are_synthetic_shapes_the_sweep_would_accept():
 
     for family, variant, shape in probe.PROBES:
         assert not is_sd_layer(kernels.get(family, variant), shape)
+    gemm = kernels.get("linear", "tiled")
+    for n in probe.PREDECESSORS:
+        assert not is_sd_layer(gemm, {"m": n, "k": n, "n": n, "bias": True})
 
 
 def _t(us, why="model"):
@@ -90,6 +93,8 @@ def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
 
     def load(section, name):
         d = copy.deepcopy(base)
+        for k in sets.values():
+            d[k].pop("overlap", None)
         if section is not None:
             d[sets["fp16"]]["overlap"] = section
         path = tmp_path / name

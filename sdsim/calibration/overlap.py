@@ -11,25 +11,29 @@ long compute-only dispatch, the calibration's own small dispatches take 1.3-2.7 
 behind the lead (reports/dispatch-context-*.md).
 
 The probe times a few small synthetic dispatches (PROBES, none of them an SD layer) behind the
-sweep's flush, input read and lead, then again with one compute-only dispatch of P microseconds
-(calibrate.cl `fma_rate`, P from LENGTHS_US) between the lead and the case, the contexts
-interleaved. Each delta (after the lead - after P) is what the sequence term predicts,
+sweep's flush, input read and lead, then again with one synthetic GEMM (linear/tiled, m = n = k
+from PREDECESSORS, each as long as it takes) between the lead and the case, the contexts
+interleaved. The predecessor is a GEMM because SD's long dispatches are GEMMs and convolutions
+that write their outputs: behind a compute-only dispatch of 20-114 us (calibrate.cl fma_rate,
+one store per work-item), an H100's probes gained 1.0-1.5 us, more than SD's small dispatches
+after long ones gained over those after short ones (0.2-1.1 us). Each delta (after the lead -
+after the GEMM) is what the sequence term predicts,
 
     hidden(P) - hidden(lead),   hidden(prev) = hidden_us x min(1, prev / over_us),
 
-`lead` the time of one lead dispatch; `fit` finds hidden_us and over_us. A device where not
-every probe measures a positive delta after the two longest dispatches gets hidden_us = 0 (no
-term).
+P the GEMM's time and `lead` that of one lead dispatch; `fit` finds hidden_us and over_us. A
+device where not every probe measures a positive delta after the two longest predecessors gets
+hidden_us = 0 (no term).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sdsim.calibration.microbench import CHAINS
-
-#: lengths (us) of the compute-only dispatch put before the probes
-LENGTHS_US = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+#: sizes (m = n = k) of the synthetic GEMMs put before the probes, smallest first; a size whose
+#: GEMM takes over MAX_PREDECESSOR_US is not run, nor any larger
+PREDECESSORS = (32, 64, 128, 256, 384, 512, 768, 1024, 1536)
+MAX_PREDECESSOR_US = 400.0
 #: (family, variant, shape) of the probed dispatches: small synthetic ones, none an SD layer
 PROBES = (
     ("elementwise", "add", {"in_shapes": [(2, 40, 700)] * 2, "out_shape": (2, 40, 700)}),
@@ -44,83 +48,62 @@ REPEAT = {"full": 9, "quick": 3}
 TIE = 0.05
 
 
-class Spin:
-    """Compute-only dispatches of a chosen length: calibrate.cl's `fma_rate` (multiply-add
-    chains, one store per work-item, so the caches stay as the flush and input read left them),
-    its time at a few iteration counts measured once."""
-
-    COUNTS = (1, 10, 100, 400, 1600, 6400)
-
-    def __init__(self, rt):
-        self.rt = rt
-        self.kernel = rt.kernel("calibrate", "fma_rate", "fp32", {"CHAINS": CHAINS})
-        self.items = int(rt.device.max_compute_units) * 256
-        self.out = rt.alloc(self.items, "fp32", "spin output")
-        self.local = rt.local_size(self.kernel, (256,))
-        self.table = {n: self._time(n) for n in self.COUNTS}
-
-    def run(self, n: int):
-        """Enqueue one dispatch of `n` iterations; its event."""
-        return self.rt.launch(self.kernel, (self.items,), self.local, self.out,
-                              np.float32(0.999), np.float32(1e-4), np.int32(n),
-                              np.int32(self.items))
-
-    def _time(self, n: int) -> float:
-        from sdsim.cl.runtime import event_ms
-
-        self.run(n).wait()
-        return float(np.median([event_ms(self.run(n)) * 1e3 for _ in range(5)]))
-
-    def iterations(self, us: float) -> int:
-        """Iterations for a dispatch of about `us` microseconds (interpolated)."""
-        ns = sorted(self.table)
-        return int(max(1, np.interp(us, [self.table[n] for n in ns], ns)))
-
-    def us(self, n: int) -> float:
-        """Microseconds of a dispatch of `n` iterations (interpolated)."""
-        ns = sorted(self.table)
-        return float(np.interp(n, ns, [self.table[k] for k in ns]))
-
-
 def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     """The probe on `rt`'s device: per probe, the median microseconds of its first dispatch
-    after the lead and after the lead plus each spin length, and the fit (module doc)."""
+    after the lead and after the lead plus each predecessor GEMM, and the fit (module doc)."""
     from sdsim import kernels
-    from sdsim.calibration.sweep import TilingRng
-    from sdsim.cl.bench import time_events, upload
+    from sdsim.cl.bench import time_events
 
-    spin = Spin(rt)
-    counts = sorted({spin.iterations(us) for us in LENGTHS_US})
-    lengths = [spin.us(n) for n in counts]
-    contexts = {"lead": lambda: rt.lead(lead)}
-    contexts.update({n: (lambda n=n: (rt.lead(lead), spin.run(n))) for n in counts})
-    lead_us = float(np.median(time_events(rt, lambda: rt.lead(1), 5)[:, 0])) * 1e6
     repeat = REPEAT["quick" if quick else "full"]
+    gemm = kernels.get("linear", "tiled")
+    befores, lengths = [], []
+    for n in PREDECESSORS:
+        shape = {"m": n, "k": n, "n": n, "bias": True}
+        before = _launcher(rt, gemm, shape, precision)
+        us = float(np.median(time_events(rt, before, repeat + 1)[:, -1])) * 1e6
+        if us > MAX_PREDECESSOR_US:
+            break
+        befores.append(before)
+        lengths.append(us)
+    contexts = {"lead": lambda: rt.lead(lead)}
+    contexts.update({i: (lambda b=b: (rt.lead(lead), b())) for i, b in enumerate(befores)})
+    lead_us = float(np.median(time_events(rt, lambda: rt.lead(1), 5)[:, 0])) * 1e6
     probes = []
     for family, variant, shape in PROBES:
         record = kernels.get(family, variant)
-        ins, params, out = upload(rt, record, shape, record.make_inputs(shape, TilingRng(0)),
-                                  precision)
-        rt.finish()
+        launch, ins = _launcher(rt, record, shape, precision, inputs=True)
         times = {name: [] for name in contexts}
         for i in range(repeat + 1):     # the first round warms up
             for name, before in contexts.items():
-                t = time_events(rt, lambda: record.launch(rt, shape, ins, params, out, precision),
-                                1, ins, before=before)
+                t = time_events(rt, launch, 1, ins, before=before)
                 if i:
                     times[name].append(float(t[0, 0]) * 1e6)
         med = {name: float(np.median(v)) for name, v in times.items()}
         probes.append({"variant": record.key, "shape": shape, "lead_us": med["lead"],
-                       "after_us": [med[n] for n in counts]})
+                       "after_us": [med[i] for i in range(len(befores))]})
     hidden, over = fit(lengths, [[p["lead_us"] - a for a in p["after_us"]] for p in probes],
                        lead_us)
-    return {"lengths_us": lengths, "lead_dispatch_us": lead_us, "lead": lead, "repeat": repeat,
+    return {"predecessor": "linear/tiled", "sizes": list(PREDECESSORS[:len(lengths)]),
+            "lengths_us": lengths, "lead_dispatch_us": lead_us, "lead": lead, "repeat": repeat,
             "probes": probes, "hidden_us": hidden, "over_us": over}
+
+
+def _launcher(rt, record, shape, precision, inputs=False):
+    """A callable that enqueues `record` at `shape` on uploaded inputs (and those inputs)."""
+    from sdsim.calibration.sweep import TilingRng
+    from sdsim.cl.bench import upload
+
+    ins, params, out = upload(rt, record, shape, record.make_inputs(shape, TilingRng(0)),
+                              precision)
+    rt.finish()
+    launch = lambda: record.launch(rt, shape, ins, params, out, precision)  # noqa: E731
+    return (launch, ins) if inputs else launch
 
 
 def fit(lengths: list, deltas: list, lead_us: float) -> tuple[float, float]:
     """(hidden_us, over_us) of the module doc's model fitted by least squares to the median
-    delta at each length over the probes (`deltas`: one list per probe, a delta per length);
+    delta at each predecessor length over the probes (`deltas`: one list per probe, a delta per
+    length);
     (0, 0) unless every probe's delta after each of the two longest dispatches is positive (a
     device with no such effect passes that by chance once in 2^(2 x probes))."""
     d = np.median(np.asarray(deltas, float), axis=0)
