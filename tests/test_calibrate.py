@@ -69,7 +69,7 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     assert probe["lead"] == LEAD and probe["sizes"] == list(overlap.PREDECESSORS[:len(
         probe["sizes"])]) and len(probe["lengths_us"]) == len(probe["sizes"]) >= 1
     assert all(0 < us for us in probe["lengths_us"])
-    assert [p["variant"] for p in probe["probes"]] == [f"{f}/{v}" for f, v, _ in overlap.PROBES]
+    assert [p["variant"] for p in probe["probes"]] == [k for k, _ in overlap.PROBES]
     assert all(len(p["after_us"]) == len(probe["lengths_us"]) and p["lead_us"] > 0
                for p in probe["probes"])
     assert (probe["hidden_us"], probe["over_us"]) == overlap.fit(

@@ -34,12 +34,14 @@ import numpy as np
 #: GEMM takes over MAX_PREDECESSOR_US is not run, nor any larger
 PREDECESSORS = (32, 64, 128, 256, 384, 512, 768, 1024, 1536)
 MAX_PREDECESSOR_US = 400.0
-#: (family, variant, shape) of the probed dispatches: small synthetic ones, none an SD layer
+#: the predecessors' variant (family/variant)
+PREDECESSOR = "linear/tiled"
+#: (family/variant, shape) of the probed dispatches: small synthetic ones, none an SD layer
 PROBES = (
-    ("elementwise", "add", {"in_shapes": [(2, 40, 700)] * 2, "out_shape": (2, 40, 700)}),
-    ("elementwise", "silu", {"in_shapes": [(2, 96, 30, 30)], "out_shape": (2, 96, 30, 30)}),
-    ("layer_norm", "rowwise", {"rows": 200, "dim": 600, "eps": 1e-5}),
-    ("linear", "tiled", {"m": 100, "k": 200, "n": 300, "bias": True}),
+    ("elementwise/add", {"in_shapes": [(2, 40, 700)] * 2, "out_shape": (2, 40, 700)}),
+    ("elementwise/silu", {"in_shapes": [(2, 96, 30, 30)], "out_shape": (2, 96, 30, 30)}),
+    ("layer_norm/rowwise", {"rows": 200, "dim": 600, "eps": 1e-5}),
+    ("linear/tiled", {"m": 100, "k": 200, "n": 300, "bias": True}),
 )
 #: timed runs per probe and context (after one warm-up round)
 REPEAT = {"full": 9, "quick": 3}
@@ -55,7 +57,7 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     from sdsim.cl.bench import time_events
 
     repeat = REPEAT["quick" if quick else "full"]
-    gemm = kernels.get("linear", "tiled")
+    gemm = kernels.get(*PREDECESSOR.split("/"))
     befores, lengths = [], []
     for n in PREDECESSORS:
         shape = {"m": n, "k": n, "n": n, "bias": True}
@@ -69,8 +71,8 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     contexts.update({i: (lambda b=b: (rt.lead(lead), b())) for i, b in enumerate(befores)})
     lead_us = float(np.median(time_events(rt, lambda: rt.lead(1), 5)[:, 0])) * 1e6
     probes = []
-    for family, variant, shape in PROBES:
-        record = kernels.get(family, variant)
+    for key, shape in PROBES:
+        record = kernels.get(*key.split("/"))
         launch, ins = _launcher(rt, record, shape, precision, inputs=True)
         times = {name: [] for name in contexts}
         for i in range(repeat + 1):     # the first round warms up
@@ -83,7 +85,7 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
                        "after_us": [med[i] for i in range(len(befores))]})
     hidden, over = fit(lengths, [[p["lead_us"] - a for a in p["after_us"]] for p in probes],
                        lead_us)
-    return {"predecessor": "linear/tiled", "sizes": list(PREDECESSORS[:len(lengths)]),
+    return {"predecessor": PREDECESSOR, "sizes": list(PREDECESSORS[:len(lengths)]),
             "lengths_us": lengths, "lead_dispatch_us": lead_us, "lead": lead, "repeat": repeat,
             "probes": probes, "hidden_us": hidden, "over_us": over}
 
