@@ -122,20 +122,28 @@ def _overlap_lines(probe: dict | None) -> list:
     lengths = probe["lengths_us"]
     fit = (f"hidden {probe['hidden_us']:.3g} us, over {probe['over_us']:.3g} us"
            if probe["hidden_us"] else "no term (not every probe measures a positive delta "
-                                     "after the two longest GEMMs)")
+                                     "after the two longest predecessors)")
     rows = [{"probe": p["variant"], "shape": describe(p["shape"]), "after lead us": p["lead_us"],
              **{f"delta after {n:.3g} us": p["lead_us"] - a
                 for n, a in zip(lengths, p["after_us"])}} for p in probe["probes"]]
     return ["## Launch overlap (sdsim/calibration/overlap.py)", "",
             f"Each probe's first dispatch timed behind the flush, its input read and the lead of "
             f"{probe['lead']} small dispatches ({probe['lead_dispatch_us']:.3g} us each), then "
-            f"with one synthetic GEMM ({probe['predecessor']}, m = n = k = "
-            f"{', '.join(map(str, probe['sizes']))}; its time heads each column) between the "
+            f"with one {_predecessor(probe)} (its time heads each column) between the "
             f"lead and the probe; median of {probe['repeat']} interleaved runs. delta = after "
-            f"the lead - after the GEMM, in us. Fit of hidden x (min(1, length / over) "
+            f"the lead - after it, in us. Fit of hidden x (min(1, length / over) "
             f"- min(1, lead / over)) to the median deltas: {fit}; the predictor applies it to each "
             "dispatch by the one before it (sdsim/cost/overlap.py).", "",
             render_rows(rows, "markdown", floatfmt=".3g"), ""]
+
+
+def _predecessor(probe: dict) -> str:
+    """What the probe put before its dispatches: a synthetic GEMM of each size, or (probes
+    measured before the GEMM) a compute-only dispatch of each length."""
+    if "predecessor" not in probe:
+        return "compute-only dispatch (calibrate.cl fma_rate) of each length"
+    return (f"synthetic GEMM ({probe['predecessor']}, m = n = k = "
+            f"{', '.join(map(str, probe['sizes']))})")
 
 
 def _coefficients(cal, key, c) -> dict:
