@@ -38,8 +38,9 @@ if str(ROOT) not in sys.path:
 from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
 from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
-from sdsim.calibration.overlap import Spin  # noqa: E402
+from sdsim.calibration.microbench import CHAINS  # noqa: E402
 from sdsim.cl.bench import time_events, upload  # noqa: E402
+from sdsim.cl.runtime import event_ms  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
 from sdsim.output import render_rows  # noqa: E402
 
@@ -62,25 +63,42 @@ CASES = (
 
 class Streams:
     """The dispatch streams run between the flush and the case. The long and short dispatches
-    are calibrate.cl's `fma_rate` (overlap.Spin: compute only, so the caches stay as the flush
-    and the input read left them)."""
+    are calibrate.cl's `fma_rate` (multiply-add chains, one store per work-item: compute only,
+    so the caches stay as the flush and the input read left them)."""
 
     def __init__(self, rt, settle_us: float):
         self.rt = rt
-        self.spin = Spin(rt)
-        self.table = self.spin.table
-        self.long = self.spin.iterations(settle_us)
-        self.short = self.spin.iterations(6.0)
+        self.kernel = rt.kernel("calibrate", "fma_rate", "fp32", {"CHAINS": CHAINS})
+        self.items = int(rt.device.max_compute_units) * 256
+        self.out = rt.alloc(self.items, "fp32", "stream output")
+        self.local = rt.local_size(self.kernel, (256,))
+        self.table = {n: self._time(n) for n in (1, 10, 100, 400, 1600, 6400)}
+        self.long = self.iterations(settle_us)
+        self.short = self.iterations(6.0)
+
+    def _run(self, n: int):
+        return self.rt.launch(self.kernel, (self.items,), self.local, self.out, np.float32(0.999),
+                              np.float32(1e-4), np.int32(n), np.int32(self.items))
+
+    def _time(self, n: int) -> float:
+        self._run(n).wait()
+        return float(np.median([event_ms(self._run(n)) * 1e3 for _ in range(5)]))
+
+    def iterations(self, us: float) -> int:
+        """Iterations for a dispatch of about `us` microseconds (interpolated)."""
+        ns = sorted(self.table)
+        return int(max(1, np.interp(us, [self.table[n] for n in ns], ns)))
 
     def contexts(self, small=(1, 16, 100), short=(10,)) -> dict:
-        rt, run, long_, short_ = self.rt, self.spin.run, self.long, self.short
+        rt, long_, short_ = self.rt, self.long, self.short
         out = {"lead": lambda: rt.lead(sweep.LEAD),
-               "settled": lambda: run(long_),
-               "lead+settled": lambda: (rt.lead(sweep.LEAD), run(long_))}
+               "settled": lambda: self._run(long_),
+               "lead+settled": lambda: (rt.lead(sweep.LEAD), self._run(long_))}
         for n in small:
-            out[f"settled+{n} small"] = lambda n=n: (run(long_), rt.lead(n))
+            out[f"settled+{n} small"] = lambda n=n: (self._run(long_), rt.lead(n))
         for n in short:
-            out[f"settled+{n}x6us"] = lambda n=n: (run(long_), [run(short_) for _ in range(n)])
+            out[f"settled+{n}x6us"] = lambda n=n: (self._run(long_), [self._run(short_)
+                                                                      for _ in range(n)])
         return out
 
 
