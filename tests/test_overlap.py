@@ -123,3 +123,22 @@ def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
     assert any("hidden behind the previous dispatch" in k.time.why for k in b)
     fp32 = [k.time for k in predict_component(g, 1, term, opt, "fp32").kernels]
     assert fp32 == [k.time for k in predict_component(g, 1, plain, opt, "fp32").kernels]
+
+
+def test_only_a_probe_behind_synthetic_gemms_makes_the_profile_s_term():
+    """A probe stored before the GEMM predecessor (behind a compute-only dispatch) is reported
+    but makes no `overlap` section; one behind GEMMs does, its report says it is applied."""
+    from sdsim.calibration.write import _applied, _overlap, _overlap_lines
+
+    rows = [{"variant": "elementwise/add", "shape": dict(probe.PROBES[0][1]), "lead_us": 6.0,
+             "after_us": [6.0, 4.5]}]
+    old = {"lengths_us": [5.0, 80.0], "lead_dispatch_us": 5.7, "lead": 100, "repeat": 9,
+           "probes": rows, "hidden_us": 1.6, "over_us": 24.0}
+    new = dict(old, predecessor=probe.PREDECESSOR, sizes=[32, 1024])
+    assert not _applied(old) and not _applied(None) and _applied(new)
+    assert _overlap(new) == {"hidden_us": 1.6, "over_us": 24.0, "lead_us": 5.7}
+    text_old, text_new = "\n".join(_overlap_lines(old)), "\n".join(_overlap_lines(new))
+    assert "Not applied" in text_old and "compute-only dispatch" in text_old
+    assert "the predictor applies it" in text_new and "m = n = k = 32, 1024" in text_new
+    row = next(line for line in text_new.splitlines() if line.startswith("| elementwise/add"))
+    assert [c.strip() for c in row.strip("|").split("|")][-2:] == ["0", "1.5"]   # 6-6, 6-4.5

@@ -100,7 +100,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
             "cache_bytes": _cache(cal),
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
-            **({"overlap": _overlap(m["overlap"])} if "overlap" in m else {}),
+            **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -113,6 +113,15 @@ def _overlap(probe: dict) -> dict:
             "lead_us": _g(probe["lead_dispatch_us"])}
 
 
+def _applied(probe: dict | None) -> bool:
+    """Whether a stored probe makes the profile's sequence term: only one behind synthetic
+    GEMMs. Probes measured before (behind a compute-only dispatch) overstate what a pipeline's
+    predecessors hide: on an H100 they measured 1.0-1.5 us where SD's small dispatches after
+    long ones gained 0.2-1.1 us over those after short ones, and the term they made cost two
+    validation runs the bar (reports/overlap-effect-nvidia-h100-opencl.md at faf995a)."""
+    return bool(probe) and "predecessor" in probe
+
+
 def _overlap_lines(probe: dict | None) -> list:
     """The report's section on the launch-overlap probe."""
     if not probe:
@@ -123,6 +132,10 @@ def _overlap_lines(probe: dict | None) -> list:
     fit = (f"hidden {probe['hidden_us']:.3g} us, over {probe['over_us']:.3g} us"
            if probe["hidden_us"] else "no term (not every probe measures a positive delta "
                                      "after the two longest predecessors)")
+    use = ("; the predictor applies it to each dispatch by the one before it "
+           "(sdsim/cost/overlap.py)." if _applied(probe) else
+           ". Not applied: a compute-only predecessor overstates what a pipeline's dispatches "
+           "hide (sdsim/calibration/write.py `_applied`).")
     rows = [{"probe": p["variant"], "shape": describe(p["shape"]), "after lead us": p["lead_us"],
              **{f"delta after {n:.3g} us": p["lead_us"] - a
                 for n, a in zip(lengths, p["after_us"])}} for p in probe["probes"]]
@@ -132,8 +145,7 @@ def _overlap_lines(probe: dict | None) -> list:
             f"with one {_predecessor(probe)} (its time heads each column) between the "
             f"lead and the probe; median of {probe['repeat']} interleaved runs. delta = after "
             f"the lead - after it, in us. Fit of hidden x (min(1, length / over) "
-            f"- min(1, lead / over)) to the median deltas: {fit}; the predictor applies it to each "
-            "dispatch by the one before it (sdsim/cost/overlap.py).", "",
+            f"- min(1, lead / over)) to the median deltas: {fit}{use}", "",
             render_rows(rows, "markdown", floatfmt=".3g"), ""]
 
 
