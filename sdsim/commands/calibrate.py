@@ -151,7 +151,9 @@ def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
     if probe:
         print("  launch overlap: " + (
             f"up to {probe['hidden_us']:.2g} us of a dispatch hidden behind one of "
-            f"{probe['over_us']:.3g} us or longer" if probe["hidden_us"] else "none measured"))
+            f"{probe['over_us']:.3g} us or longer" if probe["hidden_us"] else "none measured")
+            + ("" if "overlap" in data["coefficients"] else
+               " (probed behind a compute-only dispatch: not applied)"))
     print(f"wrote {out}, {report} and its measurements")
     _warn_noise(cal)
 
