@@ -105,9 +105,8 @@ def _launcher(rt, record, shape, precision, inputs=False):
 def fit(lengths: list, deltas: list, lead_us: float) -> tuple[float, float]:
     """(hidden_us, over_us) of the module doc's model fitted by least squares to the median
     delta at each predecessor length over the probes (`deltas`: one list per probe, a delta per
-    length);
-    (0, 0) unless every probe's delta after each of the two longest dispatches is positive (a
-    device with no such effect passes that by chance once in 2^(2 x probes))."""
+    length); (0, 0) unless every probe's delta after each of the two longest predecessors is
+    positive (a device with no such effect passes that by chance once in 2^(2 x probes))."""
     d = np.median(np.asarray(deltas, float), axis=0)
     p = np.asarray(lengths, float)
     longest = np.argsort(p)[-2:]
