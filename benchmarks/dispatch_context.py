@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
 from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
+from sdsim.calibration.overlap import time_after  # noqa: E402
 from sdsim.calibration.microbench import CHAINS  # noqa: E402
-from sdsim.cl.bench import time_events, upload  # noqa: E402
 from sdsim.cl.runtime import event_ms  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
 from sdsim.output import render_rows  # noqa: E402
@@ -102,22 +102,6 @@ class Streams:
         return out
 
 
-def time_case(rt, record, shape, precision, contexts: dict, repeat: int) -> dict:
-    """{context: median microseconds of the case's first dispatch}, the contexts interleaved
-    (one `time_events` run of each per round, behind the calibration's flush and input read)."""
-    ins, params, out = upload(rt, record, shape, record.make_inputs(shape, sweep.TilingRng(0)),
-                              precision)
-    rt.finish()
-    times = {name: [] for name in contexts}
-    for i in range(repeat + 1):    # the first round warms up
-        for name, context in contexts.items():
-            t = time_events(rt, lambda: record.launch(rt, shape, ins, params, out, precision), 1,
-                            ins, before=context)
-            if i:
-                times[name].append(t[0, 0] * 1e6)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def main(argv=None) -> int:
     ap = parser(__doc__, "dispatch-context")
     ap.add_argument("--repeat", type=int, default=9, help="timed runs per case and context")
@@ -139,7 +123,7 @@ def main(argv=None) -> int:
         c = coefficients.get(first.model_key)
         predicted = geometry_time(c, first.launch, cu, first.dram_bytes)[0] * 1e6 if c else None
         print(f"{family}/{variant} {where}", file=sys.stderr)
-        us = time_case(rt, record, shape, args.precision, contexts, args.repeat)
+        us = time_after(rt, record, shape, args.precision, contexts, args.repeat)
         rows.append({"dispatch": first.kernel, "shape": where, **us, "predicted": predicted,
                      "lead/settled": us["lead"] / us["settled"]})
     spin = ", ".join(f"{n}: {t:.1f}" for n, t in streams.table.items())

@@ -73,14 +73,7 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     probes = []
     for key, shape in PROBES:
         record = kernels.get(*key.split("/"))
-        launch, ins = _launcher(rt, record, shape, precision, inputs=True)
-        times = {name: [] for name in contexts}
-        for i in range(repeat + 1):     # the first round warms up
-            for name, before in contexts.items():
-                t = time_events(rt, launch, 1, ins, before=before)
-                if i:
-                    times[name].append(float(t[0, 0]) * 1e6)
-        med = {name: float(np.median(v)) for name, v in times.items()}
+        med = time_after(rt, record, shape, precision, contexts, repeat)
         probes.append({"variant": record.key, "shape": shape, "lead_us": med["lead"],
                        "after_us": [med[i] for i in range(len(befores))]})
     hidden, over = fit(lengths, [[p["lead_us"] - a for a in p["after_us"]] for p in probes],
@@ -88,6 +81,22 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     return {"predecessor": PREDECESSOR, "sizes": list(PREDECESSORS[:len(lengths)]),
             "lengths_us": lengths, "lead_dispatch_us": lead_us, "lead": lead, "repeat": repeat,
             "probes": probes, "hidden_us": hidden, "over_us": over}
+
+
+def time_after(rt, record, shape, precision, contexts: dict, repeat: int) -> dict:
+    """{context: median microseconds of the first dispatch of `record` at `shape`} behind the
+    sweep's flush and input read, each context's dispatches (a callable that enqueues them)
+    between those and the case; the contexts interleaved, one warm-up round first."""
+    from sdsim.cl.bench import time_events
+
+    launch, ins = _launcher(rt, record, shape, precision, inputs=True)
+    times = {name: [] for name in contexts}
+    for i in range(repeat + 1):
+        for name, before in contexts.items():
+            t = time_events(rt, launch, 1, ins, before=before)
+            if i:
+                times[name].append(float(t[0, 0]) * 1e6)
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def _launcher(rt, record, shape, precision, inputs=False):
