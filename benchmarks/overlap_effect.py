@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         f"# The launch-overlap term on {args.device}'s validation runs", "",
         f"- Command: `python benchmarks/overlap_effect.py {' '.join(argv or sys.argv[1:])}`",
         f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; host-only (replays "
-        "stored measurements, no device)",
+        f"stored measurements, no device), 1-minute load {provenance.load()}",
         f"- Profile: `device_profiles/{args.device}.yaml`; runs: "
         + ", ".join(f"`reports/{f.name}`" for f in files),
         "- " + __doc__.split("\n\n")[1].replace("\n", " "), "", table, ""])
