@@ -77,6 +77,17 @@ def test_a_dispatch_is_priced_by_what_its_predecessor_hides_beyond_a_lead_dispat
     assert hide(times, None) == times
 
 
+def test_only_an_op_s_first_dispatch_is_priced_by_its_predecessor():
+    """A later dispatch of an op (a split GEMM's reduction) was calibrated right behind the
+    same predecessor it follows in a plan, so the term leaves it as fitted; the op's first
+    dispatch after another op's long one still gains."""
+    term = Overlap(2e-6, 50e-6, 2.5e-6)
+    times = [_t(100), _t(5), _t(100), _t(5)]
+    out = hide(times, term, [True, False, True, True])
+    assert [t.total_s * 1e6 for t in out] == pytest.approx([100, 5, 100 - 0.1, 5 - 1.9])
+    assert out[1] is times[1]
+
+
 def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
     """A coefficient set's `overlap` section prices the calls of its precision only; hidden_us 0
     (a probe that measured none) is no term; a negative one is refused naming the field."""
@@ -117,9 +128,13 @@ def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
     a = predict_component(g, 1, plain, opt, "fp16").kernels
     b = predict_component(g, 1, term, opt, "fp16").kernels
     assert b[0].time == a[0].time
+    same_op = 0
     for prev, x, y in zip(a, a[1:], b[1:]):
         expect = min(1.5e-6 * (min(1, prev.time.total_s / 40e-6) - 2 / 40), x.time.total_s / 2)
+        if x.call.op_index == prev.call.op_index:   # timed behind it in calibration: no term
+            expect, same_op = 0.0, same_op + 1
         assert x.time.total_s - y.time.total_s == pytest.approx(max(0.0, expect), abs=1e-12)
+    assert same_op
     assert any("hidden behind the previous dispatch" in k.time.why for k in b)
     fp32 = [k.time for k in predict_component(g, 1, term, opt, "fp32").kernels]
     assert fp32 == [k.time for k in predict_component(g, 1, plain, opt, "fp32").kernels]

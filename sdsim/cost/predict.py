@@ -135,9 +135,11 @@ def predict_component(graph, calls: int, profile: Profile, opt: Options,
 
 def plan_times(plan: list, profile: Profile, precision: str) -> list:
     """KernelTime of each dispatch of a component's plan, in order: the geometry model of each,
-    less what the dispatch before it hides (sdsim/cost/overlap.py)."""
+    the first dispatch of each op less what the dispatch before it hides
+    (sdsim/cost/overlap.py)."""
+    starts = [i == 0 or c.op_index != plan[i - 1].op_index for i, c in enumerate(plan)]
     return hide([kernel_time(c, profile, precision) for c in plan],
-                profile.overlap_for(precision))
+                profile.overlap_for(precision), starts)
 
 
 def trace(model: str, resolution: int, precision: str) -> dict:
