@@ -153,7 +153,7 @@ def test_split_k_callers_match_their_references(rt, precision):
     from sdsim.kernels import tuning
     with tuning.use(dataclasses.replace(tuning.DEFAULTS["gpu"], split_groups=100_000)):
         for case in _deep_k_cases(precision):
-            assert any(k.model_key == "gemm_split_reduce" for k in case.cost)
+            assert any(k.model_key.startswith("gemm_split_reduce") for k in case.cost)
             inputs = case.make_inputs(np.random.default_rng(1))
             out, _ = case.run(rt, inputs)
             err, ok = case.check(out, case.reference(inputs))
@@ -181,7 +181,7 @@ def _enqueued_geometry(rt, monkeypatch, extra) -> int:
         want = [(k.launch.global_size, k.launch.local_size) for k in case.cost]
         assert len(events) == len(case.cost), case.record.key
         assert launched == want, (case.record.key, case.shape)
-        reduces += sum(k.model_key == "gemm_split_reduce" for k in case.cost)
+        reduces += sum(k.model_key.startswith("gemm_split_reduce") for k in case.cost)
     return reduces
 
 
@@ -200,6 +200,13 @@ def test_launch_geometry_counts():
     assert (red.launch.work_groups, red.launch.steps, red.model_key) == (
         2 * 1280 // 64, 6, "gemm_split_reduce")
     assert gemm.workspace == red.bytes_read - 1280 * 4 == 4 * 6 * 2 * 1280
+    with tuning.use(split):   # a conv's and attention's reductions are timed apart (REDUCE_MODEL)
+        *_, conv_red = kernels.costs("conv2d", "im2col_gemm", batch=1, cin=320, cout=32, h=8,
+                                     w=8, k=3, stride=1, padding=1)
+        *_, pv_red = kernels.costs("attention", "naive", batch=1, heads=2, nq=16, nk=4096,
+                                   head_dim=40, causal=False)
+    assert conv_red.kernel == "gemm_bias_reduce" and pv_red.kernel == "attn_pv_reduce"
+    assert conv_red.model_key == pv_red.model_key == "gemm_split_reduce.conv_attn"
     with tuning.use(tuning.DEFAULTS["cpu"]):   # 6x16 blocks, one work-item each, k one at a time
         (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
     assert (gemm.launch.work_groups, gemm.launch.steps) == (17 * 9, 40)
