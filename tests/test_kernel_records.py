@@ -207,6 +207,7 @@ def test_launch_geometry_counts():
                                    head_dim=40, causal=False)
     assert conv_red.kernel == "gemm_bias_reduce" and pv_red.kernel == "attn_pv_reduce"
     assert conv_red.model_key == pv_red.model_key == "gemm_split_reduce.conv_attn"
+    assert conv_red.model_alt == "gemm_split_reduce"   # what an older profile prices them by
     with tuning.use(tuning.DEFAULTS["cpu"]):   # 6x16 blocks, one work-item each, k one at a time
         (gemm,) = kernels.costs("linear", "tiled", m=100, k=40, n=130)
     assert (gemm.launch.work_groups, gemm.launch.steps) == (17 * 9, 40)

@@ -49,7 +49,8 @@ REDUCE_LOCAL = 64
 #: the timing model of a split call's reduction, by its GEMM's caller: after a conv's or
 #: attention's GEMM it measures about 3 us longer than after a linear one of the same geometry
 #: (the H100's and H200's calibration sweeps, fp16 and fp32: 6-9 us against 4-5.5 us), and one
-#: model for both priced SD's linear reductions 13-17% long on the H200
+#: model for both priced SD's linear reductions 13-17% long on the H200 (a profile calibrated
+#: before the split prices them all with the linear one, its `model_alt`)
 REDUCE_MODEL = {"gemm": "gemm_split_reduce"}
 REDUCE_MODEL_OTHER = "gemm_split_reduce.conv_attn"
 
@@ -208,7 +209,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
             KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
                        float(partial + bias_read), out,
                        launch=reduce_launch(batch, m, n, split),
-                       model=REDUCE_MODEL.get(caller, REDUCE_MODEL_OTHER))]
+                       model=REDUCE_MODEL.get(caller, REDUCE_MODEL_OTHER),
+                       model_alt=REDUCE_MODEL["gemm"])]
 
 
 def simulate_gemm(a, b, arith, *, bias=None, bias_mode=0, act=0, alpha=1.0):
