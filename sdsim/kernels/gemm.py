@@ -46,13 +46,13 @@ from sdsim.precision import BYTES, stored
 CALLERS = ("gemm", "im2col_gemm", "wino_gemm", "attn_qk", "attn_pv", "attn_pv_softmax")
 #: columns of C per work-group of `gemm_split_reduce`
 REDUCE_LOCAL = 64
-#: the timing model of a split call's reduction, by its GEMM's caller: after a conv's or
-#: attention's GEMM it measures about 3 us longer than after a linear one of the same geometry
-#: (the H100's and H200's calibration sweeps, fp16 and fp32: 6-9 us against 4-5.5 us), and one
-#: model for both priced SD's linear reductions 13-17% long on the H200 (a profile calibrated
-#: before the split prices them all with the linear one, its `model_alt`)
-REDUCE_MODEL = {"gemm": "gemm_split_reduce"}
-REDUCE_MODEL_OTHER = "gemm_split_reduce.conv_attn"
+#: the timing models of a split call's reduction: after a linear GEMM, and after a conv's or
+#: attention's, which measures about 3 us longer at the same geometry (the H100's fp16 sweep:
+#: 5.8-8.8 us against 4.0-5.4 us for reductions of up to 1.3 MB; the H200's alike); one model
+#: for both priced SD's linear reductions 13-17% long on the H200. A profile calibrated before
+#: the split prices the second by the first (its `model_alt`)
+REDUCE_MODEL = "gemm_split_reduce"
+REDUCE_MODEL_CONV_ATTN = "gemm_split_reduce.conv_attn"
 
 
 def gemm_launch(batch: int, m: int, k: int, n: int, cfg=None, split: int = 1) -> Launch:
@@ -160,7 +160,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
               strided_b: bool = False, cold_b: bool = False) -> list[KernelCost]:
     """The dispatches of C[b] (m x n) = A[b] (m x k) @ B[b] (k x n) (+bias, GELU): the gemm,
     timed under the model key `caller.<config>` (module doc), and for a split-K call the
-    reduction of its partial sums (model REDUCE_MODEL), which then does the epilogue.
+    reduction of its partial sums (REDUCE_MODEL, or REDUCE_MODEL_CONV_ATTN after another
+    caller's GEMM), which then does the epilogue.
     `attention`: never transposed (`gemm`'s `heads`); `prologue_flops` per
     element of A as loaded (the softmax prologue, which also reads two fp32 row statistics);
     `pitch_a`: elements between A's rows (default k, a dense A); `strided_b`: B's columns are
@@ -209,8 +210,8 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
             KernelCost(f"{kernel}_reduce", "elementwise", batch * m * n * (split - 1) + epi,
                        float(partial + bias_read), out,
                        launch=reduce_launch(batch, m, n, split),
-                       model=REDUCE_MODEL.get(caller, REDUCE_MODEL_OTHER),
-                       model_alt=REDUCE_MODEL["gemm"])]
+                       **(dict(model=REDUCE_MODEL) if caller == "gemm" else
+                          dict(model=REDUCE_MODEL_CONV_ATTN, model_alt=REDUCE_MODEL)))]
 
 
 def simulate_gemm(a, b, arith, *, bias=None, bias_mode=0, act=0, alpha=1.0):
