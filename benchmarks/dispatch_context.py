@@ -39,7 +39,7 @@ from benchmarks.profiled_device import ProfiledDevice, parser  # noqa: E402
 from sdsim import kernels  # noqa: E402
 from sdsim.calibration import sweep  # noqa: E402
 from sdsim.calibration.overlap import time_after  # noqa: E402
-from sdsim.calibration.microbench import CHAINS  # noqa: E402
+from sdsim.calibration.microbench import fma_dispatch  # noqa: E402
 from sdsim.cl.runtime import event_ms  # noqa: E402
 from sdsim.cost.waves import geometry_time  # noqa: E402
 from sdsim.output import render_rows  # noqa: E402
@@ -68,17 +68,10 @@ class Streams:
 
     def __init__(self, rt, settle_us: float):
         self.rt = rt
-        self.kernel = rt.kernel("calibrate", "fma_rate", "fp32", {"CHAINS": CHAINS})
-        self.items = int(rt.device.max_compute_units) * 256
-        self.out = rt.alloc(self.items, "fp32", "stream output")
-        self.local = rt.local_size(self.kernel, (256,))
+        self._run = fma_dispatch(rt, "fp32", int(rt.device.max_compute_units) * 256, 256)
         self.table = {n: self._time(n) for n in (1, 10, 100, 400, 1600, 6400)}
         self.long = self.iterations(settle_us)
         self.short = self.iterations(6.0)
-
-    def _run(self, n: int):
-        return self.rt.launch(self.kernel, (self.items,), self.local, self.out, np.float32(0.999),
-                              np.float32(1e-4), np.int32(n), np.int32(self.items))
 
     def _time(self, n: int) -> float:
         self._run(n).wait()

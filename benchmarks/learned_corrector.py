@@ -173,14 +173,7 @@ def _corrected(rows, calls: dict, models: dict, coeffs: dict, cu: int) -> list:
 
 def _errors(points, pred: dict) -> dict:
     """fit.errors of `points` under the predictions `pred` (id -> seconds)."""
-    saved = [p.predicted_s for p in points]
-    for p in points:
-        p.predicted_s = pred[id(p)]
-    try:
-        return errors(points)
-    finally:
-        for p, s in zip(points, saved):
-            p.predicted_s = s
+    return errors([replace(p, predicted_s=pred[id(p)]) for p in points])
 
 
 def verdict(summaries: list[dict], sd: dict) -> list[str]:

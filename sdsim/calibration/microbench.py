@@ -25,14 +25,21 @@ def bandwidth(rt, nbytes: int, repeat: int = 5) -> float:
     return 2.0 * n4 * 16 / (best * 1e-3)
 
 
-def arithmetic_rate(rt, precision: str, work_items: int, iters: int, repeat: int = 3) -> float:
-    """FLOP/s of independent multiply-add chains (2 FLOP each), best of `repeat`."""
+def fma_dispatch(rt, precision: str, work_items: int, local: int = 128):
+    """A callable enqueuing calibrate.cl's `fma_rate` (CHAINS independent multiply-add chains per
+    work-item, one store each: compute only) for `iters` iterations; returns its event."""
     kern = rt.kernel("calibrate", "fma_rate", precision, {"CHAINS": CHAINS})
     out = rt.alloc(work_items, precision, "rate output")
-    ls = rt.local_size(kern, (128,))
-    args = (out, np.float32(0.999), np.float32(1e-4), np.int32(iters), np.int32(work_items))
-    rt.launch(kern, (work_items,), ls, *args).wait()
-    best = min(event_ms(rt.launch(kern, (work_items,), ls, *args)) for _ in range(repeat))
+    ls = rt.local_size(kern, (local,))
+    return lambda iters: rt.launch(kern, (work_items,), ls, out, np.float32(0.999),
+                                   np.float32(1e-4), np.int32(iters), np.int32(work_items))
+
+
+def arithmetic_rate(rt, precision: str, work_items: int, iters: int, repeat: int = 3) -> float:
+    """FLOP/s of independent multiply-add chains (2 FLOP each), best of `repeat`."""
+    run = fma_dispatch(rt, precision, work_items)
+    run(iters).wait()
+    best = min(event_ms(run(iters)) for _ in range(repeat))
     return 2.0 * CHAINS * iters * work_items / (best * 1e-3)
 
 
