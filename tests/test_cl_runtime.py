@@ -66,11 +66,60 @@ def test_default_is_a_gpu_then_pocl_then_other_cpus_then_simulators(monkeypatch,
     gpu = {"NVIDIA CUDA": cl.device_type.GPU}
     monkeypatch.setattr(runtime.cl, "get_platforms",
                         lambda: [FakePlatform(n, gpu.get(n)) for n in names])
+    monkeypatch.setattr(runtime, "unusable", lambda dev: None)
     assert runtime.select_device() == f"{expected} device"
+
+
+def test_default_passes_over_a_device_that_cannot_build_and_says_why(monkeypatch, capsys):
+    """PoCL 3.0's LLVM 14 names an AMD Zen 5 CPU "generic" and refuses to build for it: the
+    default goes on to Intel's runtime, once saying so; with no device that builds, the error
+    lists each device's reason, and an explicit choice still gets the device asked for."""
+    from sdsim.cl import runtime
+    monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [
+        FakePlatform("Oclgrind"), FakePlatform("Intel(R) OpenCL"),
+        FakePlatform("Portable Computing Language")])
+    broken = {"Portable Computing Language device": "error: unknown target CPU 'generic'"}
+    monkeypatch.setattr(runtime, "unusable", lambda dev: broken.get(dev.name))
+    monkeypatch.setattr(runtime, "_passed_over", set())
+    assert runtime.select_device() == "Intel(R) OpenCL device"
+    assert runtime.select_device() == "Intel(R) OpenCL device"
+    err = capsys.readouterr().err
+    assert err.count("warning: Portable Computing Language / Portable Computing Language "
+                     "device cannot build OpenCL programs here (error: unknown target CPU") == 1
+    assert "using Intel(R) OpenCL / Intel(R) OpenCL device" in err
+    assert runtime.select_device("Portable") == "Portable Computing Language device"
+    broken["Intel(R) OpenCL device"] = "error: no compiler"
+    with pytest.raises(SdsimError, match="no OpenCL device here can build programs: .*"
+                       "Portable.*unknown target CPU.*Intel.*no compiler"):
+        runtime.select_device()
+
+
+def test_unusable_names_the_compiler_error_and_the_remedy(monkeypatch):
+    """A device whose compiler fails the probe kernel is named with its error (and, for the
+    unknown-CPU failure, what to use instead); one that builds it is usable."""
+    from sdsim.cl import runtime
+
+    class Broken:
+        def __init__(self, *a):
+            pass
+
+        def build(self):
+            raise cl.RuntimeError("clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\n"
+                                  "error: unknown target CPU 'generic'\nDevice failed")
+
+    device = cl.get_platforms()[0].get_devices()[0]
+    monkeypatch.setattr(runtime, "_unusable", {})
+    assert runtime.unusable(device) in (None, runtime.unusable(device))
+    monkeypatch.setattr(runtime, "_unusable", {})
+    monkeypatch.setattr(runtime.cl, "Program", Broken)
+    why = runtime.unusable(device)
+    assert why.startswith("error: unknown target CPU 'generic' (PoCL's LLVM does not know")
+    assert "--platform Intel" in why
 
 
 def test_default_passes_over_oclgrind_unless_it_is_asked_for(monkeypatch):
     from sdsim.cl import runtime
+    monkeypatch.setattr(runtime, "unusable", lambda dev: None)
     monkeypatch.setattr(runtime.cl, "get_platforms",
                         lambda: [FakePlatform("Oclgrind"), FakePlatform("Portable Computing Language")])
     assert runtime.select_device() == "Portable Computing Language device"

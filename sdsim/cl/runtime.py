@@ -5,7 +5,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `Runtime(platform=None, device=None, arith=None)`: pick a device (index or name substring for
   each; default the first GPU, else PoCL's CPU device, passing over Intel's CPU runtime and the
   Oclgrind debugging simulator, which is thousands of times slower, unless nothing else is
-  there); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`, `rt.has_fp16` (cl_khr_fp16),
+  there, and passing over, with a warning, a device that cannot build a program: PoCL on a CPU
+  its LLVM does not know); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`, `rt.has_fp16` (cl_khr_fp16),
   `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
@@ -45,7 +46,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -196,6 +199,60 @@ def platforms():
     return plats
 
 
+#: a kernel any OpenCL C compiler takes: a device that cannot build it cannot run sdsim
+PROBE_SOURCE = "__kernel void probe(__global float *x) { x[0] += 1.0f; }"
+#: what a PoCL whose LLVM does not know the host CPU says (PoCL 3.0 from PyPI has LLVM 14, which
+#: names an AMD Zen 5, family 26, "generic" and then refuses that name), and what to do then
+UNKNOWN_CPU = "unknown target CPU"
+UNKNOWN_CPU_HELP = ("PoCL's LLVM does not know this CPU, so PoCL builds no kernel on it; use "
+                    "Intel's CPU runtime (`pip install 'sdsim[intel]'`, then `--platform Intel`) "
+                    "or another OpenCL driver")
+_unusable: dict[int, str | None] = {}
+_passed_over: set[str] = set()
+
+
+def unusable(dev) -> str | None:
+    """Why `dev` cannot build OpenCL programs (its build log, shortened), or None where it can;
+    probed once per process with PROBE_SOURCE."""
+    key = dev.int_ptr
+    if key not in _unusable:
+        try:
+            with warnings.catch_warnings():   # PyOpenCL's "Non-empty compiler output"
+                warnings.simplefilter("ignore")
+                cl.Program(cl.Context([dev]), PROBE_SOURCE).build()
+            _unusable[key] = None
+        except cl.Error as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower()]
+            why = lines[-1] if lines else str(e).strip().splitlines()[0]
+            _unusable[key] = (f"{why} ({UNKNOWN_CPU_HELP})" if UNKNOWN_CPU in str(e)
+                              else why)
+    return _unusable[key]
+
+
+def _default(pairs):
+    """The default device of `pairs` (platform, device): the first by `_default_rank` that
+    builds programs, saying on stderr once which it passed over and why; SdsimError where no
+    device but a debugging simulator does."""
+    ranked = sorted(pairs, key=lambda pd: _default_rank(*pd))
+    real = [pd for pd in ranked if pd[0].name.strip() not in SIMULATORS]
+    if not real:
+        return ranked[0][1]
+    broken = []
+    for plat, dev in real:
+        why = unusable(dev)
+        if why is None:
+            for p, d, w in broken:
+                name = f"{p.name.strip()} / {d.name.strip()}"
+                if name not in _passed_over:
+                    _passed_over.add(name)
+                    print(f"warning: {name} cannot build OpenCL programs here ({w}); using "
+                          f"{plat.name.strip()} / {dev.name.strip()}", file=sys.stderr)
+            return dev
+        broken.append((plat, dev, why))
+    raise SdsimError("no OpenCL device here can build programs: " + "; ".join(
+        f"{p.name.strip()} / {d.name.strip()}: {w}" for p, d, w in broken))
+
+
 def _default_rank(plat, dev) -> tuple:
     """Sort key of the default device: GPUs and accelerators first, then CPUs in loader order
     with the CPU runtimes of LATER after PoCL, debugging simulators last."""
@@ -208,7 +265,10 @@ def device_table() -> list[tuple]:
     device" name, row): the indices --platform and --cl-device take, and a row for listing it
     (platform and device as "index: name", type, compute units, clock, global memory,
     cl_khr_fp16, and whether it is the device chosen when neither is given)."""
-    chosen = select_device()
+    try:
+        chosen = select_device()
+    except SdsimError:   # no device builds programs: list them all the same
+        chosen = None
     out = []
     for pi, p in enumerate(platforms()):
         for di, d in enumerate(p.get_devices()):
@@ -232,7 +292,7 @@ def select_device(platform=None, device=None):
         if not pairs:
             raise SdsimError("no OpenCL device found on platforms "
                              + ", ".join(p.name.strip() for p in plats))
-        return min(pairs, key=lambda pd: _default_rank(*pd))[1]
+        return _default(pairs)
     if platform is None or platform == "":
         plats = [p for p in plats if p.name.strip() not in SIMULATORS] or plats
     plat = _pick(plats, platform, "platform", lambda p: p.name)
@@ -263,8 +323,10 @@ def _built(ctx, family: str, options: tuple) -> "cl.Program":
         return cl.Program(ctx, src).build(options=list(options))
     except cl.RuntimeError as e:
         dev = ctx.devices[0]
+        hint = f"\n{UNKNOWN_CPU_HELP}" if UNKNOWN_CPU in str(e) else ""
         raise SdsimError(f"OpenCL build of {path.name} failed on {dev.platform.name.strip()} / "
-                         f"{dev.name.strip()} with options {' '.join(options)}:\n{e}") from None
+                         f"{dev.name.strip()} with options {' '.join(options)}:\n{e}{hint}") \
+            from None
 
 
 class Runtime:
