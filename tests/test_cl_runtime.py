@@ -70,23 +70,17 @@ def test_default_is_a_gpu_then_pocl_then_other_cpus_then_simulators(monkeypatch,
     assert runtime.select_device() == f"{expected} device"
 
 
-def test_default_passes_over_a_device_that_cannot_build_and_says_why(monkeypatch, capsys):
+def test_default_passes_over_a_device_that_cannot_build(monkeypatch):
     """PoCL 3.0's LLVM 14 names an AMD Zen 5 CPU "generic" and refuses to build for it: the
-    default goes on to Intel's runtime, once saying so; with no device that builds, the error
-    lists each device's reason, and an explicit choice still gets the device asked for."""
+    default goes on to Intel's runtime; with no device that builds, the error lists each
+    device's reason, and an explicit choice still gets the device asked for."""
     from sdsim.cl import runtime
     monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [
         FakePlatform("Oclgrind"), FakePlatform("Intel(R) OpenCL"),
         FakePlatform("Portable Computing Language")])
     broken = {"Portable Computing Language device": "error: unknown target CPU 'generic'"}
     monkeypatch.setattr(runtime, "unusable", lambda dev: broken.get(dev.name))
-    monkeypatch.setattr(runtime, "_passed_over", set())
     assert runtime.select_device() == "Intel(R) OpenCL device"
-    assert runtime.select_device() == "Intel(R) OpenCL device"
-    err = capsys.readouterr().err
-    assert err.count("warning: Portable Computing Language / Portable Computing Language "
-                     "device cannot build OpenCL programs here (error: unknown target CPU") == 1
-    assert "using Intel(R) OpenCL / Intel(R) OpenCL device" in err
     assert runtime.select_device("Portable") == "Portable Computing Language device"
     broken["Intel(R) OpenCL device"] = "error: no compiler"
     with pytest.raises(SdsimError, match="no OpenCL device here can build programs: .*"

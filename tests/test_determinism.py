@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import needs_pocl
+
 
 def generate(tmp_path, name, *extra):
     out = tmp_path / name
@@ -40,6 +42,7 @@ def test_predict_json_is_identical_run_to_run(tmp_path):
 
 
 @pytest.mark.opencl
+@needs_pocl
 def test_every_kernel_is_bitwise_repeatable_on_pocl():
     """Every variant at tiny shapes, run twice on each of two runtimes of the first PoCL device."""
     pytest.importorskip("pyopencl")

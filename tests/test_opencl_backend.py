@@ -12,6 +12,8 @@ the output scale per block -> 2e-2 of max|ref|; a wrong index or kernel gives O(
 import numpy as np
 import pytest
 
+from conftest import KERNEL_PLATFORM
+
 pytestmark = pytest.mark.opencl
 
 TOL = {"fp32": 1e-4, "fp16": 2e-2}
@@ -19,12 +21,10 @@ TOL = {"fp32": 1e-4, "fp16": 2e-2}
 
 @pytest.fixture(scope="module")
 def rt():
-    import pyopencl as cl
-
     from sdsim.cl.runtime import Runtime
 
-    names = [p.name for p in cl.get_platforms()]
-    return Runtime("Portable" if any("Portable" in n for n in names) else None)
+    # float arithmetic, as PoCL's (Intel's runtime, where PoCL builds nothing, defaults to half)
+    return Runtime(KERNEL_PLATFORM, arith="fp32")
 
 
 def _reference(runner, inputs):

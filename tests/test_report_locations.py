@@ -8,6 +8,8 @@ import shutil
 import pytest
 import yaml
 
+from conftest import KERNEL_PLATFORM
+
 from sdsim.cli import main
 from sdsim.paths import PROFILES_DIR, ROOT
 
@@ -23,10 +25,7 @@ def _snapshot() -> dict:
 
 
 def _platform() -> list:
-    import pyopencl as cl
-
-    return ["--platform", "Portable"] if any("Portable" in p.name
-                                             for p in cl.get_platforms()) else []
+    return ["--platform", KERNEL_PLATFORM] if KERNEL_PLATFORM else []
 
 
 def test_replay_of_a_committed_run_writes_into_the_current_folder(tmp_path, monkeypatch, capsys):

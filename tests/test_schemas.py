@@ -103,9 +103,11 @@ def test_devices(capsys):
 def test_devices_opencl(capsys):
     """--opencl lists this machine's OpenCL devices: each row's platform and device indices
     select that device, exactly one is the default the commands take, and with --half each
-    cl_khr_fp16 device carries its half library (what sdsim.cl.half_probe reads off it)."""
+    cl_khr_fp16 device carries its half library (what sdsim.cl.half_probe reads off it, or why
+    it could not), and each says whether it builds programs (the default is one that does)."""
     from sdsim.cl.half_probe import probe
-    from sdsim.cl.runtime import select_device
+    from sdsim.cl.runtime import select_device, unusable
+    from sdsim.errors import SdsimError
 
     obj = cli_json(capsys, "devices", "--opencl", "--half", "--format", "json")
     check("devices", obj)
@@ -117,9 +119,13 @@ def test_devices_opencl(capsys):
         assert (dev.platform.name.strip(), dev.name.strip()) == (pname, dname)
         assert r["default"] == (dev == select_device())
         assert r["fp16"] == ("cl_khr_fp16" in dev.extensions)
+        assert r["builds"] == unusable(dev) and not (r["default"] and r["builds"])
         assert (r["half_library"] is None) != r["fp16"]
         if r["fp16"]:
-            assert r["half_library"] == probe(int(pi), int(di)).describe()
+            try:
+                assert r["half_library"] == probe(int(pi), int(di)).describe()
+            except SdsimError as e:   # a half fma that follows no one rule (AMD Zen 5)
+                assert r["half_library"] == f"not read: {e}"
 
 
 def test_info(capsys):

@@ -105,7 +105,7 @@ def test_kernels_round_where_the_simulation_rounds(variant):
     from sdsim.kernels.attention import attention_host
     from sdsim.cl.runtime import Runtime
 
-    rt = Runtime()
+    rt = Runtime(arith="fp32")   # float arithmetic, as the simulation's
     q, k, v = inputs(9, 2, 2, 45, 70, 40, scale=2.0)
     out, _ = attention_host(rt, q, k, v, 2, variant=variant, precision="fp16")
     s = sim.VARIANTS[variant](q, k, v, 2, precision="fp16")

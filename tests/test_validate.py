@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import KERNEL_PLATFORM
+
 from sdsim import schemas
 from sdsim.validation.compare import CallRow, metrics, noise
 
@@ -150,8 +152,6 @@ def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, cap
     output is the NumPy reference's on them, not the random run's), and the report names them.
     The kernel plan depends on shapes only, so the dispatches and their prediction are the
     random run's by construction; the CLI run checks the prediction through the whole command."""
-    import pyopencl as cl
-
     from sdsim.backends.numpy_backend import NumpyBackend
     from sdsim.backends.opencl.run import ComponentRunner, random_inputs
     from sdsim.cl.runtime import Runtime
@@ -164,8 +164,7 @@ def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, cap
     folder = write_tiny_model(tmp_path / "m", seed=4)
     cfg, weights = _checkpoint(str(folder), "unet")
     assert cfg.unet.block_out_channels == PRESETS["tiny"].unet.block_out_channels  # its config
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None
-    rt = Runtime(plat)
+    rt = Runtime(KERNEL_PLATFORM)
     real = ComponentRunner(rt, "unet", cfg, parse_opt("paper"), "fp32", 32, 2, weights=weights)
     rand = ComponentRunner(rt, "unet", cfg, parse_opt("paper"), "fp32", 32, 2)
     inputs = random_inputs("unet", real.graph, cfg, 0)
@@ -178,7 +177,8 @@ def test_validate_weights_runs_the_same_dispatches_on_a_checkpoint(tmp_path, cap
     outs = []
     for extra in ([], ["--weights", str(folder)]):
         rep = tmp_path / f"v{len(extra)}.md"
-        assert main(["validate", "--device", "s23ultra", *(["--platform", plat] if plat else []),
+        assert main(["validate", "--device", "s23ultra",
+                     *(["--platform", KERNEL_PLATFORM] if KERNEL_PLATFORM else []),
                      "--model", "tiny", "--resolution", "32", "--precision", "fp32",
                      "--warmup", "0", "--repeat", "1", "--report", str(rep),
                      "--format", "json", *extra]) == 0
@@ -195,7 +195,7 @@ def test_validate_names_the_device_and_warns_before_a_long_cpu_run(capsys):
     from sdsim.cl.runtime import Runtime
     from sdsim.commands.validate import _slow_warning
 
-    rt = Runtime("Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None)
+    rt = Runtime(KERNEL_PLATFORM)
     cpu = bool(rt.device.type & cl.device_type.CPU)
     args = SimpleNamespace(component="unet", resolution=512, model="sd14")
     assert (_slow_warning(rt, args) is not None) == cpu
@@ -288,14 +288,12 @@ def test_drift_sentence_flags_a_device_off_its_calibration_speed():
 def test_validate_measures_the_device_against_its_calibration(tmp_path, capsys):
     """With a calibrated profile, validate measures calibration cases again before and after its
     runs, and the report, its stored run and the JSON output all carry the ratios."""
-    import pyopencl as cl
-
     from sdsim.cli import main
     from sdsim.paths import ROOT
     from sdsim.validation import drift
 
-    if not any("Portable" in p.name for p in cl.get_platforms()):
-        pytest.skip("the pocl-cpu profile's calibration cases need PoCL")
+    if KERNEL_PLATFORM != "Portable Computing Language":
+        pytest.skip("the pocl-cpu profile's calibration cases need PoCL building programs")
     rep = tmp_path / "validation-d.md"
     assert main(["validate", "--device", "pocl-cpu", "--platform", "Portable", "--model", "tiny",
                  "--resolution", "64", "--opt", "paper", "--precision", "fp32", "--warmup", "0",
@@ -395,18 +393,16 @@ def test_validate_weights_dispatches_call_for_call_as_the_random_run(tmp_path, c
     time), and the --trace timelines are the same events but for their times (each measured
     dispatch with its global size, local size and steps: the geometry its launcher enqueues,
     tests/test_kernel_records.py). Measured times are not compared."""
-    import pyopencl as cl
-
     from sdsim.cli import main
     from sdsim.testing.fixtures import write_tiny_model
     from sdsim.timeline import MEASURED, PIPELINE_TID
 
     folder = write_tiny_model(tmp_path / "m", seed=4)
-    plat = "Portable" if any("Portable" in p.name for p in cl.get_platforms()) else None
     stored, traces = [], []
     for name, extra in (("random", []), ("weights", ["--weights", str(folder)])):
         rep, trace = tmp_path / f"{name}.md", tmp_path / f"{name}-trace.json"
-        assert main(["validate", "--device", "s23ultra", *(["--platform", plat] if plat else []),
+        assert main(["validate", "--device", "s23ultra",
+                     *(["--platform", KERNEL_PLATFORM] if KERNEL_PLATFORM else []),
                      "--model", "tiny", "--component", component, "--resolution", "32",
                      "--precision", "fp32", "--opt", "paper", "none", "--warmup", "0",
                      "--repeat", "1", "--report", str(rep), "--trace", str(trace),

@@ -5,8 +5,8 @@ API (everything an `sdsim/cl/<family>.py` module needs):
 - `Runtime(platform=None, device=None, arith=None)`: pick a device (index or name substring for
   each; default the first GPU, else PoCL's CPU device, passing over Intel's CPU runtime and the
   Oclgrind debugging simulator, which is thousands of times slower, unless nothing else is
-  there, and passing over, with a warning, a device that cannot build a program: PoCL on a CPU
-  its LLVM does not know); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`, `rt.has_fp16` (cl_khr_fp16),
+  there, and passing over a device that cannot build a program: PoCL on a CPU its LLVM does
+  not know); `rt.ctx`, `rt.queue` (profiling enabled), `rt.device`, `rt.has_fp16` (cl_khr_fp16),
   `rt.name`.
 - `rt.kernel(family, name, precision="fp32", defines=None)`: the kernel `name` of
   `opencl/<family>.cl`, built once per (device, source file, build options) and cached.
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -208,7 +207,6 @@ UNKNOWN_CPU_HELP = ("PoCL's LLVM does not know this CPU, so PoCL builds no kerne
                     "Intel's CPU runtime (`pip install 'sdsim[intel]'`, then `--platform Intel`) "
                     "or another OpenCL driver")
 _unusable: dict[int, str | None] = {}
-_passed_over: set[str] = set()
 
 
 def unusable(dev) -> str | None:
@@ -231,24 +229,17 @@ def unusable(dev) -> str | None:
 
 def _default(pairs):
     """The default device of `pairs` (platform, device): the first by `_default_rank` that
-    builds programs, saying on stderr once which it passed over and why; SdsimError where no
-    device but a debugging simulator does."""
+    builds programs (`sdsim devices --opencl` names the ones passed over, and why); SdsimError
+    where no device but a debugging simulator does."""
     ranked = sorted(pairs, key=lambda pd: _default_rank(*pd))
     real = [pd for pd in ranked if pd[0].name.strip() not in SIMULATORS]
     if not real:
         return ranked[0][1]
     broken = []
     for plat, dev in real:
-        why = unusable(dev)
-        if why is None:
-            for p, d, w in broken:
-                name = f"{p.name.strip()} / {d.name.strip()}"
-                if name not in _passed_over:
-                    _passed_over.add(name)
-                    print(f"warning: {name} cannot build OpenCL programs here ({w}); using "
-                          f"{plat.name.strip()} / {dev.name.strip()}", file=sys.stderr)
+        if unusable(dev) is None:
             return dev
-        broken.append((plat, dev, why))
+        broken.append((plat, dev, unusable(dev)))
     raise SdsimError("no OpenCL device here can build programs: " + "; ".join(
         f"{p.name.strip()} / {d.name.strip()}: {w}" for p, d, w in broken))
 
@@ -264,7 +255,8 @@ def device_table() -> list[tuple]:
     """Every OpenCL device on this machine as (platform index, device index, "platform /
     device" name, row): the indices --platform and --cl-device take, and a row for listing it
     (platform and device as "index: name", type, compute units, clock, global memory,
-    cl_khr_fp16, and whether it is the device chosen when neither is given)."""
+    cl_khr_fp16, whether it is the device chosen when neither is given, and why it cannot build
+    programs, or None)."""
     try:
         chosen = select_device()
     except SdsimError:   # no device builds programs: list them all the same
@@ -279,7 +271,8 @@ def device_table() -> list[tuple]:
                 "compute_units": int(d.max_compute_units),
                 "clock_mhz": int(d.max_clock_frequency),
                 "global_memory_bytes": int(d.global_mem_size),
-                "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen}))
+                "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen,
+                "builds": unusable(d)}))
     return out
 
 

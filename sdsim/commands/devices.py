@@ -14,8 +14,9 @@ DESCRIPTION = ("One line per profile sdsim knows: GPU, SoC, API, peak FP16/FP32 
                "bandwidth and launch overhead; every number's source is in the YAML file. "
                "--opencl lists this machine's OpenCL devices instead: the platform and device "
                "indices --platform and --cl-device take, type, compute units, clock, memory, "
-               "native half (cl_khr_fp16), which one the commands use by default, and the "
-               "calibrated profiles measured on it; --half adds each half device's half library "
+               "native half (cl_khr_fp16), which one the commands use by default (the first GPU, "
+               "else PoCL, passing over a device that builds no program, as PoCL on a CPU its "
+               "LLVM does not know), and the calibrated profiles measured on it; --half adds each half device's half library "
                "(its half exp and subnormal fma, which --backend sim --half-of mirrors), read off "
                "it in about a second.")
 
@@ -46,14 +47,18 @@ def _opencl(args) -> int:
         r["half_library"] = None
         if args.half and r["fp16"]:
             from sdsim.cl.half_probe import probe
+            from sdsim.errors import SdsimError
             with warnings.catch_warnings():   # PyOpenCL's "Non-empty compiler output"
                 warnings.simplefilter("ignore")
-                r["half_library"] = probe(platform, device).describe()
+                try:
+                    r["half_library"] = probe(platform, device).describe()
+                except SdsimError as e:   # a device whose half fma follows no one rule
+                    r["half_library"] = f"not read: {e}"
         rows.append(r)
     if args.format == "json":
         print(dumps({"schema_version": SCHEMA_VERSION, "opencl_devices": rows}))
         return 0
-    table = [{**{k: v for k, v in r.items() if k != "global_memory_bytes"},
+    table = [{**{k: v for k, v in r.items() if k not in ("global_memory_bytes", "builds")},
               "global_memory_GiB": round(r["global_memory_bytes"] / 2**30, 1),
               "profiles": ", ".join(r["profiles"]) or "-"} for r in rows]
     if not args.half:
@@ -64,6 +69,10 @@ def _opencl(args) -> int:
         print("default: the device the commands use without --platform and --cl-device; "
               "profiles: the calibrated profiles measured on it (a profile measured elsewhere "
               "predicts this device only roughly: `sdsim calibrate --platform N --cl-device M`)")
+        for r in rows:
+            if r["builds"]:
+                print(f"{r['platform']} / {r['device']} builds no program here, so the "
+                      f"commands pass it over unless asked for it: {r['builds']}")
     return 0
 
 
