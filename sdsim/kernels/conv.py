@@ -433,7 +433,12 @@ _CAL_DEEP = {
 _CAL_DEEP_POINTWISE = {
     "quick": [],
     "full": sweep(lambda **a: _conv_point(**a, k=1), 10, seed=14, batch=[1, 2], cin=_DEEP,
-                  cout=[576] + _DEEP, hw=[6, 10, 14, 18, 24]),
+                  cout=[576] + _DEEP, hw=[6, 10, 14, 18, 24])
+    # and at images of 28 to 72 a side, as SD's 1x1 skip convs run 1000-2500 input channels at
+    # 32x32 and 64x64 latents: a K of 60-160 k-steps over an activation matrix of several MB,
+    # which the H200's fp16 fit, with no point there, priced 11-14% short
+    + sweep(lambda **a: _conv_point(**a, k=1), 10, seed=21, batch=[1, 2], cin=_DEEP,
+            cout=[384, 576, 896, 1152], hw=[28, 40, 56, 72]),
 }
 # The direct kernel's narrower blockings (4 and 8 output channels per work-item, chosen for
 # cout <= 8): enough points for each blocking's own coefficients.
@@ -459,7 +464,11 @@ _CAL_LARGE = {
 _CAL_LARGE_POINTWISE = {
     "quick": [],
     "full": sweep(lambda **a: _conv_point(**a, k=1), 6, seed=17, batch=[1],
-                  cin=[48, 96, 224, 384], cout=[24, 96, 224, 384], hw=[192, 256, 384, 512]),
+                  cin=[48, 96, 224, 384], cout=[24, 96, 224, 384], hw=[192, 256, 384, 512])
+    # more input channels (a VAE decoder's skip convs take 512 to 256 and 256 to 128 at 256 and
+    # 512 a side)
+    + sweep(lambda **a: _conv_point(**a, k=1), 4, seed=22, batch=[1], cin=[448, 576, 768],
+            cout=[96, 160, 224, 384], hw=[192, 320, 448]),
 }
 # Winograd's batched GEMM over large images at batch 2 with ~100-160 channels: tens of waves
 # of its 128x128 tiles, each walking 12-20 k-steps (the points above pair many waves with 20+
