@@ -7,7 +7,7 @@ taken as the prediction of the median of the others) and the bar: end-to-end err
 and at least 90% of the measured time in calls predicted within +-10%. The table says when and at
 which sdsim commit each run was measured, so a stale run shows as one.
 
-    python benchmarks/validation_summary.py [--report reports/validation-summary]
+    python benchmarks/validation_summary.py [--report reports/validations]
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ def main(argv=None) -> int:
     ap.add_argument("--report", help="write REPORT.md and REPORT.json")
     args = ap.parse_args(argv)
     files = sorted((ROOT / "reports").glob("validation-*.json"))
-    files = [f for f in files if f.stem != "validation-summary"]
     if not files:
         sys.exit("no stored validation runs under reports/")
     rows = summary_rows(files)

@@ -57,7 +57,7 @@ def test_tally_counts_runs_by_device():
 
 
 def test_the_committed_summary_names_every_stored_run():
-    text = (ROOT / "reports/validation-summary.md").read_text()
+    text = (ROOT / "reports/validations.md").read_text()
     for f in FILES:
         assert f"reports/{f.with_suffix('.md').name}" in text
     assert re.search(r"Command: `python benchmarks/validation_summary\.py", text)
