@@ -199,7 +199,8 @@ def run(args) -> int:
            "date": provenance.now(),
            "device": rt.name, "model": args.model, "component": args.component,
            "resolution": args.resolution,
-           "batch": args.batch, "precision": args.precision, "arith": rt.arith,
+           "batch": args.batch, "precision": args.precision,
+           "arith": rt.arith_for(args.precision),   # fp32 storage computes in float
            "warmup": args.warmup, "weights": args.weights, "launch": args.launch,
            "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
            "calibration": cal_report, "heldout": _heldout(cal_report),
