@@ -107,7 +107,6 @@ def test_devices_opencl(capsys):
     it could not), and each says whether it builds programs (the default is one that does)."""
     from sdsim.cl.half_probe import probe
     from sdsim.cl.runtime import select_device, unusable
-    from sdsim.errors import SdsimError
 
     obj = cli_json(capsys, "devices", "--opencl", "--half", "--format", "json")
     check("devices", obj)
@@ -119,13 +118,20 @@ def test_devices_opencl(capsys):
         assert (dev.platform.name.strip(), dev.name.strip()) == (pname, dname)
         assert r["default"] == (dev == select_device())
         assert r["fp16"] == ("cl_khr_fp16" in dev.extensions)
-        assert r["builds"] == unusable(dev) and not (r["default"] and r["builds"])
+        assert r["build_error"] == unusable(dev) and not (r["default"] and r["build_error"])
         assert (r["half_library"] is None) != r["fp16"]
         if r["fp16"]:
             try:
                 assert r["half_library"] == probe(int(pi), int(di)).describe()
             except SdsimError as e:   # a half fma that follows no one rule (AMD Zen 5)
                 assert r["half_library"] == f"not read: {e}"
+    assert main(["devices", "--opencl"]) == 0
+    table = capsys.readouterr().out
+    for r in rows:   # the table names each device that builds nothing, with the reason
+        line = f"{r['platform']} / {r['device']} builds no program here"
+        assert (line in table) == bool(r["build_error"])
+        if r["build_error"]:
+            assert r["build_error"] in table
 
 
 def test_info(capsys):

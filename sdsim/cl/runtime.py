@@ -272,7 +272,7 @@ def device_table() -> list[tuple]:
                 "clock_mhz": int(d.max_clock_frequency),
                 "global_memory_bytes": int(d.global_mem_size),
                 "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen,
-                "builds": unusable(d)}))
+                "build_error": unusable(d)}))
     return out
 
 

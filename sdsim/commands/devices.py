@@ -16,9 +16,9 @@ DESCRIPTION = ("One line per profile sdsim knows: GPU, SoC, API, peak FP16/FP32 
                "indices --platform and --cl-device take, type, compute units, clock, memory, "
                "native half (cl_khr_fp16), which one the commands use by default (the first GPU, "
                "else PoCL, passing over a device that builds no program, as PoCL on a CPU its "
-               "LLVM does not know), and the calibrated profiles measured on it; --half adds each half device's half library "
-               "(its half exp and subnormal fma, which --backend sim --half-of mirrors), read off "
-               "it in about a second.")
+               "LLVM does not know), and the calibrated profiles measured on it; --half adds "
+               "each half device's half library (its half exp and subnormal fma, which --backend "
+               "sim --half-of mirrors), read off it in about a second.")
 
 #: SI field -> (table column, factor)
 UNITS = {"peak_fp16_flops_per_s": ("fp16_TFLOPs", 1e-12),
@@ -58,7 +58,7 @@ def _opencl(args) -> int:
     if args.format == "json":
         print(dumps({"schema_version": SCHEMA_VERSION, "opencl_devices": rows}))
         return 0
-    table = [{**{k: v for k, v in r.items() if k not in ("global_memory_bytes", "builds")},
+    table = [{**{k: v for k, v in r.items() if k not in ("global_memory_bytes", "build_error")},
               "global_memory_GiB": round(r["global_memory_bytes"] / 2**30, 1),
               "profiles": ", ".join(r["profiles"]) or "-"} for r in rows]
     if not args.half:
@@ -70,9 +70,9 @@ def _opencl(args) -> int:
               "profiles: the calibrated profiles measured on it (a profile measured elsewhere "
               "predicts this device only roughly: `sdsim calibrate --platform N --cl-device M`)")
         for r in rows:
-            if r["builds"]:
+            if r["build_error"]:
                 print(f"{r['platform']} / {r['device']} builds no program here, so the "
-                      f"commands pass it over unless asked for it: {r['builds']}")
+                      f"commands pass it over unless asked for it: {r['build_error']}")
     return 0
 
 
