@@ -43,13 +43,8 @@ def _kernel_platform() -> str | None:
     """The platform the single-device kernel tests take: PoCL where it builds programs (the
     documented default CPU device), else the first of KERNEL_PLATFORMS that does, else None
     (the default device)."""
-    try:
-        import pyopencl as cl
-        names = {p.name.strip() for p in cl.get_platforms()}
-    except Exception:
-        return None
-    return next((n for n in KERNEL_PLATFORMS.values() if n in names and not _cannot_build(n)),
-                None)
+    return next((KERNEL_PLATFORMS[k] for k in _installed()
+                 if k is not None and not _cannot_build(KERNEL_PLATFORMS[k])), None)
 
 
 KERNEL_PLATFORM = _kernel_platform()

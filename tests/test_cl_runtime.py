@@ -93,19 +93,26 @@ def test_unusable_names_the_compiler_error_and_the_remedy(monkeypatch):
     unknown-CPU failure, what to use instead); one that builds it is usable."""
     from sdsim.cl import runtime
 
-    class Broken:
+    class Program:
+        log = None   # the build's error, or None for a build that succeeds
+
         def __init__(self, *a):
             pass
 
         def build(self):
-            raise cl.RuntimeError("clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\n"
-                                  "error: unknown target CPU 'generic'\nDevice failed")
+            if self.log:
+                raise cl.RuntimeError(self.log)
 
     device = cl.get_platforms()[0].get_devices()[0]
+    monkeypatch.setattr(runtime.cl, "Program", Program)
     monkeypatch.setattr(runtime, "_unusable", {})
-    assert runtime.unusable(device) in (None, runtime.unusable(device))
+    assert runtime.unusable(device) is None
     monkeypatch.setattr(runtime, "_unusable", {})
-    monkeypatch.setattr(runtime.cl, "Program", Broken)
+    Program.log = "clBuildProgram failed\n\nerror: no such builtin\nDevice failed"
+    assert runtime.unusable(device) == "error: no such builtin"
+    monkeypatch.setattr(runtime, "_unusable", {})
+    Program.log = ("clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\n"
+                   "error: unknown target CPU 'generic'\nDevice failed")
     why = runtime.unusable(device)
     assert why.startswith("error: unknown target CPU 'generic' (PoCL's LLVM does not know")
     assert "--platform Intel" in why

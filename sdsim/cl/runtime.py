@@ -237,9 +237,10 @@ def _default(pairs):
         return ranked[0][1]
     broken = []
     for plat, dev in real:
-        if unusable(dev) is None:
+        why = unusable(dev)
+        if why is None:
             return dev
-        broken.append((plat, dev, unusable(dev)))
+        broken.append((plat, dev, why))
     raise SdsimError("no OpenCL device here can build programs: " + "; ".join(
         f"{p.name.strip()} / {d.name.strip()}: {w}" for p, d, w in broken))
 
