@@ -67,7 +67,11 @@ EDGE_MAX = 2.0
 EDGE_START = 0.0
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB in steps of sqrt(2)
 #: (with steps of 2, PoCL's fp32 fit chose 8 MiB, and priced the text encoder's GEMMs on 9 MiB of
-#: weights as spilling, 15% long; their time shows no spill short of 18 MB)
+#: weights as spilling, 15% long; their time shows no spill short of 18 MB). One size for all
+#: bodies couples them: ten large Winograd cases added to the H100's fp16 sweep moved the size
+#: from 16 to 22.6 MiB and every GEMM body's spill term with it. A size per residency group,
+#: tried on the same H100 measurements, priced SD's own shapes worse (the UNet's paper plan 85%
+#: of time within 10% against 92%), so the size stays the device's.
 CACHES = (0.0, *(float(2 ** (i / 2) * 2**20) for i in range(17)))
 #: the fit's starting grid, as multiples of scales read off the data (`_starts`): fixed cost
 #: (shares of the body's fastest training time, its bound), latency and step, group, wave
