@@ -27,6 +27,11 @@ from sdsim.output import render_rows, write_pair  # noqa: E402
 from sdsim.validation import compare, report  # noqa: E402
 
 
+def stored_runs() -> list[Path]:
+    """Every stored validation run (reports/validation-DEVICE-COMPONENT-SIZE[-fp32].json)."""
+    return sorted((ROOT / "reports").glob("validation-*.json"))
+
+
 def summary_rows(files) -> list[dict]:
     """One row per (stored run, --opt setting), predicted again by its profile of today."""
     profiles, rows = {}, []
@@ -66,7 +71,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--report", help="write REPORT.md and REPORT.json")
     args = ap.parse_args(argv)
-    files = sorted((ROOT / "reports").glob("validation-*.json"))
+    files = stored_runs()
     if not files:
         sys.exit("no stored validation runs under reports/")
     rows = summary_rows(files)

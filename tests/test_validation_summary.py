@@ -16,7 +16,7 @@ spec = importlib.util.spec_from_file_location("validation_summary",
 summary = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(summary)
 
-FILES = sorted((ROOT / "reports").glob("validation-*-*.json"))
+FILES = summary.stored_runs()
 
 
 def _markdown_summary(md: Path) -> dict:
