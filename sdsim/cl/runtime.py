@@ -203,9 +203,11 @@ PROBE_SOURCE = "__kernel void probe(__global float *x) { x[0] += 1.0f; }"
 #: what a PoCL whose LLVM does not know the host CPU says (PoCL 3.0 from PyPI has LLVM 14, which
 #: names an AMD Zen 5, family 26, "generic" and then refuses that name), and what to do then
 UNKNOWN_CPU = "unknown target CPU"
-UNKNOWN_CPU_HELP = ("PoCL's LLVM does not know this CPU, so PoCL builds no kernel on it; use "
-                    "Intel's CPU runtime (`pip install 'sdsim[intel]'`, then `--platform Intel`) "
-                    "or another OpenCL driver")
+UNKNOWN_CPU_HELP = ("PoCL's LLVM does not know this CPU, so PoCL builds no kernel on it; install "
+                    "a PoCL built with a newer LLVM (Debian 12 / Ubuntu: `apt install "
+                    "pocl-opencl-icd`, PoCL 3.1 with LLVM 15, which sdsim then takes as the "
+                    "default device), or use Intel's CPU runtime (`pip install 'sdsim[intel]'`, "
+                    "then `--platform Intel`) or another OpenCL driver")
 _unusable: dict[int, str | None] = {}
 
 
@@ -277,6 +279,19 @@ def device_table() -> list[tuple]:
     return out
 
 
+def _builders_first(plats, wanted):
+    """`plats` with, where the name `wanted` matches several platforms (PyPI's PoCL beside a
+    system PoCL), those whose first device builds programs ahead of those whose does not, so a
+    name picks a working one; an index or a unique name is left as given."""
+    if wanted is None or isinstance(wanted, int) or str(wanted).isdigit():
+        return plats
+    hits = [p for p in plats if str(wanted).lower() in p.name.lower()]
+    if len(hits) < 2:
+        return plats
+    return sorted(plats, key=lambda p: p in hits and (not p.get_devices()
+                                                      or unusable(p.get_devices()[0]) is not None))
+
+
 def select_device(platform=None, device=None):
     """The device chosen by platform/device index or name substring (default: see
     `_default_rank`)."""
@@ -289,7 +304,7 @@ def select_device(platform=None, device=None):
         return _default(pairs)
     if platform is None or platform == "":
         plats = [p for p in plats if p.name.strip() not in SIMULATORS] or plats
-    plat = _pick(plats, platform, "platform", lambda p: p.name)
+    plat = _pick(_builders_first(plats, platform), platform, "platform", lambda p: p.name)
     devs = plat.get_devices()
     if not devs:
         raise SdsimError(f"OpenCL platform '{plat.name}' has no devices")
