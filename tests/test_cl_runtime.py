@@ -88,6 +88,32 @@ def test_default_passes_over_a_device_that_cannot_build(monkeypatch):
         runtime.select_device()
 
 
+def test_a_name_shared_by_two_platforms_picks_the_one_that_builds(monkeypatch):
+    """PyPI's PoCL and Debian's are both "Portable Computing Language": on a CPU the first's
+    LLVM does not know, `--platform Portable` (and the default) take the second, in either
+    loader order; an index still takes exactly the platform it names."""
+    from sdsim.cl import runtime
+
+    class Named(FakePlatform):
+        def __init__(self, device):
+            super().__init__("Portable Computing Language")
+            self.device = device
+
+        def get_devices(self):
+            return [FakeDevice(self.device, self.kind)]
+
+    broken = {"pthread-AMD EPYC": "error: unknown target CPU 'generic'"}
+    monkeypatch.setattr(runtime, "unusable", lambda dev: broken.get(dev.name))
+    for order in (["pthread-AMD EPYC", "pthread-znver4"], ["pthread-znver4", "pthread-AMD EPYC"]):
+        monkeypatch.setattr(runtime.cl, "get_platforms", lambda: [
+            FakePlatform("Intel(R) OpenCL")] + [Named(d) for d in order])
+        assert runtime.select_device("Portable") == "pthread-znver4"
+        assert runtime.select_device() == "pthread-znver4"
+        assert runtime.select_device(1 + order.index("pthread-AMD EPYC")) == "pthread-AMD EPYC"
+    broken["pthread-znver4"] = "error: no compiler"     # none builds: the first by name, as asked
+    assert runtime.select_device("Portable") == "pthread-znver4"
+
+
 def test_unusable_names_the_compiler_error_and_the_remedy(monkeypatch):
     """A device whose compiler fails the probe kernel is named with its error (and, for the
     unknown-CPU failure, what to use instead); one that builds it is usable."""
