@@ -235,6 +235,26 @@ def test_program_cache_per_options(rt, kernels_dir):
     assert rt.program("copy", rt.build_options("fp32", {"SCALE": 3})) is p2
 
 
+def test_kernel_builds_are_quiet_unless_asked(rt, kernels_dir, capfd, monkeypatch):
+    """A kernel's compiler warnings reach neither Python's warnings nor the process's stderr
+    (Debian's PoCL prints "1 warning generated." itself); without QUIET they do, so the check
+    can fail. A fresh source each time keeps PyOpenCL's binary cache from hiding the build."""
+    import uuid
+    import warnings
+    from sdsim.cl import runtime
+    for quiet, expect in ((runtime.QUIET, False), ((), True)):
+        monkeypatch.setattr(runtime, "QUIET", quiet)
+        (kernels_dir / "warns.cl").write_text(
+            f'// {uuid.uuid4()}\n#warning "a warning for the test"\n'
+            "__kernel void warns(__global float* x) { x[0] = 1.0f; }\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rt.program("warns", rt.build_options("fp32", {"RUN": str(uuid.uuid4().int)}))
+        printed = capfd.readouterr().err
+        said = [str(w.message) for w in caught if issubclass(w.category, cl.CompilerWarning)]
+        assert bool(said or "warning" in printed) is expect, (quiet, said, printed)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_storage_precision_roundtrip_and_event_time(rt, kernels_dir, precision):
     """fp16 storage rounds to nearest even exactly as NumPy's float16 does; fp32 is exact."""

@@ -311,6 +311,12 @@ def select_device(platform=None, device=None):
     return _pick(devs, device, "device", lambda d: d.name)
 
 
+#: options every kernel build adds to its own (not part of a program's cache key): `-w`, the
+#: OpenCL option that silences compiler warnings, since the kernels' warnings are for their
+#: authors, not the user (Debian's PoCL 3.1 prints "1 warning generated." for each GEMM build,
+#: an unroll pragma it could not apply); SDSIM_CL_WARNINGS=1 shows them
+QUIET = () if os.environ.get("SDSIM_CL_WARNINGS") else ("-w",)
+
 #: sources of shared device functions compiled in front of a family's own (opencl/<name>.cl)
 LIBRARIES = {"gelu": ("activation",), "gemm": ("activation",)}
 
@@ -329,7 +335,7 @@ def _built(ctx, family: str, options: tuple) -> "cl.Program":
     except OSError as e:
         raise SdsimError(f"cannot read kernel source {e.filename}: {e.strerror}") from None
     try:
-        return cl.Program(ctx, src).build(options=list(options))
+        return cl.Program(ctx, src).build(options=[*options, *QUIET])
     except cl.RuntimeError as e:
         dev = ctx.devices[0]
         hint = f"\n{UNKNOWN_CPU_HELP}" if UNKNOWN_CPU in str(e) else ""
@@ -399,7 +405,8 @@ class Runtime:
         if binary is None:
             return _built(self.ctx, family, options)
         try:
-            return cl.Program(self.ctx, [self.device], [binary]).build(options=list(options))
+            return cl.Program(self.ctx, [self.device], [binary]).build(
+                options=[*options, *QUIET])
         except cl.RuntimeError as e:
             raise SdsimError(f"OpenCL could not load the compiled {family}.cl on {self.name} "
                              f"(options {' '.join(options)}):\n{e}") from None
