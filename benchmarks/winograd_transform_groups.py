@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sdsim import paths, provenance  # noqa: E402
-from sdsim.cl.runtime import Runtime, event_ms  # noqa: E402
-from sdsim.kernels import conv  # noqa: E402
-from sdsim.output import render_rows, write_pair  # noqa: E402
+from sdsim import paths, provenance
+from sdsim.cl.runtime import Runtime, event_ms
+from sdsim.kernels import conv
+from sdsim.output import render_rows, write_pair
 
 M = 4   # F(4x4, 3x3): tiles of 4 x 4 outputs, 6 x 6 transformed planes
 #: work-group shapes (tiles along a row, rows of tiles): the current one first
@@ -137,15 +137,16 @@ def main(argv=None) -> int:
     text = "\n".join([
         f"# Winograd F(4x4) transforms by work-group shape: {rt.name}", "",
         f"- Command: `{command.strip()}`",
-        f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
-        f"{load_before} before, {provenance.load()} after",
-        f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; "
-        f"{args.precision} storage",
-        f"- Each transform of each shape: the same kernel (opencl/conv.cl) in work-groups of "
-        f"each shape (tiles along a row x rows of tiles; {conv.WINO_WG}x{conv.WINO_WG} is "
-        f"sdsim's), outputs, each written over a buffer of NaNs so that a tile left unwritten "
-        f"shows, checked bit for bit against the {conv.WINO_WG}x{conv.WINO_WG} one's; each launch after a 256 MiB cache flush, the shapes interleaved, median of "
-        f"{args.repeat}; GB/s = the transform's input and output bytes / time.",
+        (f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; 1-minute load "
+         f"{load_before} before, {provenance.load()} after"),
+        (f"- OpenCL device: {rt.name}, driver {rt.device.driver_version.strip()}; "
+         f"{args.precision} storage"),
+        (f"- Each transform of each shape: the same kernel (opencl/conv.cl) in work-groups of "
+         f"each shape (tiles along a row x rows of tiles; {conv.WINO_WG}x{conv.WINO_WG} is "
+         f"sdsim's), its output, written over a buffer of NaNs so that a tile left unwritten "
+         f"shows, checked bit for bit against the {conv.WINO_WG}x{conv.WINO_WG} one's; each "
+         f"launch after a 256 MiB cache flush, the shapes interleaved, median of "
+         f"{args.repeat}; GB/s = the transform's input and output bytes / time."),
         "", "## All shapes", "",
         render_rows(summary, "markdown", floatfmt=".3g"), "",
         "## Each shape", "",
