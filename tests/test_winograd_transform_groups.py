@@ -23,8 +23,6 @@ def test_every_group_shape_is_timed_and_agrees(tmp_path, monkeypatch):
     data = json.loads(out.with_suffix(".json").read_text())
     shapes = {(r["transform"], r["group"]) for r in data["rows"]}
     assert shapes == {(t, f"{a}x{b}") for t in ("input", "output") for a, b in groups.GROUPS}
-    base = [r for r in data["rows"] if r["group"] == "8x8"]
-    assert all(r["speedup_vs_8x8"] == 1 for r in base)
     assert all(np.isfinite(r["ms"]) and r["ms"] > 0 for r in data["rows"])
 
 
