@@ -130,8 +130,24 @@ def test_runtime_enqueues_the_geometry_the_cost_model_sees(default_rt, monkeypat
     splitting = dataclasses.replace(tuning.DEFAULTS["gpu"], split_groups=100_000)
     deep = _deep_k_cases("fp32")
     with tuning.use(splitting) if split else contextlib.nullcontext():
-        reduces = _enqueued_geometry(default_rt, monkeypatch, deep)
+        reduces, _ = _enqueued_geometry(default_rt, monkeypatch, deep)
     assert (reduces >= len(deep)) == split
+
+
+@pytest.mark.opencl
+def test_a_tuned_winograd_work_group_is_what_runs_and_what_is_priced(default_rt, monkeypatch):
+    """Under a tuning whose Winograd transforms run in 16 x 4 work-groups, the transforms are
+    enqueued in 16 x 4 groups and the cost model's geometry says so (other shapes, too, as
+    enqueued)."""
+    from sdsim.kernels import tuning
+
+    wino = [c for c in all_cases("tiny", precisions=("fp32",))
+            if c.record.key.startswith("conv2d/winograd")]
+    with tuning.use(dataclasses.replace(tuning.DEFAULTS["gpu"], wino_group=(16, 4))):
+        _, launched = _enqueued_geometry(default_rt, monkeypatch, wino)
+        assert any(k.model_key.startswith("wino_input") and k.launch.local_size == (16, 4, 1)
+                   for c in wino for k in c.cost)
+    assert (16, 4, 1) in {local for _, local in launched}
 
 
 def _deep_k_cases(precision):
@@ -160,10 +176,11 @@ def test_split_k_callers_match_their_references(rt, precision):
             assert ok, (case.record.key, precision, err)
 
 
-def _enqueued_geometry(rt, monkeypatch, extra) -> int:
-    """Check every bench case's launches against its costs; how many were split-K reductions."""
+def _enqueued_geometry(rt, monkeypatch, extra) -> tuple[int, list]:
+    """Check every bench case's launches against its costs: how many were split-K reductions,
+    and every (global, local) size enqueued."""
     reduces = 0
-    launched = []
+    launched, every = [], []
     real = rt.launch
 
     def launch(kernel, global_size, local_size, *args, wait_for=None):
@@ -181,8 +198,9 @@ def _enqueued_geometry(rt, monkeypatch, extra) -> int:
         want = [(k.launch.global_size, k.launch.local_size) for k in case.cost]
         assert len(events) == len(case.cost), case.record.key
         assert launched == want, (case.record.key, case.shape)
+        every += launched
         reduces += sum(k.model_key.startswith("gemm_split_reduce") for k in case.cost)
-    return reduces
+    return reduces, every
 
 
 def test_launch_geometry_counts():

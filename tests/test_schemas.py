@@ -248,7 +248,7 @@ def test_calibrate_and_tune_json_match_their_schemas_without_a_device(tmp_path):
     t = SimpleNamespace(device="Portable Computing Language / cpu", device_type="cpu",
                         size="quick", repeat=1, chosen=dict(cpu.gemm),
                         flash=(cpu.flash_rows, cpu.flash_unroll), split_groups=cpu.split_groups,
-                        failed={"r4x16x1-1x1-v8": "wrong result at (1, 3, 100, 220)"})
+                        wino=cpu.wino_group, failed={"r4x16x1-1x1-v8": "wrong result at (1, 3, 100, 220)"})
     obj = json.loads(dumps(tune.summary_json(t, "mycpu", out, tmp_path / "tuning-mycpu.md",
                                              40.0)))
     check("tune", obj)

@@ -1,6 +1,7 @@
 """`sdsim tune`: every candidate measured and checked, the best per class recorded in the profile,
 and the lowering, launchers and cost model then use that choice."""
 
+import dataclasses
 import shutil
 
 import pytest
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.opencl
 def test_tune_records_the_fastest_config_per_class(plat, tmp_path):
     import pyopencl as cl
 
-    from sdsim.calibration.tune import SHAPES
+    from sdsim.calibration.tune import SHAPES, WINO_SHAPES
     from sdsim.cli import main
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
@@ -37,6 +38,15 @@ def test_tune_records_the_fastest_config_per_class(plat, tmp_path):
     assert (t.flash_rows, t.flash_unroll) in tuning.FLASH[dtype]
     assert data["tuning"]["flash_rows"] == t.flash_rows
     assert "## FlashAttention work-group: chosen " in rep.read_text()
+    assert t.wino_group in tuning.WINO_GROUPS[dtype]
+    assert data["tuning"]["wino_group"] == tuning.group_name(t.wino_group)
+    wino = rep.read_text().split("## Winograd transform work-group: chosen ")[1]
+    # the report ranks the chosen group first (the lowest score), with a time for every shape,
+    # transform and precision
+    rows = [r.split(" | ") for r in wino.split("\n\n")[1].splitlines()[2:]]
+    assert rows[0][0] == f"| {tuning.group_name(t.wino_group)} **chosen**"
+    assert float(rows[0][1]) == min(float(r[1]) for r in rows) and len(rows) > 1
+    assert {len(r) for r in rows} == {2 + 2 * 2 * len(WINO_SHAPES["quick"])}
     text = rep.read_text()
     for cls in SHAPES["quick"]:
         # the chosen config is the one the report ranks first (score 1.00 is the floor)
@@ -75,6 +85,35 @@ def test_tuning_section_errors_name_the_field(tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(SdsimError, match="lacks the classes large"):
         load_profile(str(bad))
+    data["tuning"]["gemm"] = {c: "r8x8x1-1x1-v8" for c in ("narrow", "small", "medium", "large")}
+    for group in ("16x0", "64x64", "wide"):
+        data["tuning"]["wino_group"] = group
+        bad.write_text(yaml.safe_dump(data))
+        with pytest.raises(SdsimError, match=r"bad.yaml.*wino_group"):
+            load_profile(str(bad))
+
+
+def test_a_winograd_group_tuned_after_calibration_is_called_stale(tmp_path):
+    """Coefficients fitted on 8 x 8 Winograd transform launches (recorded, or from before the
+    choice was recorded) are stale once the profile is tuned for another shape; recording the
+    shape they were fitted under clears it."""
+    from sdsim.cost.profile import load_profile, stale_calibration
+    from sdsim.kernels import tuning
+
+    data = yaml.safe_load((PROFILES_DIR / "nvidia-h100-opencl.yaml").read_text())
+    assert "launches" not in data["coefficients"]      # calibrated before launches were recorded
+    prof = tmp_path / "h.yaml"
+    t = tuning.for_device("gpu", 132)
+    for group, stale in (((8, 8), False), ((16, 4), True)):
+        data["tuning"] = dataclasses.replace(t, wino_group=group).to_yaml("tuning-h.md")
+        prof.write_text(yaml.safe_dump(data))
+        msg = stale_calibration(load_profile(str(prof)))
+        assert (msg is not None and "wino_group 8x8" in msg and "wino_group 16x4" in msg) == stale
+    for p in ("coefficients", "coefficients_fp32"):
+        data[p]["launches"] = {k: data["tuning"][k] for k in ("flash_rows", "flash_unroll",
+                                                                "split_groups", "wino_group")}
+    prof.write_text(yaml.safe_dump(data))
+    assert stale_calibration(load_profile(str(prof))) is None
 
 
 def test_tune_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
@@ -99,7 +138,7 @@ def test_tune_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
     written = yaml.safe_load(prof.read_text())["tuning"]
     assert obj["gemm"] == written["gemm"] and list(obj["gemm"]) == list(tuning.CLASS_NAMES)
     assert obj["device_type"] == written["device_type"]
-    for k in ("flash_rows", "flash_unroll", "split_groups"):
+    for k in ("flash_rows", "flash_unroll", "split_groups", "wino_group"):
         assert obj[k] == written[k], k
     names = {c.name for c in tuning.CANDIDATES[obj["device_type"]]}
     assert set(obj["gemm"].values()) <= names - set(obj["dropped"])

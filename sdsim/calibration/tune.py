@@ -1,5 +1,6 @@
 """`sdsim tune`: measure every candidate GEMM configuration on synthetic shapes of each shape class
-and keep the fastest correct one per class (as CLBlast's tuner does per device).
+and keep the fastest correct one per class (as CLBlast's tuner does per device); likewise the
+FlashAttention build and the Winograd transforms' work-group shape.
 
 The shapes are off SD1.4's dimensions (SD's layers are what validation holds out). Each candidate
 (sdsim/kernels/tuning.py CANDIDATES for the device type) runs each shape of a class after a
@@ -16,6 +17,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -47,6 +49,15 @@ FLASH_SHAPES = {
 }
 
 
+#: synthetic Winograd F(4x4) transforms (batch, channels, height = width), off SD1.4's channel
+#: counts and sizes at 256 to 768; each runs in fp16 and fp32 storage
+WINO_SHAPES = {
+    "full": [(2, 300, 60), (1, 96, 200), (2, 700, 28), (1, 1100, 14)],
+    "quick": [(1, 24, 20), (2, 40, 14)],
+}
+WINO_M = 4
+
+
 @dataclass
 class Tuned:
     """What a tuning run measured and chose."""
@@ -66,6 +77,9 @@ class Tuned:
     flash_scores: dict = field(default_factory=dict)  # (rows, unroll) -> geometric-mean ratio
     flash: tuple = (32, False)                        # the chosen (rows, unroll)
     split_groups: int = 0                             # the split-K target (tuning.split_groups)
+    wino_times: dict = field(default_factory=dict)    # (transform, precision, shape, group) -> s
+    wino_scores: dict = field(default_factory=dict)   # group -> geometric-mean ratio
+    wino: tuple = (8, 8)                              # the chosen Winograd transform work-group
     load_before: float | None = None
     load_after: float | None = None
     commit: str | None = None
@@ -73,7 +87,7 @@ class Tuned:
 
     def tuning(self, report: str) -> tuning.Tuning:
         return tuning.Tuning(self.device_type, dict(self.chosen), report, *self.flash,
-                             self.split_groups)
+                             self.split_groups, self.wino)
 
 
 def _median_s(rt, launch, repeat: int) -> float:
@@ -150,6 +164,7 @@ def tune(rt, quick: bool = False, repeat: int = 3, command: str = "", progress=T
                 [math.log(out.times[(cls, s, c.name)] / best[s]) for s in shapes]))
         out.chosen[cls] = min(ok, key=lambda c: out.scores[(cls, c.name)])
     _tune_flash(rt, out, size, repeat, rng)
+    _tune_wino(rt, out, size, repeat)
     out.load_after, out.seconds = provenance.load(), time.perf_counter() - t0
     return out
 
@@ -186,6 +201,81 @@ def _tune_flash(rt, out: Tuned, size: str, repeat: int, rng) -> None:
             math.log(out.flash_times[(s, r)] / min(out.flash_times[(s, x)] for x in ok))
             for s in FLASH_SHAPES[size]]))
     out.flash = min(ok, key=lambda r: out.flash_scores[r])
+
+
+def wino_dispatches(rt, precision: str, n: int, c: int, hw: int) -> dict:
+    """The F(4x4) input and output transforms of x (n, c, hw, hw) as `launch(group)` callables
+    (each enqueues the transform in work-groups of `group`, tiles along a row x rows, and returns
+    its event), with the buffer each writes and its element count: {transform: (launch, out,
+    size)}. Inputs are random; the output transform reads a random GEMM result."""
+    from sdsim.kernels import conv
+
+    a, t = WINO_M + 2, -(-hw // WINO_M)
+    rng = np.random.default_rng(0)
+    x = rt.to_device(rng.standard_normal((n, c, hw, hw), np.float32), precision, "input")
+    planes = a * a * c * n * t * t
+    v = rt.alloc(planes, precision, "transformed input")
+    mm = rt.to_device(rng.standard_normal(planes, np.float32), precision, "GEMM output")
+    y = rt.alloc(n * c * hw * hw, precision, "output")
+    bias = rt.to_device(rng.standard_normal(c, np.float32), precision, "bias")
+    at, _, bt = conv._consts(rt, WINO_M)
+    i32 = np.int32
+    kin = rt.kernel("conv", "wino_input", precision, {"ALPHA": a})
+    kout = rt.kernel("conv", "wino_output", precision, {"ALPHA": a})
+    work = (t, t, n * c)
+
+    def launcher(kern, *args):
+        return lambda group: rt.launch(kern, work, (*group, 1), *args)
+
+    return {"input": (launcher(kin, x, v, bt, i32(n), i32(c), i32(hw), i32(hw), i32(t), i32(t)),
+                      v, planes),
+            "output": (launcher(kout, mm, bias, y, at, i32(n), i32(c), i32(hw), i32(hw), i32(t),
+                                i32(t), i32(1)), y, n * c * hw * hw)}
+
+
+def written_over_nans(rt, launch, out, size: int, precision: str) -> np.ndarray:
+    """What `launch()` writes into `out` (its first `size` elements) over a buffer of NaNs, so
+    that an element the launch leaves unwritten shows as one."""
+    import pyopencl as cl
+
+    cl.enqueue_fill_buffer(rt.queue, out, np.uint8(0xFF), 0, out.size).wait()
+    launch().wait()
+    return rt.from_device(out, (size,), precision)
+
+
+def _tune_wino(rt, out: Tuned, size: str, repeat: int) -> None:
+    """Time the Winograd transforms in each candidate work-group shape (fp16 and fp32 storage,
+    each launch after a cache flush); a shape whose output differs by one bit from the default
+    shape's is dropped; keep the best (geometric mean over transforms, precisions and shapes)."""
+    from sdsim.cl.bench import time_events
+
+    cands = tuning.WINO_GROUPS[out.device_type]
+    for precision in ("fp16", "fp32"):
+        for shape in WINO_SHAPES[size]:
+            for which, (launch, buf, n) in wino_dispatches(rt, precision, *shape).items():
+                ref = None
+                for g in cands:
+                    name = f"winograd {tuning.group_name(g)}"
+                    if name in out.failed:
+                        continue
+                    try:
+                        got = written_over_nans(rt, partial(launch, g), buf, n, precision)
+                    except Exception as e:   # a work-group the device refuses drops the shape
+                        out.failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                        continue
+                    ref = got if ref is None else ref
+                    if not np.array_equal(got.view(np.uint8), ref.view(np.uint8)):
+                        out.failed[name] = f"{which} transform differs at {shape} ({precision})"
+                        continue
+                    out.wino_times[(which, precision, shape, g)] = float(np.median(time_events(
+                        rt, lambda g=g, launch=launch: [launch(g)], repeat, cold_keeping=())))
+    keys = {k[:3] for k in out.wino_times}
+    ok = [g for g in cands if f"winograd {tuning.group_name(g)}" not in out.failed]
+    for g in ok:
+        out.wino_scores[g] = math.exp(np.mean([
+            math.log(out.wino_times[k + (g,)] / min(out.wino_times[k + (x,)] for x in ok))
+            for k in keys]))
+    out.wino = min(ok, key=lambda g: out.wino_scores[g])
 
 
 def _flash_name(c) -> str:
@@ -234,6 +324,19 @@ def report_markdown(t: Tuned, profile: str) -> str:
     lines += ["", "Shapes are (batch, heads, query rows, keys, head dim); 'rows' is the work-group "
               "size (one query row per work-item), 'unrolled' the build whose key-tile loops are "
               "unrolled over the whole tile.", ""]
+    cols = sorted({k[:3] for k in t.wino_times}, key=lambda k: (k[1], k[2], k[0]))
+    lines += [f"## Winograd transform work-group: chosen {tuning.group_name(t.wino)}", "",
+              "| group | score | " + " | ".join(f"{w} {p} {'x'.join(map(str, s))}"
+                                                for w, p, s in cols) + " |",
+              "|---|---|" + "---|" * len(cols)]
+    for g in sorted(t.wino_scores, key=t.wino_scores.get):
+        mark = " **chosen**" if g == t.wino else ""
+        lines.append(f"| {tuning.group_name(g)}{mark} | {t.wino_scores[g]:.2f} | "
+                     + " | ".join(f"{t.wino_times[k + (g,)] * 1e6:.1f} us" for k in cols) + " |")
+    lines += ["", f"The F({WINO_M}x{WINO_M}) input and output transforms (opencl/conv.cl), one "
+              "work-item per (tile, channel), in work-groups of (tiles along a row) x (rows of "
+              "tiles); shapes are (batch, channels, height = width), each launch after a cache "
+              "flush, and every group's output is bit for bit the first one's.", ""]
     if t.failed:
         lines += ["## Dropped configurations", ""]
         lines += [f"- `{n}`: {why}" for n, why in sorted(t.failed.items())]

@@ -98,7 +98,7 @@ def profile_dict(cal, report_rel: str) -> dict:
            if not cal.tuning.source.startswith("defaults") else {}),
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
-            "cache_bytes": _cache(cal),
+            "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
             "kernels": {key: _coefficients(cal, key, c)

@@ -12,13 +12,16 @@ from sdsim.errors import SdsimError
 from sdsim.output import FORMATS, dumps, render_rows
 from sdsim.paths import shipped, user_profiles_dir, written_report_path
 
-HELP = "measure the GEMM tile configurations on an OpenCL device and record the fastest per shape"
+HELP = ("measure the GEMM tile configurations (and FlashAttention and Winograd transform "
+        "work-groups) on an OpenCL device and record the fastest")
 DESCRIPTION = (
     "Tries every candidate tile configuration of the GEMM kernel (opencl/gemm.cl; local-memory "
     "tiles on GPUs, a SIMD micro-kernel on CPUs) on synthetic shapes of four classes (narrow, "
     "small, medium, large C), checks each result against NumPy, and records the fastest correct "
     "configuration per class in the device profile (its `tuning:` section), with the report "
-    "that measured it (tuning-NAME.md, see --report). A bundled profile given by name is not "
+    "that measured it (tuning-NAME.md, see --report); FlashAttention's work-group and the "
+    "Winograd transforms' work-group shape are chosen the same way, the latter from fp16 and "
+    "fp32 runs whose outputs must match bit for bit. A bundled profile given by name is not "
     "changed: the tuned copy goes to the user profile folder, where its name finds it from then "
     "on. The lowering, the launchers and the cost model "
     "read it; a profile without one gets defaults for its device type. Under 5 minutes on a GPU, "
@@ -76,6 +79,8 @@ def run(args) -> int:
     print(f"{profile.name}: {t.device} ({t.device_type}), {t.seconds:.0f} s")
     for cls, cfg in t.chosen.items():
         print(f"  {cls:7s} {cfg.name}")
+    print(f"  flash   {t.flash[0]} rows{', unrolled' if t.flash[1] else ''}")
+    print(f"  winograd transforms in {t.wino[0]}x{t.wino[1]} work-groups")
     print(f"wrote the choice into {path} and {report}; recalibrate its timing coefficients "
           f"with `sdsim calibrate --out {path}`")
     return 0
@@ -85,6 +90,7 @@ def summary_json(t, name: str, path: Path, report: Path, seconds: float) -> dict
     """The object `sdsim tune --format json` prints (sdsim/schemas/tune.schema.json): the files
     written, the device, the seconds taken and the choice, keyed as the profile's `tuning:`
     section records it."""
+    from sdsim.kernels import tuning
     from sdsim.schemas import SCHEMA_VERSION
 
     rows, unroll = t.flash
@@ -102,5 +108,6 @@ def summary_json(t, name: str, path: Path, report: Path, seconds: float) -> dict
         "flash_rows": int(rows),
         "flash_unroll": bool(unroll),
         "split_groups": int(t.split_groups),
+        "wino_group": tuning.group_name(t.wino),
         "dropped": {cfg: str(why) for cfg, why in sorted(t.failed.items())},
     }

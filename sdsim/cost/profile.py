@@ -93,6 +93,13 @@ COEFFICIENTS_SCHEMA = {
         "precision": {"enum": ["fp16", "fp32"]},
         "cache_bytes": _POSITIVE,
         "l1_ways": {"type": "integer", "minimum": 0},
+        # the tuned launch choices besides GEMM builds the coefficients were fitted under
+        # (sdsim/kernels/tuning.py Tuning.launches)
+        "launches": {"type": "object", "additionalProperties": False,
+                     "properties": {"flash_rows": {"type": "integer"},
+                                    "flash_unroll": {"type": "boolean"},
+                                    "split_groups": {"type": "integer", "minimum": 0},
+                                    "wino_group": {"type": "string"}}},
         # the launch-overlap probe's fit (sdsim/calibration/overlap.py, sdsim/cost/overlap.py)
         "overlap": {"type": "object", "required": ["hidden_us", "over_us", "lead_us"],
                     "additionalProperties": False,
@@ -118,7 +125,7 @@ COEFFICIENTS_SCHEMA = {
 }
 
 #: `sdsim tune`'s choices: a GEMM config (sdsim/kernels/tuning.py GemmConfig.name) per shape class,
-#: the FlashAttention build and the split-K work-group target
+#: the FlashAttention build, the split-K work-group target and the Winograd transforms' work-group
 TUNING_SCHEMA = {
     "type": "object",
     "required": ["report", "device_type", "gemm"],
@@ -130,6 +137,7 @@ TUNING_SCHEMA = {
         "flash_rows": {"type": "integer"},
         "flash_unroll": {"type": "boolean"},
         "split_groups": {"type": "integer", "minimum": 0},
+        "wino_group": {"type": "string", "pattern": "^[1-9][0-9]*x[1-9][0-9]*$"},
     },
 }
 
@@ -288,9 +296,15 @@ def precision_mismatch(profile: Profile, precision: str) -> str | None:
             f"{precision} --out NAME.yaml`")
 
 
+#: the launches of a coefficient set that does not record them: calibrated before the Winograd
+#: transforms' work-group was tuned, when it was always 8 x 8
+UNRECORDED_LAUNCHES = {"wino_group": "8x8"}
+
+
 def stale_calibration(profile: Profile) -> str | None:
     """A warning when the profile's coefficients were measured on other kernel sources, or under
-    GEMM tile configurations other than the ones it is now tuned for."""
+    GEMM tile configurations or other launches (FlashAttention, split K, Winograd transform
+    work-groups) than the ones it is now tuned for."""
     stale = {p: m["kernels_hash"] for p, (_, m) in sorted(profile.coefficient_sets.items())
              if m.get("kernels_hash") and m["kernels_hash"] != kernels_hash()}
     if stale:
@@ -299,6 +313,19 @@ def stale_calibration(profile: Profile) -> str | None:
                 f"({sets}); the kernels are now {kernels_hash()} (opencl/*.cl changed); "
                 f"recalibrate with `sdsim calibrate --precision {'|'.join(stale)} --out "
                 f"{profile.path}`")
+    now = tuning.for_profile(profile).launches
+    moved = {p: {k: v for k, v in m.get("launches", UNRECORDED_LAUNCHES).items()
+                 if now.get(k) != v}
+             for p, (_, m) in sorted(profile.coefficient_sets.items())}
+    moved = {p: d for p, d in moved.items() if d}
+    if moved:
+        was = "; ".join(f"{p} ones under " + ", ".join(f"{k} {v}" for k, v in d.items())
+                        for p, d in moved.items())
+        return (f"{profile.path}: its timing coefficients were measured under other launches "
+                f"({was}); it is now tuned for " + ", ".join(
+                    f"{k} {now[k]}" for k in sorted({k for d in moved.values() for k in d}))
+                + f" (tuned after the calibration); recalibrate with `sdsim calibrate "
+                f"--precision {'|'.join(moved)} --out {profile.path}`")
     if profile.coefficients:
         used = {f"gemm.{c.name}" for c in tuning.for_profile(profile).gemm.values()}
         missing = sorted(used - set(profile.coefficients))

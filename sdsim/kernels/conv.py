@@ -36,7 +36,7 @@ from math import ceil
 import numpy as np
 
 from sdsim.errors import SdsimError
-from sdsim.kernels import KernelCost, Launch, Variant, register, sweep
+from sdsim.kernels import KernelCost, Launch, Variant, register, sweep, tuning
 from sdsim.kernels import gemm as gemm_mod
 from sdsim.kernels.winograd_transforms import matrices
 from sdsim.ops import conv_out_hw, padding4
@@ -51,8 +51,6 @@ DIRECT_BLOCKS = ((16, 64), (8, 128), (4, 256))
 #: input channels x output channels of the weights the direct kernel stages in local memory at a
 #: time (CB = DIRECT_STAGE // COB input channels: 64 * k * k floats of local memory)
 DIRECT_STAGE = 64
-#: work-group edge (tiles) of the Winograd transform kernels
-WINO_WG = 8
 WINOGRAD_M = {"winograd_f2": 2, "winograd_f4": 4, "winograd_f6": 6}
 
 
@@ -120,8 +118,10 @@ def im2col_launch(batch, cin, k, ho, wo) -> Launch:
 
 
 def winograd_launch(batch, channels, ho, wo, m) -> Launch:
-    """One work-item per (tile, channel) of the input or output transform."""
-    return Launch.grid((ceil(wo / m), ceil(ho / m), batch * channels), (WINO_WG, WINO_WG, 1))
+    """One work-item per (tile, channel) of the input or output transform, in work-groups of the
+    device's tuned shape (tiles along a row x rows of tiles; tuning.WINO_GROUPS)."""
+    return Launch.grid((ceil(wo / m), ceil(ho / m), batch * channels),
+                       (*tuning.current().wino_group, 1))
 
 
 # --- cost ---------------------------------------------------------------------------------------

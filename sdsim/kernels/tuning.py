@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 from dataclasses import dataclass, replace
 from math import ceil
 
@@ -81,8 +82,6 @@ class GemmConfig:
     @classmethod
     def parse(cls, text: str, where: str = "") -> "GemmConfig":
         """The config spelled `text` (its `name`)."""
-        import re
-
         m = re.fullmatch(r"([lr])(\d+)x(\d+)x(\d+)-(\d+)x(\d+)-v(\d+)", str(text))
         if not m:
             raise SdsimError(f"{where}gemm config '{text}' is not of the form "
@@ -114,6 +113,14 @@ class Tuning:
     flash_rows: int = 32  # query rows per FlashAttention work-group (GPU: a work-item each)
     flash_unroll: bool = False   # FlashAttention key tiles fully unrolled (GPUs) or looped
     split_groups: int = 0        # split K of GEMM calls with fewer work-groups (0: never)
+    wino_group: tuple = (8, 8)   # Winograd transform work-group: tiles along a row x rows
+
+    @property
+    def launches(self) -> dict:
+        """The choices besides the GEMM builds that shape launches (and so the geometry a
+        calibration's coefficients were fitted on), as the profile spells them."""
+        return {"flash_rows": self.flash_rows, "flash_unroll": self.flash_unroll,
+                "split_groups": self.split_groups, "wino_group": group_name(self.wino_group)}
 
     def gemm_config(self, batch: int, m: int, n: int) -> GemmConfig:
         return self.gemm[gemm_class(batch, m, n)]
@@ -130,8 +137,7 @@ class Tuning:
     def to_yaml(self, report: str) -> dict:
         return {"report": report, "device_type": self.device_type,
                 "gemm": {c: self.gemm[c].name for c in CLASS_NAMES},
-                "flash_rows": self.flash_rows, "flash_unroll": self.flash_unroll,
-                "split_groups": self.split_groups}
+                **self.launches}
 
 
 #: fewest k-steps a split-K slice walks (shorter slices spend more on partial sums than they save)
@@ -172,6 +178,11 @@ CANDIDATES = {
         (4, 32, 1, 1, 1, 8), (6, 32, 1, 1, 2, 8), (8, 16, 1, 1, 1, 8), (12, 16, 1, 2, 1, 8),
         (8, 32, 1, 2, 4, 8))],
 }
+#: Winograd transform work-groups (tiles along a row, rows of tiles) `sdsim tune` tries: on a
+#: GPU a warp of an 8 x 8 group writes each transformed plane in runs of 8 values, of a 32 x 2 one
+#: in runs of 32 (reports/winograd-transform-groups-*.md); the first is the untuned default
+WINO_GROUPS = {"gpu": [(8, 8), (16, 4), (32, 2), (64, 1), (32, 4), (128, 1)],
+               "cpu": [(8, 8), (16, 4), (32, 2), (64, 1)]}
 #: FlashAttention (work-group size, key tile unrolled) pairs `sdsim tune` tries, per device type
 FLASH = {"gpu": [(r, u) for r in (32, 64, 128) for u in (True, False)],
          "cpu": [(r, False) for r in (8, 16, 32, 64)]}
@@ -222,7 +233,22 @@ def parse(data: dict, where: str) -> Tuning:
     return Tuning(data.get("device_type", "gpu"),
                   {c: GemmConfig.parse(gemm[c], f"{where}: tuning.gemm.{c}: ")
                    for c in CLASS_NAMES}, data.get("report", where), rows,
-                  bool(data.get("flash_unroll", False)), split)
+                  bool(data.get("flash_unroll", False)), split,
+                  parse_group(data.get("wino_group", "8x8"), f"{where}: tuning.wino_group"))
+
+
+def group_name(group) -> str:
+    """A 2-D work-group as profiles spell it: "16x4"."""
+    return f"{group[0]}x{group[1]}"
+
+
+def parse_group(text, where: str) -> tuple:
+    """The work-group spelled `text` ("16x4": 16 along a row, 4 rows; 1 to 1024 work-items)."""
+    m = re.fullmatch(r"(\d+)x(\d+)", str(text))
+    if not m or not 1 <= int(m[1]) * int(m[2]) <= 1024 or "0" in (m[1][0], m[2][0]):
+        raise SdsimError(f"{where}: {text!r} is not a work-group of the form <along a row>x<rows> "
+                         "with 1 to 1024 work-items (e.g. 16x4)")
+    return int(m[1]), int(m[2])
 
 
 def for_profile(profile) -> Tuning:
