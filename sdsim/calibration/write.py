@@ -293,6 +293,9 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"{w['load_after']} after; sdsim commit {w.get('commit')}",
         *([f"- **Noisy timings**: {noise}"] if (noise := sweep.noisy(cal.points)) else []),
         f"- Kernel sources hash (opencl/*.cl): `{cal.kernels_hash}`",
+        (f"- Kernel builds and launches: {cal.tuning.source}; GEMM "
+         + ", ".join(f"{c} `{g.name}`" for c, g in cal.tuning.gemm.items()) + "; "
+         + ", ".join(f"{k} {v}" for k, v in cal.tuning.launches.items())),
         *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "
            f"{provenance.commit()})"] if cal.refit else []),
         f"- Measurements: `{store.json_path(report_path).name}` (every dispatch with its launch "

@@ -289,7 +289,7 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
            "load_after": provenance.load(), "seconds": round(seconds, 1),
            "driver": rt.device.driver_version.strip(),
            "tuning": {"source": t.source, "gemm": {c: g.name for c, g in t.gemm.items()},
-                      "flash_rows": t.flash_rows}}
+                      **t.launches}}
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         _print_sd("markdown", meta, rows, summary, left_out, both)
@@ -298,7 +298,8 @@ def _write_report(path, rt, meta, rows, summary, left_out, both, load_before, se
             f"{ctx['driver']}, {ctx['seconds']} s; 1-minute load {ctx['load_before']} before, "
             f"{ctx['load_after']} after. GEMM builds: {ctx['tuning']['source']} "
             f"({', '.join(f'{c} {g}' for c, g in ctx['tuning']['gemm'].items())}; FlashAttention "
-            f"{ctx['tuning']['flash_rows']} rows); fp16 builds in {meta['arith']} arithmetic. "
+            f"{ctx['tuning']['flash_rows']} rows; Winograd transforms in "
+            f"{ctx['tuning']['wino_group']} work-groups); fp16 builds in {meta['arith']} arithmetic. "
             "`vs_base`: speed-up over the family's "
             "baseline at that shape (conv2d direct, attention naive); `paper`: the variant "
             "`--opt paper` runs there.\n\n")
