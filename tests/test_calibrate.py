@@ -497,6 +497,52 @@ def test_top_up_gives_every_kernel_body_its_cases_from_the_pools():
     assert all(ks & starved for ks in added_keys)
 
 
+def test_deepen_takes_every_kernel_body_deep_into_its_serial_steps():
+    """A body whose cases stop short of DEEP_SHARE of the serial steps its pool reaches (under
+    an H100's builds the 128x128 im2col GEMM's own draws stop at 90 k-steps, its pool at 504)
+    gets pool cases past that share (at most DEEP_PER_BODY, each of another work-group count);
+    every body that had cases ends at least that deep, with no SD layer and no case twice."""
+    from collections import Counter, defaultdict
+
+    from sdsim import kernels
+    from sdsim.calibration import sweep
+    from sdsim.kernels import shape_key, tuning
+
+    def dispatches(cases):
+        d = defaultdict(list)
+        for r, s in cases:
+            for k in r.costs("fp16", **s):
+                d[k.model_key].append((k.launch.steps, k.launch.work_groups))
+        return d
+
+    def keep(r, s):
+        return sweep.pessimistic_s(r, s, "fp16", 60e12, 3e12) <= 5.0
+
+    with tuning.use(tuning.for_device("gpu", 132)):
+        run = [c for c in sweep.cases("full")[0] if keep(*c)]
+        run += sweep.top_up(run, "fp16", keep)
+        extra = sweep.deepen(run, "fp16", keep)
+        before, after = dispatches(run), dispatches(run + extra)
+        pool = dispatches([(r, s) for r in kernels.records()
+                           for s in r.calibrate.get("pool", ())
+                           if not sweep.is_sd_layer(r, s) and keep(r, s)])
+    deepest = {k: max(st for st, _ in v) for k, v in pool.items()}
+    shallow = {k for k in before if k in deepest
+               and max(st for st, _ in before[k]) < sweep.DEEP_SHARE * deepest[k]}
+    for k in shallow:   # each now reaches past the share
+        assert any(st >= sweep.DEEP_SHARE * deepest[k] for st, _ in after[k]), k
+    im2col = "im2col_gemm.l128x128x16-16x16-v4"
+    assert im2col in shallow
+    new = [(st, wg) for st, wg in (Counter(after[im2col]) - Counter(before[im2col])).elements()
+           if st >= sweep.DEEP_SHARE * deepest[im2col]]
+    assert 1 <= len(new) <= sweep.DEEP_PER_BODY
+    assert len({wg for _, wg in new}) == len(new)      # they span work-group counts
+    assert not any(sweep.is_sd_layer(r, s) for r, s in extra)
+    added = [(r.key, shape_key(s)) for r, s in extra]
+    assert len(set(added)) == len(added)
+    assert not set(added) & {(r.key, shape_key(s)) for r, s in run}
+
+
 def _wave_points(key, groups, cu=2, residency=2):
     """Points of a body made by the formula by hand: 20 us + waves x steps x 8 ns, waves =
     ceil(work-groups / (cu x residency)), every lane active."""

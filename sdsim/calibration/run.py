@@ -102,6 +102,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     over = len(todo) - len(run)
     topped = [] if quick else sweep.top_up(run, precision, affordable, seed)
     run += topped
+    deepened = [] if quick else sweep.deepen(run, precision, affordable, seed)
+    run += deepened
     random.Random(seed).shuffle(run)
     cal = Calibration(
         name=name, device=rt.name, driver=rt.device.driver_version.strip(), precision=precision,
@@ -150,7 +152,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         clock["overlap probe"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
-                 "topped_up": len(topped),
+                 "topped_up": len(topped), "deepened": len(deepened),
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
                  "feed": "gated" if gated else "host", "lead": lead,
                  "rechecked": len(rechecked), "queried": len(queried),

@@ -44,6 +44,12 @@ LONG_REPEAT = 3
 #: variant's random draw left it a handful: 4 points for the 8 coefficients of the H200's
 #: 128x128 P.V, which then predicted SD's largest P.V 31% short and a smaller one 13x long
 MIN_CASES = 12
+#: `deepen` adds up to DEEP_PER_BODY pool cases to a kernel body whose cases all walk fewer
+#: than DEEP_SHARE of the serial steps (k-steps, taps) its deepest affordable pool case walks: a
+#: call past a body's deepest point extrapolates its fitted step time, and the H100's and
+#: H200's 128x128 im2col GEMM got 13 points of at most 90 k-steps from a pool reaching 504
+DEEP_SHARE = 0.5
+DEEP_PER_BODY = 3
 #: `query`: a pool case is measured after the first fit where a body's committee prices one of
 #: its dispatches more than QUERY_SPREAD apart (the share the validation bar allows), at most
 #: QUERY_PER_BODY cases per body and QUERY_SHARE of the sweep's cases in all
@@ -129,6 +135,40 @@ def top_up(run: list, precision: str, keep, seed: int = 0) -> list:
         ks = keys(r, s)
         if any(count[k] < MIN_CASES for k in ks):
             count.update(ks)
+            out.append((r, s))
+    return out
+
+
+def deepen(run: list, precision: str, keep, seed: int = 0) -> list:
+    """Pool cases for each kernel body whose deepest case in `run` walks fewer than DEEP_SHARE
+    of the serial steps its deepest pool case passing `keep` does: up to DEEP_PER_BODY of the
+    pool's cases past that share, one per work-group count (so they span waves), none of SD's
+    layers nor in `run` already, in the pools' shuffled order."""
+    pool = _pool()
+    random.Random(seed + 4).shuffle(pool)
+
+    def dispatches(record, shape):
+        return [(k.model_key, k.launch.steps, k.launch.work_groups)
+                for k in record.costs(precision, **shape)]
+
+    have = Counter()
+    for r, s in run:
+        for key, steps, _ in dispatches(r, s):
+            have[key] = max(have[key], steps)
+    fresh = [(r, s, dispatches(r, s)) for r, s in _fresh(pool, run, keep)]
+    reach = Counter()
+    for _, _, ds in fresh:
+        for key, steps, _ in ds:
+            reach[key] = max(reach[key], steps)
+    short = {k for k in reach if k in have and have[k] < DEEP_SHARE * reach[k]}
+    added, groups, out = Counter(), set(), []
+    for r, s, ds in fresh:
+        if any(k in short and added[k] < DEEP_PER_BODY and steps >= DEEP_SHARE * reach[k]
+               and (k, wg) not in groups for k, steps, wg in ds):
+            for k, steps, wg in ds:
+                if k in short and steps >= DEEP_SHARE * reach[k]:
+                    added[k] += 1
+                    groups.add((k, wg))
             out.append((r, s))
     return out
 

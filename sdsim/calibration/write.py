@@ -210,7 +210,9 @@ def _topped(w: dict) -> str:
     if "topped_up" not in w:
         return ""
     return (f"; {w['topped_up']} drawn from the variants' pools so that every kernel body has "
-            f"at least {sweep.MIN_CASES} cases")
+            f"at least {sweep.MIN_CASES} cases"
+            + (f", {w['deepened']} so that each reaches {sweep.DEEP_SHARE:.0%} of the serial "
+               "steps its pool does" if w.get("deepened") is not None else ""))
 
 
 def _feed(w: dict) -> str:
