@@ -155,3 +155,21 @@ def test_tune_format_json_is_one_object_of_its_schema(plat, tmp_path, capsys):
     written = yaml.safe_load(prof.read_text())["tuning"]
     assert [r["class"] for r in rows] == list(tuning.CLASS_NAMES)
     assert {r["class"]: r["config"] for r in rows} == written["gemm"]
+
+
+def test_no_winograd_work_group_that_runs_is_an_error_that_says_why(plat, monkeypatch):
+    """Where every candidate work-group fails (here: larger than any device allows), tuning
+    stops with an error naming each, rather than choosing one that does not run."""
+    from sdsim.calibration import tune
+    from sdsim.cl.runtime import Runtime
+    from sdsim.errors import SdsimError
+    from sdsim.kernels import tuning
+
+    rt = Runtime(plat)
+    dtype = tuning.device_type(rt.device)
+    monkeypatch.setitem(tuning.WINO_GROUPS, dtype, [(rt.max_wg * 2, 1), (rt.max_wg, 4)])
+    out = tune.Tuned(rt.name, "", dtype, "", "", "quick", 1)
+    with pytest.raises(SdsimError, match="no Winograd transform work-group ran") as e:
+        tune._tune_wino(rt, out, "quick", 1)
+    assert f"winograd {rt.max_wg * 2}x1: " in str(e.value)
+    assert f"winograd {rt.max_wg}x4: " in str(e.value)

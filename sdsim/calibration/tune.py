@@ -22,6 +22,7 @@ from functools import partial
 import numpy as np
 
 from sdsim import provenance
+from sdsim.errors import SdsimError
 from sdsim.kernels import tuning
 
 #: synthetic (batch, m, k, n) per shape class: full (a GPU, a CPU in minutes) and quick (tests)
@@ -275,6 +276,11 @@ def _tune_wino(rt, out: Tuned, size: str, repeat: int) -> None:
         out.wino_scores[g] = math.exp(np.mean([
             math.log(out.wino_times[k + (g,)] / min(out.wino_times[k + (x,)] for x in ok))
             for k in keys]))
+    if not ok:
+        raise SdsimError("no Winograd transform work-group ran correctly on "
+                         f"{rt.device.name.strip()}: " + "; ".join(
+                             f"{g}: {out.failed[g]}" for g in sorted(out.failed)
+                             if g.startswith("winograd ")))
     out.wino = min(ok, key=lambda g: out.wino_scores[g])
 
 
