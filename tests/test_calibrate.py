@@ -1014,3 +1014,36 @@ def test_tiling_rng_draws_its_blocks_once_per_seed():
     u = a.uniform(2.0, 4.0, size=(8,))
     assert np.all((u >= 2.0) & (u < 4.0))
     assert not np.array_equal(TilingRng(4).normal[np.dtype(np.float64)][:4], ref[:4])
+
+
+@pytest.mark.parametrize("profile", ["nvidia-h100-opencl", "nvidia-h200-opencl", "pocl-cpu"])
+def test_top_up_reaches_the_attention_bodies_of_narrow_calls(profile):
+    """Attention of a head dim or key count up to tuning.NARROW runs its GEMMs in the narrow
+    class, whose build is a body of its own under a tuned profile (the H100's l32x64): the sweep
+    gives each such body cases (drawn from the pool by top_up), so a model of small heads is not
+    priced from specifications alone."""
+    from collections import defaultdict
+
+    from sdsim import kernels
+    from sdsim.calibration import sweep
+    from sdsim.cost.profile import load_profile
+    from sdsim.kernels import tuning
+
+    def keys(cases):
+        d = defaultdict(int)
+        for r, s in cases:
+            for k in r.costs("fp16", **s):
+                d[k.model_key] += 1
+        return d
+
+    def keep(r, s):
+        return sweep.pessimistic_s(r, s, "fp16", 60e12, 3e12) <= 5.0
+
+    with tuning.use(tuning.for_profile(load_profile(profile))):
+        run = [c for c in sweep.cases("full")[0] if keep(*c)]
+        got = keys(run + sweep.top_up(run, "fp16", keep))
+        narrow = keys([(kernels.get("attention", v), s) for v in ("naive", "partial_softmax")
+                       for s in ({"batch": 2, "heads": 2, "nq": 64, "nk": 64, "head_dim": 16},
+                                 {"batch": 1, "heads": 4, "nq": 300, "nk": 20, "head_dim": 40})])
+    missing = {k for k in narrow if got.get(k, 0) < sweep.MIN_CASES}
+    assert not missing, missing

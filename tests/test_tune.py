@@ -100,16 +100,20 @@ def test_a_winograd_group_tuned_after_calibration_is_called_stale(tmp_path):
     from sdsim.cost.profile import load_profile, stale_calibration
     from sdsim.kernels import tuning
 
+    assert stale_calibration(load_profile("nvidia-h100-opencl")) is None   # tuned, then fitted
     data = yaml.safe_load((PROFILES_DIR / "nvidia-h100-opencl.yaml").read_text())
-    assert "launches" not in data["coefficients"]      # calibrated before launches were recorded
+    sets = [k for k in data if k.startswith("coefficients")]    # one per precision
+    assert len(sets) == 2
+    for p in sets:
+        data[p].pop("launches")                        # as calibrated before they were recorded
     prof = tmp_path / "h.yaml"
-    t = tuning.for_device("gpu", 132)
+    t = tuning.for_profile(load_profile("nvidia-h100-opencl"))    # the builds it was fitted on
     for group, stale in (((8, 8), False), ((16, 4), True)):
         data["tuning"] = dataclasses.replace(t, wino_group=group).to_yaml("tuning-h.md")
         prof.write_text(yaml.safe_dump(data))
         msg = stale_calibration(load_profile(str(prof)))
         assert (msg is not None and "wino_group 8x8" in msg and "wino_group 16x4" in msg) == stale
-    for p in ("coefficients", "coefficients_fp32"):
+    for p in sets:
         data[p]["launches"] = {k: data["tuning"][k] for k in ("flash_rows", "flash_unroll",
                                                                 "split_groups", "wino_group")}
     prof.write_text(yaml.safe_dump(data))

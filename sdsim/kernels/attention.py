@@ -352,7 +352,13 @@ _CAL = {
               + sweep(_attn_point, 3, seed=512, batch=[1, 2], heads=[1, 2], nq=_TOKENS[1:5],
                       nk=_TOKENS[2:], head_dim=[512])
               + [_attn_point(1, 1, 3600, 3600, 512), _attn_point(2, 1, 1500, 5000, 512)],
-              "pool": sweep(_attn_point, 300, seed=60, **_GENERAL, head_dim=[40, 64, 96, 160])},
+              # head dims up to tuning.NARROW put P.V, and as few keys QK^T, in the narrow GEMM
+              # class, whose build may be a body of its own (the H100's l32x64): drawn from the
+              # pool so that top_up gives it cases (SD1.4 runs neither)
+              "pool": sweep(_attn_point, 300, seed=60, **_GENERAL, head_dim=[40, 64, 96, 160])
+              + sweep(_attn_point, 40, seed=61, **_GENERAL, head_dim=[16, 32])
+              + sweep(_attn_point, 40, seed=62, **dict(_GENERAL, nk=[8, 20, 32]),
+                      head_dim=[40, 64, 96])},
     "flash": {"quick": sweep(_attn_point, 4, seed=7, batch=[1, 2], heads=[2, 4],
                              nq=[36, 100], nk=[60, 100], head_dim=[40]),
               "full": [p for d in (40, 64, 80, 160, 512)
