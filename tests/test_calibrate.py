@@ -400,7 +400,7 @@ def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
     """Points of two kernel bodies sweeping their data twice, made with a 16 MiB cache, one
     body's steps 3x dearer on the bytes past it (spill 2) and the other's not: the fit picks
     16 MiB for the device, recovers the spill, and leaves the other body's steps as they are."""
-    from sdsim.calibration.fit import fit_all
+    from sdsim.calibration.fit import CACHES, fit_all
     from sdsim.cost.waves import miss
 
     cu, cache, pts = 8, 16 * 2**20, []
@@ -413,8 +413,12 @@ def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):
                     t = 4e-6 + math.ceil(wgs / cu) * steps * max(0.1e-6, 0.3e-6 * (
                         1 + spill * float(miss(nbytes, cache))))
                     pts.append(Point(key, "f/v", {}, key, launch, t, 0.0, dram_bytes=nbytes))
-    c = fit_all(pts, cu)
+    costs = {}
+    c = fit_all(pts, cu, costs=costs)
     assert c["sweeps"].cache == c["flat"].cache == cache
+    # the training cost at every size tried, least at the one chosen, clearly under none
+    assert set(costs) == set(CACHES) and min(costs, key=costs.get) == cache
+    assert costs[0.0] > 2 * costs[cache]
     assert c["sweeps"].spill == pytest.approx(2.0, rel=1e-3)
     f = c["flat"]     # its steps cost as much past the cache as within it
     floor = max(f.latency / 13, f.wave_latency)     # 13 waves of 100 work-groups on 8 units
@@ -1047,3 +1051,21 @@ def test_top_up_reaches_the_attention_bodies_of_narrow_calls(profile):
                                  {"batch": 1, "heads": 4, "nq": 300, "nk": 20, "head_dim": 40})])
     missing = {k for k in narrow if got.get(k, 0) < sweep.MIN_CASES}
     assert not missing, missing
+
+
+def test_the_report_says_how_sharply_the_points_pick_the_cache_size():
+    """Beside the chosen cache size the report gives the training error without a cache term,
+    as a multiple of the least, and every size within CACHE_CLOSE of the least: sizes spread
+    from 1 to 32 MiB there say the points do not determine it."""
+    from types import SimpleNamespace
+
+    from sdsim.calibration.write import CACHE_CLOSE, _cache_spread
+
+    mib = 2.0**20
+    costs = {0.0: 6.5, 1 * mib: 6.14, 2 * mib: 6.4, 2.83 * mib: 6.18, 32 * mib: 6.14 * 1.05}
+    text = _cache_spread(SimpleNamespace(cache_costs=costs))
+    within = [k for k in costs if k and costs[k] <= 6.14 * (1 + CACHE_CLOSE)]
+    assert within == [1 * mib, 2.83 * mib]
+    assert f"{6.5 / 6.14:.2f}x the least" in text
+    assert "1, 2.83 MiB come within 2%" in text
+    assert _cache_spread(SimpleNamespace(cache_costs={})) == ""

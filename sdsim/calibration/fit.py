@@ -332,7 +332,7 @@ def committees(points: list[Point], compute_units: int, coefficients: dict,
 
 
 def fit_all(points: list[Point], compute_units: int, ways: int = 0,
-            memo: dict | None = None) -> dict[str, Coefficients]:
+            memo: dict | None = None, costs: dict | None = None) -> dict[str, Coefficients]:
     """{model key: Coefficients} fitted on the training points, under the device cache size of
     CACHES that fits all of them best (one size per device: it is the device's, not a kernel's)
     and the device's L1 associativity `ways` (0: unknown, no alias term), each `residency_group`
@@ -341,7 +341,9 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     between calls) keeps each body's fits at each cache size with the training times it saw: a
     fit after the recheck (sdsim/calibration/run.py) fits again only the bodies whose points it
     changed (and the tails its groups' choices now need), and lands where a fresh fit would,
-    since a fit is a function of its points."""
+    since a fit is a function of its points. `costs` (a dict), where given, receives the summed
+    training cost of all bodies at each cache size of CACHES: how sharply the points pick the
+    size (the calibration report says)."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
@@ -387,6 +389,8 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
             # a body none of whose points passes this cache fits as without one
             fits.update({k: (replace(f, cache=cache), cost) for k, (f, cost) in zip(ks, chosen)})
         cost = sum(c for _, c in fits.values())
+        if costs is not None:
+            costs[cache] = cost
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
             best = (cost, {k: f for k, (f, _) in fits.items()})
     out = best[1]

@@ -45,6 +45,7 @@ class Calibration:
     kernels_hash: str = ""
     tuning: object = None   # sdsim.kernels.tuning.Tuning the sweep ran under
     refit: str = ""         # set when these measurements were fitted again (store.load)
+    cache_costs: dict = field(default_factory=dict)   # cache size -> training cost (fit_all)
 
     @property
     def launch_s(self) -> float:
@@ -235,8 +236,9 @@ def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: i
 def fitted(cal: Calibration, memo: dict | None = None) -> Calibration:
     """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
     its points (a fresh sweep, or stored measurements fitted again); `memo` as fit.fit_all's."""
+    cal.cache_costs = {}
     cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"],
-                                   cal.device_info.get("l1_ways", 0), memo)
+                                   cal.device_info.get("l1_ways", 0), memo, cal.cache_costs)
     cal.classes = classes.efficiencies(cal.points, cal.micro["rates"][cal.precision],
                                        cal.micro["bandwidth"], cal.launch_s)
     return cal
