@@ -465,6 +465,18 @@ def test_sd_layers_are_rejected_from_the_sweep():
     assert cases and not any(sweep.is_sd_layer(r, s) for r, s in cases)
 
 
+def _case_keys(r, s) -> set:
+    """The kernel bodies (model keys) one sweep case dispatches, fp16 storage."""
+    return {k.model_key for k in r.costs("fp16", **s)}
+
+
+def _affordable(r, s) -> bool:
+    """A sweep case within 5 s at a large GPU's roofline (60 TFLOP/s, 3 TB/s), pessimistically."""
+    from sdsim.calibration import sweep
+
+    return sweep.pessimistic_s(r, s, "fp16", 60e12, 3e12) <= 5.0
+
+
 def test_top_up_gives_every_kernel_body_its_cases_from_the_pools():
     """Under a large GPU's default builds, the 128x128 tile runs only the largest GEMMs, and
     the variants' own draws give some of its bodies few cases: the top-up brings each body a
@@ -476,9 +488,7 @@ def test_top_up_gives_every_kernel_body_its_cases_from_the_pools():
     from sdsim.calibration import sweep
     from sdsim.kernels import shape_key, tuning
 
-    def keys(r, s):
-        return {k.model_key for k in r.costs("fp16", **s)}
-
+    keys = _case_keys
     with tuning.use(tuning.for_device("gpu", 132)):
         run, _ = sweep.cases("full")
         refused = kernels.get("attention", "flash")
@@ -519,9 +529,7 @@ def test_deepen_takes_every_kernel_body_deep_into_its_serial_steps():
                 d[k.model_key].append((k.launch.steps, k.launch.work_groups))
         return d
 
-    def keep(r, s):
-        return sweep.pessimistic_s(r, s, "fp16", 60e12, 3e12) <= 5.0
-
+    keep = _affordable
     with tuning.use(tuning.for_device("gpu", 132)):
         run = [c for c in sweep.cases("full")[0] if keep(*c)]
         run += sweep.top_up(run, "fp16", keep)
@@ -1026,30 +1034,22 @@ def test_top_up_reaches_the_attention_bodies_of_narrow_calls(profile):
     class, whose build is a body of its own under a tuned profile (the H100's l32x64): the sweep
     gives each such body cases (drawn from the pool by top_up), so a model of small heads is not
     priced from specifications alone."""
-    from collections import defaultdict
+    from collections import Counter
 
     from sdsim import kernels
     from sdsim.calibration import sweep
     from sdsim.cost.profile import load_profile
     from sdsim.kernels import tuning
 
-    def keys(cases):
-        d = defaultdict(int)
-        for r, s in cases:
-            for k in r.costs("fp16", **s):
-                d[k.model_key] += 1
-        return d
-
-    def keep(r, s):
-        return sweep.pessimistic_s(r, s, "fp16", 60e12, 3e12) <= 5.0
-
     with tuning.use(tuning.for_profile(load_profile(profile))):
-        run = [c for c in sweep.cases("full")[0] if keep(*c)]
-        got = keys(run + sweep.top_up(run, "fp16", keep))
-        narrow = keys([(kernels.get("attention", v), s) for v in ("naive", "partial_softmax")
-                       for s in ({"batch": 2, "heads": 2, "nq": 64, "nk": 64, "head_dim": 16},
-                                 {"batch": 1, "heads": 4, "nq": 300, "nk": 20, "head_dim": 40})])
-    missing = {k for k in narrow if got.get(k, 0) < sweep.MIN_CASES}
+        run = [c for c in sweep.cases("full")[0] if _affordable(*c)]
+        cases = Counter(k for r, s in run + sweep.top_up(run, "fp16", _affordable)
+                        for k in _case_keys(r, s))
+        narrow = {k for v in ("naive", "partial_softmax")
+                  for s in ({"batch": 2, "heads": 2, "nq": 64, "nk": 64, "head_dim": 16},
+                            {"batch": 1, "heads": 4, "nq": 300, "nk": 20, "head_dim": 40})
+                  for k in _case_keys(kernels.get("attention", v), s)}
+    missing = {k for k in narrow if cases[k] < sweep.MIN_CASES}
     assert not missing, missing
 
 
