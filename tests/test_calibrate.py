@@ -76,6 +76,15 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
         probe["lengths_us"], [[p["lead_us"] - a for a in p["after_us"]] for p in probe["probes"]],
         probe["lead_dispatch_us"])
     assert "## Launch overlap" in text and data["coefficients"]["overlap"]["lead_us"] > 0
+    # the cache curve: footprints up by sqrt(2), and the profile's size is the one it measured
+    curve, cache = stored["micro"]["cache_curve"], stored["micro"]["cache"]
+    assert [s for s, _ in curve] == sorted(s for s, _ in curve) and all(t > 0 for _, t in curve)
+    assert curve[-1][0] / curve[0][0] >= 128 and "## Cache curve" in text
+    if cache["bytes"]:
+        assert data["coefficients"]["cache_bytes"] == cache["bytes"]
+        assert "measured by the cache curve above" in text
+    else:
+        assert "the least training error" in text
     from sdsim.kernels import tuning
     cpu = tuning.DEFAULTS["cpu"]   # PoCL runs the CPU defaults; the keys name the build
     assert data["device_type"] == "cpu" and "tuning" not in data
@@ -1069,3 +1078,47 @@ def test_the_report_says_how_sharply_the_points_pick_the_cache_size():
     assert f"{6.5 / 6.14:.2f}x the least" in text
     assert "1, 2.83 MiB come within 2%" in text
     assert _cache_spread(SimpleNamespace(cache_costs={})) == ""
+
+
+@pytest.mark.parametrize("mib", [6, 24, 48])
+def test_the_cache_curve_finds_the_size_of_an_lru_cache(mib):
+    """A copy re-reading what the copy before it left, timed through an LRU cache (every byte
+    a hit up to its size, every byte a miss past it: streaming through LRU keeps nothing): the
+    smooth miss share of the cost model finds the size within 20%; a flat curve shows none."""
+    from sdsim.calibration.microbench import CURVE_FROM, cache_size
+
+    size = mib * 2**20
+    sizes = [int(CURVE_FROM * 2 ** (i / 2)) for i in range(21)]
+    lru = cache_size([(s, 5e-6 + s / (400e9 if s <= size else 100e9)) for s in sizes])
+    assert lru["bytes"] == pytest.approx(size, rel=0.2)
+    assert lru["miss_Bps"] == pytest.approx(100e9, rel=0.2)
+    assert lru["error_pct"] * 2 < lru["flat_error_pct"]
+    assert cache_size([(s, 5e-6 + s / 300e9) for s in sizes])["bytes"] == 0.0
+    # a knee needs two footprints past it: one slow copy at the end is none
+    assert cache_size([(s, 5e-6 + s / 300e9) for s in sizes[:-2]]
+                      + [(s, 5e-6 + s / 100e9) for s in sizes[-2:]])["bytes"] > 0
+    assert cache_size([(s, 5e-6 + s / 300e9) for s in sizes[:-1]]
+                      + [(sizes[-1], 5e-6 + sizes[-1] / 100e9)])["bytes"] == 0.0
+
+
+def test_a_measured_cache_size_is_the_device_s_whatever_the_sweep_prefers():
+    """Points made with a 16 MiB cache, fitted under a measured 8 MiB: every body takes 8 MiB;
+    the training costs still cover every size tried and the measured one, least at 16 MiB."""
+    from sdsim.calibration.fit import CACHES, fit_all
+    from sdsim.cost.waves import miss
+
+    cu, cache, pts = 8, 16 * 2**20, []
+    for wgs in (1, 16, 100):
+        for mib in (1, 8, 12, 24, 64, 300):
+            t = 4e-6 + math.ceil(wgs / cu) * 40 * 0.3e-6 * (1 + 2 * float(
+                miss(mib * 2**20, cache)))
+            pts.append(Point("sweeps", "f/v", {}, "sweeps", Launch((wgs * 64,), (64,), 40,
+                                                                   sweeps=2), t, 0.0,
+                             dram_bytes=mib * 2**20))
+    costs = {}
+    measured = 8.5 * 2**20
+    c = fit_all(pts, cu, costs=costs, cache=measured)
+    assert c["sweeps"].cache == measured
+    assert set(costs) == {*CACHES, measured} and min(costs, key=costs.get) == cache
+    assert costs[measured] > costs[cache]
+    assert fit_all(pts, cu, cache=cache)["sweeps"] == fit_all(pts, cu)["sweeps"]

@@ -21,8 +21,11 @@ The latency is fitted only where some training point runs in one wave at the res
 no other point shows what it bounds, and a free latency stands in for the wave count of the
 fewest-wave points (the H200's large-tile P.V, swept at 5 waves and more, priced SD's 4-wave call
 at 5 waves' time, +30%).
-The device's cache size is the one of CACHES whose fits of all kernel bodies together leave the
-least error. Points are split once into a training set (80%) and a held-out set (20%, never seen
+The device's cache size is the one its copy microbenchmark measures (sdsim/calibration/microbench.py
+`cache_size`) where the calibration has it, else the one of CACHES whose fits of all kernel bodies
+together leave the least error: an H100's sweeps cost within 7% of each other from 1 MiB to no
+cache at all, and the fp32 fit chose 1 MiB of its 50 MB L2, pricing every large stream as
+spilling. Points are split once into a training set (80%) and a held-out set (20%, never seen
 by the fit): the held-out error is what the model does on shapes it did not see.
 """
 
@@ -332,9 +335,11 @@ def committees(points: list[Point], compute_units: int, coefficients: dict,
 
 
 def fit_all(points: list[Point], compute_units: int, ways: int = 0,
-            memo: dict | None = None, costs: dict | None = None) -> dict[str, Coefficients]:
-    """{model key: Coefficients} fitted on the training points, under the device cache size of
-    CACHES that fits all of them best (one size per device: it is the device's, not a kernel's)
+            memo: dict | None = None, costs: dict | None = None,
+            cache: float | None = None) -> dict[str, Coefficients]:
+    """{model key: Coefficients} fitted on the training points, under the device cache size
+    `cache` (bytes, measured: 0 for none) where given, else the size of CACHES that fits all of
+    them best (one size per device: it is the device's, not a kernel's)
     and the device's L1 associativity `ways` (0: unknown, no alias term), each `residency_group`
     at one residency (chosen as `_fit_key` chooses one body's, on the group's summed costs);
     every point's `predicted_s` (training and held-out) is filled in. `memo` (a dict kept
@@ -342,8 +347,9 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     fit after the recheck (sdsim/calibration/run.py) fits again only the bodies whose points it
     changed (and the tails its groups' choices now need), and lands where a fresh fit would,
     since a fit is a function of its points. `costs` (a dict), where given, receives the summed
-    training cost of all bodies at each cache size of CACHES: how sharply the points pick the
-    size (the calibration report says)."""
+    training cost of all bodies at each cache size of CACHES and at `cache`: how sharply the
+    points pick the size, or how near the measured size comes to the one they pick (the
+    calibration report says)."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
@@ -353,8 +359,9 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     fine = {k: sum(len(train[m]) for m in groups[residency_group(k)]) >= FINE_POINTS
             for k in keys}
     # every body without a cache term, and those that sweep their data at each cache size
-    spilled = {c: [k for k in keys if _spills(train[k], c)] for c in CACHES[1:]}
-    tasks = [(k, 0.0) for k in keys] + [(k, c) for c in CACHES[1:] for k in spilled[c]]
+    sizes = tuple(sorted({*CACHES, float(cache or 0.0)}))
+    spilled = {c: [k for k in keys if _spills(train[k], c)] for c in sizes[1:]}
+    tasks = [(k, 0.0) for k in keys] + [(k, c) for c in sizes[1:] for k in spilled[c]]
     memo = {} if memo is None else memo
 
     def seen(k, c):
@@ -370,7 +377,7 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
                                  _untailed_args)))
     # each group's residency and rivals at each cache size, then the tails they need
     choice = {(g, c): _residency([memo[seen(k, at(k, c))] for k in ks])
-              for g, ks in groups.items() for c in CACHES}
+              for g, ks in groups.items() for c in sizes}
     need = [(k, c, q) for k, c, q in sorted({(k, at(k, c), q)
                                              for (g, c), (_, rivals) in choice.items()
                                              for k in groups[g] for q in rivals})
@@ -378,22 +385,24 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     memo.update(zip(((seen(k, c), q) for k, c, q in need),
                     _in_parallel([(train[k], compute_units, q, c, ways)
                                   for k, c, q in need], _tailed_args)))
-    best = None
-    for cache in CACHES:
+    best, measured = None, None
+    for size in sizes:
         fits = {}
         for g, ks in groups.items():
-            r, rivals = choice[(g, cache)]
-            chosen = _chosen([memo[seen(k, at(k, cache))] for k in ks],
-                             [{q: memo[(seen(k, at(k, cache)), q)] for q in rivals} for k in ks],
+            r, rivals = choice[(g, size)]
+            chosen = _chosen([memo[seen(k, at(k, size))] for k in ks],
+                             [{q: memo[(seen(k, at(k, size)), q)] for q in rivals} for k in ks],
                              r)
             # a body none of whose points passes this cache fits as without one
-            fits.update({k: (replace(f, cache=cache), cost) for k, (f, cost) in zip(ks, chosen)})
+            fits.update({k: (replace(f, cache=size), cost) for k, (f, cost) in zip(ks, chosen)})
         cost = sum(c for _, c in fits.values())
         if costs is not None:
-            costs[cache] = cost
+            costs[size] = cost
+        if size == (cache or 0.0):
+            measured = {k: f for k, (f, _) in fits.items()}
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
             best = (cost, {k: f for k, (f, _) in fits.items()})
-    out = best[1]
+    out = best[1] if cache is None else measured
     for p in points:
         p.predicted_s = geometry_time(out[p.key], p.launch, compute_units, p.dram_bytes)[0]
     return out

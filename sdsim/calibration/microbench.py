@@ -1,14 +1,28 @@
 """Device microbenchmarks of `sdsim calibrate` (kernels in opencl/calibrate.cl): streaming
-bandwidth, arithmetic rate per storage precision, and per-dispatch overhead, each timed by
-OpenCL events and reported as the best (bandwidth, rate) or median (overhead) of repeats."""
+bandwidth, the cache size that re-read streams see, arithmetic rate per storage precision, and
+per-dispatch overhead, each timed by OpenCL events and reported as the best (bandwidth, cache
+curve, rate) or median (overhead) of repeats."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from sdsim.cl.runtime import event_ms
+from sdsim.cost.waves import miss
 
 CHAINS = 16
+#: the cache curve's footprints (read + write bytes of one copy): 1 MiB up, in steps of sqrt(2)
+CURVE_FROM = 1 << 20
+#: the largest footprint of the cache curve, full and `--quick`: past every device cache known
+#: to sdsim (an H100's or H200's L2 is 50 MB, a Zen 4 or 5 CCD's L3 32 MB)
+CURVE_TO = 1 << 30
+CURVE_TO_QUICK = 256 << 20
+#: cache sizes the curve's fit tries: 1/8 of the smallest footprint to 8x the largest, in steps
+#: of 2^(1/8) (`_FIT_STEPS` per octave)
+_FIT_STEPS = 8
+#: a cache size must cut the curve's rms error this-fold against none to count as one (a
+#: Zen 5 host's PoCL curve: 12.7% against 35.3%; a flat curve's sizes all fit as well as none)
+CACHE_GAIN = 2.0
 
 
 def bandwidth(rt, nbytes: int, repeat: int = 5) -> float:
@@ -23,6 +37,61 @@ def bandwidth(rt, nbytes: int, repeat: int = 5) -> float:
     best = min(event_ms(rt.launch(kern, (n4,), ls, src, dst, np.int32(n4)))
                for _ in range(repeat))
     return 2.0 * n4 * 16 / (best * 1e-3)
+
+
+def cache_curve(rt, largest: int, repeat: int = 5) -> list[tuple[int, float]]:
+    """[(footprint bytes, seconds)] of a float4 copy whose source and destination (half the
+    footprint each) the copy before it left in the device caches: back to back, as a pipeline's
+    layer reads what the one before wrote. Its time per byte rises where the footprint passes
+    the cache: the same miss share the cost model's cache term prices (sdsim/cost/waves.py
+    `miss`). Best of `repeat` at each footprint, from CURVE_FROM to `largest` (capped by the
+    device's largest allocation) in steps of sqrt(2)."""
+    top = min(largest, 2 * rt.max_alloc)
+    sizes = [int(CURVE_FROM * 2 ** (i / 2)) // 32 * 32
+             for i in range(int(2 * np.log2(top / CURVE_FROM)) + 1)]
+    src = rt.alloc(sizes[-1] // 8, "fp32", "cache-curve source")
+    dst = rt.alloc(sizes[-1] // 8, "fp32", "cache-curve destination")
+    kern = rt.kernel("calibrate", "copy4")
+    ls = rt.local_size(kern, (256,))
+    out = []
+    for size in sizes:
+        n4 = size // 32     # float4 elements in each half
+        rt.launch(kern, (n4,), ls, src, dst, np.int32(n4)).wait()   # leaves both halves cached
+        out.append((size, min(event_ms(rt.launch(kern, (n4,), ls, src, dst, np.int32(n4)))
+                              for _ in range(repeat)) * 1e-3))
+    return out
+
+
+def cache_size(curve) -> dict:
+    """The cache size the curve shows, fitted with the cost model's own miss share: seconds =
+    fixed + bytes x (hit + extra x miss(bytes, size)), fixed, hit and extra >= 0 by least
+    squares on relative error, at each size tried (`_FIT_STEPS` per octave); the best size's
+    {bytes, hit_Bps and miss_Bps (copy bandwidth within and past the cache; 0 where the fit
+    puts no time on bytes), fixed_s, error_pct (rms relative error), flat_error_pct (the same
+    without a cache)}. `bytes` is 0 where the best size lies at either end of the sizes
+    tried: the footprints do not bracket a cache."""
+    from scipy.optimize import nnls
+
+    size = np.array([s for s, _ in curve], float)
+    t = np.array([t for _, t in curve], float)
+    tries = CURVE_FROM / 8 * 2.0 ** (np.arange(int(_FIT_STEPS * np.log2(8 * size[-1] / CURVE_FROM))
+                                               + 1) / _FIT_STEPS)
+
+    def fit(cache):
+        a = np.column_stack([np.ones_like(size), size, size * miss(size, cache)]) / t[:, None]
+        x, rnorm = nnls(a, np.ones_like(t))
+        return x, float(rnorm / np.sqrt(len(t)))
+
+    flat = fit(0.0)[1]
+    fits = [fit(c) for c in tries]
+    i = int(np.argmin([e for _, e in fits]))
+    (fixed, hit, extra), err = fits[i]
+    # two footprints at least on each side of it: one slow copy (the other core busy) is no cache
+    bracketed = size[1] <= tries[i] < size[-2] and extra > 0 and err * CACHE_GAIN <= flat
+    return {"bytes": float(tries[i]) if bracketed else 0.0,
+            "hit_Bps": float(1.0 / hit) if hit > 0 else 0.0,
+            "miss_Bps": float(1.0 / (hit + extra)) if hit + extra > 0 else 0.0,
+            "fixed_s": float(fixed), "error_pct": err * 100, "flat_error_pct": flat * 100}
 
 
 def fma_dispatch(rt, precision: str, work_items: int, local: int = 128):
@@ -70,7 +139,10 @@ def measure(rt, quick: bool, progress=None) -> dict:
     for prec in ("fp32", "fp16"):
         step(f"{prec} arithmetic rate")
         rates[prec] = arithmetic_rate(rt, prec, items, iters)
+    step("cache curve")
+    curve = cache_curve(rt, CURVE_TO_QUICK if quick else CURVE_TO)
     step("launch overhead")
     launch = launch_overhead(rt)
     return {"bandwidth": bw, "bandwidth_bytes": big, "rates": rates, "rate_work_items": items,
-            "rate_iters": iters, "launch": launch}
+            "rate_iters": iters, "launch": launch, "cache_curve": curve,
+            "cache": cache_size(curve)}

@@ -233,12 +233,21 @@ def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: i
     return todo
 
 
+def measured_cache(cal: Calibration) -> float | None:
+    """The device cache size (bytes) the calibration's copy microbenchmark measured; None where
+    it has none (measured before it existed, or its footprints bracket no cache): then the fit
+    chooses the size."""
+    size = cal.micro.get("cache", {}).get("bytes")
+    return size or None
+
+
 def fitted(cal: Calibration, memo: dict | None = None) -> Calibration:
     """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
     its points (a fresh sweep, or stored measurements fitted again); `memo` as fit.fit_all's."""
     cal.cache_costs = {}
     cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"],
-                                   cal.device_info.get("l1_ways", 0), memo, cal.cache_costs)
+                                   cal.device_info.get("l1_ways", 0), memo, cal.cache_costs,
+                                   measured_cache(cal))
     cal.classes = classes.efficiencies(cal.points, cal.micro["rates"][cal.precision],
                                        cal.micro["bandwidth"], cal.launch_s)
     return cal

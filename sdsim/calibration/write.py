@@ -222,6 +222,46 @@ def _cache_spread(cal) -> str:
             f"{CACHE_CLOSE:.0%} of it")
 
 
+def _cache_choice(cal) -> str:
+    """How the device cache size was set: measured by the cache curve, with how far the
+    sweep's training error at it lies from the least; or chosen by that error."""
+    from sdsim.calibration import run
+
+    if run.measured_cache(cal) is not None:
+        c = cal.cache_costs
+        least = min(c, key=c.get) if c else 0.0
+        return ("measured by the cache curve above" + (
+            f"; the sweep's training error at it is {c[_cache(cal)] / c[least]:.2f}x the least "
+            f"of the sizes tried ({least / 2**20:.3g} MiB)" if c and _cache(cal) in c else ""))
+    return (f"of {', '.join(f'{c / 2**20:.3g}' for c in fit.CACHES)} MiB, the one whose fits of "
+            f"all kernel bodies together leave the least training error{_cache_spread(cal)}")
+
+
+def _curve_rows(m: dict) -> list[str]:
+    """The microbenchmark table's rows of the cache curve, where the calibration measured it."""
+    if "cache" not in m:
+        return []
+    c, curve = m["cache"], m["cache_curve"]
+    return [
+        f"| cache (copy curve) | "
+        + (f"{c['bytes'] / 2**20:.3g} MiB" if c["bytes"] else "none bracketed")
+        + f" | float4 copy of {curve[0][0] / 2**20:.0f} MiB to {curve[-1][0] / 2**20:.0f} MiB "
+        f"(read + write) re-reading what the copy before it left, best of 5 at each; fitted as "
+        f"fixed + bytes x (1/{c['hit_Bps'] / 1e9:.4g} GB/s + extra x miss share), past the cache "
+        f"{c['miss_Bps'] / 1e9:.4g} GB/s; rms error {c['error_pct']:.1f}% "
+        f"({c['flat_error_pct']:.1f}% without a cache) |"]
+
+
+def _curve_section(m: dict) -> list[str]:
+    """The cache curve, footprint by footprint, where the calibration measured it."""
+    if "cache_curve" not in m:
+        return []
+    return ["## Cache curve (copy of what the previous copy left cached)", "",
+            "| footprint MiB | time us | GB/s |", "|---|---|---|",
+            *(f"| {s / 2**20:.3g} | {t * 1e6:.4g} | {s / t / 1e9:.4g} |"
+              for s, t in m["cache_curve"]), ""]
+
+
 def _topped(w: dict) -> str:
     """The sweep's top-up from the pools, where the calibration made one (older ones did not)."""
     from sdsim.calibration import sweep
@@ -337,7 +377,9 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         "duration of an empty 1-work-item dispatch (used as `launch_overhead`) |",
         f"| dispatch spacing | {m['launch']['spacing_s'] * 1e6:.3g} us | back-to-back empty "
         "dispatches, first start to last end / count (informational) |",
+        *_curve_rows(m),
         "",
+        *_curve_section(m),
         "## Timing coefficients per kernel body (sdsim/cost/waves.py)",
         "",
         f"{waves.FORMULA}; "
@@ -345,8 +387,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
         f"cases); the held-out points ({int(run.HELDOUT * 100)}% of the cases) were never seen "
         "by the fit. Errors are (predicted - measured) / measured. Device cache size: "
         + (f"{_cache(cal) / 2**20:.3g} MiB" if _cache(cal) else "none")
-        + f" (of {', '.join(f'{c / 2**20:.3g}' for c in fit.CACHES)} MiB, the one whose fits "
-        f"of all kernel bodies together leave the least training error{_cache_spread(cal)}). "
+        + f" ({_cache_choice(cal)}). "
         "L1 associativity: "
         + (f"{cal.device_info['l1_ways']} ways (the host's, from sysfs)"
            if cal.device_info.get("l1_ways") else "not known (no alias term)") + ".",
