@@ -98,6 +98,41 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     _check_refit(rep.with_suffix(".json"), prof, tmp_path, capsys)
 
 
+def _check_merge(measurements, stored, tmp_path, capsys):
+    """Another calibration's measurements (of the same device, precision and builds) fit
+    together with these: its points join, the report and the stored file name it; a merged file
+    refitted with a source it holds counts nothing twice; another device's are refused."""
+    import json
+
+    from sdsim.cli import main
+
+    n = len(stored["points"])
+    twin = dict(stored, date="2026-01-01 00:00 UTC", sweep=dict(stored["sweep"], commit="abc1234"))
+    twin_path = tmp_path / "twin.json"
+    twin_path.write_text(json.dumps(twin))
+    both = tmp_path / "both.yaml"
+    assert main(["calibrate", "--refit", str(measurements), str(twin_path), "--out",
+                 str(both)]) == 0
+    merged = json.loads((tmp_path / "calibration-both.json").read_text())
+    assert len(merged["points"]) == 2 * n
+    assert [(m["date"], m["commit"], m["points"]) for m in merged["merged"]] == [
+        (twin["date"], "abc1234", n)]
+    assert (f"Also fitted: the {n} dispatches ({stored['sweep']['cases']} cases)"
+            in (tmp_path / "calibration-both.md").read_text())
+    kernels = yaml.safe_load(both.read_text())["coefficients"]["kernels"]
+    assert sum(k["points"] for k in kernels.values()) == 2 * n
+    capsys.readouterr()
+    assert main(["calibrate", "--refit", str(tmp_path / "calibration-both.json"), str(twin_path),
+                 str(measurements), "--out", str(tmp_path / "again2.yaml")]) == 0
+    assert capsys.readouterr().err.count("already among the measurements") == 2
+    assert len(json.loads((tmp_path / "calibration-again2.json").read_text())["points"]) == 2 * n
+    (tmp_path / "other.json").write_text(json.dumps(dict(twin, device="Other / device")))
+    assert main(["calibrate", "--refit", str(measurements), str(tmp_path / "other.json"),
+                 "--out", str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "other.json" in err and "device" in err
+
+
 def _check_refit(measurements, prof, tmp_path, capsys):
     """The measurements stored beside the report fit again, without a device, to the same
     coefficients; measurements of other kernels are refused, naming the point."""
@@ -164,6 +199,7 @@ def _check_refit(measurements, prof, tmp_path, capsys):
     assert "warning: the sweep's timings were noisy: a median spread of 8.0%" in \
         capsys.readouterr().err
     assert "**Noisy timings**" in (tmp_path / "calibration-n.md").read_text()
+    _check_merge(measurements, stored, tmp_path, capsys)
     stored["kernels_hash"] = "000000000000"
     bad.write_text(json.dumps(stored))
     assert main(["calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2

@@ -45,6 +45,7 @@ class Calibration:
     kernels_hash: str = ""
     tuning: object = None   # sdsim.kernels.tuning.Tuning the sweep ran under
     refit: str = ""         # set when these measurements were fitted again (store.load)
+    merged: list = field(default_factory=list)   # other calibrations whose points joined (store.merge)
     cache_costs: dict = field(default_factory=dict)   # cache size -> training cost (fit_all)
 
     @property

@@ -262,6 +262,14 @@ def _curve_section(m: dict) -> list[str]:
               for s, t in m["cache_curve"]), ""]
 
 
+def _merged_lines(cal) -> list[str]:
+    """The report's lines on the other calibrations whose measurements were fitted with these."""
+    return [f"- Also fitted: the {m['points']} dispatches ({m['cases']} cases) that `{m['command']}` "
+            f"measured on {m['date']} (sdsim commit {m['commit']}): same device, storage "
+            "precision, kernel sources and builds; the held-out points are each sweep's own"
+            for m in cal.merged]
+
+
 def _topped(w: dict) -> str:
     """The sweep's top-up from the pools, where the calibration made one (older ones did not)."""
     from sdsim.calibration import sweep
@@ -359,6 +367,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
          + ", ".join(f"{k} {v}" for k, v in cal.tuning.launches.items())),
         *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "
            f"{provenance.commit()})"] if cal.refit else []),
+        *_merged_lines(cal),
         f"- Measurements: `{store.json_path(report_path).name}` (every dispatch with its launch "
         "geometry; `sdsim calibrate --refit` fits them again without the device)",
         "",

@@ -61,10 +61,12 @@ def add_arguments(p):
                         "so that it sits deep in a stream as a pipeline's dispatch does (small "
                         "kernels measure longer there on a GPU); default 100, 0 times each case "
                         "right behind its flush")
-    p.add_argument("--refit", metavar="FILE.json",
+    p.add_argument("--refit", metavar="FILE.json", nargs="+",
                    help="fit the timing model again to the measurements an earlier calibration "
                         "stored beside its report (calibration-NAME.json), without a device: "
-                        "for a newer sdsim's model, or a device measured once")
+                        "for a newer sdsim's model, or a device measured once; several files "
+                        "(one device, precision and kernel build) fit together, the first "
+                        "giving the device figures: more sweeps, fewer shapes the fit misses")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="output: a short summary for reading, one JSON object for scripts "
                         "(the files written, the device, the seconds taken and the held-out "
@@ -113,11 +115,14 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
     from sdsim.calibration.run import fitted
     from sdsim.calibration.write import write
 
-    cal = store.load(args.refit, command)
+    cal = store.load(args.refit[0], command)
+    for line in store.merge(cal, [(p, store.load(p, command)) for p in args.refit[1:]]):
+        print(f"skipped {line}", file=sys.stderr)
     cal.name = args.name or out.stem
     report = Path(args.report or written_report_path(out, _report_file(cal.name, cal.precision)))
     fitted(cal)
-    _summary(cal, write(cal, out, report), out, report, args.format, t0, refit=args.refit)
+    _summary(cal, write(cal, out, report), out, report, args.format, t0,
+             refit=" ".join(args.refit))
     return 0
 
 
