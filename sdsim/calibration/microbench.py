@@ -69,8 +69,8 @@ def cache_size(curve) -> dict:
     squares on relative error, at each size tried (`_FIT_STEPS` per octave); the best size's
     {bytes, hit_Bps and miss_Bps (copy bandwidth within and past the cache; 0 where the fit
     puts no time on bytes), fixed_s, error_pct (rms relative error), flat_error_pct (the same
-    without a cache)}. `bytes` is 0 where the best size lies at either end of the sizes
-    tried: the footprints do not bracket a cache."""
+    without a cache)}. `bytes` is 0 where fewer than two footprints lie on either side of the
+    best size (they do not bracket a cache) or it cuts the error less than CACHE_GAIN-fold."""
     from scipy.optimize import nnls
 
     size = np.array([s for s, _ in curve], float)
