@@ -126,11 +126,13 @@ def _check_merge(measurements, stored, tmp_path, capsys):
                  str(measurements), "--out", str(tmp_path / "again2.yaml")]) == 0
     assert capsys.readouterr().err.count("already among the measurements") == 2
     assert len(json.loads((tmp_path / "calibration-again2.json").read_text())["points"]) == 2 * n
-    (tmp_path / "other.json").write_text(json.dumps(dict(twin, device="Other / device")))
-    assert main(["calibrate", "--refit", str(measurements), str(tmp_path / "other.json"),
-                 "--out", str(tmp_path / "x.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "other.json" in err and "device" in err
+    for field, change in (("device", {"device": "Other / device"}),
+                          ("sweep.lead", {"sweep": dict(twin["sweep"], lead=0)})):
+        (tmp_path / "other.json").write_text(json.dumps(dict(twin, **change)))
+        assert main(["calibrate", "--refit", str(measurements), str(tmp_path / "other.json"),
+                     "--out", str(tmp_path / "x.yaml")]) == 2
+        err = capsys.readouterr().err
+        assert "other.json" in err and f"its {field} is" in err
 
 
 def _check_refit(measurements, prof, tmp_path, capsys):

@@ -92,7 +92,9 @@ def identity(cal) -> dict:
 def merge(cal, others: list) -> list[str]:
     """Add to `cal` the measured points of `others` [(path, Calibration)], calibrations of the
     same device, storage precision and kernel builds (their kernel sources are today's: `load`
-    checked); the first calibration's device figures stay. A calibration whose measurements
+    checked), each case timed the same way (behind as many lead dispatches, fed alike: small
+    dispatches measure 1.2-1.7x longer behind the lead on an H100); the first calibration's
+    device figures stay. A calibration whose measurements
     `cal` already holds all of (itself, or one merged into it before) is skipped, so that a
     refit of a merged file with its sources again counts no point twice. Returns what was
     skipped, one line each. Raises SdsimError naming the file and field that differ, or a file
@@ -108,11 +110,13 @@ def merge(cal, others: list) -> list[str]:
     for path, other in others:
         for field, mine, theirs in (("device", cal.device, other.device),
                                     ("precision", cal.precision, other.precision),
-                                    ("tuning", builds(cal), builds(other))):
+                                    ("tuning", builds(cal), builds(other)),
+                                    *((f"sweep.{k}", cal.sweep.get(k), other.sweep.get(k))
+                                      for k in ("lead", "feed"))):
             if mine != theirs:
                 raise SdsimError(f"{path}: its {field} is {theirs}, the first file's {mine}: "
                                  "only measurements of one device, storage precision and kernel "
-                                 "build fit together")
+                                 "build, timed the same way, fit together")
         ids = [identity(other)] + list(other.merged)
         known = [m for m in ids if any(same(m, h) for h in held)]
         if len(known) == len(ids):
