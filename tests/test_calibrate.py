@@ -113,6 +113,8 @@ def _check_merge(measurements, stored, tmp_path, capsys):
     both = tmp_path / "both.yaml"
     assert main(["calibrate", "--refit", str(measurements), str(twin_path), "--out",
                  str(both)]) == 0
+    assert f"{stored['sweep']['cases']} cases (and {stored['sweep']['cases']} of 1 other sweep)" \
+        in capsys.readouterr().out
     merged = json.loads((tmp_path / "calibration-both.json").read_text())
     assert len(merged["points"]) == 2 * n
     assert [(m["date"], m["commit"], m["points"]) for m in merged["merged"]] == [

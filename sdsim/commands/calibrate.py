@@ -149,8 +149,10 @@ def _summary(cal, data: dict, out: Path, report: Path, fmt: str = "table",
     print(f"  bandwidth {data['dram_bandwidth']['value']} GB/s, fp32 "
           f"{data['peak_fp32']['value']} GFLOP/s, fp16 {data['peak_fp16']['value']} GFLOP/s, "
           f"launch {data['launch_overhead']['value']} us")
-    print(f"  {cal.sweep['cases']} cases, {len(cal.coefficients)} kernel bodies fitted; held-out "
-          f"median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
+    others = (f" (and {sum(m['cases'] or 0 for m in cal.merged)} of {len(cal.merged)} other "
+              f"sweep{'s' if len(cal.merged) > 1 else ''})" if cal.merged else "")
+    print(f"  {cal.sweep['cases']} cases{others}, {len(cal.coefficients)} kernel bodies fitted; "
+          f"held-out median |error| {held.get('median_abs_error_pct', float('nan')):.3g}%, "
           f"{held.get('within10_time_pct', float('nan')):.3g}% of held-out time within +-10%")
     probe = cal.micro.get("overlap")
     if probe:
