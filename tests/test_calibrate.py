@@ -95,10 +95,10 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
     dev = next(p for p in cl.get_platforms() if plat == "0" or plat in p.name).get_devices()[0]
     assert data["native_half"]["value"] is ("cl_khr_fp16" in dev.extensions)
     assert rep.name in data["native_half"]["source"]
-    _check_refit(rep.with_suffix(".json"), prof, tmp_path, capsys)
+    _check_refit(rep.with_suffix(".json"), prof, tmp_path, capsys, monkeypatch)
 
 
-def _check_merge(measurements, stored, tmp_path, capsys):
+def _check_merge(measurements, stored, tmp_path, capsys, monkeypatch):
     """Another calibration's measurements (of the same device, precision and builds) fit
     together with these: its points join, the report and the stored file name it; a merged file
     refitted with a source it holds counts nothing twice; another device's are refused."""
@@ -128,6 +128,12 @@ def _check_merge(measurements, stored, tmp_path, capsys):
                  str(measurements), "--out", str(tmp_path / "again2.yaml")]) == 0
     assert capsys.readouterr().err.count("already among the measurements") == 2
     assert len(json.loads((tmp_path / "calibration-again2.json").read_text())["points"]) == 2 * n
+    # the report names the commit the refit ran at, not one its own profile made look modified
+    fresh = tmp_path / "fresh.yaml"
+    with monkeypatch.context() as m:
+        m.setattr("sdsim.provenance.commit", lambda: "abc1234" + ("+" if fresh.exists() else ""))
+        assert main(["calibrate", "--refit", str(measurements), "--out", str(fresh)]) == 0
+    assert "(sdsim commit abc1234)" in (tmp_path / "calibration-fresh.md").read_text()
     for field, change in (("device", {"device": "Other / device"}),
                           ("sweep.lead", {"sweep": dict(twin["sweep"], lead=0)})):
         (tmp_path / "other.json").write_text(json.dumps(dict(twin, **change)))
@@ -137,7 +143,7 @@ def _check_merge(measurements, stored, tmp_path, capsys):
         assert "other.json" in err and f"its {field} is" in err
 
 
-def _check_refit(measurements, prof, tmp_path, capsys):
+def _check_refit(measurements, prof, tmp_path, capsys, monkeypatch):
     """The measurements stored beside the report fit again, without a device, to the same
     coefficients; measurements of other kernels are refused, naming the point."""
     import json
@@ -203,7 +209,7 @@ def _check_refit(measurements, prof, tmp_path, capsys):
     assert "warning: the sweep's timings were noisy: a median spread of 8.0%" in \
         capsys.readouterr().err
     assert "**Noisy timings**" in (tmp_path / "calibration-n.md").read_text()
-    _check_merge(measurements, stored, tmp_path, capsys)
+    _check_merge(measurements, stored, tmp_path, capsys, monkeypatch)
     stored["kernels_hash"] = "000000000000"
     bad.write_text(json.dumps(stored))
     assert main(["calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2

@@ -336,7 +336,9 @@ def _g(v: float) -> float:
     return float(f"{v:.4g}")
 
 
-def report_markdown(cal, profile_rel: str, report_path) -> str:
+def report_markdown(cal, profile_rel: str, report_path, commit: str | None = None) -> str:
+    """The calibration report; `commit` is the sdsim commit a refit ran at (taken before its
+    profile was written: after, the profile it just wrote makes every checkout look modified)."""
     from sdsim.calibration import run, sweep
 
     m, info, w = cal.micro, cal.device_info, cal.sweep
@@ -366,7 +368,7 @@ def report_markdown(cal, profile_rel: str, report_path) -> str:
          + ", ".join(f"{c} `{g.name}`" for c, g in cal.tuning.gemm.items()) + "; "
          + ", ".join(f"{k} {v}" for k, v in cal.tuning.launches.items())),
         *([f"- Timing coefficients: the measurements above, {cal.refit} (sdsim commit "
-           f"{provenance.commit()})"] if cal.refit else []),
+           f"{commit or provenance.commit()})"] if cal.refit else []),
         *_merged_lines(cal),
         f"- Measurements: `{store.json_path(report_path).name}` (every dispatch with its launch "
         "geometry; `sdsim calibrate --refit` fits them again without the device)",
@@ -462,6 +464,7 @@ def write(cal, profile_path, report_path) -> dict:
     """Write the profile (validated against the schema before it lands), the report and the
     measurements beside it (sdsim/calibration/store.py)."""
     profile_path, report_path = Path(profile_path), Path(report_path)
+    commit = provenance.commit()   # before the profile below changes the checkout
     rel = lambda p: _relative(p)
     data = profile_dict(cal, rel(report_path))
     kept = _other_precision(profile_path, cal)
@@ -473,7 +476,7 @@ def write(cal, profile_path, report_path) -> dict:
     header = (f"# {cal.name}: calibrated by sdsim calibrate on {cal.date}. Schema: "
               "device_profiles/README.md; sources: the calibration report.\n")
     atomic.write_text(profile_path, header + yaml.safe_dump(data, sort_keys=False, width=200))
-    atomic.write_text(report_path, report_markdown(cal, rel(profile_path), report_path))
+    atomic.write_text(report_path, report_markdown(cal, rel(profile_path), report_path, commit))
     atomic.write_text(store.json_path(report_path), dumps(store.dump(cal)) + "\n")
     return data
 
