@@ -20,9 +20,9 @@ CURVE_TO_QUICK = 256 << 20
 #: cache sizes the curve's fit tries: 1/8 of the smallest footprint to 8x the largest, in steps
 #: of 2^(1/8) (`_FIT_STEPS` per octave)
 _FIT_STEPS = 8
-#: a cache size must cut the curve's rms error this-fold against none to count as one (a
-#: Zen 5 host's PoCL curve: 12.7% against 35.3%, an H100's 4.9-7.7% against 13.2-14.7%, its
-#: small copies' error all launch-time noise; a flat curve's sizes fit as well as none)
+#: a cache size must cut the curve's rms error this-fold against none to count as one (the
+#: H100 calibrations of 2026-12-07: 4.9 and 5.6% against 13.2 and 14.4%, their small copies'
+#: error all launch-time noise; a flat curve's sizes fit as well as none)
 CACHE_GAIN = 1.5
 
 
@@ -145,5 +145,4 @@ def measure(rt, quick: bool, progress=None) -> dict:
     step("launch overhead")
     launch = launch_overhead(rt)
     return {"bandwidth": bw, "bandwidth_bytes": big, "rates": rates, "rate_work_items": items,
-            "rate_iters": iters, "launch": launch, "cache_curve": curve,
-            "cache": cache_size(curve)}
+            "rate_iters": iters, "launch": launch, "cache_curve": curve}

@@ -246,7 +246,7 @@ def fitted(cal: Calibration, memo: dict | None = None) -> Calibration:
     """`cal` with each kernel body's timing coefficients and the class efficiencies fitted to
     its points (a fresh sweep, or stored measurements fitted again); `memo` as fit.fit_all's."""
     cal.cache_costs = {}
-    if "cache_curve" in cal.micro:   # reduced again: a refit takes today's reduction
+    if "cache_curve" in cal.micro:   # reduced here, so that a refit takes today's reduction
         cal.micro["cache"] = microbench.cache_size(cal.micro["cache_curve"])
     cal.coefficients = fit.fit_all(cal.points, cal.device_info["compute_units"],
                                    cal.device_info.get("l1_ways", 0), memo, cal.cache_costs,
