@@ -348,6 +348,35 @@ def test_fit_finds_a_residency_that_is_no_power_of_two_whatever_the_point_order(
         (c.residency, c.t0, max(c.wave_latency, c.step)), rel=1e-6)
 
 
+def _staggered_points(t0, step, later, cu):
+    """Points at residency 2 on `cu` compute units, written out by hand: the first wave walks its
+    steps at `step`, each later wave at `later` x step."""
+    pts = []
+    for wgs in (1, 4, 8, 12, 16, 24, 32, 40, 48, 64, 100, 200):
+        for steps in (5, 30, 120):
+            t = t0 + steps * step * (1 + (math.ceil(wgs / (2 * cu)) - 1) * later)
+            pts.append(Point("k", "f/v", {}, "k", Launch((wgs * 64,), (64,), steps), t, 0.0))
+    return pts
+
+
+def test_fit_recovers_what_later_waves_hide_behind_the_first():
+    """Points whose waves after the first step at 0.75 of its step (as the H100's fp16 64x64
+    GEMM's do): the fit keeps the residency the wave steps place, recovers the share, and the
+    explanation says the later waves overlap; points whose waves do not overlap keep it at 1."""
+    t0, step, cu = 4e-6, 0.5e-6, 8
+    pts = _staggered_points(t0, step, 0.75, cu)
+    c = fit_key(pts, cu)
+    assert (c.residency, c.t0, c.step, c.later) == pytest.approx((2, t0, step, 0.75), rel=1e-3)
+    assert all(p.measured_s == pytest.approx(geometry_time(c, p.launch, cu)[0], rel=1e-6)
+               for p in pts)
+    assert "waves after the first overlapped (their steps x0.75)" in \
+        geometry_time(c, pts[-1].launch, cu)[1]
+    plain = fit_key(_staggered_points(t0, step, 1.0, cu), cu)
+    # every lane works in every point: which of wave latency and step a wave pays is moot
+    assert (plain.residency, max(plain.wave_latency, plain.step), plain.later) == \
+        pytest.approx((2, step, 1.0), rel=1e-3)
+
+
 def _tailed_points(work_groups, t0, step, tail, cu):
     """Points at residency 2 on `cu` compute units, written out from the formula of
     sdsim/cost/waves.py by hand: every full wave walks its steps at `step`, the last one at

@@ -8,10 +8,12 @@ by its relative error, a long dispatch more than a short one: WEIGHT_POWER; a po
 more than the rest, a dispatch the other core's work or a page-fault storm slowed, weighs less:
 LOSS) for each residency in RESIDENCIES, the best residency kept, one for all the bodies of a
 GEMM tile configuration (`residency_group`: their work-groups take the same registers and local
-memory); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
-its tail halves the error (`_fit_key`; fitted alongside every residency, the tail blurs the wave
-steps that place it). The max() makes the error surface
-kinked, with local minima a descent from one start falls into differently on different SciPy
+memory); then the wave-shape terms at that residency and at its close rivals, a rival winning
+only if they halve its error (`_fit_key`): `tail` in (0, 1), and `later` in
+[1 - LATER_CUT, 1] where some point runs in more than one wave. Fitted alongside every
+residency, they blur the wave steps that place it: `later` at 0.5 mimics twice the residency,
+and the H100's fp32 Winograd GEMM, fitted so, priced SD's six-wave calls 15% short.
+The max() makes the error surface kinked, with local minima a descent from one start falls into differently on different SciPy
 builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
 the same measurements on other machines land in the same minimum, but for coefficients the
 points do not determine (the padding of a body whose sweep always fills its lanes).
@@ -68,6 +70,12 @@ ALIAS_MAX = 4.0
 EDGE_MAX = 2.0
 #: the edge term's one start, a logit: EDGE_MAX / 2, a boundary work-group at twice the cost
 EDGE_START = 0.0
+#: the most of a later wave's step the wave before it may hide (`later` >= 1 - LATER_CUT): the
+#: H100's fp16 64x64 GEMM hides a quarter; unbounded, a body swept at few multi-wave points could
+#: price its later waves near free
+LATER_CUT = 0.5
+#: the later-wave term's starts, logits of its share of LATER_CUT: next to none, and half of it
+_LATER_LOGITS = (-3.0, 0.0)
 #: device cache sizes (bytes) tried by the fit: none, then 1 MiB to 256 MiB in steps of sqrt(2)
 #: (with steps of 2, PoCL's fp32 fit chose 8 MiB, and priced the text encoder's GEMMs on 9 MiB of
 #: weights as spilling, 15% long; their time shows no spill short of 18 MB). One size for all
@@ -134,8 +142,9 @@ class Point:
 
 
 def _fit_residency(points, cu, r, cache, tails=False, ways=0):
-    """(Coefficients, training cost) of one body at residency r, with the tail term where
-    `tails`, the cache term where some point's footprint passes `cache`, the alias term where
+    """(Coefficients, training cost) of one body at residency r, with the wave-shape terms
+    where `tails` (the tail, and the later-wave term where some point runs in more than one
+    wave), the cache term where some point's footprint passes `cache`, the alias term where
     some points thrash an L1 of `ways` ways and others do not, and the edge term where the
     points' shares of boundary-path work-groups differ."""
     steps = np.array([p.launch.steps for p in points], float)
@@ -153,11 +162,13 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     # latency bounds the steps of a device left partly idle: without a point of one wave, none
     # shows it, and a free latency would stand in for the wave count of the fewest-wave points
     latent = bool(np.any(waves == 1))
+    staggered = tails and bool(np.any(waves > 1))
+    n = 6 + tails + spills + aliases + edges   # the later-wave term's place in x
 
     def coefficients(x):
         # x (one start, or rows of them): logit of t0 over the fastest time, log latency, log
         # step, log group, log wave latency, logit padding and, where they apply, logits of
-        # the tail, spill, alias and edge
+        # the tail, spill, alias, edge and later-wave terms
         x = np.asarray(x)
         lat, step, group, wlat = (np.exp(np.clip(x[..., i], -60.0, 5.0)) for i in range(1, 5))
         t0 = t.min() * expit(x[..., 0])   # paid by every dispatch: within the fastest one
@@ -169,24 +180,25 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
                  else 0.0 * pad)
         edge = (EDGE_MAX * expit(x[..., 6 + tails + spills + aliases]) if edges
                 else 0.0 * pad)
-        return t0, lat, step, group, wlat, pad, spill, tail, alias, edge
+        later = 1.0 - LATER_CUT * expit(x[..., n]) if staggered else 1.0 + 0.0 * pad
+        return t0, lat, step, group, wlat, pad, spill, tail, alias, edge, later
 
     def resid(x):
-        t0, lat, step, group, wlat, pad, spill, tail, alias, edge = (
+        t0, lat, step, group, wlat, pad, spill, tail, alias, edge, later = (
             np.asarray(v)[..., None] for v in coefficients(x))   # rows broadcast over points
         return (np.log(model_time(t0, group, lat, step, pad, steps, waves, active, spill,
-                                 missed, wlat, tail, last, alias, thrash, edge, edged))
+                                 missed, wlat, tail, last, alias, thrash, edge, edged, later))
                 - np.log(t)) * scale
 
     best = min((least_squares(resid, x, jac=lambda x: _jacobian(resid, x), method="trf",
                               loss=LOSS, f_scale=F_SCALE)
                 for x in _starts(resid, t, steps, waves, tails, spills + aliases, latent,
-                                 edges)),
+                                 edges, staggered)),
                key=lambda res: res.cost)
-    t0, lat, step, group, wlat, pad, spill, tail, alias, edge = (float(v)
-                                                                 for v in coefficients(best.x))
+    t0, lat, step, group, wlat, pad, spill, tail, alias, edge, later = (
+        float(v) for v in coefficients(best.x))
     return (Coefficients(t0, lat, step, r, "calibrated", pad, group, spill, float(cache), wlat,
-                         tail, alias, int(ways) if aliases else 0, edge=edge),
+                         tail, alias, int(ways) if aliases else 0, edge=edge, later=later),
             float(best.cost))
 
 
@@ -200,10 +212,11 @@ def _jacobian(resid, x):
     return ((r[1:] - r[0]) / ((x + h) - x)[:, None]).T   # over the steps rounding took
 
 
-def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False):
+def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False, staggered=False):
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
-    before any descent (module doc); one latency where the fit has none (`latent`), and one
-    edge term where it applies (`edges`: EDGE_START), so that it adds no starts to the grid."""
+    before any descent (module doc); one latency where the fit has none (`latent`), one edge
+    term where it applies (`edges`: EDGE_START), so that it adds no starts to the grid, and the
+    later-wave term's _LATER_LOGITS where some point runs in more than one wave (`staggered`)."""
     per = t / steps
     lat, step, group = np.log([max(per.min(), 1e-10), max(np.median(per / waves), 1e-10),
                                max(np.median(t / waves), 1e-10)])
@@ -215,6 +228,8 @@ def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False):
     axes += [_LOGITS] * extra    # the cache and alias terms' logits, where they apply
     if edges:
         axes.append((EDGE_START,))
+    if staggered:
+        axes.append(_LATER_LOGITS)
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
     cost = np.square(resid(grid)).sum(axis=-1)
     return grid[np.argsort(cost, kind="stable")[:POLISH]]

@@ -172,6 +172,8 @@ def _coefficients(cal, key, c) -> dict:
         out["spill"] = _g(c.spill)
     if c.alias:
         out["alias"] = _g(c.alias)
+    if c.later < 1.0:
+        out["later"] = _g(c.later)
     if c.edge:
         out["edge"] = _g(c.edge)
     swept = _swept(cal, key)
@@ -408,7 +410,7 @@ def report_markdown(cal, profile_rel: str, report_path, commit: str | None = Non
     for key, c in sorted(cal.coefficients.items()):
         tr, ho = fit.key_errors(cal.points, key)
         rows.append({"kernel body": key, "t0 us": c.t0 * 1e6, "latency us": c.latency * 1e6,
-                     "wave latency us": c.wave_latency * 1e6, "tail": c.tail,
+                     "wave latency us": c.wave_latency * 1e6, "later": c.later, "tail": c.tail,
                      "step us": c.step * 1e6, "group us": c.group * 1e6,
                      "padding": c.padding, "residency": c.residency, "spill": c.spill,
                      "alias": c.alias, "edge": c.edge,

@@ -115,6 +115,7 @@ COEFFICIENTS_SCHEMA = {
                            "group_us": _POSITIVE, "spill": _POSITIVE,
                            "wave_latency_us": _POSITIVE,
                            "tail": {"type": "number", "minimum": 0, "maximum": 1},
+                           "later": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                            "alias": _POSITIVE, "edge": _POSITIVE,
                            "points": {"type": "integer"}, "fit_error_pct": _POSITIVE,
                            "heldout_error_pct": _POSITIVE,
@@ -471,7 +472,8 @@ def _coefficient_set(section: dict) -> dict:
                               c.get("group_us", 0.0) * 1e-6, c.get("spill", 0.0), cache,
                               c.get("wave_latency_us", 0.0) * 1e-6, c.get("tail", 0.0),
                               c.get("alias", 0.0), ways if c.get("alias") else 0,
-                              _swept(c.get("swept")), c.get("edge", 0.0))
+                              _swept(c.get("swept")), c.get("edge", 0.0),
+                              c.get("later", 1.0))
             for key, c in section.get("kernels", {}).items()}
 
 

@@ -9,7 +9,8 @@ work-group walking its serial steps.
     edged = the share of work-groups on a slower path (Launch.edge)
     last  = work-groups of the last wave / slots   (how full it is, (0, 1])
     s     = step x lanes x (1 + spill x miss) x (1 + alias x thrash)   (one full wave's step)
-    per   = (waves - 1) x max(wave_latency, s) + max(wave_latency, (1 - tail x (1 - last)) x s)
+    per   = (waves - 1) x max(wave_latency, later x s)
+            + max(wave_latency, (1 - tail x (1 - last)) x s)
     t     = t0 + waves x group + steps x max(latency, per) x (1 + edge x edged)
 
 `step` is the time one wave of resident work-groups takes for one serial step with every lane
@@ -21,7 +22,12 @@ throughput-bound); `wave_latency` is the shortest one wave's step can be, paid b
 (waves run one after another): a kernel latency-bound at full occupancy pays a whole wave for a
 few work-groups past it (the H200's 16x64 direct conv steps in 0.13 us up to 792 work-groups, 6
 per compute unit, and in 0.23 us at 864), where `latency` alone would let later waves overlap
-it; `tail` is the share of its empty slots a partly filled last wave saves (the H200's d40
+it; `later` is what each wave after the first costs per step, as a share of one wave alone: a
+wave's work-groups start as the wave before them finishes, staggered, their first loads hidden
+behind its last steps, where one wave's all start at once (the H100's fp16 64x64 GEMM steps in
+2.2 us for one full wave of 264 work-groups and in 3.85, 5.55 and 7.2 us for two, three and four:
+each later wave 0.75 of the first; at 1, the waves do not overlap); `tail` is the share of its
+empty slots a partly filled last wave saves (the H200's d40
 FlashAttention walks 157 key tiles in 1,245 us with 120 work-groups and in 1,529 us with 240, in
 one wave of 264 slots); `group` is what a wave costs outside its steps (a work-group's prologue
 and epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
@@ -50,15 +56,15 @@ measurements dropped that body's step under its wave latency (0.18 us against 3.
 factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
-The coefficients (t0, group, latency, wave_latency, tail, step, padding, residency, and the
+The coefficients (t0, group, latency, wave_latency, later, tail, step, padding, residency, and the
 spill, alias and edge terms where the body's points show them) of each
 kernel body (`KernelCost.model_key`) come from `sdsim calibrate` (fitted on synthetic sweeps);
 a kernel without them gets coefficients transferred from the profile's specifications: `step` is
 the roofline time of one full wave-step's FLOPs and bytes at the class efficiency, padding 1 (GPU
 lanes in lockstep), `latency` the profile's `step_latency`, `t0` its launch overhead,
-`residency` its geometry's, `group`, `wave_latency` and `tail` 0 (no specification gives
-them). With many waves that is the roofline over the efficiency, wave-quantized; with few it is
-latency-bound. Each predicted time explains itself in one line.
+`residency` its geometry's, `group`, `wave_latency` and `tail` 0 and `later` 1 (no
+specification gives them). With many waves that is the roofline over the efficiency,
+wave-quantized; with few it is latency-bound. Each predicted time explains itself in one line.
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ import math
 from dataclasses import dataclass
 
 #: the formula above in one line, for help texts and reports (this module owns it)
-FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, s) + "
+FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave_latency, "
+           "later x s) + "
            "max(wave_latency, (1 - tail x (1 - last)) x s)) x (1 + edge x edged), "
            "s = step x lanes x (1 + spill x miss) x (1 + alias x thrash), "
            "lanes = padding + (1 - padding) "
@@ -98,6 +105,7 @@ class Coefficients:
     # cache footprint in bytes); () for coefficients no sweep measured (spec, older profiles)
     swept: tuple = ()
     edge: float = 0.0      # extra step cost of a work-group on the slower path (Launch.edge)
+    later: float = 1.0     # a later wave's step as a share of the first's (1: no overlap)
 
 
 @dataclass(frozen=True)
@@ -126,13 +134,13 @@ def miss(dram_bytes, cache):
 
 def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
                wave_latency=0.0, tail=0.0, last=1.0, alias=0.0, thrash=0.0, edge=0.0,
-               edged=0.0):
+               edged=0.0, later=1.0):
     """The model's formula (module doc), for numbers or NumPy arrays alike: the predictor and
     the calibration fit both evaluate this one."""
     import numpy as np
 
     s = step_time(step, padding, active, spill, missed, alias, thrash)
-    per = (waves - 1) * np.maximum(wave_latency, s) \
+    per = (waves - 1) * np.maximum(wave_latency, later * s) \
         + np.maximum(wave_latency, (1.0 - tail * (1.0 - last)) * s)
     return t0 + waves * group + steps * np.maximum(latency, per) * (1.0 + edge * edged)
 
@@ -212,9 +220,10 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th)
     t = float(model_time(c.t0, c.group, c.latency, c.step, c.padding, launch.steps, w,
                          launch.active, c.spill, m, c.wave_latency, c.tail, last, c.alias, th,
-                         c.edge, edged))
+                         c.edge, edged, c.later))
     full = max(step, c.wave_latency)
     shrink = max(c.wave_latency, (1.0 - c.tail * (1.0 - last)) * step) / full if full else 1.0
+    later = max(c.wave_latency, c.later * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
         lanes += (f", {m:.0%} of {size / 2**20:.0f} MiB past the {c.cache / 2**20:.3g} MiB "
@@ -225,9 +234,11 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     if c.edge * edged >= 0.02:
         lanes += (f", {edged:.0%} of work-groups {launch.path or 'on a slower path'} "
                   f"(x{1 + c.edge * edged:.2f})")
+    if w > 1 and later <= 0.98:
+        lanes += f", waves after the first overlapped (their steps x{later:.2f})"
     if shrink <= 0.98:
         lanes += f", last wave {last:.0%} full (its steps x{shrink:.2f})"
-    if (w - 1 + shrink) * full >= c.latency:
+    if ((w - 1) * later + shrink) * full >= c.latency:
         bound = " wave-latency-bound" if c.wave_latency > step else ""
         why = (f"{w} wave{'s' if w > 1 else ''} x {launch.steps} steps x "
                f"{_us(max(step, c.wave_latency))}{bound} + {_group(w, c)}{_us(c.t0)}")
