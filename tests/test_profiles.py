@@ -314,6 +314,21 @@ def test_a_coefficient_set_per_storage_precision(tmp_path):
         read_profile(write(tmp_path, bad, "bad.yaml"))
 
 
+def test_a_bodys_later_wave_share_is_read_and_bounded(tmp_path):
+    """`later` (what each wave after the first costs, sdsim/cost/waves.py) is read where a body
+    has it, is 1 (no overlap) where it has none, and a share past 1 is refused naming its field."""
+    d = _fp16_only()
+    key = sorted(d["coefficients"]["kernels"])[0]
+    body = d["coefficients"]["kernels"][key]
+    body.pop("later", None)
+    assert read_profile(write(tmp_path, d, "none.yaml")).coefficients[key].later == 1.0
+    body["later"] = 0.8
+    assert read_profile(write(tmp_path, d, "some.yaml")).coefficients[key].later == 0.8
+    body["later"] = 1.5
+    with pytest.raises(SdsimError, match=f"'coefficients.kernels.{key}.later'"):
+        read_profile(write(tmp_path, d, "bad.yaml"))
+
+
 def test_calibrate_keeps_the_other_precisions_set(tmp_path):
     from types import SimpleNamespace
 
