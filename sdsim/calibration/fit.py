@@ -8,15 +8,17 @@ by its relative error, a long dispatch more than a short one: WEIGHT_POWER; a po
 more than the rest, a dispatch the other core's work or a page-fault storm slowed, weighs less:
 LOSS) for each residency in RESIDENCIES, the best residency kept, one for all the bodies of a
 GEMM tile configuration (`residency_group`: their work-groups take the same registers and local
-memory); then the wave-shape terms at that residency and at its close rivals, a rival winning
-only if they halve its error (`_fit_key`): `tail` in (0, 1), and `later` in
-[1 - LATER_CUT, 1] where some point runs in more than one wave. Fitted alongside every
-residency, they blur the wave steps that place it: `later` at 0.5 mimics twice the residency,
-and the H100's fp32 Winograd GEMM, fitted so, priced SD's six-wave calls 15% short.
-The max() makes the error surface kinked, with local minima a descent from one start falls into differently on different SciPy
-builds; so each fit starts from the best few points of a fixed grid (`_starts`), and refits of
-the same measurements on other machines land in the same minimum, but for coefficients the
-points do not determine (the padding of a body whose sweep always fills its lanes).
+memory); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
+its tail halves the error (`_fit_key`; fitted alongside every residency, the tail blurs the wave
+steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so chosen, where some
+point runs in one wave and some in more, kept where it cuts the error. Fitted with the residency
+or its rivals, `later` stands in for it: at 0.5 it mimics twice the residency, and on the H100's
+three fp32 sweeps the narrow GEMM builds, fitted so, moved from residency 4 to 2 and priced SD's
+narrow Winograd GEMM calls 15-17% short. The max() makes the error surface kinked, with local
+minima a descent from one start falls into differently on different SciPy builds; so each fit
+starts from the best few points of a fixed grid (`_starts`), and refits of the same measurements
+on other machines land in the same minimum, but for coefficients the points do not determine
+(the padding of a body whose sweep always fills its lanes).
 The fixed cost t0 is at most the body's fastest training time, since every dispatch pays it:
 free, PoCL's fp32 GEMM fit put 0.49 ms there, and priced a 17 us GEMM at 0.5 ms.
 The latency is fitted only where some training point runs in one wave at the residency tried:
@@ -141,10 +143,10 @@ class Point:
         return (self.predicted_s - self.measured_s) / self.measured_s
 
 
-def _fit_residency(points, cu, r, cache, tails=False, ways=0):
-    """(Coefficients, training cost) of one body at residency r, with the wave-shape terms
-    where `tails` (the tail, and the later-wave term where some point runs in more than one
-    wave), the cache term where some point's footprint passes `cache`, the alias term where
+def _fit_residency(points, cu, r, cache, tails=False, ways=0, later=False):
+    """(Coefficients, training cost) of one body at residency r, with the tail term where
+    `tails`, the later-wave term where `later` and some point runs in more than one wave, the
+    cache term where some point's footprint passes `cache`, the alias term where
     some points thrash an L1 of `ways` ways and others do not, and the edge term where the
     points' shares of boundary-path work-groups differ."""
     steps = np.array([p.launch.steps for p in points], float)
@@ -162,7 +164,10 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0):
     # latency bounds the steps of a device left partly idle: without a point of one wave, none
     # shows it, and a free latency would stand in for the wave count of the fewest-wave points
     latent = bool(np.any(waves == 1))
-    staggered = tails and bool(np.any(waves > 1))
+    # what a later wave saves shows only beside a point of one wave, as the latency does: without
+    # one, the step and `later` trade against each other, and a call of fewer waves than every
+    # point is priced by a first wave no point measured (the H200's large-tile P.V test)
+    staggered = later and latent and bool(np.any(waves > 1))
     n = 6 + tails + spills + aliases + edges   # the later-wave term's place in x
 
     def coefficients(x):
@@ -257,7 +262,15 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     FlashAttention steps in waves of 264 work-groups (residency 2) whose half-full waves run
     faster, which residency 1 without a tail mimics at 7x the error."""
     fits, r, tailed = _candidates(points, compute_units, cache, ways)
-    return _chosen([fits], [tailed], r)[0]
+    chosen = _chosen([fits], [tailed], r)[0]
+    return _later(chosen, _fit_residency(points, compute_units, chosen[0].residency, cache,
+                                         tails=True, ways=ways, later=True))
+
+
+def _later(chosen: tuple, staggered: tuple) -> tuple:
+    """The better (Coefficients, cost) of a body's chosen fit and its fit with the later-wave
+    term at the same residency (module doc)."""
+    return staggered if staggered[1] < chosen[1] else chosen
 
 
 def _candidates(points, compute_units, cache, ways=0):
@@ -362,9 +375,9 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     fit after the recheck (sdsim/calibration/run.py) fits again only the bodies whose points it
     changed (and the tails its groups' choices now need), and lands where a fresh fit would,
     since a fit is a function of its points. `costs` (a dict), where given, receives the summed
-    training cost of all bodies at each cache size of CACHES and at `cache`: how sharply the
-    points pick the size, or how near the measured size comes to the one they pick (the
-    calibration report says)."""
+    training cost of all bodies (before the later-wave term) at each cache size of CACHES and at
+    `cache`: how sharply the points pick the size, or how near the measured size comes to the
+    one they pick (the calibration report says)."""
     keys = sorted({p.key for p in points})
     train = {k: [p for p in points if p.key == k and not p.heldout]
              or [p for p in points if p.key == k] for k in keys}
@@ -414,10 +427,18 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
         if costs is not None:
             costs[size] = cost
         if size == (cache or 0.0):
-            measured = {k: f for k, (f, _) in fits.items()}
+            measured = (size, fits)
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
-            best = (cost, {k: f for k, (f, _) in fits.items()})
-    out = best[1] if cache is None else measured
+            best = (cost, (size, fits))
+    size, fits = best[1] if cache is None else measured
+    # last, the later-wave term at each body's residency, at the cache size chosen
+    need = [k for k in keys if (seen(k, at(k, size)), "later", fits[k][0].residency) not in memo]
+    memo.update(zip(((seen(k, at(k, size)), "later", fits[k][0].residency) for k in need),
+                    _in_parallel([(train[k], compute_units, fits[k][0].residency,
+                                   at(k, size), ways) for k in need], _later_args)))
+    out = {k: replace(_later(fits[k], memo[(seen(k, at(k, size)), "later",
+                                            fits[k][0].residency)])[0], cache=size)
+           for k in keys}
     for p in points:
         p.predicted_s = geometry_time(out[p.key], p.launch, compute_units, p.dram_bytes)[0]
     return out
@@ -432,8 +453,14 @@ def _tailed_args(args):
     return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways)
 
 
+def _later_args(args):
+    points, compute_units, r, cache, ways = args
+    return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways, later=True)
+
+
 def _in_parallel(jobs: list, fn) -> list:
-    """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args` or `_committee_args`)
+    """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args`, `_later_args` or
+    `_committee_args`)
     for each job, in order, on every core the machine has: the bodies fit independently, and a
     fit is pure Python and NumPy on small arrays (the H200's 808 cases take a minute on one
     core). Processes are spawned, not forked: a calibration holds an OpenCL
