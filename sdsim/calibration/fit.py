@@ -13,8 +13,8 @@ its tail halves the error (`_fit_key`; fitted alongside every residency, the tai
 steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so chosen, where some
 point runs in one wave and some in more, kept where it cuts the error. Fitted with the residency
 or its rivals, `later` stands in for it: at 0.5 it mimics twice the residency, and on the H100's
-three fp32 sweeps the narrow GEMM builds, fitted so, moved from residency 4 to 2 and priced SD's
-narrow Winograd GEMM calls 15-17% short. The max() makes the error surface kinked, with local
+fp32 sweeps of 07:35 and 09:26 UTC (2026-12-07) the narrow GEMM builds, fitted so, moved from
+residency 4 to 1, and SD's Winograd GEMMs had 41% of their time within 10% (97% before). The max() makes the error surface kinked, with local
 minima a descent from one start falls into differently on different SciPy builds; so each fit
 starts from the best few points of a fixed grid (`_starts`), and refits of the same measurements
 on other machines land in the same minimum, but for coefficients the points do not determine
