@@ -14,11 +14,12 @@ steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so ch
 point runs in one wave and some in more, kept where it cuts the error. Fitted with the residency
 or its rivals, `later` stands in for it: at 0.5 it mimics twice the residency, and on the H100's
 fp32 sweeps of 07:35 and 09:26 UTC (2026-12-07) the narrow GEMM builds, fitted so, moved from
-residency 4 to 1, and SD's Winograd GEMMs had 41% of their time within 10% (97% before). The max() makes the error surface kinked, with local
-minima a descent from one start falls into differently on different SciPy builds; so each fit
-starts from the best few points of a fixed grid (`_starts`), and refits of the same measurements
-on other machines land in the same minimum, but for coefficients the points do not determine
-(the padding of a body whose sweep always fills its lanes).
+residency 4 to 1, and SD's Winograd GEMMs had 41% of their time within 10% (97% before).
+The max() makes the error surface kinked, with local minima a descent from one start falls into
+differently on different SciPy builds; so each fit starts from the best few points of a fixed
+grid (`_starts`), and refits of the same measurements on other machines land in the same
+minimum, but for coefficients the points do not determine (the padding of a body whose sweep
+always fills its lanes).
 The fixed cost t0 is at most the body's fastest training time, since every dispatch pays it:
 free, PoCL's fp32 GEMM fit put 0.49 ms there, and priced a 17 us GEMM at 0.5 ms.
 The latency is fitted only where some training point runs in one wave at the residency tried:
@@ -145,10 +146,10 @@ class Point:
 
 def _fit_residency(points, cu, r, cache, tails=False, ways=0, later=False):
     """(Coefficients, training cost) of one body at residency r, with the tail term where
-    `tails`, the later-wave term where `later` and some point runs in more than one wave, the
-    cache term where some point's footprint passes `cache`, the alias term where
-    some points thrash an L1 of `ways` ways and others do not, and the edge term where the
-    points' shares of boundary-path work-groups differ."""
+    `tails`, the later-wave term where `later` and some point runs in one wave and some in more,
+    the cache term where some point's footprint passes `cache`, the alias term where some points
+    thrash an L1 of `ways` ways and others do not, and the edge term where the points' shares of
+    boundary-path work-groups differ."""
     steps = np.array([p.launch.steps for p in points], float)
     waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
     active = np.array([p.launch.active for p in points], float)
@@ -221,7 +222,7 @@ def _starts(resid, t, steps, waves, tails, extra, latent=True, edges=False, stag
     """The POLISH best starts of a fixed grid around the data's own scales, ranked by their cost
     before any descent (module doc); one latency where the fit has none (`latent`), one edge
     term where it applies (`edges`: EDGE_START), so that it adds no starts to the grid, and the
-    later-wave term's _LATER_LOGITS where some point runs in more than one wave (`staggered`)."""
+    later-wave term's _LATER_LOGITS where it applies (`staggered`)."""
     per = t / steps
     lat, step, group = np.log([max(per.min(), 1e-10), max(np.median(per / waves), 1e-10),
                                max(np.median(t / waves), 1e-10)])
@@ -460,10 +461,9 @@ def _later_args(args):
 
 def _in_parallel(jobs: list, fn) -> list:
     """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args`, `_later_args` or
-    `_committee_args`)
-    for each job, in order, on every core the machine has: the bodies fit independently, and a
-    fit is pure Python and NumPy on small arrays (the H200's 808 cases take a minute on one
-    core). Processes are spawned, not forked: a calibration holds an OpenCL
+    `_committee_args`) for each job, in order, on every core the machine has: the bodies fit
+    independently, and a fit is pure Python and NumPy on small arrays (the H200's 808 cases take
+    a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
     runtime whose threads a fork would copy mid-flight."""
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
