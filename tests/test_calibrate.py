@@ -375,6 +375,15 @@ def test_fit_recovers_what_later_waves_hide_behind_the_first():
     # every lane works in every point: which of wave latency and step a wave pays is moot
     assert (plain.residency, max(plain.wave_latency, plain.step), plain.later) == \
         pytest.approx((2, step, 1.0), rel=1e-3)
+    # fit_all, as calibrate fits, fits it last at the residency its group chose; a body swept
+    # only in waves of more than one shows nothing of what the first wave costs and keeps none
+    from sdsim.calibration.fit import fit_all
+
+    many = [p for p in _staggered_points(t0, step, 0.75, cu) if p.launch.work_groups > 16]
+    pts += [Point("m", "f/v", {}, "m", p.launch, p.measured_s, 0.0) for p in many]
+    fits = fit_all(pts, cu, cache=0.0)
+    assert (fits["k"].residency, fits["k"].later) == pytest.approx((2, 0.75), rel=1e-3)
+    assert fits["m"].later == 1.0
 
 
 def _tailed_points(work_groups, t0, step, tail, cu):
