@@ -151,7 +151,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0, later=False):
     thrash an L1 of `ways` ways and others do not, and the edge term where the points' shares of
     boundary-path work-groups differ."""
     steps = np.array([p.launch.steps for p in points], float)
-    waves = np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
+    waves = _waves(points, cu, r)
     active = np.array([p.launch.active for p in points], float)
     last = last_wave([p.launch.work_groups for p in points], cu, r)
     t = np.array([p.measured_s for p in points])
@@ -165,10 +165,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0, later=False):
     # latency bounds the steps of a device left partly idle: without a point of one wave, none
     # shows it, and a free latency would stand in for the wave count of the fewest-wave points
     latent = bool(np.any(waves == 1))
-    # what a later wave saves shows only beside a point of one wave, as the latency does: without
-    # one, the step and `later` trade against each other, and a call of fewer waves than every
-    # point is priced by a first wave no point measured (the H200's large-tile P.V test)
-    staggered = later and latent and bool(np.any(waves > 1))
+    staggered = later and _staggers(waves)
     n = 6 + tails + spills + aliases + edges   # the later-wave term's place in x
 
     def coefficients(x):
@@ -264,8 +261,24 @@ def _fit_key(points, compute_units, cache, ways=0) -> tuple[Coefficients, float]
     faster, which residency 1 without a tail mimics at 7x the error."""
     fits, r, tailed = _candidates(points, compute_units, cache, ways)
     chosen = _chosen([fits], [tailed], r)[0]
-    return _later(chosen, _fit_residency(points, compute_units, chosen[0].residency, cache,
-                                         tails=True, ways=ways, later=True))
+    r = chosen[0].residency
+    if not _staggers(_waves(points, compute_units, r)):
+        return chosen
+    return _later(chosen, _fit_residency(points, compute_units, r, cache, tails=True, ways=ways,
+                                         later=True))
+
+
+def _waves(points, cu, r) -> np.ndarray:
+    """Each point's wave count at residency r on cu compute units."""
+    return np.array([math.ceil(p.launch.work_groups / (cu * r)) for p in points], float)
+
+
+def _staggers(waves) -> bool:
+    """Whether the later-wave term applies to points of these wave counts: some run in one wave
+    and some in more. What a later wave saves shows only beside a point of one wave, as the
+    latency does: without one, the step and `later` trade against each other, and a call of
+    fewer waves than every point is priced by a first wave no point measured."""
+    return bool(np.any(waves == 1) and np.any(waves > 1))
 
 
 def _later(chosen: tuple, staggered: tuple) -> tuple:
@@ -412,7 +425,7 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
                                              for k in groups[g] for q in rivals})
             if (seen(k, c), q) not in memo]
     memo.update(zip(((seen(k, c), q) for k, c, q in need),
-                    _in_parallel([(train[k], compute_units, q, c, ways)
+                    _in_parallel([(train[k], compute_units, q, c, ways, False)
                                   for k, c, q in need], _tailed_args)))
     best, measured = None, None
     for size in sizes:
@@ -432,13 +445,19 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
         if best is None or cost < best[0] * (1 - 1e-9):   # ties keep the smaller cache
             best = (cost, (size, fits))
     size, fits = best[1] if cache is None else measured
-    # last, the later-wave term at each body's residency, at the cache size chosen
-    need = [k for k in keys if (seen(k, at(k, size)), "later", fits[k][0].residency) not in memo]
-    memo.update(zip(((seen(k, at(k, size)), "later", fits[k][0].residency) for k in need),
+    # last, the later-wave term at each body's residency, at the cache size chosen, where its
+    # points' waves show it
+    def later_key(k):
+        return seen(k, at(k, size)), "later", fits[k][0].residency
+
+    staggered = [k for k in keys
+                 if _staggers(_waves(train[k], compute_units, fits[k][0].residency))]
+    need = [k for k in staggered if later_key(k) not in memo]
+    memo.update(zip(map(later_key, need),
                     _in_parallel([(train[k], compute_units, fits[k][0].residency,
-                                   at(k, size), ways) for k in need], _later_args)))
-    out = {k: replace(_later(fits[k], memo[(seen(k, at(k, size)), "later",
-                                            fits[k][0].residency)])[0], cache=size)
+                                   at(k, size), ways, True) for k in need], _tailed_args)))
+    out = {k: replace((_later(fits[k], memo[later_key(k)]) if k in staggered else fits[k])[0],
+                      cache=size)
            for k in keys}
     for p in points:
         p.predicted_s = geometry_time(out[p.key], p.launch, compute_units, p.dram_bytes)[0]
@@ -450,17 +469,12 @@ def _untailed_args(args):
 
 
 def _tailed_args(args):
-    points, compute_units, r, cache, ways = args
-    return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways)
-
-
-def _later_args(args):
-    points, compute_units, r, cache, ways = args
-    return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways, later=True)
+    points, compute_units, r, cache, ways, later = args
+    return _fit_residency(points, compute_units, r, cache, tails=True, ways=ways, later=later)
 
 
 def _in_parallel(jobs: list, fn) -> list:
-    """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args`, `_later_args` or
+    """`fn(job)` (a module-level function: `_untailed_args`, `_tailed_args` or
     `_committee_args`) for each job, in order, on every core the machine has: the bodies fit
     independently, and a fit is pure Python and NumPy on small arrays (the H200's 808 cases take
     a minute on one core). Processes are spawned, not forked: a calibration holds an OpenCL
