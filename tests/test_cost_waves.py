@@ -89,6 +89,28 @@ def test_a_partly_filled_last_wave_steps_faster_by_its_tail(prof):
     assert "last wave 50% full (its steps x0.75)" in t.why
 
 
+def test_rows_of_b_straddling_lines_fetch_a_b_past_the_cache_over_again(prof):
+    # B of 8 MiB read again past a 2 MiB cache: 75% of it missed; rows straddling 1.75 lines
+    # on average fetch 1.75 times the lines, so the step costs 1 + 2 x 0.75 x 1.75
+    mib = 2 ** 20
+    c = Coefficients(1e-6, 0.0, 4e-6, 1, "calibrated", spill=2.0, cache=2 * mib)
+    p = dataclasses.replace(prof, coefficients={"gemm": c})
+
+    def time(lines, reread=8 * mib):
+        launch = dataclasses.replace(Launch((4 * 64,), (64,), 10), reread=reread, lines=lines)
+        return kernel_time(KernelCost("gemm", "gemm", 1e9, 1e6, 1e6, launch=launch,
+                                      model="gemm"), p, "fp32")
+
+    aligned, split = time(1.0), time(1.75)
+    assert aligned.total_s == pytest.approx(1e-6 + 10 * 4e-6 * (1 + 2 * 0.75))
+    assert split.total_s == pytest.approx(1e-6 + 10 * 4e-6 * (1 + 2 * 0.75 * 1.75))
+    assert "75% of 8 MiB past the 2 MiB cache (x2.50)" in aligned.why
+    assert ("75% of 8 MiB past the 2 MiB cache, its rows of B straddling 1.75 cache lines each "
+            "(x3.62)") in split.why
+    # within the cache, straddled lines cost nothing the step does not already price
+    assert time(1.75, reread=mib).total_s == pytest.approx(1e-6 + 10 * 4e-6)
+
+
 def test_a_call_past_its_body_s_sweep_says_it_extrapolates(prof):
     # swept: 10-400 work-groups, 2-100 steps, lanes 50-100% active, footprints to 4 MiB
     mib = 2 ** 20

@@ -277,6 +277,39 @@ def test_gemm_memory_geometry_by_hand():
     assert conflict(8, 2048) == 4 and conflict(0, 4096) == 0
 
 
+def test_gemm_line_split_against_counted_lines():
+    """What the cache term's line factor sees (Launch.lines), against the 64-byte lines a row of
+    B's strip touches, counted address by address: the CPU micro-kernel's 16 fp32 columns (64
+    bytes) fill one line at a pitch of 5200 floats and straddle two in 3 rows of 4 at 3500
+    (offsets 0, 48, 32, 16); fp16's 32-byte rows straddle where their offset passes 32. GPU
+    builds stage B through local memory, attention reads B in place at a head's pitch: 1."""
+    from sdsim.kernels import tuning
+    from sdsim.kernels.gemm import line_split
+
+    def counted(pitch, width, rows=4096):
+        lines = [len({(r * pitch + b) // 64 for b in range(width)}) for r in range(rows)]
+        return sum(lines) / rows / -(-width // 64)
+
+    for pitch, width in ((14000, 64), (20800, 64), (7000, 32), (2560, 32), (1200, 64),
+                         (4 * 77, 64), (2 * 1281, 32), (100, 128)):
+        assert line_split(pitch, width) == pytest.approx(counted(pitch, width)), (pitch, width)
+    cpu = dataclasses.replace(tuning.DEFAULTS["cpu"], gemm={
+        c: tuning.GemmConfig(4, 16, 1, 1, 1, 8, local=False) for c in tuning.CLASS_NAMES})
+    with tuning.use(cpu):
+        (g,) = kernels.costs("linear", "tiled", m=150, k=2900, n=3500)
+        assert g.launch.lines == pytest.approx(1.75)
+        (g,) = kernels.costs("linear", "tiled", m=130, k=2900, n=5200)
+        assert g.launch.lines == 1.0
+        (g,) = kernels.costs("linear", "tiled", m=150, k=2900, n=3500, precision="fp16")
+        assert g.launch.lines == pytest.approx(1.375)   # offsets of 8: 40, 48 and 56 straddle
+        pv = kernels.costs("attention", "naive", batch=1, heads=2, nq=64, nk=64,
+                           head_dim=40)[-1]
+        assert pv.launch.lines == 1.0
+    with tuning.use(tuning.DEFAULTS["gpu"]):
+        (g,) = kernels.costs("linear", "tiled", m=150, k=2900, n=3500)
+        assert g.launch.lines == 1.0
+
+
 def test_gemm_edge_share_by_hand():
     """What the edge term sees (Launch.edge), worked out by hand: a CPU micro-kernel of 8
     columns per work-group loads B one element at a time in its last column block where that

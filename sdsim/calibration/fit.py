@@ -45,8 +45,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit   # the logistic function, without exp's overflow warnings
 
-from sdsim.cost.waves import (Coefficients, footprint, geometry_time, last_wave, miss, model_time,
-                              thrashes)
+from sdsim.cost.waves import (Coefficients, footprint, geometry_time, last_wave, missed_share,
+                              model_time, thrashes)
 
 #: residencies (work-groups resident per compute unit) tried by the fit: every count to 8 (a
 #: kernel's registers or local memory can cap it at 6, as the H200's 16x64 direct conv shows),
@@ -156,7 +156,7 @@ def _fit_residency(points, cu, r, cache, tails=False, ways=0, later=False):
     last = last_wave([p.launch.work_groups for p in points], cu, r)
     t = np.array([p.measured_s for p in points])
     scale = np.exp(0.5 * WEIGHT_POWER * (np.log(t) - np.log(t).mean()))   # sqrt of the weight
-    missed = miss([footprint(p.launch, p.dram_bytes) for p in points], cache)
+    missed = np.array([missed_share(p.launch, p.dram_bytes, cache) for p in points])
     spills = _spills(points, cache)
     thrash = np.array([thrashes(p.launch, ways) for p in points], float)
     aliases = bool(0 < thrash.sum() < len(points))

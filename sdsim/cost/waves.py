@@ -4,7 +4,8 @@ work-group walking its serial steps.
     slots = compute_units x residency          (work-groups in flight at once)
     waves = ceil(work_groups / slots)
     lanes = padding + (1 - padding) x active   (the cost of a step with `active` useful lanes)
-    miss  = max(0, 1 - cache / bytes)          (the share of the dispatch's bytes past the cache)
+    miss  = max(0, 1 - cache / bytes) x lines  (the share of the dispatch's bytes past the cache,
+                                                in lines fetched per line of useful data)
     thrash = 1 if conflict > ways else 0       (a work-item's rows evict each other from L1)
     edged = the share of work-groups on a slower path (Launch.edge)
     last  = work-groups of the last wave / slots   (how full it is, (0, 1])
@@ -36,7 +37,9 @@ more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice re
 sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step costs 0.07 and
 0.23 us). A GEMM's every row of tiles walks B again (`Launch.reread`, its bytes the footprint in
 place of the dispatch's): on this 2-core PoCL CPU a GEGLU projection whose 52 MB B outgrows the
-32 MiB L3 runs 2.6x its in-cache step. A dispatch of one streaming step (elementwise ops,
+32 MiB L3 runs 2.6x its in-cache step, and one whose B rows lie at a pitch off the 64-byte
+line (3,500 floats) fetches the lines its work-items' rows straddle twice (`Launch.lines`): a
+150 x 2900 x 3500 GEMM steps at 1.9x the time of a 130 x 2900 x 5200 one. A dispatch of one streaming step (elementwise ops,
 Winograd transforms) weighs all its bytes: on PoCL the F(4x4) input transform's wave costs 1.3x
 past 32 MB. `alias` is how much dearer a step gets when more of a
 work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
@@ -80,7 +83,8 @@ FORMULA = ("t = t0 + waves x group + steps x max(latency, (waves - 1) x max(wave
            "x active lanes, last = the last wave's work-groups / slots, "
            "waves = ceil(work-groups / (compute units x residency)), "
            "miss = max(0, 1 - cache / the bytes the dispatch reads again, or all its bytes for one "
-           "streaming step), thrash = 1 where "
+           "streaming step) x the cache lines a work-item's row of B touches over the fewest, "
+           "thrash = 1 where "
            "more of a work-item's rows share one L1 set than it has ways, edged = the share of "
            "work-groups on a slower path")
 
@@ -129,6 +133,13 @@ def miss(dram_bytes, cache):
     if not cache:
         return np.zeros_like(size)
     return np.where(size > 0, np.maximum(0.0, 1.0 - cache / np.maximum(size, 1.0)), 0.0)
+
+
+def missed_share(launch, dram_bytes: float, cache: float) -> float:
+    """`miss` of the module doc for one dispatch: the share of its footprint past the cache, in
+    the cache lines its work-items fetch per line of useful data (`Launch.lines`: a CPU
+    micro-kernel's rows of B straddling two lines fetch a B past the cache up to twice over)."""
+    return float(miss(footprint(launch, dram_bytes), cache)) * launch.lines
 
 
 def model_time(t0, group, latency, step, padding, steps, waves, active, spill=0.0, missed=0.0,
@@ -213,7 +224,7 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     w = waves(launch.work_groups, compute_units, c.residency)
     last = float(last_wave(launch.work_groups, compute_units, c.residency))
     size = footprint(launch, dram_bytes)
-    m = float(miss(size, c.cache)) if c.spill else 0.0
+    m = missed_share(launch, dram_bytes, c.cache) if c.spill else 0.0
     th = float(thrashes(launch, c.ways)) if c.alias else 0.0
     edged = launch.edge
     step = step_time(c.step, c.padding, launch.active, c.spill, m, c.alias, th)
@@ -225,8 +236,10 @@ def geometry_time(c: Coefficients, launch, compute_units: int,
     later = max(c.wave_latency, c.later * step) / full if full else 1.0
     lanes = f", {launch.active:.0%} lanes active" if launch.active < 0.95 else ""
     if c.spill * m >= 0.02:
-        lanes += (f", {m:.0%} of {size / 2**20:.0f} MiB past the {c.cache / 2**20:.3g} MiB "
-                  f"cache (x{1 + c.spill * m:.2f})")
+        split = (f", its rows of B straddling {launch.lines:.3g} cache lines each"
+                 if launch.lines > 1 else "")
+        lanes += (f", {m / launch.lines:.0%} of {size / 2**20:.0f} MiB past the "
+                  f"{c.cache / 2**20:.3g} MiB cache{split} (x{1 + c.spill * m:.2f})")
     if c.alias * th >= 0.02:
         lanes += (f", {launch.conflict} rows in one {c.ways}-way L1 set "
                   f"(x{1 + c.alias:.2f})")

@@ -54,6 +54,11 @@ class Launch:
     edge: float = 0.0
     # what that slower path is, as a prediction's explanation names it
     path: str = ""
+    # the cache lines a work-item's row of B touches, over the fewest its width needs: the CPU
+    # micro-kernel's 16 fp32 columns fill one 64-byte line where B's pitch is a multiple of it
+    # and straddle two in 3 rows of 4 at a pitch of 3500 floats, so a B past the cache is
+    # fetched 1.75 times over (the cache term of sdsim/cost/waves.py)
+    lines: float = 1.0
 
     @classmethod
     def grid(cls, work: tuple, local: tuple, steps: int = 1, useful: float | None = None,

@@ -127,6 +127,16 @@ def conflict(rows: int, pitch_bytes: int) -> int:
     return max(sets.count(s) for s in set(sets)) if rows else 0
 
 
+def line_split(pitch_bytes: int, width_bytes: int) -> float:
+    """The cache lines a row of `width_bytes` touches on average at `pitch_bytes` between rows
+    (from one line-aligned start), over the fewest lines that width needs (Launch.lines): 1 at a
+    pitch of a multiple of the line, 1.75 for 64-byte rows at a pitch of 14,000 bytes (offsets
+    0, 16, 32 and 48 in turn)."""
+    offsets = {(i * pitch_bytes) % LINE_BYTES for i in range(LINE_BYTES)}
+    touched = [ceil((o + width_bytes) / LINE_BYTES) for o in offsets]
+    return sum(touched) / len(touched) / ceil(width_bytes / LINE_BYTES)
+
+
 def edge_share(n: int, cfg, strided_b: bool = False) -> float:
     """The share of a CPU micro-kernel call's work-groups that load B one element at a time
     (Launch.edge): every one where B's columns are strided, else those of the last column block
@@ -184,12 +194,16 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     bias_read = batch * n * (row_blocks if split == 1 else 1) * e if bias else 0
     out = float(batch * m * n * e)
     # B is walked again by every row of tiles; the CPU micro-kernel streams its WM rows of A
-    # side by side (the local-memory builds stage A, and only they transpose)
+    # side by side (the local-memory builds stage A, and only they transpose) and its work-items'
+    # rows of B straddle cache lines where B's pitch is off the line (attention's B is read in
+    # place at a head's pitch, and a strided B one element at a time: neither is priced so)
     launch = replace(gemm_launch(batch, m, k, n, cfg, split),
                      reread=float(slice_length(k, cfg, split) * n * e) if row_blocks > 1 else 0.0,
                      conflict=0 if cfg.local else conflict(cfg.tm // cfg.rtm,
                                                            (pitch_a or k) * e),
-                     edge=edge, path=path)
+                     edge=edge, path=path,
+                     lines=1.0 if cfg.local or attention or strided_b
+                     else line_split(n * e, cfg.tn // cfg.rtn * e))
     # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
