@@ -352,8 +352,18 @@ def test_gemm_edge_share_by_hand():
             assert groups[1] == tiles and g.launch.edge == 1 / tiles
             assert g.launch.path == gemm.COLD_PATH
         assert gemm.transposed(36, 512, 4) and wino(8, cout=512).launch.edge == 1 / 4
-        (g,) = kernels.costs("linear", "tiled", m=100, k=64, n=20)
-        assert g.launch.edge == 0.0 and g.launch.path == ""
+        # a linear GEMM's slower path: rows of A (k apart) or B (n apart) off the 128-byte
+        # line, 64 fp16 or 32 fp32 elements
+        for k, n, precision, off in ((128, 256, "fp32", 0.0), (100, 256, "fp32", 1.0),
+                                     (128, 40, "fp32", 1.0), (64, 192, "fp16", 0.0),
+                                     (64, 192, "fp32", 0.0), (32, 192, "fp16", 1.0)):
+            (g,) = kernels.costs("linear", "tiled", m=100, k=k, n=n, precision=precision)
+            assert g.launch.edge == off, (k, n, precision)
+            assert g.launch.path == (gemm.OFF_LINE_PATH if off else "")
+        (g,) = kernels.costs("linear", "tiled", m=300, k=100, n=8)   # transposed: same rows
+        assert gemm.transposed(1, 300, 8) and g.launch.edge == 1.0
+        (g,) = kernels.costs("linear", "tiled", m=300, k=128, n=32)
+        assert gemm.transposed(1, 300, 32) and g.launch.edge == 0.0
 
 
 def test_a_bias_less_linear_gemm_is_timed_apart_and_falls_back_to_the_bias_build():
