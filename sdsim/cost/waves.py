@@ -53,7 +53,8 @@ over 4 tiles (one partial block of 8) steps at twice the time of one over 8 tile
 block); a GPU Winograd GEMM whose work-groups are the only ones to read their panel of the
 transformed input (one tile of output channels) finds none of it in the cache another
 work-group left, and on an H100 runs 9-12% (fp16) longer than one of two or four tiles
-(reports/winograd-cout-tiles-*.md); with a factor on `s` alone, a refit of the H100's
+(reports/winograd-cout-tiles-*.md), and every work-group of a GPU linear GEMM whose rows of A or
+B start off the 128-byte line takes a slower path too (its fp16 128x128 build: 7%); with a factor on `s` alone, a refit of the H100's
 measurements dropped that body's step under its wave latency (0.18 us against 3.7), where the
 factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
