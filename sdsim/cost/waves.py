@@ -39,8 +39,8 @@ sweep from the cache at 10 MB and from DRAM at 300 MB (on the H200 its step cost
 place of the dispatch's): on this 2-core PoCL CPU a GEGLU projection whose 52 MB B outgrows the
 32 MiB L3 runs 2.6x its in-cache step, and one whose B rows lie at a pitch off the 64-byte
 line (3,500 floats) fetches the lines its work-items' rows straddle twice (`Launch.lines`): a
-150 x 2900 x 3500 GEMM steps at 1.9x the time of a 130 x 2900 x 5200 one. A dispatch of one streaming step (elementwise ops,
-Winograd transforms) weighs all its bytes: on PoCL the F(4x4) input transform's wave costs 1.3x
+150 x 2900 x 3500 GEMM steps at 1.9x the time of a 130 x 2900 x 5200 one. A dispatch of one
+streaming step (elementwise ops, Winograd transforms) weighs all its bytes: on PoCL the F(4x4) input transform's wave costs 1.3x
 past 32 MB. `alias` is how much dearer a step gets when more of a
 work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
 the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
@@ -54,8 +54,8 @@ block); a GPU Winograd GEMM whose work-groups are the only ones to read their pa
 transformed input (one tile of output channels) finds none of it in the cache another
 work-group left, and on an H100 runs 9-12% (fp16) longer than one of two or four tiles
 (reports/winograd-cout-tiles-*.md), and every work-group of a GPU linear GEMM whose rows of A or
-B start off the 128-byte line takes a slower path too (its fp16 128x128 build: 7%); with a factor on `s` alone, a refit of the H100's
-measurements dropped that body's step under its wave latency (0.18 us against 3.7), where the
+B start off the 128-byte line takes a slower path too (its fp16 128x128 build: 7%); with a
+factor on `s` alone, a refit of the H100's measurements dropped that body's step under its wave latency (0.18 us against 3.7), where the
 factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
