@@ -40,9 +40,9 @@ place of the dispatch's): on this 2-core PoCL CPU a GEGLU projection whose 52 MB
 32 MiB L3 runs 2.6x its in-cache step, and one whose B rows lie at a pitch off the 64-byte
 line (3,500 floats) fetches the lines its work-items' rows straddle twice (`Launch.lines`): a
 150 x 2900 x 3500 GEMM steps at 1.9x the time of a 130 x 2900 x 5200 one. A dispatch of one
-streaming step (elementwise ops, Winograd transforms) weighs all its bytes: on PoCL the F(4x4) input transform's wave costs 1.3x
-past 32 MB. `alias` is how much dearer a step gets when more of a
-work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
+streaming step (elementwise ops, Winograd transforms) weighs all its bytes: on PoCL the F(4x4)
+input transform's wave costs 1.3x past 32 MB. `alias` is how much dearer a step gets when more
+of a work-item's row streams share one L1 set (`Launch.conflict`) than the cache has ways (`ways`,
 the device's L1 associativity, recorded by calibration on CPUs): PoCL's 12 x 8 micro-kernel
 walks 12 rows of A; at K = 1024, 2048 or 3072 (fp32) they lie a multiple of 4 KiB apart, all in
 one 8-way set, and its step costs 1.4x what it costs at K = 1000 or 2560. `edge` is how much
@@ -55,8 +55,8 @@ transformed input (one tile of output channels) finds none of it in the cache an
 work-group left, and on an H100 runs 9-12% (fp16) longer than one of two or four tiles
 (reports/winograd-cout-tiles-*.md), and every work-group of a GPU linear GEMM whose rows of A or
 B start off the 128-byte line takes a slower path too (its fp16 128x128 build: 7%); with a
-factor on `s` alone, a refit of the H100's measurements dropped that body's step under its wave latency (0.18 us against 3.7), where the
-factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
+factor on `s` alone, a refit of the H100's measurements dropped that body's step under its
+wave latency (0.18 us against 3.7), where the factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
 The coefficients (t0, group, latency, wave_latency, later, tail, step, padding, residency, and the
