@@ -56,8 +56,8 @@ work-group left, and on an H100 runs 9-12% (fp16) longer than one of two or four
 (reports/winograd-cout-tiles-*.md), and every work-group of a GPU linear GEMM whose rows of A or
 B start off the 128-byte line takes a slower path too (its fp16 128x128 build: 7%); with a
 factor on `s` alone, a refit of the H100's measurements dropped that body's step under its
-wave latency (0.18 us against 3.7), where the factor has no effect. So a 40-work-group GEMM of 80 k-steps costs
-80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
+wave latency (0.18 us against 3.7), where the factor has no effect. So a 40-work-group GEMM of
+80 k-steps costs 80 x latency whatever its FLOPs, and a GEMM of 3 waves costs 3 x 80 x step.
 
 The coefficients (t0, group, latency, wave_latency, later, tail, step, padding, residency, and the
 spill, alias and edge terms where the body's points show them) of each
