@@ -29,8 +29,9 @@ behind its last steps, where one wave's all start at once (the H100's fp16 64x64
 2.2 us for one full wave of 264 work-groups and in 3.85, 5.55 and 7.2 us for two, three and four:
 each later wave 0.75 of the first; at 1, the waves do not overlap); `tail` is the share of its
 empty slots a partly filled last wave saves (the H200's d40 FlashAttention walks 157 key tiles in
-1,245 us with 120 work-groups and in 1,529 us with 240, in one wave of 264 slots); `group` is what a wave costs outside its steps (a work-group's prologue
-and epilogue: the GEMM writing its output tile); `t0` is the fixed cost of the dispatch; `spill` is
+1,245 us with 120 work-groups and in 1,529 us with 240, in one wave of 264 slots); `group` is
+what a wave costs outside its steps (a work-group's prologue and epilogue: the GEMM writing its
+output tile); `t0` is the fixed cost of the dispatch; `spill` is
 how much dearer a step gets when the dispatch's data no longer fits the device's last-level
 cache (`cache`, one size per device, fitted by calibration), for kernels that sweep their data
 more than once (`Launch.sweeps`): a fused GroupNorm sweeping each group twice reads its second
