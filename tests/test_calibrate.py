@@ -456,27 +456,32 @@ def test_a_fit_weighs_long_dispatches_more(monkeypatch):
     assert long < 0.5 * errors()[1]
 
 
-def test_bodies_of_one_tile_configuration_share_their_residency():
-    """The bias and no-bias GEMMs of one tile configuration run with as many work-groups per
-    compute unit: points made at residency 2, the no-bias body's all within one wave (alone,
-    residency 1 fits them as well, and the smaller of tied residencies wins), fit residency 2
-    for both together; a body of other tiles keeps the residency its own points show (4)."""
-    from sdsim.calibration.fit import fit_all, residency_group
+def _stepping(cu, key, residency, groups):
+    """Points of one body at these work-group counts, 3 and 40 steps each, stepping in waves
+    of `residency` work-groups per compute unit."""
+    return [Point(key, "f/v", {}, key, Launch((wgs * 64,), (64,), steps),
+                  5e-6 + math.ceil(wgs / (cu * residency)) * steps * 0.5e-6, 0.0)
+            for wgs in groups for steps in (3, 40)]
 
-    cu, pts = 8, []
 
-    def make(key, residency, groups):
-        for wgs in groups:
-            for steps in (3, 40):
-                launch = Launch((wgs * 64,), (64,), steps)
-                t = 5e-6 + math.ceil(wgs / (cu * residency)) * steps * 0.5e-6
-                pts.append(Point(key, "f/v", {}, key, launch, t, 0.0))
+#: work-group counts that place residency 2 and 4 on 8 compute units (10 counts: 20 points)
+_PLACING = {2: (1, 5, 16, 17, 30, 33, 64, 100, 161, 200),
+            4: (1, 8, 32, 33, 64, 65, 100, 129, 200, 257)}
 
-    make("gemm.l64x64x16-16x16-v4", 2, (1, 5, 16, 17, 30, 33, 64, 100, 161, 200))
-    make("gemm.l64x64x16-16x16-v4.nobias", 2, (1, 3, 8))
-    make("gemm.l32x32x16-8x8-v4", 4, (1, 8, 32, 33, 64, 65, 100, 129, 200, 257))
+
+def test_a_sparsely_swept_body_borrows_the_residency_of_its_tile_configuration():
+    """The bias and no-bias GEMMs of one tile configuration, points made at residency 2, the
+    no-bias body's few all within one wave (alone, residency 1 fits them as well, and the
+    smaller of tied residencies wins): the no-bias body takes the bias body's residency 2; a
+    body of other tiles keeps the residency its own points show (4)."""
+    from sdsim.calibration.fit import FINE_POINTS, fit_all, residency_group
+
+    cu = 8
+    pts = (_stepping(cu, "gemm.l64x64x16-16x16-v4", 2, _PLACING[2])
+           + _stepping(cu, "gemm.l64x64x16-16x16-v4.nobias", 2, (1, 3, 8))
+           + _stepping(cu, "gemm.l32x32x16-8x8-v4", 4, _PLACING[4]))
     nobias = [p for p in pts if p.key.endswith(".nobias")]
-    assert fit_key(nobias, cu).residency == 1
+    assert len(nobias) < FINE_POINTS and fit_key(nobias, cu).residency == 1
     c = fit_all(pts, cu)
     assert c["gemm.l64x64x16-16x16-v4"].residency == 2
     assert c["gemm.l64x64x16-16x16-v4.nobias"].residency == 2
@@ -487,6 +492,22 @@ def test_bodies_of_one_tile_configuration_share_their_residency():
                                          "gemm.l64x64x16-16x16-v4.gelu")} == {"l64x64x16-16x16-v4"}
     assert residency_group("gemm.r12x8x1-1x1-v8.nobias") == "gemm.r12x8x1-1x1-v8.nobias"
     assert residency_group("gn_apply.silu") == "gn_apply.silu"
+
+
+def test_a_body_whose_own_points_place_its_residency_keeps_it():
+    """Two bodies of one tile configuration, each with FINE_POINTS points, stepping in waves of
+    residency 2 (the GEMM) and 4 (the Winograd GEMM, compiled apart, with its own registers): each
+    keeps its own residency, where one pooled choice would price one of them a wave off."""
+    from sdsim.calibration.fit import FINE_POINTS, fit_all
+
+    cu = 8
+    pts = (_stepping(cu, "gemm.l64x64x16-16x16-v4", 2, _PLACING[2])
+           + _stepping(cu, "wino_gemm.l64x64x16-16x16-v4", 4, _PLACING[4]))
+    assert len(pts) == 2 * FINE_POINTS
+    c = fit_all(pts, cu)
+    assert c["gemm.l64x64x16-16x16-v4"].residency == 2
+    assert c["wino_gemm.l64x64x16-16x16-v4"].residency == 4
+    assert all(p.predicted_s == pytest.approx(p.measured_s, rel=1e-3) for p in pts)
 
 
 def test_fit_finds_the_device_cache_and_each_body_s_spill(monkeypatch):

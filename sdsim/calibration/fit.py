@@ -6,9 +6,9 @@ sdsim/cost/waves.py (`model_time`, its formula there): t0, group, latency, wave_
 spill >= 0 and padding in (0, 1) fitted by robust least squares on log times (every point weighs
 by its relative error, a long dispatch more than a short one: WEIGHT_POWER; a point off by far
 more than the rest, a dispatch the other core's work or a page-fault storm slowed, weighs less:
-LOSS) for each residency in RESIDENCIES, the best residency kept, one for all the bodies of a
-GEMM tile configuration (`residency_group`: their work-groups take the same registers and local
-memory); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
+LOSS) for each residency in RESIDENCIES, the best residency kept, one for the sparsely swept
+bodies of a GEMM tile configuration (`residency_group`) and its own for a body with FINE_POINTS
+points (`fit_all`); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
 its tail halves the error (`_fit_key`; fitted alongside every residency, the tail blurs the wave
 steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so chosen, where some
 point runs in one wave and some in more, kept where it cuts the error. Fitted with the residency
@@ -332,15 +332,18 @@ def _chosen(members: list[dict], tailed: list[dict], r: int) -> list[tuple]:
 
 
 def residency_group(key: str) -> str:
-    """The bodies whose residency is fitted together: those of one GEMM tile configuration
-    (`gemm.l64x64x16-16x16-v4`, its `.nobias` and `.gelu` epilogues, and `im2col_gemm.`,
-    `wino_gemm.`, `attn_qk.`, `attn_pv.` and `attn_pv_softmax.` of the same tiles) run one
-    kernel source with the same tiles, registers and local memory, so as many of their
-    work-groups fit a compute unit. Fitted apart, the H200's fp16 64x64 bodies took residency 1
-    for the bias GEMM and 2 for the same GEMM without bias, and its 128x128 GELU GEMM (one
-    point) 4 beside 1 for the others. Every other body is a group of its own, the CPU GEMM
-    bodies (`r` tiles, no local memory) too: PoCL runs a compute unit's work-groups one after
-    another on its thread, and what their fitted residencies stand for is not an occupancy."""
+    """The bodies whose sparse sweeps borrow one residency: those of one GEMM tile
+    configuration (`gemm.l64x64x16-16x16-v4`, its `.nobias` and `.gelu` epilogues, and
+    `im2col_gemm.`, `wino_gemm.`, `attn_qk.`, `attn_pv.` and `attn_pv_softmax.` of the same
+    tiles) share the kernel source, tiles and local memory; a body with a few points alone
+    cannot place its wave steps (the H200's 128x128 GELU GEMM, one point, took residency 4 beside
+    1 for the others). Their registers differ, though (each epilogue and addressing is compiled
+    apart), and a body whose own points place its residency keeps it (`fit_all`): on the H100's
+    fp32 sweeps the 32x64 Winograd GEMM steps in waves of 528 work-groups (residency 4) where
+    the pooled choice was 2, and its held-out time within 10% went from 65% to 97%. Every
+    other body is a group of its own, the CPU GEMM bodies (`r` tiles, no local memory) too:
+    PoCL runs a compute unit's work-groups one after another on its thread, and what their
+    fitted residencies stand for is not an occupancy."""
     m = _TILES.search(key)
     return m.group(1) if m else key
 
@@ -382,8 +385,9 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     """{model key: Coefficients} fitted on the training points, under the device cache size
     `cache` (bytes, measured: 0 for none) where given, else the size of CACHES that fits all of
     them best (one size per device: it is the device's, not a kernel's)
-    and the device's L1 associativity `ways` (0: unknown, no alias term), each `residency_group`
-    at one residency (chosen as `_fit_key` chooses one body's, on the group's summed costs);
+    and the device's L1 associativity `ways` (0: unknown, no alias term), a body with
+    FINE_POINTS training points at the residency its own points choose (as `_fit_key` does) and
+    the other bodies of a `residency_group` at the one its members' summed costs choose;
     every point's `predicted_s` (training and held-out) is filled in. `memo` (a dict kept
     between calls) keeps each body's fits at each cache size with the training times it saw: a
     fit after the recheck (sdsim/calibration/run.py) fits again only the bodies whose points it
@@ -400,6 +404,13 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
         groups.setdefault(residency_group(k), []).append(k)
     fine = {k: sum(len(train[m]) for m in groups[residency_group(k)]) >= FINE_POINTS
             for k in keys}
+    # a body with FINE_POINTS points of its own places its residency alone; its group's pooled
+    # choice binds the other members: {unit: (the bodies whose costs choose, the bodies bound)}
+    alone = [k for ks in groups.values() if len(ks) > 1 for k in ks
+             if len(train[k]) >= FINE_POINTS]
+    units = {k: ([k], [k]) for k in alone}
+    units.update({g: (ks, bound) for g, ks in groups.items()
+                  if (bound := [k for k in ks if k not in alone])})
     # every body without a cache term, and those that sweep their data at each cache size
     sizes = tuple(sorted({*CACHES, float(cache or 0.0)}))
     spilled = {c: [k for k in keys if _spills(train[k], c)] for c in sizes[1:]}
@@ -417,12 +428,12 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     memo.update(zip((seen(*t) for t in todo),
                     _in_parallel([(train[k], compute_units, c, ways, fine[k]) for k, c in todo],
                                  _untailed_args)))
-    # each group's residency and rivals at each cache size, then the tails they need
-    choice = {(g, c): _residency([memo[seen(k, at(k, c))] for k in ks])
-              for g, ks in groups.items() for c in sizes}
+    # each unit's residency and rivals at each cache size, then the tails they need
+    choice = {(u, c): _residency([memo[seen(k, at(k, c))] for k in pooled])
+              for u, (pooled, _) in units.items() for c in sizes}
     need = [(k, c, q) for k, c, q in sorted({(k, at(k, c), q)
-                                             for (g, c), (_, rivals) in choice.items()
-                                             for k in groups[g] for q in rivals})
+                                             for (u, c), (_, rivals) in choice.items()
+                                             for k in units[u][1] for q in rivals})
             if (seen(k, c), q) not in memo]
     memo.update(zip(((seen(k, c), q) for k, c, q in need),
                     _in_parallel([(train[k], compute_units, q, c, ways, False)
@@ -430,8 +441,8 @@ def fit_all(points: list[Point], compute_units: int, ways: int = 0,
     best, measured = None, None
     for size in sizes:
         fits = {}
-        for g, ks in groups.items():
-            r, rivals = choice[(g, size)]
+        for u, (_, ks) in units.items():
+            r, rivals = choice[(u, size)]
             chosen = _chosen([memo[seen(k, at(k, size))] for k in ks],
                              [{q: memo[(seen(k, at(k, size)), q)] for q in rivals} for k in ks],
                              r)
