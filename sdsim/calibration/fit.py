@@ -8,13 +8,14 @@ by its relative error, a long dispatch more than a short one: WEIGHT_POWER; a po
 more than the rest, a dispatch the other core's work or a page-fault storm slowed, weighs less:
 LOSS) for each residency in RESIDENCIES, the best residency kept, one for the sparsely swept
 bodies of a GEMM tile configuration (`residency_group`) and its own for a body with FINE_POINTS
-points (`fit_all`); then `tail` in (0, 1) at that residency and at its close rivals, a rival winning only if
-its tail halves the error (`_fit_key`; fitted alongside every residency, the tail blurs the wave
-steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so chosen, where some
-point runs in one wave and some in more, kept where it cuts the error. Fitted with the residency
-or its rivals, `later` stands in for it: at 0.5 it mimics twice the residency, and on the H100's
-fp32 sweeps of 07:35 and 09:26 UTC (2026-12-07) the narrow GEMM builds, fitted so, moved from
-residency 4 to 1, and SD's Winograd GEMMs had 41% of their time within 10% (97% before).
+points (`fit_all`); then `tail` in (0, 1) at that residency and at its close rivals, a rival
+winning only if its tail halves the error (`_fit_key`; fitted alongside every residency, the tail
+blurs the wave steps that place it); last, `later` in [1 - LATER_CUT, 1] at the residency so
+chosen, where some point runs in one wave and some in more, kept where it cuts the error.
+Fitted with the residency or its rivals, `later` stands in for it: at 0.5 it mimics twice the
+residency, and on the H100's fp32 sweeps of 07:35 and 09:26 UTC (2026-12-07) the narrow GEMM
+builds, fitted so, moved from residency 4 to 1, and SD's Winograd GEMMs had 41% of their time
+within 10% (97% before).
 The max() makes the error surface kinked, with local minima a descent from one start falls into
 differently on different SciPy builds; so each fit starts from the best few points of a fixed
 grid (`_starts`), and refits of the same measurements on other machines land in the same
