@@ -61,7 +61,7 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
     befores, lengths = [], []
     for n in PREDECESSORS:
         shape = {"m": n, "k": n, "n": n, "bias": True}
-        before = _launcher(rt, gemm, shape, precision)
+        before = launcher(rt, gemm, shape, precision)
         us = float(np.median(time_events(rt, before, repeat + 1)[:, -1])) * 1e6
         if us > MAX_PREDECESSOR_US:
             break
@@ -83,13 +83,15 @@ def measure(rt, precision: str, lead: int, quick: bool = False) -> dict:
             "probes": probes, "hidden_us": hidden, "over_us": over}
 
 
-def time_after(rt, record, shape, precision, contexts: dict, repeat: int) -> dict:
+def time_after(rt, record, shape, precision, contexts: dict, repeat: int,
+               launched=None) -> dict:
     """{context: median microseconds of the first dispatch of `record` at `shape`} behind the
     sweep's flush and input read, each context's dispatches (a callable that enqueues them)
-    between those and the case; the contexts interleaved, one warm-up round first."""
+    between those and the case; the contexts interleaved, one warm-up round first. `launched`:
+    the (launch, inputs) of `launcher` to time, for contexts that work on those inputs."""
     from sdsim.cl.bench import time_events
 
-    launch, ins = _launcher(rt, record, shape, precision, inputs=True)
+    launch, ins = launched or launcher(rt, record, shape, precision, inputs=True)
     times = {name: [] for name in contexts}
     for i in range(repeat + 1):
         for name, before in contexts.items():
@@ -99,7 +101,7 @@ def time_after(rt, record, shape, precision, contexts: dict, repeat: int) -> dic
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
-def _launcher(rt, record, shape, precision, inputs=False):
+def launcher(rt, record, shape, precision, inputs=False):
     """A callable that enqueues `record` at `shape` on uploaded inputs (and those inputs)."""
     from sdsim.calibration.sweep import TilingRng
     from sdsim.cl.bench import upload

@@ -1,7 +1,7 @@
 """Run a whole calibration: device microbenchmarks, then the synthetic sweep of every kernel
 variant (sdsim/calibration/sweep.py), then the fit of each kernel body's timing coefficients
 (sdsim/calibration/fit.py) with 20% of the points held out, then the launch-overlap probe
-(sdsim/calibration/overlap.py)."""
+(sdsim/calibration/overlap.py) and the write-back probe (sdsim/calibration/writeback.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sdsim import provenance
 from sdsim.kernels import tuning
-from sdsim.calibration import classes, fit, microbench, overlap, sweep
+from sdsim.calibration import classes, fit, microbench, overlap, sweep, writeback
 from sdsim.cl import dryrun
 from sdsim.cost.profile import kernels_hash
 
@@ -152,6 +152,11 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         print("launch-overlap probe", file=sys.stderr)
         cal.micro["overlap"] = overlap.measure(rt, precision, lead, quick)
         clock["overlap probe"] = time.perf_counter() - t
+        t = time.perf_counter()
+        print("write-back probe", file=sys.stderr)
+        cal.micro["writeback"] = writeback.measure(rt, precision, lead,
+                                                   cal.micro["bandwidth"], quick)
+        clock["write-back probe"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped), "deepened": len(deepened),

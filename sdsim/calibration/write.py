@@ -10,7 +10,7 @@ import yaml
 import statistics
 
 from sdsim import atomic, provenance
-from sdsim.calibration import fit, store
+from sdsim.calibration import fit, store, writeback
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
 from sdsim.cost import waves
@@ -101,6 +101,8 @@ def profile_dict(cal, report_rel: str) -> dict:
             "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
+            **({"writeback": _writeback(m["writeback"])}
+               if (m.get("writeback") or {}).get("dirty_bytes") else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -111,6 +113,36 @@ def _overlap(probe: dict) -> dict:
     """The profile's `overlap` section of a launch-overlap probe (sdsim/cost/overlap.py)."""
     return {"hidden_us": _g(probe["hidden_us"]), "over_us": _g(probe["over_us"]),
             "lead_us": _g(probe["lead_dispatch_us"])}
+
+
+def _writeback(probe: dict) -> dict:
+    """The profile's `writeback` section of a write-back probe (sdsim/cost/writeback.py)."""
+    return {"dirty_mb": _g(probe["dirty_bytes"] / 1e6), "us_per_mb": _g(probe["us_per_mb"])}
+
+
+def _writeback_lines(probe: dict | None) -> list:
+    """The report's section on the write-back probe."""
+    head = ["## Write-back of dirty lines (sdsim/calibration/writeback.py)", ""]
+    if not probe:
+        return head + ["Not measured (host-fed sweep, or measurements from before the probe): "
+                       "no write-back term.", ""]
+    fit = (f"dirty {probe['dirty_bytes'] / 1e6:.3g} MB, {probe['us_per_mb']:.3g} us per MB; "
+           "the predictor charges it to each op's first dispatch by what the dispatch before it "
+           "wrote (sdsim/cost/writeback.py)" if probe["dirty_bytes"] else
+           "no term (not every probed variant measures a positive delta at its two largest "
+           "inputs)")
+    rows = [{"probe": p["variant"], "shape": describe(p["shape"]),
+             "rewritten MB": p["rewritten_bytes"] / 1e6, "clean us": p["clean_us"],
+             "after rewrite us": p["dirty_us"], "delta us": p["dirty_us"] - p["clean_us"],
+             "memory share": writeback.share(p, probe["bandwidth"])} for p in probe["probes"]]
+    return head + [
+        f"Each probe's dispatch timed behind the flush, its input read and the lead of "
+        f"{probe['lead']} small dispatches (clean: as the sweep times every case), then with its "
+        f"inputs rewritten in place (same values, every line dirty) between the lead and the "
+        f"dispatch; median of {probe['repeat']} interleaved runs. Fit of min(rewritten, dirty) "
+        f"x per byte to each delta over the dispatch's memory share (its bytes at "
+        f"{probe['bandwidth'] / 1e9:.4g} GB/s over its clean time): {fit}.", "",
+        render_rows(rows, "markdown", floatfmt=".3g"), ""]
 
 
 def _applied(probe: dict | None) -> bool:
@@ -436,6 +468,7 @@ def report_markdown(cal, profile_rel: str, report_path, commit: str | None = Non
                      "within 10% (time) %": e["within10_time_pct"]})
     lines += [render_rows(rows, "markdown", floatfmt=".3g"), ""]
     lines += _overlap_lines(m.get("overlap"))
+    lines += _writeback_lines(m.get("writeback"))
     lines += [
         "## Kernel-class efficiency",
         "",

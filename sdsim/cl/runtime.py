@@ -83,6 +83,15 @@ __kernel void touch(__global const uint *x, uint n, __global uint *sink) {
 }
 """
 
+#: writes every word of a buffer back unchanged (`zero` is 0 at run time, unknown to the
+#: compiler): its lines cached and dirty, as the dispatch that wrote a pipeline's activation left
+#: them (the write-back probe, sdsim/calibration/writeback.py); a timing utility, not a model kernel
+REWRITE_SOURCE = r"""
+__kernel void rewrite(__global uint *x, uint n, uint zero) {
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) x[i] += zero;
+}
+"""
+
 #: bytes each of `Runtime.lead`'s dispatches reads (small enough to leave the caches as the
 #: flush set them)
 LEAD_BYTES = 16 << 10
@@ -526,6 +535,14 @@ class Runtime:
         """The kernel that reads a buffer (TOUCH_SOURCE), built once: the cache flush and the
         lead dispatches run it."""
         return self.constant("touch", lambda: cl.Program(self.ctx, TOUCH_SOURCE).build().touch)
+
+    def rewrite(self, buffers) -> list:
+        """Enqueue a rewrite of each buffer in place (REWRITE_SOURCE): same values, its lines
+        dirty in the caches. Returns the events."""
+        kernel = self.constant("rewrite", lambda: cl.Program(self.ctx, REWRITE_SOURCE)
+                               .build().rewrite)
+        return [kernel(self.queue, (min(65536, b.size // 4),), None, b, np.uint32(b.size // 4),
+                       np.uint32(0)) for b in buffers if b.size // 4]
 
     def flush_caches(self, keep=()) -> None:
         """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation), then a read of each

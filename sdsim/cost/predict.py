@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sdsim.cost import memory
 from sdsim.cost.overlap import hide
+from sdsim.cost.writeback import charge
 from sdsim.cost.profile import Profile
 from sdsim.cost.roofline import KernelTime, kernel_time
 from sdsim.cost.traffic import DEFAULT as DEFAULT_TRAFFIC
@@ -136,10 +137,13 @@ def predict_component(graph, calls: int, profile: Profile, opt: Options,
 def plan_times(plan: list, profile: Profile, precision: str) -> list:
     """KernelTime of each dispatch of a component's plan, in order: the geometry model of each,
     the first dispatch of each op less what the dispatch before it hides
-    (sdsim/cost/overlap.py)."""
+    (sdsim/cost/overlap.py) and plus the write-back of the dirty lines it left
+    (sdsim/cost/writeback.py)."""
     starts = [i == 0 or c.op_index != plan[i - 1].op_index for i, c in enumerate(plan)]
-    return hide([kernel_time(c, profile, precision) for c in plan],
-                profile.overlap_for(precision), starts)
+    hidden = hide([kernel_time(c, profile, precision) for c in plan],
+                  profile.overlap_for(precision), starts)
+    return charge(hidden, [c.bytes_written for c in plan], profile.writeback_for(precision),
+                  starts)
 
 
 def trace(model: str, resolution: int, precision: str) -> dict:

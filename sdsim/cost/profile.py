@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from sdsim.cost.overlap import Overlap
+from sdsim.cost.writeback import Writeback
 from sdsim.cost.waves import Coefficients
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES, tuning
@@ -105,6 +106,10 @@ COEFFICIENTS_SCHEMA = {
                     "additionalProperties": False,
                     "properties": {"hidden_us": _POSITIVE, "over_us": _POSITIVE,
                                    "lead_us": _POSITIVE}},
+        # the write-back probe's fit (sdsim/calibration/writeback.py, sdsim/cost/writeback.py)
+        "writeback": {"type": "object", "required": ["dirty_mb", "us_per_mb"],
+                      "additionalProperties": False,
+                      "properties": {"dirty_mb": _POSITIVE, "us_per_mb": _POSITIVE}},
         "kernels": {"type": "object", "additionalProperties": {
             "type": "object",
             "required": ["t0_us", "latency_us", "step_us", "residency"],
@@ -233,6 +238,13 @@ class Profile:
         picks; None where their calibration measured none."""
         found = self.coefficient_sets.get(precision)
         return Overlap.from_section((found[1] if found else self.calibration).get("overlap"))
+
+    def writeback_for(self, precision: str):
+        """The write-back term (sdsim/cost/writeback.py) of the coefficients `coefficients_for`
+        picks; None where their calibration measured none."""
+        found = self.coefficient_sets.get(precision)
+        return Writeback.from_section((found[1] if found else self.calibration)
+                                      .get("writeback"))
 
     def rate(self, k, precision: str) -> float:
         """The arithmetic rate a dispatch runs at (FLOP/s): the fp16 rate only for an

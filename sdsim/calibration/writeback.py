@@ -1,0 +1,108 @@
+"""The write-back probe of `sdsim calibrate`: what a dispatch pays for the dirty cache lines the
+dispatch before it left, measured on synthetic dispatches and fitted to the predictor's
+write-back term (sdsim/cost/writeback.py).
+
+The sweep times each case after a cache flush and a read of its inputs (`Runtime.flush_caches`):
+its inputs cached and clean. In a pipeline they were just written by the dispatch before: cached
+and dirty, and a dispatch that streams through the cache evicts them, writing them to memory
+while it reads. On an H100 (fp32, reports/validation-nvidia-h100-opencl-vae_decoder-512-fp32.md)
+the VAE decoder's GroupNorm statistics (`gn_partial`) over 8-268 MB ran 2-21 us (25-40%) longer
+than sweep points of the same geometry, about the time to write min(its input, 50 MB) at the
+device's bandwidth, and its residual adds and Winograd input transforms 10-16% longer.
+
+The probe times streaming dispatches (PROBES, synthetic shapes, none of them an SD layer) over
+inputs from a few MB to several times a GPU's L2, first as the sweep does (flush, input read,
+lead), then with their inputs rewritten in place (`Runtime.rewrite`: same values, every line
+dirty) between the lead and the dispatch; the two contexts interleaved. Each delta (after the
+rewrite - clean) over the dispatch's memory share (its bytes at the device's bandwidth over its
+clean time: the share of a dispatch the write-back cannot overlap) is what the term predicts,
+
+    extra(W) = min(W, dirty) x per_byte,    W the bytes rewritten,
+
+and `fit` finds dirty (the most dirty bytes a dispatch finds left) and per_byte. A device where
+not every probe measures a positive delta at its two largest inputs gets no term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdsim.calibration.overlap import launcher, time_after
+
+#: (family/variant, shapes, smallest input first) of the probed dispatches: streaming kernels
+#: over 96 channels (no SD layer has 96), fp32 inputs of 1.9 to 384 MB in all
+PROBES = (
+    ("elementwise/add", [{"in_shapes": [(1, 96, h, w)] * 2, "out_shape": (1, 96, h, w)}
+                         for h, w in ((50, 100), (100, 200), (200, 400), (400, 500),
+                                      (500, 1000))]),
+    ("group_norm/fused", [{"batch": 1, "channels": 96, "hw": hw, "groups": 32, "eps": 1e-5,
+                           "act": None}
+                          for hw in (5000, 20000, 80000, 200000, 1000000)]),
+)
+#: shapes per probe in a quick calibration (the smallest)
+QUICK_SHAPES = 3
+#: timed runs per shape and context (after one warm-up round)
+REPEAT = {"full": 9, "quick": 3}
+#: fits whose squared error is within this share of the best are near-ties; of those the fit
+#: keeps the smallest `dirty` (the least growth credited past the largest input measured)
+TIE = 0.05
+
+
+def measure(rt, precision: str, lead: int, bandwidth: float, quick: bool = False) -> dict:
+    """The probe on `rt`'s device: per probe and shape, the bytes rewritten, the dispatch's bytes
+    and its median microseconds clean and after the rewrite, and the fit (module doc).
+    `bandwidth`: the device's measured streaming bandwidth, bytes/s."""
+    from sdsim import kernels
+
+    repeat = REPEAT["quick" if quick else "full"]
+    probes = []
+    for key, shapes in PROBES:
+        record = kernels.get(*key.split("/"))
+        for shape in shapes[:QUICK_SHAPES] if quick else shapes:
+            launch, ins = launcher(rt, record, shape, precision, inputs=True)
+            first = record.costs(precision, **shape)[0]
+            med = time_after(rt, record, shape, precision, {
+                "clean": lambda: rt.lead(lead),
+                "dirty": lambda ins=ins: (rt.lead(lead), rt.rewrite(ins))}, repeat,
+                launched=(launch, ins))
+            probes.append({"variant": record.key, "shape": shape,
+                           "rewritten_bytes": int(sum(b.size for b in ins)),
+                           "dispatch_bytes": float(first.bytes_read + first.bytes_written),
+                           "clean_us": med["clean"], "dirty_us": med["dirty"]})
+    dirty, per_byte = fit(probes, bandwidth)
+    return {"lead": lead, "repeat": repeat, "bandwidth": bandwidth, "probes": probes,
+            "dirty_bytes": dirty, "us_per_mb": per_byte * 1e12}
+
+
+def share(probe: dict, bandwidth: float) -> float:
+    """A probe dispatch's memory share: its bytes at `bandwidth` over its clean time, at most 1."""
+    return min(1.0, probe["dispatch_bytes"] / bandwidth / (probe["clean_us"] * 1e-6))
+
+
+def fit(probes: list, bandwidth: float) -> tuple[float, float]:
+    """(dirty bytes, seconds per byte) of the module doc's model fitted by least squares to the
+    probes' deltas over their memory shares; (0, 0) unless every probed variant's delta at its
+    two largest inputs is positive (a device with no such effect passes that by chance once in
+    2^(2 x variants))."""
+    if not probes:
+        return 0.0, 0.0
+    by_variant = {}
+    for p in probes:
+        by_variant.setdefault(p["variant"], []).append(p)
+    for rows in by_variant.values():
+        if min(p["dirty_us"] - p["clean_us"]
+               for p in sorted(rows, key=lambda p: p["rewritten_bytes"])[-2:]) <= 0:
+            return 0.0, 0.0
+    w = np.array([p["rewritten_bytes"] for p in probes], float)
+    y = np.array([(p["dirty_us"] - p["clean_us"]) * 1e-6 / share(p, bandwidth) for p in probes])
+    fits = []
+    for dirty in np.geomspace(w.min() / 2, 4 * w.max(), 300):
+        x = np.minimum(w, dirty)
+        c = float(x @ y / (x @ x))
+        if c > 0:
+            fits.append((float(((y - c * x) ** 2).sum()), float(dirty), c))
+    if not fits:
+        return 0.0, 0.0
+    best = min(f[0] for f in fits)
+    _, dirty, c = min((f for f in fits if f[0] <= best * (1 + TIE) + 1e-30), key=lambda f: f[1])
+    return dirty, c
