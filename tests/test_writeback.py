@@ -1,5 +1,5 @@
-"""The write-back term: the probe's fit (sdsim/calibration/writeback.py), the runtime's rewrite
-that makes its dirty lines, and the predictor's term (sdsim/cost/writeback.py)."""
+"""The write-back term: the probe's fit (sdsim/calibration/writeback.py), the runtime's copy that
+writes its inputs, and the predictor's term (sdsim/cost/writeback.py)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ BW = 3e12          # bytes/s
 SIZES_MB = [4.0, 16.0, 64.0, 160.0, 400.0]
 
 
-def _probes(dirty_mb, us_per_mb, share=0.8, noise_us=0.0, seed=0):
+def _probes(dirty_mb, us_per_mb, share=0.8, noise_us=0.0, hidden_us=0.0, seed=0):
     """Two variants' probe rows as the model makes them (hand-written: min(W, dirty) x per MB x
-    share), each dispatch's bytes set so that its memory share is `share`, plus uniform noise."""
+    share, less what the launch overlap hides behind the copy), each dispatch's bytes set so
+    that its memory share is `share`, plus uniform noise."""
     rng = np.random.default_rng(seed)
     rows = []
     for variant in ("elementwise/add", "group_norm/fused"):
         for w in SIZES_MB:
             clean = 10.0 + w / 2
             delta = min(w, dirty_mb) * us_per_mb * share + rng.uniform(-noise_us, noise_us)
-            rows.append({"variant": variant, "shape": {}, "rewritten_bytes": int(w * 1e6),
-                         "dispatch_bytes": share * BW * clean * 1e-6, "clean_us": clean,
-                         "dirty_us": clean + delta})
+            rows.append({"variant": variant, "shape": {}, "written_bytes": int(w * 1e6),
+                         "dispatch_bytes": share * BW * clean * 1e-6, "copy_us": w / 3,
+                         "clean_us": clean, "after_us": clean + delta - hidden_us,
+                         "hidden_us": hidden_us})
     return rows
 
 
@@ -38,6 +40,23 @@ def test_fit_recovers_the_term_that_made_the_deltas(dirty_mb, us_per_mb):
     dirty, per_byte = probe.fit(_probes(dirty_mb, us_per_mb, noise_us=0.2), BW)
     assert dirty / 1e6 == pytest.approx(dirty_mb, rel=0.1)
     assert per_byte * 1e12 == pytest.approx(us_per_mb, rel=0.1)
+
+
+def test_what_the_launch_overlap_hid_behind_the_copy_is_added_back():
+    """The predictor subtracts the launch overlap from a pipeline's dispatch and adds the
+    write-back: a probe measured 2 us faster after its copy than the term alone makes it must
+    fit the same term, not a smaller one."""
+    plain = probe.fit(_probes(50.0, 0.1), BW)
+    hid = probe.fit(_probes(50.0, 0.1, hidden_us=2.0), BW)
+    assert hid == pytest.approx(plain)
+    rows = _probes(50.0, 0.1, hidden_us=2.0)
+    assert probe.delta(rows[-1]) == pytest.approx(50.0 * 0.1 * 0.8)
+    overlap = {"predecessor": "linear/tiled", "hidden_us": 3.0, "over_us": 30.0,
+               "lead_dispatch_us": 6.0}
+    assert probe._hidden(overlap, 60.0) == pytest.approx(3.0e-6 * (1 - 0.2))
+    assert probe._hidden(overlap, 3.0) == 0.0
+    assert probe._hidden(None, 60.0) == 0.0
+    assert probe._hidden(dict(overlap, hidden_us=0.0), 60.0) == 0.0
 
 
 def test_the_fit_divides_each_delta_by_the_dispatch_s_memory_share():
@@ -60,10 +79,10 @@ def test_deltas_growing_past_every_input_measured_credit_no_more_than_the_larges
 
 def test_no_term_unless_every_variant_pays_at_its_two_largest_inputs():
     rows = _probes(50.0, 0.3)
-    rows[4]["dirty_us"] = rows[4]["clean_us"] - 0.1      # add: faster after its largest rewrite
+    rows[4]["after_us"] = rows[4]["clean_us"] - 0.1      # add: faster after its largest copy
     assert probe.fit(rows, BW) == (0.0, 0.0)
     rows = _probes(50.0, 0.3)
-    rows[0]["dirty_us"] = rows[0]["clean_us"] - 1.0      # a small input's noise is allowed
+    rows[0]["after_us"] = rows[0]["clean_us"] - 1.0      # a small input's noise is allowed
     assert probe.fit(rows, BW)[0] > 0
     assert probe.fit([], BW) == (0.0, 0.0)
 
@@ -160,24 +179,31 @@ def test_the_calibration_writes_the_probe_s_fit_and_reports_every_probe():
     assert _writeback(stored) == {"dirty_mb": 50.0, "us_per_mb": 0.3}
     text = "\n".join(_writeback_lines(stored))
     assert "dirty 50 MB, 0.3 us per MB" in text and "3000 GB/s" in text
+    assert all(f" {c} " in text for c in ("written MB", "copy us", "after copy us", "overlap us",
+                                          "delta us", "memory share"))
     table = [line for line in text.splitlines() if line.startswith("| elementwise/add")]
     assert len(table) == len(SIZES_MB)
     assert "no term" in "\n".join(_writeback_lines(dict(stored, dirty_bytes=0.0)))
     assert "Not measured" in "\n".join(_writeback_lines(None))
 
 
-def test_rewrite_leaves_every_value_as_it_was():
-    """The probe's rewrite dirties a buffer's lines in place and must not change its data (the
-    timed dispatch after it reads the same inputs as the clean run)."""
+def test_copy_words_writes_each_destination_with_its_source_s_values():
+    """The probe's copy writes each input from its duplicate: the timed dispatch after it reads
+    the same inputs as the clean run."""
     pytest.importorskip("pyopencl")
     from sdsim.cl.runtime import Runtime
 
     rt = Runtime()
     x = np.random.default_rng(0).standard_normal(100_003).astype(np.float32)
-    h = np.arange(7, dtype=np.float16)
+    h = np.arange(8, dtype=np.float16)
     bufs = [rt.to_device(x, "fp32", "x"), rt.to_device(h, "fp16", "h")]
-    events = rt.rewrite(bufs)
+    pairs = [(rt.duplicate(b), b) for b in bufs]
+    zeros = [rt.to_device(np.zeros_like(x), "fp32", "z"), rt.to_device(np.zeros_like(h), "fp16",
+                                                                        "z16")]
+    events = rt.copy_words([(pairs[0][0], zeros[0]), (pairs[1][0], zeros[1])])
     rt.finish()
     assert len(events) == 2 and all(e.profile.end >= e.profile.start for e in events)
+    np.testing.assert_array_equal(rt.from_device(zeros[0], x.shape, "fp32"), x)
+    np.testing.assert_array_equal(rt.from_device(zeros[1], h.shape, "fp16"), h)
+    rt.copy_words(pairs)
     np.testing.assert_array_equal(rt.from_device(bufs[0], x.shape, "fp32"), x)
-    np.testing.assert_array_equal(rt.from_device(bufs[1], h.shape, "fp16"), h)

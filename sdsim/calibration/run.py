@@ -154,8 +154,8 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
         clock["overlap probe"] = time.perf_counter() - t
         t = time.perf_counter()
         print("write-back probe", file=sys.stderr)
-        cal.micro["writeback"] = writeback.measure(rt, precision, lead,
-                                                   cal.micro["bandwidth"], quick)
+        cal.micro["writeback"] = writeback.measure(rt, precision, lead, cal.micro["bandwidth"],
+                                                   cal.micro["overlap"], quick)
         clock["write-back probe"] = time.perf_counter() - t
     cal.sweep = {"cases": len(run), "rejected_sd_layers": rejected,
                  "over_budget": over, "budget_s": budget,

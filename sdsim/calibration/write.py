@@ -122,7 +122,7 @@ def _writeback(probe: dict) -> dict:
 
 def _writeback_lines(probe: dict | None) -> list:
     """The report's section on the write-back probe."""
-    head = ["## Write-back of dirty lines (sdsim/calibration/writeback.py)", ""]
+    head = ["## Write-back (sdsim/calibration/writeback.py)", ""]
     if not probe:
         return head + ["Not measured (host-fed sweep, or measurements from before the probe): "
                        "no write-back term.", ""]
@@ -132,16 +132,19 @@ def _writeback_lines(probe: dict | None) -> list:
            "no term (not every probed variant measures a positive delta at its two largest "
            "inputs)")
     rows = [{"probe": p["variant"], "shape": describe(p["shape"]),
-             "rewritten MB": p["rewritten_bytes"] / 1e6, "clean us": p["clean_us"],
-             "after rewrite us": p["dirty_us"], "delta us": p["dirty_us"] - p["clean_us"],
+             "written MB": p["written_bytes"] / 1e6, "copy us": p["copy_us"],
+             "clean us": p["clean_us"], "after copy us": p["after_us"],
+             "overlap us": p["hidden_us"], "delta us": writeback.delta(p),
              "memory share": writeback.share(p, probe["bandwidth"])} for p in probe["probes"]]
     return head + [
         f"Each probe's dispatch timed behind the flush, its input read and the lead of "
-        f"{probe['lead']} small dispatches (clean: as the sweep times every case), then with its "
-        f"inputs rewritten in place (same values, every line dirty) between the lead and the "
-        f"dispatch; median of {probe['repeat']} interleaved runs. Fit of min(rewritten, dirty) "
-        f"x per byte to each delta over the dispatch's memory share (its bytes at "
-        f"{probe['bandwidth'] / 1e9:.4g} GB/s over its clean time): {fit}.", "",
+        f"{probe['lead']} small dispatches (clean: as the sweep times every case), then with "
+        f"each input written by a copy kernel from a duplicate (same values, written as a "
+        f"pipeline's dispatch writes its output) between the lead and the dispatch; median of "
+        f"{probe['repeat']} interleaved runs. delta = after the copy - clean + what the launch "
+        f"overlap hides behind the copy (overlap us, the term of the section above). Fit of "
+        f"min(written, dirty) x per byte to each delta over the dispatch's memory share (its "
+        f"bytes at {probe['bandwidth'] / 1e9:.4g} GB/s over its clean time): {fit}.", "",
         render_rows(rows, "markdown", floatfmt=".3g"), ""]
 
 

@@ -1,26 +1,30 @@
-"""The write-back probe of `sdsim calibrate`: what a dispatch pays for the dirty cache lines the
-dispatch before it left, measured on synthetic dispatches and fitted to the predictor's
-write-back term (sdsim/cost/writeback.py).
+"""The write-back probe of `sdsim calibrate`: what a dispatch pays for finding its inputs as
+the dispatch that wrote them left the caches, measured on synthetic dispatches and fitted to the
+predictor's write-back term (sdsim/cost/writeback.py).
 
 The sweep times each case after a cache flush and a read of its inputs (`Runtime.flush_caches`):
-its inputs cached and clean. In a pipeline they were just written by the dispatch before: cached
-and dirty, and a dispatch that streams through the cache evicts them, writing them to memory
-while it reads. On an H100 (fp32, reports/validation-nvidia-h100-opencl-vae_decoder-512-fp32.md)
-the VAE decoder's GroupNorm statistics (`gn_partial`) over 8-268 MB ran 2-21 us (25-40%) longer
-than sweep points of the same geometry, about the time to write min(its input, 50 MB) at the
-device's bandwidth, and its residual adds and Winograd input transforms 10-16% longer.
+its inputs cached and clean. In a pipeline they were just written by the dispatch before: dirty
+where still cached, and a dispatch that streams through the cache writes what it evicts back to
+memory while it reads; how much of a written buffer a GPU's cache keeps is the cache's own
+policy. On an H100 (fp32, reports/validation-nvidia-h100-opencl-vae_decoder-512-fp32.md) the VAE
+decoder's GroupNorm statistics (`gn_partial`) over 8-268 MB ran 2-21 us (25-40%) longer than
+sweep points of the same geometry, and its residual adds and Winograd input transforms 10-16%
+longer.
 
 The probe times streaming dispatches (PROBES, synthetic shapes, none of them an SD layer) over
 inputs from a few MB to several times a GPU's L2, first as the sweep does (flush, input read,
-lead), then with their inputs rewritten in place (`Runtime.rewrite`: same values, every line
-dirty) between the lead and the dispatch; the two contexts interleaved. Each delta (after the
-rewrite - clean) over the dispatch's memory share (its bytes at the device's bandwidth over its
-clean time: the share of a dispatch the write-back cannot overlap) is what the term predicts,
+lead), then with each input written by a copy kernel from a duplicate (`Runtime.copy_words`:
+same values, written as a pipeline's dispatch writes its output) between the lead and the
+dispatch; the two contexts interleaved. The copy is a long dispatch, behind which the launch
+overlap (sdsim/cost/overlap.py, measured just before) hides part of the probe's start; the
+predictor subtracts that for a pipeline's dispatch too, so each delta (after the copy - clean)
+has it added back. Over the dispatch's memory share (its bytes at the device's bandwidth over its
+clean time: the share of a dispatch the write-back cannot overlap), it is what the term predicts,
 
-    extra(W) = min(W, dirty) x per_byte,    W the bytes rewritten,
+    extra(W) = min(W, dirty) x per_byte,    W the bytes written,
 
-and `fit` finds dirty (the most dirty bytes a dispatch finds left) and per_byte. A device where
-not every probe measures a positive delta at its two largest inputs gets no term.
+and `fit` finds dirty (the most written bytes a dispatch pays for) and per_byte. A device where
+not every probed variant measures a positive delta at its two largest inputs gets no term.
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ REPEAT = {"full": 9, "quick": 3}
 TIE = 0.05
 
 
-def measure(rt, precision: str, lead: int, bandwidth: float, quick: bool = False) -> dict:
-    """The probe on `rt`'s device: per probe and shape, the bytes rewritten, the dispatch's bytes
-    and its median microseconds clean and after the rewrite, and the fit (module doc).
-    `bandwidth`: the device's measured streaming bandwidth, bytes/s."""
+def measure(rt, precision: str, lead: int, bandwidth: float, overlap: dict | None = None,
+            quick: bool = False) -> dict:
+    """The probe on `rt`'s device: per probe and shape, the bytes written, the dispatch's bytes,
+    the copy's microseconds, the probe's median microseconds clean and after the copy, and the
+    fit (module doc). `bandwidth`: the device's measured streaming bandwidth, bytes/s;
+    `overlap`: the launch-overlap probe's result (sdsim/calibration/overlap.py), if measured."""
     from sdsim import kernels
+    from sdsim.cl.bench import time_events
 
     repeat = REPEAT["quick" if quick else "full"]
     probes = []
@@ -60,18 +67,42 @@ def measure(rt, precision: str, lead: int, bandwidth: float, quick: bool = False
         record = kernels.get(*key.split("/"))
         for shape in shapes[:QUICK_SHAPES] if quick else shapes:
             launch, ins = launcher(rt, record, shape, precision, inputs=True)
+            pairs = [(rt.duplicate(b), b) for b in ins]
+            copy = float(np.median(time_events(rt, lambda: rt.copy_words(pairs), repeat)
+                                   .sum(axis=1))) * 1e6
             first = record.costs(precision, **shape)[0]
             med = time_after(rt, record, shape, precision, {
                 "clean": lambda: rt.lead(lead),
-                "dirty": lambda ins=ins: (rt.lead(lead), rt.rewrite(ins))}, repeat,
+                "written": lambda: (rt.lead(lead), rt.copy_words(pairs))}, repeat,
                 launched=(launch, ins))
             probes.append({"variant": record.key, "shape": shape,
-                           "rewritten_bytes": int(sum(b.size for b in ins)),
+                           "written_bytes": int(sum(b.size for b in ins)),
                            "dispatch_bytes": float(first.bytes_read + first.bytes_written),
-                           "clean_us": med["clean"], "dirty_us": med["dirty"]})
+                           "copy_us": copy, "clean_us": med["clean"],
+                           "after_us": med["written"],
+                           "hidden_us": _hidden(overlap, copy) * 1e6})
     dirty, per_byte = fit(probes, bandwidth)
     return {"lead": lead, "repeat": repeat, "bandwidth": bandwidth, "probes": probes,
             "dirty_bytes": dirty, "us_per_mb": per_byte * 1e12}
+
+
+def _hidden(overlap: dict | None, copy_us: float) -> float:
+    """Seconds of the probe the launch overlap hides behind a copy of `copy_us` beyond what a
+    lead dispatch hides (0 without a measured term)."""
+    from sdsim.cost.overlap import Overlap
+
+    if not overlap or not overlap.get("hidden_us") or "predecessor" not in overlap:
+        return 0.0
+    term = Overlap.from_section({"hidden_us": overlap["hidden_us"],
+                                 "over_us": overlap["over_us"],
+                                 "lead_us": overlap["lead_dispatch_us"]})
+    return max(0.0, term.hidden_after(copy_us * 1e-6))
+
+
+def delta(probe: dict) -> float:
+    """Microseconds a probe's dispatch paid after the copy over clean, with what the launch
+    overlap hid behind the copy added back."""
+    return probe["after_us"] - probe["clean_us"] + probe["hidden_us"]
 
 
 def share(probe: dict, bandwidth: float) -> float:
@@ -81,7 +112,7 @@ def share(probe: dict, bandwidth: float) -> float:
 
 def fit(probes: list, bandwidth: float) -> tuple[float, float]:
     """(dirty bytes, seconds per byte) of the module doc's model fitted by least squares to the
-    probes' deltas over their memory shares; (0, 0) unless every probed variant's delta at its
+    probes' deltas (`delta`) over their memory shares; (0, 0) unless every probed variant's delta at its
     two largest inputs is positive (a device with no such effect passes that by chance once in
     2^(2 x variants))."""
     if not probes:
@@ -90,11 +121,10 @@ def fit(probes: list, bandwidth: float) -> tuple[float, float]:
     for p in probes:
         by_variant.setdefault(p["variant"], []).append(p)
     for rows in by_variant.values():
-        if min(p["dirty_us"] - p["clean_us"]
-               for p in sorted(rows, key=lambda p: p["rewritten_bytes"])[-2:]) <= 0:
+        if min(delta(p) for p in sorted(rows, key=lambda p: p["written_bytes"])[-2:]) <= 0:
             return 0.0, 0.0
-    w = np.array([p["rewritten_bytes"] for p in probes], float)
-    y = np.array([(p["dirty_us"] - p["clean_us"]) * 1e-6 / share(p, bandwidth) for p in probes])
+    w = np.array([p["written_bytes"] for p in probes], float)
+    y = np.array([delta(p) * 1e-6 / share(p, bandwidth) for p in probes])
     fits = []
     for dirty in np.geomspace(w.min() / 2, 4 * w.max(), 300):
         x = np.minimum(w, dirty)

@@ -83,12 +83,12 @@ __kernel void touch(__global const uint *x, uint n, __global uint *sink) {
 }
 """
 
-#: writes every word of a buffer back unchanged (`zero` is 0 at run time, unknown to the
-#: compiler): its lines cached and dirty, as the dispatch that wrote a pipeline's activation left
-#: them (the write-back probe, sdsim/calibration/writeback.py); a timing utility, not a model kernel
-REWRITE_SOURCE = r"""
-__kernel void rewrite(__global uint *x, uint n, uint zero) {
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) x[i] += zero;
+#: copies a buffer's words into another: the destination's lines written by a dispatch, as the
+#: dispatch before a pipeline's dispatch writes its input (the write-back probe,
+#: sdsim/calibration/writeback.py); a timing utility, not a model kernel
+COPY_SOURCE = r"""
+__kernel void copy_words(__global uint *dst, __global const uint *src, uint n) {
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) dst[i] = src[i];
 }
 """
 
@@ -536,13 +536,20 @@ class Runtime:
         lead dispatches run it."""
         return self.constant("touch", lambda: cl.Program(self.ctx, TOUCH_SOURCE).build().touch)
 
-    def rewrite(self, buffers) -> list:
-        """Enqueue a rewrite of each buffer in place (REWRITE_SOURCE): same values, its lines
-        dirty in the caches. Returns the events."""
-        kernel = self.constant("rewrite", lambda: cl.Program(self.ctx, REWRITE_SOURCE)
-                               .build().rewrite)
-        return [kernel(self.queue, (min(65536, b.size // 4),), None, b, np.uint32(b.size // 4),
-                       np.uint32(0)) for b in buffers if b.size // 4]
+    def duplicate(self, buf):
+        """A new buffer holding a copy of `buf` (enqueued; the queue orders it)."""
+        out = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, buf.size)
+        cl.enqueue_copy(self.queue, out, buf)
+        return out
+
+    def copy_words(self, pairs) -> list:
+        """Enqueue a kernel copy (COPY_SOURCE) of each (source, destination) pair of buffers of
+        one size: the destination written by a dispatch, its lines as that leaves them in the
+        caches. Returns the events."""
+        kernel = self.constant("copy_words", lambda: cl.Program(self.ctx, COPY_SOURCE)
+                               .build().copy_words)
+        return [kernel(self.queue, (min(65536, dst.size // 4),), None, dst, src,
+                       np.uint32(dst.size // 4)) for src, dst in pairs if dst.size // 4]
 
     def flush_caches(self, keep=()) -> None:
         """Enqueue a fill of FLUSH_BYTES (capped at the largest allocation), then a read of each
