@@ -3,11 +3,8 @@ sequence term (sdsim/cost/overlap.py)."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
-import yaml
 
 from sdsim.calibration import overlap as probe
 from sdsim.cost.overlap import Overlap, hide
@@ -93,24 +90,12 @@ def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
     (a probe that measured none) is no term; a negative one is refused naming the field."""
     from sdsim.backends.trace import trace_component
     from sdsim.cost.predict import predict_component
-    from sdsim.cost.profile import read_profile
     from sdsim.lower.options import parse_opt
     from sdsim.model.presets import PRESETS
-    from sdsim.paths import PROFILES_DIR
-
-    base = yaml.safe_load((PROFILES_DIR / "nvidia-h100-opencl.yaml").read_text())
-    sets = {s["precision"]: k for k in ("coefficients", "coefficients_fp16", "coefficients_fp32")
-            if (s := base.get(k))}
+    from sdsim.testing.fixtures import h100_profile_with
 
     def load(section, name):
-        d = copy.deepcopy(base)
-        for k in sets.values():
-            d[k].pop("overlap", None)
-        if section is not None:
-            d[sets["fp16"]]["overlap"] = section
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(d))
-        return read_profile(path)
+        return h100_profile_with(tmp_path, "overlap", section, name)
 
     plain = load(None, "plain.yaml")
     term = load({"hidden_us": 1.5, "over_us": 40.0, "lead_us": 2.0}, "term.yaml")

@@ -123,16 +123,28 @@ def fit(lengths: list, deltas: list, lead_us: float) -> tuple[float, float]:
     longest = np.argsort(p)[-2:]
     if not len(deltas) or min(row[i] for row in deltas for i in longest) <= 0:
         return 0.0, 0.0
+    return knee_fit(np.geomspace(max(lead_us, 0.1), 4 * p.max(), 200),
+                    lambda over: np.minimum(1.0, p / over) - min(1.0, lead_us / over), d,
+                    longest=True)
+
+
+def knee_fit(knees, basis, y, longest: bool) -> tuple[float, float]:
+    """(scale, knee) of `y` ~ scale x basis(knee): at each knee of `knees` the least-squares
+    positive scale, then of the fits within TIE of the best squared error the one with the
+    longest knee (`longest`) or the shortest; (0, 0) where no knee gives a positive scale. A
+    saturating term's knee is where its points cannot tell knees apart; the tie rule picks the
+    one that extrapolates least past them."""
     fits = []
-    for over in np.geomspace(max(lead_us, 0.1), 4 * p.max(), 200):
-        x = np.minimum(1.0, p / over) - min(1.0, lead_us / over)
+    for knee in knees:
+        x = basis(knee)
         if not (x > 0).any():
             continue
-        h = float(x @ d / (x @ x))
-        if h > 0:
-            fits.append((float(((d - h * x) ** 2).sum()), float(over), h))
+        scale = float(x @ y / (x @ x))
+        if scale > 0:
+            fits.append((float(((y - scale * x) ** 2).sum()), float(knee), scale))
     if not fits:
         return 0.0, 0.0
     best = min(f[0] for f in fits)
-    _, over, h = max((f for f in fits if f[0] <= best * (1 + TIE) + 1e-12), key=lambda f: f[1])
-    return h, over
+    near = [f for f in fits if f[0] <= best * (1 + TIE) + 1e-30]
+    _, knee, scale = (max if longest else min)(near, key=lambda f: f[1])
+    return scale, knee

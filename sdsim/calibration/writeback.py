@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdsim.calibration.overlap import launcher, time_after
+from sdsim.calibration.overlap import knee_fit, launcher, time_after
 
 #: (family/variant, shapes, smallest input first) of the probed dispatches: streaming kernels
 #: over 96 channels (no SD layer has 96), fp32 inputs of 1.9 to 384 MB in all
@@ -47,9 +47,6 @@ PROBES = (
 QUICK_SHAPES = 3
 #: timed runs per shape and context (after one warm-up round)
 REPEAT = {"full": 9, "quick": 3}
-#: fits whose squared error is within this share of the best are near-ties; of those the fit
-#: keeps the smallest `dirty` (the least growth credited past the largest input measured)
-TIE = 0.05
 
 
 def measure(rt, precision: str, lead: int, bandwidth: float, overlap: dict | None = None,
@@ -125,14 +122,6 @@ def fit(probes: list, bandwidth: float) -> tuple[float, float]:
             return 0.0, 0.0
     w = np.array([p["written_bytes"] for p in probes], float)
     y = np.array([delta(p) * 1e-6 / share(p, bandwidth) for p in probes])
-    fits = []
-    for dirty in np.geomspace(w.min() / 2, 4 * w.max(), 300):
-        x = np.minimum(w, dirty)
-        c = float(x @ y / (x @ x))
-        if c > 0:
-            fits.append((float(((y - c * x) ** 2).sum()), float(dirty), c))
-    if not fits:
-        return 0.0, 0.0
-    best = min(f[0] for f in fits)
-    _, dirty, c = min((f for f in fits if f[0] <= best * (1 + TIE) + 1e-30), key=lambda f: f[1])
-    return dirty, c
+    per_byte, dirty = knee_fit(np.geomspace(w.min() / 2, 4 * w.max(), 300),
+                               lambda dirty: np.minimum(w, dirty), y, longest=False)
+    return dirty, per_byte

@@ -63,3 +63,26 @@ def write_byte_tokenizer(folder) -> Path:
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return folder
+
+
+def h100_profile_with(tmp_path, key: str, section: dict | None, name: str):
+    """The shipped H100 profile read back with its fp16 coefficient set's `key` section set to
+    `section` (none: removed from every set): a sequence term on one precision only."""
+    import copy
+
+    import yaml
+
+    from sdsim.cost.profile import read_profile
+    from sdsim.paths import PROFILES_DIR
+
+    base = yaml.safe_load((PROFILES_DIR / "nvidia-h100-opencl.yaml").read_text())
+    sets = {s["precision"]: k for k in ("coefficients", "coefficients_fp16", "coefficients_fp32")
+            if (s := base.get(k))}
+    d = copy.deepcopy(base)
+    for k in sets.values():
+        d[k].pop(key, None)
+    if section is not None:
+        d[sets["fp16"]][key] = section
+    path = Path(tmp_path) / name
+    path.write_text(yaml.safe_dump(d))
+    return read_profile(path)
