@@ -76,6 +76,17 @@ def test_calibrate_writes_a_profile_that_loads(plat, tmp_path, capsys, monkeypat
         probe["lengths_us"], [[p["lead_us"] - a for a in p["after_us"]] for p in probe["probes"]],
         probe["lead_dispatch_us"])
     assert "## Launch overlap" in text and data["coefficients"]["overlap"]["lead_us"] > 0
+    # the write-back probe: each quick shape timed clean and after a copy wrote its inputs
+    from sdsim.calibration import writeback
+    wb = stored["micro"]["writeback"]
+    assert [[p["variant"], p["shape"]] for p in wb["probes"]] == json.loads(json.dumps(
+        [(k, s) for k, shapes in writeback.PROBES for s in shapes[:writeback.QUICK_SHAPES]]))
+    assert all(p["clean_us"] > 0 and p["after_us"] > 0 and p["copy_us"] > 0
+               and p["written_bytes"] > 0 for p in wb["probes"])
+    assert (wb["dirty_bytes"], wb["us_per_mb"] * 1e-12) == writeback.fit(wb["probes"],
+                                                                       wb["bandwidth"])
+    assert "## Write-back" in text
+    assert ("writeback" in data["coefficients"]) == (wb["dirty_bytes"] > 0)
     # the cache curve: footprints up by sqrt(2), and the profile's size is the one it measured
     curve, cache = stored["micro"]["cache_curve"], stored["micro"]["cache"]
     assert [s for s, _ in curve] == sorted(s for s, _ in curve) and all(t > 0 for _, t in curve)
