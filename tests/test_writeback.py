@@ -156,7 +156,7 @@ def test_the_profile_s_writeback_section_reaches_the_predictor(tmp_path):
 
 
 def test_the_calibration_writes_the_probe_s_fit_and_reports_every_probe():
-    from sdsim.calibration.write import _writeback, _writeback_lines
+    from sdsim.calibration.write import _copied, _writeback, _writeback_lines
 
     rows = _probes(50.0, 0.3, share=1.0)
     stored = {"lead": 100, "repeat": 9, "bandwidth": BW, "probes": rows,
@@ -170,6 +170,10 @@ def test_the_calibration_writes_the_probe_s_fit_and_reports_every_probe():
     assert len(table) == len(SIZES_MB)
     assert "no term" in "\n".join(_writeback_lines(dict(stored, dirty_bytes=0.0)))
     assert "Not measured" in "\n".join(_writeback_lines(None))
+    inplace = dict(stored, probes=[{k.replace("written_bytes", "rewritten_bytes"): v
+                                    for k, v in p.items()} for p in rows])
+    assert "not applied" in "\n".join(_writeback_lines(inplace))
+    assert not _copied(inplace) and _copied(stored) and not _copied(None)
 
 
 def test_copy_words_writes_each_destination_with_its_source_s_values():

@@ -102,7 +102,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
             **({"writeback": _writeback(m["writeback"])}
-               if (m.get("writeback") or {}).get("dirty_bytes") else {}),
+               if _copied(m.get("writeback")) and m["writeback"]["dirty_bytes"] else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -120,12 +120,23 @@ def _writeback(probe: dict) -> dict:
     return {"dirty_mb": _g(probe["dirty_bytes"] / 1e6), "us_per_mb": _g(probe["us_per_mb"])}
 
 
+def _copied(probe: dict | None) -> bool:
+    """Whether a stored write-back probe wrote its inputs by a copy (the probe's protocol):
+    the first one, of 2026-12-07 19:52 UTC (sdsim commit a7cf0bd), rewrote them in place, read
+    then written, which leaves them cached as no pipeline's dispatch does, and is not applied."""
+    return bool(probe) and all("written_bytes" in p for p in probe["probes"])
+
+
 def _writeback_lines(probe: dict | None) -> list:
     """The report's section on the write-back probe."""
     head = ["## Write-back (sdsim/calibration/writeback.py)", ""]
     if not probe:
         return head + ["Not measured (host-fed sweep, or measurements from before the probe): "
                        "no write-back term.", ""]
+    if not _copied(probe):
+        return head + ["Measured with the inputs rewritten in place (read, then written: cached "
+                       "as no pipeline's dispatch leaves them) rather than written by a copy: "
+                       "not applied, no write-back term.", ""]
     fit = (f"dirty {probe['dirty_bytes'] / 1e6:.3g} MB, {probe['us_per_mb']:.3g} us per MB; "
            "the predictor charges it to each op's first dispatch by what the dispatch before it "
            "wrote (sdsim/cost/writeback.py)" if probe["dirty_bytes"] else
