@@ -109,9 +109,9 @@ def share(probe: dict, bandwidth: float) -> float:
 
 def fit(probes: list, bandwidth: float) -> tuple[float, float]:
     """(dirty bytes, seconds per byte) of the module doc's model fitted by least squares to the
-    probes' deltas (`delta`) over their memory shares; (0, 0) unless every probed variant's delta at its
-    two largest inputs is positive (a device with no such effect passes that by chance once in
-    2^(2 x variants))."""
+    probes' deltas (`delta`) over their memory shares; (0, 0) unless every probed variant's
+    delta at its two largest inputs is positive (a device with no such effect passes that by
+    chance once in 2^(2 x variants))."""
     if not probes:
         return 0.0, 0.0
     by_variant = {}
