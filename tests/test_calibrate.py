@@ -2,6 +2,7 @@
 point at the report it writes, the efficiency aggregate is the documented formula, the fit
 recovers known coefficients, and SD1.4's own layers are rejected from the sweep."""
 
+import json
 import math
 
 import pytest
@@ -1238,3 +1239,31 @@ def test_a_measured_cache_size_is_the_device_s_whatever_the_sweep_prefers():
     assert set(costs) == {*CACHES, measured} and min(costs, key=costs.get) == cache
     assert costs[measured] > costs[cache]
     assert fit_all(pts, cu, cache=cache)["sweeps"] == fit_all(pts, cu)["sweeps"]
+
+
+def test_stored_bias_less_points_of_before_the_launcher_fix_read_as_the_bias_build(tmp_path):
+    """Calibrations stored before `bias_less_builds` timed the linear GEMM's bias build at
+    `bias: false` (its launcher passed the bias anyway): a refit reads those points as the bias
+    build, so no `.nobias` body is fitted on them; measurements that say the launcher honoured
+    the shape keep them, and a new calibration's file says so."""
+    from sdsim.calibration import store
+    from sdsim.paths import ROOT
+
+    data = json.loads((ROOT / "reports" / "calibration-pocl-cpu.json").read_text())
+    assert "bias_less_builds" not in data
+    linear = [p for p in data["points"] if p["variant"] == "linear/tiled"]
+    data["points"] = ([p for p in linear if p["shape"]["bias"] is False][:2]
+                      + [p for p in linear if p["shape"]["bias"] is True][:1])
+    data["merged"] = []
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    keys = [p.key for p in store.load(old, "test").points]
+    assert not any(k.endswith(".nobias") for k in keys) and len(keys) == 3
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(dict(data, bias_less_builds=True)))
+    cal = store.load(new, "test")
+    assert [p.key.endswith(".nobias") for p in cal.points] == [True, True, False]
+    assert store.dump(cal)["bias_less_builds"] is True
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(store.dump(store.load(old, "test"))))
+    assert not any(p.key.endswith(".nobias") for p in store.load(again, "test").points)

@@ -284,3 +284,36 @@ def kernels_costs_wino():
     from sdsim import kernels
     return [k for k in kernels.costs("conv2d", "winograd_f4", batch=2, cin=1280, cout=1280, h=8,
                                      w=8, k=3, stride=1, padding=1) if k.kernel_class == "gemm"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_linear_record_runs_the_build_its_shape_names(rt, bias, monkeypatch):
+    """A bias-less shape runs the bias-less build (BIAS=0) and computes x @ w.T alone, the
+    record's operands and inputs have no bias, and the model key it is timed under says so: a
+    calibration's `.nobias` points time the kernel SD's attention projections run."""
+    from sdsim import kernels
+    from sdsim.cl.bench import upload
+
+    rec = kernels.get("linear", "tiled")
+    shape = {"m": 37, "k": 70, "n": 65, "bias": bias}
+    inputs = rec.make_inputs(shape, np.random.default_rng(3))
+    assert ("b" in inputs["params"]) == bias == ("b" in rec.operands(shape)[1])
+    built = []
+    real = rt.kernel
+
+    def kernel(family, name, precision="fp32", defines=None):
+        if name == "gemm":
+            built.append(defines["BIAS"])
+        return real(family, name, precision, defines)
+
+    monkeypatch.setattr(rt, "kernel", kernel)
+    ins, params, out = upload(rt, rec, shape, inputs, "fp32")
+    rt.finish()
+    rec.launch(rt, shape, ins, params, out, "fp32")
+    rt.finish()
+    got = rt.from_device(out, (37, 65), "fp32")
+    x, w = (inputs["ins"][0].astype(np.float64), inputs["params"]["w"].astype(np.float64))
+    want = x @ w.T + (inputs["params"]["b"] if bias else 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert built == [1 if bias else 0]
+    assert rec.costs("fp32", **shape)[0].model_key.endswith(".nobias") != bias

@@ -336,16 +336,18 @@ def _record(name, gelu, option, bench, cal):
                          precision, bias=bias, gelu=gelu)
 
     def launch(rt, a, ins, p, out, precision):
-        return linear(rt, ins[0], p["wt"], p.get("b"), a["m"], a["k"], a["n"], gelu=gelu,
-                      precision=precision, out=out)[1]
+        # a bias-less shape runs the bias-less build (BIAS=0), whatever params it was given
+        return linear(rt, ins[0], p["wt"], p.get("b") if a.get("bias", True) else None,
+                      a["m"], a["k"], a["n"], gelu=gelu, precision=precision, out=out)[1]
 
     def prepare(rt, a, params, precision):
         return dict(params, wt=transposed_weight(rt, params["w"], a["n"], a["k"], precision))
 
     def reference(a, i, precision):
-        x, w, b = stored(i["ins"][0], precision), *(stored(i["params"][r], precision)
-                                                    for r in ("w", "b"))
-        y = x @ w.T + b
+        x, w = stored(i["ins"][0], precision), stored(i["params"]["w"], precision)
+        y = x @ w.T
+        if "b" in i["params"]:
+            y = y + stored(i["params"]["b"], precision)
         return gelu_ref(y) if gelu else y
 
     def simulate(a, ins, p, arith):
@@ -357,14 +359,16 @@ def _record(name, gelu, option, bench, cal):
 
 
 def _operands(a):
-    return [a["m"] * a["k"]], {"w": a["n"] * a["k"], "b": a["n"]}, a["m"] * a["n"]
+    bias = {"b": a["n"]} if a.get("bias", True) else {}
+    return [a["m"] * a["k"]], {"w": a["n"] * a["k"], **bias}, a["m"] * a["n"]
 
 
 def _make_inputs(a, rng):
     m, k, n = a["m"], a["k"], a["n"]
-    return {"ins": [rng.standard_normal((m, k), dtype=np.float32)],
-            "params": {"w": (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32),
-                       "b": rng.standard_normal(n, dtype=np.float32)}}
+    params = {"w": (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)}
+    if a.get("bias", True):
+        params["b"] = rng.standard_normal(n, dtype=np.float32)
+    return {"ins": [rng.standard_normal((m, k), dtype=np.float32)], "params": params}
 
 
 def _lin(m, k, n):
