@@ -223,6 +223,10 @@ def gemm_cost(kernel: str, batch: int, m: int, k: int, n: int, precision: str,
     # a linear GEMM without bias or GELU is its own build (BIAS=0, attention's projections),
     # and so is one with the GELU epilogue (ACT=1: on PoCL the erf of 13 M outputs doubled a
     # 2500x200x5200 GEMM's 0.1 s), each timed apart so that no build's fit absorbs another's
+    # (on PoCL, fp16, SD's bias-less projections stepped 30% slower than their bias twins of the
+    # same geometry in one run); a body without coefficients of its own (measurements stored
+    # before the record's launcher ran the bias-less build, read as the bias build they timed)
+    # is priced by the bias build (`model_alt`)
     model = f"{caller}.{cfg.name}"
     if caller != "gemm":
         suffix = ""
