@@ -86,14 +86,11 @@ def measure(rt, precision: str, lead: int, bandwidth: float, overlap: dict | Non
 def _hidden(overlap: dict | None, copy_us: float) -> float:
     """Seconds of the probe the launch overlap hides behind a copy of `copy_us` beyond what a
     lead dispatch hides (0 without a measured term)."""
+    from sdsim.calibration.write import _applied, _overlap
     from sdsim.cost.overlap import Overlap
 
-    if not overlap or not overlap.get("hidden_us") or "predecessor" not in overlap:
-        return 0.0
-    term = Overlap.from_section({"hidden_us": overlap["hidden_us"],
-                                 "over_us": overlap["over_us"],
-                                 "lead_us": overlap["lead_dispatch_us"]})
-    return max(0.0, term.hidden_after(copy_us * 1e-6))
+    term = Overlap.from_section(_overlap(overlap)) if _applied(overlap) else None
+    return max(0.0, term.hidden_after(copy_us * 1e-6)) if term else 0.0
 
 
 def delta(probe: dict) -> float:
