@@ -102,7 +102,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
             **({"writeback": _writeback(m["writeback"])}
-               if _copied(m.get("writeback")) and m["writeback"]["dirty_bytes"] else {}),
+               if _copied(m.get("writeback")) and writeback.term(m["writeback"])[0] else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -117,7 +117,8 @@ def _overlap(probe: dict) -> dict:
 
 def _writeback(probe: dict) -> dict:
     """The profile's `writeback` section of a write-back probe (sdsim/cost/writeback.py)."""
-    return {"dirty_mb": _g(probe["dirty_bytes"] / 1e6), "us_per_mb": _g(probe["us_per_mb"])}
+    dirty, per_byte = writeback.term(probe)
+    return {"dirty_mb": _g(dirty / 1e6), "us_per_mb": _g(per_byte * 1e12)}
 
 
 def _copied(probe: dict | None) -> bool:
@@ -137,11 +138,10 @@ def _writeback_lines(probe: dict | None) -> list:
         return head + ["Measured with the inputs rewritten in place (read, then written: cached "
                        "as no pipeline's dispatch leaves them) rather than written by a copy: "
                        "not applied, no write-back term.", ""]
-    fit = (f"dirty {probe['dirty_bytes'] / 1e6:.3g} MB, {probe['us_per_mb']:.3g} us per MB; "
-           "the predictor charges it to each op's first dispatch by what the dispatch before it "
-           "wrote (sdsim/cost/writeback.py)" if probe["dirty_bytes"] else
-           "no term (not every probed variant measures a positive delta at its two largest "
-           "inputs)")
+    dirty, per_byte = writeback.term(probe)
+    fit = (f"dirty {dirty / 1e6:.3g} MB, {per_byte * 1e12:.3g} us per MB; the predictor "
+           "charges it to each op's first dispatch by what the dispatch before it wrote "
+           "(sdsim/cost/writeback.py)" if dirty else writeback.NO_TERM)
     rows = [{"probe": p["variant"], "shape": describe(p["shape"]),
              "written MB": p["written_bytes"] / 1e6, "copy us": p["copy_us"],
              "clean us": p["clean_us"], "after copy us": p["after_us"],

@@ -104,11 +104,20 @@ def share(probe: dict, bandwidth: float) -> float:
     return min(1.0, probe["dispatch_bytes"] / bandwidth / (probe["clean_us"] * 1e-6))
 
 
+#: why a probe gives no term (the two conditions of `fit`)
+NO_TERM = ("no term: not every probed variant measures a positive delta at its two largest "
+           "inputs, or the deltas do not rise with the bytes written (the fit's knee does not lie "
+           "above the two smallest inputs probed)")
+
+
 def fit(probes: list, bandwidth: float) -> tuple[float, float]:
     """(dirty bytes, seconds per byte) of the module doc's model fitted by least squares to the
     probes' deltas (`delta`) over their memory shares; (0, 0) unless every probed variant's
     delta at its two largest inputs is positive (a device with no such effect passes that by
-    chance once in 2^(2 x variants))."""
+    chance once in 2^(2 x variants)), and (0, 0) where the knee does not lie above the two
+    smallest inputs probed: deltas that do not rise with the bytes written over two sizes at
+    least fit a constant, which the probes cannot tell from noise or from what the launch
+    overlap hides, not a write-back."""
     if not probes:
         return 0.0, 0.0
     by_variant = {}
@@ -121,4 +130,10 @@ def fit(probes: list, bandwidth: float) -> tuple[float, float]:
     y = np.array([delta(p) * 1e-6 / share(p, bandwidth) for p in probes])
     per_byte, dirty = knee_fit(np.geomspace(w.min() / 2, 4 * w.max(), 300),
                                lambda dirty: np.minimum(w, dirty), y, longest=False)
-    return dirty, per_byte
+    return (dirty, per_byte) if dirty > np.unique(w)[:2].max() else (0.0, 0.0)
+
+
+def term(probe: dict) -> tuple[float, float]:
+    """(dirty bytes, seconds per byte) of a stored probe (`measure`'s result) by today's `fit`,
+    so that a refit of stored measurements applies the rule as it stands."""
+    return fit(probe["probes"], probe["bandwidth"])

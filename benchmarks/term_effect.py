@@ -1,14 +1,15 @@
-"""What the launch-overlap term (sdsim/cost/overlap.py) does to a device's validation runs.
+"""What one of the predictor's sequence terms does to a device's validation runs: the launch
+overlap (sdsim/cost/overlap.py) or the write-back (sdsim/cost/writeback.py).
 
 Every stored validation run of a device (`reports/validation-DEVICE-*.json`) is predicted again
 by its profile (`device_profiles/DEVICE.yaml`) twice, the measured times fixed: as the profile
-stands, and with its `overlap` sections removed (no sequence term). For each run the table gives
-the bar's two figures (end-to-end error; % of measured time in calls within +-10%), the
+stands, and with the term's sections (`overlap` or `writeback`) removed. For each run the table
+gives the bar's two figures (end-to-end error; % of measured time in calls within +-10%), the
 time-weighted mean |error| (sum |predicted - measured| / sum measured: the threshold-free
 figure), and the median predicted - measured of the calls under 20 us by their predecessor's
-measured time (under 20 us, 50 us or more): the residual the term is meant to remove.
+measured time (under 20 us, 50 us or more): the residual the overlap term is meant to remove.
 
-    python benchmarks/overlap_effect.py --device nvidia-h100-opencl \\
+    python benchmarks/term_effect.py --device nvidia-h100-opencl [--term overlap|writeback] \\
         [--report reports/overlap-effect-nvidia-h100-opencl]
 """
 
@@ -33,13 +34,20 @@ from sdsim.output import render_rows, write_pair  # noqa: E402
 from sdsim.validation import compare, report  # noqa: E402
 
 SETS = ("coefficients", "coefficients_fp16", "coefficients_fp32")
+#: term -> (its title, how a profile's term reads in the table)
+TERMS = {
+    "overlap": ("launch-overlap", lambda p, prec: (t := p.overlap_for(prec)) and
+                f"{t.hidden * 1e6:.2g} us over {t.over * 1e6:.3g} us"),
+    "writeback": ("write-back", lambda p, prec: (t := p.writeback_for(prec)) and
+                  f"{t.per_byte * 1e12:.3g} us/MB up to {t.dirty / 1e6:.3g} MB"),
+}
 
 
-def without_term(path: Path, tmp: Path):
-    """The profile at `path` with every coefficient set's `overlap` section removed."""
+def without_term(path: Path, tmp: Path, term: str):
+    """The profile at `path` with every coefficient set's `term` section removed."""
     d = copy.deepcopy(yaml.safe_load(path.read_text()))
     for k in SETS:
-        (d.get(k) or {}).pop("overlap", None)
+        (d.get(k) or {}).pop(term, None)
     out = tmp / path.name
     out.write_text(yaml.safe_dump(d, sort_keys=False))
     return read_profile(out)
@@ -68,6 +76,8 @@ def _figures(rows, metrics) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", required=True, help="profile name under device_profiles/")
+    ap.add_argument("--term", choices=tuple(TERMS), default="overlap",
+                    help="the term to remove: the launch overlap or the write-back")
     ap.add_argument("--report", help="write REPORT.md and REPORT.json")
     args = ap.parse_args(argv)
     path = ROOT / "device_profiles" / f"{args.device}.yaml"
@@ -77,26 +87,25 @@ def main(argv=None) -> int:
     profile = read_profile(path)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        plain = without_term(path, Path(tmp))
+        plain = without_term(path, Path(tmp), args.term)
         for f in files:
             ctx, runs, _ = report.load(f)
-            term = profile.overlap_for(ctx["precision"])
+            term = TERMS[args.term][1](profile, ctx["precision"])
             with_, _ = compare.repredict(ctx, runs, profile)
             without, _ = compare.repredict(ctx, runs, plain)
             for a, b in zip(with_, without):
                 fa, fb = _figures(a["rows"], a["metrics"]), _figures(b["rows"], b["metrics"])
                 rows.append({"run": f"{f.stem.removeprefix('validation-' + args.device + '-')} "
                                     f"{a['opt']}",
-                             "term": (f"{term.hidden * 1e6:.2g} us over {term.over * 1e6:.3g} us"
-                                      if term else "none"),
+                             "term": term or "none",
                              **{f"{k} with": v for k, v in fa.items()},
                              **{f"{k} without": fb[k] for k in fa},
                              "bar with": report.meets_goal(a["metrics"]),
                              "bar without": report.meets_goal(b["metrics"])})
     table = render_rows(rows, "markdown", floatfmt=".3g")
     text = "\n".join([
-        f"# The launch-overlap term on {args.device}'s validation runs", "",
-        f"- Command: `python benchmarks/overlap_effect.py {' '.join(argv or sys.argv[1:])}`",
+        f"# The {TERMS[args.term][0]} term on {args.device}'s validation runs", "",
+        f"- Command: `python benchmarks/term_effect.py {' '.join(argv or sys.argv[1:])}`",
         f"- Date: {provenance.now()}, sdsim commit {provenance.commit()}; host-only (replays "
         f"stored measurements, no device), 1-minute load {provenance.load()}",
         f"- Profile: `device_profiles/{args.device}.yaml`; runs: "
@@ -104,7 +113,8 @@ def main(argv=None) -> int:
         "- " + __doc__.split("\n\n")[1].replace("\n", " "), "", table, ""])
     print(table)
     if args.report:
-        write_pair(Path(args.report), text, {"device": args.device, "rows": rows})
+        write_pair(Path(args.report), text, {"device": args.device, "term": args.term,
+                                             "rows": rows})
     return 0
 
 
