@@ -128,15 +128,15 @@ def test_the_profile_s_overlap_section_reaches_the_predictor(tmp_path):
 def test_only_a_probe_behind_synthetic_gemms_makes_the_profile_s_term():
     """A probe stored before the GEMM predecessor (behind a compute-only dispatch) is reported
     but makes no `overlap` section; one behind GEMMs does, its report says it is applied."""
-    from sdsim.calibration.write import _applied, _overlap, _overlap_lines
+    from sdsim.calibration.write import _overlap_lines, overlap_applied, overlap_section
 
     rows = [{"variant": "elementwise/add", "shape": dict(probe.PROBES[0][1]), "lead_us": 6.0,
              "after_us": [6.0, 4.5]}]
     old = {"lengths_us": [5.0, 80.0], "lead_dispatch_us": 5.7, "lead": 100, "repeat": 9,
            "probes": rows, "hidden_us": 1.6, "over_us": 24.0}
     new = dict(old, predecessor=probe.PREDECESSOR, sizes=[32, 1024])
-    assert not _applied(old) and not _applied(None) and _applied(new)
-    assert _overlap(new) == {"hidden_us": 1.6, "over_us": 24.0, "lead_us": 5.7}
+    assert not overlap_applied(old) and not overlap_applied(None) and overlap_applied(new)
+    assert overlap_section(new) == {"hidden_us": 1.6, "over_us": 24.0, "lead_us": 5.7}
     text_old, text_new = "\n".join(_overlap_lines(old)), "\n".join(_overlap_lines(new))
     assert "Not applied" in text_old and "compute-only dispatch" in text_old
     assert "the predictor applies it" in text_new and "m = n = k = 32, 1024" in text_new

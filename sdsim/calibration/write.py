@@ -100,7 +100,8 @@ def profile_dict(cal, report_rel: str) -> dict:
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
             "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
-            **({"overlap": _overlap(m["overlap"])} if _applied(m.get("overlap")) else {}),
+            **({"overlap": overlap_section(m["overlap"])}
+               if overlap_applied(m.get("overlap")) else {}),
             **({"writeback": _writeback(m["writeback"])}
                if _copied(m.get("writeback")) and writeback.term(m["writeback"])[0] else {}),
             "kernels": {key: _coefficients(cal, key, c)
@@ -109,7 +110,7 @@ def profile_dict(cal, report_rel: str) -> dict:
     }
 
 
-def _overlap(probe: dict) -> dict:
+def overlap_section(probe: dict) -> dict:
     """The profile's `overlap` section of a launch-overlap probe (sdsim/cost/overlap.py)."""
     return {"hidden_us": _g(probe["hidden_us"]), "over_us": _g(probe["over_us"]),
             "lead_us": _g(probe["lead_dispatch_us"])}
@@ -159,7 +160,7 @@ def _writeback_lines(probe: dict | None) -> list:
         render_rows(rows, "markdown", floatfmt=".3g"), ""]
 
 
-def _applied(probe: dict | None) -> bool:
+def overlap_applied(probe: dict | None) -> bool:
     """Whether a stored probe makes the profile's sequence term: only one behind synthetic
     GEMMs. Probes measured before (behind a compute-only dispatch) overstate what a pipeline's
     predecessors hide: on an H100 they measured 1.0-1.5 us where SD's small dispatches after
@@ -179,9 +180,9 @@ def _overlap_lines(probe: dict | None) -> list:
            if probe["hidden_us"] else "no term (not every probe measures a positive delta "
                                      "after the two longest predecessors)")
     use = ("; the predictor applies it to each dispatch by the one before it "
-           "(sdsim/cost/overlap.py)." if _applied(probe) else
+           "(sdsim/cost/overlap.py)." if overlap_applied(probe) else
            ". Not applied: a compute-only predecessor overstates what a pipeline's dispatches "
-           "hide (sdsim/calibration/write.py `_applied`).")
+           "hide (sdsim/calibration/write.py `overlap_applied`).")
     rows = [{"probe": p["variant"], "shape": describe(p["shape"]), "after lead us": p["lead_us"],
              **{f"delta after {n:.3g} us": p["lead_us"] - a
                 for n, a in zip(lengths, p["after_us"])}} for p in probe["probes"]]

@@ -52,9 +52,10 @@ REPEAT = {"full": 9, "quick": 3}
 def measure(rt, precision: str, lead: int, bandwidth: float, overlap: dict | None = None,
             quick: bool = False) -> dict:
     """The probe on `rt`'s device: per probe and shape, the bytes written, the dispatch's bytes,
-    the copy's microseconds, the probe's median microseconds clean and after the copy, and the
-    fit (module doc). `bandwidth`: the device's measured streaming bandwidth, bytes/s;
-    `overlap`: the launch-overlap probe's result (sdsim/calibration/overlap.py), if measured."""
+    the copy's microseconds and the probe's median microseconds clean and after the copy; the
+    fit is derived from them where it is used (`term`). `bandwidth`: the device's measured
+    streaming bandwidth, bytes/s; `overlap`: the launch-overlap probe's result
+    (sdsim/calibration/overlap.py), if measured."""
     from sdsim import kernels
     from sdsim.cl.bench import time_events
 
@@ -78,18 +79,17 @@ def measure(rt, precision: str, lead: int, bandwidth: float, overlap: dict | Non
                            "copy_us": copy, "clean_us": med["clean"],
                            "after_us": med["written"],
                            "hidden_us": _hidden(overlap, copy) * 1e6})
-    dirty, per_byte = fit(probes, bandwidth)
-    return {"lead": lead, "repeat": repeat, "bandwidth": bandwidth, "probes": probes,
-            "dirty_bytes": dirty, "us_per_mb": per_byte * 1e12}
+    return {"lead": lead, "repeat": repeat, "bandwidth": bandwidth, "probes": probes}
 
 
 def _hidden(overlap: dict | None, copy_us: float) -> float:
     """Seconds of the probe the launch overlap hides behind a copy of `copy_us` beyond what a
     lead dispatch hides (0 without a measured term)."""
-    from sdsim.calibration.write import _applied, _overlap
+    from sdsim.calibration.write import overlap_applied, overlap_section
     from sdsim.cost.overlap import Overlap
 
-    term = Overlap.from_section(_overlap(overlap)) if _applied(overlap) else None
+    term = (Overlap.from_section(overlap_section(overlap)) if overlap_applied(overlap)
+            else None)
     return max(0.0, term.hidden_after(copy_us * 1e-6)) if term else 0.0
 
 
