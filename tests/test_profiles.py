@@ -337,10 +337,47 @@ def test_calibrate_keeps_the_other_precisions_set(tmp_path):
     d = _with_fp32_set(1.0)
     path = write(tmp_path, d, "p.yaml")
     h = d["coefficients"]["kernels_hash"]
-    kept = _other_precision(path, SimpleNamespace(precision="fp32", kernels_hash=h))
+    here = {"gpu": d["gpu"], "api": d["api"]}   # the same device calibrated again
+    kept = _other_precision(path, SimpleNamespace(precision="fp32", kernels_hash=h), here)
     assert list(kept) == ["coefficients_fp16"] and kept["coefficients_fp16"]["precision"] == "fp16"
-    kept = _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash=h))
+    kept = _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash=h), here)
     assert list(kept) == ["coefficients_fp32"]
     # a set measured on other kernels is kept too: it carries its own hash, which predict warns on
-    kept = _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash="other"))
+    kept = _other_precision(path, SimpleNamespace(precision="fp16", kernels_hash="other"), here)
     assert list(kept) == ["coefficients_fp32"] and kept["coefficients_fp32"]["kernels_hash"] == h
+
+
+@pytest.mark.parametrize("field, value", [("gpu", "pthread-skylake-avx512-AMD EPYC"),
+                                          ("api", "OpenCL 3.0 (Portable Computing Language, "
+                                                  "driver 3.1+debian)")])
+def test_calibrating_another_device_into_a_profile_keeps_none_of_its_sets(tmp_path, capsys,
+                                                                         field, value):
+    """Two PoCL builds on one host share their platform name: a calibration of the other one
+    written into this profile must not leave this device's fp32 set beside its fp16 one, and
+    the command says so before it sweeps."""
+    from types import SimpleNamespace
+
+    from sdsim.calibration.write import _other_precision, measured_on, other_device
+    from sdsim.commands.calibrate import _same_device
+
+    d = _with_fp32_set(1.0)
+    path = write(tmp_path, d, "p.yaml")
+    platform, driver = d["api"].split("(", 1)[1].rstrip(")").split(", driver ")
+    same = measured_on(f"{platform} / {d['gpu']}", d["api"], driver)
+    assert same == {"gpu": d["gpu"], "api": d["api"]} and other_device(path, same) is None
+    here = dict(same, **{field: value})
+    assert value in other_device(path, here) and d[field] in other_device(path, here)
+    cal = SimpleNamespace(precision="fp16", kernels_hash=d["coefficients"]["kernels_hash"])
+    assert _other_precision(path, cal, here) == {}
+    assert other_device(tmp_path / "none.yaml", here) is None   # no profile there yet
+
+    dev_platform, dev_driver = (platform, driver) if field == "gpu" else \
+        ("Portable Computing Language", "3.1+debian")
+    rt = SimpleNamespace(name=f"{dev_platform} / {here['gpu']}",
+                         device=SimpleNamespace(version=d["api"].split(" (")[0],
+                                                driver_version=dev_driver))
+    assert _same_device(path, rt) is False
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "replaces it whole" in err and value in err
+    rt.name, rt.device.driver_version = f"{platform} / {d['gpu']}", driver
+    assert _same_device(path, rt) is True and capsys.readouterr().err == ""

@@ -50,9 +50,7 @@ def profile_dict(cal, report_rel: str) -> dict:
         "name": cal.name,
         "soc": f"OpenCL {info['type']} device, {info['compute_units']} compute units "
                f"(host {info['host']})",
-        "gpu": cal.device.split(" / ", 1)[-1],
-        "api": f"{' '.join(info['opencl'].split()[:2])} ({cal.device.split(' / ', 1)[0]}, "
-               f"driver {cal.driver})",
+        **measured_on(cal.device, info["opencl"], cal.driver),
         "notes": (f"Calibrated by `{cal.command}` on {cal.date}"
                   + (f", {cal.refit}" if cal.refit else "")
                   + f"; every figure is a measurement in {report_rel}. Peak rates and bandwidth "
@@ -517,7 +515,7 @@ def write(cal, profile_path, report_path) -> dict:
     commit = provenance.commit()   # before the profile below changes the checkout
     rel = lambda p: _relative(p)
     data = profile_dict(cal, rel(report_path))
-    kept = _other_precision(profile_path, cal)
+    kept = _other_precision(profile_path, cal, data)
     for key in kept:   # "every figure" above is this run's: say whose the kept set is
         data["notes"] += (f" `{key}` comes from another calibration: its `report` and "
                           "`kernels_hash` name the measurements and kernels it came from.")
@@ -531,17 +529,43 @@ def write(cal, profile_path, report_path) -> dict:
     return data
 
 
-def _other_precision(profile_path: Path, cal) -> dict:
+def measured_on(device: str, opencl: str, driver: str) -> dict:
+    """A profile's `gpu` and `api`: the OpenCL device ("platform / device"), its OpenCL version
+    and driver, which name the device its coefficients describe."""
+    platform, name = device.split(" / ", 1)[0], device.split(" / ", 1)[-1]
+    return {"gpu": name, "api": f"{' '.join(opencl.split()[:2])} ({platform}, driver {driver})"}
+
+
+def _profile_yaml(path: Path) -> dict:
+    """An existing profile's YAML as a dict ({} where there is none or it holds no mapping)."""
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def other_device(profile_path, here: dict) -> str | None:
+    """Why the profile at `profile_path` was measured on another device than `here` (a
+    `measured_on` dict), or None where it was not (or there is no profile): its coefficients and
+    tuning then describe that other device, and a calibration written there must not keep them
+    (two PoCL builds on one host, PyPI's and Debian's, share their platform name)."""
+    old = _profile_yaml(Path(profile_path))
+    if not old.get("coefficients") or all(old.get(k) == here[k] for k in ("gpu", "api")):
+        return None
+    return (f"{profile_path} was calibrated on {old.get('gpu')} ({old.get('api')}), not on "
+            f"{here['gpu']} ({here['api']})")
+
+
+def _other_precision(profile_path: Path, cal, data: dict) -> dict:
     """The coefficients an existing profile holds for the other storage precision (a profile
     can carry one set per precision), kept even when measured on other kernel sources: each set
     names its own `kernels_hash`, and predict warns for a stale one, which still prices its
-    precision better than the other precision's set would."""
-    if not profile_path.is_file():
+    precision better than the other precision's set would. None are kept from a profile of
+    another device (`other_device`): they would price this one's calls by that one's."""
+    if other_device(profile_path, data):
         return {}
-    try:
-        old = yaml.safe_load(profile_path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    old = _profile_yaml(profile_path)
     sections = [old.get("coefficients")] + [old.get(f"coefficients_{p}") for p in ("fp16", "fp32")]
     return {f"coefficients_{s['precision']}": s for s in sections
             if isinstance(s, dict) and s.get("precision") not in (None, cal.precision)}

@@ -90,7 +90,9 @@ def run(args) -> int:
         return _refit(args, out, command, t0)
     name = args.name or out.stem
     report = Path(args.report or written_report_path(out, _report_file(name, args.precision)))
-    if out.exists():   # sweep under the kernel builds the profile was tuned for (sdsim tune)
+    rt = Runtime(args.platform, args.cl_device)
+    if out.exists() and _same_device(out, rt):
+        # sweep under the kernel builds the profile was tuned for (sdsim tune)
         from sdsim.cost.profile import load_profile
         from sdsim.kernels import tuning
 
@@ -101,7 +103,6 @@ def run(args) -> int:
         else:
             if old.tuning:
                 tuning.activate(tuning.for_profile(old))
-    rt = Runtime(args.platform, args.cl_device)
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
                     command=command, gated=args.feed == "gated",
                     lead=sweep.LEAD if args.lead is None else args.lead)
@@ -109,17 +110,36 @@ def run(args) -> int:
     return 0
 
 
+def _same_device(out: Path, rt) -> bool:
+    """Whether the profile at `out` was measured on the runtime's device; where not, a warning
+    before the sweep, which then replaces that profile whole (its other precision's
+    coefficients and its tuning describe the other device)."""
+    from sdsim.calibration.write import measured_on, other_device
+
+    d = rt.device
+    why = other_device(out, measured_on(rt.name, d.version.strip(), d.driver_version.strip()))
+    if why:
+        print(f"warning: {why}; this calibration replaces it whole (its other precision's "
+              "coefficients and its tuning are not kept): give another --out to keep it, or "
+              "pick its device by index (`sdsim devices --opencl` lists them)", file=sys.stderr)
+    return why is None
+
+
 def _refit(args, out: Path, command: str, t0: float) -> int:
     """--refit: the stored measurements fitted again; the profile and report are rewritten."""
     from sdsim.calibration import store
     from sdsim.calibration.run import fitted
-    from sdsim.calibration.write import write
+    from sdsim.calibration.write import measured_on, other_device, write
 
     cal = store.load(args.refit[0], command)
     for line in store.merge(cal, [(p, store.load(p, command)) for p in args.refit[1:]]):
         print(f"skipped {line}", file=sys.stderr)
     cal.name = args.name or out.stem
     report = Path(args.report or written_report_path(out, _report_file(cal.name, cal.precision)))
+    here = measured_on(cal.device, cal.device_info["opencl"], cal.driver)
+    if why := other_device(out, here):
+        print(f"warning: {why}; this refit replaces it whole (its other precision's "
+              "coefficients are not kept): give another --out to keep it", file=sys.stderr)
     fitted(cal)
     _summary(cal, write(cal, out, report), out, report, args.format, t0,
              refit=" ".join(args.refit))
