@@ -854,6 +854,46 @@ def test_interrupted_calibration_leaves_the_old_profile(plat, tmp_path, monkeypa
     assert out.read_text() == "old profile\n" and rep.read_text() == "old report\n"
 
 
+@pytest.mark.parametrize("cv, warned", [(0.2, True), (0.01, False)])
+def test_a_noisy_sweep_says_so_early(plat, tmp_path, monkeypatch, capsys, cv, warned):
+    """After its first EARLY_CASES cases the sweep says whether their repeats spread more than
+    NOISY_CV, while the user can still stop it: not only in the report after it ends."""
+    from sdsim.calibration import sweep
+    from sdsim.cli import main
+
+    calls = []
+
+    def spread(*a, **k):
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        points, again = real(*a, **k)
+        for p in points:
+            p.cv = cv
+        return points, again
+
+    real = sweep.measure
+    monkeypatch.setattr(sweep, "measure", spread)
+    monkeypatch.setattr(sweep, "EARLY_CASES", 3)
+    assert main(["calibrate", "--platform", plat, "--quick", "--repeat", "1",
+                 "--out", str(tmp_path / "dev.yaml")]) == 130
+    err = capsys.readouterr().err
+    assert ("warning: the first 3 cases' timings spread 20.0% between repeats" in err) == warned
+    assert not (tmp_path / "dev.yaml").exists()
+
+
+def test_early_noise_names_the_spread_of_the_cases_so_far():
+    from types import SimpleNamespace
+
+    from sdsim.calibration import sweep
+
+    pts = lambda *cvs: [SimpleNamespace(cv=c) for c in cvs]
+    assert sweep.early_noise(pts(0.01, 0.02, 0.5), 3) == ""   # one noisy point: median 2%
+    said = sweep.early_noise(pts(0.01, 0.06, 0.07), 40)
+    assert said.startswith("the first 40 cases' timings spread 6.0%") and "Ctrl-C" in said
+    assert sweep.early_noise([], 0) == ""
+
+
 def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeypatch):
     """A case more than RECHECK off the first fit is measured again; it keeps the second pass
     only when that is faster (interference only adds time), and both passes are recorded; cases

@@ -120,7 +120,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     programs = set().union(*(n for n in needs if n is not None))
     print(f"building {len(programs)} kernel programs while the sweep measures the cases whose "
           "programs are built", file=sys.stderr)
-    by_case = [None] * len(run)
+    by_case, done = [None] * len(run), 0
     with rt.building(programs) as builds:
         bar = tqdm(total=len(run), desc=f"calibrate {rt.device.name.strip()}", unit="case",
                    file=sys.stderr, disable=None)
@@ -134,6 +134,10 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                 p.heldout = i in heldout
             by_case[i] = points
             bar.update()
+            done += 1
+            if done == sweep.EARLY_CASES and (noise := sweep.early_noise(
+                    [p for ps in by_case if ps for p in ps], done)):
+                tqdm.write(f"warning: {noise}", file=sys.stderr)
         bar.close()
     cal.points = [p for points in by_case for p in points]   # in the sweep's (random) order
     t, memo = time.perf_counter(), {}

@@ -62,6 +62,11 @@ QUERY_SHARE = 0.1
 #: cases for their spread and 326 after the first fit, took 28 min and held 23% of held-out
 #: time within 10%
 NOISY_CV = 0.04
+#: cases after which the sweep says whether its timings are noisy so far (`early_noise`), so a
+#: user on a busy machine can stop a calibration that would take long and be unsure (2026-12-08,
+#: a 2-core AMD EPYC VM whose shared cores ran a NumPy GEMM between 33 and 48 ms from second to
+#: second: PoCL's fp16 sweep spread 5.5%, took 25 min and held 44% of held-out time within 10%)
+EARLY_CASES = 40
 #: small dispatches run ahead of each timed case, after its cache flush (`Runtime.lead`): in a
 #: pipeline every dispatch sits deep in a stream, where an H100's small kernels measure 1.2-2 us
 #: longer than at its head (in 20 dispatches part of that, after 100 all of it, and 400 no more)
@@ -225,10 +230,27 @@ def query(run: list, committees: dict, precision: str, keep, compute_units: int)
     return out
 
 
+def median_cv(points) -> float:
+    """The median spread (coefficient of variation) of the points' repeats; 0 for none."""
+    return float(np.median([p.cv for p in points])) if points else 0.0
+
+
+def early_noise(points, cases: int) -> str:
+    """A sentence for the user while the sweep runs, where the spread of its first `cases`
+    cases' repeats (`points`) already exceeds NOISY_CV; '' otherwise."""
+    cv = median_cv(points)
+    if cv <= NOISY_CV:
+        return ""
+    return (f"the first {cases} cases' timings spread {cv:.1%} between repeats (a quiet "
+            f"device's: 1-2%): this machine is busy or shares its cores, so the sweep will "
+            f"measure many cases again and the profile will be that much less sure; Ctrl-C "
+            f"stops it and leaves the old profile as it was")
+
+
 def noisy(points) -> str:
     """A sentence saying how noisy the sweep's timings were, where their median spread between
     repeats exceeds NOISY_CV; '' otherwise (and for no points)."""
-    cv = float(np.median([p.cv for p in points])) if points else 0.0
+    cv = median_cv(points)
     if cv <= NOISY_CV:
         return ""
     return (f"the sweep's timings were noisy: a median spread of {cv:.1%} between repeats (a "
