@@ -69,6 +69,26 @@ def test_tune_records_the_fastest_config_per_class(plat, tmp_path):
     assert keys and keys <= {f"gemm.{c.name}" for c in t.gemm.values()}
 
 
+def test_tuning_a_profile_calibrated_on_another_device_is_an_error(plat, tmp_path, monkeypatch,
+                                                                  capsys):
+    """Kernel builds tuned on one device written into a profile whose timing coefficients were
+    measured on another would be priced by that other device's: tune says so, before tuning
+    anything, and leaves the profile as it was."""
+    from sdsim.calibration import tune as tune_mod
+    from sdsim.cli import main
+
+    prof = tmp_path / "dev.yaml"
+    data = yaml.safe_load((PROFILES_DIR / "pocl-cpu.yaml").read_text())
+    data["gpu"] = "a device of another host"
+    prof.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = prof.read_text()
+    monkeypatch.setattr(tune_mod, "tune", lambda *a, **k: pytest.fail("tuned anyway"))
+    assert main(["tune", "--platform", plat, "--quick", "--device", str(prof)]) == 2
+    assert prof.read_text() == before
+    err = capsys.readouterr().err
+    assert "calibrated on a device of another host" in err and "sdsim calibrate --out" in err
+
+
 def test_tuning_section_errors_name_the_field(tmp_path):
     from sdsim.cost.profile import load_profile
     from sdsim.errors import SdsimError

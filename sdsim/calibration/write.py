@@ -536,6 +536,12 @@ def measured_on(device: str, opencl: str, driver: str) -> dict:
     return {"gpu": name, "api": f"{' '.join(opencl.split()[:2])} ({platform}, driver {driver})"}
 
 
+def measured_by(rt) -> dict:
+    """`measured_on` of a runtime's device: what a calibration on it would write."""
+    d = rt.device
+    return measured_on(rt.name, d.version.strip(), d.driver_version.strip())
+
+
 def _profile_yaml(path: Path) -> dict:
     """An existing profile's YAML as a dict ({} where there is none or it holds no mapping)."""
     try:

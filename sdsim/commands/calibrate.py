@@ -114,10 +114,9 @@ def _same_device(out: Path, rt) -> bool:
     """Whether the profile at `out` was measured on the runtime's device; where not, a warning
     before the sweep, which then replaces that profile whole (its other precision's
     coefficients and its tuning describe the other device)."""
-    from sdsim.calibration.write import measured_on, other_device
+    from sdsim.calibration.write import measured_by, other_device
 
-    d = rt.device
-    why = other_device(out, measured_on(rt.name, d.version.strip(), d.driver_version.strip()))
+    why = other_device(out, measured_by(rt))
     if why:
         print(f"warning: {why}; this calibration replaces it whole (its other precision's "
               "coefficients and its tuning are not kept): give another --out to keep it, or "

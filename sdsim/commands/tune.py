@@ -48,6 +48,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from sdsim.calibration.tune import tune, write
+    from sdsim.calibration.write import measured_by, other_device
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.profile import load_profile, profile_files
 
@@ -60,6 +61,12 @@ def run(args) -> int:
         path = user_profiles_dir() / path.name
     report = Path(args.report or written_report_path(path, f"tuning-{path.stem}.md"))
     rt = Runtime(args.platform, args.cl_device)
+    if why := other_device(profile.path, measured_by(rt)):
+        raise SdsimError(f"{why}: its timing coefficients describe that device, and kernel "
+                         "builds tuned here would be priced by them; calibrate a profile of this "
+                         "device first (`sdsim calibrate --out NAME`) and tune that one "
+                         "(`--device NAME`), or pick the profile's device by index (`sdsim "
+                         "devices --opencl` lists them)")
     command = provenance.command("tune", f"sdsim tune --device {args.device}")
     t = tune(rt, quick=args.quick, repeat=args.repeat, command=command)
     if path != Path(profile.path):
