@@ -36,7 +36,9 @@ def add_arguments(p):
     p.add_argument("--cl-device", help="OpenCL device index or name substring (default: the first)")
     p.add_argument("--out", required=True, metavar="NAME|FILE.yaml",
                    help="profile to write: a bare NAME goes to the user profile folder (found "
-                        "by name afterwards, see 'sdsim devices'), or a .yaml path")
+                        "by name afterwards, see 'sdsim devices'), or a .yaml path; an existing "
+                        "profile of this device keeps its other precision's coefficients and "
+                        "its tuning, one of another device is replaced whole (with a warning)")
     p.add_argument("--name", help="profile name (default: the --out file's stem)")
     p.add_argument("--report", help="calibration report path (default: calibration-NAME.md "
                                     "next to the profile; reports/ for a profile in a source "
