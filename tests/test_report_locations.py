@@ -70,9 +70,11 @@ def test_validate_reports_next_to_a_user_profile_else_in_the_current_folder(
 
 @pytest.mark.opencl
 def test_tune_of_a_bundled_profile_writes_a_user_copy(tmp_path, monkeypatch, capsys):
-    """`tune --device pocl-cpu` leaves the bundled profile and reports/tuning-pocl-cpu.md alone:
-    the tuned copy goes to the user profile folder, with its report beside it, and the name
-    finds the copy from then on."""
+    """`tune --device pocl-cpu-spec` leaves the bundled profile alone and writes no report into
+    reports/: the tuned copy goes to the user profile folder, with its report beside it, and the
+    name finds the copy from then on. (A bundled profile from specifications: the calibrated
+    `pocl-cpu` describes another device than this machine's PoCL may be, and tune refuses
+    that.)"""
     from sdsim.cost.profile import load_profile
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))   # platformdirs' user folder
@@ -81,10 +83,11 @@ def test_tune_of_a_bundled_profile_writes_a_user_copy(tmp_path, monkeypatch, cap
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     before = _snapshot()
-    assert main(["tune", "--device", "pocl-cpu", *_platform(), "--quick", "--repeat", "1"]) == 0
+    assert main(["tune", "--device", "pocl-cpu-spec", *_platform(), "--quick", "--repeat",
+                 "1"]) == 0
     assert _snapshot() == before and not list(cwd.iterdir())
-    copy = tmp_path / "data" / "sdsim" / "profiles" / "pocl-cpu.yaml"
-    report = copy.parent / "tuning-pocl-cpu.md"
+    copy = tmp_path / "data" / "sdsim" / "profiles" / "pocl-cpu-spec.yaml"
+    report = copy.parent / "tuning-pocl-cpu-spec.md"
     assert report.is_file() and yaml.safe_load(copy.read_text())["tuning"]["report"] == str(report)
-    assert load_profile("pocl-cpu").path == str(copy)
+    assert load_profile("pocl-cpu-spec").path == str(copy)
     assert f"wrote the choice into {copy} and {report}" in capsys.readouterr().out
