@@ -357,19 +357,25 @@ def test_calibrating_another_device_into_a_profile_keeps_none_of_its_sets(tmp_pa
     the command says so before it sweeps."""
     from types import SimpleNamespace
 
-    from sdsim.calibration.write import _other_precision, measured_on, other_device
+    from sdsim.calibration.write import (
+        _other_precision,
+        calibrated_elsewhere,
+        measured_on,
+    )
     from sdsim.commands.calibrate import _same_device
 
     d = _with_fp32_set(1.0)
     path = write(tmp_path, d, "p.yaml")
     platform, driver = d["api"].split("(", 1)[1].rstrip(")").split(", driver ")
     same = measured_on(f"{platform} / {d['gpu']}", d["api"], driver)
-    assert same == {"gpu": d["gpu"], "api": d["api"]} and other_device(path, same) is None
+    assert same == {"gpu": d["gpu"], "api": d["api"]}
+    assert calibrated_elsewhere(path, same) is None
     here = dict(same, **{field: value})
-    assert value in other_device(path, here) and d[field] in other_device(path, here)
+    why = calibrated_elsewhere(path, here)
+    assert value in why and d[field] in why
     cal = SimpleNamespace(precision="fp16", kernels_hash=d["coefficients"]["kernels_hash"])
     assert _other_precision(path, cal, here) == {}
-    assert other_device(tmp_path / "none.yaml", here) is None   # no profile there yet
+    assert calibrated_elsewhere(tmp_path / "none.yaml", here) is None   # no profile there yet
 
     dev_platform, dev_driver = (platform, driver) if field == "gpu" else \
         ("Portable Computing Language", "3.1+debian")

@@ -132,6 +132,19 @@ def test_devices_opencl(capsys):
         assert (line in table) == bool(r["build_error"])
         if r["build_error"]:
             assert r["build_error"] in table
+    by_name: dict = {}
+    for r in rows:
+        i, name = r["platform"].split(": ", 1)
+        by_name.setdefault(name, set()).add(int(i))
+    for name, indices in by_name.items():
+        if len(indices) < 2:
+            continue
+        # a name several platforms share (PyPI's and Debian's PoCL, as CI installs them): the
+        # name takes the first whose device builds programs, and the table says which
+        builders = [i for i in sorted(indices) if unusable(select_device(i, 0)) is None]
+        if builders:
+            assert (f"share the name '{name}': --platform '{name}' takes {builders[0]},"
+                    in table)
 
 
 def test_info(capsys):

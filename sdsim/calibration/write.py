@@ -551,7 +551,7 @@ def _profile_yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def other_device(profile_path, here: dict) -> str | None:
+def calibrated_elsewhere(profile_path, here: dict) -> str | None:
     """Why the profile at `profile_path` was measured on another device than `here` (a
     `measured_on` dict), or None where it was not (or there is no profile): its coefficients and
     tuning then describe that other device, and a calibration written there must not keep them
@@ -568,8 +568,8 @@ def _other_precision(profile_path: Path, cal, data: dict) -> dict:
     can carry one set per precision), kept even when measured on other kernel sources: each set
     names its own `kernels_hash`, and predict warns for a stale one, which still prices its
     precision better than the other precision's set would. None are kept from a profile of
-    another device (`other_device`): they would price this one's calls by that one's."""
-    if other_device(profile_path, data):
+    another device (`calibrated_elsewhere`): they would price this one's calls by that one's."""
+    if calibrated_elsewhere(profile_path, data):
         return {}
     old = _profile_yaml(profile_path)
     sections = [old.get("coefficients")] + [old.get(f"coefficients_{p}") for p in ("fp16", "fp32")]

@@ -116,9 +116,9 @@ def _same_device(out: Path, rt) -> bool:
     """Whether the profile at `out` was measured on the runtime's device; where not, a warning
     before the sweep, which then replaces that profile whole (its other precision's
     coefficients and its tuning describe the other device)."""
-    from sdsim.calibration.write import measured_by, other_device
+    from sdsim.calibration.write import calibrated_elsewhere, measured_by
 
-    why = other_device(out, measured_by(rt))
+    why = calibrated_elsewhere(out, measured_by(rt))
     if why:
         print(f"warning: {why}; this calibration replaces it whole (its other precision's "
               "coefficients and its tuning are not kept): give another --out to keep it, or "
@@ -130,7 +130,7 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
     """--refit: the stored measurements fitted again; the profile and report are rewritten."""
     from sdsim.calibration import store
     from sdsim.calibration.run import fitted
-    from sdsim.calibration.write import measured_on, other_device, write
+    from sdsim.calibration.write import calibrated_elsewhere, measured_on, write
 
     cal = store.load(args.refit[0], command)
     for line in store.merge(cal, [(p, store.load(p, command)) for p in args.refit[1:]]):
@@ -138,7 +138,7 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
     cal.name = args.name or out.stem
     report = Path(args.report or written_report_path(out, _report_file(cal.name, cal.precision)))
     here = measured_on(cal.device, cal.device_info["opencl"], cal.driver)
-    if why := other_device(out, here):
+    if why := calibrated_elsewhere(out, here):
         print(f"warning: {why}; this refit replaces it whole (its other precision's "
               "coefficients are not kept): give another --out to keep it", file=sys.stderr)
     fitted(cal)

@@ -73,7 +73,33 @@ def _opencl(args) -> int:
             if r["build_error"]:
                 print(f"{r['platform']} / {r['device']} builds no program here, so the "
                       f"commands pass it over unless asked for it: {r['build_error']}")
+        for line in _shared_names(rows):
+            print(line)
     return 0
+
+
+def _shared_names(rows) -> list[str]:
+    """A line for each platform name several platforms share (PyPI's and Debian's PoCL): which
+    one `--platform NAME` takes, so that a user names the other by its index."""
+    from sdsim.cl.runtime import platforms, select_device
+    from sdsim.errors import SdsimError
+
+    by_name: dict = {}
+    for r in rows:
+        index, name = r["platform"].split(": ", 1)
+        by_name.setdefault(name, set()).add(int(index))
+    lines = []
+    for name, indices in by_name.items():
+        if len(indices) < 2:
+            continue
+        try:
+            taken = platforms().index(select_device(name).platform)
+        except SdsimError:   # none of them builds programs
+            continue
+        lines.append(f"platforms {', '.join(map(str, sorted(indices)))} share the name "
+                     f"'{name}': --platform '{name}' takes {taken}, the first whose device "
+                     "builds programs; name another by its index")
+    return lines
 
 
 def run(args) -> int:

@@ -48,7 +48,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from sdsim.calibration.tune import tune, write
-    from sdsim.calibration.write import measured_by, other_device
+    from sdsim.calibration.write import calibrated_elsewhere, measured_by
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.profile import load_profile, profile_files
 
@@ -61,7 +61,7 @@ def run(args) -> int:
         path = user_profiles_dir() / path.name
     report = Path(args.report or written_report_path(path, f"tuning-{path.stem}.md"))
     rt = Runtime(args.platform, args.cl_device)
-    if why := other_device(profile.path, measured_by(rt)):
+    if why := calibrated_elsewhere(profile.path, measured_by(rt)):
         raise SdsimError(f"{why}: its timing coefficients describe that device, and kernel "
                          "builds tuned here would be priced by them; calibrate a profile of this "
                          "device first (`sdsim calibrate --out NAME`) and tune that one "
