@@ -65,7 +65,8 @@ NOISY_CV = 0.04
 #: cases after which the sweep says whether its timings are noisy so far (`early_noise`), so a
 #: user on a busy machine can stop a calibration that would take long and be unsure (2026-12-08,
 #: a 2-core AMD EPYC VM whose shared cores ran a NumPy GEMM between 33 and 48 ms from second to
-#: second: PoCL's fp16 sweep spread 5.5%, took 25 min and held 44% of held-out time within 10%)
+#: second: Debian's PoCL fp16 sweep there spread 5.5%, took 25 min and put 43.6% of held-out
+#: time within 10%)
 EARLY_CASES = 40
 #: small dispatches run ahead of each timed case, after its cache flush (`Runtime.lead`): in a
 #: pipeline every dispatch sits deep in a stream, where an H100's small kernels measure 1.2-2 us

@@ -100,8 +100,7 @@ def profile_dict(cal, report_rel: str) -> dict:
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": overlap_section(m["overlap"])}
                if overlap_applied(m.get("overlap")) else {}),
-            **({"writeback": _writeback(m["writeback"])}
-               if _copied(m.get("writeback")) and writeback.term(m["writeback"])[0] else {}),
+            **({"writeback": section} if (section := _writeback(m.get("writeback"))) else {}),
             "kernels": {key: _coefficients(cal, key, c)
                         for key, c in sorted(cal.coefficients.items())},
         },
@@ -114,10 +113,13 @@ def overlap_section(probe: dict) -> dict:
             "lead_us": _g(probe["lead_dispatch_us"])}
 
 
-def _writeback(probe: dict) -> dict:
-    """The profile's `writeback` section of a write-back probe (sdsim/cost/writeback.py)."""
+def _writeback(probe: dict | None) -> dict | None:
+    """The profile's `writeback` section of a write-back probe (sdsim/cost/writeback.py); None
+    where the probe gives no term or was not measured by its copy protocol (`_copied`)."""
+    if not _copied(probe):
+        return None
     dirty, per_byte = writeback.term(probe)
-    return {"dirty_mb": _g(dirty / 1e6), "us_per_mb": _g(per_byte * 1e12)}
+    return {"dirty_mb": _g(dirty / 1e6), "us_per_mb": _g(per_byte * 1e12)} if dirty else None
 
 
 def _copied(probe: dict | None) -> bool:
@@ -532,7 +534,8 @@ def write(cal, profile_path, report_path) -> dict:
 def measured_on(device: str, opencl: str, driver: str) -> dict:
     """A profile's `gpu` and `api`: the OpenCL device ("platform / device"), its OpenCL version
     and driver, which name the device its coefficients describe."""
-    platform, name = device.split(" / ", 1)[0], device.split(" / ", 1)[-1]
+    parts = device.split(" / ", 1)
+    platform, name = parts[0], parts[-1]
     return {"gpu": name, "api": f"{' '.join(opencl.split()[:2])} ({platform}, driver {driver})"}
 
 
@@ -557,10 +560,15 @@ def calibrated_elsewhere(profile_path, here: dict) -> str | None:
     tuning then describe that other device, and a calibration written there must not keep them
     (two PoCL builds on one host, PyPI's and Debian's, share their platform name)."""
     old = _profile_yaml(Path(profile_path))
-    if not old.get("coefficients") or all(old.get(k) == here[k] for k in ("gpu", "api")):
+    if not _elsewhere(old, here):
         return None
     return (f"{profile_path} was calibrated on {old.get('gpu')} ({old.get('api')}), not on "
             f"{here['gpu']} ({here['api']})")
+
+
+def _elsewhere(old: dict, here: dict) -> bool:
+    """Whether the profile `old` (its YAML) holds coefficients of another device than `here`."""
+    return bool(old.get("coefficients")) and any(old.get(k) != here[k] for k in ("gpu", "api"))
 
 
 def _other_precision(profile_path: Path, cal, data: dict) -> dict:
@@ -569,9 +577,9 @@ def _other_precision(profile_path: Path, cal, data: dict) -> dict:
     names its own `kernels_hash`, and predict warns for a stale one, which still prices its
     precision better than the other precision's set would. None are kept from a profile of
     another device (`calibrated_elsewhere`): they would price this one's calls by that one's."""
-    if calibrated_elsewhere(profile_path, data):
-        return {}
     old = _profile_yaml(profile_path)
+    if _elsewhere(old, data):
+        return {}
     sections = [old.get("coefficients")] + [old.get(f"coefficients_{p}") for p in ("fp16", "fp32")]
     return {f"coefficients_{s['precision']}": s for s in sections
             if isinstance(s, dict) and s.get("precision") not in (None, cal.precision)}
