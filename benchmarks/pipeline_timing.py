@@ -78,7 +78,7 @@ def summarize(runs: list[list[tuple]], costed) -> dict:
     from sdsim.validation import compare
 
     n = len(runs[0])
-    rows = compare.join(compare.median_timings([[(r[0], r[4] - r[3]) for r in run]
+    rows = compare.join(compare.timings([[(r[0], r[4] - r[3]) for r in run]
                                                 for run in runs]), costed)
     gaps = [r[i][3] - r[i - 1][4] for r in runs for i in range(1, n)]
     return {"rows": rows, "metrics": compare.metrics(rows),

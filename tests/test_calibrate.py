@@ -1162,7 +1162,7 @@ def test_a_long_case_is_timed_fewer_times(monkeypatch):
                             (1.0, 0.5, [1, sweep.LONG_REPEAT, 2 * sweep.LONG_REPEAT])):
         calls = []
 
-        def timed(rt, record, shape, buffers, precision, repeat, gated, lead):
+        def timed(rt, record, shape, buffers, precision, repeat, gated, lead, statistic="median"):
             calls.append(repeat)
             return np.array([warm]), np.array([cv])
 
@@ -1170,6 +1170,30 @@ def test_a_long_case_is_timed_fewer_times(monkeypatch):
         points, again = sweep.measure(rt, record, {}, "fp32", 5)
         assert calls == asked and again == (cv > sweep.MAX_CV)
         assert points[0].measured_s == warm
+
+
+def test_a_case_s_time_is_the_statistic_of_its_runs(monkeypatch):
+    """sweep.measure reduces a case's timed runs by its statistic: the median, or the fastest
+    run (--statistic min), per dispatch; the spread is the runs' either way."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from sdsim.calibration import sweep
+    from sdsim.cl import bench
+
+    kernels = [SimpleNamespace(model_key=k, kernel=k, launch=None, kernel_class="gemm",
+                               flops=1.0, dram_bytes=1.0) for k in ("a", "b")]
+    record = SimpleNamespace(key="f/v", make_inputs=lambda shape, rng: {},
+                             costs=lambda precision, **shape: kernels)
+    runs = np.array([[3.0, 10.0], [1.0, 11.0], [2.0, 12.0], [9.0, 13.0], [4.0, 14.0]]) * 1e-3
+    monkeypatch.setattr(bench, "upload", lambda *a: None)
+    monkeypatch.setattr(bench, "time_launches", lambda *a, **k: runs[:a[5]])
+    rt = SimpleNamespace(finish=lambda: None)
+    for statistic, want in (("median", [3e-3, 12e-3]), ("min", [1e-3, 10e-3])):
+        points, _ = sweep.measure(rt, record, {}, "fp32", 5, statistic=statistic)
+        assert [p.measured_s for p in points] == pytest.approx(want)
+        assert points[0].cv == pytest.approx(np.std(runs[:, 0]) / np.mean(runs[:, 0]))
 
 
 def test_tiling_rng_draws_its_blocks_once_per_seed():

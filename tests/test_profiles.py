@@ -219,9 +219,10 @@ def test_precision_mismatch_warns_when_coefficients_are_of_the_other_storage(tmp
 
 
 def test_other_device_warns_when_a_run_measures_another_device_than_the_calibrated_one():
-    """The PoCL profile was calibrated on an AMD EPYC host: a run on another host's PoCL device
-    is told so, with the command that calibrates it; the same device, and profiles from
-    specifications (which describe devices sdsim never ran on), say nothing."""
+    """The PoCL profile was calibrated on an AMD EPYC host: a run on another host's PoCL device,
+    or on the same device through another PoCL build (another platform or driver), is told so,
+    with the command that calibrates it; the same device through the same driver, and profiles
+    from specifications (which describe devices sdsim never ran on), say nothing."""
     from sdsim.cost.profile import other_device
 
     pocl = load_profile("pocl-cpu")
@@ -233,6 +234,12 @@ def test_other_device_warns_when_a_run_measures_another_device_than_the_calibrat
     assert msg in profile_warnings(pocl, "fp16", "Portable Computing Language / pthread-Intel"
                                    "(R) Xeon(R) Processor")
     assert profile_warnings(pocl, "fp16", f"Portable Computing Language / {pocl.gpu}") == []
+    here = f"Portable Computing Language / {pocl.gpu}"
+    assert profile_warnings(pocl, "fp16", here, pocl.api) == []
+    debian = "OpenCL 3.0 (Portable Computing Language, driver 3.1)"
+    msg = other_device(pocl, here, debian)
+    assert f"through {debian} (another platform or driver)" in msg and pocl.api in msg
+    assert profile_warnings(pocl, "fp16", here, debian) == [msg]
     h100 = load_profile("nvidia-h100-opencl")
     assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3") is None
     assert "NVIDIA H200" in other_device(h100, "NVIDIA CUDA / NVIDIA H200")

@@ -104,9 +104,14 @@ def test_devices_opencl(capsys):
     """--opencl lists this machine's OpenCL devices: each row's platform and device indices
     select that device, exactly one is the default the commands take, and with --half each
     cl_khr_fp16 device carries its half library (what sdsim.cl.half_probe reads off it, or why
-    it could not), and each says whether it builds programs (the default is one that does)."""
+    it could not), and each says whether it builds programs (the default is one that does) and
+    lists the calibrated profiles measured on that device through that platform and driver."""
+    from sdsim.calibration.write import measured_on
     from sdsim.cl.half_probe import probe
     from sdsim.cl.runtime import select_device, unusable
+    from sdsim.cost.profile import known_profiles, load_profile
+
+    calibrated = [p for p in map(load_profile, known_profiles()) if p.coefficients]
 
     obj = cli_json(capsys, "devices", "--opencl", "--half", "--format", "json")
     check("devices", obj)
@@ -118,6 +123,10 @@ def test_devices_opencl(capsys):
         assert (dev.platform.name.strip(), dev.name.strip()) == (pname, dname)
         assert r["default"] == (dev == select_device())
         assert r["fp16"] == ("cl_khr_fp16" in dev.extensions)
+        assert (r["opencl"], r["driver"]) == (dev.version.strip(), dev.driver_version.strip())
+        here = measured_on(f"{pname} / {dname}", r["opencl"], r["driver"])
+        assert r["profiles"] == [p.name for p in calibrated
+                                 if (p.gpu.strip(), p.api.strip()) == (here["gpu"], here["api"])]
         assert r["build_error"] == unusable(dev) and not (r["default"] and r["build_error"])
         assert (r["half_library"] is None) != r["fp16"]
         if r["fp16"]:

@@ -71,6 +71,45 @@ def test_noise_is_the_first_run_against_the_median_of_the_others():
     assert noise(runs[:1]) is None
 
 
+def test_each_call_is_the_statistic_of_its_runs():
+    """--statistic min takes each call's fastest run, in the times and in the noise ceiling
+    (the first run against the fastest of the others); median its middle run."""
+    from types import SimpleNamespace
+
+    from sdsim.validation.compare import timings
+
+    a, b = SimpleNamespace(identity="a"), SimpleNamespace(identity="b")
+    runs = [[(a, 3.0), (b, 1.0)], [(a, 2.0), (b, 4.0)], [(a, 5.0), (b, 2.0)]]
+    assert [(c.identity, t) for c, t in timings(runs)] == [("a", 3.0), ("b", 2.0)]
+    assert [(c.identity, t) for c, t in timings(runs, "min")] == [("a", 2.0), ("b", 1.0)]
+
+    class Call:
+        identity, op_index, op_kind, scope, family, variant, kernel = "c", 0, "k", "", "f", "v", "k"
+        kernel_class, flops, dram_bytes = "gemm", 1.0, 1.0
+
+    c = Call()
+    runs = [[(c, 1.1)], [(c, 1.0)], [(c, 1.3)]]
+    assert noise(runs, "min")["e2e_error_pct"] == pytest.approx(10.0)   # 1.1 against 1.0
+    assert noise(runs)["e2e_error_pct"] == pytest.approx(100 * (1.1 - 1.15) / 1.15)
+
+
+def test_validate_times_calls_as_the_profile_s_calibration_did():
+    """Without --statistic a validation reduces its runs as the calibration of the profile's
+    coefficient set at that precision did; median where the set does not say (every profile
+    calibrated before the option)."""
+    import dataclasses
+
+    from sdsim.commands.validate import _statistic
+    from sdsim.cost.profile import load_profile
+
+    pocl = load_profile("pocl-cpu")
+    assert _statistic(pocl, "fp16") == _statistic(pocl, "fp32") == "median"
+    sets = {p: (c, dict(m, statistic="min") if p == "fp32" else m)
+            for p, (c, m) in pocl.coefficient_sets.items()}
+    both = dataclasses.replace(pocl, coefficient_sets=sets)
+    assert (_statistic(both, "fp32"), _statistic(both, "fp16")) == ("min", "median")
+
+
 @pytest.mark.opencl
 def test_validate_tiny_unet_json_and_report(plat, tmp_path, capsys):
     from sdsim.cli import main
@@ -78,9 +117,11 @@ def test_validate_tiny_unet_json_and_report(plat, tmp_path, capsys):
     rep = tmp_path / "validation-t.md"
     assert main(["validate", "--device", "s23ultra", "--platform", plat, "--model", "tiny",
                  "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
-                 "--warmup", "0", "--repeat", "2", "--report", str(rep), "--format", "json"]) == 0
+                 "--warmup", "0", "--repeat", "2", "--statistic", "min", "--report", str(rep),
+                 "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     schemas.validate("validate", out)
+    assert out["statistic"] == "min"
     for key in ("e2e_error_pct", "rmspe_pct", "acc10_calls_pct", "acc10_time_pct", "measured_s",
                 "predicted_s"):
         assert isinstance(out[key], float)
@@ -92,6 +133,7 @@ def test_validate_tiny_unet_json_and_report(plat, tmp_path, capsys):
     text = rep.read_text()
     assert "## Summary" in text and "largest absolute error" in text
     assert "## Noise ceiling" in text and "by kernel variant" in text
+    assert "the fastest of 2 run(s)" in text and "the fastest of the others" in text
     assert rep.with_suffix(".png").stat().st_size > 1000
     # the raw results re-render the same report without a device
     again = tmp_path / "again.md"
@@ -249,8 +291,8 @@ def test_drift_reference_cases_are_the_longest_affordable_case_of_each_family():
 
 def test_drift_measures_each_case_fed_as_the_calibration_fed_it(monkeypatch):
     """The drift check times its reference cases as their calibration did: behind a gate and
-    behind its lead dispatches where it recorded them; host-fed with no lead for calibrations
-    made before those options."""
+    behind its lead dispatches where it recorded them (host-fed with no lead for calibrations
+    made before those options), its runs reduced by the validation's statistic."""
     from sdsim.calibration import sweep
     from sdsim.calibration.fit import Point
     from sdsim.validation import drift
@@ -259,14 +301,14 @@ def test_drift_measures_each_case_fed_as_the_calibration_fed_it(monkeypatch):
     assert drift.feed({"sweep": {}}) == (False, 0)
     asked = []
 
-    def measure(rt, record, shape, precision, gated, lead):
-        asked.append((record.key, gated, lead))
+    def measure(rt, record, shape, precision, gated, lead, statistic):
+        asked.append((record.key, gated, lead, statistic))
         return [Point("k", record.key, shape, "k", None, 2e-3, 0.0)], False
 
     monkeypatch.setattr(sweep, "measure", measure)
     out = drift.measure(None, [("layer_norm/rowwise", {"rows": 8, "dim": 64, "eps": 1e-5}, 1e-3)],
-                        "fp32", (True, 100))
-    assert asked == [("layer_norm/rowwise", True, 100)] and out[0]["ratio"] == 2.0
+                        "fp32", (True, 100), "min")
+    assert asked == [("layer_norm/rowwise", True, 100, "min")] and out[0]["ratio"] == 2.0
 
 
 def test_drift_sentence_flags_a_device_off_its_calibration_speed():

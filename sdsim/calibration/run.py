@@ -85,10 +85,11 @@ def l1_ways(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
 
 def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repeat: int = 5,
               command: str = "", seed: int = 0, gated: bool = True,
-              lead: int = sweep.LEAD) -> Calibration:
+              lead: int = sweep.LEAD, statistic: str = "median") -> Calibration:
     """Measure `rt`'s device; `quick` uses small buffers and the small sweep (tests); `gated`:
     each case's timed runs go behind a gate (sdsim.cl.bench.time_events), `lead` small
-    dispatches ahead of each (sweep.LEAD)."""
+    dispatches ahead of each (sweep.LEAD); `statistic` reduces a case's timed runs
+    (sdsim/repeats.py)."""
     from tqdm import tqdm
 
     size = "quick" if quick else "full"
@@ -128,7 +129,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
             record, shape = run[i]
             bar.set_postfix_str(record.key)
             points, remeasured = sweep.measure(rt, record, shape, precision, repeat, clock=clock,
-                                               gated=gated, lead=lead)
+                                               gated=gated, lead=lead, statistic=statistic)
             again += remeasured
             for p in points:
                 p.heldout = i in heldout
@@ -144,10 +145,10 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
     first = fitted(cal, memo)
     clock["first fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated, lead)
+    rechecked = _recheck(rt, first, run, by_case, repeat, seed, gated, lead, statistic)
     clock["recheck"] = time.perf_counter() - t
     queried = [] if quick else _query(rt, cal, run, by_case, affordable, repeat, gated, lead,
-                                      clock)
+                                      clock, statistic)
     t = time.perf_counter()
     fitted(cal, memo)   # again, the bodies the recheck changed or the query added points to
     clock["final fit"] = time.perf_counter() - t
@@ -165,6 +166,7 @@ def calibrate(rt, name: str, quick: bool = False, precision: str = "fp16", repea
                  "over_budget": over, "budget_s": budget,
                  "topped_up": len(topped), "deepened": len(deepened),
                  "heldout_cases": len(heldout), "remeasured": again, "repeat": repeat,
+                 "statistic": statistic,
                  "feed": "gated" if gated else "host", "lead": lead,
                  "rechecked": len(rechecked), "queried": len(queried),
                  "rechecked_heldout": sum(by_case[i][0].heldout for i in rechecked),
@@ -194,7 +196,7 @@ def _as_built(needs: list, builds, clock: Counter):
 
 
 def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: int,
-             gated: bool, lead: int) -> list:
+             gated: bool, lead: int, statistic: str) -> list:
     """Measure again, after the whole sweep and in random order, every case (training or held
     out alike) with a dispatch the first fit misses by more than RECHECK; each such case keeps
     the faster of its two passes (both stay in the measurements as `passes`). Other work on the
@@ -210,7 +212,7 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
                   file=sys.stderr, disable=None):
         record, shape = run[i]
         again, _ = sweep.measure(rt, record, shape, cal.precision, repeat, gated=gated,
-                                 lead=lead)
+                                 lead=lead, statistic=statistic)
         first = sum(p.measured_s for p in by_case[i])
         faster = sum(q.measured_s for q in again) < first
         for p, q in zip(by_case[i], again):
@@ -221,7 +223,7 @@ def _recheck(rt, cal: Calibration, run: list, by_case: list, repeat: int, seed: 
 
 
 def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: int,
-           gated: bool, lead: int, clock: Counter) -> list:
+           gated: bool, lead: int, clock: Counter, statistic: str) -> list:
     """Measure the pool cases where the fits each body's points hardly tell apart disagree
     (sweep.query), as training points; they join `run` and `by_case`. The committees are fitted
     to the points after the recheck, each at the cache size of the first fit. Returns the
@@ -236,7 +238,7 @@ def _query(rt, cal: Calibration, run: list, by_case: list, affordable, repeat: i
     for record, shape in tqdm(todo, desc="measure where near-tied fits disagree", unit="case",
                               file=sys.stderr, disable=None):
         points, _ = sweep.measure(rt, record, shape, cal.precision, repeat, clock=clock,
-                                  gated=gated, lead=lead)
+                                  gated=gated, lead=lead, statistic=statistic)
         run.append((record, shape))
         by_case.append(points)
         cal.points += points

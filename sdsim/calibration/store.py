@@ -94,7 +94,8 @@ def merge(cal, others: list) -> list[str]:
     """Add to `cal` the measured points of `others` [(path, Calibration)], calibrations of the
     same device, storage precision and kernel builds (their kernel sources are today's: `load`
     checked), each case timed the same way (behind as many lead dispatches, fed alike: small
-    dispatches measure 1.2-1.7x longer behind the lead on an H100); the first calibration's
+    dispatches measure 1.2-1.7x longer behind the lead on an H100; its runs reduced by the same
+    statistic, sdsim/repeats.py); the first calibration's
     device figures stay. A calibration whose measurements
     `cal` already holds all of (itself, or one merged into it before) is skipped, so that a
     refit of a merged file with its sources again counts no point twice. Returns what was
@@ -113,7 +114,9 @@ def merge(cal, others: list) -> list[str]:
                                     ("precision", cal.precision, other.precision),
                                     ("tuning", builds(cal), builds(other)),
                                     *((f"sweep.{k}", cal.sweep.get(k), other.sweep.get(k))
-                                      for k in ("lead", "feed"))):
+                                      for k in ("lead", "feed")),
+                                    ("sweep.statistic", cal.sweep.get("statistic", "median"),
+                                     other.sweep.get("statistic", "median"))):
             if mine != theirs:
                 raise SdsimError(f"{path}: its {field} is {theirs}, the first file's {mine}: "
                                  "only measurements of one device, storage precision and kernel "

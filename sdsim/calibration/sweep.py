@@ -23,7 +23,7 @@ from collections import Counter
 
 import numpy as np
 
-from sdsim import kernels
+from sdsim import kernels, repeats
 from sdsim.calibration.fit import Point
 from sdsim.cost.roofline import roofline
 from sdsim.kernels import accepted_args, shape_key
@@ -315,25 +315,26 @@ class TilingRng:
         return self.rng.integers(*args, **kwargs)
 
 
-def _time(rt, record, shape, buffers, precision, repeat, gated, lead):
-    """(median seconds per dispatch, coefficient of variation per dispatch)."""
+def _time(rt, record, shape, buffers, precision, repeat, gated, lead, statistic="median"):
+    """(seconds per dispatch by `statistic` of the runs, coefficient of variation per
+    dispatch)."""
     from sdsim.cl.bench import time_launches
 
     a = time_launches(rt, record, shape, buffers, precision, repeat, cold=True, gated=gated,
                       lead=lead)
-    return np.median(a, axis=0), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
+    return repeats.reduce(a, statistic), a.std(axis=0) / np.maximum(a.mean(axis=0), 1e-12)
 
 
 def measure(rt, record, shape, precision, repeat=5, seed=0,
             clock: Counter | None = None, gated: bool = True,
-            lead: int = 0) -> tuple[list[Point], bool]:
-    """Points (one per dispatch) of one case: median of `repeat` timed runs after a warm-up
-    (LONG_REPEAT for a long case, LONG_S); a case whose spread exceeds MAX_CV is measured again
-    with twice the repeats. Returns (points, whether it was re-measured). `clock` adds up the
-    host's seconds per phase (inputs, upload, warm-up with the program builds, timed runs).
-    `gated`: each timed run's dispatches run back to back behind a gate
-    (sdsim.cl.bench.time_events), as validate times them, `lead` small dispatches ahead of them
-    (LEAD)."""
+            lead: int = 0, statistic: str = "median") -> tuple[list[Point], bool]:
+    """Points (one per dispatch) of one case: the `statistic` (sdsim/repeats.py) of `repeat`
+    timed runs after a warm-up (LONG_REPEAT for a long case, LONG_S); a case whose spread
+    exceeds MAX_CV is measured again with twice the repeats. Returns (points, whether it was
+    re-measured). `clock` adds up the host's seconds per phase (inputs, upload, warm-up with the
+    program builds, timed runs). `gated`: each timed run's dispatches run back to back behind a
+    gate (sdsim.cl.bench.time_events), as validate times them, `lead` small dispatches ahead of
+    them (LEAD)."""
     from sdsim.cl.bench import upload
 
     clock = Counter() if clock is None else clock
@@ -356,10 +357,11 @@ def measure(rt, record, shape, precision, repeat=5, seed=0,
     lap("warm-up")
     if warm.sum() >= LONG_S:
         repeat = min(repeat, LONG_REPEAT)
-    med, cv = _time(rt, record, shape, buffers, precision, repeat, gated, lead)
+    med, cv = _time(rt, record, shape, buffers, precision, repeat, gated, lead, statistic)
     again = bool(cv.max() > MAX_CV)
     if again:
-        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat, gated, lead)
+        med, cv = _time(rt, record, shape, buffers, precision, 2 * repeat, gated, lead,
+                        statistic)
     lap("timed")
     if len(med) != len(costs):
         raise RuntimeError(f"{record.key}: {len(med)} dispatches ran, the cost formula lists "

@@ -96,7 +96,7 @@ def profile_dict(cal, report_rel: str) -> dict:
            if not cal.tuning.source.startswith("defaults") else {}),
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
-            "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
+            "statistic": cal.sweep.get("statistic", "median"), "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": overlap_section(m["overlap"])}
                if overlap_applied(m.get("overlap")) else {}),
@@ -403,7 +403,8 @@ def report_markdown(cal, profile_rel: str, report_path, commit: str | None = Non
         f"- Profile written: `{profile_rel}`",
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
-        f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then median of "
+        f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then "
+        f"{_statistic(w)} of "
         f"{w['repeat']} runs{_long(w)}, each "
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
@@ -529,6 +530,11 @@ def write(cal, profile_path, report_path) -> dict:
     atomic.write_text(report_path, report_markdown(cal, rel(profile_path), report_path, commit))
     atomic.write_text(store.json_path(report_path), dumps(store.dump(cal)) + "\n")
     return data
+
+
+def _statistic(w: dict) -> str:
+    """How the sweep `w` reduced a case's timed runs (sdsim/repeats.py)."""
+    return "the fastest" if w.get("statistic", "median") == "min" else "median"
 
 
 def measured_on(device: str, opencl: str, driver: str) -> dict:

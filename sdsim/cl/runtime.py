@@ -267,8 +267,8 @@ def device_table() -> list[tuple]:
     """Every OpenCL device on this machine as (platform index, device index, "platform /
     device" name, row): the indices --platform and --cl-device take, and a row for listing it
     (platform and device as "index: name", type, compute units, clock, global memory,
-    cl_khr_fp16, whether it is the device chosen when neither is given, and why it cannot build
-    programs, or None)."""
+    cl_khr_fp16, OpenCL version and driver, whether it is the device chosen when neither is
+    given, and why it cannot build programs, or None)."""
     try:
         chosen = select_device()
     except SdsimError:   # no device builds programs: list them all the same
@@ -283,7 +283,8 @@ def device_table() -> list[tuple]:
                 "compute_units": int(d.max_compute_units),
                 "clock_mhz": int(d.max_clock_frequency),
                 "global_memory_bytes": int(d.global_mem_size),
-                "fp16": "cl_khr_fp16" in d.extensions, "default": d == chosen,
+                "fp16": "cl_khr_fp16" in d.extensions, "opencl": d.version.strip(),
+                "driver": d.driver_version.strip(), "default": d == chosen,
                 "build_error": unusable(d)}))
     return out
 

@@ -10,6 +10,8 @@ from sdsim import provenance
 from sdsim.errors import SdsimError
 from sdsim.output import FORMATS, dumps, render_rows
 from sdsim.paths import written_report_path
+from sdsim.repeats import HELP as STATISTIC_HELP
+from sdsim.repeats import STATISTICS
 
 HELP = "measure an OpenCL device and fit its per-kernel timing model into a device profile"
 DESCRIPTION = (
@@ -51,8 +53,10 @@ def add_arguments(p):
                         "hash, which predict warns on when they changed), so one profile "
                         "predicts both")
     p.add_argument("--repeat", type=int, default=5,
-                   help="timed runs per case (median; at most 3 for a case whose warm-up run "
-                        "takes 0.1 s or more, whose spread is small)")
+                   help="timed runs per case (at most 3 for a case whose warm-up run takes "
+                        "0.1 s or more, whose spread is small)")
+    p.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
+                   help=f"{STATISTIC_HELP} (default: median)")
     p.add_argument("--feed", choices=("gated", "host"), default="gated",
                    help="how each timed run's dispatches reach the device: gated, enqueued "
                         "behind a gate and run back to back, as validate times a pipeline; "
@@ -107,7 +111,8 @@ def run(args) -> int:
                 tuning.activate(tuning.for_profile(old))
     cal = calibrate(rt, name, quick=args.quick, precision=args.precision, repeat=args.repeat,
                     command=command, gated=args.feed == "gated",
-                    lead=sweep.LEAD if args.lead is None else args.lead)
+                    lead=sweep.LEAD if args.lead is None else args.lead,
+                    statistic=args.statistic)
     _summary(cal, write(cal, out, report), out, report, args.format, t0)
     return 0
 

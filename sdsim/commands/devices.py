@@ -36,6 +36,7 @@ def add_arguments(p):
 
 
 def _opencl(args) -> int:
+    from sdsim.calibration.write import measured_on
     from sdsim.cl.runtime import device_table
     from sdsim.cost.profile import other_device
 
@@ -43,7 +44,8 @@ def _opencl(args) -> int:
     calibrated = [p for p in calibrated if p.coefficients]
     rows = []
     for platform, device, name, r in device_table():
-        r["profiles"] = [p.name for p in calibrated if other_device(p, name) is None]
+        api = measured_on(name, r["opencl"], r["driver"])["api"]
+        r["profiles"] = [p.name for p in calibrated if other_device(p, name, api) is None]
         r["half_library"] = None
         if args.half and r["fp16"]:
             from sdsim.cl.half_probe import probe
@@ -58,7 +60,8 @@ def _opencl(args) -> int:
     if args.format == "json":
         print(dumps({"schema_version": SCHEMA_VERSION, "opencl_devices": rows}))
         return 0
-    table = [{**{k: v for k, v in r.items() if k not in ("global_memory_bytes", "build_error")},
+    table = [{**{k: v for k, v in r.items()
+                 if k not in ("global_memory_bytes", "build_error", "opencl")},
               "global_memory_GiB": round(r["global_memory_bytes"] / 2**30, 1),
               "profiles": ", ".join(r["profiles"]) or "-"} for r in rows]
     if not args.half:
@@ -67,7 +70,8 @@ def _opencl(args) -> int:
     print(render_rows(table, args.format, floatfmt=".3g"))
     if args.format == "table":
         print("default: the device the commands use without --platform and --cl-device; "
-              "profiles: the calibrated profiles measured on it (a profile measured elsewhere "
+              "profiles: the calibrated profiles measured on it, through this platform and driver "
+              "(a profile measured elsewhere "
               "predicts this device only roughly: `sdsim calibrate --platform N --cl-device M`)")
         for r in rows:
             if r["build_error"]:

@@ -13,6 +13,8 @@ from sdsim.model.components import COMPONENTS, OPENCL
 from sdsim.output import FORMATS, dumps, in_units, render_rows
 from sdsim.paths import report_path
 from sdsim.precision import ARITH_HELP, ARITHS
+from sdsim.repeats import HELP as STATISTIC_HELP
+from sdsim.repeats import STATISTICS
 from sdsim.schemas import SCHEMA_VERSION
 
 HELP = "run a component on an OpenCL device and compare every kernel call with its prediction"
@@ -55,8 +57,11 @@ def add_arguments(p):
                         "switch's measured vs predicted speed-up")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured ones")
     p.add_argument("--repeat", type=int, default=3,
-                   help="measured runs; each call's time is the median, and the first run "
-                        "against the median of the others is the noise ceiling (needs >= 2)")
+                   help="measured runs; each call's time is their --statistic, and the first "
+                        "run against that of the others is the noise ceiling (needs >= 2)")
+    p.add_argument("--statistic", choices=tuple(STATISTICS),
+                   help=f"{STATISTIC_HELP} (default: the one the profile's calibration at "
+                        "this precision used, median where it does not say)")
     p.add_argument("--launch", choices=("gated", "host"), default="gated",
                    help="gated: each measured run's dispatches are all enqueued behind a gate, "
                         "then run back to back, as a host that keeps ahead of the device feeds "
@@ -87,11 +92,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     from sdsim.backends.opencl.run import ComponentRunner
+    from sdsim.backends.trace import check_size
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
     from sdsim.lower.options import parse_opt, split_settings
-    from sdsim.backends.trace import check_size
     from sdsim.model.components import COMPONENTS
     from sdsim.model.presets import load_model_config, native_resolution
     from sdsim.validation import compare, drift, report
@@ -143,15 +148,18 @@ def run(args) -> int:
     if sys.stderr.isatty():   # where the progress bar shows: the results name it too
         print(f"validating {args.component} on {rt.name}, profile {profile.name}",
               file=sys.stderr)
-    for warn in profile_warnings(profile, args.precision, rt.name):
+    from sdsim.calibration.write import measured_by
+
+    for warn in profile_warnings(profile, args.precision, rt.name, measured_by(rt)["api"]):
         print(f"warning: {warn}", file=sys.stderr)
     slow = _slow_warning(rt, args)
     if slow:
         print(f"warning: {slow}", file=sys.stderr)
     device = rt.device.name.strip()
     cal_report = _calibration_report(profile, args.precision)
+    statistic = args.statistic or _statistic(profile, args.precision)
     refs, feed = _drift_cases(cal_report, args.precision)
-    before = _drift(rt, refs, feed, args, "before")
+    before = _drift(rt, refs, feed, args, "before", statistic)
     bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run", file=sys.stderr,
                disable=True if args.format == "json" else None)   # None: only on a terminal
     runs = []
@@ -170,7 +178,7 @@ def run(args) -> int:
             bar.update()
         res = results[0]
         pred = predict_component(runner.graph, 1, profile, opt, args.precision)
-        measured = compare.median_timings([r.timings for r in results])
+        measured = compare.timings([r.timings for r in results], statistic)
         rows = compare.join(measured, pred.kernels)
         if args.trace and not runs:
             from sdsim import timeline
@@ -182,13 +190,14 @@ def run(args) -> int:
                             "component": args.component, "resolution": args.resolution,
                             "precision": args.precision})
         runs.append({"opt": text, "options": opt, "rows": rows, "metrics": compare.metrics(rows),
-                     "noise": compare.noise([r.timings for r in results]),
+                     "noise": compare.noise([r.timings for r in results], statistic),
                      "wall_s": res.wall_s, "buffers": res.pool_buffers,
                      "buffer_bytes": res.pool_bytes, "repeat": args.repeat,
                      "gated_runs": sum(r.gated for r in results)})
         del runner
     bar.close()
-    drifted = drift.summary(before, _drift(rt, refs, feed, args, "after")) if refs else None
+    drifted = (drift.summary(before, _drift(rt, refs, feed, args, "after", statistic))
+               if refs else None)
     if drift.warning(drifted):
         print(f"warning: {drift.warning(drifted)}", file=sys.stderr)
     effect = compare.effect(runs)
@@ -202,7 +211,8 @@ def run(args) -> int:
            "batch": args.batch, "precision": args.precision,
            "arith": rt.arith_for(args.precision),   # fp32 storage computes in float
            "warmup": args.warmup, "weights": args.weights, "launch": args.launch,
-           "repeat": args.repeat, "load": provenance.load(), "commit": provenance.commit(),
+           "repeat": args.repeat, "statistic": statistic, "load": provenance.load(),
+           "commit": provenance.commit(),
            "calibration": cal_report, "heldout": _heldout(cal_report),
            "drift": drifted, "notes": args.notes}
     if (args.report or "").lower() != "none":
@@ -252,7 +262,8 @@ def _to_json(ctx: dict, profile: str, runs: list, effect: list, path) -> dict:
     return {"schema_version": SCHEMA_VERSION, "device": profile, "opencl_device": ctx["device"],
             "component": ctx["component"], "resolution": ctx["resolution"],
             "batch": ctx["batch"], "precision": ctx["precision"], "arith": ctx.get("arith"),
-            "opt": runs[0]["opt"], **runs[0]["metrics"],
+            "opt": runs[0]["opt"], "statistic": ctx.get("statistic", "median"),
+            **runs[0]["metrics"],
             "runs": [{"opt": r["opt"], **r["metrics"], "wall_s": r["wall_s"]} for r in runs],
             "optimization_effect": in_units(effect, EFFECT_SI),
             "report": str(path) if path else None,
@@ -319,8 +330,9 @@ def _drift_cases(cal_report: str | None, precision: str) -> tuple[list, tuple[bo
     return drift.reference_cases(meas), drift.feed(meas)
 
 
-def _drift(rt, refs: list, feed: tuple[bool, int], args, when: str) -> list:
-    """The reference cases measured now (sdsim/validation/drift.py)."""
+def _drift(rt, refs: list, feed: tuple[bool, int], args, when: str, statistic: str) -> list:
+    """The reference cases measured now (sdsim/validation/drift.py), their runs reduced by
+    `statistic`."""
     from sdsim.validation import drift
 
     if not refs:
@@ -328,7 +340,14 @@ def _drift(rt, refs: list, feed: tuple[bool, int], args, when: str) -> list:
     if args.format != "json":
         print(f"checking the device's speed against its calibration ({when} the runs)",
               file=sys.stderr)
-    return drift.measure(rt, refs, args.precision, feed)
+    return drift.measure(rt, refs, args.precision, feed, statistic)
+
+
+def _statistic(profile, precision: str) -> str:
+    """How the calibration whose coefficients time calls at this precision reduced its timed
+    runs (sdsim/repeats.py): a validation times its calls the same way by default."""
+    return profile.coefficient_sets.get(precision, (None, profile.calibration))[1].get(
+        "statistic", "median")
 
 
 def _calibration_report(profile, precision: str) -> str | None:

@@ -94,6 +94,8 @@ COEFFICIENTS_SCHEMA = {
         "precision": {"enum": ["fp16", "fp32"]},
         "cache_bytes": _POSITIVE,
         "l1_ways": {"type": "integer", "minimum": 0},
+        # how the sweep reduced each case's timed runs (sdsim/repeats.py); median where absent
+        "statistic": {"enum": ["median", "min"]},
         # the tuned launch choices besides GEMM builds the coefficients were fitted under
         # (sdsim/kernels/tuning.py Tuning.launches)
         "launches": {"type": "object", "additionalProperties": False,
@@ -272,27 +274,36 @@ class Profile:
             efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
 
 
-def profile_warnings(profile: Profile, precision: str, device: str | None = None) -> list[str]:
+def profile_warnings(profile: Profile, precision: str, device: str | None = None,
+                     api: str | None = None) -> list[str]:
     """What a user should know before trusting this profile's predictions at `precision`, and,
-    given the OpenCL `device` a run measures ("platform / device"), of that device."""
+    given the OpenCL `device` a run measures ("platform / device") and its `api` (as a
+    calibration on it would write it), of that device."""
     return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision),
-                        other_device(profile, device) if device else None) if w]
+                        other_device(profile, device, api) if device else None) if w]
 
 
-def other_device(profile: Profile, device: str) -> str | None:
+def other_device(profile: Profile, device: str, api: str | None = None) -> str | None:
     """A warning when a calibrated profile was measured on another OpenCL device than `device`
-    (a runtime's "platform / device" name) that a run measures: its coefficients describe the
-    device they were measured on (the PoCL profile, from an AMD EPYC host, predicts an Intel
-    Xeon host's GEMMs 2-4x short). Profiles from specifications say nothing: they are for
-    devices sdsim never ran on."""
+    (a runtime's "platform / device" name) that a run measures, or, given the run's `api`
+    (OpenCL version, platform and driver, as `calibration.write.measured_on` writes a profile's),
+    on the same device through another platform or driver: its coefficients describe what they
+    were measured on (the PoCL profile, from an AMD EPYC host, predicts an Intel Xeon host's
+    GEMMs 2-4x short; PyPI's and Debian's PoCL compile the same kernels differently). Profiles
+    from specifications say nothing: they are for devices sdsim never ran on."""
     platform, _, here = device.rpartition(" / ")
-    if not profile.coefficients or profile.gpu.strip() == here.strip():
+    here = here.strip()
+    same_gpu = profile.gpu.strip() == here
+    if not profile.coefficients or (same_gpu and (api is None or profile.api.strip() == api)):
         return None
     where = f" --platform '{platform}'" if platform else ""
-    return (f"{profile.path}: calibrated on {profile.gpu.strip()}, but this run measures "
-            f"{here.strip()}; its coefficients describe the device they were measured on, so "
-            f"the predictions may be far off here: to predict this device, calibrate it with "
-            f"`sdsim calibrate{where} --out NAME.yaml`")
+    measured = (f"{here}" if not same_gpu
+                else f"{here} through {api} (another platform or driver)")
+    return (f"{profile.path}: calibrated on {profile.gpu.strip()} ({profile.api.strip()}), but "
+            f"this run measures {measured}; its coefficients describe what they were measured "
+            f"on, so the predictions may be far off here: to predict this device, calibrate it "
+            f"with `sdsim calibrate{where} --out NAME.yaml` (`sdsim devices --opencl` gives the "
+            f"index of a platform whose name another shares)")
 
 
 def precision_mismatch(profile: Profile, precision: str) -> str | None:

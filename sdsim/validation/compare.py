@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sdsim import repeats
 from sdsim.cost.waves import BEYOND
 from sdsim.errors import SdsimError
 from sdsim.lower.options import SWITCHES
@@ -71,19 +72,20 @@ def join(timings, costed) -> list[CallRow]:
     return rows
 
 
-def median_timings(runs: list[list]) -> list:
-    """(call, median seconds) over repeated runs of one plan (each a list of (call, seconds))."""
-    import statistics
+def timings(runs: list[list], statistic: str = "median") -> list:
+    """(call, seconds) over repeated runs of one plan (each a list of (call, seconds)), each
+    call's runs reduced by `statistic` (sdsim/repeats.py)."""
+    return [(calls[0][0], float(repeats.reduce([t for _, t in calls], statistic)))
+            for calls in zip(*runs)]
 
-    return [(calls[0][0], statistics.median(t for _, t in calls)) for calls in zip(*runs)]
 
-
-def noise(runs: list[list]) -> dict | None:
+def noise(runs: list[list], statistic: str = "median") -> dict | None:
     """The measurement's own run-to-run agreement, the ceiling any prediction can reach: the
-    first run taken as the "prediction" of the median of the others, in the metrics below."""
+    first run taken as the "prediction" of the `statistic` of the others, in the metrics
+    below."""
     if len(runs) < 2:
         return None
-    rest = median_timings(runs[1:])
+    rest = timings(runs[1:], statistic)
     rows = [CallRow(c.identity, c.op_index, c.op_kind, c.scope, c.family, c.variant, c.kernel,
                     c.kernel_class, {}, c.flops, c.dram_bytes, "", max(first, 1e-9),
                     max(t, 1e-9)) for (c, first), (_, t) in zip(runs[0], rest)]

@@ -71,16 +71,19 @@ def feed(measurements: dict) -> tuple[bool, int]:
     return w.get("feed", "host") == "gated", int(w.get("lead", 0))
 
 
-def measure(rt, cases: list, precision: str, feed: tuple[bool, int] = (True, 0)) -> list[dict]:
-    """Each reference case measured now, fed as the calibration fed it (`feed`): variant,
-    calibrated and current seconds, their ratio."""
+def measure(rt, cases: list, precision: str, feed: tuple[bool, int] = (True, 0),
+            statistic: str = "median") -> list[dict]:
+    """Each reference case measured now, fed as the calibration fed it (`feed`) and its runs
+    reduced by `statistic` (sdsim/repeats.py): variant, calibrated and current seconds, their
+    ratio."""
     from sdsim import kernels
     from sdsim.calibration import sweep
 
     out = []
     for variant, shape, then in cases:
         record = kernels.get(*variant.split("/", 1))
-        points, _ = sweep.measure(rt, record, shape, precision, gated=feed[0], lead=feed[1])
+        points, _ = sweep.measure(rt, record, shape, precision, gated=feed[0], lead=feed[1],
+                                  statistic=statistic)
         now = sum(p.measured_s for p in points)
         out.append({"variant": variant, "shape": shape, "calibrated_s": then, "now_s": now,
                     "ratio": now / then})

@@ -75,6 +75,11 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
     plt.close(fig)
 
 
+def _stat(ctx: dict) -> str:
+    """How the run reduced each call's timed runs (sdsim/repeats.py; median before it said)."""
+    return "the fastest" if ctx.get("statistic", "median") == "min" else "median"
+
+
 def _launch(ctx: dict, runs: list) -> str:
     """The report's launch sentence; it names the --opt runs a gate's watchdog had to open."""
     launch = ctx.get("launch", "host")
@@ -102,7 +107,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
          + (f", weights of `{ctx['weights']}`" if ctx.get("weights")
             else ", random seeded weights (timing does not depend on values)"),
-         f"- Measured: each dispatch's OpenCL event duration (end - start), median of "
+         f"- Measured: each dispatch's OpenCL event duration (end - start), {_stat(ctx)} of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
          "their sum (device time). " + _launch(ctx, runs)
          + "Predicted: sdsim/cost/waves.py per call of the same kernel plan.",
@@ -131,7 +136,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
              for r in runs if r.get("noise")]
     if noise:
         L += ["## Noise ceiling: the measurement against itself", "",
-              "The first measured run taken as the prediction of the median of the others: the "
+              f"The first measured run taken as the prediction of the {_stat(ctx)} of the "
+              "others: the "
               "best agreement any model could show on this machine.", "",
               render_rows(noise, "markdown", floatfmt=".4g"), ""]
     if effect:
