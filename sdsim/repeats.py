@@ -1,8 +1,8 @@
 """How a dispatch's repeated timed runs reduce to its one time, in calibration and validation
 alike: the median, or the fastest run. Other work on a shared machine only adds time, so the
-fastest run is the steadier on one (benchmarks/timing_statistic.py: on a 2-core VM, 40 PoCL
-calibration cases timed 9 times in each of 3 passes spread 4.7% between passes at the median,
-0.9% at the fastest run, reports/timing-statistic-pocl-cpu.md); on a quiet device the two agree."""
+fastest run is the steadier there: benchmarks/timing_statistic.py times calibration cases in
+several passes and compares how far each statistic moves between them
+(reports/timing-statistic-pocl-cpu.md, a 2-core VM). On a quiet device the two agree."""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ def profile_dict(cal, report_rel: str) -> dict:
            if not cal.tuning.source.startswith("defaults") else {}),
         "coefficients": {
             "report": report_rel, "kernels_hash": cal.kernels_hash, "precision": cal.precision,
-            "statistic": cal.sweep.get("statistic", "median"), "cache_bytes": _cache(cal), "launches": cal.tuning.launches,
+            "statistic": cal.sweep.get("statistic", "median"), "cache_bytes": _cache(cal),
+            "launches": cal.tuning.launches,
             **({"l1_ways": _ways(cal)} if _ways(cal) else {}),
             **({"overlap": overlap_section(m["overlap"])}
                if overlap_applied(m.get("overlap")) else {}),

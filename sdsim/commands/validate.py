@@ -58,7 +58,9 @@ def add_arguments(p):
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the measured ones")
     p.add_argument("--repeat", type=int, default=3,
                    help="measured runs; each call's time is their --statistic, and the first "
-                        "run against that of the others is the noise ceiling (needs >= 2)")
+                        "run against the median of the others (with min, the fastest of the "
+                        "first half against that of the others) is the noise ceiling (needs "
+                        ">= 2; 4 or more with min)")
     p.add_argument("--statistic", choices=tuple(STATISTICS),
                    help=f"{STATISTIC_HELP} (default: the one the profile's calibration at "
                         "this precision used, median where it does not say)")
@@ -93,6 +95,7 @@ def add_arguments(p):
 def run(args) -> int:
     from sdsim.backends.opencl.run import ComponentRunner
     from sdsim.backends.trace import check_size
+    from sdsim.calibration.write import measured_by
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.predict import predict_component
     from sdsim.cost.profile import load_profile
@@ -148,8 +151,6 @@ def run(args) -> int:
     if sys.stderr.isatty():   # where the progress bar shows: the results name it too
         print(f"validating {args.component} on {rt.name}, profile {profile.name}",
               file=sys.stderr)
-    from sdsim.calibration.write import measured_by
-
     for warn in profile_warnings(profile, args.precision, rt.name, measured_by(rt)["api"]):
         print(f"warning: {warn}", file=sys.stderr)
     slow = _slow_warning(rt, args)

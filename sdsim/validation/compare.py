@@ -81,14 +81,17 @@ def timings(runs: list[list], statistic: str = "median") -> list:
 
 def noise(runs: list[list], statistic: str = "median") -> dict | None:
     """The measurement's own run-to-run agreement, the ceiling any prediction can reach: the
-    first run taken as the "prediction" of the `statistic` of the others, in the metrics
-    below."""
+    first run taken as the "prediction" of the median of the others, in the metrics below; for
+    the fastest run (`statistic` "min"), the fastest of the first half of the runs as that of
+    the others (one run against the fastest of several would count the minimum's own gain as
+    noise)."""
     if len(runs) < 2:
         return None
-    rest = timings(runs[1:], statistic)
+    half = 1 if statistic == "median" else len(runs) // 2
+    head, rest = timings(runs[:half], statistic), timings(runs[half:], statistic)
     rows = [CallRow(c.identity, c.op_index, c.op_kind, c.scope, c.family, c.variant, c.kernel,
                     c.kernel_class, {}, c.flops, c.dram_bytes, "", max(first, 1e-9),
-                    max(t, 1e-9)) for (c, first), (_, t) in zip(runs[0], rest)]
+                    max(t, 1e-9)) for (c, first), (_, t) in zip(head, rest)]
     return metrics(rows)
 
 

@@ -80,6 +80,14 @@ def _stat(ctx: dict) -> str:
     return "the fastest" if ctx.get("statistic", "median") == "min" else "median"
 
 
+def _noise_split(ctx: dict) -> str:
+    """How the noise ceiling splits the runs (sdsim.validation.compare.noise)."""
+    if ctx.get("statistic", "median") == "min":
+        return ("The fastest of the first half of the measured runs taken as the prediction of "
+                "the fastest of the others")
+    return "The first measured run taken as the prediction of the median of the others"
+
+
 def _launch(ctx: dict, runs: list) -> str:
     """The report's launch sentence; it names the --opt runs a gate's watchdog had to open."""
     launch = ctx.get("launch", "host")
@@ -136,8 +144,7 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
              for r in runs if r.get("noise")]
     if noise:
         L += ["## Noise ceiling: the measurement against itself", "",
-              f"The first measured run taken as the prediction of the {_stat(ctx)} of the "
-              "others: the "
+              f"{_noise_split(ctx)}: the "
               "best agreement any model could show on this machine.", "",
               render_rows(noise, "markdown", floatfmt=".4g"), ""]
     if effect:
