@@ -766,19 +766,20 @@ def test_queried_cases_join_the_sweep_as_training_points(monkeypatch):
         seen["query"] = (len(run_), members, precision, keep, cu)
         return [("rec", {"m": 1}), ("rec", {"m": 2})]
 
-    def measure(rt, record, shape, precision, repeat, clock, gated, lead):
-        seen.setdefault("measured", []).append((shape["m"], precision, repeat, gated, lead))
+    def measure(rt, record, shape, precision, repeat, clock, gated, lead, statistic):
+        seen.setdefault("measured", []).append((shape["m"], precision, repeat, gated, lead,
+                                                statistic))
         return [Point("k", "f/v", shape, "k", None, 2e-3, 0.01)], False
 
     monkeypatch.setattr(fit, "committees", committees)
     monkeypatch.setattr(sweep, "query", query)
     monkeypatch.setattr(sweep, "measure", measure)
     keep, runs, by_case = object(), [("rec", {"m": 0})], [[old]]
-    todo = run._query(None, cal, runs, by_case, keep, 5, True, 100, Counter())
+    todo = run._query(None, cal, runs, by_case, keep, 5, True, 100, Counter(), "min")
     assert todo == [("rec", {"m": 1}), ("rec", {"m": 2})]
     assert seen["committees"] == ([old], 4, {"k": None}, 8)
     assert seen["query"] == (1, {"k": ["a", "b"]}, "fp16", keep, 4)
-    assert seen["measured"] == [(1, "fp16", 5, True, 100), (2, "fp16", 5, True, 100)]
+    assert seen["measured"] == [(m, "fp16", 5, True, 100, "min") for m in (1, 2)]
     assert runs[1:] == todo and len(by_case) == 3 and len(cal.points) == 3
     assert not any(p.heldout for p in cal.points)
 
@@ -913,14 +914,15 @@ def test_recheck_keeps_the_faster_pass_of_the_cases_the_first_fit_misses(monkeyp
     second = {0: 1.7e-3, 1: 1.1e-3}
     asked = []
 
-    def measure(rt, record, shape, precision, repeat, gated, lead):
-        asked.append((record, gated, lead))
+    def measure(rt, record, shape, precision, repeat, gated, lead, statistic):
+        asked.append((record, gated, lead, statistic))
         return [Point("k", "f/v", {}, "k", None, second[record], 0.02)], False
 
     monkeypatch.setattr(sweep, "measure", measure)
     cal = SimpleNamespace(precision="fp32")
-    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0, True, 100)
-    assert todo == [0, 1] and sorted(asked) == [(0, True, 100), (1, True, 100)]  # as the sweep was
+    todo = run._recheck(None, cal, [(0, {}), (1, {}), (2, {})], by_case, 5, 0, True, 100, "min")
+    assert todo == [0, 1]
+    assert sorted(asked) == [(0, True, 100, "min"), (1, True, 100, "min")]   # as the sweep was
     assert by_case[0][0].measured_s == 1.7e-3 and by_case[0][0].passes == (5.6e-3, 1.7e-3)
     assert by_case[0][0].cv == 0.02
     assert by_case[1][0].measured_s == 1.0e-3 and by_case[1][0].passes == (1.0e-3, 1.1e-3)
