@@ -11,6 +11,9 @@ import numpy as np
 #: statistic name -> its reduction over repeated runs
 STATISTICS = {"median": np.median, "min": np.min}
 
+#: statistic name -> how a report says it ("the fastest of 5 runs")
+WORDS = {"median": "median", "min": "the fastest"}
+
 HELP = ("how each dispatch's timed runs reduce to its time: median, or min, the fastest run, "
         "steadier on a shared machine where other work only adds time (a profile's validation "
         "uses its calibration's by default)")

@@ -145,12 +145,20 @@ def _check_merge(measurements, stored, tmp_path, capsys, monkeypatch):
         assert main(["calibrate", "--refit", str(measurements), "--out", str(fresh)]) == 0
     assert "(sdsim commit abc1234)" in (tmp_path / "calibration-fresh.md").read_text()
     for field, change in (("device", {"device": "Other / device"}),
-                          ("sweep.lead", {"sweep": dict(twin["sweep"], lead=0)})):
+                          ("sweep.lead", {"sweep": dict(twin["sweep"], lead=0)}),
+                          ("sweep.statistic", {"sweep": dict(twin["sweep"], statistic="min")})):
         (tmp_path / "other.json").write_text(json.dumps(dict(twin, **change)))
         assert main(["calibrate", "--refit", str(measurements), str(tmp_path / "other.json"),
                      "--out", str(tmp_path / "x.yaml")]) == 2
         err = capsys.readouterr().err
         assert "other.json" in err and f"its {field} is" in err
+    # a sweep that kept each case's fastest run says so, in its report and its profile
+    fastest = tmp_path / "fastest.json"
+    fastest.write_text(json.dumps(dict(stored, sweep=dict(stored["sweep"], statistic="min"))))
+    assert main(["calibrate", "--refit", str(fastest), "--out", str(tmp_path / "f.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "f.yaml").read_text())["coefficients"]["statistic"] == "min"
+    assert f"then the fastest of {stored['sweep']['repeat']} runs" in \
+        (tmp_path / "calibration-f.md").read_text()
 
 
 def _check_refit(measurements, prof, tmp_path, capsys, monkeypatch):

@@ -9,7 +9,7 @@ import yaml
 
 import statistics
 
-from sdsim import atomic, provenance
+from sdsim import atomic, provenance, repeats
 from sdsim.calibration import fit, store, writeback
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
@@ -405,7 +405,7 @@ def report_markdown(cal, profile_rel: str, report_path, commit: str | None = Non
         f"- Sweep: `{cal.mix}`, {cal.precision} storage; {w['cases']} cases in random order "
         f"({w['rejected_sd_layers']} rejected as SD1.4 layer shapes, {w['over_budget']} over the "
         f"{w['budget_s']:g} s per-case budget{_topped(w)}), warm-up then "
-        f"{_statistic(w)} of "
+        f"{repeats.WORDS[w.get('statistic', 'median')]} of "
         f"{w['repeat']} runs{_long(w)}, each "
         f"after a {FLUSH_BYTES >> 20} MiB fill that evicts the device caches and a read of the "
         f"activation inputs (weights cold, activations cached, as in a pipeline), "
@@ -531,11 +531,6 @@ def write(cal, profile_path, report_path) -> dict:
     atomic.write_text(report_path, report_markdown(cal, rel(profile_path), report_path, commit))
     atomic.write_text(store.json_path(report_path), dumps(store.dump(cal)) + "\n")
     return data
-
-
-def _statistic(w: dict) -> str:
-    """How the sweep `w` reduced a case's timed runs (sdsim/repeats.py)."""
-    return "the fastest" if w.get("statistic", "median") == "min" else "median"
 
 
 def measured_on(device: str, opencl: str, driver: str) -> dict:

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from sdsim import atomic
+from sdsim import atomic, repeats
 from sdsim.cost.waves import BEYOND
 from sdsim.errors import SdsimError
 from sdsim.lower.options import Options
@@ -75,11 +75,6 @@ def plot(rows_by_opt: dict, path, title: str) -> None:
     plt.close(fig)
 
 
-def _stat(ctx: dict) -> str:
-    """How the run reduced each call's timed runs (sdsim/repeats.py; median before it said)."""
-    return "the fastest" if ctx.get("statistic", "median") == "min" else "median"
-
-
 def _noise_split(ctx: dict) -> str:
     """How the noise ceiling splits the runs (sdsim.validation.compare.noise)."""
     if ctx.get("statistic", "median") == "min":
@@ -115,7 +110,8 @@ def markdown(ctx: dict, runs: list, effect: list, profile, plot_name: str) -> st
          + (f" in {ctx['arith']} arithmetic" if ctx.get("arith") else "")
          + (f", weights of `{ctx['weights']}`" if ctx.get("weights")
             else ", random seeded weights (timing does not depend on values)"),
-         f"- Measured: each dispatch's OpenCL event duration (end - start), {_stat(ctx)} of "
+         "- Measured: each dispatch's OpenCL event duration (end - start), "
+         f"{repeats.WORDS[ctx.get('statistic', 'median')]} of "
          f"{ctx.get('repeat', 1)} run(s) after {ctx['warmup']} warm-up run(s); end-to-end = "
          "their sum (device time). " + _launch(ctx, runs)
          + "Predicted: sdsim/cost/waves.py per call of the same kernel plan.",
