@@ -121,9 +121,10 @@ def test_validate_tiny_unet_json_and_report(plat, tmp_path, capsys):
                  "--resolution", "64", "--opt", "paper", "none", "--precision", "fp32",
                  "--warmup", "0", "--repeat", "2", "--statistic", "min", "--report", str(rep),
                  "--format", "json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     schemas.validate("validate", out)
-    assert out["statistic"] == "min"
+    assert out["statistic"] == "min" and "--repeat 2 leaves one run" in captured.err
     for key in ("e2e_error_pct", "rmspe_pct", "acc10_calls_pct", "acc10_time_pct", "measured_s",
                 "predicted_s"):
         assert isinstance(out[key], float)

@@ -159,6 +159,11 @@ def run(args) -> int:
     device = rt.device.name.strip()
     cal_report = _calibration_report(profile, args.precision)
     statistic = args.statistic or _statistic(profile, args.precision)
+    if statistic == "min" and 1 < args.repeat < 4:
+        print(f"warning: with the fastest run as each call's time, the noise ceiling sets the "
+              f"fastest of the first half of the runs against that of the others, and "
+              f"--repeat {args.repeat} leaves one run in the first half, which reads as noise "
+              "what the fastest of several gains: give --repeat 4 or more", file=sys.stderr)
     refs, feed = _drift_cases(cal_report, args.precision)
     before = _drift(rt, refs, feed, args, "before", statistic)
     bar = tqdm(total=len(opts) * (args.warmup + args.repeat), unit="run", file=sys.stderr,
