@@ -15,8 +15,8 @@ STATISTICS = {"median": np.median, "min": np.min}
 WORDS = {"median": "median", "min": "the fastest"}
 
 HELP = ("how each dispatch's timed runs reduce to its time: median, or min, the fastest run, "
-        "steadier on a shared machine where other work only adds time (a profile's validation "
-        "uses its calibration's by default)")
+        "steadier on a shared machine where other work only adds time; a profile records its "
+        "calibration's, and validate times calls the same way unless told otherwise")
 
 
 def reduce(times, statistic: str, axis: int = 0) -> np.ndarray:

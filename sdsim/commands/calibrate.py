@@ -53,10 +53,10 @@ def add_arguments(p):
                         "hash, which predict warns on when they changed), so one profile "
                         "predicts both")
     p.add_argument("--repeat", type=int, default=5,
-                   help="timed runs per case (at most 3 for a case whose warm-up run takes "
-                        "0.1 s or more, whose spread is small)")
+                   help="timed runs per case, reduced by --statistic (at most 3 for a case "
+                        "whose warm-up run takes 0.1 s or more, whose spread is small)")
     p.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
-                   help=f"{STATISTIC_HELP} (default: median)")
+                   help=STATISTIC_HELP)
     p.add_argument("--feed", choices=("gated", "host"), default="gated",
                    help="how each timed run's dispatches reach the device: gated, enqueued "
                         "behind a gate and run back to back, as validate times a pipeline; "
