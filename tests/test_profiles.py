@@ -223,27 +223,30 @@ def test_other_device_warns_when_a_run_measures_another_device_than_the_calibrat
     or on the same device through another PoCL build (another platform or driver), is told so,
     with the command that calibrates it; the same device through the same driver, and profiles
     from specifications (which describe devices sdsim never ran on), say nothing."""
-    from sdsim.cost.profile import other_device
+    from sdsim.cost.profile import other_device, profile_warnings
 
     pocl = load_profile("pocl-cpu")
-    assert other_device(pocl, f"Portable Computing Language / {pocl.gpu}") is None
-    msg = other_device(pocl, "Portable Computing Language / pthread-Intel(R) Xeon(R) Processor")
+    assert pocl.api == "OpenCL 3.0 (Portable Computing Language, driver 3.0-rc2)"
+    here = f"Portable Computing Language / {pocl.gpu}"
+    assert other_device(pocl, here, pocl.api) is None
+    assert profile_warnings(pocl, "fp16", (here, pocl.api)) == []
+    xeon = "Portable Computing Language / pthread-Intel(R) Xeon(R) Processor"
+    msg = other_device(pocl, xeon, pocl.api)
     assert f"calibrated on {pocl.gpu}" in msg and "pthread-Intel(R) Xeon(R) Processor" in msg
     assert "sdsim calibrate --platform 'Portable Computing Language' --out" in msg
-    from sdsim.cost.profile import profile_warnings
-    assert msg in profile_warnings(pocl, "fp16", "Portable Computing Language / pthread-Intel"
-                                   "(R) Xeon(R) Processor")
-    assert profile_warnings(pocl, "fp16", f"Portable Computing Language / {pocl.gpu}") == []
-    here = f"Portable Computing Language / {pocl.gpu}"
-    assert profile_warnings(pocl, "fp16", here, pocl.api) == []
+    assert msg in profile_warnings(pocl, "fp16", (xeon, pocl.api))
     debian = "OpenCL 3.0 (Portable Computing Language, driver 3.1)"
     msg = other_device(pocl, here, debian)
     assert f"through {debian} (another platform or driver)" in msg and pocl.api in msg
-    assert profile_warnings(pocl, "fp16", here, debian) == [msg]
+    assert profile_warnings(pocl, "fp16", (here, debian)) == [msg]
     h100 = load_profile("nvidia-h100-opencl")
-    assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3") is None
-    assert "NVIDIA H200" in other_device(h100, "NVIDIA CUDA / NVIDIA H200")
-    assert other_device(load_profile("nvidia-h200-spec"), "NVIDIA CUDA / NVIDIA H100") is None
+    cuda = "OpenCL 3.0 (NVIDIA CUDA, driver 580.159.04)"
+    assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3", cuda) is None
+    assert "NVIDIA H200" in other_device(h100, "NVIDIA CUDA / NVIDIA H200", cuda)
+    assert other_device(h100, "NVIDIA CUDA / NVIDIA H100 80GB HBM3",
+                        cuda.replace("580.159.04", "590.1")) is not None
+    spec = load_profile("nvidia-h200-spec")
+    assert other_device(spec, "NVIDIA CUDA / NVIDIA H100", cuda) is None
 
 
 def test_profiles_by_name_from_the_search_path_first(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from sdsim.calibration import fit, store, writeback
 from sdsim.cl.bench import describe
 from sdsim.cl.runtime import FLUSH_BYTES
 from sdsim.cost import waves
-from sdsim.cost.profile import SCHEMA_VERSION, SWEPT, parse_profile
+from sdsim.cost.profile import SCHEMA_VERSION, SWEPT, elsewhere, measured_on, parse_profile
 from sdsim.errors import SdsimError
 from sdsim.kernels import KERNEL_CLASSES
 from sdsim.output import dumps, render_rows
@@ -533,20 +533,6 @@ def write(cal, profile_path, report_path) -> dict:
     return data
 
 
-def measured_on(device: str, opencl: str, driver: str) -> dict:
-    """A profile's `gpu` and `api`: the OpenCL device ("platform / device"), its OpenCL version
-    and driver, which name the device its coefficients describe."""
-    parts = device.split(" / ", 1)
-    platform, name = parts[0], parts[-1]
-    return {"gpu": name, "api": f"{' '.join(opencl.split()[:2])} ({platform}, driver {driver})"}
-
-
-def measured_by(rt) -> dict:
-    """`measured_on` of a runtime's device: what a calibration on it would write."""
-    d = rt.device
-    return measured_on(rt.name, d.version.strip(), d.driver_version.strip())
-
-
 def _profile_yaml(path: Path) -> dict:
     """An existing profile's YAML as a dict ({} where there is none or it holds no mapping)."""
     try:
@@ -570,7 +556,7 @@ def calibrated_elsewhere(profile_path, here: dict) -> str | None:
 
 def _elsewhere(old: dict, here: dict) -> bool:
     """Whether the profile `old` (its YAML) holds coefficients of another device than `here`."""
-    return bool(old.get("coefficients")) and any(old.get(k) != here[k] for k in ("gpu", "api"))
+    return bool(old.get("coefficients")) and elsewhere(old.get("gpu"), old.get("api"), here)
 
 
 def _other_precision(profile_path: Path, cal, data: dict) -> dict:

@@ -121,7 +121,8 @@ def _same_device(out: Path, rt) -> bool:
     """Whether the profile at `out` was measured on the runtime's device; where not, a warning
     before the sweep, which then replaces that profile whole (its other precision's
     coefficients and its tuning describe the other device)."""
-    from sdsim.calibration.write import calibrated_elsewhere, measured_by
+    from sdsim.calibration.write import calibrated_elsewhere
+    from sdsim.cost.profile import measured_by
 
     why = calibrated_elsewhere(out, measured_by(rt))
     if why:
@@ -135,7 +136,8 @@ def _refit(args, out: Path, command: str, t0: float) -> int:
     """--refit: the stored measurements fitted again; the profile and report are rewritten."""
     from sdsim.calibration import store
     from sdsim.calibration.run import fitted
-    from sdsim.calibration.write import calibrated_elsewhere, measured_on, write
+    from sdsim.calibration.write import calibrated_elsewhere, write
+    from sdsim.cost.profile import measured_on
 
     cal = store.load(args.refit[0], command)
     for line in store.merge(cal, [(p, store.load(p, command)) for p in args.refit[1:]]):

@@ -36,9 +36,8 @@ def add_arguments(p):
 
 
 def _opencl(args) -> int:
-    from sdsim.calibration.write import measured_on
     from sdsim.cl.runtime import device_table
-    from sdsim.cost.profile import other_device
+    from sdsim.cost.profile import measured_on, other_device
 
     calibrated = [load_profile(n) for n in known_profiles()]
     calibrated = [p for p in calibrated if p.coefficients]

@@ -119,9 +119,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _opencl(sd, args, progress):
     """Move the pipeline's calls to the OpenCL device; the profile to predict with, if any."""
-    from sdsim.calibration.write import measured_by
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile, profile_warnings
+    from sdsim.cost.profile import load_profile, measured_by, profile_warnings
     from sdsim.kernels import tuning
     from sdsim.lower.options import parse_opt
 
@@ -131,8 +130,8 @@ def _opencl(sd, args, progress):
         tuning.activate(tuning.for_profile(profile))
     progress.phase("opening the OpenCL device")
     rt = Runtime(args.platform, args.cl_device, args.arith)
-    here = measured_by(rt)["api"]
-    for warn in profile_warnings(profile, args.precision, rt.name, here) if profile else ():
+    run = (rt.name, measured_by(rt)["api"])
+    for warn in profile_warnings(profile, args.precision, run) if profile else ():
         warnings.warn(warn, stacklevel=1)
     sd.use_opencl(rt, opt, args.find_overflow, progress)
     return rt, profile

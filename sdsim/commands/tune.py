@@ -48,9 +48,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     from sdsim.calibration.tune import tune, write
-    from sdsim.calibration.write import calibrated_elsewhere, measured_by
+    from sdsim.calibration.write import calibrated_elsewhere
     from sdsim.cl.runtime import Runtime
-    from sdsim.cost.profile import load_profile, profile_files
+    from sdsim.cost.profile import load_profile, measured_by, profile_files
 
     t0 = time.perf_counter()          # the JSON's `seconds`: this command's wall time
     if args.repeat < 1:

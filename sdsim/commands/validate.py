@@ -95,10 +95,9 @@ def add_arguments(p):
 def run(args) -> int:
     from sdsim.backends.opencl.run import ComponentRunner
     from sdsim.backends.trace import check_size
-    from sdsim.calibration.write import measured_by
     from sdsim.cl.runtime import Runtime
     from sdsim.cost.predict import predict_component
-    from sdsim.cost.profile import load_profile
+    from sdsim.cost.profile import load_profile, measured_by, profile_warnings
     from sdsim.lower.options import parse_opt, split_settings
     from sdsim.model.components import COMPONENTS
     from sdsim.model.presets import load_model_config, native_resolution
@@ -108,8 +107,6 @@ def run(args) -> int:
         raise SdsimError(f"--warmup must be >= 0 (got {args.warmup})")
     if args.repeat < 1:
         raise SdsimError(f"--repeat must be at least 1 (got {args.repeat})")
-    from sdsim.cost.profile import profile_warnings
-
     if args.repredict and not args.replay:
         raise SdsimError("--repredict predicts the calls of a stored run again; give --replay "
                          "JSON")
@@ -151,7 +148,7 @@ def run(args) -> int:
     if sys.stderr.isatty():   # where the progress bar shows: the results name it too
         print(f"validating {args.component} on {rt.name}, profile {profile.name}",
               file=sys.stderr)
-    for warn in profile_warnings(profile, args.precision, rt.name, measured_by(rt)["api"]):
+    for warn in profile_warnings(profile, args.precision, (rt.name, measured_by(rt)["api"])):
         print(f"warning: {warn}", file=sys.stderr)
     slow = _slow_warning(rt, args)
     if slow:
@@ -352,13 +349,12 @@ def _drift(rt, refs: list, feed: tuple[bool, int], args, when: str, statistic: s
 def _statistic(profile, precision: str) -> str:
     """How the calibration whose coefficients time calls at this precision reduced its timed
     runs (sdsim/repeats.py): a validation times its calls the same way by default."""
-    return profile.coefficient_sets.get(precision, (None, profile.calibration))[1].get(
-        "statistic", "median")
+    return profile.calibration_for(precision).get("statistic", "median")
 
 
 def _calibration_report(profile, precision: str) -> str | None:
     """The calibration report whose coefficients time calls at this storage precision."""
-    return profile.coefficient_sets.get(precision, (None, profile.calibration))[1].get("report")
+    return profile.calibration_for(precision).get("report")
 
 
 def _heldout(report: str | None) -> str | None:

@@ -235,18 +235,21 @@ class Profile:
         found = self.coefficient_sets.get(precision)
         return found[0] if found else self.coefficients
 
+    def calibration_for(self, precision: str) -> dict:
+        """The calibration record (report, kernels hash, statistic, sequence terms...) of the
+        coefficients `coefficients_for` picks."""
+        found = self.coefficient_sets.get(precision)
+        return found[1] if found else self.calibration
+
     def overlap_for(self, precision: str):
         """The sequence term (sdsim/cost/overlap.py) of the coefficients `coefficients_for`
         picks; None where their calibration measured none."""
-        found = self.coefficient_sets.get(precision)
-        return Overlap.from_section((found[1] if found else self.calibration).get("overlap"))
+        return Overlap.from_section(self.calibration_for(precision).get("overlap"))
 
     def writeback_for(self, precision: str):
         """The write-back term (sdsim/cost/writeback.py) of the coefficients `coefficients_for`
         picks; None where their calibration measured none."""
-        found = self.coefficient_sets.get(precision)
-        return Writeback.from_section((found[1] if found else self.calibration)
-                                      .get("writeback"))
+        return Writeback.from_section(self.calibration_for(precision).get("writeback"))
 
     def rate(self, k, precision: str) -> float:
         """The arithmetic rate a dispatch runs at (FLOP/s): the fp16 rate only for an
@@ -274,31 +277,49 @@ class Profile:
             efficiency={c: pick(f"efficiency.{c}", v) for c, v in self.efficiency.items()})
 
 
-def profile_warnings(profile: Profile, precision: str, device: str | None = None,
-                     api: str | None = None) -> list[str]:
+def profile_warnings(profile: Profile, precision: str,
+                     run: tuple[str, str] | None = None) -> list[str]:
     """What a user should know before trusting this profile's predictions at `precision`, and,
-    given the OpenCL `device` a run measures ("platform / device") and its `api` (as a
-    calibration on it would write it), of that device."""
+    given the OpenCL device a run measures as (its "platform / device" name, its `api` as
+    `measured_by` gives it), of that device."""
     return [w for w in (stale_calibration(profile), precision_mismatch(profile, precision),
-                        other_device(profile, device, api) if device else None) if w]
+                        other_device(profile, *run) if run else None) if w]
 
 
-def other_device(profile: Profile, device: str, api: str | None = None) -> str | None:
-    """A warning when a calibrated profile was measured on another OpenCL device than `device`
-    (a runtime's "platform / device" name) that a run measures, or, given the run's `api`
-    (OpenCL version, platform and driver, as `calibration.write.measured_on` writes a profile's),
-    on the same device through another platform or driver: its coefficients describe what they
-    were measured on (the PoCL profile, from an AMD EPYC host, predicts an Intel Xeon host's
-    GEMMs 2-4x short; PyPI's and Debian's PoCL compile the same kernels differently). Profiles
-    from specifications say nothing: they are for devices sdsim never ran on."""
-    platform, _, here = device.rpartition(" / ")
-    here = here.strip()
-    same_gpu = profile.gpu.strip() == here
-    if not profile.coefficients or (same_gpu and (api is None or profile.api.strip() == api)):
+def measured_on(device: str, opencl: str, driver: str) -> dict:
+    """A profile's `gpu` and `api`: the OpenCL device ("platform / device"), its OpenCL version
+    and driver, which name the device its coefficients describe."""
+    parts = device.split(" / ", 1)
+    platform, name = parts[0], parts[-1]
+    return {"gpu": name, "api": f"{' '.join(opencl.split()[:2])} ({platform}, driver {driver})"}
+
+
+def measured_by(rt) -> dict:
+    """`measured_on` of a runtime's device: what a calibration on it would write."""
+    d = rt.device
+    return measured_on(rt.name, d.version.strip(), d.driver_version.strip())
+
+
+def elsewhere(gpu, api, here: dict) -> bool:
+    """Whether coefficients a profile says were measured on `gpu` through `api` describe another
+    device, platform or driver than `here` (a `measured_on` dict): two PoCL builds on one host,
+    PyPI's and Debian's, share their platform name and compile the same kernels differently."""
+    return str(gpu or "").strip() != here["gpu"] or str(api or "").strip() != here["api"]
+
+
+def other_device(profile: Profile, device: str, api: str) -> str | None:
+    """A warning when a calibrated profile was measured on another OpenCL device, platform or
+    driver (`elsewhere`) than the `device` ("platform / device") and `api` a run measures: its
+    coefficients describe what they were measured on (the PoCL profile, from an AMD EPYC host,
+    predicts an Intel Xeon host's GEMMs 2-4x short). Profiles from specifications say nothing:
+    they are for devices sdsim never ran on."""
+    platform, _, name = device.rpartition(" / ")
+    here = {"gpu": name.strip(), "api": api}
+    if not profile.coefficients or not elsewhere(profile.gpu, profile.api, here):
         return None
     where = f" --platform '{platform}'" if platform else ""
-    measured = (f"{here}" if not same_gpu
-                else f"{here} through {api} (another platform or driver)")
+    measured = (here["gpu"] if profile.gpu.strip() != here["gpu"]
+                else f"{here['gpu']} through {api} (another platform or driver)")
     return (f"{profile.path}: calibrated on {profile.gpu.strip()} ({profile.api.strip()}), but "
             f"this run measures {measured}; its coefficients describe what they were measured "
             f"on, so the predictions may be far off here: to predict this device, calibrate it "
